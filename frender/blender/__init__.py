@@ -1,0 +1,77 @@
+"""The Blender runner: backends, guarded and sandboxed renders, inspection, comparison.
+
+See docs/security.md for what a friend rendering someone else's file is
+protected from, and design.md section 8 for the shape.
+"""
+
+from ._backend import (
+    Backend,
+    BlenderBackend,
+    BlendInfo,
+    BpyBackend,
+    CliBackend,
+    RenderedFrame,
+    cpu_class,
+    find_backend,
+    frame_name,
+    inspect,
+    probe,
+    render,
+)
+from ._compare import BadImage, Comparison, Tolerance, compare, decode_png, png_size
+from ._errors import (
+    BlenderCrashed,
+    BlenderError,
+    BlenderNotFound,
+    GuardRefused,
+    MissingDenoiser,
+    NewerBlendFile,
+    NotABlendFile,
+    OutOfMemory,
+    RenderTimeout,
+)
+from ._header import BlendHeader, read_blend_header
+from ._modelled import ModelledBackend, forge_frame, modelled_frame
+from ._runner import Limits
+from ._sandbox import sandbox_available
+from ._scene import build_demo_scene, parse_resolution, scene_command
+
+__all__ = [
+    "Backend",
+    "BadImage",
+    "BlendHeader",
+    "BlendInfo",
+    "BlenderBackend",
+    "BlenderCrashed",
+    "BlenderError",
+    "BlenderNotFound",
+    "BpyBackend",
+    "CliBackend",
+    "Comparison",
+    "GuardRefused",
+    "Limits",
+    "MissingDenoiser",
+    "ModelledBackend",
+    "NewerBlendFile",
+    "NotABlendFile",
+    "OutOfMemory",
+    "RenderTimeout",
+    "RenderedFrame",
+    "Tolerance",
+    "build_demo_scene",
+    "compare",
+    "cpu_class",
+    "decode_png",
+    "find_backend",
+    "forge_frame",
+    "frame_name",
+    "inspect",
+    "modelled_frame",
+    "parse_resolution",
+    "png_size",
+    "probe",
+    "read_blend_header",
+    "render",
+    "sandbox_available",
+    "scene_command",
+]

@@ -1,0 +1,35 @@
+"""The event log: SQLite for processes, memory for tests; one contract."""
+
+from frender.store._log import (
+    GENESIS,
+    ChainBroken,
+    EventLog,
+    Head,
+    LogError,
+    MemoryLog,
+    NotAnEventLog,
+    Record,
+    SqliteLog,
+    Truncated,
+    UnknownEvent,
+    chain_hash,
+    events,
+    verify,
+)
+
+__all__ = [
+    "GENESIS",
+    "ChainBroken",
+    "EventLog",
+    "Head",
+    "LogError",
+    "MemoryLog",
+    "NotAnEventLog",
+    "Record",
+    "SqliteLog",
+    "Truncated",
+    "UnknownEvent",
+    "chain_hash",
+    "events",
+    "verify",
+]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh machine, then run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+
+# Debian packages: bubblewrap (the render sandbox) and Blender 3.4 (the CLI
+# backend and version-mismatch tests). Needs root; elsewhere those tests skip.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
+  command -v blender >/dev/null || missing+=(blender)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+"$PY" -m pip install -q --disable-pip-version-check -e '.[bpy,test]'
+exec "$PY" -m pytest -n 2 "$@"

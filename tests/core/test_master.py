@@ -1,0 +1,217 @@
+"""Table-driven tests of the master's decider: the paper's assignment rule, keys and the ledger."""
+
+from __future__ import annotations
+
+import pytest
+
+from frender.core._decider import Rejected
+from frender.core.master import (
+    EscrowFunded,
+    FriendReleased,
+    FriendsAssigned,
+    GrantPoints,
+    Heartbeat,
+    JobClosed,
+    Master,
+    MasterSettings,
+    RegisterFriend,
+    ReportJob,
+    RequestFriends,
+    TrustRequester,
+    decide,
+    evolve,
+)
+from frender.core.profile import RenderProfile
+
+P5 = RenderProfile(blender_version="5.0.1", build_hash="a3db93c5b259")
+P4 = RenderProfile(blender_version="3.4.1", build_hash="debian")
+
+
+def apply(state: Master, command) -> list[object]:
+    events = decide(state, command)
+    for event in events:
+        evolve(state, event)
+    return events
+
+
+def master(friends: list[tuple[str, RenderProfile, float]], *, timeout=2.0, points=1000) -> Master:
+    """A master with a trusted requester "R", an artist with points, and friends seen at given times."""
+    state = Master(settings=MasterSettings(friend_timeout=timeout))
+    apply(state, TrustRequester(key="R", name="requester"))
+    apply(state, GrantPoints(user="artist", amount=points))
+    for name, profile, seen in friends:
+        user = name.split("/")[0]
+        apply(state, RegisterFriend(user=user, key="key-" + user, friend=name, profile=profile, now=seen))
+    return state
+
+
+def ask(state, want=2, frames=10, now=10.0, **kw) -> RequestFriends:
+    fields = dict(requester="R", submitter="artist", submitter_key="key-artist", frames=frames, want=want, profile=P5, now=now)
+    fields.update(kw)
+    return RequestFriends(**fields)
+
+
+def assigned(events) -> tuple[str, ...]:
+    return next(e for e in events if isinstance(e, FriendsAssigned)).friends
+
+
+@pytest.mark.parametrize(
+    "seen_at, now, live",
+    [
+        (8.0, 10.0, True),  # exactly friend_timeout ago: still live
+        (7.999, 10.0, False),  # just past the timeout
+        (10.0, 10.0, True),
+    ],
+)
+def test_timeout_edge(seen_at, now, live):
+    """A friend is live when its last heartbeat is within friend_timeout of now, inclusive."""
+    state = master([("a/1", P5, seen_at)])
+    if live:
+        assert assigned(apply(state, ask(state, want=1, now=now))) == ("a/1",)
+    else:
+        with pytest.raises(Rejected) as err:
+            decide(state, ask(state, want=1, now=now))
+        assert err.value.code == "no-friends"
+
+
+def test_busy_and_held_friends_are_skipped():
+    """A friend that says busy, or holds a job, is not assigned."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10), ("c/1", P5, 10)])
+    apply(state, Heartbeat(friend="a/1", key="key-a", busy=True, now=10))
+    first = assigned(apply(state, ask(state, want=1)))
+    assert first == ("b/1",)
+    second = assigned(apply(state, ask(state, want=5)))
+    assert second == ("c/1",)  # b holds job 1, a is busy
+
+
+def test_profile_mismatch_is_not_assigned():
+    """Only friends reporting the job's exact profile take part."""
+    state = master([("a/1", P4, 10), ("b/1", P5, 10)])
+    assert assigned(apply(state, ask(state, want=2))) == ("b/1",)
+
+
+def test_fewer_than_n_says_the_shortfall():
+    """Asking for more friends than exist grants the live ones and says how many were missing."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    events = apply(state, ask(state, want=5, frames=10))
+    grant = next(e for e in events if isinstance(e, FriendsAssigned))
+    assert len(grant.friends) == 2 and grant.shortfall == 3
+    assert next(e for e in events if isinstance(e, EscrowFunded)).amount == 10 + 2  # M + s·n
+
+
+def test_none_available_is_a_clear_refusal():
+    """No live friend of the profile: a refusal naming the profile; nothing moves."""
+    state = master([("a/1", P4, 10)])
+    with pytest.raises(Rejected, match="5.0.1") as err:
+        decide(state, ask(state))
+    assert err.value.code == "no-friends"
+    assert state.accounts["artist"].balance == 1000
+
+
+def test_least_recently_assigned_first_and_owners_mixed():
+    """Fair order: friends never assigned come first; one owner does not fill a job."""
+    state = master([("a/1", P5, 10), ("a/2", P5, 10), ("a/3", P5, 10), ("b/1", P5, 10), ("c/1", P5, 10)])
+    assert assigned(apply(state, ask(state, want=3))) == ("a/1", "b/1", "c/1")
+    # The next job: those three are held; the remaining a-friends come next.
+    assert assigned(apply(state, ask(state, want=3))) == ("a/2", "a/3")
+
+
+def test_released_by_heartbeat_then_assigned_again_last():
+    """A heartbeat reporting the held job done frees the friend; it goes behind never-assigned ones."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, ask(state, want=1))  # job 1 -> a/1
+    events = apply(state, Heartbeat(friend="a/1", key="key-a", last_done=1, now=11))
+    assert FriendReleased(friend="a/1", job=1, why="done") in events
+    assert assigned(apply(state, ask(state, want=2, now=11))) == ("b/1", "a/1")
+
+
+def test_expired_hold_is_released_when_chosen():
+    """After assignment_ttl a held friend may be assigned again, and the log says why."""
+    state = master([("a/1", P5, 10)])
+    state.settings = MasterSettings(assignment_ttl=5.0)
+    apply(state, ask(state, want=1))
+    apply(state, Heartbeat(friend="a/1", key="key-a", now=16))
+    events = apply(state, ask(state, want=1, now=16))
+    assert FriendReleased(friend="a/1", job=1, why="expired") in events
+
+
+def test_submitter_never_gets_its_own_friends():
+    """Friends owned by the job's submitter are never assigned to it."""
+    state = master([("artist/laptop", P5, 10), ("b/1", P5, 10)])
+    apply(state, RegisterFriend(user="artist", key="key-artist", friend="artist/laptop", profile=P5, now=10))
+    assert assigned(apply(state, ask(state, want=2))) == ("b/1",)
+
+
+def test_untrusted_requester_gets_nothing():
+    """Only requesters the operator trusts may ask for friends."""
+    state = master([("a/1", P5, 10)])
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, requester="stranger"))
+    assert err.value.code == "untrusted"
+
+
+def test_username_is_bound_to_its_first_key():
+    """A second key for a taken username is refused, for friends and submitters alike."""
+    state = master([("a/1", P5, 10)])
+    with pytest.raises(Rejected) as err:
+        decide(state, RegisterFriend(user="a", key="other", friend="a/2", profile=P5, now=10))
+    assert err.value.code == "name-taken"
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, submitter="a", submitter_key="stolen"))
+    assert err.value.code == "name-taken"
+    with pytest.raises(Rejected) as err:
+        decide(state, Heartbeat(friend="a/1", key="other", now=10))
+    assert err.value.code == "wrong-key"
+
+
+def test_papers_cost_and_refund():
+    """M frames on N friends with s=1 escrows N+M; unpaid escrow returns at close."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10), ("c/1", P5, 10)], points=100)
+    apply(state, ask(state, want=3, frames=20))
+    assert state.accounts["artist"].balance == 100 - 23
+    events = apply(state, ReportJob(requester="R", job=1, payouts={"a/1": 8, "b/1": 7, "c/1": 7}, now=20))
+    assert JobClosed(job=1, refund=1, head_seq=0, head_hash="", now=20) in events
+    assert state.accounts["artist"].balance == 78 and state.accounts["a"].balance == 8
+    assert state.friends["a/1"].job is None
+
+
+def test_short_balance_is_refused_or_grants_fewer():
+    """The first grant needs M + s; with less the request is refused, with a little more fewer friends come."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10), ("c/1", P5, 10)], points=11)
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, frames=11, want=2))
+    assert err.value.code == "short-balance"
+    assert len(assigned(apply(state, ask(state, frames=9, want=3)))) == 2
+
+
+def test_report_rules():
+    """Reports pay only assigned friends, never evicted ones, never beyond the escrow, only for own jobs."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, ask(state, want=2, frames=4))  # escrow 6
+    for bad, code in [
+        (dict(payouts={"x/1": 1}), "not-assigned"),
+        (dict(payouts={"a/1": 7}), "over-escrow"),
+        (dict(payouts={"a/1": 1}, evicted=("a/1",)), "evicted-paid"),
+        (dict(requester="R2", payouts={}), "unknown-job"),
+    ]:
+        fields = dict(requester="R", job=1, now=20)
+        fields.update(bad)
+        with pytest.raises(Rejected) as err:
+            decide(state, ReportJob(**fields))
+        assert err.value.code == code
+    apply(state, ReportJob(requester="R", job=1, payouts={"b/1": 5}, evicted=("a/1",), check_outcomes={"a/1": (False,), "b/1": (True, True)}, now=20))
+    assert state.accounts["b"].balance == 5 and state.accounts.get("a").balance == 0
+    assert state.friends["b/1"].clean_run == 2 and state.friends["a/1"].clean_run == 0
+    with pytest.raises(Rejected) as err:
+        decide(state, ReportJob(requester="R", job=1, now=21))
+    assert err.value.code == "closed"
+
+
+def test_more_friends_for_the_same_job():
+    """A requester may ask for more friends for its job; only s per new friend is escrowed."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, ask(state, want=1, frames=10))
+    events = apply(state, ask(state, want=1, job=1, frames=10))
+    assert assigned(events) == ("b/1",)
+    assert next(e for e in events if isinstance(e, EscrowFunded)).amount == 1
+    assert state.jobs[1].friends == ["a/1", "b/1"]

@@ -1,0 +1,171 @@
+"""Model-based test of the master: any command sequence keeps the registry and ledger sound."""
+
+from __future__ import annotations
+
+from hypothesis import note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from frender import codec
+from frender.core._decider import Rejected, fold, is_durable
+from frender.core.master import (
+    FriendReleased,
+    FriendsAssigned,
+    GrantPoints,
+    Heartbeat,
+    JobClosed,
+    JobOpened,
+    Master,
+    MasterSettings,
+    RegisterFriend,
+    ReportJob,
+    RequestFriends,
+    TrustRequester,
+    decide,
+    evolve,
+)
+from frender.core.profile import RenderProfile
+from frender.store import MemoryLog, events
+
+PROFILES = [RenderProfile(blender_version="5.0.1", build_hash="a"), RenderProfile(blender_version="3.4.1", build_hash="b")]
+USERS = ["ann", "bob", "cat", "dan"]
+users = st.sampled_from(USERS)
+forged = st.sampled_from([False, False, False, True])  # mostly the user's own key
+friends = st.builds(lambda u, i: f"{u}/{i}", users, st.integers(0, 2))
+
+
+def key_of(user: str, forged: bool) -> str:
+    return "k-evil" if forged else "k-" + user.split("/")[0]
+requesters = st.sampled_from(["R1", "R1", "R1", "R2", "untrusted"])
+
+
+class MasterMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = Master(settings=MasterSettings(friend_timeout=2.0, starting_grant=3, assignment_ttl=30.0))
+        self.log = MemoryLog()
+        self.now = 0.0
+        self.holder: dict[str, tuple[int, float]] = {}  # model: friend -> (job, expires) while held
+        self.trusted: set[str] = set()
+        self.trust("R1")
+        for user in USERS:
+            self.apply(GrantPoints(user=user, amount=30))
+
+    @initialize()
+    def a_pool_of_friends(self):
+        for friend in ["ann/0", "bob/0", "bob/1", "cat/0", "dan/0"]:
+            self.apply(RegisterFriend(user=friend[:3], key=key_of(friend, False), friend=friend, profile=PROFILES[0], now=self.now))
+
+    def apply(self, command) -> list[object]:
+        try:
+            out = decide(self.state, command)
+        except Rejected as rejection:
+            note(f"{command!r} -> rejected {rejection.code}")
+            return []
+        note(f"{command!r} -> {out!r}")
+        self.log.append([e for e in out if is_durable(e)])
+        for event in out:
+            self.check_event(event)
+            evolve(self.state, event)
+        return out
+
+    def check_event(self, event) -> None:
+        if isinstance(event, FriendReleased):
+            self.holder.pop(event.friend, None)
+        if isinstance(event, JobClosed):
+            self.holder = {f: h for f, h in self.holder.items() if h[0] != event.job}
+        if isinstance(event, FriendsAssigned):
+            job = self.state.jobs.get(event.job)
+            submitter = job.submitter if job else self.pending_submitter
+            requester = job.requester if job else self.pending_requester
+            assert requester in self.trusted, "an untrusted requester got friends"
+            for friend in event.friends:
+                held = self.holder.get(friend)
+                assert held is None or self.now >= held[1], f"{friend} would hold two jobs"
+                assert self.state.friends[friend].user != submitter, "a submitter got its own friend"
+                self.holder[friend] = (event.job, event.expires)
+        if isinstance(event, JobOpened):
+            self.pending_submitter, self.pending_requester = event.submitter, event.requester
+
+    @rule(dt=st.sampled_from([0.5, 0.5, 1.0, 2.5, 40.0]))
+    def tick(self, dt):
+        self.now += dt
+
+    @rule(user=users, forged=forged, index=st.integers(0, 2), profile=st.sampled_from(PROFILES[:1] * 3 + PROFILES))
+    def register(self, user, forged, index, profile):
+        self.apply(RegisterFriend(user=user, key=key_of(user, forged), friend=f"{user}/{index}", profile=profile, now=self.now))
+
+    @rule(data=st.data(), forged=forged, busy=st.booleans(), done=st.none() | st.integers(1, 6))
+    def heartbeat(self, data, forged, busy, done):
+        friend = data.draw(st.sampled_from(sorted(self.state.friends)) if self.state.friends else friends)
+        self.apply(Heartbeat(friend=friend, key=key_of(friend, forged), busy=busy, last_done=done, now=self.now))
+
+    @rule(done=st.booleans())
+    def everyone_heartbeats(self, done):
+        for friend, rec in sorted(self.state.friends.items()):
+            self.apply(Heartbeat(friend=friend, key=key_of(friend, False), last_done=rec.job if done else None, now=self.now))
+
+    @rule(requester=st.sampled_from(["R1", "R2"]))
+    def trust(self, requester):
+        self.trusted.add(requester)
+        self.apply(TrustRequester(key=requester, name=requester.lower()))
+
+    @rule(user=users, amount=st.integers(-1, 40))
+    def grant(self, user, amount):
+        self.apply(GrantPoints(user=user, amount=amount))
+
+    @rule(
+        requester=requesters,
+        job=st.none() | st.none() | st.integers(1, 6),
+        submitter=users,
+        forged=forged,
+        frames=st.integers(0, 8),
+        want=st.integers(0, 4),
+        s=st.integers(0, 3),
+        profile=st.sampled_from(PROFILES[:1] * 3 + PROFILES),
+    )
+    def request(self, requester, job, submitter, forged, frames, want, s, profile):
+        self.apply(
+            RequestFriends(
+                requester=requester, job=job, submitter=submitter, submitter_key=key_of(submitter, forged), frames=frames,
+                want=want, profile=profile, checks_per_friend=s, now=self.now,
+            )
+        )
+
+    @rule(data=st.data(), requester=requesters, close=st.booleans())
+    def report(self, data, requester, close):
+        job = data.draw(st.sampled_from(sorted(self.state.jobs)) if self.state.jobs else st.integers(1, 3))
+        assigned = self.state.jobs[job].friends if job in self.state.jobs else []
+        stranger = data.draw(st.sampled_from([False, False, False, True]))
+        pool = st.sampled_from(assigned + ["ann/9"] if stranger or not assigned else assigned)
+        payouts = data.draw(st.dictionaries(pool, st.integers(0, 25), max_size=3))
+        evicted = tuple(data.draw(st.lists(pool, max_size=2, unique=True)))
+        if not stranger:  # mostly a well-formed report: evicted friends unpaid
+            payouts = {f: p for f, p in payouts.items() if f not in evicted}
+        outcomes = data.draw(st.dictionaries(pool, st.lists(st.booleans(), max_size=3).map(tuple), max_size=2))
+        self.apply(ReportJob(requester=requester, job=job, payouts=payouts, evicted=evicted, check_outcomes=outcomes, close=close, now=self.now))
+
+    @invariant()
+    def ledger_balances(self):
+        state = self.state
+        assert state.balances() + state.escrow() == state.granted
+        assert all(0 <= j.paid <= j.paid + j.refunded <= j.escrow for j in state.jobs.values())
+        assert all(a.balance >= 0 for a in state.accounts.values())
+
+    @invariant()
+    def evicted_friends_are_unpaid(self):
+        paid = {}
+        for _, event in events(self.log):
+            if type(event).__name__ == "FriendPaid":
+                paid.setdefault(event.job, set()).add(event.friend)
+        for job in self.state.jobs.values():
+            assert not set(job.evicted) & paid.get(job.job, set())
+
+    @invariant()
+    def replay_gives_the_durable_state(self):
+        replayed = fold(evolve, Master(settings=self.state.settings), (codec.from_json(r.tag, r.body) for r in self.log.records()))
+        assert replayed == self.state  # `seen` (liveness) is excluded from equality
+
+
+TestMaster = MasterMachine.TestCase
+TestMaster.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
