@@ -1,0 +1,334 @@
+"""Backends: the Blender builds (and the model of one) that fRender renders with.
+
+Every backend offers the same three operations, reached through the module
+functions `probe`, `inspect` and `render` so the apps never care which one runs:
+
+- a `CliBackend` runs a `blender` executable, a `BpyBackend` runs the `bpy`
+  module in a fresh Python; both start one process per request (`_runner`);
+- a `ModelledBackend` (in `_modelled`) sleeps and writes synthetic frames.
+
+Each real request first reads the file's header here, so "not a blend file" and
+"saved by a newer Blender" are answered without starting Blender.
+"""
+
+from __future__ import annotations
+
+import abc
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from attrs import frozen
+
+from ..core.profile import RenderProfile
+from ._errors import BlenderCrashed, BlenderNotFound, NewerBlendFile
+from ._header import read_blend_header
+from ._output import FrameSaved, OutputEvent, Reported
+from ._runner import Limits, Sandbox, run_inblender
+from ._sandbox import sandbox_available
+
+__all__ = [
+    "Backend",
+    "BlendInfo",
+    "BlenderBackend",
+    "BpyBackend",
+    "CliBackend",
+    "RenderedFrame",
+    "cpu_class",
+    "find_backend",
+    "frame_name",
+    "inspect",
+    "probe",
+    "render",
+]
+
+OnFrame = Callable[["RenderedFrame"], Awaitable[None]]
+# SIMD levels, best first; the first one /proc/cpuinfo lists names the CPU class.
+SIMD_FLAGS = ("avx512f", "avx2", "avx", "sse4_2", "sve2", "sve", "asimd", "neon")
+
+
+@frozen(kw_only=True)
+class RenderedFrame:
+    """A frame saved as PNG, and the seconds Blender spent rendering it."""
+
+    frame: int
+    path: Path
+    seconds: float
+
+
+@frozen(kw_only=True)
+class BlendInfo:
+    """What a requester needs to know about a .blend before accepting the job."""
+
+    saved_with: str  # version of the Blender that saved the file, "5.0.119"
+    scene: str
+    frame_start: int
+    frame_end: int
+    frame_step: int
+    fps: float
+    resolution: tuple[int, int]
+    engine: str
+    samples: int | None  # Cycles only
+    denoiser: str | None  # None: denoising off
+    external_files: tuple[str, ...]
+    packed_files: tuple[str, ...]
+    refusals: tuple[str, ...]  # what the guard would refuse; empty means renderable
+
+
+class Backend(abc.ABC):
+    """Something that renders .blend files: a Blender build, or a model of one."""
+
+    @abc.abstractmethod
+    async def probe(self) -> RenderProfile:
+        """The render profile of this backend's renders."""
+
+    @abc.abstractmethod
+    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
+        """Describe a .blend file, sandboxed like a render."""
+
+    @abc.abstractmethod
+    async def render(
+        self,
+        blend: Path,
+        job_dir: Path,
+        frames: Sequence[int],
+        *,
+        threads: int | None,
+        limits: Limits,
+        on_frame: OnFrame | None,
+    ) -> list[RenderedFrame]:
+        """Render frames to job_dir/out/frame_####.png, handing each over as it is saved."""
+
+
+@frozen(kw_only=True)
+class _Facts:
+    """What one probe learnt about a Blender build."""
+
+    profile: RenderProfile
+    version: tuple[int, int]
+    install_dirs: tuple[str, ...]
+
+
+class BlenderBackend(Backend):
+    """A real Blender; subclasses say how to start it with a script."""
+
+    def __init__(self) -> None:
+        self._facts: _Facts | None = None
+        self._probing = trio.Lock()
+
+    @abc.abstractmethod
+    def command(self, script: str, request: str) -> list[str]:
+        """The command line that runs `script` with `request` after a `--`."""
+
+    async def probe(self) -> RenderProfile:
+        """The render profile, probed once per backend."""
+        return (await self._probe_facts()).profile
+
+    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
+        """Describe a .blend; its folder is the job directory, mounted read-only."""
+        blend = blend.resolve()
+        await self._check_header(blend)
+        request = {"mode": "inspect", "blend": str(blend), "job_dir": str(blend.parent)}
+        events = await self._run(request, blend.parent, job_writable=False, limits=limits)
+        (info,) = [event.payload for event in events if isinstance(event, Reported) and event.kind == "INFO"]
+        return BlendInfo(
+            **{key: info[key] for key in ("saved_with", "scene", "fps", "engine", "samples", "denoiser")},
+            **{key: int(info[key]) for key in ("frame_start", "frame_end", "frame_step")},
+            resolution=tuple(info["resolution"]),
+            external_files=tuple(info["external_files"]),
+            packed_files=tuple(info["packed_files"]),
+            refusals=tuple(info["refusals"]),
+        )
+
+    async def render(
+        self,
+        blend: Path,
+        job_dir: Path,
+        frames: Sequence[int],
+        *,
+        threads: int | None = None,
+        limits: Limits = Limits(),
+        on_frame: OnFrame | None = None,
+    ) -> list[RenderedFrame]:
+        """Render in one Blender process; each frame is handed over when Blender saves it."""
+        job_dir = job_dir.resolve()
+        blend = blend.resolve()
+        if not blend.is_relative_to(job_dir):
+            raise ValueError(f"{blend} is not inside the job directory {job_dir}")
+        await self._check_header(blend)
+        out_dir = job_dir / "out"
+        out_dir.mkdir(exist_ok=True)
+        wanted = set(frames)
+        rendered: list[RenderedFrame] = []
+
+        async def hand_over(event: OutputEvent) -> None:
+            if not isinstance(event, FrameSaved) or event.frame not in wanted:
+                return
+            # The path is ours, not the one printed: only a requested frame's
+            # own file in out/ is ever handed over.
+            path = out_dir / frame_name(event.frame)
+            if path.is_symlink() or not path.is_file():
+                raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
+            wanted.discard(event.frame)
+            frame = RenderedFrame(frame=event.frame, path=path, seconds=event.seconds)
+            rendered.append(frame)
+            if on_frame is not None:
+                await on_frame(frame)
+
+        request = {
+            "mode": "render",
+            "blend": str(blend),
+            "job_dir": str(job_dir),
+            "out_dir": str(out_dir),
+            "frames": list(frames),
+            "threads": threads,
+        }
+        await self._run(request, job_dir, job_writable=True, limits=limits, on_event=hand_over)
+        if wanted:
+            raise BlenderCrashed(f"Blender finished without frames {sorted(wanted)}")
+        return rendered
+
+    async def _probe_facts(self) -> _Facts:
+        async with self._probing:
+            if self._facts is None:
+                # The probe opens no file, so it runs unsandboxed: it is what
+                # tells the sandbox where Blender's install lies.
+                events = await run_inblender(
+                    self.command, {"mode": "probe"}, cwd=Path.cwd(), limits=Limits(wall_seconds=60), sandbox=None
+                )
+                (facts,) = [event.payload for event in events if isinstance(event, Reported)]
+                self._facts = _facts_from(facts)
+            return self._facts
+
+    async def _check_header(self, blend: Path) -> None:
+        header = read_blend_header(blend)
+        facts = await self._probe_facts()
+        if header.version is not None and header.version > facts.version:
+            raise NewerBlendFile(
+                f"{blend.name} was saved by Blender {header.version_string},"
+                f" newer than this Blender {facts.profile.blender_version}"
+            )
+
+    async def _run(
+        self,
+        request: dict[str, Any],
+        job_dir: Path,
+        *,
+        job_writable: bool,
+        limits: Limits,
+        on_event: Callable[[OutputEvent], Awaitable[None]] | None = None,
+    ) -> list[OutputEvent]:
+        facts = await self._probe_facts()
+        sandbox = None
+        if sandbox_available():
+            sandbox = Sandbox(job_dir=job_dir, job_writable=job_writable, install_dirs=facts.install_dirs)
+        return await run_inblender(
+            self.command, request, cwd=job_dir, limits=limits, sandbox=sandbox, on_event=on_event
+        )
+
+
+def _facts_from(payload: dict[str, Any]) -> _Facts:
+    profile = RenderProfile(
+        blender_version=payload["version"],
+        build_hash=payload["build_hash"],
+        device="CPU",
+        cpu_class=cpu_class(),
+    )
+    major, minor = payload["version_tuple"][:2]
+    return _Facts(profile=profile, version=(major, minor), install_dirs=tuple(payload["install_dirs"]))
+
+
+class CliBackend(BlenderBackend):
+    """A `blender` executable, run as `blender -b --factory-startup -Y ...`."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def command(self, script: str, request: str) -> list[str]:
+        """Blender in background, factory settings, auto-run scripts off, then the script."""
+        return [str(self.path), "-b", "--factory-startup", "-Y", "-noaudio",
+                "--python-exit-code", "1", "-P", script, "--", request]  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"CliBackend({str(self.path)!r})"
+
+
+class BpyBackend(BlenderBackend):
+    """The `bpy` module, imported by a fresh Python interpreter."""
+
+    def __init__(self, python: str | Path = sys.executable) -> None:
+        super().__init__()
+        self.python = Path(python)
+
+    def command(self, script: str, request: str) -> list[str]:
+        """Python ignoring PYTHON* variables (-E) and not importing from the job dir (-P)."""
+        return [str(self.python), "-E", "-P", script, "--", request]
+
+    def __repr__(self) -> str:
+        return f"BpyBackend({str(self.python)!r})"
+
+
+def find_backend(blender: str | None = None) -> BlenderBackend:
+    """The named blender executable; else bpy if it imports; else `blender` on PATH."""
+    if blender is not None:
+        path = shutil.which(blender)
+        if path is None:
+            raise BlenderNotFound(f"no Blender executable at {blender!r}")
+        return CliBackend(path)
+    check = [sys.executable, "-E", "-P", "-c", "import importlib.util, sys; sys.exit(not importlib.util.find_spec('bpy'))"]
+    if subprocess.run(check, capture_output=True).returncode == 0:
+        return BpyBackend(sys.executable)
+    if path := shutil.which("blender"):
+        return CliBackend(path)
+    raise BlenderNotFound("no Blender found: install the bpy extra (pip install 'frender[bpy]') or put blender on PATH")
+
+
+def cpu_class() -> str:
+    """The machine and its best SIMD level, e.g. "x86_64-avx2"; Cycles' kernels differ across these."""
+    machine = platform.machine() or "unknown"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return machine
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    best = next((flag for flag in SIMD_FLAGS if flag in flags), None)
+    return machine if best is None else f"{machine}-{best}"
+
+
+def frame_name(frame: int) -> str:
+    """The file Blender's "frame_####" pattern gives a frame: frame_0012.png, frame_-0003.png."""
+    return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}.png"
+
+
+async def probe(backend: Backend) -> RenderProfile:
+    """The render profile of a backend (probed once, then cached)."""
+    return await backend.probe()
+
+
+async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits()) -> BlendInfo:
+    """Describe a .blend file before accepting a job, sandboxed like a render."""
+    return await backend.inspect(blend, limits=limits)
+
+
+async def render(
+    backend: Backend,
+    blend: Path,
+    job_dir: Path,
+    frames: Sequence[int],
+    *,
+    threads: int | None = None,
+    limits: Limits = Limits(),
+    on_frame: OnFrame | None = None,
+) -> list[RenderedFrame]:
+    """Render frames of `blend` into job_dir/out/frame_####.png, awaiting on_frame as each is saved."""
+    return await backend.render(blend, job_dir, frames, threads=threads, limits=limits, on_frame=on_frame)

@@ -1,0 +1,91 @@
+"""Comparing frames from peers: PNG only, size-checked before decoding, on pixels.
+
+Frames come from untrusted friends, so decoding is the attack surface: only
+PNG is accepted, and the width and height in the IHDR chunk are checked against
+the job before any pixel is decompressed (a 100k x 100k header is refused
+outright). Pixels, never file bytes, are compared: PNG metadata holds render
+times, so honest files differ byte-wise.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from attrs import frozen
+from PIL import Image
+
+__all__ = ["BadImage", "Comparison", "Tolerance", "compare", "decode_png", "png_size"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class BadImage(ValueError):
+    """A frame that is not a PNG of the job's size, or does not decode: a fault, not a cheat."""
+
+
+@frozen(kw_only=True)
+class Tolerance:
+    """How far honest renders may differ: Blender's own render-test tolerance by default."""
+
+    pixel_threshold: int = 4  # a pixel is "off" when a channel differs by more than this (of 255)
+    max_fraction_off: float = 0.01  # renders agree while at most this fraction of pixels is off
+
+
+@frozen(kw_only=True)
+class Comparison:
+    """The verdict on two frames, with the figures behind it."""
+
+    verdict: Literal["identical", "agree", "disagree"]
+    fraction_off: float
+    max_diff: int
+    psnr: float  # dB; inf when identical
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, without decoding anything."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise BadImage("not a PNG file")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def decode_png(data: Path | bytes, *, width: int, height: int) -> np.ndarray:
+    """Decode a PNG of exactly width x height into an RGBA uint8 array (height, width, 4)."""
+    if isinstance(data, Path):
+        data = data.read_bytes()
+    size = png_size(data)
+    if size != (width, height):
+        raise BadImage(f"PNG is {size[0]}x{size[1]}, the job is {width}x{height}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                return np.asarray(image.convert("RGBA"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BadImage(f"PNG does not decode: {error}") from None
+
+
+def compare(
+    a: Path | bytes, b: Path | bytes, *, width: int, height: int, tolerance: Tolerance = Tolerance()
+) -> Comparison:
+    """Compare two frames pixel by pixel and give a verdict under `tolerance`."""
+    pixels_a = decode_png(a, width=width, height=height).astype(np.int16)
+    pixels_b = decode_png(b, width=width, height=height).astype(np.int16)
+    diff = np.abs(pixels_a - pixels_b)
+    max_diff = int(diff.max())
+    fraction_off = float(np.mean(diff.max(axis=2) > tolerance.pixel_threshold))
+    mse = float(np.mean(diff.astype(np.float64) ** 2))
+    psnr = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    if max_diff == 0:
+        verdict = "identical"
+    elif fraction_off <= tolerance.max_fraction_off:
+        verdict = "agree"
+    else:
+        verdict = "disagree"
+    return Comparison(verdict=verdict, fraction_off=fraction_off, max_diff=max_diff, psnr=psnr)

@@ -1,0 +1,344 @@
+"""The script fRender runs inside Blender: probe, inspect, guarded render, demo scene.
+
+It runs in a separate Blender process, never in fRender's own: `blender -b ...
+-P _inblender.py -- REQUEST` for the CLI backend and `python _inblender.py --
+REQUEST` for the bpy backend, where REQUEST is one JSON object with a "mode".
+The same file serves Blender 3.4 to 5.x, so it feature-tests the bpy API
+instead of checking versions.
+
+It talks back through whole stdout lines that start with "FRENDER-" (parsed by
+`_output.parse_line`); everything else Blender prints is kept as the tail of an
+error. Rules:
+
+1. An untrusted file is opened by this script with `use_scripts=False`, after
+   auto-execution is switched off in the preferences, never by Blender's command
+   line, so both backends load it the same way.
+2. The guard runs after the load and before any render or inspection result;
+   a render proceeds only when the guard found nothing to refuse.
+3. Output settings are forced (PNG into the job's out/ directory, no burnt-in
+   stamp, no multiview) before the paths are checked, so Blender's own output
+   path is never the thing that escapes the job directory.
+"""
+
+import json
+import os
+import sys
+import time
+
+# Output lines start with "FRENDER-<nonce> ": the nonce comes with the request,
+# so text from the file (an object name with a newline in it) cannot forge them.
+prefix = "FRENDER- "
+
+# Node types whose only purpose is to run or read something the guard cannot
+# confine: OSL scripts compile and run shader code that may read any file, and a
+# compositor File Output node writes images to any directory it names.
+OSL_SCRIPT_NODE = "ShaderNodeScript"
+FILE_OUTPUT_NODE = "CompositorNodeOutputFile"
+DENOISE_NODE = "CompositorNodeDenoise"
+FILE_PATH_SOCKET = "NodeSocketStringFilePath"
+
+
+def say(kind, *fields):
+    """Print one machine-readable line and flush it, so the host sees it now."""
+    print(prefix + kind, *fields, flush=True)
+
+
+def finish(code):
+    """Leave Blender at once with an exit code; `sys.exit` in `-P` is not reliable."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def blender_facts(bpy):
+    """What the host needs to know about this Blender build."""
+    import _cycles
+
+    # Blender's install, as the sandbox must show it: the executable's folder,
+    # its resources and whatever its Python imports from.
+    dirs = {os.path.dirname(bpy.app.binary_path or ""), sys.prefix, sys.base_prefix}
+    dirs.update(bpy.utils.resource_path(kind) for kind in ("SYSTEM", "LOCAL"))
+    dirs.update(path for path in sys.path if os.path.isabs(path))
+    build_hash = bpy.app.build_hash
+    return {
+        "version": bpy.app.version_string.split()[0],
+        "version_tuple": list(bpy.app.version),
+        "build_hash": build_hash.decode() if isinstance(build_hash, bytes) else build_hash,
+        "has_oidn": bool(_cycles.with_openimagedenoise),
+        "install_dirs": sorted(d for d in dirs if d and os.path.isdir(d)),
+    }
+
+
+def open_untrusted(bpy, path):
+    """Open a .blend with every form of auto-execution off."""
+    bpy.context.preferences.filepaths.use_scripts_auto_execute = False
+    try:
+        bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=False)
+    except RuntimeError as error:
+        say("ERROR", "open", " ".join(str(error).split()))
+        finish(3)
+
+
+def node_trees(bpy):
+    """Every node tree in the file: node groups and the trees embedded in IDs."""
+    trees = list(bpy.data.node_groups)
+    owners = [bpy.data.materials, bpy.data.worlds, bpy.data.lights, bpy.data.textures]
+    owners += [bpy.data.linestyles, bpy.data.scenes]  # scene.node_tree: compositor up to 4.x
+    for collection in owners:
+        for owner in collection:
+            tree = getattr(owner, "node_tree", None)
+            if tree is not None:
+                trees.append(tree)
+    return trees
+
+
+def inside(path, root):
+    """Whether a path, after resolving links, lies inside root."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def check_path(bpy, value, root, what, reasons):
+    """Refuse a file path that resolves outside the job directory."""
+    if value and not inside(bpy.path.abspath(value), root):
+        reasons.append(f"{what} reads {value!r}, outside the job directory")
+
+
+def guard(bpy, job_dir):
+    """Every reason to refuse rendering this file; empty means it may render."""
+    root = os.path.realpath(job_dir)
+    reasons = []
+    for library in bpy.data.libraries:
+        reasons.append(f"linked library {library.filepath!r}")
+    for scene in bpy.data.scenes:
+        for layer in scene.view_layers:
+            settings = layer.freestyle_settings
+            if scene.render.use_freestyle and settings.mode == "SCRIPT":
+                for module in settings.modules:
+                    if module.script is not None:
+                        reasons.append(f"Freestyle Python style module {module.script.name!r}")
+    for tree in node_trees(bpy):
+        for node in tree.nodes:
+            where = f"node {node.name!r} in {tree.name!r}"
+            if node.bl_idname == OSL_SCRIPT_NODE:
+                reasons.append(f"OSL script {where}")
+            elif node.bl_idname == FILE_OUTPUT_NODE:
+                reasons.append(f"compositor File Output {where} writes files")
+            for socket in node.inputs:
+                if socket.bl_idname != FILE_PATH_SOCKET:
+                    continue
+                # A linked path is computed while rendering (from a string node,
+                # a modifier input...), so it cannot be checked in advance.
+                if socket.is_linked:
+                    reasons.append(f"{where} reads a file path computed at render time")
+                else:
+                    check_path(bpy, socket.default_value, root, where, reasons)
+    for obj in bpy.data.objects:
+        for modifier in obj.modifiers:
+            check_path(bpy, getattr(modifier, "bake_directory", ""), root, f"bake of {obj.name!r}", reasons)
+    for path in bpy.utils.blend_paths(absolute=True, packed=False, local=False):
+        check_path(bpy, path, root, "the file", reasons)
+    return reasons
+
+
+def denoiser(scene):
+    """The denoiser a Cycles render of this scene will run, or None."""
+    cycles = getattr(scene, "cycles", None)
+    if scene.render.engine != "CYCLES" or cycles is None or not cycles.use_denoising:
+        return None
+    return cycles.denoiser or "OPENIMAGEDENOISE"
+
+
+def needs_oidn(bpy, scene):
+    """Whether rendering needs OpenImageDenoise (Cycles denoiser or a compositor Denoise node)."""
+    if denoiser(scene) == "OPENIMAGEDENOISE":
+        return True
+    return any(node.bl_idname == DENOISE_NODE for tree in node_trees(bpy) for node in tree.nodes)
+
+
+def force_output(scene, out_dir, threads):
+    """Point the render at PNG files in out_dir, with nothing burnt into the pixels."""
+    render = scene.render
+    if hasattr(render.image_settings, "media_type"):  # Blender 5.0+
+        render.image_settings.media_type = "IMAGE"
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGBA"
+    render.image_settings.color_depth = "8"
+    render.use_file_extension = True
+    render.use_overwrite = True
+    render.use_placeholder = False
+    render.use_stamp = False  # burnt-in stamps hold render times: honest renders would differ
+    render.use_multiview = False
+    render.filepath = os.path.join(out_dir, "frame_####")
+    if getattr(scene, "cycles", None) is not None:
+        scene.cycles.device = "CPU"
+    if threads:
+        render.threads_mode = "FIXED"
+        render.threads = threads
+
+
+def file_lists(bpy):
+    """The external files the scene reads and the names of those packed into it."""
+    external = sorted(set(bpy.utils.blend_paths(absolute=True, packed=False, local=False)))
+    packed = []
+    for collection in (bpy.data.images, bpy.data.fonts, bpy.data.sounds, bpy.data.volumes):
+        packed += [item.name for item in collection if getattr(item, "packed_file", None)]
+    return external, sorted(packed)
+
+
+def inspect(bpy, request):
+    """Describe the file for a requester, including what the guard would refuse."""
+    scene = bpy.context.scene
+    render = scene.render
+    cycles = getattr(scene, "cycles", None)
+    external, packed = file_lists(bpy)
+    say("INFO", json.dumps({
+        "saved_with": ".".join(str(n) for n in bpy.data.version),
+        "scene": scene.name,
+        "frame_start": scene.frame_start,
+        "frame_end": scene.frame_end,
+        "frame_step": scene.frame_step,
+        "fps": render.fps / render.fps_base,
+        "resolution": [
+            render.resolution_x * render.resolution_percentage // 100,
+            render.resolution_y * render.resolution_percentage // 100,
+        ],
+        "engine": render.engine,
+        "samples": cycles.samples if cycles is not None and render.engine == "CYCLES" else None,
+        "denoiser": denoiser(scene),
+        "external_files": external,
+        "packed_files": packed,
+        "refusals": guard(bpy, request["job_dir"]),
+    }))
+
+
+def render(bpy, request):
+    """Render the requested frames one by one, announcing each file as it is saved."""
+    scene = bpy.context.scene
+    force_output(scene, request["out_dir"], request.get("threads"))
+    reasons = guard(bpy, request["job_dir"])
+    if reasons:
+        for reason in reasons:
+            say("REFUSED", reason)
+        finish(4)
+    import _cycles
+
+    if needs_oidn(bpy, scene) and not _cycles.with_openimagedenoise:
+        say("ERROR", "denoiser", "the file asks for OpenImageDenoise, which this Blender lacks")
+        finish(5)
+    pattern = scene.render.filepath
+    for frame in request["frames"]:
+        # A still render does not expand "####" (Blender 5.0 writes the
+        # literal name), so each frame gets its already-numbered path.
+        scene.render.filepath = pattern
+        path = scene.render.frame_path(frame=frame)
+        scene.render.filepath = path
+        scene.frame_set(frame)
+        start = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        seconds = time.perf_counter() - start
+        say("FRAME", frame, f"{seconds:.4f}", path)
+
+
+def build_scene(bpy, request):
+    """Build the bundled demo scene: every frame visibly differs from every other."""
+    import math
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    frames = request["frames"]
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = request["samples"]
+    scene.cycles.use_denoising = False
+    scene.cycles.use_adaptive_sampling = False  # a fixed sample count renders in a predictable time
+    scene.render.resolution_x, scene.render.resolution_y = request["resolution"]
+    scene.render.resolution_percentage = 100
+
+    def material(name, color, checker=False):
+        mat = bpy.data.materials.new(name)
+        mat.use_nodes = True
+        nodes = mat.node_tree.nodes
+        bsdf = nodes["Principled BSDF"]
+        if checker:  # a checkered floor turns any camera motion into many changed pixels
+            tex = nodes.new("ShaderNodeTexChecker")
+            tex.inputs["Scale"].default_value = 8.0
+            tex.inputs["Color1"].default_value = color
+            tex.inputs["Color2"].default_value = (0.9, 0.9, 0.85, 1.0)
+            mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        else:
+            bsdf.inputs["Base Color"].default_value = color
+        return mat
+
+    def add(mesh_op, name, mat, **kwargs):
+        mesh_op(**kwargs)
+        obj = bpy.context.active_object
+        obj.name = name
+        obj.data.materials.append(mat)
+        return obj
+
+    ops = bpy.ops.mesh
+    add(ops.primitive_plane_add, "Floor", material("Floor", (0.1, 0.2, 0.6, 1), checker=True), size=12)
+    cube = add(ops.primitive_cube_add, "Cube", material("Red", (0.8, 0.1, 0.05, 1)), size=1.2,
+               location=(-1.2, 0, 0.6))
+    ball = add(ops.primitive_uv_sphere_add, "Ball", material("Yellow", (0.9, 0.7, 0.1, 1)), radius=0.6,
+               location=(1.2, 0.4, 0.6))
+    add(ops.primitive_cone_add, "Cone", material("Green", (0.1, 0.6, 0.2, 1)), radius1=0.5, depth=1.4,
+        location=(0, -1.4, 0.7))
+
+    bpy.ops.object.light_add(type="SUN", location=(3, -3, 6), rotation=(0.7, 0.2, 0.6))
+    bpy.context.active_object.data.energy = 3.0
+    bpy.ops.object.light_add(type="POINT", location=(-2, 2, 3))
+    bpy.context.active_object.data.energy = 300.0
+
+    world = bpy.data.worlds.new("Sky")
+    world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.3, 0.4, 0.6, 1)
+    scene.world = world
+
+    bpy.ops.object.empty_add(location=(0, 0, 0.5))
+    target = bpy.context.active_object
+    bpy.ops.object.camera_add()
+    camera = bpy.context.active_object
+    scene.camera = camera
+    track = camera.constraints.new("TRACK_TO")
+    track.target = target
+    # One keyframe per frame: the camera circles once over the animation, the
+    # cube spins and the ball bounces, so no two frames share a view.
+    for frame in range(1, frames + 1):
+        turn = 2 * math.pi * (frame - 1) / frames
+        camera.location = (7 * math.cos(turn), 7 * math.sin(turn), 3.5)
+        camera.keyframe_insert("location", frame=frame)
+        cube.rotation_euler = (0, 0, 3 * turn)
+        cube.keyframe_insert("rotation_euler", frame=frame)
+        ball.location.z = 0.6 + 1.2 * abs(math.sin(3 * turn))
+        ball.keyframe_insert("location", frame=frame)
+    bpy.ops.wm.save_as_mainfile(filepath=request["out"])
+
+
+def main():
+    """Run the request given after `--` on the command line."""
+    args = sys.argv[sys.argv.index("--") + 1:]
+    request = json.loads(args[0])
+    global prefix
+    prefix = f"FRENDER-{request['nonce']} "
+    import bpy
+
+    mode = request["mode"]
+    if mode == "probe":
+        say("PROFILE", json.dumps(blender_facts(bpy)))
+    elif mode == "scene":
+        build_scene(bpy, request)
+    else:
+        open_untrusted(bpy, request["blend"])
+        if mode == "inspect":
+            inspect(bpy, request)
+        else:
+            render(bpy, request)
+    say("DONE")
+    finish(0)
+
+
+if __name__ == "__main__":
+    main()

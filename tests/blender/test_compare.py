@@ -1,0 +1,104 @@
+"""Comparing frames on decoded pixels, with size checks before decoding."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from frender.blender import BadImage, Tolerance, compare, decode_png
+
+W, H = 40, 20
+
+
+def png(pixels: np.ndarray, mode: str = "RGBA", **info) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buffer, "PNG", **info)
+    return buffer.getvalue()
+
+
+def ramp() -> np.ndarray:
+    y, x = np.mgrid[0:H, 0:W]
+    return np.stack([x * 6, y * 12, x + y, np.full_like(x, 255)], axis=2).astype(np.uint8)
+
+
+def test_identical_pixels_ignore_metadata():
+    """Same pixels with different PNG metadata (and RGB vs RGBA) are identical."""
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    meta.add_text("RenderTime", "00:01.23")
+    result = compare(png(ramp()), png(ramp()[..., :3].copy(), "RGB", pnginfo=meta), width=W, height=H)
+    assert (result.verdict, result.max_diff, result.psnr) == ("identical", 0, float("inf"))
+
+
+def test_small_noise_agrees_and_large_disagrees():
+    """A few pixels off by a lot still agree; many pixels off disagree."""
+    base = ramp()
+    few = base.copy()
+    few[0, :8, 0] ^= 0x80  # 8 of 800 pixels: 1%
+    many = base.copy()
+    many[:, :, 1] = 255 - many[:, :, 1]
+    assert compare(png(base), png(few), width=W, height=H).verdict == "agree"
+    off = compare(png(base), png(many), width=W, height=H)
+    assert off.verdict == "disagree" and off.fraction_off > 0.5
+    strict = Tolerance(max_fraction_off=0.001)
+    assert compare(png(base), png(few), width=W, height=H, tolerance=strict).verdict == "disagree"
+
+
+def test_tolerance_threshold_is_exclusive():
+    """Differences of exactly the threshold do not count as off."""
+    shifted = ramp().copy()
+    shifted[..., 2] = np.minimum(shifted[..., 2].astype(int) + 4, 255).astype(np.uint8)
+    result = compare(png(ramp()), png(shifted), width=W, height=H)
+    assert result.verdict == "agree" and result.fraction_off == 0 and result.max_diff == 4
+
+
+def test_wrong_size_refused():
+    """A frame of the wrong size is BadImage."""
+    with pytest.raises(BadImage, match="the job is 41x20"):
+        decode_png(png(ramp()), width=41, height=20)
+
+
+def test_huge_header_refused_without_decoding():
+    """A 100k x 100k IHDR is refused from the header alone."""
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 6, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk
+    with pytest.raises(BadImage, match="100000x100000"):
+        decode_png(bomb, width=W, height=H)
+
+
+@pytest.mark.parametrize("data", [b"", b"GIF89a" + bytes(40), b"\xff\xd8\xff\xe0" + bytes(40)])
+def test_not_png_refused(data):
+    """Anything but PNG is BadImage, not a crash."""
+    with pytest.raises(BadImage):
+        decode_png(data, width=W, height=H)
+
+
+def test_truncated_png_refused():
+    """A PNG cut short is BadImage."""
+    data = png(np.random.default_rng(1).integers(0, 256, (H, W, 4), dtype=np.uint8))
+    with pytest.raises(BadImage, match="does not decode"):
+        decode_png(data[: len(data) // 2], width=W, height=H)
+
+
+def test_bad_image_is_not_a_blender_error():
+    """A peer's bad frame is a ValueError (a fault), not a Blender failure."""
+    from frender.blender import BlenderError
+
+    assert issubclass(BadImage, ValueError) and not issubclass(BadImage, BlenderError)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(min_size=W * H * 4, max_size=W * H * 4))
+def test_any_frame_is_identical_to_itself(raw):
+    """compare(x, x) is identical for any pixels."""
+    data = png(np.frombuffer(raw, np.uint8).reshape(H, W, 4))
+    assert compare(data, data, width=W, height=H).verdict == "identical"
