@@ -1,0 +1,271 @@
+"""The server: one TLS port for calls and files, bounded in every dimension.
+
+Theory of operation. Each accepted connection is counted (overall and per
+remote host) before any TLS work, then runs the handshake under
+``handshake_deadline``; its opening frame says what it is for:
+
+- an RPC session: requests are answered concurrently (at most
+  ``max_in_flight`` at once; reading waits when that many are running), each
+  reply carrying its request's id; the session ends on the client's close, on
+  ``idle_timeout`` with no frame and no call in flight, or on any violation;
+- a put: the handler names the destination from the header's ids, the body
+  is streamed to disk under the size cap and hash check, then the handler's
+  ``put_done`` reply is sent;
+- a get: the handler names the file; a header with its size and sha256 goes
+  first, then the bytes.
+
+Rule 1: nothing a peer sends can end the server. A violation ends that
+        connection with one log line on ``frender.transports``; a handler's own
+        crash is logged with its traceback and answered "internal".
+Rule 2: a handler refuses by raising Refused(code, reason); the peer gets the
+        code and reason, the log gets one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from frender import codec
+from frender.transports._channel import Channel
+from frender.transports._files import HashMismatch, describe, receive_file, send_file
+from frender.transports._handshake import Peer, server_handshake
+from frender.transports.errors import PeerGone, ProtocolError, Refused
+from frender.transports.identity import Identity
+from frender.transports.limits import Limits
+from frender.transports.messages import (
+    Failure,
+    FileHeader,
+    OpenGet,
+    OpenPut,
+    OpenRpc,
+    Ready,
+    Reply,
+    Request,
+    decode_body,
+    encode_frame,
+)
+
+__all__ = ["Handler", "Peer", "serve", "serve_stream"]
+
+log = logging.getLogger("frender.transports")
+
+
+class Handler:
+    """What an application serves. Override what it offers; the rest refuses."""
+
+    async def call(self, peer: Peer, request: object) -> object:
+        """The reply to ``request`` (a registered message), or raise Refused."""
+        raise Refused("unsupported", "this server takes no calls")
+
+    async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
+        """Where the file goes, built from the header's ids only, or raise Refused."""
+        raise Refused("unsupported", "this server takes no files")
+
+    async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
+        """The reply once the checked file is in place at ``path``."""
+        return Ready()
+
+    async def open_get(self, peer: Peer, header: FileHeader) -> Path:
+        """The file to send for ``header`` (its sha256 may be ""), or raise Refused."""
+        raise Refused("unsupported", "this server serves no files")
+
+
+async def serve(
+    identity: Identity,
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    limits: Limits = Limits(),
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host:port`` (0: any free port) until cancelled; starts with the bound port."""
+    server = _Server(identity, handler, limits)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, server.accept, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
+
+
+async def serve_stream(
+    identity: Identity, stream: trio.abc.Stream, handler: Handler, *, host: str, limits: Limits = Limits()
+) -> None:
+    """Serve one already-accepted connection (tests drive it over memory streams)."""
+    await _Server(identity, handler, limits).serve_connection(stream, host)
+
+
+class _Server:
+    def __init__(self, identity: Identity, handler: Handler, limits: Limits) -> None:
+        self.identity = identity
+        self.handler = handler
+        self.limits = limits
+        self.context = identity.server_context()
+        self.open = 0
+        self.per_host: Counter[str] = Counter()
+        # The sha256 of a file served by get, by its stat identity: a .blend
+        # sent to many friends is hashed once, and any change is noticed.
+        self.hashes: dict[tuple[object, ...], tuple[int, str]] = {}
+
+    async def accept(self, stream: trio.SocketStream) -> None:
+        host = str(stream.socket.getpeername()[0])
+        # Counted before TLS: a refused connection costs no handshake.
+        if self.open >= self.limits.max_connections:
+            reason = f"{self.open} connections open (max_connections)"
+        elif self.per_host[host] >= self.limits.max_per_host:
+            reason = f"{self.per_host[host]} connections open from this host (max_per_host)"
+        else:
+            reason = ""
+        if reason:
+            log.warning("refused connection from %s: %s", host, reason)
+            await trio.aclose_forcefully(stream)
+            return
+        self.open += 1
+        self.per_host[host] += 1
+        try:
+            await self.serve_connection(stream, host)
+        finally:
+            self.open -= 1
+            self.per_host[host] -= 1
+            if not self.per_host[host]:
+                del self.per_host[host]
+
+    async def serve_connection(self, stream: trio.abc.Stream, host: str) -> None:
+        channel = Channel(trio.SSLStream(stream, self.context, server_side=True, https_compatible=True), self.limits)
+        who = host
+        try:
+            with trio.move_on_after(self.limits.handshake_deadline) as scope:
+                peer = await server_handshake(channel, self.identity, host)
+                who = f"{host} ({peer.fingerprint[:19]})"
+                opening = await channel.expect((OpenRpc, OpenPut, OpenGet))
+            if scope.cancelled_caught:
+                raise PeerGone(f"handshake not complete within {self.limits.handshake_deadline:g} s")
+            try:
+                if isinstance(opening, OpenRpc):
+                    await self._rpc(channel, peer, who)
+                elif isinstance(opening, OpenPut):
+                    await self._put(channel, peer, opening.header)
+                else:
+                    await self._get(channel, peer, opening.header)
+            except Refused as exc:
+                log.warning("refused %s: %s", who, exc)
+                with trio.move_on_after(self.limits.message_deadline):
+                    await channel.send_message(Failure(id=0, code=exc.code[:64], reason=exc.reason[:1000]))
+        except* PeerGone as group:
+            log.warning("dropped connection from %s: %s", who, _first(group).reason)
+        except* Exception as group:
+            log.error("connection from %s failed", who, exc_info=_first(group))
+        finally:
+            await trio.aclose_forcefully(channel.stream)
+
+    async def _rpc(self, channel: Channel, peer: Peer, who: str) -> None:
+        await channel.send_message(Ready())
+        activity = _Activity()
+        slots = trio.Semaphore(self.limits.max_in_flight)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_idle, activity, nursery.cancel_scope, who)
+            while (message := await channel.receive_message()) is not None:
+                activity.touch()
+                if not isinstance(message, Request):
+                    raise ProtocolError(f"expected Request, got {type(message).__name__}")
+                request = decode_body(message.message)
+                await slots.acquire()
+                activity.in_flight += 1
+                nursery.start_soon(self._answer, channel, peer, message.id, request, slots, activity)
+            nursery.cancel_scope.cancel()  # the client left: its pending replies have nowhere to go
+
+    async def _answer(
+        self, channel: Channel, peer: Peer, id: int, request: object, slots: trio.Semaphore, activity: _Activity
+    ) -> None:
+        try:
+            try:
+                reply = await self.handler.call(peer, request)
+                frame = Reply(id=id, message=codec.pack(reply))
+                if len(encode_frame(frame)) > self.limits.max_frame:
+                    raise ValueError(f"reply {type(reply).__name__} exceeds max_frame")
+            except Refused as exc:
+                frame = Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000])
+            except Exception:
+                log.exception("handler failed on %s from %s", type(request).__name__, peer.fingerprint)
+                frame = Failure(id=id, code="internal", reason="internal error")
+            await channel.send_message(frame)
+        finally:
+            slots.release()
+            activity.in_flight -= 1
+            activity.touch()
+
+    async def _watch_idle(self, activity: _Activity, session: trio.CancelScope, who: str) -> None:
+        while True:
+            await trio.sleep_until(activity.last + self.limits.idle_timeout)
+            if activity.in_flight:
+                activity.touch()  # a call still running counts as activity
+            elif trio.current_time() >= activity.last + self.limits.idle_timeout:
+                log.info("closed idle connection from %s", who)
+                session.cancel()
+                return
+
+    async def _put(self, channel: Channel, peer: Peer, header: FileHeader) -> None:
+        if not header.sha256:
+            raise Refused("bad_header", "a put must name the file's sha256")
+        if header.size > self.limits.max_file_size:
+            raise Refused("too_large", f"{header.size} bytes exceeds the {self.limits.max_file_size}-byte limit")
+        path = await self.handler.accept_put(peer, header)
+        await channel.send_message(Ready())
+        try:
+            await receive_file(channel, header, path)
+        except HashMismatch as exc:
+            raise Refused("sha256_mismatch", str(exc)) from None
+        reply = await self.handler.put_done(peer, header, path)
+        await channel.send_message(Reply(id=0, message=codec.pack(reply)))
+        await _await_close(channel)
+
+    async def _get(self, channel: Channel, peer: Peer, request: FileHeader) -> None:
+        path = await self.handler.open_get(peer, request)
+        size, sha256 = await self._describe(path)
+        if request.sha256 and request.sha256 != sha256:
+            raise Refused("sha256_mismatch", "the file here is not the one asked for")
+        header = FileHeader(kind=request.kind, job=request.job, frame=request.frame, size=size, sha256=sha256)
+        await channel.send_message(header)
+        await send_file(channel, path, size)
+        await _await_close(channel)
+
+    async def _describe(self, path: Path) -> tuple[int, str]:
+        info = await trio.to_thread.run_sync(os.stat, path)
+        key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in self.hashes:
+            if len(self.hashes) >= 256:
+                del self.hashes[next(iter(self.hashes))]
+            self.hashes[key] = await trio.to_thread.run_sync(describe, path, self.limits.chunk_size)
+        return self.hashes[key]
+
+
+class _Activity:
+    """When an RPC session last moved, and how many calls it has running."""
+
+    def __init__(self) -> None:
+        self.last = trio.current_time()
+        self.in_flight = 0
+
+    def touch(self) -> None:
+        self.last = trio.current_time()
+
+
+async def _await_close(channel: Channel) -> None:
+    """Wait (briefly) for the client to close first, so our last bytes are not cut off by a reset."""
+    with trio.move_on_after(channel.limits.message_deadline):
+        try:
+            await channel.receive_some(1)
+        except PeerGone:
+            pass  # all we sent was already taken; how the client hung up does not matter
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf exception of a (nested) group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,53 @@
+"""Shared pieces for transport tests: identities, a test handler, a running server."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+from transport_fixtures import EchoHandler
+
+from frender.transports import Address, Identity, Limits, serve
+
+
+@pytest.fixture(scope="session")
+def identity_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Make (and cache) a named identity; key generation is cheap but the cert is not free."""
+    made: dict[str, Identity] = {}
+
+    def make(name: str) -> Identity:
+        if name not in made:
+            made[name] = Identity.load_or_create(tmp_path_factory.mktemp("home") / name)
+        return made[name]
+
+    return make
+
+
+@pytest.fixture
+def server_identity(identity_factory) -> Identity:
+    return identity_factory("server")
+
+
+@pytest.fixture
+def client_identity(identity_factory) -> Identity:
+    return identity_factory("client")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    root = tmp_path / "served"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits(max_per_host=1000)
+
+
+@pytest.fixture
+async def address(nursery, server_identity: Identity, files: Path, limits: Limits) -> Address:
+    """A real server on 127.0.0.1 with the EchoHandler, for the test's duration."""
+    port = await nursery.start(partial(serve, server_identity, "127.0.0.1", 0, EchoHandler(files), limits=limits))
+    return Address("127.0.0.1", port, server_identity.fingerprint)

@@ -1,0 +1,212 @@
+"""The file socket: checked, capped, atomic transfers, and flat memory for big files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from transport_fixtures import Echo
+
+from frender.transports import (
+    Address,
+    FileHeader,
+    Limits,
+    ProtocolError,
+    RemoteError,
+    file_header,
+    get_file,
+    put_file,
+)
+from frender.transports.client import _dial, _expect, _opened
+from frender.transports.messages import OpenPut, Ready
+
+
+def _only_complete_files(folder: Path) -> list[str]:
+    """Every name in ``folder``, temporary .part files included: they must be gone too."""
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "render.png"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    return path
+
+
+async def test_put_then_get_round_trips_a_file(address, client_identity, files, source, tmp_path) -> None:
+    """A put lands at the handler's id-built path; a get brings the same bytes back."""
+    header = await file_header(source, kind="frame", job=12, frame=3)
+    assert await put_file(address, client_identity, header, source) == Echo("frame_0003")
+    assert (files / "12" / "frame_0003").read_bytes() == source.read_bytes()
+    for expected in ("", header.sha256):
+        dest = tmp_path / f"back{expected[:4]}.png"
+        wanted = FileHeader(kind="frame", job=12, frame=3, sha256=expected)
+        assert await get_file(address, client_identity, wanted, dest, max_size=1 << 30) == dest
+        assert dest.read_bytes() == source.read_bytes()
+    assert _only_complete_files(files / "12") == ["frame_0003"]
+
+
+async def test_hash_mismatch_leaves_no_file(address, client_identity, files, source) -> None:
+    """Bytes that do not hash to the header's sha256 are refused and deleted."""
+    header = await file_header(source, kind="frame", job=1)
+    lying = FileHeader(kind="frame", job=1, size=header.size, sha256="0" * 64)
+    with pytest.raises(RemoteError) as refused:
+        await put_file(address, client_identity, lying, source)
+    assert refused.value.code == "sha256_mismatch"
+    assert _only_complete_files(files / "1") == []
+
+
+async def test_truncated_put_leaves_no_file(address, client_identity, files, caplog) -> None:
+    """A sender that stops halfway and hangs up leaves nothing behind."""
+    body = os.urandom(100_000)
+    header = FileHeader(kind="frame", job=2, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    stream = await _dial(address, Limits())
+    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
+        await _expect(channel, Ready)
+        await channel.send_bytes(body[:50_000], 5)
+    with trio.fail_after(5):
+        while "peer closed after 50000 of 100000 bytes" not in caplog.text:
+            await trio.sleep(0.01)
+    assert _only_complete_files(files / "2") == []
+
+
+@pytest.mark.parametrize("limits", [Limits(max_per_host=1000, message_deadline=0.3, min_file_rate=1e9)])
+async def test_stalled_put_is_dropped_at_its_deadline(address, client_identity, files, caplog) -> None:
+    """A body that stops arriving is dropped at message_deadline + size / min_file_rate."""
+    body = os.urandom(100_000)
+    header = FileHeader(kind="frame", job=3, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    stream = await _dial(address, Limits())
+    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
+        await _expect(channel, Ready)
+        await channel.send_bytes(body[:10], 5)
+        with trio.fail_after(5):
+            assert await channel.receive_some(1) == b""
+    assert "not received within" in caplog.text
+    assert _only_complete_files(files / "3") == []
+
+
+@pytest.mark.parametrize("limits", [Limits(max_per_host=1000, max_file_size=1 << 20)])
+async def test_over_size_put_is_refused_before_any_byte(address, client_identity, files, source) -> None:
+    """A header above max_file_size is refused before the body is sent."""
+    header = await file_header(source, kind="frame", job=4)
+    with pytest.raises(RemoteError) as refused:
+        await put_file(address, client_identity, header, source)
+    assert refused.value.code == "too_large"
+    assert _only_complete_files(files / "4") == []
+
+
+async def test_get_refuses_files_over_max_size_or_of_another_hash(
+    address, client_identity, files, source, tmp_path
+) -> None:
+    """The fetcher's own cap and expected sha256 hold: nothing lands at dest."""
+    header = await file_header(source, kind="blend", job=5)
+    await put_file(address, client_identity, header, source)
+    dest = tmp_path / "fetched.blend"
+    with pytest.raises(ProtocolError, match="more than max_size"):
+        await get_file(address, client_identity, FileHeader(kind="blend", job=5), dest, max_size=1000)
+    with pytest.raises(RemoteError, match="sha256_mismatch"):
+        await get_file(address, client_identity, FileHeader(kind="blend", job=5, sha256="1" * 64), dest, max_size=1 << 30)
+    with pytest.raises(RemoteError, match="no_file"):
+        await get_file(address, client_identity, FileHeader(kind="blend", job=6), dest, max_size=1 << 30)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+async def test_put_checks_its_own_header(address, client_identity, source) -> None:
+    """put_file refuses a header that does not describe the file (the caller's bug)."""
+    with pytest.raises(ValueError, match="sha256"):
+        await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1), source)
+    with pytest.raises(ValueError, match="bytes"):
+        await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1, sha256="a" * 64), source)
+
+
+_RECEIVER = textwrap.dedent(
+    """
+    import json, os, sys, trio
+    from functools import partial
+    from pathlib import Path
+    from frender.transports import Handler, Identity, serve
+
+    root = Path(sys.argv[1])
+    done = trio.Event()
+
+    class Keep(Handler):
+        async def accept_put(self, peer, header):
+            return root / "big.blend"
+
+        async def put_done(self, peer, header, path):
+            done.set()
+            return await super().put_done(peer, header, path)
+
+    def resident() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    async def main():
+        identity = Identity.load_or_create(root / "home")
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(serve, identity, "127.0.0.1", 0, Keep()))
+            before = peak = resident()
+            print(json.dumps([port, identity.fingerprint]), flush=True)
+            while not done.is_set():  # sample the resident set through the transfer
+                peak = max(peak, resident())
+                await trio.sleep(0.005)
+            print(json.dumps({"growth_kib": (peak - before) // 1024}), flush=True)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="samples RSS from /proc")
+async def test_256_mb_transfer_keeps_receiver_memory_flat(tmp_path, client_identity) -> None:
+    """A 256 MB put grows the receiving process's peak RSS by far less than the file."""
+    size = 256 << 20
+    source = tmp_path / "big.src"
+    block = os.urandom(1 << 20)
+    with open(source, "wb") as file:
+        for _ in range(size >> 20):
+            file.write(block)
+    receiver_root = tmp_path / "receiver"
+    receiver_root.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            partial(
+                trio.run_process,
+                [sys.executable, "-c", _RECEIVER, str(receiver_root)],
+                stdout=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(root)},
+                check=False,
+            )
+        )
+        lines = _lines(process.stdout)
+        port, fingerprint = json.loads(await lines.__anext__())
+        header = await file_header(source, kind="blend", job=1)
+        with trio.fail_after(30):
+            await put_file(Address("127.0.0.1", port, fingerprint), client_identity, header, source)
+            report = json.loads(await lines.__anext__())
+    assert (receiver_root / "big.blend").stat().st_size == size
+    print("receiver peak RSS growth:", report)
+    assert report["growth_kib"] < 32 * 1024, report
+
+
+async def _lines(stream: trio.abc.ReceiveStream):
+    buffer = b""
+    while True:
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            yield line.decode()
+        data = await stream.receive_some()
+        if not data:
+            return
+        buffer += data
