@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from frender.apps import requester as r
+from frender.core import job as j
 from frender.core import master as m
 from frender.store import SqliteLog, events, verify
 
-__all__ = ["audit", "story_line", "render_text", "register_story", "register_fold"]
+__all__ = ["audit", "story_line", "render_text"]
 
 # One sentence per event kind, for people. Kinds without an entry print their fields.
 _STORY: dict[type, Callable[[Any], str]] = {
@@ -31,16 +33,68 @@ _STORY: dict[type, Callable[[Any], str]] = {
     m.JobClosed: lambda e: f"job {e.job} closed: {e.refund} points back to the submitter; requester log head seq {e.head_seq} {_short(e.head_hash)}",
 }
 
-# Further deciders (the requester's jobs) add their sentences and folds here.
-_FOLDS: list[tuple[frozenset[type], Callable[[], Any], Callable[[Any, Any], Any], Callable[[Any, int | None], dict]]] = []
+def _figures(f) -> str:
+    return f"{f.verdict}: {f.fraction_off:.2%} of pixels off, max diff {f.max_diff}/255, PSNR {f.psnr:.1f} dB" if f else "-"
 
 
-def register_story(stories: dict[type, Callable[[Any], str]]) -> None:
-    _STORY.update(stories)
+def _who(friend: str | None) -> str:
+    return friend or "the requester"
 
 
-def register_fold(kinds, initial, evolve, summary) -> None:
-    _FOLDS.append((frozenset(kinds), initial, evolve, summary))
+_STORY.update(
+    {
+        j.JobStarted: lambda e: f"job {e.job} started: {len(e.frames)} frames ({e.frames[0]}-{e.frames[-1]}), "
+        f"{e.settings.checks_per_friend} check(s) per {'batch' if e.settings.check_timing == 'batch' else 'share'}"
+        + (", adaptive checks" if e.adaptive else ""),
+        j.FriendsJoined: lambda e: f"job {e.job}: friends {', '.join(f.friend for f in e.friends)} joined; ring {' -> '.join(e.ring)}"
+        + (f"; checked: {', '.join(e.checked)}" if e.checked else ""),
+        j.FriendLeft: lambda e: f"job {e.job}: friend {e.friend} gone",
+        j.FriendReturned: lambda e: f"job {e.job}: friend {e.friend} back",
+        j.MoreFriendsWanted: lambda e: f"job {e.job}: every friend gone; asking the master for {e.count} more",
+        j.TaskAssigned: lambda e: f"job {e.job}: task {e.task} ({e.kind}) to {e.friend}: frames {_frames(e.frames)}",
+        j.TaskDropped: lambda e: f"job {e.job}: task {e.task} of {e.friend} dropped ({e.why}); frames {_frames(e.frames)} back in the queue",
+        j.CopyReceived: lambda e: f"job {e.job}: frame {e.frame} from {e.friend} ({e.role}) sha256 {e.sha256[:12]}…",
+        j.CopyFaulted: lambda e: f"job {e.job}: frame {e.frame} from {e.friend} faulted: {e.reason}",
+        j.ChecksDrawn: lambda e: f"job {e.job}: batch {e.batch} of {e.subject} ({_frames(e.frames)}): test frames {_frames(e.tests)} drawn",
+        j.ComparisonRequested: lambda e: f"job {e.job}: check {e.check}, frame {e.frame}: comparing {_who(e.a_friend)} with {_who(e.b_friend)} ({e.against})",
+        j.ComparisonMade: lambda e: f"job {e.job}: check {e.check} ({e.against}): {_figures(e.figures)}",
+        j.OwnRenderRequested: lambda e: f"job {e.job}: check {e.check}: the requester renders frame {e.frame} ({e.purpose})",
+        j.OwnRenderReceived: lambda e: f"job {e.job}: check {e.check}: the requester's render sha256 {e.sha256[:12]}…",
+        j.CheckResolved: lambda e: f"job {e.job}: check {e.check} on frame {e.frame} of {e.subject} by {_who(e.verifier)}: {e.outcome}"
+        + (f" (subject {e.subject_verdict}, verifier {e.verifier_verdict})" if e.subject_verdict else ""),
+        j.CheaterEvicted: lambda e: f"job {e.job}: {e.friend} EVICTED on frame {e.evidence.frame}: its sha256 {e.evidence.subject_sha256[:12] if e.evidence.subject == e.friend else e.evidence.verifier_sha256[:12]}…, "
+        f"arbitration {e.evidence.arbitration_sha256[:12]}…; pair {_figures(e.evidence.pair)}; "
+        f"vs subject {_figures(e.evidence.vs_subject)}; vs verifier {_figures(e.evidence.vs_verifier)}; "
+        f"frames {_frames(e.discarded)} re-queued",
+        j.FramesFinal: lambda e: f"job {e.job}: frames {_frames(tuple(f.frame for f in e.frames))} final",
+        j.JobFinished: lambda e: f"job {e.job} finished: pays {dict(sorted(e.report.payouts.items()))}, "
+        f"{e.report.arbitrations} arbitration(s), evicted {', '.join(e.report.evictions) or 'none'}",
+    }
+)
+
+
+def _frames(frames: tuple[int, ...]) -> str:
+    """1-4,7,9-10: a compact list of frame numbers."""
+    out, run = [], []
+    for f in sorted(frames):
+        if run and f == run[-1] + 1:
+            run.append(f)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [f]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out) or "none"
+
+
+_STORY.update(
+    {
+        r.JobAccepted: lambda e: f"job {e.job} accepted from {e.submitter}: .blend {e.blend_sha256[:12]}…, {e.width}x{e.height}, {e.profile}",
+        r.FriendKeys: lambda e: f"job {e.job}: keys of {', '.join(sorted(e.keys))} recorded",
+        r.ReportDelivered: lambda e: f"job {e.job}: report delivered to the master (log head seq {e.head_seq} {e.head_hash[:12]}…)",
+    }
+)
 
 
 def _short(text: str) -> str:
@@ -67,26 +121,23 @@ def audit(path: Path, *, job: int | None = None) -> dict:
         pairs = list(events(log))
     finally:
         log.close()
-    master_state = m.Master()
-    folds = [(kinds, initial(), evolve, summary) for kinds, initial, evolve, summary in _FOLDS]
-    has_master = False
+    master_state, jobs_state = m.Master(), j.Requester()
+    has_master = has_jobs = False
     story = []
     for seq, event in pairs:
         if type(event) in m.EVENTS:
             has_master = True
             m.evolve(master_state, event)
-        for i, (kinds, state, evolve, summary) in enumerate(folds):
-            if type(event) in kinds:
-                folds[i] = (kinds, evolve(state, event), evolve, summary)
+        elif type(event) in j.EVENTS:
+            has_jobs = True
+            j.evolve(jobs_state, event)
         if job is None or _job_of(event) == job:
             story.append({"seq": seq, "tag": type(event).tag, "text": story_line(event)})
     report: dict[str, Any] = {"log": {"path": str(path), "events": head.seq, "head": head.hash}}
     if has_master:
         report["master"] = _master_summary(master_state, job)
-    for _, state, _, summary in folds:
-        part = summary(state, job)
-        if part:
-            report.update(part)
+    if has_jobs:
+        report["jobs"] = _jobs_summary(jobs_state, job)
     report["story"] = story
     return report
 
@@ -129,6 +180,31 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
     }
 
 
+def _jobs_summary(state: j.Requester, job: int | None) -> list[dict]:
+    out = []
+    for number, jb in state.jobs.items():
+        if job is not None and number != job:
+            continue
+        checks = list(jb.checks.values())
+        out.append(
+            {
+                "job": number,
+                "frames": len(jb.frames),
+                "final": len(jb.final),
+                "phase": jb.phase,
+                "friends": {
+                    p.friend: {"final": p.final, "checks_paid": p.checks_paid, "status": p.status}
+                    for p in j.progress(state, number)
+                },
+                "checks": len(checks),
+                "disagreements": sum(1 for c in checks if c.outcome not in ("", "agreed", "void")),
+                "arbitrations": jb.arbitrations,
+                "evicted": sorted(jb.evictions),
+            }
+        )
+    return out
+
+
 def render_text(report: dict) -> str:
     """The audit as text for people."""
     out = [f"{report['log']['path']}: {report['log']['events']} events, chain verified, head {report['log']['head'][:16]}…"]
@@ -153,10 +229,14 @@ def render_text(report: dict) -> str:
                 f" escrow {j['escrow']}, paid {j['paid']}, refunded {j['refunded']}"
                 + (f"; evicted {', '.join(j['evicted'])}" if j["evicted"] else "")
             )
-    for key in report:
-        if key not in ("log", "master", "story") and isinstance(report[key], list):
-            for line in report[key]:
-                out.append(line if isinstance(line, str) else str(line))
+    for jb in report.get("jobs", []):
+        out.append("")
+        out.append(
+            f"Job {jb['job']} ({jb['phase']}): {jb['final']} of {jb['frames']} frames final; {jb['checks']} checks, "
+            f"{jb['disagreements']} disagreements, {jb['arbitrations']} arbitrations; evicted: {', '.join(jb['evicted']) or 'none'}"
+        )
+        for friend, f in sorted(jb["friends"].items()):
+            out.append(f"  {friend:<24} {f['final']:>5} final frames, {f['checks_paid']:>3} paid checks  {f['status']}")
     out.append("")
     out.append("Story:")
     out.extend(f"  {s['seq']:>6}  {s['text']}" for s in report["story"])

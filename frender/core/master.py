@@ -120,6 +120,8 @@ class RequestFriends:
     profile: RenderProfile
     checks_per_friend: int = 1  # s
     exclude: tuple[str, ...] = ()  # e.g. friends already evicted from this job
+    blend_sha256: str = ""  # named in each friend's signed assignment
+    address: str = ""  # where the job's friends reach the requester
     now: float
 
 
@@ -202,6 +204,8 @@ class JobOpened:
     frames: int
     checks_per_friend: int
     profile: RenderProfile
+    blend_sha256: str = ""
+    address: str = ""
     now: float
 
 
@@ -305,6 +309,8 @@ class JobRecord:
     frames: int
     checks_per_friend: int
     profile: RenderProfile
+    blend_sha256: str = ""
+    address: str = ""
     friends: list[str] = Factory(list)
     evicted: list[str] = Factory(list)
     escrow: int = 0
@@ -479,6 +485,8 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
                 frames=c.frames,
                 checks_per_friend=s,
                 profile=c.profile,
+                blend_sha256=c.blend_sha256,
+                address=c.address,
                 now=c.now,
             )
         )
@@ -595,6 +603,8 @@ def _job_opened(state: Master, e: JobOpened) -> None:
         frames=e.frames,
         checks_per_friend=e.checks_per_friend,
         profile=e.profile,
+        blend_sha256=e.blend_sha256,
+        address=e.address,
     )
 
 

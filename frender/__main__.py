@@ -1,0 +1,5 @@
+"""`python -m frender` is the `frender` command."""
+
+from frender.apps.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The artist's side: upload a .blend, follow the job, collect final frames.
+
+``submit`` is resumable: the job it started is remembered in
+``OUT/.frender-job.json`` (with the file's sha256 and the requester), so
+running it again after an interruption follows the same job and fetches only
+the frames that are not in OUT yet.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import trio
+from attrs import frozen
+
+from frender.apps import messages as msg
+from frender.blender import frame_name
+from frender.transports import Address, FileHeader, Identity, PeerGone, connect, file_header, get_file, put_file
+
+__all__ = ["SubmitResult", "submit", "status", "operator_call"]
+
+STATE_FILE = ".frender-job.json"
+
+
+@frozen(kw_only=True)
+class SubmitResult:
+    job: int
+    frames: tuple[int, ...]
+    out: Path
+    progress: msg.ProgressReply
+
+
+def _remembered(out: Path, sha256: str, requester: Address) -> int | None:
+    try:
+        saved = json.loads((out / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("sha256") == sha256 and saved.get("requester") == str(requester):
+        return int(saved["job"])
+    return None
+
+
+async def submit(
+    blend: Path,
+    *,
+    requester: Address,
+    user: str,
+    home: Path,
+    friends: int,
+    out: Path,
+    frames: tuple[int, ...] = (),
+    checks_per_friend: int = 1,
+    on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
+    poll: float = 0.3,
+) -> SubmitResult:
+    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``."""
+    identity = Identity.load_or_create(home)
+    out.mkdir(parents=True, exist_ok=True)
+    header = await file_header(blend, kind="upload", job="upload")
+    job = _remembered(out, header.sha256, requester)
+    if job is None:
+        upload = FileHeader(kind="upload", job=header.sha256, size=header.size, sha256=header.sha256)
+        await put_file(requester, identity, upload, blend)
+        async with connect(requester, identity) as session:
+            submitted = await session.call(
+                msg.Submit(user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend)
+            )
+        job = submitted.job
+        (out / STATE_FILE).write_text(json.dumps({"job": job, "sha256": header.sha256, "requester": str(requester)}))
+    fetched: set[int] = set()
+    while True:
+        try:
+            async with connect(requester, identity) as session:
+                while True:
+                    progress = await session.call(msg.Progress(job=job))
+                    on_progress(progress)
+                    for frame in progress.final:
+                        if frame in fetched:
+                            continue
+                        target = out / frame_name(frame)
+                        if not target.exists():
+                            await get_file(requester, identity, FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
+                        fetched.add(frame)
+                    if progress.finished and len(fetched) == progress.total:
+                        return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
+                    await trio.sleep(poll)
+        except PeerGone:
+            await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
+
+
+async def status(master: Address, home: Path) -> msg.StatusReply:
+    identity = Identity.load_or_create(home)
+    async with connect(master, identity) as session:
+        return await session.call(msg.Status())
+
+
+async def operator_call(master: Address, home: Path, request: object) -> object:
+    """An operator command (grant, trust), signed by the key in ``home``."""
+    identity = Identity.load_or_create(home)
+    async with connect(master, identity) as session:
+        return await session.call(request)
+

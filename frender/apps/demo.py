@@ -1,0 +1,215 @@
+"""`frender demo`: the whole system on this machine, as separate processes on 127.0.0.1.
+
+It writes the demo scene, starts a master, a requester and N friends (K of
+them cheating), trusts the requester and grants the artist points as the
+master's operator, submits the job with a live view, checks every frame it
+got against a direct render, and ends with a summary and the audit commands.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from frender import blender
+from frender.apps import messages as msg
+from frender.apps.client import operator_call, status
+from frender.apps.progress import follow
+from frender.transports import Address, Identity, RemoteError, TransportError
+
+__all__ = ["CHEATS", "Cluster", "run_demo", "start_master", "start_requester", "start_friend", "wait_for_friends"]
+
+CHEATS = ("black", "noise", "stale")
+console = Console(stderr=True)
+
+
+class Cluster:
+    """Processes of one local fRender: started, watched, stopped; logs under ``root/logs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def wait_for_address(self, name: str, path: Path, timeout: float = 60.0) -> Address:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return Address.parse(path.read_text().strip())
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early; see {self.logs / (name + '.log')}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not start within {timeout:g} s; see {self.logs / (name + '.log')}")
+
+    def stop(self, name: str, *, graceful: bool = True) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT if graceful else signal.SIGKILL)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.procs if n.startswith("friend")] + [n for n in self.procs if not n.startswith("friend")]:
+            self.stop(name)
+
+
+def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000) -> tuple[Address, Path]:
+    home = cluster.root / "homes" / "master"
+    address_file = home / "address"
+    address_file.unlink(missing_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    cluster.start(
+        "master", "run", "master", "--listen", "127.0.0.1:0", "--db", str(cluster.root / "master.db"),
+        "--home", str(home), "--friend-timeout", str(friend_timeout_ms), "--address-file", str(address_file),
+    )
+    return cluster.wait_for_address("master", address_file), home
+
+
+def start_requester(cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0") -> Address:
+    home = cluster.root / "homes" / "requester"
+    address_file = home / "address"
+    address_file.unlink(missing_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    cluster.start(
+        "requester", "run", "requester", "--master", str(master), "--listen", listen,
+        "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
+        "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
+    )
+    return cluster.wait_for_address("requester", address_file)
+
+
+def start_friend(cluster: Cluster, master: Address, index: int, *, cheat: str | None = None, threads: int = 1) -> str:
+    name = f"friend{index}"
+    args = ["run", "friend", "--master", str(master), "--user", name, "--name", "box", "--threads", str(threads), "--home", str(cluster.root / "homes" / name)]
+    if cheat:
+        args += ["--cheat", cheat]
+    cluster.start(name, *args)
+    return f"{name}/box"
+
+
+async def wait_for_friends(master: Address, home: Path, count: int, timeout: float = 90.0) -> None:
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                reply = await status(master, home)
+                if sum(1 for f in reply.friends if f.live) >= count:
+                    return
+            except TransportError:
+                pass
+            await trio.sleep(0.2)
+
+
+def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path) -> int:
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("master.db", "requester.db", "homes", "frames", "logs"):
+        target = out / stale
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    scene = out / "scene.blend"
+    console.print(f"[bold]fRender demo[/bold]: {friends} friends ({cheaters} cheating), frames {frames[0]}-{frames[-1]}, output in {out}")
+    blender.build_demo_scene(scene, frames=frames[-1], resolution=(160, 90), samples=16)
+    cluster = Cluster(out)
+    try:
+        master, master_home = start_master(cluster)
+        requester = start_requester(cluster, master)
+        console.print(f"master    {master}\nrequester {requester}", soft_wrap=True)
+        trio.run(_operate, master, master_home, requester)
+        names = [start_friend(cluster, master, i + 1, cheat=CHEATS[i % 3] if i < cheaters else None) for i in range(friends)]
+        trio.run(wait_for_friends, master, master_home, friends)
+        t0 = time.monotonic()
+        result = follow(scene, requester=requester, user="artist", home=out / "homes" / "artist", friends=friends, out=out / "frames", frames=frames)
+        farm_seconds = time.monotonic() - t0
+        final = trio.run(_settled, master, master_home, result.job)
+    except (RemoteError, TransportError, RuntimeError, blender.BlenderError) as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return 1
+    finally:
+        cluster.stop_all()
+    console.print(f"\nchecking the {len(result.frames)} frames against a direct render ...")
+    t0 = time.monotonic()
+    direct = _direct_render(scene, out / "direct", frames)
+    direct_seconds = time.monotonic() - t0
+    wrong = [
+        f for f in result.frames
+        if blender.compare(out / "frames" / blender.frame_name(f), direct[f], width=160, height=90).verdict == "disagree"
+    ]
+    _summary(result, final, names, cheaters, farm_seconds, direct_seconds, time.monotonic() - started, wrong, out)
+    return 1 if wrong else 0
+
+
+async def _operate(master: Address, master_home: Path, requester: Address) -> None:
+    await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="demo-requester"))
+    await operator_call(master, master_home, msg.Grant(user="artist", amount=1000, reason="demo"))
+
+
+async def _settled(master: Address, home: Path, job: int) -> msg.StatusReply:
+    """The master's view once the requester's report for ``job`` landed."""
+    with trio.move_on_after(30):
+        while True:
+            reply = await status(master, home)
+            if any(j.job == job and j.closed for j in reply.jobs):
+                return reply
+            await trio.sleep(0.2)
+    return await status(master, home)
+
+
+def _direct_render(scene: Path, work: Path, frames: tuple[int, ...]) -> dict[int, Path]:
+    """One plain Blender process rendering the same frames, for the check and the timing."""
+    work.mkdir(parents=True, exist_ok=True)
+    blend = work / "scene.blend"
+    shutil.copyfile(scene, blend)
+    backend = blender.find_backend()
+    rendered = trio.run(lambda: blender.render(backend, blend, work, frames, threads=None))
+    return {r.frame: r.path for r in rendered}
+
+
+def _summary(result, final: msg.StatusReply, names, cheaters, farm_seconds, direct_seconds, total_seconds, wrong, out: Path) -> None:
+    job = next(j for j in final.jobs if j.job == result.job)
+    progress = result.progress
+    table = Table(title=f"job {result.job}: {len(result.frames)} frames", header_style="bold")
+    for column in ("friend", "final frames", "checks", "points", ""):
+        table.add_column(column)
+    lines = {line.friend: line for line in progress.friends}
+    for name in names:
+        line = lines.get(name)
+        user = name.split("/")[0]
+        evicted = name in job.evicted
+        table.add_row(
+            name,
+            str(line.final if line else 0),
+            str(line.checks if line else 0),
+            str(final.balances.get(user, 0)),
+            "[red]cheater, evicted[/red]" if evicted else ("cheats" if names.index(name) < cheaters else ""),
+        )
+    console.print(table)
+    console.print(
+        f"farm wall time {farm_seconds:.1f} s (direct Blender, one process, all threads: {direct_seconds:.1f} s); "
+        f"demo total {total_seconds:.1f} s"
+    )
+    console.print(f"checks resolved {progress.checks}, disagreements {progress.disagreements}, evicted: {', '.join(job.evicted) or 'none'}")
+    console.print(f"artist paid {job.paid} of {job.escrow} escrowed; balance now {final.balances.get('artist', 0)}")
+    if wrong:
+        console.print(f"[red]{len(wrong)} frames differ from the direct render: {wrong}[/red]")
+    else:
+        console.print(f"[green]every frame matches a direct render[/green]: {out / 'frames'}")
+    console.print(f"audit it:  frender replay {out / 'master.db'}   and   frender replay {out / 'requester.db'}", soft_wrap=True)
+

@@ -1,0 +1,220 @@
+"""The master process: the registry of friends and requesters, and the points ledger.
+
+The shell around ``frender.core.master``: every RPC becomes a command whose
+``now`` and keys come from here (the key is the one the transport proved, never
+one the peer claims), the decision's durable events are committed to
+``master.db`` before anyone is answered, then the state evolves.
+
+trio runs every handler on one thread and ``apply`` never awaits, so each
+decide-append-evolve step is atomic: the state has exactly one owner at a time
+without a dedicated task and channels.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import trio
+
+from frender.apps import messages as msg
+from frender.core import master as core
+from frender.core._decider import Rejected, fold, is_durable
+from frender.store import SqliteLog, events
+from frender.transports import (
+    Address,
+    Assignment,
+    Handler,
+    Identity,
+    Limits,
+    Peer,
+    Refused,
+    SignedAssignment,
+    serve,
+    sign_assignment,
+)
+
+__all__ = ["MasterNode", "run_master"]
+
+
+class MasterNode(Handler):
+    """The master's state, its log and its answers to peers."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        log: SqliteLog,
+        settings: core.MasterSettings,
+        *,
+        operators: frozenset[str] = frozenset(),
+        clock=time.time,
+    ) -> None:
+        self.identity = identity
+        self.log = log
+        self.clock = clock
+        # The master's own key is always an operator: `frender operator` run with its home.
+        self.operators = operators | {identity.fingerprint}
+        self.state = fold(core.evolve, core.Master(settings=settings), (e for _, e in events(log)))
+        self._signed: dict[tuple[str, int], SignedAssignment] = {}
+
+    def apply(self, command: object) -> list[object]:
+        """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
+        try:
+            decided = core.decide(self.state, command)
+        except Rejected as rejection:
+            raise Refused(rejection.code, rejection.reason) from None
+        self.log.append([e for e in decided if is_durable(e)])
+        for event in decided:
+            core.evolve(self.state, event)
+        return decided
+
+    async def call(self, peer: Peer, request: object) -> object:
+        now = self.clock()
+        match request:
+            case msg.RegisterFriend(user=user, name=name, profile=profile, capacity=capacity):
+                friend = f"{user}/{name}"
+                self.apply(core.RegisterFriend(user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, now=now))
+                return msg.Registered(friend=friend, heartbeat_every=self.state.settings.friend_timeout / 4)
+            case msg.Heartbeat(friend=friend, busy=busy, last_done=last_done):
+                self.apply(core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, now=now))
+                return self._assignment_of(friend, now)
+            case msg.AskFriends():
+                return self._ask_friends(peer, request, now)
+            case msg.Report():
+                self.apply(
+                    core.ReportJob(
+                        requester=peer.fingerprint,
+                        job=request.job,
+                        payouts=request.payouts,
+                        check_outcomes=request.check_outcomes,
+                        evicted=request.evicted,
+                        head_seq=request.head_seq,
+                        head_hash=request.head_hash,
+                        close=request.close,
+                        now=now,
+                    )
+                )
+                return msg.Ok()
+            case msg.KnownProfiles():
+                live = {f.profile for f in self.state.friends.values() if core.is_live(self.state, f.friend, now)}
+                return msg.Profiles(live=tuple(sorted(live, key=str)))
+            case msg.Grant(user=user, amount=amount, reason=reason):
+                self._operator(peer)
+                self.apply(core.GrantPoints(user=user, amount=amount, reason=reason))
+                return msg.Ok()
+            case msg.Trust(key=key, name=name):
+                self._operator(peer)
+                self.apply(core.TrustRequester(key=key, name=name))
+                return msg.Ok()
+            case msg.Status():
+                return self._status(now)
+        raise Refused("unsupported", f"the master does not answer {type(request).__name__}")
+
+    def _operator(self, peer: Peer) -> None:
+        if peer.fingerprint not in self.operators:
+            raise Refused("not-operator", "only the master's operator may do this")
+
+    def _ask_friends(self, peer: Peer, ask: msg.AskFriends, now: float) -> msg.FriendsGranted:
+        decided = self.apply(
+            core.RequestFriends(
+                requester=peer.fingerprint,
+                job=ask.job,
+                submitter=ask.submitter,
+                submitter_key=ask.submitter_key,
+                frames=ask.frames,
+                want=ask.want,
+                profile=ask.profile,
+                checks_per_friend=ask.checks_per_friend,
+                exclude=ask.exclude,
+                blend_sha256=ask.blend_sha256,
+                address=ask.address,
+                now=now,
+            )
+        )
+        grant = next(e for e in decided if isinstance(e, core.FriendsAssigned))
+        friends = tuple(
+            msg.GrantedFriendInfo(friend=f, user=self.state.friends[f].user, key=self.state.accounts[self.state.friends[f].user].key or "")
+            for f in grant.friends
+        )
+        return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)
+
+    def _assignment_of(self, friend: str, now: float) -> msg.HeartbeatReply:
+        """The friend's signed assignment while it holds a live one (Rule 3 of the core)."""
+        rec = self.state.friends[friend]
+        if rec.job is None or now >= rec.held_until:
+            return msg.HeartbeatReply()
+        job = self.state.jobs[rec.job]
+        signed = self._signed.get((friend, job.job))
+        if signed is None:
+            signed = sign_assignment(
+                self.identity,
+                Assignment(
+                    job=job.job,
+                    friend=friend,
+                    friend_key=self.state.accounts[rec.user].key or "",
+                    requester_key=job.requester,
+                    blend_sha256=job.blend_sha256,
+                    expires=rec.held_until,
+                ),
+            )
+            self._signed[(friend, job.job)] = signed
+        return msg.HeartbeatReply(assignment=signed, requester=job.address)
+
+    def _status(self, now: float) -> msg.StatusReply:
+        state = self.state
+        friends = tuple(
+            msg.FriendStatus(
+                friend=f.friend,
+                live=core.is_live(state, f.friend, now),
+                busy=state.seen.get(f.friend, (0.0, False))[1],
+                job=f.job,
+                profile=f.profile,
+                clean_run=f.clean_run,
+            )
+            for f in state.friends.values()
+        )
+        jobs = tuple(
+            msg.JobStatus(
+                job=j.job,
+                submitter=j.submitter,
+                frames=j.frames,
+                friends=tuple(j.friends),
+                evicted=tuple(j.evicted),
+                escrow=j.escrow,
+                paid=j.paid,
+                closed=j.closed,
+            )
+            for j in state.jobs.values()
+        )
+        balances = {a.user: a.balance for a in state.accounts.values()}
+        return msg.StatusReply(friends=friends, jobs=jobs, balances=balances, granted=state.granted)
+
+
+async def run_master(
+    *,
+    host: str,
+    port: int,
+    db: Path,
+    home: Path,
+    settings: core.MasterSettings = core.MasterSettings(),
+    trust: tuple[tuple[str, str], ...] = (),
+    operators: frozenset[str] = frozenset(),
+    limits: Limits = Limits(),
+    announce=print,
+    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Replay ``db``, trust the given requester keys, listen, and announce the address."""
+    identity = Identity.load_or_create(home)
+    log = SqliteLog(db)
+    try:
+        node = MasterNode(identity, log, settings, operators=operators)
+        for key, name in trust:
+            node.apply(core.TrustRequester(key=key, name=name))
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(functools.partial(serve, identity, host, port, node, limits=limits))
+            address = Address(host=host, port=bound, fingerprint=identity.fingerprint)
+            announce(f"master listening at {address}")
+            task_status.started(address)
+    finally:
+        log.close()

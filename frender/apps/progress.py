@@ -1,0 +1,74 @@
+"""What people see: the live progress of a job and the master's status, with rich."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from frender.apps import messages as msg
+from frender.apps.client import SubmitResult, submit
+from frender.transports import Address
+
+__all__ = ["follow", "job_view", "print_status"]
+
+console = Console(stderr=True)
+
+
+def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Group:
+    """Bars for delivered and final frames, a line per friend, checks and evictions."""
+    bars.update(ids[0], completed=p.delivered, total=p.total)
+    bars.update(ids[1], completed=len(p.final), total=p.total)
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    for column in ("friend", "delivered", "final", "checks", ""):
+        table.add_column(column, justify="right" if column in ("delivered", "final", "checks") else "left")
+    for line in p.friends:
+        table.add_row(line.friend, str(line.delivered), str(line.final), str(line.checks), "[red]evicted[/red]" if line.evicted else "")
+    summary = f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements"
+    if p.evictions:
+        summary += f", evicted: {', '.join(p.evictions)}"
+    if p.problem:
+        summary += f"\n[yellow]{p.problem}[/yellow]"
+    return Group(bars, table, summary)
+
+
+def follow(
+    blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1
+) -> SubmitResult:
+    """``client.submit`` with a live view; returns when every frame is in ``out``."""
+    bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    ids = (bars.add_task("delivered", total=None), bars.add_task("final", total=None))
+    with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
+
+        def show(p: msg.ProgressReply) -> None:
+            live.update(job_view(p, bars, ids))
+
+        return trio.run(
+            lambda: submit(
+                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show
+            )
+        )
+
+
+def print_status(reply: msg.StatusReply) -> None:
+    out = Console()
+    friends = Table(title="Friends", header_style="bold")
+    for column in ("friend", "live", "busy", "job", "profile", "clean checks"):
+        friends.add_column(column)
+    for f in reply.friends:
+        friends.add_row(f.friend, "yes" if f.live else "no", "yes" if f.busy else "", str(f.job or ""), str(f.profile), str(f.clean_run))
+    jobs = Table(title="Jobs", header_style="bold")
+    for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
+        jobs.add_column(column)
+    for j in reply.jobs:
+        jobs.add_row(str(j.job), j.submitter, str(j.frames), str(len(j.friends)), ", ".join(j.evicted), str(j.escrow), str(j.paid), "closed" if j.closed else "open")
+    balances = Table(title=f"Balances ({reply.granted} points granted)", header_style="bold")
+    balances.add_column("user")
+    balances.add_column("points", justify="right")
+    for user, points in sorted(reply.balances.items()):
+        balances.add_row(user, str(points))
+    out.print(friends, jobs, balances)
