@@ -98,6 +98,27 @@ def inside(path, root):
     return real == root or real.startswith(root + os.sep)
 
 
+def python_driver_owners(bpy):
+    """Names of data-blocks with a driver that needs Python (not a simple expression)."""
+    owners = []
+    for collection in (bpy.data.objects, bpy.data.materials, bpy.data.scenes, bpy.data.meshes, bpy.data.worlds,
+                       bpy.data.cameras, bpy.data.lights, bpy.data.shape_keys, bpy.data.node_groups):
+        for block in collection:
+            data = getattr(block, "animation_data", None)
+            if data is None:
+                continue
+            for curve in data.drivers:
+                driver = curve.driver
+                if driver.type == "SCRIPTED" and not driver.is_simple_expression:
+                    owners.append(block.name)
+                    break
+    for tree in node_trees(bpy):
+        data = tree.animation_data
+        if data is not None and any(c.driver.type == "SCRIPTED" and not c.driver.is_simple_expression for c in data.drivers):
+            owners.append(tree.name)
+    return owners
+
+
 def check_path(bpy, value, root, what, reasons):
     """Refuse a file path that resolves outside the job directory."""
     if value and not inside(bpy.path.abspath(value), root):
@@ -110,6 +131,13 @@ def guard(bpy, job_dir):
     reasons = []
     for library in bpy.data.libraries:
         reasons.append(f"linked library {library.filepath!r}")
+    # Python the file means to run. Auto-execution is off, so it would not run,
+    # but then the scene would not render as its author meant: refuse it plainly.
+    for text in bpy.data.texts:
+        if text.use_module:
+            reasons.append(f"auto-run Python script {text.name!r}")
+    for owner in python_driver_owners(bpy):
+        reasons.append(f"Python driver on {owner!r}")
     for scene in bpy.data.scenes:
         for layer in scene.view_layers:
             settings = layer.freestyle_settings

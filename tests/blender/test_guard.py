@@ -16,6 +16,8 @@ HERE = Path(__file__).parent
 
 # fixture -> the guard's reason for refusing it
 REFUSED = {
+    "autorun_text": "auto-run Python script",
+    "python_driver": "Python driver",
     "freestyle_module": "Freestyle Python style module",
     "osl_script": "OSL script",
     "outside_texture": "canary.png",
@@ -23,7 +25,7 @@ REFUSED = {
     "file_output": "File Output",
     "linked_library": "linked library",
 }
-# Harmless once auto-execution is off: they render, and their code never runs.
+# Refused by the guard, and harmless even without it once auto-execution is off.
 STOPPED_BY_AUTOEXEC_OFF = ["autorun_text", "python_driver"]
 
 
@@ -83,12 +85,11 @@ async def test_guard_refuses(bpy_backend, malicious, name):
 
 
 @pytest.mark.parametrize("name", STOPPED_BY_AUTOEXEC_OFF)
-async def test_autoexec_off_renders_without_running_code(bpy_backend, malicious, name):
-    """Auto-run text blocks and Python drivers render, and their code never runs."""
+def test_autoexec_off_alone_runs_no_code(malicious, name, tmp_path):
+    """Defence in depth: with scripts off and no guard at all, auto-run text and Python drivers still run nothing."""
     jobs, outside = malicious
-    job = jobs / name
-    frames = await render(bpy_backend, job / "scene.blend", job, [1])
-    assert frames[0].path.is_file()
+    unguarded(jobs / name / "scene.blend", tmp_path / "frame.png", autoexec=False)
+    assert (tmp_path / "frame.png").is_file()
     assert not canaries(outside)
 
 
