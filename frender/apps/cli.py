@@ -180,7 +180,7 @@ def run_friend(
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Lend this computer: render other people's Blender jobs, earn points."""
-    from frender.apps.friend import run_friend as run
+    from frender.apps.friend import FriendRefused, run_friend as run
 
     _logging(verbose)
     if cheat not in (None, "black", "noise", "stale"):
@@ -193,7 +193,10 @@ def run_friend(
     async def main() -> None:
         await run(master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say)
 
-    _trio_run(main)
+    try:
+        _trio_run(main)
+    except FriendRefused as exc:
+        fail(str(exc))
 
 
 @app.command()

@@ -72,13 +72,13 @@ class Cluster:
             self.stop(name)
 
 
-def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000) -> tuple[Address, Path]:
+def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str = "127.0.0.1:0") -> tuple[Address, Path]:
     home = cluster.root / "homes" / "master"
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
     home.mkdir(parents=True, exist_ok=True)
     cluster.start(
-        "master", "run", "master", "--listen", "127.0.0.1:0", "--db", str(cluster.root / "master.db"),
+        "master", "run", "master", "--listen", listen, "--db", str(cluster.root / "master.db"),
         "--home", str(home), "--friend-timeout", str(friend_timeout_ms), "--address-file", str(address_file),
     )
     return cluster.wait_for_address("master", address_file), home

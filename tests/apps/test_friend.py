@@ -1,0 +1,414 @@
+"""The friend against a fake master and a fake requester on the real transports.
+
+The fakes are test doubles of the master and requester apps (tested end to end
+elsewhere): they speak the real messages over real TLS sockets on 127.0.0.1,
+and the friend renders with the real ModelledBackend (or real Blender).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import signal
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+import trio
+
+from frender.apps.friend import FriendRefused, FriendSettings, _BlendCache, run_friend
+from frender.apps.messages import (
+    FrameStored,
+    GiveBack,
+    Heartbeat,
+    HeartbeatReply,
+    NoWork,
+    Ok,
+    RegisterFriend,
+    Registered,
+    WantWork,
+    Work,
+)
+from frender.blender import BpyBackend, GuardRefused, ModelledBackend, build_demo_scene, decode_png, modelled_frame
+from frender.transports import (
+    Address,
+    Assignment,
+    FileHeader,
+    Handler,
+    Identity,
+    Limits,
+    Peer,
+    Refused,
+    serve,
+    sign_assignment,
+)
+
+USER, NAME = "alice", "laptop"
+FRIEND = f"{USER}/{NAME}"
+SIZE = (32, 18)
+LIMITS = Limits(max_per_host=1000)
+FAST = FriendSettings(reconnect_first=0.02, reconnect_max=0.1, call_deadline=5.0)
+
+
+# ---------------------------------------------------------------- fakes
+
+
+class FakeMaster(Handler):
+    """Registers anyone not in ``taken``; hands ``offer`` (assignment, requester) to every heartbeat."""
+
+    def __init__(self, *, taken: frozenset[str] = frozenset()) -> None:
+        self.taken = taken
+        self.registrations: list[RegisterFriend] = []
+        self.heartbeats: list[Heartbeat] = []
+        self.friends: set[str] = set()
+        self.offer: tuple[object, str] | None = None
+
+    async def call(self, peer: Peer, request: object) -> object:
+        if isinstance(request, RegisterFriend):
+            if request.user in self.taken:
+                raise Refused("name-taken", f"username {request.user!r} belongs to another key")
+            self.registrations.append(request)
+            self.friends.add(f"{request.user}/{request.name}")
+            return Registered(friend=f"{request.user}/{request.name}", heartbeat_every=0.02)
+        if isinstance(request, Heartbeat):
+            if request.friend not in self.friends:
+                raise Refused("unknown-friend", f"friend {request.friend!r} is not registered")
+            self.heartbeats.append(request)
+            if self.offer is None:
+                return HeartbeatReply()
+            signed, requester = self.offer
+            return HeartbeatReply(assignment=signed, requester=requester)
+        raise Refused("unsupported", type(request).__name__)
+
+
+class FakeRequester(Handler):
+    """Hands out ``tasks`` in order, then NoWork(over=True); stores frames; records every exchange."""
+
+    def __init__(self, root: Path, blend: Path, tasks: list[Work]) -> None:
+        self.root = root
+        self.blend = blend
+        self.tasks = list(tasks)
+        self.blend_gets = 0
+        self.frames: dict[int, bytes] = {}
+        self.headers: dict[int, FileHeader] = {}
+        self.given_back: list[int] = []
+        self.frame_arrived = trio.Event()
+
+    async def call(self, peer: Peer, request: object) -> object:
+        if isinstance(request, WantWork):
+            return self.tasks.pop(0) if self.tasks else NoWork(over=True, why="all frames final")
+        if isinstance(request, GiveBack):
+            self.given_back.append(request.task)
+            return Ok()
+        raise Refused("unsupported", type(request).__name__)
+
+    async def open_get(self, peer: Peer, header: FileHeader) -> Path:
+        assert header.kind == "blend"
+        self.blend_gets += 1
+        return self.blend
+
+    async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
+        return self.root / f"frame_{header.frame:04d}.png"
+
+    async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
+        self.frames[header.frame] = path.read_bytes()
+        self.headers[header.frame] = header
+        self.frame_arrived.set()
+        return FrameStored(frame=header.frame, ok=True)
+
+
+async def start_server(nursery: trio.Nursery, identity: Identity, handler: Handler, port: int = 0) -> Address:
+    port = await nursery.start(partial(serve, limits=LIMITS), identity, "127.0.0.1", port, handler)
+    return Address("127.0.0.1", port, identity.fingerprint)
+
+
+def work(task: int, frames: tuple[int, ...], *, job: int = 7, deadline: float = 30.0) -> Work:
+    return Work(job=job, task=task, frames=frames, deadline=deadline, width=SIZE[0], height=SIZE[1])
+
+
+async def until(predicate, seconds: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds."""
+    with trio.fail_after(seconds):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+@attrs.define
+class Farm:
+    """A fake master and requester, the friend's home and its assignment."""
+
+    tmp: Path
+    master: FakeMaster
+    master_identity: Identity
+    master_address: Address
+    requester: FakeRequester
+    requester_address: Address
+    blend_sha256: str
+    lines: list[str]
+
+    @property
+    def home(self) -> Path:
+        return self.tmp / "friend"
+
+    def assign(self, job: int = 7) -> None:
+        """Make the master hand the friend an assignment for ``job``."""
+        friend_key = Identity.load_or_create(self.home).fingerprint
+        assignment = Assignment(
+            job=job,
+            friend=FRIEND,
+            friend_key=friend_key,
+            requester_key=self.requester_address.fingerprint,
+            blend_sha256=self.blend_sha256,
+            expires=time.time() + 600,
+        )
+        self.master.offer = (sign_assignment(self.master_identity, assignment), str(self.requester_address))
+
+    async def start_friend(self, nursery: trio.Nursery, *, seconds_per_frame: float = 0.01, **kw) -> None:
+        backend = kw.pop("backend", None) or ModelledBackend(seconds_per_frame, resolution=SIZE)
+        await nursery.start(
+            partial(run_friend, master=self.master_address, user=USER, name=NAME, home=self.home,
+                    backend=backend, log=self.lines.append, settings=FAST, **kw)
+        )  # fmt: skip
+
+
+async def make_farm(
+    nursery: trio.Nursery,
+    tmp: Path,
+    tasks: list[Work],
+    blend: Path | None = None,
+    *,
+    master_nursery: trio.Nursery | None = None,
+) -> Farm:
+    """Start a fake master (in ``master_nursery``, to stop it alone) and a fake requester serving ``tasks``."""
+    if blend is None:
+        blend = tmp / "scene.blend"
+        blend.write_bytes(os.urandom(50_000))  # the modelled backend never reads it
+    (tmp / "received").mkdir()
+    master_identity = Identity.load_or_create(tmp / "master")
+    requester_identity = Identity.load_or_create(tmp / "requester")
+    master = FakeMaster()
+    requester = FakeRequester(tmp / "received", blend, tasks)
+    return Farm(
+        tmp=tmp,
+        master=master,
+        master_identity=master_identity,
+        master_address=await start_server(master_nursery or nursery, master_identity, master),
+        requester=requester,
+        requester_address=await start_server(nursery, requester_identity, requester),
+        blend_sha256=hashlib.sha256(blend.read_bytes()).hexdigest(),
+        lines=[],
+    )
+
+
+# ---------------------------------------------------------------- tests
+
+
+async def test_registers_and_heartbeats(tmp_path, nursery):
+    """The friend registers with its profile and capacity, logs it, then heartbeats, idle and not busy."""
+    farm = await make_farm(nursery, tmp_path, [])
+    await farm.start_friend(nursery, threads=3)
+    (registration,) = farm.master.registrations
+    assert (registration.user, registration.name, registration.capacity) == (USER, NAME, 3)
+    assert registration.profile.blender_version == "modelled"
+    await until(lambda: len(farm.master.heartbeats) >= 3)
+    assert all(beat == Heartbeat(friend=FRIEND, busy=False, last_done=None) for beat in farm.master.heartbeats)
+    assert "sandbox" in farm.lines[0] and "modelled" in farm.lines[0]
+    assert any(line.startswith(f"registered as {FRIEND}") for line in farm.lines)
+
+
+async def test_renders_a_job_and_reports_it_done(tmp_path, nursery):
+    """Two tasks of one job: the .blend is fetched once, every frame arrives intact, then the
+    job is reported as last_done, its .blend leaves the cache and no job dir is left behind."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3)), work(2, (4, 5))])
+    await farm.start_friend(nursery)
+    farm.assign(job=7)
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+
+    assert farm.requester.blend_gets == 1
+    assert sorted(farm.requester.frames) == [1, 2, 3, 4, 5]
+    for frame, data in farm.requester.frames.items():
+        expected = modelled_frame(frame, width=SIZE[0], height=SIZE[1])
+        assert data == expected
+        assert farm.requester.headers[frame].sha256 == hashlib.sha256(expected).hexdigest()
+    assert list((farm.home / "cache").iterdir()) == []
+    assert list((farm.home / "jobs").iterdir()) == []
+    assert farm.requester.given_back == []
+    assert any("job 7: over (all frames final)" in line for line in farm.lines)
+
+
+async def test_reregisters_after_the_master_restarts(tmp_path, nursery):
+    """A master stopped and started again on its port (forgetting every friend) sees the friend register again."""
+    with trio.CancelScope() as first_life:
+        async with trio.open_nursery() as master_nursery:
+            farm = await make_farm(nursery, tmp_path, [], master_nursery=master_nursery)
+            await farm.start_friend(nursery)
+            await until(lambda: len(farm.master.heartbeats) >= 2)
+            first_life.cancel()
+
+    reborn = FakeMaster()  # a restart: no friend is known
+    await trio.sleep(0.3)  # down for a while: the friend keeps redialling
+    await start_server(nursery, farm.master_identity, reborn, farm.master_address.port)
+    await until(lambda: len(reborn.heartbeats) >= 2)
+    assert [r.name for r in reborn.registrations] == [NAME]
+    assert any(line.startswith("lost the master") for line in farm.lines)
+
+
+async def test_reregisters_when_the_master_forgets_it(tmp_path, nursery):
+    """An "unknown-friend" heartbeat refusal (a master restarted behind the same link) means: register again."""
+    farm = await make_farm(nursery, tmp_path, [])
+    await farm.start_friend(nursery)
+    farm.master.friends.clear()
+    await until(lambda: len(farm.master.registrations) == 2)
+    assert any("unknown-friend" in line for line in farm.lines)
+
+
+async def test_name_taken_is_fatal(tmp_path, nursery):
+    """A username bound to another key ends the friend with a clear FriendRefused."""
+    farm = await make_farm(nursery, tmp_path, [])
+    farm.master.taken = frozenset({USER})
+    with pytest.raises(FriendRefused, match="belongs to another key"):
+        await farm.start_friend(nursery)
+
+
+async def test_gives_back_its_task_when_cancelled(tmp_path, nursery):
+    """Cancelling the friend mid-task hands the open task back before run_friend returns."""
+    farm = await make_farm(nursery, tmp_path, [work(4, tuple(range(1, 100)))])
+    with trio.CancelScope() as friend_scope:
+        async with trio.open_nursery() as friend_nursery:
+            await farm.start_friend(friend_nursery, seconds_per_frame=0.05)
+            farm.assign()
+            await farm.requester.frame_arrived.wait()
+            friend_scope.cancel()
+    assert farm.requester.given_back == [4]
+    assert 0 < len(farm.requester.frames) < 99
+
+
+async def test_gives_back_a_task_past_its_deadline(tmp_path, nursery):
+    """A task that cannot finish by its deadline is stopped and given back; the job goes on."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3, 4, 5), deadline=0.2), work(2, (9,))])
+    await farm.start_friend(nursery, seconds_per_frame=0.1)
+    farm.assign()
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+    assert farm.requester.given_back == [1]
+    assert 9 in farm.requester.frames and 5 not in farm.requester.frames
+
+
+async def test_black_cheat_sends_black_frames(tmp_path, nursery):
+    """The "black" cheat renders, then sends an all-black image of the right size for every frame."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2))])
+    await farm.start_friend(nursery, cheat="black")
+    farm.assign()
+    await until(lambda: len(farm.requester.frames) == 2)
+    for data in farm.requester.frames.values():
+        pixels = decode_png(data, width=SIZE[0], height=SIZE[1])
+        assert not pixels[..., :3].any()
+
+
+async def test_stale_cheat_sends_the_previous_frame(tmp_path, nursery):
+    """The "stale" cheat sends each frame as the image of the one before it (the first one black)."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3))])
+    await farm.start_friend(nursery, cheat="stale")
+    farm.assign()
+    await until(lambda: len(farm.requester.frames) == 3)
+    decoded = {n: decode_png(data, width=SIZE[0], height=SIZE[1]) for n, data in farm.requester.frames.items()}
+    assert not decoded[1][..., :3].any()
+    for frame in (2, 3):
+        previous = decode_png(modelled_frame(frame - 1, width=SIZE[0], height=SIZE[1]), width=SIZE[0], height=SIZE[1])
+        assert np.array_equal(decoded[frame], previous)
+
+
+class RefusingBackend(ModelledBackend):
+    """A modelled Blender whose guard refuses every file."""
+
+    async def render(self, *args, **kwargs):
+        raise GuardRefused(["a compositor File Output node"])
+
+
+async def test_gives_back_a_task_blender_refuses(tmp_path, nursery):
+    """A Blender failure is logged and the task given back at once, so the requester can reassign it."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2))])
+    await farm.start_friend(nursery, backend=RefusingBackend(0.01, resolution=SIZE))
+    farm.assign()
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+    assert farm.requester.given_back == [1]
+    assert "job 7 task 1: refused: a compositor File Output node" in farm.lines
+
+
+async def test_blend_cache_keeps_the_newest_and_those_in_use(tmp_path):
+    """The cache holds at most its size of files, evicting the least recently used one not in use."""
+    cache = _BlendCache(tmp_path / "cache", 3)
+    fetched: list[str] = []
+
+    async def fetch(sha: str, dest: Path) -> None:
+        fetched.append(sha)
+        dest.write_bytes(sha.encode())
+
+    async with cache.use("a" * 64, partial(fetch, "a" * 64)):
+        for sha in ("b" * 64, "c" * 64, "b" * 64, "d" * 64):
+            async with cache.use(sha, partial(fetch, sha)):
+                await trio.sleep(0.01)  # distinct modification times
+    assert fetched == ["a" * 64, "b" * 64, "c" * 64, "d" * 64]  # the second "b" came from the cache
+    assert sorted(path.stem[0] for path in cache.root.iterdir()) == ["a", "b", "d"]  # "c" was least recent
+
+
+def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path):
+    """Ctrl-C (SIGINT under trio.run, as the CLI runs the friend) gives the open task back,
+    then raises a plain KeyboardInterrupt."""
+    farms: list[Farm] = []
+    servers_up = threading.Event()
+
+    async def servers() -> None:
+        # In their own thread and trio.run, so the Ctrl-C meant for the friend leaves them up.
+        async with trio.open_nursery() as nursery:
+            farms.append(await make_farm(nursery, tmp_path, [work(4, tuple(range(1, 100)))]))
+            farms[0].assign()
+            servers_up.set()
+            await farms[0].requester.frame_arrived.wait()
+            os.kill(os.getpid(), signal.SIGINT)
+            await until(lambda: farms[0].requester.given_back, seconds=10)
+            await trio.sleep(0.5)  # let the reply to GiveBack reach the friend
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(servers,))
+    thread.start()
+    try:
+        assert servers_up.wait(10)
+        (farm,) = farms
+        backend = ModelledBackend(0.05, resolution=SIZE)
+        friend = partial(run_friend, master=farm.master_address, user=USER, name=NAME, home=farm.home,
+                         backend=backend, log=farm.lines.append, settings=FAST)  # fmt: skip
+        with pytest.raises(KeyboardInterrupt):
+            trio.run(friend)
+        assert farm.requester.given_back == [4]
+        assert "job 7 task 4: given back" in farm.lines
+    finally:
+        thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def bpy_backend() -> BpyBackend:
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("the bpy module is not installed (pip install 'frender[bpy]')")
+    return BpyBackend()
+
+
+@pytest.mark.blender
+async def test_renders_the_demo_scene_with_blender(tmp_path, nursery, bpy_backend):
+    """With real Blender, the friend renders two frames of the demo scene and delivers both as PNGs."""
+    build = partial(build_demo_scene, frames=2, resolution=(64, 36), samples=4, backend=bpy_backend)
+    blend = await trio.to_thread.run_sync(build, tmp_path / "demo" / "demo.blend")
+    task = Work(job=7, task=1, frames=(1, 2), deadline=120, width=64, height=36)
+    farm = await make_farm(nursery, tmp_path, [task], blend)
+    await farm.start_friend(nursery, backend=bpy_backend, threads=2)
+    farm.assign()
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats), seconds=120)
+    assert sorted(farm.requester.frames) == [1, 2]
+    frames = [decode_png(farm.requester.frames[n], width=64, height=36) for n in (1, 2)]
+    assert frames[0][..., :3].any() and not np.array_equal(frames[0], frames[1])
+    assert farm.requester.given_back == []
+
