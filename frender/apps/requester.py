@@ -102,6 +102,9 @@ class RequesterSettings:
     max_friends: int = 64
     max_frames: int = 10_000
     tick: float = 0.5  # seconds between deadline checks
+    # A friend holding no task that has not asked for work for this long is gone
+    # (idle friends ask every half second; rendering friends hold a task).
+    friend_silence: float = 5.0
     master_retry: float = 1.0  # seconds between attempts to reach the master
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
 
@@ -172,6 +175,7 @@ class RequesterNode(Handler):
         for _, event in events(log):
             self._evolve(event)
         self._in_flight: set[object] = set()
+        self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> last time we heard from it
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
 
@@ -224,6 +228,9 @@ class RequesterNode(Handler):
 
     def _now(self) -> float:
         return time.time()
+
+    def _heard_from(self, job: int, friend: str) -> None:
+        self._contact[(job, friend)] = time.monotonic()
 
     @staticmethod
     def _entropy() -> str:
@@ -372,6 +379,7 @@ class RequesterNode(Handler):
         job, friend = assignment.job, assignment.friend
         if self.keys.get(job, {}).get(friend) != peer.fingerprint:
             raise AssignmentRefused(f"{friend} was not granted to job {job} here")
+        self._heard_from(job, friend)
         if self.state.jobs[job].phase == "finished":
             return msg.NoWork(over=True, why="the job is finished")
         now = self._now()
@@ -417,6 +425,7 @@ class RequesterNode(Handler):
             return path
         if header.kind == "frame" and isinstance(header.job, int) and header.job in self.jobs:
             friend = self._friend_of(peer, header.job)
+            self._heard_from(header.job, friend)
             task = self._live_task(header.job, friend, header.frame)
             return self._copy_path(header.job, task, header.frame)
         raise Refused("not-accepted", f"no {header.kind} is accepted for job {header.job!r}")
@@ -607,11 +616,21 @@ class RequesterNode(Handler):
         log.info("job %d finished and reported", event.job)
 
     async def tick_forever(self) -> None:
+        """Deadlines, and friends that went silent: the core learns of both here."""
+        started = time.monotonic()
         while True:
             await trio.sleep(self.settings.tick)
             for number, j in list(self.state.jobs.items()):
-                if j.phase != "finished":
-                    self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
+                if j.phase == "finished":
+                    continue
+                self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
+                for friend, rec in list(j.friends.items()):
+                    if rec.status != "active" or j.live_of.get(friend):
+                        continue
+                    silent = time.monotonic() - self._contact.get((number, friend), started)
+                    if silent > self.settings.friend_silence:
+                        log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
+                        self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
 
 
 def _sha256_of(path: Path) -> str:

@@ -1,0 +1,241 @@
+"""The whole system as users meet it: real processes on 127.0.0.1, real Blender, real faults.
+
+Faults are triggered by what the client sees (a friend's first delivered
+frame, frames becoming final), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pytest
+import trio
+
+from frender import blender
+from frender.apps import messages as msg
+from frender.apps.client import submit
+from frender.transports import RemoteError
+
+FRAMES, SIZE = 8, (64, 36)  # the tiny scene of conftest.py (checked by the fixture below)
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(autouse=True)
+def _same_scene(scene_facts):
+    assert scene_facts == (FRAMES, SIZE)
+
+
+async def run_job(farm, scene, *, friends: int, on_progress=lambda p: None, frames=()):
+    with trio.fail_after(180):
+        return await submit(
+            scene,
+            requester=farm.requester,
+            user="artist",
+            home=farm.root / "homes" / "artist",
+            friends=friends,
+            out=farm.root / "out",
+            frames=frames,
+            on_progress=on_progress,
+        )
+
+
+def assert_frames_match(result, direct) -> None:
+    """Every frame the client got is pixel-identical to a direct render of it."""
+    assert result.frames == tuple(range(1, FRAMES + 1))
+    for frame in result.frames:
+        got = result.out / blender.frame_name(frame)
+        assert blender.compare(got, direct[frame], width=SIZE[0], height=SIZE[1]).verdict == "identical", frame
+
+
+def assert_logs_sound(farm, job: int) -> dict:
+    """Both logs verify; the master's ledger balances and the job is closed."""
+    master = farm.audit("master")["master"]
+    assert master["ledger"]["balanced"]
+    closed = next(j for j in master["jobs"] if j["job"] == job)
+    assert closed["closed"]
+    requester = farm.audit("requester")
+    assert requester["jobs"][0]["final"] == FRAMES
+    return closed
+
+
+async def test_job_across_three_friends_matches_direct_renders(farm, tiny_scene, direct):
+    """A job on 3 friends: every frame is identical to a direct render; friends are paid, the rest refunded."""
+    await farm.start(friends=3)
+    result = await run_job(farm, tiny_scene, friends=3)
+    assert_frames_match(result, direct)
+    job = assert_logs_sound(farm, result.job)
+    assert job["evicted"] == [] and job["paid"] >= FRAMES
+    balances = farm.audit("master")["master"]["users"]
+    assert sum(balances[f"friend{i}"] for i in (1, 2, 3)) == job["paid"]
+
+
+async def test_friend_killed_mid_job(farm, tiny_scene, direct):
+    """kill -9 of a friend after its first frame: its work is redone elsewhere, nothing accepted is lost."""
+    await farm.start(friends=3)
+    victim = farm.friends[0]
+
+    def kill_once(progress: msg.ProgressReply) -> None:
+        if farm.alive(victim) and any(line.friend == victim and line.delivered for line in progress.friends):
+            farm.kill(victim)
+
+    result = await run_job(farm, tiny_scene, friends=3, on_progress=kill_once)
+    assert not farm.alive(victim), "the victim was never killed"
+    assert_frames_match(result, direct)
+    assert_logs_sound(farm, result.job)
+
+
+async def test_requester_killed_and_restarted(farm, tiny_scene, direct):
+    """kill -9 of the requester mid-job, then a restart: the job resumes from its log and finishes."""
+    await farm.start(friends=2)
+    restarted = []
+
+    def crash(progress: msg.ProgressReply) -> None:
+        if not restarted and progress.delivered >= 2:
+            restarted.append(progress.delivered)
+            farm.kill("requester")
+
+    async def restart_when_dead() -> None:
+        while not restarted:
+            await trio.sleep(0.05)
+        await farm.start_requester()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(restart_when_dead)
+        result = await run_job(farm, tiny_scene, friends=2, on_progress=crash)
+    assert restarted
+    assert_frames_match(result, direct)
+    assert_logs_sound(farm, result.job)
+
+
+async def test_master_killed_and_restarted(farm, tiny_scene, direct):
+    """kill -9 of the master mid-job, then a restart: friends come back, the report lands, the ledger balances."""
+    await farm.start(friends=2)
+    killed = []
+
+    def crash(progress: msg.ProgressReply) -> None:
+        if not killed and progress.delivered >= 1:
+            killed.append(True)
+            farm.kill("master")
+
+    async def restart_when_dead() -> None:
+        while not killed:
+            await trio.sleep(0.05)
+        await farm.restart_master()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(restart_when_dead)
+        result = await run_job(farm, tiny_scene, friends=2, on_progress=crash)
+    assert_frames_match(result, direct)
+    with trio.fail_after(60):  # the report may still be on its way to the restarted master
+        while not next((j for j in farm.audit("master")["master"]["jobs"] if j["job"] == result.job), {}).get("closed"):
+            await trio.sleep(0.2)
+    assert_logs_sound(farm, result.job)
+
+
+async def test_every_friend_killed_then_new_friends_finish_the_job(farm, tiny_scene, direct):
+    """All friends of a job die; the requester asks the master for more; new friends finish it."""
+    await farm.start(friends=2)
+    first = list(farm.friends)
+    replaced = []
+
+    def kill_all(progress: msg.ProgressReply) -> None:
+        if not replaced and progress.delivered >= 1:
+            replaced.append(True)
+            for name in first:
+                farm.kill(name)
+
+    async def new_friends() -> None:
+        while not replaced:
+            await trio.sleep(0.05)
+        await farm.add_friend()
+        await farm.add_friend()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(new_friends)
+        result = await run_job(farm, tiny_scene, friends=2, on_progress=kill_all)
+    assert_frames_match(result, direct)
+    job = assert_logs_sound(farm, result.job)
+    assert set(farm.friends[2:]) <= set(job["friends"])
+
+
+async def test_cheaters_are_evicted_unpaid_and_their_frames_redone(farm, tiny_scene, direct):
+    """Black, noise and stale-frame cheaters (who also lie as verifiers) are evicted and unpaid; frames stay right."""
+    cheats = ("black", "noise", "stale")
+    await farm.start(friends=5, cheats=cheats)
+    result = await run_job(farm, tiny_scene, friends=5)
+    assert_frames_match(result, direct)
+    job = assert_logs_sound(farm, result.job)
+    cheaters = {f"friend{i + 1}/box" for i in range(len(cheats))}
+    honest = {"friend4/box", "friend5/box"}
+    evicted = set(job["evicted"])
+    assert evicted <= cheaters, "an honest friend was evicted"
+    balances = farm.audit("master")["master"]["users"]
+    for name in evicted:
+        assert balances.get(name.split("/")[0], 0) == 0
+    # A cheater whose forged frames were never checked is not caught by this job; the ones that were checked are.
+    requester = farm.audit("requester")["jobs"][0]
+    assert not honest & evicted and requester["final"] == FRAMES
+    assert evicted, "no cheater was caught"
+
+
+def _hostile(address, payload: bytes, *, drip: bool = False) -> None:
+    with socket.create_connection((address.host, address.port), timeout=5) as s:
+        if drip:
+            for byte in payload[:3]:
+                s.sendall(bytes([byte]))
+        else:
+            s.sendall(payload)
+        try:
+            s.recv(1024)
+        except OSError:
+            pass
+
+
+async def test_garbage_drips_and_huge_frames_do_not_stop_a_job(farm, tiny_scene, direct):
+    """Garbage bytes, a slow drip and a 4 GiB length prefix at every port; the job in progress finishes."""
+    await farm.start(friends=2)
+    attacks = [os.urandom(4096), b"\x16\x03\x01" + b"\x00" * 10, struct.pack(">I", 0xFFFFFFFF) + b"x" * 64]
+
+    async def attack() -> None:
+        for target in (farm.master, farm.requester):
+            for payload in attacks:
+                await trio.to_thread.run_sync(_hostile, target, payload)
+            await trio.to_thread.run_sync(lambda: _hostile(target, os.urandom(64), drip=True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attack)
+        result = await run_job(farm, tiny_scene, friends=2)
+    assert_frames_match(result, direct)
+    assert_logs_sound(farm, result.job)
+
+
+async def test_corrupt_and_scripted_uploads_are_refused(farm, tiny_scene, tmp_path):
+    """A corrupt .blend and one with an auto-run script: a clear refusal, no job, nothing runs."""
+    await farm.start(friends=1)
+    corrupt = tmp_path / "corrupt.blend"
+    corrupt.write_bytes(tiny_scene.read_bytes()[: 3000])
+    with pytest.raises(RemoteError) as refused:
+        await run_job(farm, corrupt, friends=1)
+    assert refused.value.code == "bad-blend"
+    scripted = tmp_path / "scripted.blend"
+    canary = tmp_path / "canary"
+    code = f"open({str(canary)!r}, 'w').write('ran')"
+    await trio.run_process(
+        [
+            "python3",
+            "-c",
+            "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); t = bpy.data.texts.new('boot.py'); "
+            "t.write(sys.argv[3]); t.use_module = True; bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])",
+            str(tiny_scene),
+            str(scripted),
+            code,
+        ]
+    )
+    with pytest.raises(RemoteError) as refused:
+        await run_job(farm, scripted, friends=1)
+    assert refused.value.code == "refused-blend" and "auto-run" in refused.value.reason
+    assert not canary.exists()
+    assert farm.audit("master")["master"]["jobs"] == []
