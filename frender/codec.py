@@ -166,9 +166,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _register_core() -> None:
     # The core imports attrs only; the codec learns its events here.
-    from frender.core import master
+    from frender.core import job, master
 
     register(*master.EVENTS)
+    register(*job.EVENTS)
 
 
 _register_core()

@@ -512,6 +512,13 @@ class RequesterNode(Handler):
 
         nursery.start_soon(run)
 
+    def _settle(self, command: object, *more: object) -> None:
+        """Apply a reaction's result; the core may refuse a stale one (its check moved on meanwhile)."""
+        try:
+            self.apply(command, *more)
+        except Refused as exc:
+            log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)
+
     def _path_of(self, job: int, friend: str | None, sha256: str) -> Path:
         return self.copies[(job, sha256)]
 
@@ -524,13 +531,15 @@ class RequesterNode(Handler):
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
-        if (event.job, event.check, event.against) not in self.owed.comparisons:
-            return  # voided meanwhile
-        self.apply(
+        if self.owed.comparisons.get((event.job, event.check, event.against)) != event:
+            return  # voided or superseded meanwhile
+        self._settle(
             core.RecordComparison(
                 job=event.job,
                 check=event.check,
                 against=event.against,
+                a_sha256=event.a_sha256,
+                b_sha256=event.b_sha256,
                 verdict=verdict,
                 fraction_off=figures[0],
                 max_diff=figures[1],
@@ -559,7 +568,7 @@ class RequesterNode(Handler):
         os.replace(frames[0].path, target)
         sha = await trio.to_thread.run_sync(_sha256_of, target)
         if (event.job, event.check) in self.owed.own_renders:
-            self.apply(core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now()))
+            self._settle(core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now()))
         _remove_tree(work)
 
     async def _more_friends(self, event: core.MoreFriendsWanted) -> None:
@@ -583,15 +592,14 @@ class RequesterNode(Handler):
                 log.info("job %d: no more friends yet (%s)", event.job, exc.reason)
                 await trio.sleep(self.settings.master_retry)
                 continue
-            now = self._now()
-            self.apply(
-                FriendKeys(job=event.job, keys={f.friend: f.key for f in granted.friends}),
+            self._settle(
                 core.AddFriends(
                     job=event.job,
                     friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
                     entropy=self._entropy(),
-                    now=now,
+                    now=self._now(),
                 ),
+                FriendKeys(job=event.job, keys={f.friend: f.key for f in granted.friends}),
             )
             return
 

@@ -1,0 +1,316 @@
+"""The requester's core against a simulated pool of honest, crashing and cheating friends (hypothesis stateful)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from frender import codec
+from frender.core import job as J
+from frender.core._decider import Rejected, fold
+
+HONEST = ("honest", "crashy")
+KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil")
+
+
+def truth(frame: int) -> str:
+    return hashlib.sha256(f"frame {frame}".encode()).hexdigest()
+
+
+def fake(kind: str, friend: str, frame: int) -> str:
+    if kind == "stale":
+        return truth(frame + 1)  # another frame's image
+    if kind == "noise":
+        return hashlib.sha256(f"noise {friend} {frame}".encode()).hexdigest()
+    return hashlib.sha256(b"black").hexdigest()  # black; sybils share it, so they would agree
+
+
+def render(kind: str, friend: str, frame: int, is_check: bool) -> str:
+    """What a friend of ``kind`` returns for ``frame`` (the liar lies only on test frames)."""
+    if kind in HONEST or (kind == "liar" and not is_check):
+        return truth(frame)
+    if kind == "partial" and int(hashlib.sha256(f"{friend}{frame}".encode()).hexdigest(), 16) % 2:
+        return truth(frame)
+    return fake(kind, friend, frame)
+
+
+def compare(a: str, b: str) -> dict:
+    """The simulated comparator: same content is identical; stale frames 33.5 dB, others far off."""
+    if a == b:
+        return dict(verdict="identical", fraction_off=0.0, max_diff=0, psnr=99.0)
+    psnr = 33.5 if {a, b} & {truth(f) for f in range(0, 40)} == {a, b} else 9.0
+    return dict(verdict="disagree", fraction_off=0.3, max_diff=200, psnr=psnr)
+
+
+class Pool(RuleBasedStateMachine):
+    """Friends pull tasks and deliver; the shell answers comparison and render requests; a clock ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = J.Requester()
+        self.log: list[str] = []  # tag + JSON, as the store keeps them
+        self.now = 0.0
+        self.n = 0
+        self.requests: list[object] = []
+        self.held: dict[str, list[J.TaskAssigned]] = {}
+        self.crashed: set[str] = set()
+        self.final_seen: dict[int, J.FinalFrame] = {}
+        self.disagreements = 0
+        self.finished: J.JobReport | None = None
+
+    # ---------------------------------------------------------- plumbing
+
+    def apply(self, command: object) -> list[object]:
+        try:
+            events = J.decide(self.state, command)
+        except Rejected as exc:
+            note(f"rejected {type(command).__name__}: {exc}")
+            return []
+        for e in events:
+            self.log.append(codec.tag_of(e) + "\n" + codec.to_json(e))
+            J.evolve(self.state, e)
+            self.observe(e)
+        return events
+
+    def observe(self, e: object) -> None:
+        if isinstance(e, J.TaskAssigned):
+            self.held.setdefault(e.friend, []).append(e)
+        elif isinstance(e, J.TaskDropped):
+            self.held[e.friend] = [t for t in self.held.get(e.friend, []) if t.task != e.task]
+        elif isinstance(e, (J.ComparisonRequested, J.OwnRenderRequested)):
+            self.requests.append(e)
+        elif isinstance(e, J.ComparisonMade) and e.against == "pair" and e.figures.verdict == "disagree":
+            self.disagreements += 1
+        elif isinstance(e, J.FramesFinal):
+            for ff in e.frames:
+                assert ff.frame not in self.final_seen, f"frame {ff.frame} final twice"
+                assert self.job.friends[ff.friend].status != "evicted"
+                if self.kind[ff.friend] in HONEST:
+                    assert ff.sha256 == truth(ff.frame)
+                self.final_seen[ff.frame] = ff
+        elif isinstance(e, J.JobFinished):
+            self.finished = e.report
+
+    def cmd(self, command: type, **kw) -> list[object]:
+        self.n += 1
+        return self.apply(command(job=1, now=self.now, entropy=f"{self.seed}{self.n:08x}", **kw))
+
+    @property
+    def job(self) -> J.Job:
+        return self.state.jobs[1]
+
+    @property
+    def running(self) -> bool:
+        return self.job.phase == "running"
+
+    # ---------------------------------------------------------- set-up
+
+    @initialize(
+        frames=st.integers(1, 24),
+        kinds=st.lists(st.sampled_from(KINDS), min_size=0, max_size=5),
+        honest=st.integers(1, 3),
+        s=st.integers(0, 3),
+        timing=st.sampled_from(("end", "batch")),
+        batch=st.integers(1, 6),
+        chunk=st.integers(1, 5),
+        backups=st.booleans(),
+        seed=st.integers(0, 2**32),
+    )
+    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, seed) -> None:
+        self.seed = f"{seed:08x}"
+        roster = ["honest"] * honest + kinds
+        self.kind = {f"f{i}": k for i, k in enumerate(roster)}
+        owners = {f: ("mallory" if k == "sybil" else f"owner{f}") for f, k in self.kind.items()}
+        if list(self.kind.values()).count("sybil") == 1:
+            self.kind["f99"], owners["f99"] = "sybil", "mallory"
+        settings_ = J.JobSettings(
+            checks_per_friend=s, check_timing=timing, batch_size=batch, max_chunk=chunk, backups=backups,
+            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0,
+        )
+        note(f"friends {self.kind}, settings {settings_}")
+        self.apply(J.StartJob(job=1, frames=tuple(range(frames)), settings=settings_,
+                              checks_escrowed=settings_.checks_to_escrow(frames, len(self.kind)), now=0.0))
+        self.cmd(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner=owners[f]) for f in self.kind))
+
+    # ---------------------------------------------------------- rules
+
+    friends = st.integers(0, 99)
+
+    def pick(self, i: int) -> str:
+        names = sorted(self.kind)
+        return names[i % len(names)]
+
+    @precondition(lambda self: self.running)
+    @rule(i=friends)
+    def ask(self, i: int) -> None:
+        friend = self.pick(i)
+        self.crashed.discard(friend)
+        self.cmd(J.AskForTask, friend=friend)
+
+    @precondition(lambda self: self.running)
+    @rule(i=friends, ok=st.booleans() | st.just(True))
+    def deliver(self, i: int, ok: bool) -> None:
+        friend = self.pick(i)
+        tasks = self.held.get(friend)
+        if not tasks or friend in self.crashed:
+            return
+        task = tasks[0]
+        frame = task.frames[0]
+        rest = task.frames[1:]
+        self.held[friend] = ([J.TaskAssigned(**{**_fields(task), "frames": rest})] if rest else []) + tasks[1:]
+        sha = render(self.kind[friend], friend, frame, task.kind == "check")
+        self.cmd(J.DeliverFrame, friend=friend, task=task.task, frame=frame, sha256=sha, ok=ok, reason="" if ok else "bad png")
+
+    @precondition(lambda self: self.running)
+    @rule(i=friends)
+    def crash(self, i: int) -> None:
+        friend = self.pick(i)
+        self.crashed.add(friend)
+        self.held.pop(friend, None)
+        self.cmd(J.DropFriend, friend=friend)
+
+    @precondition(lambda self: self.running)
+    @rule(i=friends)
+    def give_back(self, i: int) -> None:
+        friend = self.pick(i)
+        tasks = self.held.get(friend)
+        if tasks:
+            self.cmd(J.ReturnTask, friend=friend, task=tasks[0].task)
+
+    @rule(dt=st.floats(0.5, 30.0))
+    def tick(self, dt: float) -> None:
+        self.now += dt
+        self.cmd(J.Tick)
+
+    @precondition(lambda self: self.running and self.requests)
+    @rule()
+    def shell(self) -> None:
+        self.answer(self.requests.pop(0))
+
+    def answer(self, request: object) -> None:
+        if isinstance(request, J.OwnRenderRequested):
+            self.cmd(J.RecordOwnRender, check=request.check, sha256=truth(request.frame))
+        elif isinstance(request, J.ComparisonRequested):
+            self.cmd(J.RecordComparison, check=request.check, against=request.against, a_sha256=request.a_sha256,
+                     b_sha256=request.b_sha256, **compare(request.a_sha256, request.b_sha256))
+
+    @precondition(lambda self: self.running)
+    @rule(
+        which=st.sampled_from(J.COMMANDS),
+        number=st.integers(-1, 12),
+        frame=st.integers(-1, 30),
+        verdict=st.sampled_from(("identical", "agree", "disagree", "maybe")),
+        against=st.sampled_from(("pair", "subject", "verifier", "x")),
+        x=st.floats(allow_nan=True, allow_infinity=True),
+        i=friends,
+    )
+    def garbage(self, which, number, frame, verdict, against, x, i) -> None:
+        """h2-style: any command, any fields: events or a clean Rejected, never another exception."""
+        friend = self.pick(i) if i % 7 else "stranger"
+        kw = {
+            J.StartJob: dict(frames=(frame,)),
+            J.AddFriends: dict(friends=(J.GrantedFriend(friend=friend, owner="o"),)),
+            J.AskForTask: dict(friend=friend),
+            J.DeliverFrame: dict(friend=friend, task=number, frame=frame, sha256=f"{x}", ok=bool(i % 3)),
+            J.RecordComparison: dict(check=number, against=against, verdict=verdict, fraction_off=x, psnr=x,
+                                     a_sha256=truth(frame), b_sha256=truth(frame + 1)),
+            # The requester's own render is trusted input: garbage never forges one for a live check.
+            J.RecordOwnRender: dict(check=number, sha256=truth(self.job.checks[number].frame))
+            if number in self.job.checks else dict(check=number, sha256=truth(frame)),
+            J.Tick: dict(),
+            J.DropFriend: dict(friend=friend),
+            J.ReturnTask: dict(friend=friend, task=number),
+        }[which]
+        if which is J.StartJob:
+            self.apply(J.StartJob(job=1 + number % 2, now=self.now, **kw))
+            return
+        if which is J.AskForTask:
+            self.crashed.discard(friend)  # asking again is coming back
+        if which is J.DropFriend and friend in self.kind:
+            self.crashed.add(friend)
+            self.held.pop(friend, None)
+        if self.cmd(which, **kw) and which is J.AddFriends:
+            self.kind[friend] = "honest"  # a later grant: an honest newcomer
+
+    # ---------------------------------------------------------- invariants
+
+    @invariant()
+    def honest_friends_are_never_evicted(self) -> None:
+        """No honest friend is ever evicted."""
+        for friend in self.job.evictions:
+            assert self.kind[friend] not in HONEST, f"honest {friend} evicted"
+
+    @invariant()
+    def final_frames_only_grow(self) -> None:
+        """Each frame is final once, never withdrawn, and unchanged."""
+        assert dict(self.job.final) == self.final_seen
+
+    @invariant()
+    def arbitrations_never_exceed_disagreements(self) -> None:
+        """The requester arbitrates only disagreements."""
+        assert self.job.arbitrations <= self.disagreements
+
+    @invariant()
+    def report_pays_honest_work_within_escrow(self) -> None:
+        """Honest friends are paid per final frame and per paid check; the total stays within the escrow."""
+        if self.finished is None:
+            return
+        r = self.finished
+        assert sum(r.payouts.values()) <= r.escrow
+        assert not set(r.payouts) & set(r.evictions)
+        for friend, kind in self.kind.items():
+            if kind in HONEST:
+                frames = sum(ff.friend == friend for ff in self.final_seen.values())
+                checks = self.job.check_paid.get(friend, 0)
+                assert r.payouts.get(friend, 0) == frames + checks
+
+    def teardown(self) -> None:
+        if not hasattr(self, "kind"):
+            return
+        # Liveness: the live friends keep working (crashed honest ones come back); the job must finish.
+        for _ in range(4000):
+            if not self.running:
+                break
+            if self.requests:
+                self.answer(self.requests.pop(0))
+                continue
+            progressed = False
+            for friend in sorted(self.kind):
+                if self.kind[friend] not in HONEST and friend in self.crashed:
+                    continue
+                if self.held.get(friend):
+                    self.crashed.discard(friend)
+                    self.deliver(sorted(self.kind).index(friend), True)
+                    progressed = True
+                elif self.job.friends[friend].status != "evicted":
+                    self.ask(sorted(self.kind).index(friend))
+                    progressed = progressed or bool(self.held.get(friend))
+            if not progressed and not self.requests:
+                self.now += 1000.0
+                self.cmd(J.Tick)
+        j = self.job
+        assert not self.running, (
+            f"the job did not finish: queue {j.queue} live {j.live} copy {sorted(j.copy)} holds "
+            f"{ {f: j.holds.get(f) for f in j.copy} } open {j.open_batch} checks "
+            f"{ {c.check: (c.state, c.kind, c.subject, c.verifier) for c in j.checks.values() if c.state != 'resolved'} } "
+            f"friends { {f: r.status for f, r in j.friends.items()} } requests {self.requests} held {self.held}"
+        )
+        assert self.finished is not None
+        self.final_frames_only_grow()
+        self.report_pays_honest_work_within_escrow()
+        # Replay: the logged events, through the codec's JSON, rebuild the same state.
+        events = [codec.from_json(*row.split("\n", 1)) for row in self.log]
+        assert fold(J.evolve, J.Requester(), events) == self.state
+
+
+def _fields(task: J.TaskAssigned) -> dict:
+    return {k: getattr(task, k) for k in ("job", "task", "friend", "kind", "frames", "checks", "backup_of", "deadline", "now")}
+
+
+Pool.TestCase.settings = settings(
+    max_examples=120, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestPool = Pool.TestCase

@@ -1,0 +1,274 @@
+"""The requester's scheduler, table-driven: chunks, deadlines, retries, friends gone, backups, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from frender.core import job as J
+from frender.core._decider import Rejected
+
+
+def image(frame: int) -> str:
+    return hashlib.sha256(f"frame {frame}".encode()).hexdigest()
+
+
+class Run:
+    """One job driven by hand: each call decides, then evolves, like the shell."""
+
+    def __init__(self, frames=range(1, 11), friends=("a", "b", "c"), escrow=1, **settings) -> None:
+        self.state = J.Requester()
+        self.now = 0.0
+        self.n = 0
+        self.settings = J.JobSettings(**{"adaptive": False, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
+        self.do(J.StartJob, frames=tuple(frames), settings=self.settings, checks_escrowed=escrow)
+        self.add(*friends)
+
+    def add(self, *friends: str) -> list[object]:
+        return self.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner="o-" + f) for f in friends))
+
+    def do(self, command: type, **kw) -> list[object]:
+        self.n += 1
+        kw.setdefault("now", self.now)
+        if command is not J.StartJob:
+            kw.setdefault("entropy", f"{self.n:032x}")
+        events = J.decide(self.state, command(job=1, **kw))
+        for e in events:
+            J.evolve(self.state, e)
+        return events
+
+    @property
+    def job(self) -> J.Job:
+        return self.state.jobs[1]
+
+    def ask(self, friend: str) -> J.TaskAssigned | None:
+        got = [e for e in self.do(J.AskForTask, friend=friend) if isinstance(e, J.TaskAssigned)]
+        return got[0] if got else None
+
+    def deliver(self, task: J.TaskAssigned, sha=image, ok=True) -> list[object]:
+        out: list[object] = []
+        for frame in task.frames:
+            out += self.do(J.DeliverFrame, friend=task.friend, task=task.task, frame=frame, sha256=sha(frame), ok=ok)
+        return out
+
+
+def of(events: list[object], kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "friends", "max_chunk", "chunk"),
+    [
+        (240, 32, 8, 4),  # ceil(240 / 64)
+        (240, 4, 8, 8),  # capped at max_chunk
+        (10, 3, 8, 2),
+        (3, 8, 8, 1),  # never below one
+        (0, 8, 8, 1),
+        (100, 0, 8, 8),  # no live friend counts as one
+    ],
+)
+def test_chunk_shrinks_as_the_queue_empties(remaining: int, friends: int, max_chunk: int, chunk: int) -> None:
+    """Guided self-scheduling: ceil(remaining / 2N) within [1, max_chunk]."""
+    assert J.chunk_size(remaining, friends, max_chunk) == chunk
+
+
+def test_tasks_are_runs_that_shrink_and_cover_every_frame_once() -> None:
+    """Consecutive asks hand out disjoint runs of queued frames, shrinking towards the tail."""
+    run = Run(frames=range(1, 41), friends=("a", "b"))
+    sizes, seen = [], []
+    while run.job.queue:
+        task = run.ask("a") or run.ask("b")
+        assert task is not None
+        sizes.append(len(task.frames))
+        seen += task.frames
+        run.deliver(task)
+    assert sorted(seen) == list(range(1, 41))
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+
+
+def test_deadline_is_proportional_to_the_chunk() -> None:
+    """deadline = now + factor x (start-up + frames x seconds per frame)."""
+    run = Run(frames=range(1, 21), friends=("a",), seconds_per_frame=2.0, startup_seconds=1.0, deadline_factor=3.0)
+    run.now = 5.0
+    task = run.ask("a")
+    assert task is not None
+    assert task.deadline == 5.0 + 3.0 * (1.0 + 2.0 * len(task.frames))
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("deadline", "deadline"),
+        ("gone", "gone"),
+        ("returned", "returned"),
+    ],
+)
+def test_a_lost_task_goes_back_and_to_another_friend(how: str, why: str) -> None:
+    """A task past its deadline, of a friend gone, or handed back is re-queued and given to someone else."""
+    run = Run(frames=range(1, 5), friends=("a", "b"), max_chunk=2)
+    task = run.ask("a")
+    assert task is not None
+    if how == "deadline":
+        run.now = task.deadline
+        events = run.do(J.Tick)
+    elif how == "gone":
+        events = run.do(J.DropFriend, friend="a")
+    else:
+        events = run.do(J.ReturnTask, friend="a", task=task.task)
+    [dropped] = of(events, J.TaskDropped)
+    assert dropped.why == why and dropped.frames == task.frames
+    assert set(task.frames) <= set(run.job.queue)
+    if how != "gone":
+        # "a" asks first, but frames it lost go to "b" while "b" has not tried them.
+        again = run.ask("a")
+        assert again is None or not set(again.frames) & set(task.frames)
+    retry = run.ask("b")
+    assert retry is not None and set(task.frames) & set(retry.frames)
+
+
+def test_the_same_friend_retries_only_when_nobody_else_is_left() -> None:
+    """Rule 3 yields when the only live friend is the one that lost the frame."""
+    run = Run(frames=(7,), friends=("a", "b"))
+    task = run.ask("a")
+    assert task is not None
+    run.now = task.deadline
+    run.do(J.Tick)
+    run.do(J.DropFriend, friend="b")
+    again = run.ask("a")
+    assert again is not None and again.frames == (7,)
+
+
+def test_late_copy_after_a_deadline_is_recorded_and_ignored() -> None:
+    """A copy from a dropped task is logged as late and changes nothing."""
+    run = Run(frames=(1, 2), friends=("a", "b"), max_chunk=2)
+    task = run.ask("a")
+    assert task is not None
+    run.now = task.deadline
+    run.do(J.Tick)
+    events = run.do(J.DeliverFrame, friend="a", task=task.task, frame=task.frames[0], sha256=image(task.frames[0]))
+    assert [e.role for e in of(events, J.CopyReceived)] == ["late"]
+    assert not run.job.copy and set(task.frames) <= set(run.job.queue)
+
+
+def test_a_fault_retries_the_frame_without_punishing() -> None:
+    """A frame that fails to decode goes back to the queue; the friend stays in the job."""
+    run = Run(frames=(1, 2), friends=("a", "b"), max_chunk=2)
+    task = run.ask("a")
+    assert task is not None
+    events = run.do(J.DeliverFrame, friend="a", task=task.task, frame=task.frames[0], ok=False, reason="wrong size")
+    assert of(events, J.CopyFaulted) and task.frames[0] in run.job.queue
+    assert run.job.friends["a"].status == "active"
+
+
+def test_every_friend_gone_asks_the_master_once() -> None:
+    """MoreFriendsWanted is emitted once when the last friend goes, not on every tick, and again after a new grant."""
+    run = Run(frames=range(1, 5), friends=("a", "b"))
+    run.ask("a")
+    assert not of(run.do(J.DropFriend, friend="a"), J.MoreFriendsWanted)
+    [want] = of(run.do(J.DropFriend, friend="b"), J.MoreFriendsWanted)
+    assert want.count == 2
+    run.now = 1e6
+    assert not of(run.do(J.Tick), J.MoreFriendsWanted)
+    run.add("c")
+    assert run.ask("c") is not None
+    assert of(run.do(J.DropFriend, friend="c"), J.MoreFriendsWanted)
+
+
+def test_a_gone_friend_that_asks_again_is_back() -> None:
+    """A friend that reconnects after being reported gone is live again."""
+    run = Run(frames=range(1, 5), friends=("a", "b"))
+    run.do(J.DropFriend, friend="a")
+    events = run.do(J.AskForTask, friend="a")
+    assert of(events, J.FriendReturned) and run.job.friends["a"].status == "active"
+
+
+def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared() -> None:
+    """With an empty queue, an idle friend gets a backup copy; the first copy wins, the second is a check."""
+    run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=3, max_chunk=8, check_timing="end")
+    slow = run.ask("a")
+    assert slow is not None
+    while run.job.queue:
+        task = run.ask("b")
+        assert task is not None
+        run.deliver(task)
+    backup = run.ask("c")
+    assert backup is not None and backup.kind == "backup" and backup.backup_of == slow.task
+    assert set(backup.frames) <= set(slow.frames)
+    first = run.deliver(backup)
+    assert {e.role for e in of(first, J.CopyReceived)} == {"candidate"}
+    second = run.deliver(slow)
+    roles = [e.role for e in of(second, J.CopyReceived)]
+    assert set(roles[: len(backup.frames)]) <= {"pair", "duplicate"} and "pair" in roles
+    pairs = [j for j in run.job.checks.values() if j.kind == "pair"]
+    assert pairs and all(c.subject == "c" and c.verifier == "a" and c.outcome == "agreed" for c in pairs)
+
+
+def test_backups_stay_within_the_check_budget() -> None:
+    """No check budget left: no backup copy."""
+    run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=0, max_chunk=8)
+    run.ask("a")
+    while run.job.queue:
+        task = run.ask("b")
+        assert task is not None
+        run.deliver(task)
+    assert run.ask("c") is None
+
+
+def test_duplicate_copies_of_final_frames_are_ignored() -> None:
+    """A frame is final exactly once; a second copy after that is a duplicate."""
+    run = Run(frames=(1,), friends=("a", "b"), escrow=0)
+    task = run.ask("a")
+    assert task is not None
+    events = run.deliver(task)
+    [final] = of(events, J.FramesFinal)
+    assert [f.frame for f in final.frames] == [1]
+    assert of(events, J.JobFinished)
+    with pytest.raises(Rejected) as err:
+        run.deliver(task)
+    assert err.value.code == "job-state"
+
+
+@pytest.mark.parametrize(
+    ("command", "kw", "code"),
+    [
+        (J.DeliverFrame, dict(friend="a", task=99, frame=1, sha256="x"), "unknown-task"),
+        (J.DeliverFrame, dict(friend="b", task=1, frame=1, sha256="x"), "not-yours"),
+        (J.DeliverFrame, dict(friend="a", task=1, frame=9, sha256="x"), "not-in-task"),
+        (J.DeliverFrame, dict(friend="a", task=1, frame=1, sha256=""), "bad-sha"),
+        (J.AskForTask, dict(friend="zed"), "unknown-friend"),
+        (J.ReturnTask, dict(friend="b", task=1), "unknown-task"),
+        (J.RecordComparison, dict(check=5, verdict="agree", a_sha256="a", b_sha256="b"), "unknown-check"),
+        (J.RecordOwnRender, dict(check=5, sha256="x"), "unknown-check"),
+        (J.AddFriends, dict(friends=(J.GrantedFriend(friend="a", owner="x"),)), "known-friend"),
+        (J.Tick, dict(now=float("nan")), "bad-time"),
+    ],
+)
+def test_bad_commands_are_rejected_cleanly(command: type, kw: dict, code: str) -> None:
+    """Wrong commands raise Rejected with a stable code and leave the state alone."""
+    run = Run(frames=(1, 2), friends=("a", "b"), max_chunk=1)
+    run.ask("a")
+    before = run.job.clone()
+    with pytest.raises(Rejected) as err:
+        run.do(command, **kw)
+    assert err.value.code == code
+    assert run.job == before
+
+
+def test_a_large_job_decides_each_command_well_under_a_millisecond() -> None:
+    """240 frames on 32 friends: the mean decision takes far less than 1 ms."""
+    run = Run(frames=range(1, 241), friends=tuple(f"f{i}" for i in range(32)), escrow=2)
+    started, commands = time.perf_counter(), 0
+    while run.job.phase == "running" and commands < 5000:
+        for i in range(32):
+            task = run.ask(f"f{i}")
+            commands += 1
+            if task is not None:
+                run.deliver(task)
+                commands += len(task.frames)
+            if run.job.phase != "running":
+                break
+    elapsed = time.perf_counter() - started
+    assert run.job.phase == "finished"
+    assert elapsed / commands < 0.0005, f"{elapsed / commands * 1e6:.0f} us per command"
