@@ -1250,17 +1250,23 @@ def _give_backup(d: _Draft, friend: str) -> bool:
     if room < 1:
         return False
     slowest: tuple[int, float, int] | None = None
+    uncopied: dict[int, tuple[int, ...]] = {}
     for t, left in j.live.items():
         task = j.tasks[t]
         if task.kind != "render" or task.friend == friend or t in j.backed:
             continue
-        key = (len(left), -task.assigned, t)  # most frames left, then the oldest
+        # Only frames nobody has delivered yet: a frame with a copy needs no second backup.
+        missing = tuple(sorted(f for f in left if f not in j.copy and f not in j.final))
+        if not missing:
+            continue
+        uncopied[t] = missing
+        key = (len(missing), -task.assigned, t)  # most frames missing, then the oldest
         if slowest is None or key[:2] > slowest[:2]:
             slowest = key
     if slowest is None:
         return False
     original = slowest[2]
-    frames = tuple(sorted(j.live[original]))[: min(room, j.settings.max_chunk)]
+    frames = uncopied[original][: min(room, j.settings.max_chunk)]
     d.emit(
         TaskAssigned(
             job=j.job,

@@ -205,6 +205,23 @@ def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared
     assert pairs and all(c.subject == "c" and c.verifier == "a" and c.outcome == "agreed" for c in pairs)
 
 
+def test_a_frame_already_copied_gets_no_second_backup() -> None:
+    """Once a backup delivered a slow task's frames, idle friends get no more copies of them."""
+    run = Run(frames=range(1, 5), friends=("a", "b"), escrow=20, max_chunk=8, check_timing="end")
+    slow = run.ask("a")
+    assert slow is not None
+    while run.job.queue:
+        task = run.ask("b")
+        assert task is not None
+        run.deliver(task)
+    backup = run.ask("b")
+    assert backup is not None and backup.kind == "backup"
+    run.deliver(backup)
+    for _ in range(3):
+        again = run.ask("b")
+        assert again is None or not set(again.frames) & set(backup.frames)
+
+
 def test_backups_stay_within_the_check_budget() -> None:
     """No check budget left: no backup copy."""
     run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=0, max_chunk=8)
