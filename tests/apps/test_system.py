@@ -16,6 +16,7 @@ import trio
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps.client import submit
+from frender.apps.replay import render_text
 from frender.transports import RemoteError
 
 FRAMES, SIZE = 8, (64, 36)  # the tiny scene of conftest.py (checked by the fixture below)
@@ -179,6 +180,8 @@ async def test_cheaters_are_evicted_unpaid_and_their_frames_redone(farm, tiny_sc
     requester = farm.audit("requester")["jobs"][0]
     assert not honest & evicted and requester["final"] == FRAMES
     assert evicted, "no cheater was caught"
+    story = render_text(farm.audit("requester"))  # what `frender replay requester.db` prints
+    assert "EVICTED" in story and "(arbitration)" in story and "PSNR" in story and "disagree" in story
 
 
 def _hostile(address, payload: bytes, *, drip: bool = False) -> None:
