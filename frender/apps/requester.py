@@ -22,8 +22,10 @@ event that accepts it is committed.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import shutil
 import secrets
 import time
 from pathlib import Path
@@ -320,7 +322,8 @@ class RequesterNode(Handler):
         job_dir = self._job_dir(granted.job)
         (job_dir / "copies").mkdir(parents=True, exist_ok=True)
         (job_dir / "own").mkdir(exist_ok=True)
-        os.link(blend_path, job_dir / "job.blend") if not (job_dir / "job.blend").exists() else None
+        if not (job_dir / "job.blend").exists():
+            os.link(blend_path, job_dir / "job.blend")
         width, height = info.resolution
         now = self._now()
         self.apply(
@@ -519,13 +522,10 @@ class RequesterNode(Handler):
         except Refused as exc:
             log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)
 
-    def _path_of(self, job: int, friend: str | None, sha256: str) -> Path:
-        return self.copies[(job, sha256)]
-
     async def _compare(self, event: core.ComparisonRequested) -> None:
         accepted = self.jobs[event.job]
-        a = self._path_of(event.job, event.a_friend, event.a_sha256)
-        b = self._path_of(event.job, event.b_friend, event.b_sha256)
+        a = self.copies[(event.job, event.a_sha256)]
+        b = self.copies[(event.job, event.b_sha256)]
         try:
             result = await trio.to_thread.run_sync(lambda: blender.compare(a, b, width=accepted.width, height=accepted.height))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
@@ -569,7 +569,7 @@ class RequesterNode(Handler):
         sha = await trio.to_thread.run_sync(_sha256_of, target)
         if (event.job, event.check) in self.owed.own_renders:
             self._settle(core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now()))
-        _remove_tree(work)
+        shutil.rmtree(work, ignore_errors=True)
 
     async def _more_friends(self, event: core.MoreFriendsWanted) -> None:
         accepted = self.jobs[event.job]
@@ -642,19 +642,11 @@ class RequesterNode(Handler):
 
 
 def _sha256_of(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def run_requester(
