@@ -39,7 +39,7 @@ def sandbox_available() -> bool:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return False
-    probe = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    probe = [bwrap, "--unshare-all", "--ro-bind", "/", "/", "true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -64,7 +64,11 @@ def clean_environment(run_dir: Path) -> dict[str, str]:
 
 def bwrap_prefix(*, run_dir: Path, job_dir: Path, job_writable: bool, install_dirs: Iterable[str]) -> list[str]:
     """The bubblewrap command line that wraps Blender in the sandbox described above."""
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent"]
+    # No --die-with-parent: its signal fires when the *thread* that forked exits,
+    # and trio forks from worker threads that retire after ~10 s idle, which
+    # killed every render longer than that. A render whose friend died still
+    # ends: its stdout pipe is gone, so its next progress line kills it (EPIPE).
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-all"]
     args += ["--ro-bind", "/usr", "/usr"]
     for name in USR_LINKS:
         if os.path.islink(name):

@@ -40,3 +40,16 @@ def test_no_network(tmp_path):
     result = sandboxed(tmp_path, "cat /proc/net/dev")
     interfaces = {line.split(":")[0].strip() for line in result.stdout.splitlines() if ":" in line}
     assert interfaces == {"lo"}
+
+
+@pytest.mark.blender
+async def test_a_sandboxed_render_outlives_the_thread_that_started_it(bpy_backend, demo_scene, copy_job, tmp_path, monkeypatch):
+    """trio starts processes from worker threads that retire when idle; the sandboxed render must not die with them."""
+    import trio._core._thread_cache as thread_cache
+
+    from frender.blender import render
+
+    monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 0.05)  # retire the spawning thread at once
+    blend = copy_job(demo_scene, tmp_path / "job")
+    frames = await render(bpy_backend, blend, tmp_path / "job", [1, 2, 3])  # Blender starts in ~0.5 s: long after
+    assert [f.frame for f in frames] == [1, 2, 3]
