@@ -107,6 +107,7 @@ class RequesterSettings:
     # A friend holding no task that has not asked for work for this long is gone
     # (idle friends ask every half second; rendering friends hold a task).
     friend_silence: float = 5.0
+    hold_work: float = 2.0  # an idle friend's WantWork waits this long for work to appear
     master_retry: float = 1.0  # seconds between attempts to reach the master
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
 
@@ -174,6 +175,7 @@ class RequesterNode(Handler):
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
+        self._changed = trio.Event()  # set (and replaced) whenever the state changes
         for _, event in events(log):
             self._evolve(event)
         self._in_flight: set[object] = set()
@@ -224,6 +226,9 @@ class RequesterNode(Handler):
                 self._evolve(event)
             decided.extend(batch)
         self.log.append([e for e in decided if is_durable(e)])
+        if decided:
+            self._changed.set()
+            self._changed = trio.Event()
         if any(isinstance(e, (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished)) for e in decided):
             self.wake.set()
         return decided
@@ -261,7 +266,7 @@ class RequesterNode(Handler):
             case msg.Progress(job=j):
                 return self._progress(self._own_job(peer, j))
             case msg.WantWork(assignment=signed):
-                return self._want_work(peer, signed)
+                return await self._want_work(peer, signed)
             case msg.GiveBack(assignment=signed, task=task):
                 assignment = self._check(peer, signed)
                 self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
@@ -377,12 +382,23 @@ class RequesterNode(Handler):
             problem=problem,
         )
 
-    def _want_work(self, peer: Peer, signed) -> msg.Work | msg.NoWork:
+    async def _want_work(self, peer: Peer, signed) -> msg.Work | msg.NoWork:
+        """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
         assignment = self._check(peer, signed)
         job, friend = assignment.job, assignment.friend
         if self.keys.get(job, {}).get(friend) != peer.fingerprint:
             raise AssignmentRefused(f"{friend} was not granted to job {job} here")
-        self._heard_from(job, friend)
+        with trio.move_on_after(self.settings.hold_work):
+            while True:
+                self._heard_from(job, friend)
+                offer = self._offer(job, friend)
+                if offer is not None:
+                    return offer
+                await self._changed.wait()
+        return msg.NoWork(retry_after=0.1)
+
+    def _offer(self, job: int, friend: str) -> msg.Work | msg.NoWork | None:
+        """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if self.state.jobs[job].phase == "finished":
             return msg.NoWork(over=True, why="the job is finished")
         now = self._now()
@@ -402,7 +418,7 @@ class RequesterNode(Handler):
         outlook = core.outlook(self.state, job, friend)
         if outlook in ("done", "evicted"):
             return msg.NoWork(over=True, why=outlook)
-        return msg.NoWork(retry_after=0.5)
+        return None
 
     # ------------------------------------------------------------ the files
 

@@ -123,9 +123,12 @@ class ModelledBackend(Backend):
         width, height = self.resolution
         rendered = []
         with trio.move_on_after(limits.wall_seconds):
-            for frame in frames:
+            # A fixed schedule, like Blender: it renders the next frame while
+            # the caller is still handing over the last one.
+            begin = trio.current_time()
+            for index, frame in enumerate(frames):
                 start = trio.current_time()
-                await trio.sleep(self.seconds_per_frame)
+                await trio.sleep_until(begin + (index + 1) * self.seconds_per_frame)
                 path = out_dir / frame_name(frame)
                 path.write_bytes(modelled_frame(frame, width=width, height=height))
                 done = RenderedFrame(frame=frame, path=path, seconds=trio.current_time() - start)

@@ -173,6 +173,10 @@ class JobSettings:
             out.append("calibration_fraction is a fraction")
         return out
 
+    def min_chunk(self) -> int:
+        """Frames a task needs so that Blender's start-up costs at most half a frame's time per frame."""
+        return max(1, min(self.max_chunk, math.ceil(2 * self.startup_seconds / self.seconds_per_frame)))
+
     def checks_to_escrow(self, frames: int, friends: int) -> int:
         """The ``checks_per_friend`` to ask the master to escrow for this job (per friend granted)."""
         if self.check_timing == "end":
@@ -1124,9 +1128,12 @@ def _known_friend(j: Job, friend: str) -> Friend:
     return rec
 
 
-def chunk_size(remaining: int, friends: int, max_chunk: int) -> int:
-    """Guided self-scheduling: ceil(remaining / 2N), between 1 and ``max_chunk``."""
-    return max(1, min(max_chunk, math.ceil(remaining / (2 * max(friends, 1)))))
+def chunk_size(remaining: int, friends: int, max_chunk: int, min_chunk: int = 1) -> int:
+    """Guided self-scheduling: ceil(remaining / 2N), raised to ``min_chunk`` but never past a
+    fair share ceil(remaining / N) (every friend gets work), and at most ``max_chunk``."""
+    n = max(friends, 1)
+    fair = math.ceil(remaining / n)
+    return max(1, min(max_chunk, fair, max(min_chunk, math.ceil(remaining / (2 * n)))))
 
 
 def _deadline(j: Job, now: float, frames: int) -> float:
@@ -1215,7 +1222,7 @@ def _give_render(d: _Draft, friend: str) -> bool:
     if not j.queue:
         return False
     active = j.active()
-    size = chunk_size(len(j.queue), len(active), j.settings.max_chunk)
+    size = chunk_size(len(j.queue), len(active), j.settings.max_chunk, j.settings.min_chunk())
     frames: list[int] = []
     for frame in j.queue:
         lost = j.tried.get(frame)

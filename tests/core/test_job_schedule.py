@@ -74,6 +74,18 @@ def test_chunk_shrinks_as_the_queue_empties(remaining: int, friends: int, max_ch
     assert J.chunk_size(remaining, friends, max_chunk) == chunk
 
 
+@pytest.mark.parametrize(
+    ("startup", "per_frame", "max_chunk", "floor"),
+    [(0.0, 1.0, 8, 1), (0.5, 0.25, 8, 4), (5.0, 1.0, 8, 8), (0.6, 0.3, 3, 3)],
+)
+def test_start_up_sets_a_floor_on_the_chunk(startup: float, per_frame: float, max_chunk: int, floor: int) -> None:
+    """A task has enough frames that Blender's start-up costs at most half a frame per frame."""
+    settings = J.JobSettings(startup_seconds=startup, seconds_per_frame=per_frame, max_chunk=max_chunk)
+    assert settings.min_chunk() == floor
+    assert J.chunk_size(64, 8, max_chunk, floor) == min(max_chunk, max(floor, 4))  # fewer, longer tasks
+    assert J.chunk_size(9, 3, max_chunk, floor) <= 3  # but never more than a fair share: every friend works
+
+
 def test_tasks_are_runs_that_shrink_and_cover_every_frame_once() -> None:
     """Consecutive asks hand out disjoint runs of queued frames, shrinking towards the tail."""
     run = Run(frames=range(1, 41), friends=("a", "b"))
