@@ -116,12 +116,14 @@ def run_master(
     friend_timeout: int = typer.Option(2000, "--friend-timeout", help="Milliseconds after its last heartbeat a friend is live."),
     trust: list[str] = typer.Option([], help="Trust a requester key: NAME=sha256:..."),
     starting_grant: int = typer.Option(0, help="Points a new username starts with (0: no free points)."),
+    max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run the master: the registry of friends and the points ledger."""
     from frender.apps.master import run_master as run
     from frender.core.master import MasterSettings
+    from frender.transports import Limits
 
     _logging(verbose)
     host, port = _listen(listen)
@@ -134,7 +136,10 @@ def run_master(
     settings = MasterSettings(friend_timeout=friend_timeout / 1000, starting_grant=starting_grant)
 
     async def main() -> None:
-        await run(host=host, port=port, db=db, home=home, settings=settings, trust=tuple(pairs), announce=_announce(address_file))
+        await run(
+            host=host, port=port, db=db, home=home, settings=settings, trust=tuple(pairs),
+            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file),
+        )
 
     _trio_run(main)
 
@@ -148,12 +153,14 @@ def run_requester(
     blender: Optional[str] = typer.Option(None, help="A blender executable (default: the bpy module, else blender on PATH)."),
     seconds_per_frame: float = typer.Option(5.0, help="Render time estimate per frame, for deadlines."),
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
+    max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a requester: hosts clients' jobs, hands out work, verifies frames, reports to the master."""
     from frender.apps.requester import RequesterSettings, run_requester as run
     from frender.core.job import JobSettings
+    from frender.transports import Limits
 
     _logging(verbose)
     host, port = _listen(listen)
@@ -162,7 +169,8 @@ def run_requester(
 
     async def main() -> None:
         await run(
-            master=_address(master), host=host, port=port, db=db, home=home, backend=backend, settings=settings, announce=_announce(address_file)
+            master=_address(master), host=host, port=port, db=db, home=home, backend=backend, settings=settings,
+            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file),
         )
 
     _trio_run(main)

@@ -80,6 +80,7 @@ def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str
     cluster.start(
         "master", "run", "master", "--listen", listen, "--db", str(cluster.root / "master.db"),
         "--home", str(home), "--friend-timeout", str(friend_timeout_ms), "--address-file", str(address_file),
+        "--max-per-host", "4096",  # every process of a local farm is 127.0.0.1
     )
     return cluster.wait_for_address("master", address_file), home
 
@@ -93,6 +94,7 @@ def start_requester(cluster: Cluster, master: Address, *, seconds_per_frame: flo
         "requester", "run", "requester", "--master", str(master), "--listen", listen,
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
+        "--max-per-host", "4096",
     )
     return cluster.wait_for_address("requester", address_file)
 
