@@ -75,7 +75,6 @@ async def submit(
             async with connect(requester, identity) as session:
                 while True:
                     progress = await session.call(msg.Progress(job=job))
-                    on_progress(progress)
                     for frame in progress.final:
                         if frame in fetched:
                             continue
@@ -83,6 +82,7 @@ async def submit(
                         if not target.exists():
                             await get_file(requester, identity, FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
                         fetched.add(frame)
+                    on_progress(progress)  # after the final frames are on disk
                     if progress.finished and len(fetched) == progress.total:
                         return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
                     await trio.sleep(poll)

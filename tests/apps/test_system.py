@@ -15,7 +15,7 @@ import trio
 
 from frender import blender
 from frender.apps import messages as msg
-from frender.apps.client import submit
+from frender.apps.client import status, submit
 from frender.apps.replay import render_text
 from frender.transports import RemoteError
 
@@ -242,3 +242,32 @@ async def test_corrupt_and_scripted_uploads_are_refused(farm, tiny_scene, tmp_pa
     assert refused.value.code == "refused-blend" and "auto-run" in refused.value.reason
     assert not canary.exists()
     assert farm.audit("master")["master"]["jobs"] == []
+
+
+class Interrupted(Exception):
+    """The artist's Ctrl-C, as the client sees it."""
+
+
+async def test_submit_resumes_the_same_job_and_fetches_only_what_is_missing(farm, tiny_scene, direct):
+    """Interrupted, `submit` run again follows the same job; run once more it fetches only missing frames."""
+    await farm.start(friends=2)
+
+    def interrupt(progress: msg.ProgressReply) -> None:
+        raise Interrupted  # at the first progress report: the job is submitted, nothing is final yet
+
+    with pytest.raises(Interrupted):
+        await run_job(farm, tiny_scene, friends=2, on_progress=interrupt)
+    result = await run_job(farm, tiny_scene, friends=2)
+    assert_frames_match(result, direct)
+    assert [j["job"] for j in farm.audit("master")["master"]["jobs"]] == [result.job]  # submitted once
+    out = farm.root / "out"
+    (out / blender.frame_name(3)).unlink()
+    (out / blender.frame_name(6)).unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("frame_*.png")}
+    again = await run_job(farm, tiny_scene, friends=2)
+    assert again.job == result.job
+    assert_frames_match(again, direct)
+    assert all((out / name).stat().st_mtime_ns == mtime for name, mtime in kept.items())
+    reply = await status(farm.master, farm.root / "homes" / "artist")  # what `frender status` shows
+    assert {f.friend for f in reply.friends if f.live} == set(farm.friends)
+    assert any(j.job == result.job and j.closed for j in reply.jobs)
