@@ -6,7 +6,9 @@ class's import path, is what the store and the transports write, so renaming
 or moving a class never breaks an old log or an old peer.
 
 Rule 1: one converter (cattrs' JSON preconf) serves both encodings, so a body
-hashed in the log and a body sent on the wire unstructure the same way.
+hashed in the log and a body sent on the wire unstructure the same way, except
+for ``bytes``: the converter leaves them as ``bytes`` (msgpack carries them
+natively) and only the JSON text spells them in base85, as the preconf does.
 Rule 2: the JSON form is canonical (sorted keys, no spaces, no NaN): the store
 hashes it, so the same event always hashes the same.
 """
@@ -14,6 +16,7 @@ hashes it, so the same event always hashes the same.
 from __future__ import annotations
 
 import json
+from base64 import b85decode, b85encode
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
@@ -38,6 +41,15 @@ __all__ = [
 ]
 
 converter = make_converter()
+# Bytes stay bytes when unstructured: msgpack packs them natively, where the
+# preconf's pure-Python base85 cost more than the rest of a reply. The JSON text
+# keeps the preconf's base85 spelling through ``_dumps``' default hook, so a
+# canonical body (and its hash) is byte-identical to before. This is still one
+# converter: both encodings share every hook, and only the last step (the
+# JSON encoder) spells bytes, because JSON has no bytes type. Structuring takes
+# either form: bytes from msgpack, base85 text from JSON (or an older peer).
+converter.register_unstructure_hook(bytes, lambda value: value)
+converter.register_structure_hook(bytes, lambda value, _: value if type(value) is bytes else b85decode(value))
 # Sets have no order; a canonical body needs one.
 converter.register_unstructure_hook_func(
     lambda t: getattr(t, "__origin__", t) in (set, frozenset),
@@ -108,8 +120,17 @@ def _primitive(obj: object) -> Any:
         raise TypeError(f"{type(obj).__qualname__} is not registered with the codec") from None
 
 
+def _bytes_as_text(value: object) -> str:
+    """The JSON spelling of bytes: base85, exactly as cattrs' JSON preconf writes it."""
+    if type(value) is bytes:
+        return (b85encode(value) if value else b"").decode("utf8")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _dumps(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_bytes_as_text
+    )
 
 
 def to_json(obj: object) -> str:

@@ -8,6 +8,16 @@ one the peer claims), the decision's durable events are committed to
 trio runs every handler on one thread and ``apply`` never awaits, so each
 decide-append-evolve step is atomic: the state has exactly one owner at a time
 without a dedicated task and channels.
+
+Group commit. An RPC's durable events are evolved at once but committed in a
+batch with those of the other calls that are ready at the same moment: the
+call yields once, then the first call to run commits everything pending in
+one transaction (one fsync). Every answer, a refusal included, waits until
+nothing it could have seen is pending, so nobody is answered before the events
+behind the answer are committed. ``log.append`` never awaits, so "nothing
+pending" means "all committed". If the append fails, the events stay pending
+(the transaction rolled back), the caller is answered "internal", and the next
+commit retries them: the state never runs ahead of an acknowledged answer.
 """
 
 from __future__ import annotations
@@ -30,12 +40,13 @@ from frender.transports import (
     Limits,
     Peer,
     Refused,
-    SignedAssignment,
     serve,
     sign_assignment,
 )
 
 __all__ = ["MasterNode", "run_master"]
+
+_NOTHING_HELD = msg.HeartbeatReply()  # frozen: one instance serves every idle friend
 
 
 class MasterNode(Handler):
@@ -56,33 +67,64 @@ class MasterNode(Handler):
         # The master's own key is always an operator: `frender operator` run with its home.
         self.operators = operators | {identity.fingerprint}
         self.state = fold(core.evolve, core.Master(settings=settings), (e for _, e in events(log)))
-        self._signed: dict[tuple[str, int], SignedAssignment] = {}
+        # The reply to a heartbeat while the friend holds (friend, job), signed once.
+        self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
+        self._pending: list[object] = []  # durable events evolved, not yet committed
 
     def apply(self, command: object) -> list[object]:
         """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
-        try:
-            decided = core.decide(self.state, command)
-        except Rejected as rejection:
-            raise Refused(rejection.code, rejection.reason) from None
-        self.log.append([e for e in decided if is_durable(e)])
+        decided = self._decide(command)
+        self.log.append(self._pending + [e for e in decided if is_durable(e)])
+        self._pending.clear()
         for event in decided:
             core.evolve(self.state, event)
         return decided
 
+    def _decide(self, command: object) -> list[object]:
+        try:
+            return core.decide(self.state, command)
+        except Rejected as rejection:
+            raise Refused(rejection.code, rejection.reason) from None
+
+    def _apply_later(self, command: object) -> list[object]:
+        """Decide and evolve now; the durable events wait for ``_commit`` (see the module docstring)."""
+        decided = self._decide(command)
+        for event in decided:
+            if is_durable(event):
+                self._pending.append(event)
+            core.evolve(self.state, event)
+        return decided
+
+    async def _commit(self) -> None:
+        """Return once every event evolved so far is committed, batching with other ready calls."""
+        if not self._pending:
+            return
+        await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls add theirs
+        if self._pending:
+            self.log.append(self._pending)  # raises with everything still pending
+            self._pending = []
+
     async def call(self, peer: Peer, request: object) -> object:
-        now = self.clock()
+        try:
+            return self._answer(peer, request, self.clock())
+        finally:
+            # Answers and refusals alike leave only once what they saw is committed.
+            with trio.CancelScope(shield=True):
+                await self._commit()
+
+    def _answer(self, peer: Peer, request: object, now: float) -> object:
         match request:
+            case msg.Heartbeat(friend=friend, busy=busy, last_done=last_done):
+                self._apply_later(core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, now=now))
+                return self._assignment_of(friend, now)
             case msg.RegisterFriend(user=user, name=name, profile=profile, capacity=capacity):
                 friend = f"{user}/{name}"
-                self.apply(core.RegisterFriend(user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, now=now))
+                self._apply_later(core.RegisterFriend(user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, now=now))
                 return msg.Registered(friend=friend, heartbeat_every=self.state.settings.friend_timeout / 4)
-            case msg.Heartbeat(friend=friend, busy=busy, last_done=last_done):
-                self.apply(core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, now=now))
-                return self._assignment_of(friend, now)
             case msg.AskFriends():
                 return self._ask_friends(peer, request, now)
             case msg.Report():
-                self.apply(
+                self._apply_later(
                     core.ReportJob(
                         requester=peer.fingerprint,
                         job=request.job,
@@ -101,11 +143,11 @@ class MasterNode(Handler):
                 return msg.Profiles(live=tuple(sorted(live, key=str)))
             case msg.Grant(user=user, amount=amount, reason=reason):
                 self._operator(peer)
-                self.apply(core.GrantPoints(user=user, amount=amount, reason=reason))
+                self._apply_later(core.GrantPoints(user=user, amount=amount, reason=reason))
                 return msg.Ok()
             case msg.Trust(key=key, name=name):
                 self._operator(peer)
-                self.apply(core.TrustRequester(key=key, name=name))
+                self._apply_later(core.TrustRequester(key=key, name=name))
                 return msg.Ok()
             case msg.Status():
                 return self._status(now)
@@ -116,7 +158,7 @@ class MasterNode(Handler):
             raise Refused("not-operator", "only the master's operator may do this")
 
     def _ask_friends(self, peer: Peer, ask: msg.AskFriends, now: float) -> msg.FriendsGranted:
-        decided = self.apply(
+        decided = self._apply_later(
             core.RequestFriends(
                 requester=peer.fingerprint,
                 job=ask.job,
@@ -143,10 +185,10 @@ class MasterNode(Handler):
         """The friend's signed assignment while it holds a live one (Rule 3 of the core)."""
         rec = self.state.friends[friend]
         if rec.job is None or now >= rec.held_until:
-            return msg.HeartbeatReply()
+            return _NOTHING_HELD
         job = self.state.jobs[rec.job]
-        signed = self._signed.get((friend, job.job))
-        if signed is None:
+        reply = self._held.get((friend, job.job))
+        if reply is None:
             signed = sign_assignment(
                 self.identity,
                 Assignment(
@@ -158,8 +200,8 @@ class MasterNode(Handler):
                     expires=rec.held_until,
                 ),
             )
-            self._signed[(friend, job.job)] = signed
-        return msg.HeartbeatReply(assignment=signed, requester=job.address)
+            reply = self._held[(friend, job.job)] = msg.HeartbeatReply(assignment=signed, requester=job.address)
+        return reply
 
     def _status(self, now: float) -> msg.StatusReply:
         state = self.state

@@ -17,11 +17,17 @@ Rule 6: liveness (heartbeats) is soft state: never logged, so after a restart
 The assignment rule is the paper's (the first N live, available friends with
 the job's profile) in a fair order: least recently assigned first, then
 owners mixed so one user's friends do not fill a job.
+
+Assignment order is kept, not recomputed: ``Master.queues`` holds, per
+profile, the friends in (last_assigned, registered) order, so a request walks
+that order and usually stops after a few friends instead of sorting them all.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import heapq
+from itertools import chain
+from typing import ClassVar, Iterator
 
 from attrs import Factory, define, field, frozen
 
@@ -313,12 +319,45 @@ class JobRecord:
     address: str = ""
     friends: list[str] = Factory(list)
     evicted: list[str] = Factory(list)
+    paid_friends: set[str] = Factory(set)  # friends paid by an earlier, non-closing report
     escrow: int = 0
     paid: int = 0
     refunded: int = 0
     closed: bool = False
     head_seq: int = 0
     head_hash: str = ""
+
+
+class _ProfileQueue:
+    """One profile's friends in assignment order: least recently assigned, then registration.
+
+    Never-assigned friends (last_assigned 0) come first in registration order;
+    then the assigned ones, each assignment moving its friends to the end (its
+    counter is the highest), ordered among themselves by registration.
+    Derived from the friend records by the evolvers; never logged or compared.
+    """
+
+    __slots__ = ("fresh", "used")
+
+    def __init__(self) -> None:
+        self.fresh: dict[str, FriendRecord] = {}
+        self.used: dict[str, FriendRecord] = {}
+
+    def ordered(self) -> Iterator[FriendRecord]:
+        return chain(self.fresh.values(), self.used.values())
+
+    def place(self, rec: FriendRecord) -> None:
+        """Insert a friend whose key may fall anywhere (a rare profile change): re-sort its part."""
+        if rec.last_assigned == 0:
+            self.fresh[rec.friend] = rec
+            self.fresh = dict(sorted(self.fresh.items(), key=lambda item: item[1].registered))
+        else:
+            self.used[rec.friend] = rec
+            self.used = dict(sorted(self.used.items(), key=lambda item: (item[1].last_assigned, item[1].registered)))
+
+    def remove(self, friend: str) -> None:
+        self.fresh.pop(friend, None)
+        self.used.pop(friend, None)
 
 
 @define(kw_only=True)
@@ -332,6 +371,8 @@ class Master:
     assignments: int = 0  # counts grants, orders friends least-recently-assigned first
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
+    # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
+    queues: dict[RenderProfile, _ProfileQueue] = field(factory=dict, eq=False, repr=False)
 
     def escrow(self) -> int:
         return sum(j.escrow - j.paid - j.refunded for j in self.jobs.values())
@@ -414,30 +455,43 @@ def _grant(state: Master, c: GrantPoints) -> list[object]:
 
 
 def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
-    """The paper's rule in a fair order: see the module docstring."""
+    """The paper's rule in a fair order: see the module docstring.
+
+    The candidates, in (last_assigned, registered) order, are taken by
+    repeatedly picking the first candidate whose owner has the fewest picks so
+    far. That is round by round: every owner's first candidate in order, then
+    every owner's second, and so on. So once ``limit`` owners are seen, round
+    one alone fills the request and the rest of the order need not be read.
+    """
+    queue = state.queues.get(c.profile)
+    if queue is None:
+        return []
     skip = set(c.exclude)
     if job is not None:
         skip.update(job.friends)
-    candidates = sorted(
-        (
-            rec
-            for rec in state.friends.values()
-            if rec.profile == c.profile
-            and rec.user != c.submitter
-            and rec.friend not in skip
-            and available(state, rec, c.now)
-        ),
-        key=lambda rec: (rec.last_assigned, rec.registered),
-    )
+    by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
+    position = 0
+    for rec in queue.ordered():
+        if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
+            continue
+        mine = by_owner.get(rec.user)
+        if mine is not None:
+            mine.append((position, rec))
+        else:
+            by_owner[rec.user] = [(position, rec)]
+            if len(by_owner) == limit:
+                return [candidates[0][1].friend for candidates in by_owner.values()]
+        position += 1
+    # Fewer owners than wanted: rounds by (picks so far, place in the order).
+    heap = [(0, candidates[0][0], owner) for owner, candidates in by_owner.items()]
+    heapq.heapify(heap)
     chosen: list[str] = []
-    owners: dict[str, int] = {}
-    # Owners mixed: repeatedly take the first candidate whose owner has the fewest picks so far.
-    while candidates and len(chosen) < limit:
-        fewest = min(owners.get(rec.user, 0) for rec in candidates)
-        pick = next(rec for rec in candidates if owners.get(rec.user, 0) == fewest)
-        candidates.remove(pick)
-        owners[pick.user] = owners.get(pick.user, 0) + 1
-        chosen.append(pick.friend)
+    while heap and len(chosen) < limit:
+        picks, _, owner = heapq.heappop(heap)
+        candidates = by_owner[owner]
+        chosen.append(candidates[picks][1].friend)
+        if picks + 1 < len(candidates):
+            heapq.heappush(heap, (picks + 1, candidates[picks + 1][0], owner))
     return chosen
 
 
@@ -513,8 +567,8 @@ def _report(state: Master, c: ReportJob) -> list[object]:
     if strangers:
         raise Rejected("not-assigned", f"{sorted(strangers)} were never assigned to job {c.job}")
     evicted = set(job.evicted) | set(c.evicted)
-    if any(c.payouts.get(f, 0) for f in evicted):
-        raise Rejected("evicted-paid", "an evicted friend gets nothing for the job")
+    if any(c.payouts.get(f, 0) for f in evicted) or job.paid_friends & set(c.evicted):
+        raise Rejected("evicted-paid", "an evicted friend gets nothing for the job, and a paid friend is not evicted after")
     if any(p < 0 for p in c.payouts.values()):
         raise Rejected("bad-report", "payouts are never negative")
     total = sum(c.payouts.values())
@@ -569,10 +623,15 @@ def _user_bound(state: Master, e: UserBound) -> None:
 def _friend_registered(state: Master, e: FriendRegistered) -> None:
     rec = state.friends.get(e.friend)
     if rec is None:
-        state.friends[e.friend] = FriendRecord(
+        rec = state.friends[e.friend] = FriendRecord(
             friend=e.friend, user=e.user, profile=e.profile, capacity=e.capacity, registered=len(state.friends)
         )
+        # The newest registration, never assigned: the end of the never-assigned part.
+        state.queues.setdefault(e.profile, _ProfileQueue()).fresh[e.friend] = rec
     else:
+        if rec.profile != e.profile:
+            state.queues[rec.profile].remove(e.friend)
+            state.queues.setdefault(e.profile, _ProfileQueue()).place(rec)
         rec.profile, rec.capacity = e.profile, e.capacity
 
 
@@ -614,6 +673,11 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
     for friend in e.friends:
         rec = state.friends[friend]
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
+    # The highest counter: these friends move to the end of their profile's order.
+    for rec in sorted((state.friends[f] for f in e.friends), key=lambda rec: rec.registered):
+        queue = state.queues[rec.profile]
+        queue.remove(rec.friend)
+        queue.used[rec.friend] = rec
 
 
 def _escrow_funded(state: Master, e: EscrowFunded) -> None:
@@ -623,6 +687,7 @@ def _escrow_funded(state: Master, e: EscrowFunded) -> None:
 
 def _friend_paid(state: Master, e: FriendPaid) -> None:
     state.jobs[e.job].paid += e.points
+    state.jobs[e.job].paid_friends.add(e.friend)
     _account(state, e.user).balance += e.points
 
 

@@ -215,3 +215,13 @@ def test_more_friends_for_the_same_job():
     assert assigned(events) == ("b/1",)
     assert next(e for e in events if isinstance(e, EscrowFunded)).amount == 1
     assert state.jobs[1].friends == ["a/1", "b/1"]
+
+
+def test_a_friend_paid_by_an_interim_report_cannot_be_evicted_later():
+    """Eviction means unpaid: a friend already paid for the job is not evicted by a later report."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, ask(state, want=2, frames=4))
+    apply(state, ReportJob(requester="R", job=1, payouts={"a/1": 2}, close=False, now=20))
+    with pytest.raises(Rejected) as err:
+        decide(state, ReportJob(requester="R", job=1, evicted=("a/1",), now=21))
+    assert err.value.code == "evicted-paid"
