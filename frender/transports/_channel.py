@@ -13,6 +13,10 @@ Rule 5: every message is length-delimited, so TLS streams are opened with
         ``https_compatible=True``: a close without TLS close_notify reads as
         end of stream, and a truncation is still caught by the framing (a
         frame or file body cut short is PeerGone, never a shorter message).
+Rule 6: sends that queue up while another is on the wire leave together:
+        the next sender writes every waiting frame in one ``send_all`` (one
+        TLS record, one syscall) in the order they were queued. Each caller
+        still returns only once its own bytes are sent, or raises PeerGone.
 """
 
 from __future__ import annotations
@@ -33,14 +37,29 @@ _RECEIVE = 64 * 1024
 M = TypeVar("M")
 
 
-@contextmanager
-def broken_as_peer_gone() -> Iterator[None]:
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+class _BrokenAsPeerGone:
+    # A plain class: entered twice per RPC, a generator context manager cost more than the send.
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if kind is not None and issubclass(kind, _BROKEN):
+            cause = exc.__cause__ or exc  # type: ignore[union-attr]
+            raise PeerGone(f"connection broken: {type(cause).__name__}: {cause}"[:300]) from None
+        return False
+
+
+_BROKEN_AS_PEER_GONE = _BrokenAsPeerGone()
+
+
+def broken_as_peer_gone() -> _BrokenAsPeerGone:
     """Translate the stream's own failures into PeerGone."""
-    try:
-        yield
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
-        cause = exc.__cause__ or exc
-        raise PeerGone(f"connection broken: {type(cause).__name__}: {cause}"[:300]) from None
+    return _BROKEN_AS_PEER_GONE
 
 
 @contextmanager
@@ -66,6 +85,7 @@ class Channel:
         self.limits = limits
         self._buffer = bytearray()
         self._send_lock = trio.Lock()
+        self._filling = _Batch()  # sends waiting for the lock (Rule 6)
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` raw bytes (b"" at end of stream), buffered bytes first."""
@@ -76,6 +96,39 @@ class Channel:
         with broken_as_peer_gone():
             return await self.stream.receive_some(max_bytes)
 
+    async def receive_into(self, view: memoryview) -> int:
+        """Fill the start of ``view`` with raw bytes; their count, 0 at end of stream.
+
+        For file bodies. trio's SSLStream hands over one TLS record (16 KiB) per
+        receive_some, with a scheduler round trip each. After one awaited
+        receive, every further record already in the TLS object's incoming
+        buffer is decrypted here directly into ``view``, without yielding.
+        No await happens meanwhile, so no other task can touch the TLS object,
+        and any bytes it has to answer (a TLS 1.3 key update) stay in its
+        outgoing buffer for the stream's next operation to send, as usual.
+        """
+        if self._buffer:
+            count = min(len(view), len(self._buffer))
+            view[:count] = self._buffer[:count]
+            del self._buffer[:count]
+            return count
+        with broken_as_peer_gone():
+            data = await self.stream.receive_some(len(view))
+        count = len(data)
+        view[:count] = data
+        tls = getattr(self.stream, "_ssl_object", None)
+        if count and isinstance(tls, ssl.SSLObject):
+            with broken_as_peer_gone():
+                while count < len(view):
+                    try:
+                        more = tls.read(len(view) - count, view[count:])
+                    except (ssl.SSLWantReadError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                        break  # nothing more without the network; an end is reported next time
+                    if not more:
+                        break  # end of stream: the next receive reports it
+                    count += more
+        return count
+
     async def receive_message(self) -> object | None:
         """The next decoded message, or None if the peer closed between frames."""
         if not self._buffer:
@@ -84,6 +137,9 @@ class Channel:
             if not first:
                 return None
             self._buffer += first
+        body = self._buffered_frame()
+        if body is not None:  # the whole frame is here already: no deadline to keep
+            return decode_body(body)
         with trio.move_on_after(self.limits.message_deadline) as scope:
             await self._fill(_PREFIX.size)
             (length,) = _PREFIX.unpack_from(self._buffer)
@@ -96,6 +152,20 @@ class Channel:
         body = bytes(self._buffer[_PREFIX.size : end])
         del self._buffer[:end]
         return decode_body(body)
+
+    def _buffered_frame(self) -> bytes | None:
+        """The next frame's body if it is wholly buffered (Rule 1 checked), else None."""
+        if len(self._buffer) < _PREFIX.size:
+            return None
+        (length,) = _PREFIX.unpack_from(self._buffer)
+        if length > self.limits.max_frame:
+            raise ProtocolError(f"frame of {length} bytes exceeds the {self.limits.max_frame}-byte limit")
+        end = _PREFIX.size + length
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[_PREFIX.size : end])
+        del self._buffer[:end]
+        return body
 
     async def expect(self, kind: type[M] | tuple[type, ...]) -> M:
         """The next message, which must be of ``kind``; ProtocolError otherwise."""
@@ -119,13 +189,46 @@ class Channel:
         await self.send_bytes(encode_frame(message), self.limits.message_deadline)
 
     async def send_bytes(self, data: bytes, deadline: float) -> None:
-        """Send raw bytes (a frame or a file chunk) under Rule 3."""
-        async with self._send_lock:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(deadline) as scope, broken_as_peer_gone():
-                    await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            raise PeerGone(f"peer did not take {len(data)} bytes within {deadline:g} s")
+        """Send raw bytes (a frame or a file chunk) under Rules 3 and 6."""
+        batch = self._filling
+        batch.parts.append(data)
+        try:
+            await self._send_lock.acquire()
+        except BaseException:
+            # Cancelled while waiting, as before: these bytes are not sent.
+            if not batch.taken:
+                batch.parts.remove(data)
+            raise
+        try:
+            if not batch.taken:  # nobody sent this batch yet: send it now
+                batch.taken = True
+                self._filling = _Batch()
+                parts = batch.parts
+                whole = parts[0] if len(parts) == 1 else b"".join(parts)
+                # One scope: shielded from the caller (Rule 3), cancelled by its own deadline.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + deadline) as scope:
+                    try:
+                        with _BROKEN_AS_PEER_GONE:
+                            await self.stream.send_all(whole)
+                    except PeerGone as exc:
+                        batch.failure = exc.reason
+                if scope.cancelled_caught:
+                    batch.failure = f"peer did not take {len(whole)} bytes within {deadline:g} s"
+        finally:
+            self._send_lock.release()
+        if batch.failure is not None:
+            raise PeerGone(batch.failure)
+
+
+class _Batch:
+    """Frames that leave in one write (Rule 6), and why that write failed, if it did."""
+
+    __slots__ = ("parts", "taken", "failure")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.taken = False  # a sender has taken these parts to the wire
+        self.failure: str | None = None
 
 
 def _names(kind: type | tuple[type, ...]) -> str:

@@ -184,15 +184,16 @@ class _Server:
         try:
             try:
                 reply = await self.handler.call(peer, request)
-                frame = Reply(id=id, message=codec.pack(reply))
-                if len(encode_frame(frame)) > self.limits.max_frame:
+                # Encoded once: the size check and the send use the same bytes.
+                data = encode_frame(Reply(id=id, message=codec.pack(reply)))
+                if len(data) > self.limits.max_frame:
                     raise ValueError(f"reply {type(reply).__name__} exceeds max_frame")
             except Refused as exc:
-                frame = Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000])
+                data = encode_frame(Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000]))
             except Exception:
                 log.exception("handler failed on %s from %s", type(request).__name__, peer.fingerprint)
-                frame = Failure(id=id, code="internal", reason="internal error")
-            await channel.send_message(frame)
+                data = encode_frame(Failure(id=id, code="internal", reason="internal error"))
+            await channel.send_bytes(data, self.limits.message_deadline)
         finally:
             slots.release()
             activity.in_flight -= 1
