@@ -16,10 +16,13 @@ The life of a friend:
    requester says the job is over for it. That job is then reported as
    ``last_done`` in the following heartbeats, so the master frees the friend.
 4. A task: the job's .blend comes from a small cache keyed by its sha256
-   (fetched once per job, checked against the assignment), is copied into a
-   fresh job directory (the only place the sandboxed render can see), and is
-   rendered in one Blender process; each frame is sent to the requester as
-   soon as Blender saves it. The task's deadline is enforced here too.
+   (fetched once per job, checked against the assignment) and is copied into
+   the job's directory (the only place the sandboxed render can see), where
+   one Blender process per job (a render session) loaded and guarded it once
+   and renders task after task; starting Blender costs more than a small
+   task's frames. Each frame is sent to the requester as soon as Blender saves
+   it. The task's deadline is enforced here too. The session ends with the
+   job, and after any task that fails (the next task opens a fresh one).
 5. A task that does not deliver all its frames (Blender failed, the deadline
    passed, Ctrl-C, cancellation, a lost requester) is given back, under a
    shielded short deadline, so the requester reassigns it at once instead of
@@ -54,8 +57,17 @@ from frender.apps.messages import (
     WantWork,
     Work,
 )
-from frender.blender import Backend, BlenderError, RenderedFrame, forge_frame, probe, render, sandbox_available
+from frender.blender import (
+    Backend,
+    BlenderError,
+    RenderedFrame,
+    forge_frame,
+    probe,
+    sandbox_available,
+    start_session,
+)
 from frender.blender import Limits as RenderLimits
+from frender.blender import Session as RenderSession
 from frender.core.profile import RenderProfile
 from frender.transports import (
     Address,
@@ -99,6 +111,7 @@ class FriendSettings:
     blend_cache_size: int = field(default=3, validator=gt(0))  # .blend files kept between tasks
     max_blend_size: int = field(default=4 * GiB, validator=gt(0))
     give_back_within: float = field(default=5.0, validator=gt(0))  # on the way out, shielded
+    session_seconds: float = field(default=3600.0, validator=gt(0))  # one Blender process's whole life
 
 
 async def run_friend(
@@ -301,31 +314,35 @@ class _Friend:
         """Ask the job's requester for work until the job is over for this friend."""
         cheat = _Cheat(self.cheat) if self.cheat else None
         backoff = _Backoff(self.settings)
+        renderer = _JobRenderer(self, job)
         try:
-            while True:
-                try:
-                    async with connect(self.jobs[job].requester, self.identity) as session:
-                        backoff.reset()
-                        why = await self._ask_for_work(session, job, cheat)
-                    break
-                except _Unworkable as exc:
-                    why = str(exc)
-                    break
-                except WrongFingerprint as exc:
-                    why = f"the requester is not the one assigned: {exc}"
-                    break
-                except LINK_FAILURES as exc:
-                    if self.jobs[job].expired:
-                        why = f"requester unreachable until the assignment expired ({exc})"
+            try:
+                while True:
+                    try:
+                        async with connect(self.jobs[job].requester, self.identity) as session:
+                            backoff.reset()
+                            why = await self._ask_for_work(session, job, cheat, renderer)
                         break
-                    if backoff.first_try:
-                        self.log(f"job {job}: lost the requester ({exc}); reconnecting")
-                    await backoff.sleep()
+                    except _Unworkable as exc:
+                        why = str(exc)
+                        break
+                    except WrongFingerprint as exc:
+                        why = f"the requester is not the one assigned: {exc}"
+                        break
+                    except LINK_FAILURES as exc:
+                        if self.jobs[job].expired:
+                            why = f"requester unreachable until the assignment expired ({exc})"
+                            break
+                        if backoff.first_try:
+                            self.log(f"job {job}: lost the requester ({exc}); reconnecting")
+                        await backoff.sleep()
+            finally:
+                await renderer.finish()  # before last_done: nothing of the job outlives it
             self._job_over(job, why)
         finally:
             del self.jobs[job]
 
-    async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None) -> str:
+    async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None, renderer: _JobRenderer) -> str:
         """Take tasks until the requester has none left for us; returns why the job is over."""
         while True:
             try:
@@ -338,7 +355,7 @@ class _Friend:
                     return reply.why or "no more work"
                 await trio.sleep(max(reply.retry_after, 0.01))
             elif isinstance(reply, Work) and reply.job == job:
-                await self._run_task(job, reply, cheat)
+                await self._run_task(job, reply, cheat, renderer)
             else:
                 raise ProtocolError(f"expected Work for job {job} or NoWork, got {reply!r}"[:300])
 
@@ -353,14 +370,13 @@ class _Friend:
 
     # ---------------------------------------------------------------- a task
 
-    async def _run_task(self, job: int, work: Work, cheat: _Cheat | None) -> None:
-        """Render and deliver one task; whatever stops it short gives it back."""
-        job_dir = self.home / "jobs" / f"{job}-{work.task}"
+    async def _run_task(self, job: int, work: Work, cheat: _Cheat | None, renderer: _JobRenderer) -> None:
+        """Render and deliver one task; whatever stops it short gives it back (and ends the session)."""
         self.log(f"job {job} task {work.task}: rendering frames {_frames_text(work.frames)}")
         delivered = False
         try:
             with trio.move_on_after(max(work.deadline, 0.0)) as deadline:
-                await self._render_task(job, work, job_dir, cheat)
+                await renderer.render(work, partial(self._deliver, job, work, cheat))
                 delivered = True
             if deadline.cancelled_caught:
                 self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
@@ -368,27 +384,8 @@ class _Friend:
             self.log(f"job {job} task {work.task}: {exc}")
         finally:
             if not delivered:
+                await renderer.close()
                 await self._give_back(job, work.task)
-            shutil.rmtree(job_dir, ignore_errors=True)
-
-    async def _render_task(self, job: int, work: Work, job_dir: Path, cheat: _Cheat | None) -> None:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        job_dir.mkdir(parents=True)
-        blend = job_dir / "scene.blend"
-        sha256 = self.jobs[job].signed.assignment.blend_sha256
-        async with self.cache.use(sha256, partial(self._fetch_blend, job, sha256)) as cached:
-            # Copied, not hard-linked: the render may write in its job dir, and
-            # through a link it could change the cached file under later tasks.
-            await trio.to_thread.run_sync(shutil.copyfile, cached, blend)
-        await render(
-            self.backend,
-            blend,
-            job_dir,
-            work.frames,
-            threads=self.threads,
-            limits=RenderLimits(wall_seconds=max(work.deadline, 0.0)),
-            on_frame=partial(self._deliver, job, work, cheat),
-        )
 
     async def _fetch_blend(self, job: int, sha256: str, dest: Path) -> None:
         """Download the job's .blend; get_file checks it against the assignment's sha256."""
@@ -428,6 +425,55 @@ class _Friend:
                 self.log(f"job {job} task {task}: given back")
             except (*LINK_FAILURES, RemoteError, WrongFingerprint) as exc:
                 self.log(f"job {job} task {task}: could not give it back ({exc}); its deadline will")
+
+
+class _JobRenderer:
+    """One job's renders on this friend: its directory, its .blend copied in, one Blender session.
+
+    The session opens with the job's first task and serves every later one;
+    it is closed after a task that failed (the next task opens a fresh one,
+    in a fresh job directory) and when the job is over for this friend.
+    """
+
+    def __init__(self, friend: _Friend, job: int) -> None:
+        self.friend = friend
+        self.job = job
+        self.job_dir = friend.home / "jobs" / str(job)
+        self.session: RenderSession | None = None
+
+    async def render(self, work: Work, on_frame: Callable[[RenderedFrame], Awaitable[None]]) -> None:
+        """Render the task's frames, handing each to on_frame as Blender saves it."""
+        if self.session is not None and (not self.session.alive or self.session.remaining < work.deadline):
+            await self.close()
+        if self.session is None:
+            self.session = await self._open(work.deadline)
+        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0))
+
+    async def _open(self, deadline: float) -> RenderSession:
+        friend = self.friend
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+        self.job_dir.mkdir(parents=True)
+        blend = self.job_dir / "scene.blend"
+        sha256 = friend.jobs[self.job].signed.assignment.blend_sha256
+        async with friend.cache.use(sha256, partial(friend._fetch_blend, self.job, sha256)) as cached:
+            # Copied, not hard-linked: the render may write in its job dir, and
+            # through a link it could change the cached file under later jobs.
+            await trio.to_thread.run_sync(shutil.copyfile, cached, blend)
+        # Long enough for this task at least, or every task would reopen it.
+        limits = RenderLimits(wall_seconds=max(friend.settings.session_seconds, deadline))
+        return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits)
+
+    async def close(self) -> None:
+        """End the session, if one is open (shielded: Blender is stopped even while cancelled)."""
+        session, self.session = self.session, None
+        if session is not None:
+            with trio.CancelScope(shield=True):
+                await session.aclose()
+
+    async def finish(self) -> None:
+        """The job is over for this friend: end the session and remove the job directory."""
+        await self.close()
+        shutil.rmtree(self.job_dir, ignore_errors=True)
 
 
 class _Unworkable(Exception):

@@ -11,12 +11,15 @@ from ._backend import (
     BpyBackend,
     CliBackend,
     RenderedFrame,
+    Session,
     cpu_class,
     find_backend,
     frame_name,
     inspect,
+    open_session,
     probe,
     render,
+    start_session,
 )
 from ._compare import BadImage, Comparison, Tolerance, compare, decode_png, png_size
 from ._errors import (
@@ -57,6 +60,7 @@ __all__ = [
     "OutOfMemory",
     "RenderTimeout",
     "RenderedFrame",
+    "Session",
     "Tolerance",
     "build_demo_scene",
     "compare",
@@ -67,6 +71,7 @@ __all__ = [
     "frame_name",
     "inspect",
     "modelled_frame",
+    "open_session",
     "parse_resolution",
     "png_size",
     "probe",
@@ -74,4 +79,5 @@ __all__ = [
     "render",
     "sandbox_available",
     "scene_command",
+    "start_session",
 ]

@@ -1,10 +1,15 @@
 """Backends: the Blender builds (and the model of one) that fRender renders with.
 
-Every backend offers the same three operations, reached through the module
-functions `probe`, `inspect` and `render` so the apps never care which one runs:
+Every backend offers the same operations, reached through the module
+functions `probe`, `inspect`, `render` and `open_session` so the apps never care
+which one runs:
 
 - a `CliBackend` runs a `blender` executable, a `BpyBackend` runs the `bpy`
-  module in a fresh Python; both start one process per request (`_runner`);
+  module in a fresh Python (`_runner`); a probe or an inspection is one
+  process, a render session is one process that loads and guards the file
+  once, then renders batch after batch of frames fed to it (starting Blender
+  and loading a file costs more than a small task's frames); a one-shot
+  `render` is a session of one batch;
 - a `ModelledBackend` (in `_modelled`) sleeps and writes synthetic frames.
 
 Each real request first reads the file's header here, so "not a blend file" and
@@ -14,22 +19,24 @@ Each real request first reads the file's header here, so "not a blend file" and
 from __future__ import annotations
 
 import abc
+import contextlib
 import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from attrs import frozen
 
 from ..core.profile import RenderProfile
 from ._errors import BlenderCrashed, BlenderNotFound, NewerBlendFile
 from ._header import read_blend_header
-from ._output import FrameSaved, OutputEvent, Reported
-from ._runner import Limits, Sandbox, run_inblender
+from ._output import BatchDone, FrameSaved, OutputEvent, Ready, Reported
+from ._runner import Limits, Sandbox, ScriptProcess, run_inblender
 from ._sandbox import sandbox_available
 
 __all__ = [
@@ -39,12 +46,15 @@ __all__ = [
     "BpyBackend",
     "CliBackend",
     "RenderedFrame",
+    "Session",
     "cpu_class",
     "find_backend",
     "frame_name",
     "inspect",
+    "open_session",
     "probe",
     "render",
+    "start_session",
 ]
 
 OnFrame = Callable[["RenderedFrame"], Awaitable[None]]
@@ -104,6 +114,161 @@ class Backend(abc.ABC):
     ) -> list[RenderedFrame]:
         """Render frames to job_dir/out/frame_####.png, handing each over as it is saved."""
 
+    async def start_session(
+        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+    ) -> Session:
+        """A session rendering `blend` batch after batch; by default each batch is a one-shot render."""
+        return _RenderEachTime(self, blend, job_dir, threads=threads, limits=limits)
+
+
+class Session(abc.ABC):
+    """A .blend opened for rendering, kept open between batches of frames.
+
+    `render` may be called any number of times, one call at a time; each call
+    writes its frames to job_dir/out/frame_####.png afresh (a frame rendered
+    before is deleted first) and hands each over as it is saved. A call that
+    fails (any BlenderError, its wall-clock limit, cancellation) ends the
+    session: `alive` turns false and the caller opens another. The session's
+    `limits.wall_seconds` bounds all its calls together; `aclose` ends it.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.deadline = trio.current_time() + limits.wall_seconds
+        self.closed = False
+        self._busy = False
+
+    @property
+    def alive(self) -> bool:
+        """Whether another batch may be rendered."""
+        return not self.closed
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left of the session's wall-clock limit."""
+        return self.deadline - trio.current_time()
+
+    async def render(
+        self, frames: Sequence[int], *, on_frame: OnFrame | None = None, wall_seconds: float | None = None
+    ) -> list[RenderedFrame]:
+        """Render a batch; past `wall_seconds` (or the session's limit) raise RenderTimeout and end the session."""
+        if not self.alive:
+            raise BlenderCrashed("this render session has ended; open another")
+        if self._busy:
+            raise RuntimeError("a render session renders one batch at a time")
+        self._busy = True
+        deadline, limit = self.deadline, self.limits.wall_seconds
+        if wall_seconds is not None and trio.current_time() + wall_seconds < deadline:
+            deadline, limit = trio.current_time() + wall_seconds, wall_seconds
+        ok = False
+        try:
+            rendered = await self._render(list(frames), on_frame, deadline, limit)
+            ok = True
+            return rendered
+        finally:
+            self._busy = False
+            if not ok:
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """End the session (and its process); closing twice is fine."""
+        self.closed = True
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def _render(
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+    ) -> list[RenderedFrame]:
+        """Render one batch by the trio clock's `deadline`, set by a wall-clock limit of `limit` seconds."""
+
+
+class _RenderEachTime(Session):
+    """A session of a backend with nothing to keep open: every batch is a one-shot render."""
+
+    def __init__(self, backend: Backend, blend: Path, job_dir: Path, *, threads: int | None, limits: Limits) -> None:
+        super().__init__(limits)
+        self.backend = backend
+        self.blend = blend
+        self.job_dir = job_dir
+        self.threads = threads
+
+    async def _render(
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+    ) -> list[RenderedFrame]:
+        limits = attrs.evolve(self.limits, wall_seconds=max(deadline - trio.current_time(), 0.0))
+        return await self.backend.render(
+            self.blend, self.job_dir, frames, threads=self.threads, limits=limits, on_frame=on_frame
+        )
+
+
+class _HandOver:
+    """Hands over each requested frame Blender reports saved, checking its file is really there."""
+
+    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None) -> None:
+        self.out_dir = out_dir
+        self.wanted = set(frames)
+        self.on_frame = on_frame
+        self.rendered: list[RenderedFrame] = []
+
+    async def __call__(self, event: OutputEvent) -> None:
+        if not isinstance(event, FrameSaved) or event.frame not in self.wanted:
+            return
+        # The path is ours, not the one printed: only a requested frame's
+        # own file in out/ is ever handed over.
+        path = self.out_dir / frame_name(event.frame)
+        if path.is_symlink() or not path.is_file():
+            raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
+        self.wanted.discard(event.frame)
+        frame = RenderedFrame(frame=event.frame, path=path, seconds=event.seconds)
+        self.rendered.append(frame)
+        if self.on_frame is not None:
+            await self.on_frame(frame)
+
+
+class _BlenderSession(Session):
+    """One Blender process that loaded and guarded the file, rendering the batches it is fed."""
+
+    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits) -> None:
+        super().__init__(limits)
+        self.process = process
+        self.out_dir = out_dir
+        self.deadline = process.deadline
+        self.batches = 0  # as counted by the process itself
+
+    @property
+    def pid(self) -> int:
+        """The process (bubblewrap's, when sandboxed) that renders every batch."""
+        return self.process.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and not self.process.dead
+
+    async def _render(
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+    ) -> list[RenderedFrame]:
+        for frame in set(frames):
+            # A frame rendered before in this job must not pass for this batch's.
+            with contextlib.suppress(OSError):
+                (self.out_dir / frame_name(frame)).unlink(missing_ok=True)
+        hand_over = _HandOver(self.out_dir, frames, on_frame)
+        await self.process.send({"frames": frames})
+        done = await self.process.wait_for(BatchDone, deadline=deadline, limit_seconds=limit, on_event=hand_over)
+        assert isinstance(done, BatchDone)
+        self.batches = done.count
+        if hand_over.wanted:
+            raise BlenderCrashed(f"Blender finished without frames {sorted(hand_over.wanted)}", list(self.process.tail))
+        return hand_over.rendered
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.process.aclose()
+
 
 @frozen(kw_only=True)
 class _Facts:
@@ -155,7 +320,18 @@ class BlenderBackend(Backend):
         limits: Limits = Limits(),
         on_frame: OnFrame | None = None,
     ) -> list[RenderedFrame]:
-        """Render in one Blender process; each frame is handed over when Blender saves it."""
+        """Render in one Blender process (a session of one batch); each frame is handed over when saved."""
+        async with await self.start_session(blend, job_dir, threads=threads, limits=limits) as session:
+            return await session.render(frames, on_frame=on_frame)
+
+    async def start_session(
+        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+    ) -> Session:
+        """Start Blender on `blend`, sandboxed, and return once it has loaded and guarded the file.
+
+        Raises the BlenderError of a file that cannot render here (GuardRefused,
+        NotABlendFile, MissingDenoiser...) or of a Blender that failed to start.
+        """
         job_dir = job_dir.resolve()
         blend = blend.resolve()
         if not blend.is_relative_to(job_dir):
@@ -163,35 +339,24 @@ class BlenderBackend(Backend):
         await self._check_header(blend)
         out_dir = job_dir / "out"
         out_dir.mkdir(exist_ok=True)
-        wanted = set(frames)
-        rendered: list[RenderedFrame] = []
-
-        async def hand_over(event: OutputEvent) -> None:
-            if not isinstance(event, FrameSaved) or event.frame not in wanted:
-                return
-            # The path is ours, not the one printed: only a requested frame's
-            # own file in out/ is ever handed over.
-            path = out_dir / frame_name(event.frame)
-            if path.is_symlink() or not path.is_file():
-                raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
-            wanted.discard(event.frame)
-            frame = RenderedFrame(frame=event.frame, path=path, seconds=event.seconds)
-            rendered.append(frame)
-            if on_frame is not None:
-                await on_frame(frame)
-
         request = {
-            "mode": "render",
+            "mode": "session",
             "blend": str(blend),
             "job_dir": str(job_dir),
             "out_dir": str(out_dir),
-            "frames": list(frames),
             "threads": threads,
         }
-        await self._run(request, job_dir, job_writable=True, limits=limits, on_event=hand_over)
-        if wanted:
-            raise BlenderCrashed(f"Blender finished without frames {sorted(wanted)}")
-        return rendered
+        facts = await self._probe_facts()
+        sandbox = None
+        if sandbox_available():
+            sandbox = Sandbox(job_dir=job_dir, job_writable=True, install_dirs=facts.install_dirs)
+        process = await ScriptProcess.start(self.command, request, cwd=job_dir, limits=limits, sandbox=sandbox)
+        try:
+            await process.wait_for(Ready, deadline=process.deadline)
+        except BaseException:
+            await process.aclose()
+            raise
+        return _BlenderSession(process, out_dir, limits)
 
     async def _probe_facts(self) -> _Facts:
         async with self._probing:
@@ -318,6 +483,29 @@ async def probe(backend: Backend) -> RenderProfile:
 async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits()) -> BlendInfo:
     """Describe a .blend file before accepting a job, sandboxed like a render."""
     return await backend.inspect(blend, limits=limits)
+
+
+async def start_session(
+    backend: Backend, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+) -> Session:
+    """Open `blend` for rendering batch after batch (see `Session`); the caller must `aclose` it."""
+    return await backend.start_session(blend, job_dir, threads=threads, limits=limits)
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    backend: Backend, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+) -> AsyncIterator[Session]:
+    """`async with open_session(...) as session: await session.render(frames)`, as often as needed.
+
+    One Blender process, started and guarded like a one-shot render, renders
+    every batch; leaving the block ends it. A guard refusal raises here.
+    """
+    session = await backend.start_session(blend, job_dir, threads=threads, limits=limits)
+    try:
+        yield session
+    finally:
+        await session.aclose()
 
 
 async def render(

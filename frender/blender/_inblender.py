@@ -3,6 +3,8 @@
 It runs in a separate Blender process, never in fRender's own: `blender -b ...
 -P _inblender.py -- REQUEST` for the CLI backend and `python _inblender.py --
 REQUEST` for the bpy backend, where REQUEST is one JSON object with a "mode".
+A render ("session" mode) opens and guards the file once, then renders the
+batches of frames it reads from stdin, one JSON line each, until EOF.
 The same file serves Blender 3.4 to 5.x, so it feature-tests the bpy API
 instead of checking versions.
 
@@ -14,7 +16,8 @@ error. Rules:
    auto-execution is switched off in the preferences, never by Blender's command
    line, so both backends load it the same way.
 2. The guard runs after the load and before any render or inspection result;
-   a render proceeds only when the guard found nothing to refuse.
+   a render proceeds only when the guard found nothing to refuse. A session
+   loads the file once, so one guard covers all its batches.
 3. Output settings are forced (PNG into the job's out/ directory, no burnt-in
    stamp, no multiview) before the paths are checked, so Blender's own output
    path is never the thing that escapes the job directory.
@@ -240,8 +243,8 @@ def inspect(bpy, request):
     }))
 
 
-def render(bpy, request):
-    """Render the requested frames one by one, announcing each file as it is saved."""
+def prepare_render(bpy, request):
+    """Force the output settings, then guard the file; stop unless it may render here."""
     scene = bpy.context.scene
     force_output(scene, request["out_dir"], request.get("threads"))
     reasons = guard(bpy, request["job_dir"])
@@ -254,8 +257,12 @@ def render(bpy, request):
     if needs_oidn(bpy, scene) and not _cycles.with_openimagedenoise:
         say("ERROR", "denoiser", "the file asks for OpenImageDenoise, which this Blender lacks")
         finish(5)
-    pattern = scene.render.filepath
-    for frame in request["frames"]:
+    return scene
+
+
+def render_frames(bpy, scene, pattern, frames):
+    """Render frames one by one, announcing each file as it is saved."""
+    for frame in frames:
         # A still render does not expand "####" (Blender 5.0 writes the
         # literal name), so each frame gets its already-numbered path.
         scene.render.filepath = pattern
@@ -266,6 +273,29 @@ def render(bpy, request):
         bpy.ops.render.render(write_still=True)
         seconds = time.perf_counter() - start
         say("FRAME", frame, f"{seconds:.4f}", path)
+    scene.render.filepath = pattern
+
+
+def serve(bpy, request):
+    """Session mode: after one load and one guard, render batches read from stdin until EOF.
+
+    Each batch is one JSON line, {"frames": [...]}; each ends with a BATCH line
+    carrying how many batches this process has rendered. EOF (the host closed
+    the pipe, or died) ends the loop, and the process.
+    """
+    scene = prepare_render(bpy, request)
+    pattern = scene.render.filepath
+    say("READY")
+    count = 0
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if not line.strip():
+            continue
+        render_frames(bpy, scene, pattern, json.loads(line)["frames"])
+        count += 1
+        say("BATCH", count)
 
 
 def build_scene(bpy, request):
@@ -363,7 +393,7 @@ def main():
         if mode == "inspect":
             inspect(bpy, request)
         else:
-            render(bpy, request)
+            serve(bpy, request)
     say("DONE")
     finish(0)
 

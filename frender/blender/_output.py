@@ -16,6 +16,7 @@ from typing import Any
 from attrs import frozen
 
 __all__ = [
+    "BatchDone",
     "BlenderSaved",
     "Done",
     "ErrorLine",
@@ -24,6 +25,7 @@ __all__ = [
     "MemoryExhausted",
     "OutputEvent",
     "Progress",
+    "Ready",
     "Refused",
     "Reported",
     "parse_line",
@@ -68,6 +70,18 @@ class Done:
 
 
 @frozen
+class Ready:
+    """Session mode: the file is open and guarded; the driver waits for batches on stdin."""
+
+
+@frozen
+class BatchDone:
+    """Session mode: the driver finished a batch, its `count`-th in this process."""
+
+    count: int
+
+
+@frozen
 class Progress:
     """Blender is rendering this frame (its "Fra:" status line)."""
 
@@ -95,7 +109,10 @@ class MemoryExhausted:
     line: str
 
 
-OutputEvent = FrameSaved | Refused | Failed | Reported | Done | Progress | BlenderSaved | ErrorLine | MemoryExhausted
+OutputEvent = (
+    FrameSaved | Refused | Failed | Reported | Done | Ready | BatchDone | Progress | BlenderSaved | ErrorLine
+    | MemoryExhausted
+)
 
 # Blender 4.2+ prefixes its log lines with a clock and a channel: "00:00.493  render  | ".
 LOG_PREFIX = re.compile(r"^\d\d:\d\d\.\d+\s+\S+\s+\|\s")
@@ -142,6 +159,10 @@ def _parse_ours(rest: str) -> OutputEvent | None:
                 return Reported(kind, json.loads(fields))
             case "DONE":
                 return Done()
+            case "READY":
+                return Ready()
+            case "BATCH":
+                return BatchDone(int(fields))
     except ValueError:  # also json.JSONDecodeError
         return None
     return None

@@ -2,9 +2,12 @@
 
 Rules:
 
-1. One process per request, in its own session, so cancelling (the caller's
-   or the wall-clock limit's) stops the whole process group: SIGTERM, a grace
-   period, then SIGKILL, shielded so it completes even while being cancelled.
+1. One process per request (`run_inblender`) or per render session
+   (`ScriptProcess`, fed batches on stdin), in its own process group, so
+   cancelling (the caller's or the wall-clock limit's) stops the whole group:
+   SIGTERM, a grace period, then SIGKILL, shielded so it completes even while
+   being cancelled. A session interrupted mid-batch is killed the same way:
+   what it was doing is unknown, so it is never fed again.
 2. Output is read line by line as Blender prints it and each recognised event
    is handed over at once; the last lines are kept for error messages.
 3. Which error a finished run raises is decided by `failure`, a pure function
@@ -26,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from attrs import frozen
 
@@ -76,6 +80,38 @@ def staged_script() -> Iterator[tuple[Path, Path, dict[str, str]]]:
         yield run_dir, script, clean_environment(run_dir)
 
 
+async def _spawn(
+    command: Callable[[str, str], list[str]],
+    request: dict[str, Any],
+    staged: tuple[Path, Path, dict[str, str]],
+    *,
+    nonce: str,
+    cwd: Path,
+    limits: Limits,
+    sandbox: Sandbox | None,
+    stdin: int,
+) -> trio.Process:
+    run_dir, script, env = staged
+    argv = command(str(script), json.dumps({**request, "nonce": nonce}))
+    if sandbox is not None:
+        argv = bwrap_prefix(
+            run_dir=run_dir,
+            job_dir=sandbox.job_dir,
+            job_writable=sandbox.job_writable,
+            install_dirs=sandbox.install_dirs,
+        ) + argv
+    return await trio.lowlevel.open_process(
+        argv,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=limit_resources(limits.memory_bytes),
+    )
+
+
 async def run_inblender(
     command: Callable[[str, str], list[str]],
     request: dict[str, Any],
@@ -90,24 +126,9 @@ async def run_inblender(
     `command(script, request_json)` is the backend's command line.
     """
     nonce = secrets.token_hex(8)
-    with staged_script() as (run_dir, script, env):
-        argv = command(str(script), json.dumps({**request, "nonce": nonce}))
-        if sandbox is not None:
-            argv = bwrap_prefix(
-                run_dir=run_dir,
-                job_dir=sandbox.job_dir,
-                job_writable=sandbox.job_writable,
-                install_dirs=sandbox.install_dirs,
-            ) + argv
-        process = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-            preexec_fn=limit_resources(limits.memory_bytes),
+    with staged_script() as staged:
+        process = await _spawn(
+            command, request, staged, nonce=nonce, cwd=cwd, limits=limits, sandbox=sandbox, stdin=subprocess.DEVNULL
         )
         events: list[OutputEvent] = []
         tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -128,6 +149,110 @@ async def run_inblender(
     if error is not None:
         raise error
     return events
+
+
+class ScriptProcess:
+    """`_inblender.py` running in session mode: fed one JSON line per batch, read event by event.
+
+    Start it with `start`; `wait_for` reads events until one of a kind comes.
+    Whatever stops a `wait_for` short (EOF, its deadline, an error raised by
+    `on_event`, cancellation) ends the process, and the process is dead from
+    then on. `limits.wall_seconds` bounds the whole life of the process.
+    """
+
+    def __init__(self, process: trio.Process, nonce: str, limits: Limits, stack: contextlib.ExitStack) -> None:
+        self.process = process
+        self.nonce = nonce
+        self.limits = limits
+        self.deadline = trio.current_time() + limits.wall_seconds
+        self.dead = False
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.events: list[OutputEvent] = []  # since the last `send`: what decides a failure
+        self._stack = stack
+        assert process.stdout is not None
+        self._reader = _LineReader(process.stdout)
+
+    @classmethod
+    async def start(
+        cls,
+        command: Callable[[str, str], list[str]],
+        request: dict[str, Any],
+        *,
+        cwd: Path,
+        limits: Limits,
+        sandbox: Sandbox | None,
+    ) -> ScriptProcess:
+        nonce = secrets.token_hex(8)
+        with contextlib.ExitStack() as stack:
+            staged = stack.enter_context(staged_script())
+            process = await _spawn(
+                command, request, staged, nonce=nonce, cwd=cwd, limits=limits, sandbox=sandbox, stdin=subprocess.PIPE
+            )
+            return cls(process, nonce, limits, stack.pop_all())
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write one JSON line to the script's stdin; a dead pipe is left for `wait_for` to explain."""
+        self.events = []
+        assert self.process.stdin is not None
+        try:
+            await self.process.stdin.send_all((json.dumps(message) + "\n").encode())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the process ended: reading its output to EOF says why
+
+    async def wait_for(
+        self,
+        kind: type,
+        *,
+        deadline: float,
+        limit_seconds: float | None = None,
+        on_event: Callable[[OutputEvent], Awaitable[None]] | None = None,
+    ) -> OutputEvent:
+        """Read events until one of `kind`; raise the run's BlenderError if the process ends or runs late.
+
+        `limit_seconds` is the wall-clock limit that set the deadline, for the message of a timeout.
+        """
+        if self.dead:
+            raise BlenderCrashed("this Blender session has ended", list(self.tail))
+        arrived = False
+        try:
+            with trio.move_on_at(deadline) as scope:
+                while (line := await self._reader.readline()) is not None:
+                    self.tail.append(line)
+                    if (event := parse_line(line, self.nonce)) is None:
+                        continue
+                    self.events.append(event)
+                    if on_event is not None:
+                        await on_event(event)
+                    if isinstance(event, kind):
+                        arrived = True
+                        return event
+                await self.process.wait()
+        finally:
+            if not arrived:
+                await self._kill()
+        limits = self.limits
+        if scope.cancelled_caught and limit_seconds is not None:
+            limits = attrs.evolve(limits, wall_seconds=limit_seconds)
+        error = failure(
+            self.events, self.process.returncode, list(self.tail), timed_out=scope.cancelled_caught, limits=limits
+        )
+        raise error or BlenderCrashed("Blender exited before finishing its work", list(self.tail))
+
+    async def aclose(self) -> None:
+        """End the process: EOF on its stdin ends its loop; past a short wait, the signals."""
+        with trio.CancelScope(shield=True):
+            if not self.dead and self.process.stdin is not None:
+                await self.process.stdin.aclose()
+                with trio.move_on_after(min(self.limits.grace_seconds, 0.5)):
+                    await self.process.wait()
+            await self._kill()
+
+    async def _kill(self) -> None:
+        self.dead = True
+        with trio.CancelScope(shield=True):
+            await _stop(self.process, self.limits.grace_seconds)
+            self._stack.close()
 
 
 def failure(
@@ -178,6 +303,36 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
         yield buffer.decode("utf-8", "replace")
 
 
+class _LineReader:
+    """Lines from a byte stream, one call at a time (so several callers can take turns)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.lines: deque[str] = deque()
+        self.buffer = b""
+        self.eof = False
+
+    async def readline(self) -> str | None:
+        """The next line (cut if overlong), or None at EOF."""
+        while not self.lines:
+            if self.eof:
+                return None
+            chunk = await self.stream.receive_some()
+            if not chunk:
+                self.eof = True
+                if self.buffer:
+                    self.lines.append(self.buffer.decode("utf-8", "replace"))
+                    self.buffer = b""
+                continue
+            self.buffer += chunk
+            *lines, self.buffer = self.buffer.split(b"\n")
+            while len(self.buffer) > MAX_LINE_BYTES:
+                lines.append(self.buffer[:MAX_LINE_BYTES])
+                self.buffer = self.buffer[MAX_LINE_BYTES:]
+            self.lines.extend(line.decode("utf-8", "replace") for line in lines)
+        return self.lines.popleft()
+
+
 async def _stop(process: trio.Process, grace_seconds: float) -> None:
     """End the process group: SIGTERM, then SIGKILL after the grace period."""
     if process.returncode is None:
@@ -187,8 +342,9 @@ async def _stop(process: trio.Process, grace_seconds: float) -> None:
         if process.returncode is None:
             _signal_group(process, signal.SIGKILL)
             await process.wait()
-    if process.stdout is not None:
-        await process.stdout.aclose()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            await stream.aclose()
 
 
 def _signal_group(process: trio.Process, signum: int) -> None:

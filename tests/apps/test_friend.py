@@ -339,6 +339,43 @@ async def test_gives_back_a_task_blender_refuses(tmp_path, nursery):
     assert "job 7 task 1: refused: a compositor File Output node" in farm.lines
 
 
+class CountingBackend(ModelledBackend):
+    """A modelled Blender that counts the sessions opened; frames listed in ``fail`` fail their task once."""
+
+    def __init__(self, *args, fail: tuple[int, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: list[object] = []
+        self.fail = set(fail)
+
+    async def start_session(self, blend, job_dir, **kwargs):
+        assert blend == job_dir / "scene.blend" and blend.is_file()
+        session = await super().start_session(blend, job_dir, **kwargs)
+        self.sessions.append(session)
+        return session
+
+    async def render(self, blend, job_dir, frames, **kwargs):
+        if failing := self.fail.intersection(frames):
+            self.fail -= failing
+            raise GuardRefused([f"frame {min(failing)} refused once"])
+        return await super().render(blend, job_dir, frames, **kwargs)
+
+
+async def test_one_render_session_per_job(tmp_path, nursery):
+    """Every task of a job goes through one session, opened with the first task and closed with
+    the job; a failed task ends its session, and the next task opens a fresh one."""
+    tasks = [work(1, (1, 2)), work(2, (3,)), work(3, (4,)), work(4, (5,)), work(5, (4,))]
+    farm = await make_farm(nursery, tmp_path, tasks)
+    backend = CountingBackend(0.01, resolution=SIZE, fail=(4,))
+    await farm.start_friend(nursery, backend=backend)
+    farm.assign()
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+    assert len(backend.sessions) == 2  # tasks 1-3, then 4-5 after task 3 failed
+    assert not any(session.alive for session in backend.sessions)
+    assert farm.requester.given_back == [3]
+    assert sorted(farm.requester.frames) == [1, 2, 3, 4, 5]
+    assert list((farm.home / "jobs").iterdir()) == []
+
+
 async def test_blend_cache_keeps_the_newest_and_those_in_use(tmp_path):
     """The cache holds at most its size of files, evicting the least recently used one not in use."""
     cache = _BlendCache(tmp_path / "cache", 3)

@@ -15,6 +15,7 @@ from frender.blender import (
     forge_frame,
     inspect,
     modelled_frame,
+    open_session,
     probe,
     render,
 )
@@ -66,3 +67,19 @@ def test_stale_frame_is_the_other_frame():
     assert compare(forge_frame("stale", width=W, height=H, other=other), other, width=W, height=H).verdict == "identical"
     with pytest.raises(ValueError, match="other frame"):
         forge_frame("stale", width=W, height=H)
+
+
+async def test_modelled_session_keeps_its_schedule(autojump_clock, tmp_path):
+    """A modelled session renders batch after batch on the per-frame schedule, with no start-up cost;
+    a batch past its own limit ends the session with RenderTimeout."""
+    backend = ModelledBackend(0.5, resolution=(W, H))
+    async with open_session(backend, tmp_path / "x.blend", tmp_path, limits=Limits(wall_seconds=100)) as session:
+        start = trio.current_time()
+        first = await session.render([1, 2])
+        second = await session.render([2])
+        assert trio.current_time() - start == 1.5
+        assert [f.frame for f in first + second] == [1, 2, 2]
+        assert second[0].path.read_bytes() == modelled_frame(2, width=W, height=H)
+        with pytest.raises(RenderTimeout):
+            await session.render([3, 4], wall_seconds=0.7)
+        assert not session.alive

@@ -14,6 +14,7 @@ from frender.blender import (
     RenderTimeout,
 )
 from frender.blender._output import (
+    BatchDone,
     BlenderSaved,
     Done,
     ErrorLine,
@@ -21,6 +22,7 @@ from frender.blender._output import (
     FrameSaved,
     MemoryExhausted,
     Progress,
+    Ready,
     Refused,
     Reported,
     parse_line,
@@ -36,6 +38,10 @@ LINES = [
     (f"FRENDER-{N} ERROR open Error: cannot read", Failed("open", "Error: cannot read")),
     (f'FRENDER-{N} INFO {{"engine": "CYCLES"}}', Reported("INFO", {"engine": "CYCLES"})),
     (f"FRENDER-{N} DONE", Done()),
+    (f"FRENDER-{N} READY", Ready()),
+    (f"FRENDER-{N} BATCH 3", BatchDone(3)),
+    (f"FRENDER-{N} BATCH three", None),
+    ("FRENDER-0000 BATCH 1", None),
     (f"FRENDER-{N} FRAME twelve 0.3 /x", None),  # malformed: ignored
     (f"FRENDER-{N} INFO {{not json", None),
     ("FRENDER-0000 FRAME 1 0.1 /etc/passwd", None),  # wrong nonce: forged by the file
