@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 from frender.core import master as m
-from frender.core._decider import fold
 from frender.core.profile import RenderProfile
-from frender.store import SqliteLog, events, verify
+from frender.store import SqliteLog, replay, verify
 
 PROFILE = RenderProfile(blender_version="5.0.1", build_hash="a3db93c5b259", cpu_class="x86_64-avx2")
 
@@ -70,10 +69,11 @@ def run(n_events: int = 1_000_000, single: int = 2_000) -> dict:
 
         t = time.perf_counter()
         verify(log)
-        t_verify = time.perf_counter() - t
+        t_verify = time.perf_counter() - t  # the chain alone, for the record
+        state = m.Master()
         t = time.perf_counter()
-        state = fold(m.evolve, m.Master(), (e for _, e in events(log)))
-        t_fold = time.perf_counter() - t
+        replay(log, lambda event: m.evolve(state, event))  # what start-up and `frender replay` do
+        t_replay = time.perf_counter() - t
         assert state.balances() + state.escrow() == state.granted
         log.close()
     return {
@@ -82,8 +82,8 @@ def run(n_events: int = 1_000_000, single: int = 2_000) -> dict:
         "append_batched_per_s": round(batched_rate),
         "bytes_per_event": round(size / n_events),
         "verify_s": round(t_verify, 2),
-        "fold_s": round(t_fold, 2),
-        "replay_events_per_s": round(n_events / (t_verify + t_fold)),
+        "replay_s": round(t_replay, 2),
+        "replay_events_per_s": round(n_events / t_replay),
     }
 
 

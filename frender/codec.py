@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from base64 import b85decode, b85encode
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import attrs
 import msgpack

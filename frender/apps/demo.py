@@ -23,7 +23,7 @@ from frender import blender
 from frender.apps import messages as msg
 from frender.apps.client import operator_call, status
 from frender.apps.progress import follow
-from frender.transports import Address, Identity, RemoteError, TransportError
+from frender.transports import Address, RemoteError, TransportError
 
 __all__ = ["CHEATS", "Cluster", "run_demo", "start_master", "start_requester", "start_friend", "wait_for_friends"]
 

@@ -30,8 +30,8 @@ import trio
 
 from frender.apps import messages as msg
 from frender.core import master as core
-from frender.core._decider import Rejected, fold, is_durable
-from frender.store import SqliteLog, events
+from frender.core._decider import Rejected, is_durable
+from frender.store import SqliteLog, replay
 from frender.transports import (
     Address,
     Assignment,
@@ -66,7 +66,8 @@ class MasterNode(Handler):
         self.clock = clock
         # The master's own key is always an operator: `frender operator` run with its home.
         self.operators = operators | {identity.fingerprint}
-        self.state = fold(core.evolve, core.Master(settings=settings), (e for _, e in events(log)))
+        self.state = core.Master(settings=settings)
+        replay(log, lambda event: core.evolve(self.state, event))  # verifies the chain as it folds
         # The reply to a heartbeat while the friend holds (friend, job), signed once.
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
         self._pending: list[object] = []  # durable events evolved, not yet committed

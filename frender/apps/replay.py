@@ -12,7 +12,7 @@ from typing import Any, Callable
 from frender.apps import requester as r
 from frender.core import job as j
 from frender.core import master as m
-from frender.store import SqliteLog, events, verify
+from frender.store import SqliteLog, replay
 
 __all__ = ["audit", "story_line", "render_text"]
 
@@ -115,16 +115,14 @@ def _job_of(event: object) -> int | None:
 
 def audit(path: Path, *, job: int | None = None) -> dict:
     """Verify and fold the log at ``path``; raise LogError with the first bad seq."""
-    log = SqliteLog(path, create=False)
-    try:
-        head = verify(log)
-        pairs = list(events(log))
-    finally:
-        log.close()
     master_state, jobs_state = m.Master(), j.Requester()
     has_master = has_jobs = False
     story = []
-    for seq, event in pairs:
+    seq = 0
+
+    def fold(event: object) -> None:
+        nonlocal has_master, has_jobs, seq
+        seq += 1  # replay hands over a verified, gapless chain
         if type(event) in m.EVENTS:
             has_master = True
             m.evolve(master_state, event)
@@ -133,6 +131,12 @@ def audit(path: Path, *, job: int | None = None) -> dict:
             j.evolve(jobs_state, event)
         if job is None or _job_of(event) == job:
             story.append({"seq": seq, "tag": type(event).tag, "text": story_line(event)})
+
+    log = SqliteLog(path, create=False)
+    try:
+        head = replay(log, fold)
+    finally:
+        log.close()
     report: dict[str, Any] = {"log": {"path": str(path), "events": head.seq, "head": head.hash}}
     if has_master:
         report["master"] = _master_summary(master_state, job)
@@ -222,12 +226,12 @@ def render_text(report: dict) -> str:
             out.append("Friends:")
             for name, f in sorted(part["friends"].items()):
                 out.append(f"  {name:<24} {f['profile']}, {f['clean_run']} clean checks in a row")
-        for j in part["jobs"]:
-            state = "closed" if j["closed"] else "open"
+        for record in part["jobs"]:
+            state = "closed" if record["closed"] else "open"
             out.append(
-                f"Job {j['job']} ({state}) by {j['submitter']}: {j['frames']} frames on {len(j['friends'])} friends;"
-                f" escrow {j['escrow']}, paid {j['paid']}, refunded {j['refunded']}"
-                + (f"; evicted {', '.join(j['evicted'])}" if j["evicted"] else "")
+                f"Job {record['job']} ({state}) by {record['submitter']}: {record['frames']} frames on {len(record['friends'])} friends;"
+                f" escrow {record['escrow']}, paid {record['paid']}, refunded {record['refunded']}"
+                + (f"; evicted {', '.join(record['evicted'])}" if record["evicted"] else "")
             )
     for jb in report.get("jobs", []):
         out.append("")

@@ -40,7 +40,7 @@ from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
 from frender.core.profile import RenderProfile
-from frender.store import SqliteLog, events
+from frender.store import SqliteLog, replay
 from frender.transports import (
     Address,
     AssignmentRefused,
@@ -176,8 +176,7 @@ class RequesterNode(Handler):
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
-        for _, event in events(log):
-            self._evolve(event)
+        replay(log, self._evolve)  # verifies the chain as it folds
         self._in_flight: set[object] = set()
         self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> last time we heard from it
         self._own_render_lock = trio.Lock()

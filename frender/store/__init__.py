@@ -14,6 +14,7 @@ from frender.store._log import (
     UnknownEvent,
     chain_hash,
     events,
+    replay,
     verify,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "UnknownEvent",
     "chain_hash",
     "events",
+    "replay",
     "verify",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "UnknownEvent",
     "chain_hash",
     "events",
+    "replay",
     "verify",
 ]
 
@@ -140,6 +141,19 @@ def _encode(head: Head, events: Iterable[object]) -> list[Record]:
 
 def verify(log: EventLog, expected: Head | None = None) -> Head:
     """Walk the chain; return its head or raise at the first bad seq."""
+    return _walk(log, expected, None)
+
+
+def replay(log: EventLog, apply, expected: Head | None = None) -> Head:
+    """Verify the chain and hand each decoded event to ``apply`` in one pass; return the head.
+
+    A bad row raises before its event is applied, so ``apply`` only ever sees
+    a verified prefix of the log.
+    """
+    return _walk(log, expected, apply)
+
+
+def _walk(log: EventLog, expected: Head | None, apply) -> Head:
     prev, seq = GENESIS, 0
     for rec in log.records():
         seq += 1
@@ -149,6 +163,8 @@ def verify(log: EventLog, expected: Head | None = None) -> Head:
             raise ChainBroken(seq, "prev_hash does not match the previous row (rows deleted, inserted or reordered)")
         if chain_hash(prev, rec.tag, rec.body) != rec.hash:
             raise ChainBroken(seq, "hash does not match the row's content (the row was edited)")
+        if apply is not None:
+            apply(rec.event())
         prev = rec.hash
     have = Head(seq, prev)
     if expected is not None and have != expected:

@@ -228,3 +228,19 @@ def test_batch_is_one_transaction(tmp_path):
         log.append(grants(2) + [GrantPoints(user="x", amount=1)])  # a command is not an event
     assert log.head.seq == 1 and len(list(log.records())) == 1
     assert codec.tag_of(grants(1)[0]) == "points_granted.v1"
+
+
+def test_replay_folds_in_one_verified_pass(store):
+    """replay hands every event over in order, and stops before the first bad row."""
+    from frender.store import replay
+
+    log = filled(store)
+    seen: list[object] = []
+    assert replay(log, seen.append) == log.head
+    assert seen == grants(6)
+    rec = store.rows()[3]
+    store.replace(4, Record(4, rec.tag, rec.body.replace('"amount":4', '"amount":9'), rec.prev_hash, rec.hash))
+    seen.clear()
+    with pytest.raises(ChainBroken) as err:
+        replay(store.open(), seen.append)
+    assert err.value.seq == 4 and seen == grants(3)
