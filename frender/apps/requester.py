@@ -22,7 +22,6 @@ event that accepts it is committed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import shutil
@@ -54,6 +53,7 @@ from frender.transports import (
     RemoteError,
     check_assignment,
     connect,
+    file_header,
     serve,
 )
 
@@ -581,7 +581,7 @@ class RequesterNode(Handler):
                 return
         target = self._own_path(event.job, event.check)
         os.replace(frames[0].path, target)
-        sha = await trio.to_thread.run_sync(_sha256_of, target)
+        sha = (await file_header(target, kind="frame", job=event.job, frame=event.frame)).sha256
         if (event.job, event.check) in self.owed.own_renders:
             self._settle(core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now()))
         shutil.rmtree(work, ignore_errors=True)
@@ -654,14 +654,6 @@ class RequesterNode(Handler):
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
                         self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
-
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 async def run_requester(
