@@ -104,7 +104,7 @@ def _trio_run(fn, *args) -> None:
 
     try:
         trio.run(fn, *args)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # Ctrl-C, also when it reached a nursery and came out in a group
         typer.echo("stopped", err=True)
 
 

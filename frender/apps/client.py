@@ -9,6 +9,7 @@ the frames that are not in OUT yet.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -17,11 +18,12 @@ from attrs import frozen
 
 from frender.apps import messages as msg
 from frender.blender import frame_name
-from frender.transports import Address, FileHeader, Identity, PeerGone, connect, file_header, get_file, put_file
+from frender.transports import Address, FileHeader, Identity, PeerGone, connect, file_header, get_file, put_file, single_error
 
 __all__ = ["SubmitResult", "submit", "status", "operator_call"]
 
 STATE_FILE = ".frender-job.json"
+FETCHES_AT_ONCE = 6  # final frames downloaded side by side
 
 
 @frozen(kw_only=True)
@@ -72,22 +74,57 @@ async def submit(
     fetched: set[int] = set()
     while True:
         try:
-            async with connect(requester, identity) as session:
-                while True:
-                    progress = await session.call(msg.Progress(job=job))
-                    for frame in progress.final:
-                        if frame in fetched:
-                            continue
-                        target = out / frame_name(frame)
-                        if not target.exists():
-                            await get_file(requester, identity, FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
-                        fetched.add(frame)
-                    on_progress(progress)  # after the final frames are on disk
-                    if progress.finished and len(fetched) == progress.total:
-                        return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
-                    await trio.sleep(poll)
+            return await _follow(requester, identity, job, out, fetched, on_progress, poll)
         except PeerGone:
             await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
+
+
+async def _follow(
+    requester: Address,
+    identity: Identity,
+    job: int,
+    out: Path,
+    fetched: set[int],
+    on_progress: Callable[[msg.ProgressReply], None],
+    poll: float,
+) -> SubmitResult:
+    """Follow the job until it finished and every final frame is in ``out``.
+
+    Progress calls are held by the requester until more frames are final;
+    meanwhile a few downloads run side by side, so frames come down while the
+    job goes on and the last ones follow their finality at once.
+    """
+    send, receive = trio.open_memory_channel[int](math.inf)
+
+    async def download() -> None:
+        async for frame in receive:
+            target = out / frame_name(frame)
+            if not target.exists():
+                await get_file(requester, identity, FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
+            fetched.add(frame)
+
+    queued = set(fetched)
+    known = -1  # final frames in the last reply: the requester holds the next until there are more
+    with single_error():
+        async with trio.open_nursery() as nursery, connect(requester, identity) as session:
+            for _ in range(FETCHES_AT_ONCE):
+                nursery.start_soon(download)
+            async with send:
+                while True:
+                    asked = trio.current_time()
+                    progress = await session.call(msg.Progress(job=job, final_known=known))
+                    for frame in progress.final:
+                        if frame not in queued:
+                            queued.add(frame)
+                            send.send_nowait(frame)
+                    on_progress(progress)
+                    if progress.finished and len(queued) == progress.total:
+                        break
+                    if len(progress.final) == known:
+                        await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
+                    known = len(progress.final)
+    # The downloads drained the queue before the nursery closed.
+    return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:

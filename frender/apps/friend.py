@@ -42,6 +42,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import attrs
 import trio
 from attrs import define, field, frozen
 from attrs.validators import gt
@@ -84,6 +85,7 @@ from frender.transports import (
     file_header,
     get_file,
     put_file,
+    single_error,
 )
 from frender.transports.messages import FileHeader
 
@@ -269,15 +271,18 @@ class _Friend:
         return max(reply.heartbeat_every, 0.01)
 
     async def _heartbeat(self, session: Session, every: float) -> None:
+        """Heartbeat every ``every`` seconds; an idle friend's heartbeat waits at the master for a job meanwhile."""
         while True:
-            beat = Heartbeat(friend=self.friend, busy=self.busy(), last_done=self.last_done)
+            sent = trio.current_time()
+            wait = every if not self.jobs else 0.0
+            beat = Heartbeat(friend=self.friend, busy=self.busy(), last_done=self.last_done, wait=wait)
             with trio.fail_after(self.settings.call_deadline):
                 reply = await session.call(beat)
             if not isinstance(reply, HeartbeatReply):
                 raise ProtocolError(f"expected HeartbeatReply, got {type(reply).__name__}")
             if reply.assignment is not None:
                 self._take(reply.assignment, reply.requester)
-            await trio.sleep(every)
+            await trio.sleep_until(sent + every)
 
     def _take(self, signed: SignedAssignment, requester_text: str) -> None:
         """Start a worker for a new job; renew the assignment of a job already running."""
@@ -343,21 +348,62 @@ class _Friend:
             del self.jobs[job]
 
     async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None, renderer: _JobRenderer) -> str:
-        """Take tasks until the requester has none left for us; returns why the job is over."""
+        """Take tasks until the requester has none left for us; returns why the job is over.
+
+        Frames leave through an outbox, delivered in order by their own task
+        while Blender renders on; the outbox is emptied before this returns.
+        """
+        outbox = _Outbox(self.home / "outbox" / str(job))
+        try:
+            with single_error():
+                async with trio.open_nursery() as nursery:
+                    send, receive = trio.open_memory_channel[tuple[int, RenderedFrame]](_OUTBOX_SIZE)
+                    nursery.start_soon(self._deliver_all, job, outbox, receive)
+                    async with send:
+                        return await self._take_tasks(session, job, cheat, renderer, outbox, send)
+        finally:
+            outbox.remove()
+
+    async def _take_tasks(
+        self,
+        session: Session,
+        job: int,
+        cheat: _Cheat | None,
+        renderer: _JobRenderer,
+        outbox: _Outbox,
+        send: trio.MemorySendChannel[tuple[int, RenderedFrame]],
+    ) -> str:
+        want = partial(self._want_work, session, job, outbox)
+        reply = await want()
         while True:
-            try:
-                with trio.fail_after(self.settings.call_deadline):
-                    reply = await session.call(WantWork(assignment=self.jobs[job].signed))
-            except RemoteError as exc:
-                return f"the requester refused: {exc.reason}"
+            if isinstance(reply, str):
+                return reply
             if isinstance(reply, NoWork):
                 if reply.over:
                     return reply.why or "no more work"
                 await trio.sleep(max(reply.retry_after, 0.01))
-            elif isinstance(reply, Work) and reply.job == job:
-                await self._run_task(job, reply, cheat, renderer)
+                reply = await want()
             else:
-                raise ProtocolError(f"expected Work for job {job} or NoWork, got {reply!r}"[:300])
+                ahead = await self._run_task(want, job, reply, cheat, renderer, partial(outbox.post, send, reply.task))
+                if ahead is None or (isinstance(ahead, NoWork) and not ahead.over):
+                    ahead = await want()  # its hold may have run out mid-task
+                reply = ahead
+
+    async def _want_work(self, session: Session, job: int, outbox: _Outbox, rendering: int | None = None) -> Work | NoWork | str:
+        """The requester's answer to WantWork: a task, NoWork, or (a string) why it refused us.
+
+        The call keeps the task still ``rendering`` and every task with frames
+        still in the outbox; the requester takes every other task as given up.
+        """
+        keeping = outbox.tasks() | ({rendering} if rendering is not None else set())
+        try:
+            with trio.fail_after(self.settings.call_deadline):
+                reply = await session.call(WantWork(assignment=self.jobs[job].signed, keeping=tuple(sorted(keeping))))
+        except RemoteError as exc:
+            return f"the requester refused: {exc.reason}"
+        if isinstance(reply, NoWork) or (isinstance(reply, Work) and reply.job == job):
+            return reply
+        raise ProtocolError(f"expected Work for job {job} or NoWork, got {reply!r}"[:300])
 
     def _job_over(self, job: int, why: str) -> None:
         self.finished.add(job)
@@ -370,22 +416,62 @@ class _Friend:
 
     # ---------------------------------------------------------------- a task
 
-    async def _run_task(self, job: int, work: Work, cheat: _Cheat | None, renderer: _JobRenderer) -> None:
-        """Render and deliver one task; whatever stops it short gives it back (and ends the session)."""
+    async def _run_task(
+        self,
+        want: Callable[..., Awaitable[Work | NoWork | str]],
+        job: int,
+        work: Work,
+        cheat: _Cheat | None,
+        renderer: _JobRenderer,
+        post: Callable[[RenderedFrame], Awaitable[None]],
+    ) -> Work | NoWork | str | None:
+        """Render one task, posting each frame as it is saved; returns the next task if it asked ahead.
+
+        While the task's last frame renders, the next task is asked for
+        (keeping this one), so Blender goes on without waiting for a round
+        trip. Whatever stops the task short gives it back (and ends the session).
+        """
         self.log(f"job {job} task {work.task}: rendering frames {_frames_text(work.frames)}")
+        ahead: list[Work | NoWork | str] = []
+        failure: list[BaseException] = []
+
+        async def ask_ahead() -> None:
+            try:
+                ahead.append(await want(rendering=work.task))
+            except (*LINK_FAILURES, ProtocolError) as exc:
+                failure.append(exc)  # raised once this task is over: a lost link ends the render no sooner
+
+        left = len(work.frames)
+
+        async def on_frame(frame: RenderedFrame) -> None:
+            nonlocal left
+            left -= 1
+            if left == 1:
+                nursery.start_soon(ask_ahead)
+            if cheat is not None:
+                await cheat.forge(frame, width=work.width, height=work.height)
+            await post(frame)
+
         delivered = False
-        try:
-            with trio.move_on_after(max(work.deadline, 0.0)) as deadline:
-                await renderer.render(work, partial(self._deliver, job, work, cheat))
-                delivered = True
-            if deadline.cancelled_caught:
-                self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
-        except BlenderError as exc:
-            self.log(f"job {job} task {work.task}: {exc}")
-        finally:
-            if not delivered:
-                await renderer.close()
-                await self._give_back(job, work.task)
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                if left == 1:
+                    nursery.start_soon(ask_ahead)
+                try:
+                    with trio.move_on_after(max(work.deadline, 0.0)) as deadline:
+                        await renderer.render(work, on_frame)
+                        delivered = True
+                    if deadline.cancelled_caught:
+                        self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
+                except BlenderError as exc:
+                    self.log(f"job {job} task {work.task}: {exc}")
+                finally:
+                    if not delivered:
+                        await renderer.close()
+                        await self._give_back(job, work.task)
+        if failure:
+            raise failure[0]
+        return ahead[0] if ahead else None
 
     async def _fetch_blend(self, job: int, sha256: str, dest: Path) -> None:
         """Download the job's .blend; get_file checks it against the assignment's sha256."""
@@ -396,10 +482,19 @@ class _Friend:
             # The wrong file, a file too large, or a refusal: asking again gets the same.
             raise _Unworkable(f"cannot fetch the .blend: {exc}") from None
 
-    async def _deliver(self, job: int, work: Work, cheat: _Cheat | None, frame: RenderedFrame) -> None:
+    async def _deliver_all(
+        self, job: int, outbox: _Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]]
+    ) -> None:
+        """Send posted frames to the requester, in order, until the outbox closes."""
+        async with frames:
+            async for task, frame in frames:
+                try:
+                    await self._deliver(job, frame)
+                finally:
+                    outbox.sent(task, frame)
+
+    async def _deliver(self, job: int, frame: RenderedFrame) -> None:
         """Send one saved frame to the requester; a refused frame is logged, the task goes on."""
-        if cheat is not None:
-            await cheat.forge(frame, width=work.width, height=work.height)
         header = await file_header(frame.path, kind="frame", job=job, frame=frame.frame)
         try:
             reply = await put_file(self.jobs[job].requester, self.identity, header, frame.path)
@@ -425,6 +520,47 @@ class _Friend:
                 self.log(f"job {job} task {task}: given back")
             except (*LINK_FAILURES, RemoteError, WrongFingerprint) as exc:
                 self.log(f"job {job} task {task}: could not give it back ({exc}); its deadline will")
+
+
+_OUTBOX_SIZE = 4  # frames saved but not yet sent, at most; then rendering waits
+
+
+class _Outbox:
+    """Saved frames waiting to be sent, and the tasks they belong to.
+
+    A frame is moved out of Blender's output folder, so the next task's
+    render cannot remove or rewrite it before it has left; its task stays
+    "kept" in every WantWork until it has.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+        self.unsent: Counter[int] = Counter()
+
+    def tasks(self) -> set[int]:
+        return set(self.unsent)
+
+    async def post(self, send: trio.MemorySendChannel[tuple[int, RenderedFrame]], task: int, frame: RenderedFrame) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        path = self.root / f"{self.count:06d}-{frame.path.name}"
+        os.replace(frame.path, path)
+        self.unsent[task] += 1
+        try:
+            await send.send((task, attrs.evolve(frame, path=path)))
+        except BaseException:
+            self.sent(task, attrs.evolve(frame, path=path))
+            raise
+
+    def sent(self, task: int, frame: RenderedFrame) -> None:
+        frame.path.unlink(missing_ok=True)
+        self.unsent[task] -= 1
+        if self.unsent[task] <= 0:
+            del self.unsent[task]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class _JobRenderer:

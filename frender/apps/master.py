@@ -18,6 +18,11 @@ behind the answer are committed. ``log.append`` never awaits, so "nothing
 pending" means "all committed". If the append fails, the events stay pending
 (the transaction rolled back), the caller is answered "internal", and the next
 commit retries them: the state never runs ahead of an acknowledged answer.
+
+Held heartbeats. A friend holding no assignment may ask (``Heartbeat.wait``)
+for its heartbeat's reply to wait for one, so a new job reaches its friends at
+once instead of at their next heartbeat. A grant wakes only the granted
+friends' waiting calls; the reply still leaves only after the grant's commit.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class MasterNode(Handler):
         # The reply to a heartbeat while the friend holds (friend, job), signed once.
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
         self._pending: list[object] = []  # durable events evolved, not yet committed
+        self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
 
     def apply(self, command: object) -> list[object]:
         """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
@@ -107,11 +113,32 @@ class MasterNode(Handler):
 
     async def call(self, peer: Peer, request: object) -> object:
         try:
-            return self._answer(peer, request, self.clock())
+            reply = self._answer(peer, request, self.clock())
         finally:
             # Answers and refusals alike leave only once what they saw is committed.
             with trio.CancelScope(shield=True):
                 await self._commit()
+        if reply is _NOTHING_HELD and isinstance(request, msg.Heartbeat) and request.wait > 0:
+            reply = await self._assignment_within(request.friend, request.wait)
+        return reply
+
+    async def _assignment_within(self, friend: str, wait: float) -> msg.HeartbeatReply:
+        """The friend's assignment as soon as it is granted one and that is committed, or nothing after ``wait``."""
+        # Never longer than the friend counts as live: it heartbeats again when this returns.
+        with trio.move_on_after(min(wait, self.state.settings.friend_timeout / 2)):
+            while True:
+                granted = self._waiting.setdefault(friend, trio.Event())
+                try:
+                    await granted.wait()
+                finally:
+                    if self._waiting.get(friend) is granted:
+                        del self._waiting[friend]
+                reply = self._assignment_of(friend, self.clock())
+                if reply is not _NOTHING_HELD:
+                    with trio.CancelScope(shield=True):
+                        await self._commit()
+                    return reply
+        return _NOTHING_HELD
 
     def _answer(self, peer: Peer, request: object, now: float) -> object:
         match request:
@@ -176,6 +203,9 @@ class MasterNode(Handler):
             )
         )
         grant = next(e for e in decided if isinstance(e, core.FriendsAssigned))
+        for friend in grant.friends:
+            if (waiting := self._waiting.pop(friend, None)) is not None:
+                waiting.set()
         friends = tuple(
             msg.GrantedFriendInfo(friend=f, user=self.state.friends[f].user, key=self.state.accounts[self.state.friends[f].user].key or "")
             for f in grant.friends

@@ -81,10 +81,13 @@ class Registered:
 
 @frozen(kw_only=True)
 class Heartbeat:
+    """I am alive. With ``wait`` > 0 and no assignment held, the reply may wait that long for one."""
+
     tag: ClassVar[str] = "heartbeat.v1"
     friend: str
     busy: bool = False
     last_done: int | None = None
+    wait: float = 0.0
 
 
 @frozen(kw_only=True)
@@ -244,8 +247,11 @@ class Submitted:
 
 @frozen(kw_only=True)
 class Progress:
+    """How the job stands; with ``final_known`` >= 0, held until more than that many frames are final (or it finishes)."""
+
     tag: ClassVar[str] = "progress.v1"
     job: int
+    final_known: int = -1
 
 
 @frozen(kw_only=True)
@@ -278,8 +284,11 @@ class ProgressReply:
 
 @frozen(kw_only=True)
 class WantWork:
+    """A task, please; ``keeping`` names tasks still being rendered (asking ahead), every other one is given up."""
+
     tag: ClassVar[str] = "want_work.v1"
     assignment: SignedAssignment
+    keeping: tuple[int, ...] = ()
 
 
 @frozen(kw_only=True)

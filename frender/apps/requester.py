@@ -108,6 +108,7 @@ class RequesterSettings:
     # (idle friends ask every half second; rendering friends hold a task).
     friend_silence: float = 5.0
     hold_work: float = 2.0  # an idle friend's WantWork waits this long for work to appear
+    hold_progress: float = 0.5  # a client's Progress waits this long for more final frames
     master_retry: float = 1.0  # seconds between attempts to reach the master
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
 
@@ -262,10 +263,10 @@ class RequesterNode(Handler):
         match request:
             case msg.Submit():
                 return await self._submit(peer, request)
-            case msg.Progress(job=j):
-                return self._progress(self._own_job(peer, j))
-            case msg.WantWork(assignment=signed):
-                return await self._want_work(peer, signed)
+            case msg.Progress(job=j, final_known=known):
+                return await self._progress_after(self._own_job(peer, j), known)
+            case msg.WantWork(assignment=signed, keeping=keeping):
+                return await self._want_work(peer, signed, keeping)
             case msg.GiveBack(assignment=signed, task=task):
                 assignment = self._check(peer, signed)
                 self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
@@ -358,6 +359,14 @@ class RequesterNode(Handler):
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
         return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height)
 
+    async def _progress_after(self, accepted: JobAccepted, known: int) -> msg.ProgressReply:
+        """The progress once more than ``known`` frames are final or the job finished (held at most hold_progress)."""
+        j = self.state.jobs[accepted.job]
+        with trio.move_on_after(self.settings.hold_progress):
+            while 0 <= known and len(j.final) <= known and j.phase != "finished":
+                await self._changed.wait()
+        return self._progress(accepted)
+
     def _progress(self, accepted: JobAccepted) -> msg.ProgressReply:
         j = self.state.jobs[accepted.job]
         lines = core.progress(self.state, accepted.job)
@@ -381,7 +390,7 @@ class RequesterNode(Handler):
             problem=problem,
         )
 
-    async def _want_work(self, peer: Peer, signed) -> msg.Work | msg.NoWork:
+    async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...] = ()) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
         assignment = self._check(peer, signed)
         job, friend = assignment.job, assignment.friend
@@ -390,18 +399,18 @@ class RequesterNode(Handler):
         with trio.move_on_after(self.settings.hold_work):
             while True:
                 self._heard_from(job, friend)
-                offer = self._offer(job, friend)
+                offer = self._offer(job, friend, keeping)
                 if offer is not None:
                     return offer
                 await self._changed.wait()
         return msg.NoWork(retry_after=0.1)
 
-    def _offer(self, job: int, friend: str) -> msg.Work | msg.NoWork | None:
+    def _offer(self, job: int, friend: str, keeping: tuple[int, ...] = ()) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if self.state.jobs[job].phase == "finished":
             return msg.NoWork(over=True, why="the job is finished")
         now = self._now()
-        decided = self.apply(core.AskForTask(job=job, friend=friend, entropy=self._entropy(), now=now))
+        decided = self.apply(core.AskForTask(job=job, friend=friend, keeping=keeping, entropy=self._entropy(), now=now))
         for event in decided:
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]

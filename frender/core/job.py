@@ -31,6 +31,12 @@ Rule 7: check renders (test frames, losing backup copies) are drawn only
         the report never pays beyond the escrow: one point per final frame,
         one per check render not found wrong. Arbitration is unpaid.
 Rule 8: faults (undecodable, wrong size, lost) are retried, never punished.
+Rule 9: a friend may ask ahead, while it still renders the last frame of a
+        task it keeps (``AskForTask.keeping``), so its next task is waiting
+        when that frame is done. Asking ahead gets at most one more task;
+        near the end of the queue (no more frames than active friends) it
+        gets only checks, and never a backup: the last frames and backups go
+        to friends that are really idle.
 
 How a shell drives this
 -----------------------
@@ -48,7 +54,9 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 - ``StartJob(frames, settings, checks_escrowed)`` once the master opened the
   job (pass ``settings.checks_to_escrow(M, N)`` as the master's
   ``checks_per_friend``), then ``AddFriends`` with each ``FriendsAssigned``.
-- ``AskForTask(friend)`` when a friend pulls work. React to ``TaskAssigned``
+- ``AskForTask(friend, keeping)`` when a friend pulls work; ``keeping`` names
+  the live tasks it is still rendering (Rule 9), every other live task of its
+  is given up. React to ``TaskAssigned``
   for that friend by sending it ``task, frames, deadline`` only (never
   ``kind``, ``checks`` or ``backup_of``). No event for it: ask
   ``outlook(state, job, friend)``: ``"wait"`` (poll again), ``"done"`` or
@@ -176,6 +184,11 @@ class JobSettings:
     def min_chunk(self) -> int:
         """Frames a task needs so that Blender's start-up costs at most half a frame's time per frame."""
         return max(1, min(self.max_chunk, math.ceil(2 * self.startup_seconds / self.seconds_per_frame)))
+
+    def late_after(self, frames: int) -> float:
+        """Seconds after which a task of ``frames`` frames is late: half as long again as its estimate,
+        counting one frame more for a task asked for ahead (it starts once the frame in hand is done)."""
+        return 1.5 * (self.startup_seconds + (frames + 1) * self.seconds_per_frame)
 
     def checks_to_escrow(self, frames: int, friends: int) -> int:
         """The ``checks_per_friend`` to ask the master to escrow for this job (per friend granted)."""
@@ -349,6 +362,7 @@ class AddFriends:
 class AskForTask:
     job: int
     friend: str
+    keeping: tuple[int, ...] = ()  # live tasks the friend is still rendering (Rule 9)
     entropy: str = ""
     now: float
 
@@ -1181,10 +1195,16 @@ def _ask(d: _Draft, c: AskForTask) -> None:
         return
     if rec.status == "gone":
         d.emit(FriendReturned(job=j.job, friend=c.friend, now=c.now))
-    for t in sorted(j.live_of.get(c.friend, ())):  # asking again means it gave those up
-        d.emit(TaskDropped(job=j.job, task=t, friend=c.friend, why="replaced", frames=tuple(sorted(j.live[t])), now=c.now))
-    if not (_give_checks(d, c.friend) or _give_render(d, c.friend) or _give_backup(d, c.friend)):
-        return
+    kept = 0
+    for t in sorted(j.live_of.get(c.friend, ())):  # asking again means it gave up what it does not keep
+        if t in c.keeping:
+            kept += 1
+        else:
+            d.emit(TaskDropped(job=j.job, task=t, friend=c.friend, why="replaced", frames=tuple(sorted(j.live[t])), now=c.now))
+    if not kept:
+        _give_checks(d, c.friend) or _give_render(d, c.friend) or _give_backup(d, c.friend)
+    elif kept == 1:  # asking ahead (Rule 9)
+        _give_checks(d, c.friend) or (len(j.queue) > len(j.active()) and _give_render(d, c.friend))
 
 
 def _give_checks(d: _Draft, friend: str) -> bool:
@@ -1247,8 +1267,16 @@ def _give_render(d: _Draft, friend: str) -> bool:
     return True
 
 
+def _late(j: Job, task: Task, now: float) -> bool:
+    return now >= task.assigned + j.settings.late_after(len(task.frames))
+
+
 def _give_backup(d: _Draft, friend: str) -> bool:
-    """An idle friend takes a copy of the slowest outstanding render task, within the check budget."""
+    """An idle friend takes a copy of the slowest late render task, within the check budget.
+
+    Only a late task: a copy of one on time would be done no sooner and would
+    keep the friend from the checks that fall due at the end of a job.
+    """
     j = d.job
     if not j.settings.backups:
         return False
@@ -1260,7 +1288,7 @@ def _give_backup(d: _Draft, friend: str) -> bool:
     uncopied: dict[int, tuple[int, ...]] = {}
     for t, left in j.live.items():
         task = j.tasks[t]
-        if task.kind != "render" or task.friend == friend or t in j.backed:
+        if task.kind != "render" or task.friend == friend or t in j.backed or not _late(j, task, d.now):
             continue
         # Only frames nobody has delivered yet: a frame with a copy needs no second backup.
         missing = tuple(sorted(f for f in left if f not in j.copy and f not in j.final))

@@ -3,6 +3,7 @@
 See docs/protocol.md for the wire format and the security properties.
 """
 
+from frender.transports._channel import single_error
 from frender.transports.address import Address
 from frender.transports.assignment import (
     Assignment,
@@ -53,5 +54,6 @@ __all__ = [
     "serve",
     "serve_stream",
     "sign_assignment",
+    "single_error",
     "verify_signature",
 ]

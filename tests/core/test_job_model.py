@@ -151,6 +151,16 @@ class Pool(RuleBasedStateMachine):
         self.cmd(J.AskForTask, friend=friend)
 
     @precondition(lambda self: self.running)
+    @rule(i=friends, greedy=st.booleans())
+    def ask_ahead(self, i: int, greedy: bool) -> None:
+        """Rule 9: a friend asks while still rendering the task it holds first (a greedy one keeps all)."""
+        friend = self.pick(i)
+        tasks = self.held.get(friend)
+        if tasks and friend not in self.crashed:
+            keeping = tuple(t.task for t in tasks) if greedy else (tasks[0].task,)
+            self.cmd(J.AskForTask, friend=friend, keeping=keeping)
+
+    @precondition(lambda self: self.running)
     @rule(i=friends, ok=st.booleans() | st.just(True))
     def deliver(self, i: int, ok: bool) -> None:
         friend = self.pick(i)
@@ -236,6 +246,12 @@ class Pool(RuleBasedStateMachine):
             self.kind[friend] = "honest"  # a later grant: an honest newcomer
 
     # ---------------------------------------------------------- invariants
+
+    @invariant()
+    def a_friend_holds_two_tasks_at_most(self) -> None:
+        """Asking ahead never lets a friend hoard tasks (Rule 9)."""
+        for friend, tasks in self.job.live_of.items():
+            assert len(tasks) <= 2, f"{friend} holds tasks {sorted(tasks)}"
 
     @invariant()
     def honest_friends_are_never_evicted(self) -> None:

@@ -196,6 +196,73 @@ def test_a_gone_friend_that_asks_again_is_back() -> None:
     assert of(events, J.FriendReturned) and run.job.friends["a"].status == "active"
 
 
+def ask_ahead(run: Run, friend: str, *keeping: int) -> tuple[list[object], J.TaskAssigned | None]:
+    events = run.do(J.AskForTask, friend=friend, keeping=keeping)
+    got = [e for e in of(events, J.TaskAssigned) if e.friend == friend]
+    return events, got[0] if got else None
+
+
+def test_asking_again_gives_up_every_task_not_kept() -> None:
+    """A plain ask replaces what the friend held; an ask that keeps a task leaves it live (Rule 9)."""
+    run = Run(frames=range(1, 41), friends=("a", "b"), max_chunk=4)
+    first = run.ask("a")
+    assert first is not None
+    events, ahead = ask_ahead(run, "a", first.task)
+    assert not of(events, J.TaskDropped) and ahead is not None and ahead.kind == "render"
+    assert run.job.live_of["a"] == {first.task, ahead.task}
+    events = run.do(J.AskForTask, friend="a")
+    assert {e.task for e in of(events, J.TaskDropped)} == {first.task, ahead.task}
+    assert all(e.why == "replaced" for e in of(events, J.TaskDropped))
+
+
+def test_asking_ahead_gets_one_task_at_most() -> None:
+    """A friend keeping two tasks gets nothing more, and a kept task must be its own and live."""
+    run = Run(frames=range(1, 41), friends=("a", "b"), max_chunk=4)
+    first = run.ask("a")
+    assert first is not None
+    _, second = ask_ahead(run, "a", first.task)
+    assert second is not None
+    events, third = ask_ahead(run, "a", first.task, second.task)
+    assert third is None and not of(events, J.TaskDropped)
+    b_task = run.ask("b")
+    assert b_task is not None
+    events, _ = ask_ahead(run, "a", b_task.task)  # not a's: a gives up both of its own
+    assert {e.task for e in of(events, J.TaskDropped)} == {first.task, second.task}
+
+
+def test_asking_ahead_near_the_end_gets_no_render_and_never_a_backup() -> None:
+    """With no more frames queued than active friends, the last frames go to idle friends (Rule 9)."""
+    run = Run(frames=range(1, 4), friends=("a", "b", "c"), escrow=5, max_chunk=1, check_timing="end")
+    first = run.ask("a")
+    assert first is not None and len(run.job.queue) == 2
+    _, ahead = ask_ahead(run, "a", first.task)
+    assert ahead is None
+    idle = run.ask("b")
+    assert idle is not None and idle.kind == "render"
+    run.ask("c")
+    run.now += 100.0  # every task is late now
+    _, ahead = ask_ahead(run, "a", first.task)
+    assert ahead is None  # no backup for a friend still rendering
+    _, backup = ask_ahead(run, "a")
+    assert backup is not None and backup.kind == "backup"
+
+
+def test_an_on_time_task_gets_no_backup() -> None:
+    """Backups copy late tasks only: a copy of a task on time would not be done sooner."""
+    run = Run(frames=range(1, 9), friends=("a", "b"), escrow=5, max_chunk=8, check_timing="end")
+    slow = run.ask("a")
+    assert slow is not None
+    while run.job.queue:
+        task = run.ask("b")
+        assert task is not None
+        run.deliver(task)
+    run.now += 0.9 * run.settings.late_after(len(slow.frames))
+    assert run.ask("b") is None
+    run.now += 0.1 * run.settings.late_after(len(slow.frames))
+    backup = run.ask("b")
+    assert backup is not None and backup.kind == "backup" and backup.backup_of == slow.task
+
+
 def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared() -> None:
     """With an empty queue, an idle friend gets a backup copy; the first copy wins, the second is a check."""
     run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=3, max_chunk=8, check_timing="end")
@@ -205,6 +272,8 @@ def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared
         task = run.ask("b")
         assert task is not None
         run.deliver(task)
+    assert run.ask("c") is None  # the slow task is not late yet: a copy would be done no sooner
+    run.now += run.settings.late_after(len(slow.frames))
     backup = run.ask("c")
     assert backup is not None and backup.kind == "backup" and backup.backup_of == slow.task
     assert set(backup.frames) <= set(slow.frames)
@@ -226,6 +295,7 @@ def test_a_frame_already_copied_gets_no_second_backup() -> None:
         task = run.ask("b")
         assert task is not None
         run.deliver(task)
+    run.now += run.settings.late_after(len(slow.frames))
     backup = run.ask("b")
     assert backup is not None and backup.kind == "backup"
     run.deliver(backup)
@@ -242,6 +312,7 @@ def test_backups_stay_within_the_check_budget() -> None:
         task = run.ask("b")
         assert task is not None
         run.deliver(task)
+    run.now += 100.0  # late, but no budget
     assert run.ask("c") is None
 
 
