@@ -6,6 +6,10 @@ the last frame at the client. Direct: one Blender process rendering the same
 frames with 2 threads. Both in the same run, on the same scene
 (``build_demo_scene(frames=48)``: 160x90, 16 samples).
 
+Also timed, to tell fRender's cost from the machine's: the same frames split
+between 2 direct Blender processes of 1 thread each, side by side, with no
+fRender at all (``direct_pair_s``). ``farm_vs_pair`` is fRender's own share.
+
     python bench/blender_ratio.py --frames 48
 """
 
@@ -29,8 +33,11 @@ from efficiency import _bounded  # noqa: E402
 from frender.apps.demo import Cluster, _operate, start_friend, start_master, start_requester, wait_for_friends  # noqa: E402
 
 
-def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, startup_seconds: float = 5.0) -> dict:
-    root = Path(tempfile.mkdtemp(prefix="frender-blender-"))
+def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, startup_seconds: float = 5.0, keep: Path | None = None) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="frender-blender-")) if keep is None else keep
+    if keep is not None:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     try:
         scene = root / "scene.blend"
         blender.build_demo_scene(scene, frames=frames, resolution=(160, 90), samples=16)
@@ -45,6 +52,20 @@ def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, star
         # No address-space cap: plain Blender has none, and 48 frames in one bpy process exceed the runner's default 8 GiB of *virtual* memory.
         trio.run(lambda: blender.render(backend, work / "scene.blend", work, chosen, threads=friends, limits=blender.Limits(wall_seconds=3600.0, memory_bytes=None)))
         direct = time.perf_counter() - t0
+
+        # The machine's own cost of 2 single-thread processes: the same frames, half each, side by side.
+        async def pair() -> None:
+            async with trio.open_nursery() as nursery:
+                for i in range(friends):
+                    half = root / f"direct{i}"
+                    half.mkdir()
+                    shutil.copyfile(scene, half / "scene.blend")
+                    nursery.start_soon(lambda h=half, part=chosen[i::friends]: blender.render(
+                        backend, h / "scene.blend", h, part, threads=1, limits=blender.Limits(wall_seconds=3600.0, memory_bytes=None)))
+
+        t0 = time.perf_counter()
+        trio.run(pair)
+        direct_pair = time.perf_counter() - t0
 
         cluster = Cluster(root)
         try:
@@ -68,13 +89,17 @@ def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, star
             "params": {"frames": frames, "friends": friends, "threads_per_friend": 1, "direct_threads": friends, "resolution": "160x90",
                        "samples": 16, "seconds_per_frame": seconds_per_frame, "startup_seconds": startup_seconds, "bpy": _bpy_version()},
             "direct_s": round(direct, 2),
+            "direct_pair_s": round(direct_pair, 2),
             "farm_s": round(farm, 2),
             "blender_ratio": round(farm / direct, 3),
+            "pair_vs_direct": round(direct_pair / direct, 3),
+            "farm_vs_pair": round(farm / direct_pair, 3),
             "checks_resolved": progress.checks,
             "frames_received": len(result.frames),
         }
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _bpy_version() -> str:
@@ -89,8 +114,9 @@ def _bpy_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--keep", type=Path, help="keep the run's logs and databases here")
     args = parser.parse_args()
-    print(json.dumps(run(args.frames), indent=2))
+    print(json.dumps(run(args.frames, keep=args.keep), indent=2))
 
 
 if __name__ == "__main__":
