@@ -10,7 +10,8 @@ The life of a friend:
    goes on; a refusal that retrying cannot cure ("name-taken") ends the friend
    with ``FriendRefused``.
 3. A heartbeat reply may carry a signed assignment and the address of the
-   requester. For a job it is not already on, the friend checks the assignment
+   requester (an idle friend's heartbeat waits at the master until it is
+   granted a job, up to one interval). For a job it is not already on, the friend checks the assignment
    (signed by this master, for this key, naming the requester's pinned key)
    and starts a worker, which dials the requester and asks for work until the
    requester says the job is over for it. That job is then reported as
@@ -20,9 +21,13 @@ The life of a friend:
    the job's directory (the only place the sandboxed render can see), where
    one Blender process per job (a render session) loaded and guarded it once
    and renders task after task; starting Blender costs more than a small
-   task's frames. Each frame is sent to the requester as soon as Blender saves
-   it. The task's deadline is enforced here too. The session ends with the
-   job, and after any task that fails (the next task opens a fresh one).
+   task's frames. While a task's last frame renders, the next task is asked
+   for (keeping this one), so Blender goes on without waiting. Each saved
+   frame moves to the job's outbox and is sent to the requester, in order, by
+   a task of its own while Blender renders on; every WantWork keeps the tasks
+   with frames still in the outbox. The task's deadline is enforced here too.
+   The session ends with the job, and after any task that fails (the next
+   task opens a fresh one).
 5. A task that does not deliver all its frames (Blender failed, the deadline
    passed, Ctrl-C, cancellation, a lost requester) is given back, under a
    shielded short deadline, so the requester reassigns it at once instead of
@@ -223,8 +228,9 @@ class _Friend:
     cache: _BlendCache = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        # Job directories left by a friend that was killed hold nothing worth keeping.
+        # Job directories and unsent frames left by a friend that was killed hold nothing worth keeping.
         shutil.rmtree(self.home / "jobs", ignore_errors=True)
+        shutil.rmtree(self.home / "outbox", ignore_errors=True)
         self.cache = _BlendCache(self.home / "cache", self.settings.blend_cache_size)
 
     @property
