@@ -105,6 +105,25 @@ class MasterNode(Handler):
             self.log.append(self._pending)  # raises with everything still pending
             self._pending = []
 
+    def call_at_once(self, peer: Peer, request: object) -> object | None:
+        """A heartbeat that changes soft state only, answered on the spot when nothing awaits a commit.
+
+        With nothing pending, everything the answer could reflect is committed,
+        so it may leave now. A heartbeat that also releases a job (a durable
+        event) is left to ``call``: deciding is pure, so it decides again there.
+        """
+        if type(request) is not msg.Heartbeat or self._pending:
+            return None
+        now = self.clock()
+        decided = self._decide(
+            core.Heartbeat(friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done, now=now)
+        )
+        if any(is_durable(event) for event in decided):
+            return None
+        for event in decided:
+            core.evolve(self.state, event)
+        return self._assignment_of(request.friend, now)
+
     async def call(self, peer: Peer, request: object) -> object:
         try:
             return self._answer(peer, request, self.clock())
