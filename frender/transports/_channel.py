@@ -17,6 +17,12 @@ Rule 6: sends that queue up while another is on the wire leave together:
         the next sender writes every waiting frame in one ``send_all`` (one
         TLS record, one syscall) in the order they were queued. Each caller
         still returns only once its own bytes are sent, or raises PeerGone.
+Rule 7: a small send (a frame, not a file chunk) on a settled TLS stream that
+        nobody else is sending on is encrypted and written to the socket
+        directly, without trio's send machinery and without yielding; only
+        what the socket does not take at once goes through trio, in line with
+        the TLS stream's own sends. trio's SSLStream spends about 25 µs of
+        Python on each send, more than the encryption and the system call.
 """
 
 from __future__ import annotations
@@ -37,7 +43,14 @@ _RECEIVE = 64 * 1024
 M = TypeVar("M")
 
 
-_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+try:  # trio's SSLStream states, for Rule 7; without them every send goes through send_all
+    from trio._ssl import _State
+
+    _OK, _BROKEN = _State.OK, _State.BROKEN
+except ImportError:  # pragma: no cover - a trio that reorganised its internals
+    _OK = _BROKEN = None
+
+_BROKEN_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
 
 
 class _BrokenAsPeerGone:
@@ -48,7 +61,7 @@ class _BrokenAsPeerGone:
         return None
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if kind is not None and issubclass(kind, _BROKEN):
+        if kind is not None and issubclass(kind, _BROKEN_ERRORS):
             cause = exc.__cause__ or exc  # type: ignore[union-attr]
             raise PeerGone(f"connection broken: {type(cause).__name__}: {cause}"[:300]) from None
         return False
@@ -258,19 +271,70 @@ class Channel:
                 self._filling = _Batch()
                 parts = batch.parts
                 whole = parts[0] if len(parts) == 1 else b"".join(parts)
-                # One scope: shielded from the caller (Rule 3), cancelled by its own deadline.
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + deadline) as scope:
-                    try:
-                        with _BROKEN_AS_PEER_GONE:
-                            await self.stream.send_all(whole)
-                    except PeerGone as exc:
-                        batch.failure = exc.reason
-                if scope.cancelled_caught:
-                    batch.failure = f"peer did not take {len(whole)} bytes within {deadline:g} s"
+                try:
+                    left = _write_now(self.stream, whole) if len(whole) <= _RECEIVE else None
+                except PeerGone as exc:
+                    batch.failure, left = exc.reason, b""
+                if left != b"":
+                    # One scope: shielded from the caller (Rule 3), cancelled by its own deadline.
+                    with trio.CancelScope(shield=True, deadline=trio.current_time() + deadline) as scope:
+                        try:
+                            with _BROKEN_AS_PEER_GONE:
+                                if left is None:
+                                    await self.stream.send_all(whole)
+                                else:
+                                    await _send_rest(self.stream, left)
+                        except PeerGone as exc:
+                            batch.failure = exc.reason
+                    if scope.cancelled_caught:
+                        batch.failure = f"peer did not take {len(whole)} bytes within {deadline:g} s"
         finally:
             self._send_lock.release()
         if batch.failure is not None:
             raise PeerGone(batch.failure)
+
+
+def _write_now(stream: trio.abc.Stream, data: bytes) -> bytes | None:
+    """Encrypt ``data`` and hand it to the socket without yielding (Rule 7); the ciphertext the socket did not take.
+
+    None, with nothing written, where the stream is not a settled TLS stream
+    over a socket, or another task is sending on it: then ``send_all`` does
+    it all. Raises PeerGone if the stream fails meanwhile (it is then broken).
+    """
+    if type(stream) is not trio.SSLStream or _OK is None:
+        return None
+    tls, outgoing = stream._ssl_object, stream._outgoing
+    if (
+        stream._state is not _OK
+        or not stream._handshook.done
+        or stream._delayed_outgoing is not None
+        or stream._inner_send_lock.locked()
+        or outgoing.pending
+        or type(stream.transport_stream) is not trio.SocketStream
+    ):
+        return None
+    sock = stream.transport_stream.socket._sock
+    try:
+        tls.write(data)
+        out = outgoing.read()
+        try:
+            sent = sock.send(out)
+        except BlockingIOError:
+            sent = 0
+    except (ssl.SSLError, OSError) as exc:
+        stream._state = _BROKEN  # ciphertext may be half sent: nothing else can follow it
+        raise PeerGone(f"connection broken: {type(exc).__name__}: {exc}"[:300]) from None
+    return out[sent:]
+
+
+async def _send_rest(stream: trio.SSLStream, rest: bytes) -> None:
+    """The ciphertext the socket did not take at once, sent as trio's SSLStream sends its own."""
+    async with stream._inner_send_lock:  # in line with the stream's own sends, as its reads do
+        try:
+            await stream.transport_stream.send_all(rest)
+        except BaseException:
+            stream._state = _BROKEN  # an unknown part of a record went out
+            raise
 
 
 class _Batch:

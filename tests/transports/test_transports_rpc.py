@@ -298,3 +298,32 @@ async def test_receive_bodies_is_empty_at_a_clean_close() -> None:
     with trio.fail_after(5):
         assert len(await channel.receive_bodies()) == 1
         assert await channel.receive_bodies() == []
+
+
+async def test_frames_the_socket_cannot_take_at_once_still_arrive_whole_and_in_order(server_identity) -> None:
+    """Sends written straight to the socket fall back to trio for what does not fit; the TLS stream stays sound."""
+    left, right = trio.socket.socketpair()
+    sender_tls = trio.SSLStream(trio.SocketStream(left), server_identity.server_context(), server_side=True, https_compatible=True)
+    receiver_tls = trio.SSLStream(trio.SocketStream(right), _TLS, https_compatible=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender_tls.do_handshake)
+        nursery.start_soon(receiver_tls.do_handshake)
+    sender, receiver = Channel(sender_tls, Limits()), Channel(receiver_tls, Limits())
+    chunks = [bytes([i]) * 60_000 for i in range(64)]  # 3.8 MB: far beyond the socket buffers
+    received = bytearray()
+
+    async def receive() -> None:
+        await trio.sleep(0.2)  # let the socket fill first
+        view = memoryview(bytearray(1 << 16))
+        while len(received) < sum(map(len, chunks)):
+            count = await receiver.receive_into(view)
+            received.extend(view[:count])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            for chunk in chunks:
+                await sender.send_bytes(chunk, 20)
+        assert bytes(received) == b"".join(chunks)
+        await receiver.send_message(Ready())
+        assert await sender.receive_message() == Ready()
