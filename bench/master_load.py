@@ -25,7 +25,8 @@ Phases (same start time in every worker):
    with no heartbeat waiting for a free in-flight slot (backpressure).
 
 The master's CPU per heartbeat comes from /proc/<pid>/stat (utime+stime)
-over each phase.
+over each phase; the load generators report their own CPU over each phase
+(``generators_cpu_s``), which shares the same cores.
 
     python bench/master_load.py --friends 5000 --workers 4
 """
@@ -114,8 +115,19 @@ async def _worker(master: Address, home: Path, index: int, friends: int, session
         start_box.append(trio.current_time() + (wall_start - time.time()))
         go.set()
 
+    async def own_cpu() -> None:
+        await go.wait()
+        t = start_box[0]
+        await trio.sleep_until(t)
+        for name, _, seconds in phases:
+            c0 = time.process_time()
+            t += seconds
+            await trio.sleep_until(t)
+            results[name]["cpu_s"] = time.process_time() - c0
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(starter)
+        nursery.start_soon(own_cpu)
         for s in range(sessions):
             nursery.start_soon(one_session, s)
     out = {}
@@ -222,7 +234,7 @@ class _Beats:
 
 
 def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, steady_s: float = 10.0,
-        ramp: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0), step_s: float = 5.0, want: int = 8) -> dict:
+        ramp: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0), step_s: float = 5.0, want: int = 8) -> dict:
     root = Path(tempfile.mkdtemp(prefix="frender-load-"))
     cluster = Cluster(root)
     phases = [("steady", 1.0, steady_s)] + [(f"x{m:g}", m, step_s) for m in ramp]
@@ -284,6 +296,7 @@ def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, st
             "hb_p99_ms_worst_worker": max(r["p99_ms"] for r in rows),
             "master_cpu_s": round(cpu[name], 2),
             "master_cpu_us_per_heartbeat": round(cpu[name] / max(done, 1) * 1e6, 1),
+            "generators_cpu_s": round(sum(r["cpu_s"] for r in rows), 2),
         }
         out["phases"][name] = phase
         if held:
