@@ -263,12 +263,17 @@ async def run_master(
     trust: tuple[tuple[str, str], ...] = (),
     operators: frozenset[str] = frozenset(),
     limits: Limits = Limits(),
+    sync: str = "full",
     announce=print,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Replay ``db``, trust the given requester keys, listen, and announce the address."""
+    """Replay ``db``, trust the given requester keys, listen, and announce the address.
+
+    ``sync`` is the log's (see SqliteLog): "normal" answers durable calls
+    sooner but may lose the last ones to a power cut; "full" never does.
+    """
     identity = Identity.load_or_create(home)
-    log = SqliteLog(db)
+    log = SqliteLog(db, sync=sync)
     try:
         node = MasterNode(identity, log, settings, operators=operators)
         for key, name in trust:
