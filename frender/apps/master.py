@@ -111,6 +111,25 @@ class MasterNode(Handler):
             self.log.append(self._pending)  # raises with everything still pending
             self._pending = []
 
+    def call_at_once(self, peer: Peer, request: object) -> object | None:
+        """A heartbeat that changes soft state only, answered on the spot when nothing awaits a commit.
+
+        With nothing pending, everything the answer could reflect is committed,
+        so it may leave now. A heartbeat that also releases a job (a durable
+        event) is left to ``call``: deciding is pure, so it decides again there.
+        """
+        if type(request) is not msg.Heartbeat or self._pending:
+            return None
+        now = self.clock()
+        decided = self._decide(
+            core.Heartbeat(friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done, now=now)
+        )
+        if any(is_durable(event) for event in decided):
+            return None
+        for event in decided:
+            core.evolve(self.state, event)
+        return self._assignment_of(request.friend, now)
+
     async def call(self, peer: Peer, request: object) -> object:
         try:
             reply = self._answer(peer, request, self.clock())
@@ -274,12 +293,17 @@ async def run_master(
     trust: tuple[tuple[str, str], ...] = (),
     operators: frozenset[str] = frozenset(),
     limits: Limits = Limits(),
+    sync: str = "full",
     announce=print,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Replay ``db``, trust the given requester keys, listen, and announce the address."""
+    """Replay ``db``, trust the given requester keys, listen, and announce the address.
+
+    ``sync`` is the log's (see SqliteLog): "normal" answers durable calls
+    sooner but may lose the last ones to a power cut; "full" never does.
+    """
     identity = Identity.load_or_create(home)
-    log = SqliteLog(db)
+    log = SqliteLog(db, sync=sync)
     try:
         node = MasterNode(identity, log, settings, operators=operators)
         for key, name in trust:

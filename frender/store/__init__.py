@@ -2,6 +2,7 @@
 
 from frender.store._log import (
     GENESIS,
+    SYNC_MODES,
     ChainBroken,
     EventLog,
     Head,
@@ -20,6 +21,7 @@ from frender.store._log import (
 
 __all__ = [
     "GENESIS",
+    "SYNC_MODES",
     "ChainBroken",
     "EventLog",
     "Head",

@@ -36,6 +36,7 @@ __all__ = [
     "Failure",
     "MESSAGES",
     "encode_frame",
+    "encode_reply",
     "decode_frame",
     "decode_body",
 ]
@@ -174,6 +175,11 @@ def encode_frame(message: object) -> bytes:
     """Length prefix plus the codec's msgpack ``[tag, body]`` of ``message``."""
     body = codec.pack(message)
     return _PREFIX.pack(len(body)) + body
+
+
+def encode_reply(id: int, message: bytes) -> bytes:
+    """The frame of ``Reply(id=id, message=message)``: a server sends one per call."""
+    return encode_frame(Reply(id=id, message=message))
 
 
 def decode_body(body: bytes) -> object:

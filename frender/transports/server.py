@@ -48,6 +48,7 @@ from frender.transports.messages import (
     Request,
     decode_body,
     encode_frame,
+    encode_reply,
 )
 
 __all__ = ["Handler", "Peer", "serve", "serve_stream"]
@@ -73,6 +74,15 @@ class Handler:
     async def open_get(self, peer: Peer, header: FileHeader) -> Path:
         """The file to send for ``header`` (its sha256 may be ""), or raise Refused."""
         raise Refused("unsupported", "this server serves no files")
+
+    def call_at_once(self, peer: Peer, request: object) -> object | None:
+        """The reply to ``request`` if it is ready without waiting, or None: then ``call`` answers it.
+
+        Runs on the session's reading task, between frames, so it must never
+        block; replies given here skip a task per call and leave together.
+        """
+        return None
+
 
 
 async def serve(
@@ -168,15 +178,40 @@ class _Server:
         slots = trio.Semaphore(self.limits.max_in_flight)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_idle, activity, nursery.cancel_scope, who)
-            while (message := await channel.receive_message()) is not None:
+            while bodies := await channel.receive_bodies():
                 activity.touch()
-                if not isinstance(message, Request):
-                    raise ProtocolError(f"expected Request, got {type(message).__name__}")
-                request = decode_body(message.message)
-                await slots.acquire()
-                activity.in_flight += 1
-                nursery.start_soon(self._answer, channel, peer, message.id, request, slots, activity)
+                answered: list[bytes] = []  # replies given at once, sent together
+                for body in bodies:
+                    message = decode_body(body)
+                    if not isinstance(message, Request):
+                        raise ProtocolError(f"expected Request, got {type(message).__name__}")
+                    request = decode_body(message.message)
+                    data = self._answer_at_once(peer, message.id, request)
+                    if data is not None:
+                        answered.append(data)
+                        continue
+                    if answered and not slots.value:  # about to wait: what is answered leaves first
+                        await channel.send_bytes(b"".join(answered), self.limits.message_deadline)
+                        answered = []
+                    await slots.acquire()
+                    activity.in_flight += 1
+                    nursery.start_soon(self._answer, channel, peer, message.id, request, slots, activity)
+                if answered:
+                    await channel.send_bytes(b"".join(answered), self.limits.message_deadline)
             nursery.cancel_scope.cancel()  # the client left: its pending replies have nowhere to go
+
+    def _answer_at_once(self, peer: Peer, id: int, request: object) -> bytes | None:
+        """The reply frame if the handler answers without waiting (``call_at_once``), else None."""
+        try:
+            reply = self.handler.call_at_once(peer, request)
+            if reply is None:
+                return None
+            return self._reply_frame(id, reply)
+        except Refused as exc:
+            return _failure_frame(id, exc)
+        except Exception:
+            log.exception("handler failed on %s from %s", type(request).__name__, peer.fingerprint)
+            return _failure_frame(id, _INTERNAL)
 
     async def _answer(
         self, channel: Channel, peer: Peer, id: int, request: object, slots: trio.Semaphore, activity: _Activity
@@ -184,20 +219,24 @@ class _Server:
         try:
             try:
                 reply = await self.handler.call(peer, request)
-                # Encoded once: the size check and the send use the same bytes.
-                data = encode_frame(Reply(id=id, message=codec.pack(reply)))
-                if len(data) > self.limits.max_frame:
-                    raise ValueError(f"reply {type(reply).__name__} exceeds max_frame")
+                data = self._reply_frame(id, reply)
             except Refused as exc:
-                data = encode_frame(Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000]))
+                data = _failure_frame(id, exc)
             except Exception:
                 log.exception("handler failed on %s from %s", type(request).__name__, peer.fingerprint)
-                data = encode_frame(Failure(id=id, code="internal", reason="internal error"))
+                data = _failure_frame(id, _INTERNAL)
             await channel.send_bytes(data, self.limits.message_deadline)
         finally:
             slots.release()
             activity.in_flight -= 1
             activity.touch()
+
+    def _reply_frame(self, id: int, reply: object) -> bytes:
+        """Encoded once: the size check and the send use the same bytes."""
+        data = encode_reply(id, codec.pack(reply))
+        if len(data) > self.limits.max_frame:
+            raise ValueError(f"reply {type(reply).__name__} exceeds max_frame")
+        return data
 
     async def _watch_idle(self, activity: _Activity, session: trio.CancelScope, who: str) -> None:
         while True:
@@ -262,6 +301,13 @@ async def _await_close(channel: Channel) -> None:
             await channel.receive_some(1)
         except PeerGone:
             pass  # all we sent was already taken; how the client hung up does not matter
+
+
+_INTERNAL = Refused("internal", "internal error")
+
+
+def _failure_frame(id: int, exc: Refused) -> bytes:
+    return encode_frame(Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000]))
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

@@ -244,3 +244,23 @@ def test_replay_folds_in_one_verified_pass(store):
     with pytest.raises(ChainBroken) as err:
         replay(store.open(), seen.append)
     assert err.value.seq == 4 and seen == grants(3)
+
+
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_sync_mode_is_set_on_the_connection_and_the_log_reopens_in_either(tmp_path, sync):
+    """Either sync mode keeps the same log; "full" (fsync every commit) is the default."""
+    log = SqliteLog(tmp_path / "events.db", sync=sync)
+    log.append(grants(3))
+    level = log.db.execute("pragma synchronous").fetchone()[0]
+    assert level == {"full": 2, "normal": 1}[sync]
+    log.close()
+    again = SqliteLog(tmp_path / "events.db")
+    assert again.db.execute("pragma synchronous").fetchone()[0] == 2
+    assert verify(again).seq == 3
+    again.close()
+
+
+def test_unknown_sync_mode_is_refused(tmp_path):
+    """A misspelt mode is an error, never a silent fallback."""
+    with pytest.raises(ValueError, match="sync must be one of"):
+        SqliteLog(tmp_path / "events.db", sync="off")

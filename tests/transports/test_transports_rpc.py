@@ -24,9 +24,10 @@ from frender.transports import (
 )
 from frender.transports._channel import Channel
 from frender.transports.client import _TLS
-from frender.transports.messages import Challenge, KeyProof, OpenRpc, Ready, Request
+from frender import codec
+from frender.transports.messages import Challenge, Failure, KeyProof, OpenRpc, Ready, Reply, Request, encode_frame
 
-from transport_fixtures import Echo, EchoHandler, WhoAmI
+from transport_fixtures import Echo, EchoHandler, Instant, WhoAmI
 
 pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
@@ -64,6 +65,40 @@ async def test_refusal_and_handler_crash_become_remote_errors(address, client_id
                 await session.call(Echo("boom"))
         assert "handler failed" in caplog.text
         assert await session.call(Echo("still here")) == Echo("still here")
+
+
+async def test_calls_answered_at_once_and_later_each_get_their_own_reply(
+    nursery, server_identity, client_identity, files, caplog
+) -> None:
+    """A burst in one write mixes at-once answers, refusals, crashes and awaited calls; each id gets its own reply."""
+    from frender.transports.client import _opened
+
+    requests = {1: Echo("slow", 0.05), 2: Instant("a"), 3: Instant("no"), 4: Echo("fast"), 5: Instant("boom"), 6: Instant("b")}
+    burst = b"".join(encode_frame(Request(id=id, message=codec.pack(r))) for id, r in requests.items())
+    stream = await _memory_server(server_identity, files, Limits(), nursery)
+    replies: dict[int, object] = {}
+    with caplog.at_level(logging.ERROR, "frender.transports"), trio.fail_after(5):
+        async with _opened(stream, client_identity, server_identity.fingerprint, OpenRpc(), Limits()) as channel:
+            await channel.expect(Ready)
+            await channel.send_bytes(burst, 5)
+            while len(replies) < len(requests):
+                message = await channel.expect((Reply, Failure))
+                replies[message.id] = codec.unpack(message.message) if isinstance(message, Reply) else message.code
+    assert replies == {1: Echo("slow", 0.05), 2: Instant("a"), 3: "nope", 4: Echo("fast"), 5: "internal", 6: Instant("b")}
+    assert "handler failed on Instant" in caplog.text
+
+
+async def test_garbage_after_good_frames_in_one_write_ends_the_connection(address, client_identity, caplog) -> None:
+    """Good calls followed by garbage in the same write: that connection ends, the server does not."""
+    async with connect(address, client_identity) as session:
+        good = encode_frame(Request(id=1, message=codec.pack(Instant("x"))))
+        await session._channel.send_bytes(good + b"\x00\x00\x00\x05hello", 5)
+        with trio.fail_after(5):
+            while session._broken is None:
+                await trio.sleep(0.01)
+    assert "not a msgpack message" in caplog.text
+    async with connect(address, client_identity) as again:
+        assert await again.call(Instant("fine")) == Instant("fine")
 
 
 async def test_cancelled_caller_leaves_the_session_usable(address, client_identity) -> None:
@@ -240,3 +275,55 @@ async def test_opening_must_come_first(nursery, server_identity, client_identity
         async with _opened(stream, client_identity, server_identity.fingerprint, Request(id=1, message=b""), Limits()) as c:
             await c.expect(Ready)
     assert "expected OpenRpc or OpenPut or OpenGet, got Request" in caplog.text
+
+
+async def test_receive_bodies_takes_every_whole_frame_and_stops_before_an_oversized_one() -> None:
+    """Frames that arrived together come back together; an oversized prefix after them raises on the next read."""
+    sender, receiver = trio.testing.memory_stream_pair()
+    channel = Channel(receiver, Limits(max_frame=64))
+    frames = [encode_frame(Request(id=i, message=b"m")) for i in (1, 2, 3)]
+    await sender.send_all(b"".join(frames) + struct.pack(">I", 65) + b"x" * 10)
+    with trio.fail_after(5):
+        assert await channel.receive_bodies() == [frame[4:] for frame in frames]
+        with pytest.raises(ProtocolError, match="frame of 65 bytes exceeds the 64-byte limit"):
+            await channel.receive_bodies()
+
+
+async def test_receive_bodies_is_empty_at_a_clean_close() -> None:
+    """A peer that closes between frames ends the session with []."""
+    sender, receiver = trio.testing.memory_stream_pair()
+    channel = Channel(receiver, Limits())
+    await sender.send_all(encode_frame(Request(id=1, message=b"m")))
+    await sender.aclose()
+    with trio.fail_after(5):
+        assert len(await channel.receive_bodies()) == 1
+        assert await channel.receive_bodies() == []
+
+
+async def test_frames_the_socket_cannot_take_at_once_still_arrive_whole_and_in_order(server_identity) -> None:
+    """Sends written straight to the socket fall back to trio for what does not fit; the TLS stream stays sound."""
+    left, right = trio.socket.socketpair()
+    sender_tls = trio.SSLStream(trio.SocketStream(left), server_identity.server_context(), server_side=True, https_compatible=True)
+    receiver_tls = trio.SSLStream(trio.SocketStream(right), _TLS, https_compatible=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender_tls.do_handshake)
+        nursery.start_soon(receiver_tls.do_handshake)
+    sender, receiver = Channel(sender_tls, Limits()), Channel(receiver_tls, Limits())
+    chunks = [bytes([i]) * 60_000 for i in range(64)]  # 3.8 MB: far beyond the socket buffers
+    received = bytearray()
+
+    async def receive() -> None:
+        await trio.sleep(0.2)  # let the socket fill first
+        view = memoryview(bytearray(1 << 16))
+        while len(received) < sum(map(len, chunks)):
+            count = await receiver.receive_into(view)
+            received.extend(view[:count])
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            for chunk in chunks:
+                await sender.send_bytes(chunk, 20)
+        assert bytes(received) == b"".join(chunks)
+        await receiver.send_message(Ready())
+        assert await sender.receive_message() == Ready()

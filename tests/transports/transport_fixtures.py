@@ -28,11 +28,19 @@ class WhoAmI:
     tag: ClassVar[str] = "test.transports.who_am_i.v1"
 
 
-codec.register(Echo, WhoAmI)
+@frozen
+class Instant:
+    """A test request the handler answers at once (``call_at_once``), echoed back."""
+
+    tag: ClassVar[str] = "test.transports.instant.v1"
+    text: str
+
+
+codec.register(Echo, WhoAmI, Instant)
 
 
 class EchoHandler(Handler):
-    """Echoes, tells the caller its fingerprint, refuses "no", crashes on "boom"; stores files by ids."""
+    """Echoes (Instant at once), tells the caller its fingerprint, refuses "no", crashes on "boom"; stores files by ids."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -46,6 +54,15 @@ class EchoHandler(Handler):
         if request.text == "boom":
             raise RuntimeError("handler bug")
         await trio.sleep(request.delay)
+        return request
+
+    def call_at_once(self, peer: Peer, request: object) -> object | None:
+        if not isinstance(request, Instant):
+            return None
+        if request.text == "no":
+            raise Refused("nope", "refused at once")
+        if request.text == "boom":
+            raise RuntimeError("handler bug")
         return request
 
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:

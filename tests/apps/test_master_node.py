@@ -1,0 +1,106 @@
+"""The master's shell: heartbeats answered at once, and every answer still after its commit."""
+
+from __future__ import annotations
+
+import pytest
+
+from frender.apps import messages as msg
+from frender.apps.master import MasterNode
+from frender.core import master as core
+from frender.core.profile import RenderProfile
+from frender.store import MemoryLog
+from frender.transports import Address, Identity, Peer, Refused
+
+PROFILE = RenderProfile(blender_version="5.0.1", build_hash="test")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def farm(tmp_path):
+    """A master with one registered friend (bob/pc), a trusted requester and a funded submitter."""
+    log = MemoryLog()
+    clock = Clock()
+    node = MasterNode(Identity.load_or_create(tmp_path / "master"), log, core.MasterSettings(friend_timeout=60), clock=clock)
+    bob = Peer(fingerprint="sha256:" + "b" * 64, public_key=b"b" * 32, host="127.0.0.1")
+    requester = Peer(fingerprint="sha256:" + "e" * 64, public_key=b"e" * 32, host="127.0.0.1")
+    node.apply(core.TrustRequester(key=requester.fingerprint, name="requester"))
+    node.apply(core.GrantPoints(user="alice", amount=100))
+    return node, log, clock, bob, requester
+
+
+async def _register(node: MasterNode, bob: Peer) -> None:
+    await node.call(bob, msg.RegisterFriend(user="bob", name="pc", profile=PROFILE))
+
+
+async def _assign(node: MasterNode, requester: Peer) -> int:
+    ask = msg.AskFriends(
+        submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=1, profile=PROFILE,
+        blend_sha256="0" * 64, address=str(Address("127.0.0.1", 1, requester.fingerprint)),
+    )
+    granted = await node.call(requester, ask)
+    assert granted.friends[0].friend == "bob/pc"
+    return granted.job
+
+
+async def test_a_heartbeat_is_answered_at_once_when_nothing_waits_to_commit(farm) -> None:
+    """With nothing pending the reply is given on the spot; liveness moves, the log does not."""
+    node, log, clock, bob, _ = farm
+    await _register(node, bob)
+    rows = len(log.rows)
+    clock.now += 5
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()
+    assert node.state.seen["bob/pc"] == (clock.now, False)
+    assert len(log.rows) == rows
+
+
+async def test_nothing_is_answered_at_once_while_events_wait_to_commit(farm) -> None:
+    """An answer given before pending events commit could reveal them: call_at_once declines and changes nothing."""
+    node, _, clock, bob, _ = farm
+    await _register(node, bob)
+    seen = node.state.seen["bob/pc"]
+    node._apply_later(core.GrantPoints(user="carol", amount=1))
+    clock.now += 5
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None
+    assert node.state.seen["bob/pc"] == seen
+
+
+async def test_a_heartbeat_that_releases_a_job_is_answered_after_its_commit(farm) -> None:
+    """A release is durable: call_at_once leaves it to call, which answers once the release is logged."""
+    node, log, clock, bob, requester = farm
+    await _register(node, bob)
+    job = await _assign(node, requester)
+    held = node.call_at_once(bob, msg.Heartbeat(friend="bob/pc"))
+    assert held.assignment is not None and held.assignment.assignment.job == job
+    done = msg.Heartbeat(friend="bob/pc", last_done=job)
+    assert node.call_at_once(bob, done) is None
+    assert node.state.friends["bob/pc"].job == job  # untouched: decided, not evolved
+    assert await node.call(bob, done) == msg.HeartbeatReply()
+    assert log.rows[-1].tag == core.FriendReleased.tag
+    assert node.state.friends["bob/pc"].job is None
+
+
+async def test_a_refused_heartbeat_is_refused_at_once(farm) -> None:
+    """An unknown friend or another user's key is refused on the spot, as call would."""
+    node, _, _, bob, requester = farm
+    await _register(node, bob)
+    with pytest.raises(Refused) as unknown:
+        node.call_at_once(bob, msg.Heartbeat(friend="bob/laptop"))
+    assert unknown.value.code == "unknown-friend"
+    with pytest.raises(Refused) as stranger:
+        node.call_at_once(requester, msg.Heartbeat(friend="bob/pc"))
+    assert stranger.value.code == "wrong-key"
+
+
+async def test_other_requests_are_left_to_call(farm) -> None:
+    """Only heartbeats are answered at once."""
+    node, _, _, bob, _ = farm
+    assert node.call_at_once(bob, msg.RegisterFriend(user="bob", name="pc", profile=PROFILE)) is None
+    assert node.call_at_once(bob, msg.Status()) is None
+    assert "bob/pc" not in node.state.friends
