@@ -116,7 +116,8 @@ class MasterNode(Handler):
 
         With nothing pending, everything the answer could reflect is committed,
         so it may leave now. A heartbeat that also releases a job (a durable
-        event) is left to ``call``: deciding is pure, so it decides again there.
+        event), or that waits for a grant, is left to ``call``: deciding is
+        pure, so it decides again there.
         """
         if type(request) is not msg.Heartbeat or self._pending:
             return None
@@ -126,9 +127,12 @@ class MasterNode(Handler):
         )
         if any(is_durable(event) for event in decided):
             return None
+        reply = self._assignment_of(request.friend, now)
+        if reply is _NOTHING_HELD and request.wait > 0:
+            return None  # an idle friend's heartbeat waits for a grant: ``call`` holds it
         for event in decided:
             core.evolve(self.state, event)
-        return self._assignment_of(request.friend, now)
+        return reply
 
     async def call(self, peer: Peer, request: object) -> object:
         try:
