@@ -98,9 +98,11 @@ class FakeRequester(Handler):
         self.headers: dict[int, FileHeader] = {}
         self.given_back: list[int] = []
         self.frame_arrived = trio.Event()
+        self.asks: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # (keeping, frames in so far)
 
     async def call(self, peer: Peer, request: object) -> object:
         if isinstance(request, WantWork):
+            self.asks.append((request.keeping, tuple(self.frames)))
             return self.tasks.pop(0) if self.tasks else NoWork(over=True, why="all frames final")
         if isinstance(request, GiveBack):
             self.given_back.append(request.task)
@@ -206,6 +208,21 @@ async def make_farm(
 
 
 # ---------------------------------------------------------------- tests
+
+
+async def test_asks_ahead_while_the_last_frame_renders_keeping_the_task(tmp_path, nursery):
+    """The next task is asked for before the current task's last frame is in, keeping that task;
+    the first ask keeps nothing, and every frame still arrives."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3)), work(2, (4,)), work(3, (5, 6))])
+    await farm.start_friend(nursery, seconds_per_frame=0.5)  # the last frame renders long after the ask
+    farm.assign(job=7)
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+    assert sorted(farm.requester.frames) == [1, 2, 3, 4, 5, 6]
+    keeping = [keep for keep, _ in farm.requester.asks]
+    assert keeping[0] == ()
+    ahead = {keep: frames for keep, frames in farm.requester.asks if keep}
+    assert 1 in {task for keep in ahead for task in keep}  # task 1 was kept while asking for task 2
+    assert all(3 not in frames for keep, frames in ahead.items() if keep == (1,))  # before its last frame came
 
 
 async def test_registers_and_heartbeats(tmp_path, nursery):
