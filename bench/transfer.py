@@ -8,10 +8,14 @@ that writes it to disk and fsyncs it, so all of them pay for the disk alike:
 - ``frender_put``: ``put_file`` to ``serve`` (TLS via trio, key proof, sha256
   check, temporary file, rename);
 - ``frender_get``: ``get_file`` from ``serve`` (a friend fetching a .blend;
-  the server hashes the file before sending, once per file: this is the first
-  friend's fetch, the dearest one).
+  the server has not hashed the file yet and hashes it while sending it, once
+  per file: this is the first friend's fetch, the dearest one).
 
-Reported per variant: MB/s and CPU seconds per GB (sender plus receiver).
+Each variant's copy is deleted before the next variant runs, so every
+receiver writes into page cache of the same kind.
+
+Reported per variant: MB/s and CPU seconds per GB, both processes together and
+each alone (the client, which puts or gets, and the server).
 Run: ``python bench/transfer.py --size-mb 512``.
 """
 
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +36,9 @@ from pathlib import Path
 
 import trio
 
-from frender.transports import Address, FileHeader, Handler, Identity, file_header, get_file, put_file, serve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from frender.transports import Address, FileHeader, Handler, Identity, file_header, get_file, put_file, serve  # noqa: E402
 
 _CHUNK = 1 << 20
 
@@ -92,10 +99,14 @@ def _measure(variant: str, root: Path, source: Path) -> dict:
     receiver.terminate()  # the frender receiver serves until killed; the others have exited
     _, _, usage = os.wait4(receiver.pid, 0)
     receiver_cpu = usage.ru_utime + usage.ru_stime - float(startup_cpu)
+    # Freed now, so that every variant's receiver writes into page cache of the
+    # same kind: on a VM, fresh pages cost the writer several times more.
+    shutil.rmtree(out)
     return {
         "mb_s": round(size / elapsed / 1e6, 1),
         "seconds": round(elapsed, 3),
         "cpu_s_per_gb": round((sender_cpu + receiver_cpu) / (size / 1e9), 2),
+        "cpu_s_per_gb_client_server": [round(sender_cpu / (size / 1e9), 2), round(receiver_cpu / (size / 1e9), 2)],
     }
 
 

@@ -1,4 +1,4 @@
-"""File bodies on the wire: streamed to disk in large chunks, hashed on the way, renamed when proven.
+"""File bodies on the wire: moved off the event loop in large pieces, hashed on the way, renamed when proven.
 
 Rule 1: bytes land in a temporary ``.{name}.*.part`` file beside the
         destination; only a body of exactly the announced size and sha256 is
@@ -6,28 +6,55 @@ Rule 1: bytes land in a temporary ``.{name}.*.part`` file beside the
         file, so nothing that looks complete is ever left behind.
 Rule 2: the receiver reads exactly the announced size, which the caller has
         already capped, so the size limit holds while reading, not after.
-Rule 3: memory stays flat: at most three chunks (Limits.chunk_size) are held,
-        reused for the whole body: one being received, one queued, one being
-        written. Disk writes and hashing run in a worker thread (hashlib and
-        file writes release the GIL), one call per chunk to keep Python
-        overhead low; TLS records are decrypted straight into the chunk
-        (Channel.receive_into), several per scheduler round trip.
+        Both ends give the whole body ``body_deadline``: a slow-drip peer on
+        either side is dropped.
+Rule 3: memory stays flat: each end holds a few buffers of at most
+        ``Limits.chunk_size``, reused for the whole body.
+Rule 4: over TLS on a socket (every real connection) the body does not pass
+        through the event loop. Once the frames before it are exchanged, one
+        worker thread drives the connection's own ``ssl.SSLObject`` over a
+        duplicate of the socket's descriptor: a chunk per system call, and
+        no scheduler round trip per 16 KiB TLS record. It reads, hashes and
+        encrypts a file it sends; it decrypts, hashes and writes a small
+        file it receives, and hands a large one's decrypted pieces to a
+        second thread that hashes and writes them (ssl, hashlib and file I/O
+        release the GIL). The task that started them only waits, and owns
+        the deadline: the threads look for cancellation after every piece
+        and every 50 ms of waiting (``trio.from_thread.check_cancelled``), so
+        a cancelled or timed-out transfer never leaves a thread behind.
+        Nothing else uses the stream meanwhile (a file connection carries one
+        body); TLS bytes that arrive past the body stay in the TLS object's
+        buffer for the stream's next frame. Other streams (memory streams in
+        tests) take an awaited path under the same rules.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import select
+import socket
+import ssl
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Awaitable, BinaryIO, Callable, TypeVar
 
 import trio
+from attrs import frozen
 
-from frender.transports._channel import Channel, single_error
+from frender.transports._channel import Channel, broken_as_peer_gone, single_error
 from frender.transports.errors import PeerGone, ProtocolError
 from frender.transports.messages import FileHeader
+
+_PIECE = 256 * 1024  # decrypted, hashed and written while still in the CPU cache
+_PIECES_IN_FLIGHT = 4  # per pipelined body: one being decrypted, two queued, one being written
+_POLL_MS = 50  # longest a worker thread waits on the socket before looking for cancellation
+
+Finish = Callable[[BinaryIO, "hashlib._Hash"], None]
+T = TypeVar("T")
+
 
 class HashMismatch(ProtocolError):
     """A body whose sha256 is not the one its header announced."""
@@ -38,122 +65,355 @@ def body_deadline(channel: Channel, size: int) -> float:
     return channel.limits.message_deadline + size / channel.limits.min_file_rate
 
 
-async def receive_file(channel: Channel, header: FileHeader, destination: Path) -> None:
-    """Stream ``header.size`` bytes into ``destination`` if their sha256 matches (Rule 1)."""
+async def receive_file(
+    channel: Channel,
+    header: FileHeader,
+    destination: Path,
+    *,
+    sha256_after: Callable[[], Awaitable[str]] | None = None,
+) -> None:
+    """Stream ``header.size`` bytes into ``destination`` if their sha256 matches (Rule 1).
+
+    A header without sha256 (a get answered before the server knew it) is
+    checked against ``sha256_after()``, which reads the sha256 sent after
+    the body.
+    """
+    if not header.sha256 and sha256_after is None:
+        raise ValueError("a body without sha256 in its header needs sha256_after")
     fd, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as file:
-            # The last chunk's worker call also fsyncs, checks the hash and
-            # renames: one thread hop in all for a small file.
-            await _receive_into(channel, header.size, file, partial(_prove_and_place, header.sha256, temp, destination))
+            if header.sha256:
+                # The thread that takes the last bytes also checks, fsyncs and renames.
+                place = partial(_prove_and_place, header.sha256, temp, destination)
+                await _receive_body(channel, header.size, file, place)
+            else:
+                assert sha256_after is not None
+                digest = await _receive_body(channel, header.size, file, None)
+                with trio.move_on_after(channel.limits.message_deadline) as scope:
+                    expected = await sha256_after()
+                if scope.cancelled_caught:
+                    raise PeerGone(f"no sha256 after the body within {channel.limits.message_deadline:g} s")
+                await trio.to_thread.run_sync(_prove_and_place, expected, temp, destination, file, digest)
     finally:
         temp.unlink(missing_ok=True)
 
 
 def _prove_and_place(expected: str, temp: Path, destination: Path, file: BinaryIO, digest: "hashlib._Hash") -> None:
     """Fsync the complete body and rename it into place, only if its sha256 is ``expected``."""
-    _flush_and_sync(file)
     actual = digest.hexdigest()
     if actual != expected:
         raise HashMismatch(f"header says sha256 {expected}, the bytes hash to {actual}")
+    file.flush()
+    os.fsync(file.fileno())
     os.replace(temp, destination)
 
 
-async def _receive_into(
-    channel: Channel, size: int, file: BinaryIO, finish: Callable[[BinaryIO, "hashlib._Hash"], None]
-) -> None:
-    """Read exactly ``size`` bytes into ``file`` and hash them; then ``finish(file, digest)`` in the worker thread."""
+async def _receive_body(channel: Channel, size: int, file: BinaryIO, finish: Finish | None) -> "hashlib._Hash":
+    """Read exactly ``size`` bytes into ``file`` and hash them, then ``finish(file, digest)``
+    in the thread that wrote the last of them."""
     digest = hashlib.sha256()
-    chunk_size = max(1, min(channel.limits.chunk_size, size))
-    # The network and the disk work at once: while a worker thread hashes and
-    # writes one chunk, this task receives the next (Rule 3: at most three
-    # buffers, reused: one being filled, one queued, one being written).
-    free_send, free_receive = trio.open_memory_channel[bytearray](3)
-    full_send, full_receive = trio.open_memory_channel[tuple[bytearray, int, bool]](1)
-    for _ in range(min(3, -(-size // chunk_size))):
-        free_send.send_nowait(bytearray(chunk_size))
+    wire = _Wire.under(channel)
     finished = False  # finish ran: a deadline passing after that changes nothing
-
-    async def write_chunks() -> None:
-        nonlocal finished
-        async with full_receive:
-            async for buffer, count, last in full_receive:
-                await trio.to_thread.run_sync(_write_and_hash, file, digest, buffer, count, finish if last else None)
-                finished = last
-                free_send.send_nowait(buffer)
-
-    with trio.move_on_after(body_deadline(channel, size)) as scope, single_error():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(write_chunks)
-            async with full_send:
-                remaining = size
-                while remaining:
-                    buffer = await free_receive.receive()
-                    with memoryview(buffer)[: min(remaining, chunk_size)] as view:
-                        filled = 0
-                        while filled < len(view):
-                            count = await channel.receive_into(view[filled:])
-                            if not count:
-                                raise PeerGone(f"peer closed after {size - remaining + filled} of {size} bytes")
-                            filled += count
-                    remaining -= filled
-                    await full_send.send((buffer, filled, not remaining))
-        if not size:
-            await trio.to_thread.run_sync(finish, file, digest)
-            finished = True
+    with trio.move_on_after(body_deadline(channel, size)) as scope:
+        prefix = _take_buffered(channel, size)
+        if wire is None:
+            _write_and_hash(file, digest, prefix)
+            await _receive_awaited(channel, size - len(prefix), file, digest)
+            if finish is not None:
+                await trio.to_thread.run_sync(finish, file, digest)
+        elif size - len(prefix) <= 2 * _PIECE:
+            receive_small = partial(_receive_small, wire, prefix, size, file, digest, channel.limits.chunk_size, finish)
+            await trio.to_thread.run_sync(receive_small)
+        else:
+            await _receive_pipelined(wire, prefix, size, file, digest, channel.limits.chunk_size, finish)
+        finished = True
     if scope.cancelled_caught and not finished:
         raise PeerGone(f"file of {size} bytes not received within {body_deadline(channel, size):g} s")
+    return digest
 
 
-_PIECE = 256 * 1024  # hashed then written while still in the CPU cache; big writes cost more CPU here
-
-
-def _write_and_hash(
+def _receive_small(
+    wire: _Wire,
+    prefix: bytes,
+    size: int,
     file: BinaryIO,
     digest: "hashlib._Hash",
-    buffer: bytearray,
-    count: int,
-    finish: Callable[[BinaryIO, "hashlib._Hash"], None] | None,
+    chunk_size: int,
+    finish: Finish | None,
 ) -> None:
-    with memoryview(buffer) as view:
-        for start in range(0, count, _PIECE):
-            with view[start : min(count, start + _PIECE)] as piece:
-                digest.update(piece)
-                file.write(piece)
+    """Blocking: a small body (a rendered frame) in one thread hop, decrypted, hashed and written piece by piece."""
+    _write_and_hash(file, digest, prefix)
+    piece = bytearray(min(_PIECE, size - len(prefix)))
+
+    def write(piece: bytearray, count: int) -> None:
+        _write_and_hash(file, digest, memoryview(piece)[:count])
+
+    wire.receive(len(prefix), size, chunk_size, lambda: piece, write)
     if finish is not None:
         finish(file, digest)
 
 
-def _flush_and_sync(file: BinaryIO) -> None:
-    file.flush()
-    os.fsync(file.fileno())
+async def _receive_pipelined(
+    wire: _Wire,
+    prefix: bytes,
+    size: int,
+    file: BinaryIO,
+    digest: "hashlib._Hash",
+    chunk_size: int,
+    finish: Finish | None,
+) -> None:
+    """A large body on two threads: one receives and decrypts pieces while the other hashes and writes them."""
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int]] = queue.SimpleQueue()
+    for _ in range(_PIECES_IN_FLIGHT):
+        free.put(bytearray(_PIECE))
+
+    def write_pieces() -> None:
+        _write_and_hash(file, digest, prefix)
+        written = len(prefix)
+        while written < size:
+            piece, count = _take(full)
+            _write_and_hash(file, digest, memoryview(piece)[:count])
+            free.put(piece)
+            written += count
+        if finish is not None:
+            finish(file, digest)
+
+    # A failure on either side cancels the other, which sees it within _POLL_MS.
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, write_pieces))
+            await trio.to_thread.run_sync(
+                wire.receive, len(prefix), size, chunk_size, partial(_take, free), lambda *filled: full.put(filled)
+            )
 
 
-async def send_file(channel: Channel, path: Path, size: int) -> None:
-    """Send exactly ``size`` bytes of ``path``, read in a thread into one reused buffer."""
-    chunk_size = max(1, min(channel.limits.chunk_size, size))
-    buffer = bytearray(chunk_size)
-    with open(path, "rb", buffering=0) as file:
+def _take(pieces: "queue.SimpleQueue[T]") -> T:
+    """The next item from ``pieces``, looking for cancellation while waiting for it."""
+    while True:
+        try:
+            return pieces.get(timeout=_POLL_MS / 1000)
+        except queue.Empty:
+            trio.from_thread.check_cancelled()
+
+
+def _take_buffered(channel: Channel, size: int) -> bytes:
+    """Body bytes the channel already decrypted along with the frame before the body."""
+    buffered = channel._buffer  # noqa: SLF001 - the channel's reader is the only other user
+    taken = bytes(buffered[:size])
+    del buffered[:size]
+    return taken
+
+
+async def _receive_awaited(channel: Channel, size: int, file: BinaryIO, digest: "hashlib._Hash") -> None:
+    """The body from a stream that is not TLS on a socket (tests' memory streams)."""
+    with memoryview(bytearray(max(1, min(channel.limits.chunk_size, size)))) as whole:
+        done = 0
+        while done < size:
+            with whole[: min(len(whole), size - done)] as view:
+                filled = 0
+                while filled < len(view):
+                    count = await channel.receive_into(view[filled:])
+                    if not count:
+                        raise PeerGone(f"peer closed after {done + filled} of {size} bytes")
+                    filled += count
+                await trio.to_thread.run_sync(_write_and_hash, file, digest, view)
+            done += filled
+
+
+def _write_and_hash(file: BinaryIO, digest: "hashlib._Hash", data: bytes | memoryview) -> None:
+    with memoryview(data) as view:
+        for start in range(0, len(view), _PIECE):
+            with view[start : start + _PIECE] as piece:
+                digest.update(piece)
+                file.write(piece)
+
+
+async def send_file(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None" = None) -> os.stat_result:
+    """Send exactly ``size`` bytes of ``path``, hashed into ``digest`` when given.
+
+    Returns the stat of the file that was sent; OSError if it was shorter
+    than ``size`` or changed while it was read.
+    """
+    wire = _Wire.under(channel)
+    with trio.move_on_after(body_deadline(channel, size)) as scope:
+        if wire is None:
+            return await _send_awaited(channel, path, size, digest)
+        return await trio.to_thread.run_sync(wire.send, path, size, digest, channel.limits.chunk_size)
+    raise PeerGone(f"peer did not take {size} bytes within {body_deadline(channel, size):g} s")
+
+
+async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None") -> os.stat_result:
+    """The body onto a stream that is not TLS on a socket (tests' memory streams)."""
+    file = await trio.to_thread.run_sync(partial(open, path, "rb", buffering=0))
+    with file, memoryview(bytearray(max(1, min(channel.limits.chunk_size, size)))) as whole:
+        opened = os.fstat(file.fileno())
         remaining = size
         while remaining:
-            with memoryview(buffer)[: min(chunk_size, remaining)] as view:
-                count = await trio.to_thread.run_sync(_read_fully, file, view)
-                if count < len(view):
-                    raise OSError(f"{path} shrank while being sent")
+            count = min(len(whole), remaining)
+            with whole[:count] as view:
+                await trio.to_thread.run_sync(_read_chunk, file, view, digest)
                 await channel.send_bytes(view, channel.limits.message_deadline)
             remaining -= count
+        _check_unchanged(path, file, opened)
+    return opened
 
 
-def _read_fully(file: BinaryIO, view: memoryview) -> int:
-    """Fill ``view`` from ``file``; fewer bytes only at the end of the file."""
+def _check_unchanged(path: Path, file: BinaryIO, opened: os.stat_result) -> None:
+    """OSError if ``file`` was rewritten since it was opened: the bytes sent may mix two versions."""
+    now = os.fstat(file.fileno())
+    if (now.st_size, now.st_mtime_ns) != (opened.st_size, opened.st_mtime_ns):
+        raise OSError(f"{path} changed while being sent")
+
+
+def _read_chunk(file: BinaryIO, view: memoryview, digest: "hashlib._Hash | None") -> None:
+    """Fill ``view`` from ``file`` (OSError if the file ends first) and hash it into ``digest``."""
     filled = 0
     while filled < len(view):
         count = file.readinto(view[filled:])
         if not count:
-            break
+            raise OSError(f"file shrank while being sent: it ended {len(view) - filled} bytes early")
         filled += count
-    return filled
+    if digest is not None:
+        digest.update(view)
+
+
+@frozen
+class _Wire:
+    """The TLS object and socket beneath a trio.SSLStream, driven from one worker thread (Rule 4)."""
+
+    tls: ssl.SSLObject
+    incoming: ssl.MemoryBIO
+    outgoing: ssl.MemoryBIO
+    fd: int
+
+    @classmethod
+    def under(cls, channel: Channel) -> _Wire | None:
+        """The wire under ``channel``'s stream, or None if it is not TLS on a socket."""
+        stream = channel.stream
+        if not isinstance(stream, trio.SSLStream) or not isinstance(stream.transport_stream, trio.SocketStream):
+            return None
+        tls = getattr(stream, "_ssl_object", None)
+        incoming = getattr(stream, "_incoming", None)
+        outgoing = getattr(stream, "_outgoing", None)
+        if not isinstance(tls, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
+            return None
+        if not isinstance(outgoing, ssl.MemoryBIO) or getattr(stream, "_delayed_outgoing", None) is not None:
+            return None  # TLS 1.3 session tickets still held back by the stream: let it send them
+        return cls(tls, incoming, outgoing, stream.transport_stream.socket.fileno())
+
+    def receive(
+        self, done: int, size: int, chunk_size: int, take: Callable[[], bytearray], give: Callable[[bytearray, int], None]
+    ) -> None:
+        """Blocking: decrypt bytes ``done`` to ``size`` of a body into pieces from ``take()``,
+        handing each filled piece on with ``give(piece, count)``."""
+        with _Link(self, max(1, min(chunk_size, size - done))) as link:
+            while done < size:
+                trio.from_thread.check_cancelled()
+                piece = take()
+                count = min(len(piece), size - done)
+                with memoryview(piece)[:count] as view:
+                    got = link.read_into(view)
+                if got < count:
+                    raise PeerGone(f"peer closed after {done + got} of {size} bytes")
+                give(piece, count)
+                done += count
+            link.flush()  # answers the TLS object owes the peer, if any
+
+    def send(self, path: Path, size: int, digest: "hashlib._Hash | None", chunk_size: int) -> os.stat_result:
+        """Blocking: encrypt and send exactly ``size`` bytes of ``path``, hashing them into
+        ``digest``; the stat of the file sent."""
+        with open(path, "rb", buffering=0) as file, _Link(self, 0) as link:
+            opened = os.fstat(file.fileno())
+            with memoryview(bytearray(max(1, min(chunk_size, size)))) as whole:
+                remaining = size
+                while remaining:
+                    trio.from_thread.check_cancelled()
+                    count = min(len(whole), remaining)
+                    with whole[:count] as view:
+                        _read_chunk(file, view, digest)
+                        link.write(view)
+                    remaining -= count
+            _check_unchanged(path, file, opened)
+        return opened
+
+
+class _Link:
+    """A worker thread's blocking use of a _Wire, over its own duplicate of the socket."""
+
+    def __init__(self, wire: _Wire, receive_size: int) -> None:
+        self.wire = wire
+        # The duplicate shares the event loop socket's non-blocking mode, which
+        # stays as it is: waits go through poll(), so they can be cancelled.
+        self.sock = socket.socket(fileno=os.dup(wire.fd))
+        self.raw = bytearray(receive_size)
+        self.poller = select.poll()
+
+    def __enter__(self) -> _Link:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
+
+    def read_into(self, view: memoryview) -> int:
+        """Decrypt into all of ``view``; fewer bytes only if the peer closed."""
+        filled = 0
+        with broken_as_peer_gone():
+            while filled < len(view):
+                try:
+                    count = self.wire.tls.read(len(view) - filled, view[filled:])
+                except ssl.SSLWantReadError:
+                    self.flush()  # whatever the TLS object must answer first (a key update)
+                    self._receive_raw()
+                    continue
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                    break
+                if not count:
+                    break
+                filled += count
+        return filled
+
+    def _receive_raw(self) -> None:
+        """Move what the socket holds (up to a chunk) into the TLS object's incoming buffer."""
+        while True:
+            try:
+                count = self.sock.recv_into(self.raw)
+            except (BlockingIOError, InterruptedError):
+                self._wait(select.POLLIN)
+                continue
+            if not count:
+                self.wire.incoming.write_eof()
+                return
+            with memoryview(self.raw)[:count] as data:
+                self.wire.incoming.write(data)
+            return
+
+    def write(self, view: memoryview) -> None:
+        """Encrypt all of ``view`` and send it."""
+        with broken_as_peer_gone():
+            written = 0
+            while written < len(view):
+                written += self.wire.tls.write(view[written:])
+        self.flush()
+
+    def flush(self) -> None:
+        """Send every encrypted byte the TLS object holds."""
+        with broken_as_peer_gone():
+            while self.wire.outgoing.pending:
+                with memoryview(self.wire.outgoing.read()) as data:
+                    sent = 0
+                    while sent < len(data):
+                        try:
+                            sent += self.sock.send(data[sent:])
+                        except (BlockingIOError, InterruptedError):
+                            self._wait(select.POLLOUT)
+
+    def _wait(self, event: int) -> None:
+        self.poller.register(self.sock, event)
+        while not self.poller.poll(_POLL_MS):
+            trio.from_thread.check_cancelled()
 
 
 def describe(path: Path, chunk_size: int = 1 << 20) -> tuple[int, str]:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, TypeVar
 
+import attrs
 import trio
 
 from frender import codec
@@ -151,17 +152,33 @@ async def get_file(
     limits: Limits = Limits(),
 ) -> Path:
     """Fetch the file ``header`` names into ``dest``, checked against the server's
-    size and sha256 (and ``header.sha256`` when it is given); returns ``dest``."""
+    size and sha256 (and ``header.sha256`` when it is given); returns ``dest``.
+
+    The server's sha256 comes in its header, or after the body when it had not
+    hashed that version of the file before; either way nothing lands at
+    ``dest`` unless the bytes match it.
+    """
     stream = await _dial(address, limits)
     async with _opened(stream, identity, address.fingerprint, OpenGet(header=header), limits) as channel:
         offered = await _expect(channel, FileHeader)
         if (offered.kind, offered.job, offered.frame) != (header.kind, header.job, header.frame):
             raise ProtocolError(f"asked for {header.kind} {header.job}/{header.frame}, offered {offered}")
-        if header.sha256 and offered.sha256 != header.sha256:
+        if header.sha256 and offered.sha256 and offered.sha256 != header.sha256:
             raise ProtocolError(f"offered sha256 {offered.sha256}, expected {header.sha256}")
         if offered.size > max_size:
             raise ProtocolError(f"offered {offered.size} bytes, more than max_size {max_size}")
-        await receive_file(channel, offered, dest)
+
+        async def sha256_after_body() -> str:
+            # Offered without sha256: the server hashed the file while sending
+            # it and names the sha256 now, or refuses (sha256_mismatch).
+            trailer = await _expect(channel, FileHeader)
+            if not trailer.sha256 or attrs.evolve(trailer, sha256="") != offered:
+                raise ProtocolError(f"expected the sha256 of {offered} after its body, got {trailer}")
+            if header.sha256 and trailer.sha256 != header.sha256:
+                raise ProtocolError(f"sent sha256 {trailer.sha256}, expected {header.sha256}")
+            return trailer.sha256
+
+        await receive_file(channel, offered, dest, sha256_after=sha256_after_body)
     return dest
 
 

@@ -12,7 +12,8 @@ remote host) before any TLS work, then runs the handshake under
   is streamed to disk under the size cap and hash check, then the handler's
   ``put_done`` reply is sent;
 - a get: the handler names the file; a header with its size and sha256 goes
-  first, then the bytes.
+  first, then the bytes. A version of the file not yet hashed here goes with
+  an empty sha256, hashed while it is sent, and its sha256 follows the bytes.
 
 Rule 1: nothing a peer sends can end the server. A violation ends that
         connection with one log line on ``frender.transports``; a handler's own
@@ -23,16 +24,18 @@ Rule 2: a handler refuses by raising Refused(code, reason); the peer gets the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
 from pathlib import Path
 
+import attrs
 import trio
 
 from frender import codec
 from frender.transports._channel import Channel
-from frender.transports._files import HashMismatch, describe, receive_file, send_file
+from frender.transports._files import HashMismatch, receive_file, send_file
 from frender.transports._handshake import Peer, server_handshake
 from frender.transports.errors import PeerGone, ProtocolError, Refused
 from frender.transports.identity import Identity
@@ -119,7 +122,7 @@ class _Server:
         self.per_host: Counter[str] = Counter()
         # The sha256 of a file served by get, by its stat identity: a .blend
         # sent to many friends is hashed once, and any change is noticed.
-        self.hashes: dict[tuple[object, ...], tuple[int, str]] = {}
+        self.hashes: dict[tuple[object, ...], str] = {}
 
     async def accept(self, stream: trio.SocketStream) -> None:
         host = str(stream.socket.getpeername()[0])
@@ -266,21 +269,34 @@ class _Server:
     async def _get(self, channel: Channel, peer: Peer, request: FileHeader) -> None:
         path = await self.handler.open_get(peer, request)
         size, sha256 = await self._describe(path)
-        if request.sha256 and request.sha256 != sha256:
+        if sha256 and request.sha256 and request.sha256 != sha256:
             raise Refused("sha256_mismatch", "the file here is not the one asked for")
         header = FileHeader(kind=request.kind, job=request.job, frame=request.frame, size=size, sha256=sha256)
         await channel.send_message(header)
-        await send_file(channel, path, size)
+        if sha256:
+            await send_file(channel, path, size)
+        else:
+            # The first send of this version: hashed while it is read for
+            # sending, not in a pass of its own; the sha256 follows the body.
+            digest = hashlib.sha256()
+            sent = await send_file(channel, path, size, digest)
+            sha256 = digest.hexdigest()
+            self._remember(path, sent, sha256)
+            if request.sha256 and request.sha256 != sha256:
+                raise Refused("sha256_mismatch", "the file here is not the one asked for")
+            await channel.send_message(attrs.evolve(header, sha256=sha256))
         await _await_close(channel)
 
     async def _describe(self, path: Path) -> tuple[int, str]:
+        """The size of the file at ``path`` and its sha256 if this version was hashed here, else ""."""
         info = await trio.to_thread.run_sync(os.stat, path)
-        key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-        if key not in self.hashes:
-            if len(self.hashes) >= 256:
-                del self.hashes[next(iter(self.hashes))]
-            self.hashes[key] = await trio.to_thread.run_sync(describe, path, self.limits.chunk_size)
-        return self.hashes[key]
+        return info.st_size, self.hashes.get(_version_of(path, info), "")
+
+    def _remember(self, path: Path, info: os.stat_result, sha256: str) -> None:
+        """Keep the sha256 of the version of ``path`` that ``info`` describes."""
+        if len(self.hashes) >= 256:
+            del self.hashes[next(iter(self.hashes))]
+        self.hashes[_version_of(path, info)] = sha256
 
 
 class _Activity:
@@ -308,6 +324,11 @@ _INTERNAL = Refused("internal", "internal error")
 
 def _failure_frame(id: int, exc: Refused) -> bytes:
     return encode_frame(Failure(id=id, code=exc.code[:64], reason=exc.reason[:1000]))
+
+
+def _version_of(path: Path, info: os.stat_result) -> tuple[object, ...]:
+    """What tells one version of a file from another."""
+    return (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:

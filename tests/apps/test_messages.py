@@ -29,7 +29,7 @@ def strategy_for(cls: type, signed: SignedAssignment) -> st.SearchStrategy:
     # msgpack carries 64-bit integers; nothing we send is larger. (Registered for
     # inferred ints only: the other tests spell their integer strategies out.)
     st.register_type_strategy(int, st.integers(-(2**63), 2**63 - 1))
-    # NaN survives the wire too, but is never equal to itself.
+    # NaN never equals itself, so "equal after the round trip" cannot hold for it.
     st.register_type_strategy(float, st.floats(allow_nan=False))
     return st.builds(cls)
 

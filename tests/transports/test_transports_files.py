@@ -8,25 +8,33 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from transport_fixtures import Echo
 
 from frender.transports import (
     Address,
     FileHeader,
+    Identity,
     Limits,
+    PeerGone,
     ProtocolError,
     RemoteError,
     file_header,
     get_file,
     put_file,
 )
+from frender.transports import _files
+from frender.transports._channel import Channel, single_error
+from frender.transports._files import receive_file, send_file
+from frender.transports._handshake import server_handshake
 from frender.transports.client import _dial, _expect, _opened
-from frender.transports.messages import OpenPut, Ready
+from frender.transports.messages import OpenGet, OpenPut, Ready
 
 
 def _only_complete_files(folder: Path) -> list[str]:
@@ -126,6 +134,170 @@ async def test_put_checks_its_own_header(address, client_identity, source) -> No
         await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1), source)
     with pytest.raises(ValueError, match="bytes"):
         await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1, sha256="a" * 64), source)
+
+
+async def test_truncated_large_put_leaves_no_file(address, client_identity, files, caplog) -> None:
+    """A large body (received on two threads) cut short by a hang-up leaves nothing behind."""
+    body = os.urandom(3_000_000)
+    header = FileHeader(kind="frame", job=7, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    stream = await _dial(address, Limits())
+    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
+        await _expect(channel, Ready)
+        await channel.send_bytes(body[:1_500_000], 5)
+    with trio.fail_after(5):
+        while "peer closed after 1500000 of 3000000 bytes" not in caplog.text:
+            await trio.sleep(0.01)
+    assert _only_complete_files(files / "7") == []
+
+
+@pytest.mark.parametrize("limits", [Limits(max_per_host=1000, message_deadline=0.3, min_file_rate=1e9)])
+async def test_stalled_large_put_is_dropped_at_its_deadline(address, client_identity, files, caplog) -> None:
+    """A large body that stops arriving halfway is dropped at its deadline, its threads ended, nothing kept."""
+    body = os.urandom(3_000_000)
+    header = FileHeader(kind="frame", job=8, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    stream = await _dial(address, Limits())
+    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
+        await _expect(channel, Ready)
+        await channel.send_bytes(body[:1_500_000], 5)
+        with trio.fail_after(5):
+            assert await channel.receive_some(1) == b""
+    assert "not received within" in caplog.text
+    assert _only_complete_files(files / "8") == []
+    assert _threads_in_file_transfers() == []
+
+
+async def test_get_of_a_file_not_yet_hashed_sends_its_sha256_after_the_body(
+    address, client_identity, files, source, tmp_path
+) -> None:
+    """The first get of a file hashes it while sending; a wrong expected sha256 is refused and lands nothing."""
+    (files / "9").mkdir()
+    (files / "9" / "blend_0000").write_bytes(source.read_bytes())
+    sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+    dest = tmp_path / "fetched.blend"
+    with pytest.raises(RemoteError, match="sha256_mismatch"):
+        await get_file(address, client_identity, FileHeader(kind="blend", job=9, sha256="2" * 64), dest, max_size=1 << 30)
+    assert _only_complete_files(tmp_path) == ["render.png", "served"]
+    for expected in (sha256, ""):  # hashed while sent above; known from then on
+        await get_file(address, client_identity, FileHeader(kind="blend", job=9, sha256=expected), dest, max_size=1 << 30)
+        assert dest.read_bytes() == source.read_bytes()
+
+
+async def test_get_checks_the_sha256_sent_after_the_body(nursery, server_identity, client_identity, tmp_path) -> None:
+    """A body that does not hash to the sha256 sent after it is refused and deleted."""
+    body = os.urandom(1_000_000)
+
+    async def lie(channel: Channel, opening: object) -> None:
+        header = FileHeader(kind="blend", job=1, size=len(body))
+        await channel.send_message(header)
+        await channel.send_bytes(body, 5)
+        await channel.send_message(FileHeader(kind="blend", job=1, size=len(body), sha256="3" * 64))
+
+    address = await _fake_server(nursery, server_identity, lie)
+    with pytest.raises(ProtocolError, match="sha256"):
+        await get_file(address, client_identity, FileHeader(kind="blend", job=1), tmp_path / "x.blend", max_size=1 << 30)
+    assert _only_complete_files(tmp_path) == []
+
+
+async def test_cancelled_get_mid_body_ends_its_threads_and_leaves_no_file(
+    nursery, server_identity, client_identity, tmp_path
+) -> None:
+    """A get cancelled while the body is half received returns, with no thread left in it and no file."""
+    size = 8_000_000
+
+    async def stall_halfway(channel: Channel, opening: object) -> None:
+        await channel.send_message(FileHeader(kind="blend", job=1, size=size, sha256="4" * 64))
+        await channel.send_bytes(os.urandom(size // 2), 5)
+
+    address = await _fake_server(nursery, server_identity, stall_halfway)
+    with trio.fail_after(10):
+        with trio.move_on_after(0.5) as scope:
+            await get_file(address, client_identity, FileHeader(kind="blend", job=1), tmp_path / "x.blend", max_size=1 << 30)
+    assert scope.cancelled_caught
+    assert _only_complete_files(tmp_path) == []
+    assert _threads_in_file_transfers() == []
+
+
+async def test_cancelled_put_mid_body_ends_its_thread(nursery, server_identity, client_identity, tmp_path) -> None:
+    """A put whose receiver stops reading can be cancelled: it returns with no thread left sending."""
+    source = tmp_path / "big.blend"
+    source.write_bytes(os.urandom(32_000_000))
+
+    async def never_read(channel: Channel, opening: object) -> None:
+        await channel.send_message(Ready())
+
+    address = await _fake_server(nursery, server_identity, never_read)
+    header = await file_header(source, kind="blend", job=1)
+    with trio.fail_after(10):
+        with trio.move_on_after(0.5) as scope:
+            await put_file(address, client_identity, header, source)
+    assert scope.cancelled_caught
+    assert _threads_in_file_transfers() == []
+
+
+async def test_file_bodies_over_a_stream_without_socket(source, tmp_path) -> None:
+    """Streams that are not TLS on a socket (memory streams) carry bodies under the same checks."""
+    ends = trio.testing.memory_stream_pair()
+    sender, receiver = (Channel(end, Limits()) for end in ends)
+    header = await file_header(source, kind="frame", job=1)
+    dest = tmp_path / "copy.png"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send_file, sender, source, header.size)
+        await receive_file(receiver, header, dest)
+    assert dest.read_bytes() == source.read_bytes()
+    lying = FileHeader(kind="frame", job=1, size=header.size, sha256="5" * 64)
+    with pytest.raises(ProtocolError, match="sha256"), single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_file, sender, source, header.size)
+            await receive_file(receiver, lying, tmp_path / "lie.png")
+    assert not (tmp_path / "lie.png").exists()
+
+
+async def test_a_file_changed_while_sent_is_reported(source) -> None:
+    """send_file notices a file rewritten in place while it was being read."""
+    ends = trio.testing.lockstep_stream_pair()
+    sender, receiver = (Channel(end, Limits(chunk_size=1 << 20)) for end in ends)
+    size = source.stat().st_size
+    with pytest.raises(OSError, match="changed while being sent"), single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_file, sender, source, size)
+            await receiver.receive_some(1 << 20)
+            with open(source, "r+b") as file:  # rewritten in place, as no fRender writer does
+                file.write(b"changed")
+                os.utime(file.fileno(), ns=(1, 1))
+            taken = 1 << 20
+            while taken < size:
+                taken += len(await receiver.receive_some(1 << 20))
+
+
+def _threads_in_file_transfers() -> list[str]:
+    """Threads whose stack is inside the file-body code right now."""
+    return [
+        thread.name
+        for thread in threading.enumerate()
+        if (frame := sys._current_frames().get(thread.ident or 0)) is not None and _inside_files(frame)
+    ]
+
+
+def _inside_files(frame: object) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename == _files.__file__:  # type: ignore[attr-defined]
+            return True
+        frame = frame.f_back  # type: ignore[attr-defined]
+    return False
+
+
+async def _fake_server(nursery: trio.Nursery, identity: Identity, behaviour) -> Address:  # noqa: ANN001
+    """A server that does the handshake, takes the opening, runs ``behaviour`` and then stalls forever."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        channel = Channel(trio.SSLStream(stream, identity.server_context(), server_side=True, https_compatible=True), Limits())
+        await server_handshake(channel, identity, "test")
+        opening = await channel.expect((OpenPut, OpenGet))
+        await behaviour(channel, opening)
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    return Address("127.0.0.1", listeners[0].socket.getsockname()[1], identity.fingerprint)
 
 
 _RECEIVER = textwrap.dedent(
