@@ -18,7 +18,7 @@ from attrs import frozen
 
 from frender.apps import messages as msg
 from frender.blender import frame_name
-from frender.transports import Address, FileHeader, Identity, PeerGone, connect, file_header, get_file, put_file, single_error
+from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, connect, file_header, put_file, single_error
 
 __all__ = ["SubmitResult", "submit", "status", "operator_call"]
 
@@ -75,8 +75,9 @@ async def submit(
     while True:
         try:
             return await _follow(requester, identity, job, out, fetched, on_progress, poll)
-        except PeerGone:
-            await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
+        except* PeerGone:  # from the progress calls or any of the downloads
+            pass
+        await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
 
 
 async def _follow(
@@ -91,17 +92,19 @@ async def _follow(
     """Follow the job until it finished and every final frame is in ``out``.
 
     Progress calls are held by the requester until more frames are final;
-    meanwhile a few downloads run side by side, so frames come down while the
-    job goes on and the last ones follow their finality at once.
+    meanwhile a few downloads run side by side, each over one connection for
+    many frames, so frames come down while the job goes on and the last ones
+    follow their finality at once.
     """
     send, receive = trio.open_memory_channel[int](math.inf)
 
     async def download() -> None:
-        async for frame in receive:
-            target = out / frame_name(frame)
-            if not target.exists():
-                await get_file(requester, identity, FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
-            fetched.add(frame)
+        async with FileLink(requester, identity) as link:  # one connection for many frames
+            async for frame in receive:
+                target = out / frame_name(frame)
+                if not target.exists():
+                    await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
+                fetched.add(frame)
 
     queued = set(fetched)
     known = -1  # final frames in the last reply: the requester holds the next until there are more

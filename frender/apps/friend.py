@@ -78,6 +78,7 @@ from frender.core.profile import RenderProfile
 from frender.transports import (
     Address,
     AssignmentRefused,
+    FileLink,
     Identity,
     PeerGone,
     ProtocolError,
@@ -89,7 +90,6 @@ from frender.transports import (
     connect,
     file_header,
     get_file,
-    put_file,
     single_error,
 )
 from frender.transports.messages import FileHeader
@@ -491,19 +491,19 @@ class _Friend:
     async def _deliver_all(
         self, job: int, outbox: _Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]]
     ) -> None:
-        """Send posted frames to the requester, in order, until the outbox closes."""
-        async with frames:
+        """Send posted frames to the requester, in order, over one connection, until the outbox closes."""
+        async with frames, FileLink(self.jobs[job].requester, self.identity) as link:
             async for task, frame in frames:
                 try:
-                    await self._deliver(job, frame)
+                    await self._deliver(job, link, frame)
                 finally:
                     outbox.sent(task, frame)
 
-    async def _deliver(self, job: int, frame: RenderedFrame) -> None:
+    async def _deliver(self, job: int, link: FileLink, frame: RenderedFrame) -> None:
         """Send one saved frame to the requester; a refused frame is logged, the task goes on."""
         header = await file_header(frame.path, kind="frame", job=job, frame=frame.frame)
         try:
-            reply = await put_file(self.jobs[job].requester, self.identity, header, frame.path)
+            reply = await link.put(header, frame.path)
         except RemoteError as exc:
             self.log(f"job {job}: frame {frame.frame} refused: {exc.reason}")
             return

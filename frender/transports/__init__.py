@@ -12,7 +12,7 @@ from frender.transports.assignment import (
     check_assignment,
     sign_assignment,
 )
-from frender.transports.client import Session, connect, file_header, get_file, open_session, put_file
+from frender.transports.client import FileLink, Session, connect, file_header, get_file, open_session, put_file
 from frender.transports.errors import (
     PeerGone,
     ProtocolError,
@@ -32,6 +32,7 @@ __all__ = [
     "AssignmentRefused",
     "FILE_KINDS",
     "FileHeader",
+    "FileLink",
     "Handler",
     "Identity",
     "Limits",

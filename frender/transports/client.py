@@ -8,10 +8,11 @@ own deadlines only stop a peer from stalling a frame or a handshake.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import attrs
 import trio
@@ -26,9 +27,10 @@ from frender.transports.identity import Identity
 from frender.transports.limits import Limits
 from frender.transports.messages import Failure, FileHeader, OpenGet, OpenPut, OpenRpc, Ready, Reply, Request, decode_body
 
-__all__ = ["Session", "connect", "open_session", "put_file", "get_file", "file_header"]
+__all__ = ["FileLink", "Session", "connect", "open_session", "put_file", "get_file", "file_header"]
 
 M = TypeVar("M")
+T = TypeVar("T")
 _TLS = Identity.client_context()  # one context, shared: it holds no per-peer state
 
 
@@ -129,17 +131,8 @@ async def put_file(
     address: Address, identity: Identity, header: FileHeader, path: Path, *, limits: Limits = Limits()
 ) -> object:
     """Send the file at ``path`` as ``header`` describes it; returns the server's reply."""
-    if not header.sha256:
-        raise ValueError("a put must name the file's sha256 (see file_header)")
-    size = os.stat(path).st_size
-    if size != header.size:
-        raise ValueError(f"{path} has {size} bytes, the header says {header.size}")
-    stream = await _dial(address, limits)
-    async with _opened(stream, identity, address.fingerprint, OpenPut(header=header), limits) as channel:
-        await _expect(channel, Ready)
-        await send_file(channel, path, size)
-        reply = await _expect(channel, Reply)
-        return decode_body(reply.message)
+    async with FileLink(address, identity, limits=limits) as link:
+        return await link.put(header, path)
 
 
 async def get_file(
@@ -158,28 +151,112 @@ async def get_file(
     hashed that version of the file before; either way nothing lands at
     ``dest`` unless the bytes match it.
     """
-    stream = await _dial(address, limits)
-    async with _opened(stream, identity, address.fingerprint, OpenGet(header=header), limits) as channel:
-        offered = await _expect(channel, FileHeader)
-        if (offered.kind, offered.job, offered.frame) != (header.kind, header.job, header.frame):
-            raise ProtocolError(f"asked for {header.kind} {header.job}/{header.frame}, offered {offered}")
-        if header.sha256 and offered.sha256 and offered.sha256 != header.sha256:
-            raise ProtocolError(f"offered sha256 {offered.sha256}, expected {header.sha256}")
-        if offered.size > max_size:
-            raise ProtocolError(f"offered {offered.size} bytes, more than max_size {max_size}")
+    async with FileLink(address, identity, limits=limits) as link:
+        return await link.get(header, dest, max_size=max_size)
 
-        async def sha256_after_body() -> str:
-            # Offered without sha256: the server hashed the file while sending
-            # it and names the sha256 now, or refuses (sha256_mismatch).
-            trailer = await _expect(channel, FileHeader)
-            if not trailer.sha256 or attrs.evolve(trailer, sha256="") != offered:
-                raise ProtocolError(f"expected the sha256 of {offered} after its body, got {trailer}")
-            if header.sha256 and trailer.sha256 != header.sha256:
-                raise ProtocolError(f"sent sha256 {trailer.sha256}, expected {header.sha256}")
-            return trailer.sha256
 
-        await receive_file(channel, offered, dest, sha256_after=sha256_after_body)
-    return dest
+class FileLink:
+    """Puts and gets, one after another, over one connection: many small files, one handshake.
+
+    Each transfer is checked exactly as ``put_file`` and ``get_file`` check
+    theirs. The connection is opened by the first transfer and redialled when
+    it sat idle long enough for the server to close it (or turns out closed:
+    the transfer is then tried once more on a new one). Any failure inside a
+    transfer closes it, so the next one starts afresh.
+    """
+
+    def __init__(self, address: Address, identity: Identity, *, limits: Limits = Limits()) -> None:
+        self.address = address
+        self.identity = identity
+        self.limits = limits
+        self._open: contextlib.AsyncExitStack | None = None
+        self._channel: Channel | None = None
+        self._used = 0.0  # trio time the last transfer ended
+
+    async def put(self, header: FileHeader, path: Path) -> object:
+        """Send the file at ``path`` as ``header`` describes it; returns the server's reply."""
+        if not header.sha256:
+            raise ValueError("a put must name the file's sha256 (see file_header)")
+        size = os.stat(path).st_size
+        if size != header.size:
+            raise ValueError(f"{path} has {size} bytes, the header says {header.size}")
+
+        async def transfer(channel: Channel) -> object:
+            await _expect(channel, Ready)
+            await send_file(channel, path, size)
+            reply = await _expect(channel, Reply)
+            return decode_body(reply.message)
+
+        return await self._transfer(OpenPut(header=header), transfer)
+
+    async def get(self, header: FileHeader, dest: Path, *, max_size: int) -> Path:
+        """Fetch the file ``header`` names into ``dest`` (see ``get_file``); returns ``dest``."""
+
+        async def transfer(channel: Channel) -> Path:
+            offered = await _expect(channel, FileHeader)
+            if (offered.kind, offered.job, offered.frame) != (header.kind, header.job, header.frame):
+                raise ProtocolError(f"asked for {header.kind} {header.job}/{header.frame}, offered {offered}")
+            if header.sha256 and offered.sha256 and offered.sha256 != header.sha256:
+                raise ProtocolError(f"offered sha256 {offered.sha256}, expected {header.sha256}")
+            if offered.size > max_size:
+                raise ProtocolError(f"offered {offered.size} bytes, more than max_size {max_size}")
+
+            async def sha256_after_body() -> str:
+                # Offered without sha256: the server hashed the file while sending
+                # it and names the sha256 now, or refuses (sha256_mismatch).
+                trailer = await _expect(channel, FileHeader)
+                if not trailer.sha256 or attrs.evolve(trailer, sha256="") != offered:
+                    raise ProtocolError(f"expected the sha256 of {offered} after its body, got {trailer}")
+                if header.sha256 and trailer.sha256 != header.sha256:
+                    raise ProtocolError(f"sent sha256 {trailer.sha256}, expected {header.sha256}")
+                return trailer.sha256
+
+            await receive_file(channel, offered, dest, sha256_after=sha256_after_body)
+            return dest
+
+        return await self._transfer(OpenGet(header=header), transfer)
+
+    async def _transfer(self, opening: OpenPut | OpenGet, transfer: Callable[[Channel], Awaitable[T]]) -> T:
+        if self._channel is not None and trio.current_time() - self._used > self.limits.message_deadline / 2:
+            await self.aclose()  # the server waits message_deadline for the next transfer, then closes
+        if self._channel is not None:
+            try:
+                await self._channel.send_message(opening)
+                return await self._run(transfer)
+            except PeerGone:
+                pass  # closed meanwhile: once more, on a new connection
+        self._open = contextlib.AsyncExitStack()
+        stream = await _dial(self.address, self.limits)
+        self._channel = await self._open.enter_async_context(
+            _opened(stream, self.identity, self.address.fingerprint, opening, self.limits)
+        )
+        return await self._run(transfer)
+
+    async def _run(self, transfer: Callable[[Channel], Awaitable[T]]) -> T:
+        assert self._channel is not None
+        ok = False
+        try:
+            result = await transfer(self._channel)
+            ok = True
+            return result
+        finally:
+            if ok:
+                self._used = trio.current_time()
+            else:
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection, if one is open."""
+        stack, self._open, self._channel = self._open, None, None
+        if stack is not None:
+            with trio.CancelScope(shield=True):
+                await stack.aclose()
+
+    async def __aenter__(self) -> FileLink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 async def file_header(path: Path, *, kind: str, job: int | str, frame: int = 0) -> FileHeader:

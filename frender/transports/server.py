@@ -12,7 +12,10 @@ remote host) before any TLS work, then runs the handshake under
   is streamed to disk under the size cap and hash check, then the handler's
   ``put_done`` reply is sent;
 - a get: the handler names the file; a header with its size and sha256 goes
-  first, then the bytes. A version of the file not yet hashed here goes with
+  first, then the bytes.
+
+After a put or a get the peer may open another on the same connection, each
+checked by the handler like the first, so many small files cost one handshake. A version of the file not yet hashed here goes with
   an empty sha256, hashed while it is sent, and its sha256 follows the bytes.
 
 Rule 1: nothing a peer sends can end the server. A violation ends that
@@ -160,10 +163,8 @@ class _Server:
             try:
                 if isinstance(opening, OpenRpc):
                     await self._rpc(channel, peer, who)
-                elif isinstance(opening, OpenPut):
-                    await self._put(channel, peer, opening.header)
                 else:
-                    await self._get(channel, peer, opening.header)
+                    await self._files(channel, peer, opening)
             except Refused as exc:
                 log.warning("refused %s: %s", who, exc)
                 with trio.move_on_after(self.limits.message_deadline):
@@ -264,7 +265,24 @@ class _Server:
             raise Refused("sha256_mismatch", str(exc)) from None
         reply = await self.handler.put_done(peer, header, path)
         await channel.send_message(Reply(id=0, message=codec.pack(reply)))
-        await _await_close(channel)
+
+    async def _files(self, channel: Channel, peer: Peer, opening: OpenPut | OpenGet) -> None:
+        """Serve the opening put or get, then each further one the peer sends, until it closes
+        (or sends nothing more within ``message_deadline``): many small files, one handshake."""
+        while True:
+            if isinstance(opening, OpenPut):
+                await self._put(channel, peer, opening.header)
+            else:
+                await self._get(channel, peer, opening.header)
+            with trio.move_on_after(self.limits.message_deadline):
+                following = await channel.receive_message()
+                if following is None:
+                    return  # the peer closed first, as it should: our last bytes were taken
+                if not isinstance(following, (OpenPut, OpenGet)):
+                    raise ProtocolError(f"expected OpenPut, OpenGet or the end, got {type(following).__name__}")
+                opening = following
+                continue
+            return
 
     async def _get(self, channel: Channel, peer: Peer, request: FileHeader) -> None:
         path = await self.handler.open_get(peer, request)
@@ -285,7 +303,6 @@ class _Server:
             if request.sha256 and request.sha256 != sha256:
                 raise Refused("sha256_mismatch", "the file here is not the one asked for")
             await channel.send_message(attrs.evolve(header, sha256=sha256))
-        await _await_close(channel)
 
     async def _describe(self, path: Path) -> tuple[int, str]:
         """The size of the file at ``path`` and its sha256 if this version was hashed here, else ""."""

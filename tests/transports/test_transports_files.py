@@ -20,14 +20,18 @@ from transport_fixtures import Echo
 from frender.transports import (
     Address,
     FileHeader,
+    FileLink,
+    Handler,
     Identity,
     Limits,
     PeerGone,
     ProtocolError,
+    Refused,
     RemoteError,
     file_header,
     get_file,
     put_file,
+    serve,
 )
 from frender.transports import _files
 from frender.transports._channel import Channel, single_error
@@ -382,3 +386,79 @@ async def _lines(stream: trio.abc.ReceiveStream):
         if not data:
             return
         buffer += data
+
+
+class _ServedBy(Handler):
+    """Serves any file of ``root`` by frame number, noting which connection (its task) asked."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.connections: list[object] = []
+
+    async def open_get(self, peer, header: FileHeader) -> Path:
+        self.connections.append(trio.lowlevel.current_task())
+        path = self.root / f"{header.frame}.png"
+        if not path.exists():
+            raise Refused("missing", f"no frame {header.frame}")
+        return path
+
+
+async def _link_server(nursery, server_identity, root: Path, limits: Limits) -> tuple[Address, _ServedBy]:
+    handler = _ServedBy(root)
+    port = await nursery.start(partial(serve, server_identity, "127.0.0.1", 0, handler, limits=limits))
+    return Address("127.0.0.1", port, server_identity.fingerprint), handler
+
+
+async def test_a_link_fetches_many_files_over_one_connection(nursery, server_identity, client_identity, tmp_path) -> None:
+    """Each file is checked like get_file's; all of them come over the first connection."""
+    served = tmp_path / "served"
+    served.mkdir()
+    bodies = {frame: os.urandom(1000 * frame) for frame in range(1, 6)}
+    for frame, body in bodies.items():
+        (served / f"{frame}.png").write_bytes(body)
+    address, handler = await _link_server(nursery, server_identity, served, Limits(max_per_host=1000))
+    async with FileLink(address, client_identity) as link:
+        for frame in bodies:
+            await link.get(FileHeader(kind="frame", job=1, frame=frame), tmp_path / f"got{frame}", max_size=1 << 20)
+        with pytest.raises(RemoteError) as refused:
+            await link.get(FileHeader(kind="frame", job=1, frame=9), tmp_path / "got9", max_size=1 << 20)
+        assert refused.value.code == "missing"
+        await link.get(FileHeader(kind="frame", job=1, frame=1), tmp_path / "again", max_size=1 << 20)
+    assert all((tmp_path / f"got{frame}").read_bytes() == body for frame, body in bodies.items())
+    assert len(set(handler.connections[:6])) == 1  # five files and the refusal: one connection
+    assert handler.connections[6] is not handler.connections[0]  # a refusal ends it; the next get redials
+    assert not (tmp_path / "got9").exists()
+
+
+async def test_a_link_redials_when_the_server_closed_its_idle_connection(
+    nursery, server_identity, client_identity, tmp_path
+) -> None:
+    """The server waits message_deadline for the next get, then closes; the link dials again."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "1.png").write_bytes(b"one")
+    address, handler = await _link_server(nursery, server_identity, served, Limits(max_per_host=1000, message_deadline=0.2))
+    for client_limits in (Limits(message_deadline=0.2), Limits()):  # it knows the server's wait, or it does not
+        handler.connections.clear()
+        async with FileLink(address, client_identity, limits=client_limits) as link:
+            await link.get(FileHeader(kind="frame", job=1, frame=1), tmp_path / "a", max_size=100)
+            await trio.sleep(0.5)
+            await link.get(FileHeader(kind="frame", job=1, frame=1), tmp_path / "b", max_size=100)
+        assert (tmp_path / "b").read_bytes() == b"one"
+        assert len(set(handler.connections)) == 2
+
+
+async def test_a_link_puts_many_files_over_one_connection(address, client_identity, files, tmp_path) -> None:
+    """Puts after the first reuse its connection; each lands and is answered like put_file's."""
+    async with FileLink(address, client_identity) as link:
+        for frame in range(1, 5):
+            path = tmp_path / f"{frame}.png"
+            path.write_bytes(os.urandom(5000 + frame))
+            header = await file_header(path, kind="frame", job=3, frame=frame)
+            assert await link.put(header, path) == Echo(f"frame_{frame:04d}")
+            assert (files / "3" / f"frame_{frame:04d}").read_bytes() == path.read_bytes()
+        opened = link._channel
+        lying = FileHeader(kind="frame", job=3, frame=9, size=path.stat().st_size, sha256="0" * 64)
+        with pytest.raises(RemoteError):
+            await link.put(lying, path)
+        assert link._channel is None and opened is not None  # a refused transfer closes the connection
