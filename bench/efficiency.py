@@ -49,6 +49,7 @@ def start_modelled_requester(cluster: Cluster, master, *, spec: str, seconds_per
         "requester", "run", "requester", "--master", str(master), "--listen", "127.0.0.1:0",
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--blender", spec, "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
+        "--max-per-host", "4096",  # every process of a local farm is 127.0.0.1
     )
     return cluster.wait_for_address("requester", address_file)
 
