@@ -11,21 +11,24 @@ Rule 2: the receiver reads exactly the announced size, which the caller has
 Rule 3: memory stays flat: each end holds a few buffers of at most
         ``Limits.chunk_size``, reused for the whole body.
 Rule 4: over TLS on a socket (every real connection) the body does not pass
-        through the event loop. Once the frames before it are exchanged, one
+        through the event loop. Once the frames before it are exchanged, a
         worker thread drives the connection's own ``ssl.SSLObject`` over a
         duplicate of the socket's descriptor: a chunk per system call, and
         no scheduler round trip per 16 KiB TLS record. It reads, hashes and
         encrypts a file it sends; it decrypts, hashes and writes a small
         file it receives, and hands a large one's decrypted pieces to a
         second thread that hashes and writes them (ssl, hashlib and file I/O
-        release the GIL). The task that started them only waits, and owns
-        the deadline: the threads look for cancellation after every piece
-        and every 50 ms of waiting (``trio.from_thread.check_cancelled``), so
-        a cancelled or timed-out transfer never leaves a thread behind.
-        Nothing else uses the stream meanwhile (a file connection carries one
-        body); TLS bytes that arrive past the body stay in the TLS object's
-        buffer for the stream's next frame. Other streams (memory streams in
-        tests) take an awaited path under the same rules.
+        release the GIL). A thread is held only while bytes flow: when the
+        peer is quiet for _QUIET_MS it hands the wait back to the event loop
+        and a later burst carries on, so slow peers cannot use up the
+        process's threads. The task that started a burst only waits for it,
+        and owns the deadline: threads look for cancellation after every
+        piece (``trio.from_thread.check_cancelled``), so a cancelled or
+        timed-out transfer never leaves a thread behind. Nothing else uses
+        the stream meanwhile (a file connection carries one body); TLS bytes
+        that arrive past the body stay in the TLS object's buffer for the
+        stream's next frame. Other streams (memory streams in tests) take an
+        awaited path under the same rules.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from frender.transports.messages import FileHeader
 
 _PIECE = 256 * 1024  # decrypted, hashed and written while still in the CPU cache
 _PIECES_IN_FLIGHT = 4  # per pipelined body: one being decrypted, two queued, one being written
-_POLL_MS = 50  # longest a worker thread waits on the socket before looking for cancellation
+_QUIET_MS = 50  # a worker thread waiting this long for the peer hands the wait back to the event loop
 
 Finish = Callable[[BinaryIO, "hashlib._Hash"], None]
 T = TypeVar("T")
@@ -123,78 +126,121 @@ async def _receive_body(channel: Channel, size: int, file: BinaryIO, finish: Fin
             await _receive_awaited(channel, size - len(prefix), file, digest)
             if finish is not None:
                 await trio.to_thread.run_sync(finish, file, digest)
-        elif size - len(prefix) <= 2 * _PIECE:
-            receive_small = partial(_receive_small, wire, prefix, size, file, digest, channel.limits.chunk_size, finish)
-            await trio.to_thread.run_sync(receive_small)
         else:
-            await _receive_pipelined(wire, prefix, size, file, digest, channel.limits.chunk_size, finish)
+            with _Link(wire, max(1, min(channel.limits.chunk_size, size - len(prefix)))) as link:
+                body = _Body(link, size, prefix, file, digest, finish)
+                await (body.receive_small() if size - len(prefix) <= 2 * _PIECE else body.receive_pipelined())
         finished = True
     if scope.cancelled_caught and not finished:
         raise PeerGone(f"file of {size} bytes not received within {body_deadline(channel, size):g} s")
     return digest
 
 
-def _receive_small(
-    wire: _Wire,
-    prefix: bytes,
-    size: int,
-    file: BinaryIO,
-    digest: "hashlib._Hash",
-    chunk_size: int,
-    finish: Finish | None,
-) -> None:
-    """Blocking: a small body (a rendered frame) in one thread hop, decrypted, hashed and written piece by piece."""
-    _write_and_hash(file, digest, prefix)
-    piece = bytearray(min(_PIECE, size - len(prefix)))
+class _Body:
+    """A body being received over a _Link, in bursts of worker-thread work (Rule 4)."""
 
-    def write(piece: bytearray, count: int) -> None:
-        _write_and_hash(file, digest, memoryview(piece)[:count])
+    def __init__(
+        self, link: _Link, size: int, prefix: bytes, file: BinaryIO, digest: "hashlib._Hash", finish: Finish | None
+    ) -> None:
+        self.link = link
+        self.size = size
+        self.prefix = prefix  # bytes the channel had already decrypted: written first
+        self.received = len(prefix)
+        self.complete = False  # every byte is in and the TLS object owes the peer nothing
+        self.file = file
+        self.digest = digest
+        self.finish = finish
 
-    wire.receive(len(prefix), size, chunk_size, lambda: piece, write)
-    if finish is not None:
-        finish(file, digest)
+    async def receive_small(self) -> None:
+        """A small body (a rendered frame): usually one thread hop that decrypts, hashes, writes and finishes."""
+        piece = bytearray(min(_PIECE, self.size - self.received))
+
+        def burst() -> int:
+            self._write_prefix()
+            waiting = self._decrypt(lambda: piece, self._write)
+            if self.complete and self.finish is not None:
+                self.finish(self.file, self.digest)
+            return waiting
+
+        while waiting := await trio.to_thread.run_sync(burst):
+            await _wait_for(self.link, waiting)
+
+    async def receive_pipelined(self) -> None:
+        """A large body on two threads: one decrypts pieces while the other hashes and writes them."""
+        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        for _ in range(_PIECES_IN_FLIGHT):
+            free.put(bytearray(_PIECE))
+
+        def decrypt() -> int:
+            try:
+                return self._decrypt(partial(_take, free), lambda *filled: full.put(filled))
+            finally:
+                full.put(None)  # the end of this burst for the writer
+
+        def write() -> None:
+            self._write_prefix()
+            while (filled := _take(full)) is not None:
+                self._write(*filled)
+                free.put(filled[0])
+            if self.complete and self.finish is not None:
+                self.finish(self.file, self.digest)
+
+        while True:
+            # A failure on either side cancels the other, which sees it within _QUIET_MS.
+            with single_error():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(partial(trio.to_thread.run_sync, write))
+                    waiting = await trio.to_thread.run_sync(decrypt)
+            if not waiting:
+                return
+            await _wait_for(self.link, waiting)
+
+    def _decrypt(self, take: Callable[[], bytearray], give: Callable[[bytearray, int], None]) -> int:
+        """Blocking: decrypt the body into pieces from ``take()``, handing each on with ``give(piece, count)``.
+
+        Returns 0 once every byte is in, or the poll event to wait for when
+        the peer went quiet (Rule 4).
+        """
+        while self.received < self.size:
+            trio.from_thread.check_cancelled()
+            piece = take()
+            want = min(len(piece), self.size - self.received)
+            with memoryview(piece)[:want] as view:
+                count, waiting = self.link.read_into(view)
+            self.received += count
+            give(piece, count)
+            if waiting:
+                return waiting
+            if count < want:
+                raise PeerGone(f"peer closed after {self.received} of {self.size} bytes")
+        if not self.link.flush():  # answers the TLS object owes the peer (a key update)
+            return select.POLLOUT
+        self.complete = True
+        return 0
+
+    def _write_prefix(self) -> None:
+        if self.prefix:
+            _write_and_hash(self.file, self.digest, self.prefix)
+            self.prefix = b""
+
+    def _write(self, piece: bytearray, count: int) -> None:
+        _write_and_hash(self.file, self.digest, memoryview(piece)[:count])
 
 
-async def _receive_pipelined(
-    wire: _Wire,
-    prefix: bytes,
-    size: int,
-    file: BinaryIO,
-    digest: "hashlib._Hash",
-    chunk_size: int,
-    finish: Finish | None,
-) -> None:
-    """A large body on two threads: one receives and decrypts pieces while the other hashes and writes them."""
-    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    full: queue.SimpleQueue[tuple[bytearray, int]] = queue.SimpleQueue()
-    for _ in range(_PIECES_IN_FLIGHT):
-        free.put(bytearray(_PIECE))
-
-    def write_pieces() -> None:
-        _write_and_hash(file, digest, prefix)
-        written = len(prefix)
-        while written < size:
-            piece, count = _take(full)
-            _write_and_hash(file, digest, memoryview(piece)[:count])
-            free.put(piece)
-            written += count
-        if finish is not None:
-            finish(file, digest)
-
-    # A failure on either side cancels the other, which sees it within _POLL_MS.
-    with single_error():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(trio.to_thread.run_sync, write_pieces))
-            await trio.to_thread.run_sync(
-                wire.receive, len(prefix), size, chunk_size, partial(_take, free), lambda *filled: full.put(filled)
-            )
+async def _wait_for(link: _Link, event: int) -> None:
+    """Wait on the event loop, holding no thread, until the quiet peer's socket is ready again."""
+    if event == select.POLLIN:
+        await trio.lowlevel.wait_readable(link.wire.fd)
+    else:
+        await trio.lowlevel.wait_writable(link.wire.fd)
 
 
 def _take(pieces: "queue.SimpleQueue[T]") -> T:
     """The next item from ``pieces``, looking for cancellation while waiting for it."""
     while True:
         try:
-            return pieces.get(timeout=_POLL_MS / 1000)
+            return pieces.get(timeout=_QUIET_MS / 1000)
         except queue.Empty:
             trio.from_thread.check_cancelled()
 
@@ -241,8 +287,51 @@ async def send_file(channel: Channel, path: Path, size: int, digest: "hashlib._H
     with trio.move_on_after(body_deadline(channel, size)) as scope:
         if wire is None:
             return await _send_awaited(channel, path, size, digest)
-        return await trio.to_thread.run_sync(wire.send, path, size, digest, channel.limits.chunk_size)
+        with _Link(wire, 0) as link, _Sending(link, path, size, digest, channel.limits.chunk_size) as sending:
+            while not await trio.to_thread.run_sync(sending.burst):
+                await _wait_for(link, select.POLLOUT)
+            return sending.opened
     raise PeerGone(f"peer did not take {size} bytes within {body_deadline(channel, size):g} s")
+
+
+class _Sending:
+    """A file being sent over a _Link, in bursts of worker-thread work (Rule 4)."""
+
+    def __init__(self, link: _Link, path: Path, size: int, digest: "hashlib._Hash | None", chunk_size: int) -> None:
+        self.link = link
+        self.path = path
+        self.remaining = size
+        self.digest = digest
+        self.chunk = bytearray(max(1, min(chunk_size, size)))
+        self.file: BinaryIO | None = None  # opened by the first burst
+        self.opened: os.stat_result
+
+    def __enter__(self) -> _Sending:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def burst(self) -> bool:
+        """Blocking: read, hash, encrypt and send; True once every byte is sent, False when the peer stopped taking them."""
+        if self.file is None:
+            self.file = open(self.path, "rb", buffering=0)
+            self.opened = os.fstat(self.file.fileno())
+        if not self.link.flush():
+            return False
+        with memoryview(self.chunk) as whole:
+            while self.remaining:
+                trio.from_thread.check_cancelled()
+                count = min(len(whole), self.remaining)
+                with whole[:count] as view:
+                    _read_chunk(self.file, view, self.digest)
+                    self.link.encrypt(view)
+                self.remaining -= count
+                if not self.link.flush():
+                    return False
+        _check_unchanged(self.path, self.file, self.opened)
+        return True
 
 
 async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None") -> os.stat_result:
@@ -282,7 +371,7 @@ def _read_chunk(file: BinaryIO, view: memoryview, digest: "hashlib._Hash | None"
 
 @frozen
 class _Wire:
-    """The TLS object and socket beneath a trio.SSLStream, driven from one worker thread (Rule 4)."""
+    """The TLS object and socket beneath a trio.SSLStream (Rule 4)."""
 
     tls: ssl.SSLObject
     incoming: ssl.MemoryBIO
@@ -304,52 +393,21 @@ class _Wire:
             return None  # TLS 1.3 session tickets still held back by the stream: let it send them
         return cls(tls, incoming, outgoing, stream.transport_stream.socket.fileno())
 
-    def receive(
-        self, done: int, size: int, chunk_size: int, take: Callable[[], bytearray], give: Callable[[bytearray, int], None]
-    ) -> None:
-        """Blocking: decrypt bytes ``done`` to ``size`` of a body into pieces from ``take()``,
-        handing each filled piece on with ``give(piece, count)``."""
-        with _Link(self, max(1, min(chunk_size, size - done))) as link:
-            while done < size:
-                trio.from_thread.check_cancelled()
-                piece = take()
-                count = min(len(piece), size - done)
-                with memoryview(piece)[:count] as view:
-                    got = link.read_into(view)
-                if got < count:
-                    raise PeerGone(f"peer closed after {done + got} of {size} bytes")
-                give(piece, count)
-                done += count
-            link.flush()  # answers the TLS object owes the peer, if any
-
-    def send(self, path: Path, size: int, digest: "hashlib._Hash | None", chunk_size: int) -> os.stat_result:
-        """Blocking: encrypt and send exactly ``size`` bytes of ``path``, hashing them into
-        ``digest``; the stat of the file sent."""
-        with open(path, "rb", buffering=0) as file, _Link(self, 0) as link:
-            opened = os.fstat(file.fileno())
-            with memoryview(bytearray(max(1, min(chunk_size, size)))) as whole:
-                remaining = size
-                while remaining:
-                    trio.from_thread.check_cancelled()
-                    count = min(len(whole), remaining)
-                    with whole[:count] as view:
-                        _read_chunk(file, view, digest)
-                        link.write(view)
-                    remaining -= count
-            _check_unchanged(path, file, opened)
-        return opened
-
 
 class _Link:
-    """A worker thread's blocking use of a _Wire, over its own duplicate of the socket."""
+    """Blocking use of a _Wire from worker threads, over a duplicate of its socket.
+
+    The duplicate shares the event loop socket's non-blocking mode, which
+    stays as it is: a wait is a poll() of at most _QUIET_MS, after which the
+    thread hands the wait back to the event loop (Rule 4).
+    """
 
     def __init__(self, wire: _Wire, receive_size: int) -> None:
         self.wire = wire
-        # The duplicate shares the event loop socket's non-blocking mode, which
-        # stays as it is: waits go through poll(), so they can be cancelled.
         self.sock = socket.socket(fileno=os.dup(wire.fd))
         self.raw = bytearray(receive_size)
         self.poller = select.poll()
+        self.unsent = memoryview(b"")  # encrypted bytes the peer has not taken yet
 
     def __enter__(self) -> _Link:
         return self
@@ -357,63 +415,72 @@ class _Link:
     def __exit__(self, *exc_info: object) -> None:
         self.sock.close()
 
-    def read_into(self, view: memoryview) -> int:
-        """Decrypt into all of ``view``; fewer bytes only if the peer closed."""
+    def read_into(self, view: memoryview) -> tuple[int, int]:
+        """Decrypt into ``view`` until it is full, the peer closed, or the peer went quiet.
+
+        Returns the count and, if the peer went quiet, the poll event to wait for (else 0).
+        """
         filled = 0
         with broken_as_peer_gone():
             while filled < len(view):
                 try:
                     count = self.wire.tls.read(len(view) - filled, view[filled:])
                 except ssl.SSLWantReadError:
-                    self.flush()  # whatever the TLS object must answer first (a key update)
-                    self._receive_raw()
+                    if not self.flush():  # whatever the TLS object must answer first (a key update)
+                        return filled, select.POLLOUT
+                    if not self._receive_raw():
+                        return filled, select.POLLIN
                     continue
                 except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
                     break
                 if not count:
                     break
                 filled += count
-        return filled
+        return filled, 0
 
-    def _receive_raw(self) -> None:
-        """Move what the socket holds (up to a chunk) into the TLS object's incoming buffer."""
+    def _receive_raw(self) -> bool:
+        """Move what the socket holds (up to a chunk) into the TLS object; False if nothing came."""
         while True:
             try:
                 count = self.sock.recv_into(self.raw)
             except (BlockingIOError, InterruptedError):
-                self._wait(select.POLLIN)
+                if not self._ready(select.POLLIN):
+                    return False
                 continue
             if not count:
                 self.wire.incoming.write_eof()
-                return
+                return True
             with memoryview(self.raw)[:count] as data:
                 self.wire.incoming.write(data)
-            return
+            return True
 
-    def write(self, view: memoryview) -> None:
-        """Encrypt all of ``view`` and send it."""
+    def encrypt(self, view: memoryview) -> None:
+        """Encrypt all of ``view`` into the TLS object's outgoing buffer (flush sends it)."""
         with broken_as_peer_gone():
             written = 0
             while written < len(view):
                 written += self.wire.tls.write(view[written:])
-        self.flush()
 
-    def flush(self) -> None:
-        """Send every encrypted byte the TLS object holds."""
+    def flush(self) -> bool:
+        """Send every encrypted byte held; False if the peer stopped taking them (the rest waits)."""
         with broken_as_peer_gone():
-            while self.wire.outgoing.pending:
-                with memoryview(self.wire.outgoing.read()) as data:
-                    sent = 0
-                    while sent < len(data):
-                        try:
-                            sent += self.sock.send(data[sent:])
-                        except (BlockingIOError, InterruptedError):
-                            self._wait(select.POLLOUT)
+            while True:
+                if not self.unsent:
+                    if not self.wire.outgoing.pending:
+                        return True
+                    self.unsent = memoryview(self.wire.outgoing.read())
+                try:
+                    sent = self.sock.send(self.unsent)
+                except (BlockingIOError, InterruptedError):
+                    if not self._ready(select.POLLOUT):
+                        return False
+                    continue
+                self.unsent = self.unsent[sent:]
 
-    def _wait(self, event: int) -> None:
+    def _ready(self, event: int) -> bool:
+        """Whether the socket becomes ready for ``event`` within _QUIET_MS."""
         self.poller.register(self.sock, event)
-        while not self.poller.poll(_POLL_MS):
-            trio.from_thread.check_cancelled()
+        return bool(self.poller.poll(_QUIET_MS))
 
 
 def describe(path: Path, chunk_size: int = 1 << 20) -> tuple[int, str]:

@@ -90,7 +90,6 @@ class Handler:
         return None
 
 
-
 async def serve(
     identity: Identity,
     host: str,
@@ -194,10 +193,13 @@ class _Server:
                     if data is not None:
                         answered.append(data)
                         continue
-                    if answered and not slots.value:  # about to wait: what is answered leaves first
-                        await channel.send_bytes(b"".join(answered), self.limits.message_deadline)
-                        answered = []
-                    await slots.acquire()
+                    try:
+                        slots.acquire_nowait()  # a free slot costs no scheduler round trip
+                    except trio.WouldBlock:
+                        if answered:  # about to wait: what is answered leaves first
+                            await channel.send_bytes(b"".join(answered), self.limits.message_deadline)
+                            answered = []
+                        await slots.acquire()
                     activity.in_flight += 1
                     nursery.start_soon(self._answer, channel, peer, message.id, request, slots, activity)
                 if answered:

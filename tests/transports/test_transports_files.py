@@ -38,7 +38,7 @@ from frender.transports._channel import Channel, single_error
 from frender.transports._files import receive_file, send_file
 from frender.transports._handshake import server_handshake
 from frender.transports.client import _dial, _expect, _opened
-from frender.transports.messages import OpenGet, OpenPut, Ready
+from frender.transports.messages import OpenGet, OpenPut, Ready, Reply
 
 
 def _only_complete_files(folder: Path) -> list[str]:
@@ -221,8 +221,10 @@ async def test_cancelled_get_mid_body_ends_its_threads_and_leaves_no_file(
     assert _threads_in_file_transfers() == []
 
 
-async def test_cancelled_put_mid_body_ends_its_thread(nursery, server_identity, client_identity, tmp_path) -> None:
-    """A put whose receiver stops reading can be cancelled: it returns with no thread left sending."""
+async def test_put_to_a_peer_that_stops_reading_holds_no_thread_and_can_be_cancelled(
+    nursery, server_identity, client_identity, tmp_path
+) -> None:
+    """A put whose receiver stops reading waits on the event loop, not in a thread, until cancelled."""
     source = tmp_path / "big.blend"
     source.write_bytes(os.urandom(32_000_000))
 
@@ -232,10 +234,33 @@ async def test_cancelled_put_mid_body_ends_its_thread(nursery, server_identity, 
     address = await _fake_server(nursery, server_identity, never_read)
     header = await file_header(source, kind="blend", job=1)
     with trio.fail_after(10):
-        with trio.move_on_after(0.5) as scope:
-            await put_file(address, client_identity, header, source)
-    assert scope.cancelled_caught
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as putting:
+                putting.start_soon(put_file, address, client_identity, header, source)
+                while not _threads_in_file_transfers():  # sending until the socket's buffers are full
+                    await trio.sleep(0.005)
+                while _threads_in_file_transfers():  # then the wait goes back to the event loop
+                    await trio.sleep(0.005)
+                scope.cancel()
     assert _threads_in_file_transfers() == []
+
+
+async def test_a_stalled_body_holds_no_thread_and_resumes(address, client_identity, files) -> None:
+    """A large put that pauses halfway frees its receiving threads meanwhile and still lands whole."""
+    body = os.urandom(3_000_000)
+    header = FileHeader(kind="frame", job=10, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    stream = await _dial(address, Limits())
+    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
+        await _expect(channel, Ready)
+        await channel.send_bytes(body[:1_500_000], 5)
+        with trio.fail_after(5):
+            while not _threads_in_file_transfers():  # receiving the first half
+                await trio.sleep(0.005)
+            while _threads_in_file_transfers():  # then waiting for the rest on the event loop
+                await trio.sleep(0.005)
+        await channel.send_bytes(body[1_500_000:], 5)
+        assert await _expect(channel, Reply)
+    assert (files / "10" / "frame_0000").read_bytes() == body
 
 
 async def test_file_bodies_over_a_stream_without_socket(source, tmp_path) -> None:

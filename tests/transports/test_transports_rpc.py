@@ -300,15 +300,20 @@ async def test_receive_bodies_is_empty_at_a_clean_close() -> None:
         assert await channel.receive_bodies() == []
 
 
+async def _tls_socket_pair(server_identity: Identity, limits: Limits) -> tuple[Channel, Channel]:
+    """Two channels over TLS on a real socket pair, so sends and reads take the direct paths."""
+    left, right = trio.socket.socketpair()
+    server_tls = trio.SSLStream(trio.SocketStream(left), server_identity.server_context(), server_side=True, https_compatible=True)
+    client_tls = trio.SSLStream(trio.SocketStream(right), _TLS, https_compatible=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server_tls.do_handshake)
+        nursery.start_soon(client_tls.do_handshake)
+    return Channel(server_tls, limits), Channel(client_tls, limits)
+
+
 async def test_frames_the_socket_cannot_take_at_once_still_arrive_whole_and_in_order(server_identity) -> None:
     """Sends written straight to the socket fall back to trio for what does not fit; the TLS stream stays sound."""
-    left, right = trio.socket.socketpair()
-    sender_tls = trio.SSLStream(trio.SocketStream(left), server_identity.server_context(), server_side=True, https_compatible=True)
-    receiver_tls = trio.SSLStream(trio.SocketStream(right), _TLS, https_compatible=True)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sender_tls.do_handshake)
-        nursery.start_soon(receiver_tls.do_handshake)
-    sender, receiver = Channel(sender_tls, Limits()), Channel(receiver_tls, Limits())
+    sender, receiver = await _tls_socket_pair(server_identity, Limits())
     chunks = [bytes([i]) * 60_000 for i in range(64)]  # 3.8 MB: far beyond the socket buffers
     received = bytearray()
 
@@ -327,3 +332,34 @@ async def test_frames_the_socket_cannot_take_at_once_still_arrive_whole_and_in_o
         assert bytes(received) == b"".join(chunks)
         await receiver.send_message(Ready())
         assert await sender.receive_message() == Ready()
+
+
+async def test_a_frame_cut_short_on_a_real_socket_ends_at_the_message_deadline(autojump_clock, server_identity) -> None:
+    """Reading straight from the socket keeps Rule 2: a frame begun must be whole within message_deadline."""
+    sender, receiver = await _tls_socket_pair(server_identity, Limits(message_deadline=10))
+    frame = encode_frame(Ready())
+    await sender.send_bytes(frame[:-1], 5)
+    start = trio.current_time()
+    with pytest.raises(PeerGone, match="message not complete within 10 s"):
+        await receiver.receive_bodies()
+    assert trio.current_time() - start == pytest.approx(10)
+
+
+async def test_a_close_on_a_real_socket_reads_as_the_end(server_identity) -> None:
+    """A peer that closes between frames ends the read with nothing, as with trio's own reads."""
+    sender, receiver = await _tls_socket_pair(server_identity, Limits())
+    await sender.send_message(Ready())
+    await sender.stream.aclose()
+    with trio.fail_after(5):
+        assert await receiver.receive_message() == Ready()
+        assert await receiver.receive_message() is None
+
+
+async def test_a_cancelled_read_on_a_real_socket_leaves_the_channel_readable(server_identity) -> None:
+    """A read given up while waiting for the socket leaves no lock held: the next read works."""
+    sender, receiver = await _tls_socket_pair(server_identity, Limits())
+    with trio.move_on_after(0.05):
+        await receiver.receive_message()
+    await sender.send_message(Ready())
+    with trio.fail_after(5):
+        assert await receiver.receive_message() == Ready()
