@@ -1201,10 +1201,12 @@ def _ask(d: _Draft, c: AskForTask) -> None:
             kept += 1
         else:
             d.emit(TaskDropped(job=j.job, task=t, friend=c.friend, why="replaced", frames=tuple(sorted(j.live[t])), now=c.now))
+    if kept > 1 or _give_checks(d, c.friend):
+        return
     if not kept:
-        _give_checks(d, c.friend) or _give_render(d, c.friend) or _give_backup(d, c.friend)
-    elif kept == 1:  # asking ahead (Rule 9)
-        _give_checks(d, c.friend) or (len(j.queue) > len(j.active()) and _give_render(d, c.friend))
+        _give_render(d, c.friend) or _give_backup(d, c.friend)
+    elif len(j.queue) > len(j.active()):  # asking ahead (Rule 9): the last frames wait for idle friends
+        _give_render(d, c.friend)
 
 
 def _give_checks(d: _Draft, friend: str) -> bool:
