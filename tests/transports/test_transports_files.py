@@ -22,7 +22,6 @@ from frender.transports import (
     FileHeader,
     Identity,
     Limits,
-    PeerGone,
     ProtocolError,
     RemoteError,
     file_header,
