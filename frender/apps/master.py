@@ -19,6 +19,11 @@ pending" means "all committed". If the append fails, the events stay pending
 (the transaction rolled back), the caller is answered "internal", and the next
 commit retries them: the state never runs ahead of an acknowledged answer.
 
+Heartbeats are the exception that keeps this cheap: one that changes soft
+state only is answered on the spot (``call_at_once``) unless an uncommitted
+event changes what its answer depends on: that friend's registration, its
+owner's key, or the job it holds (``_touches``).
+
 Held heartbeats. A friend holding no assignment may ask (``Heartbeat.wait``)
 for its heartbeat's reply to wait for one, so a new job reaches its friends at
 once instead of at their next heartbeat. A grant wakes only the granted
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from pathlib import Path
 
 import trio
@@ -77,12 +83,14 @@ class MasterNode(Handler):
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
         self._pending: list[object] = []  # durable events evolved, not yet committed
         self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
+        self._unsaved: Counter[tuple[str, str]] = Counter()  # what uncommitted events change (_touches)
 
     def apply(self, command: object) -> list[object]:
         """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
         decided = self._decide(command)
         self.log.append(self._pending + [e for e in decided if is_durable(e)])
-        self._pending.clear()
+        self._saved(self._pending)
+        self._pending = []
         for event in decided:
             core.evolve(self.state, event)
         return decided
@@ -99,8 +107,15 @@ class MasterNode(Handler):
         for event in decided:
             if is_durable(event):
                 self._pending.append(event)
+                self._unsaved.update(_touches(self.state, event))
             core.evolve(self.state, event)
         return decided
+
+    def _saved(self, events: list[object]) -> None:
+        """Forget what the just committed ``events`` touched."""
+        for event in events:
+            self._unsaved.subtract(_touches(self.state, event))
+        self._unsaved = +self._unsaved  # drop what no uncommitted event changes any more
 
     async def _commit(self) -> None:
         """Return once every event evolved so far is committed, batching with other ready calls."""
@@ -109,18 +124,25 @@ class MasterNode(Handler):
         await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls add theirs
         if self._pending:
             self.log.append(self._pending)  # raises with everything still pending
+            self._saved(self._pending)
             self._pending = []
 
     def call_at_once(self, peer: Peer, request: object) -> object | None:
-        """A heartbeat that changes soft state only, answered on the spot when nothing awaits a commit.
+        """A heartbeat that changes soft state only, answered on the spot when no uncommitted event touches it.
 
-        With nothing pending, everything the answer could reflect is committed,
-        so it may leave now. A heartbeat that also releases a job (a durable
-        event), or that waits for a grant, is left to ``call``: deciding is
-        pure, so it decides again there.
+        A heartbeat's answer depends only on the friend's record, its owner's
+        key and the job it holds; when no uncommitted event changes those
+        (``_touches``), everything the answer could reflect is committed, so it
+        may leave now. A heartbeat that also releases a job (a durable event),
+        or that waits for a grant, is left to ``call``: deciding is pure, so it
+        decides again there.
         """
-        if type(request) is not msg.Heartbeat or self._pending:
+        if type(request) is not msg.Heartbeat:
             return None
+        if self._unsaved:
+            rec = self.state.friends.get(request.friend)
+            if ("friend", request.friend) in self._unsaved or (rec is not None and ("user", rec.user) in self._unsaved):
+                return None
         now = self.clock()
         decided = self._decide(
             core.Heartbeat(friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done, now=now)
@@ -285,6 +307,20 @@ class MasterNode(Handler):
         )
         balances = {a.user: a.balance for a in state.accounts.values()}
         return msg.StatusReply(friends=friends, jobs=jobs, balances=balances, granted=state.granted)
+
+
+def _touches(state: core.Master, event: object) -> list[tuple[str, str]]:
+    """What a durable event changes that a heartbeat's answer reads: friends' records and holds, users' keys."""
+    match event:
+        case core.FriendRegistered(friend=friend) | core.FriendReleased(friend=friend):
+            return [("friend", friend)]
+        case core.FriendsAssigned(friends=friends):
+            return [("friend", friend) for friend in friends]
+        case core.JobClosed(job=job):
+            return [("friend", friend) for friend in state.jobs[job].friends]
+        case core.UserBound(user=user):
+            return [("user", user)]
+    return []
 
 
 async def run_master(

@@ -284,13 +284,14 @@ async def send_file(channel: Channel, path: Path, size: int, digest: "hashlib._H
     than ``size`` or changed while it was read.
     """
     wire = _Wire.under(channel)
-    with trio.move_on_after(body_deadline(channel, size)) as scope:
+    with trio.move_on_after(body_deadline(channel, size)):
         if wire is None:
             return await _send_awaited(channel, path, size, digest)
         with _Link(wire, 0) as link, _Sending(link, path, size, digest, channel.limits.chunk_size) as sending:
             while not await trio.to_thread.run_sync(sending.burst):
                 await _wait_for(link, select.POLLOUT)
             return sending.opened
+    # Only the deadline leaves the block above without returning.
     raise PeerGone(f"peer did not take {size} bytes within {body_deadline(channel, size):g} s")
 
 

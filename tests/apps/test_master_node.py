@@ -39,13 +39,13 @@ async def _register(node: MasterNode, bob: Peer) -> None:
     await node.call(bob, msg.RegisterFriend(user="bob", name="pc", profile=PROFILE))
 
 
-async def _assign(node: MasterNode, requester: Peer) -> int:
+async def _assign(node: MasterNode, requester: Peer, want: int = 1) -> int:
     ask = msg.AskFriends(
-        submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=1, profile=PROFILE,
+        submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=want, profile=PROFILE,
         blend_sha256="0" * 64, address=str(Address("127.0.0.1", 1, requester.fingerprint)),
     )
     granted = await node.call(requester, ask)
-    assert granted.friends[0].friend == "bob/pc"
+    assert len(granted.friends) == want
     return granted.job
 
 
@@ -60,15 +60,22 @@ async def test_a_heartbeat_is_answered_at_once_when_nothing_waits_to_commit(farm
     assert len(log.rows) == rows
 
 
-async def test_nothing_is_answered_at_once_while_events_wait_to_commit(farm) -> None:
-    """An answer given before pending events commit could reveal them: call_at_once declines and changes nothing."""
-    node, _, clock, bob, _ = farm
+async def test_an_uncommitted_event_about_the_friend_holds_its_heartbeat_back(farm) -> None:
+    """An answer must not reveal an uncommitted change to the friend, its owner's key or its job; others go on."""
+    node, _, clock, bob, requester = farm
     await _register(node, bob)
+    node._apply_later(core.GrantPoints(user="carol", amount=1))  # nothing a heartbeat reads
+    clock.now += 1
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()
+    node._apply_later(
+        core.RegisterFriend(user="bob", key=bob.fingerprint, friend="bob/pc", profile=RenderProfile(blender_version="4.2", build_hash="x"), now=clock.now)
+    )
     seen = node.state.seen["bob/pc"]
-    node._apply_later(core.GrantPoints(user="carol", amount=1))
-    clock.now += 5
+    clock.now += 1
     assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None
-    assert node.state.seen["bob/pc"] == seen
+    assert node.state.seen["bob/pc"] == seen  # declined: nothing evolved
+    await node._commit()
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()
 
 
 async def test_a_heartbeat_that_releases_a_job_is_answered_after_its_commit(farm) -> None:
@@ -104,3 +111,14 @@ async def test_other_requests_are_left_to_call(farm) -> None:
     assert node.call_at_once(bob, msg.RegisterFriend(user="bob", name="pc", profile=PROFILE)) is None
     assert node.call_at_once(bob, msg.Status()) is None
     assert "bob/pc" not in node.state.friends
+
+
+async def test_an_uncommitted_close_holds_back_the_heartbeats_of_the_jobs_friends(farm) -> None:
+    """Closing a job frees its friends: until the close is committed, their heartbeats wait for call."""
+    node, _, _, bob, requester = farm
+    await _register(node, bob)
+    job = await _assign(node, requester)
+    node._apply_later(core.ReportJob(requester=requester.fingerprint, job=job, close=True, now=1000.0))
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None
+    await node._commit()
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()

@@ -24,7 +24,6 @@ from frender.transports import (
     Handler,
     Identity,
     Limits,
-    PeerGone,
     ProtocolError,
     Refused,
     RemoteError,
