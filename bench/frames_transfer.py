@@ -1,13 +1,14 @@
 """Frame delivery throughput: many small PNGs through fRender's file socket vs plain copies.
 
-A friend delivers each frame on its own connection: ``file_header`` (sha256),
-TCP + TLS + key proof, the body, the receiver's hash check, fsync and rename,
-then the reply. The baselines move the same files the same way, one
-connection per file, the receiver writing and fsyncing each:
+A friend delivers a job's frames one after another over one connection
+(``FileLink``): per frame ``file_header`` (sha256), the put, the body, the
+receiver's hash check, fsync and rename, then the reply. The baselines move
+the same files the same way, over one connection, the receiver writing and
+fsyncing each and answering one byte:
 
 - ``tcp``: plain TCP;
 - ``tls``: stdlib ``ssl`` with the same key (TLS 1.3);
-- ``frender``: ``file_header`` + ``put_file`` to ``serve``.
+- ``frender``: ``file_header`` + ``FileLink.put`` to ``serve``.
 
 Reported per variant: MB/s, files/s, p50/p99 milliseconds per file and CPU
 seconds per GB (sender plus receiver).
@@ -34,7 +35,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender.blender import modelled_frame  # noqa: E402
-from frender.transports import Address, Handler, Identity, file_header, put_file, serve  # noqa: E402
+from frender.transports import Address, FileLink, Handler, Identity, file_header, serve  # noqa: E402
 
 _LEN = struct.Struct(">Q")
 
@@ -95,26 +96,28 @@ def _measure(variant: str, out: Path, files: list[Path], total: int) -> dict:
 def _plain_send(variant: str, port: int, files: list[Path]) -> list[float]:
     context = Identity.client_context() if variant == "tls" else None
     lat = []
-    for path in files:
-        t = time.perf_counter()
-        data = path.read_bytes()
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            sock = context.wrap_socket(raw) if context else raw
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as trio's sockets: no wait for delayed ACKs
+        sock = context.wrap_socket(raw) if context else raw
+        for path in files:
+            t = time.perf_counter()
+            data = path.read_bytes()
             sock.sendall(_LEN.pack(len(data)) + data)
             sock.recv(1)
-            sock.close()
-        lat.append(time.perf_counter() - t)
+            lat.append(time.perf_counter() - t)
+        sock.close()
     return lat
 
 
 async def _frender_send(address: Address, home: Path, files: list[Path]) -> list[float]:
     identity = Identity.load_or_create(home)
     lat = []
-    for i, path in enumerate(files):
-        t = time.perf_counter()
-        header = await file_header(path, kind="frame", job=1, frame=i + 1)
-        await put_file(address, identity, header, path)
-        lat.append(time.perf_counter() - t)
+    async with FileLink(address, identity) as link:
+        for i, path in enumerate(files):
+            t = time.perf_counter()
+            header = await file_header(path, kind="frame", job=1, frame=i + 1)
+            await link.put(header, path)
+            lat.append(time.perf_counter() - t)
     return lat
 
 
@@ -143,20 +146,24 @@ def _receive(variant: str, directory: Path, home: Path) -> None:
     n = 0
     while True:
         conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if context:
             conn = context.wrap_socket(conn, server_side=True)
-        n += 1
-        head = b""
-        while len(head) < 8:
-            head += conn.recv(8 - len(head))
-        (size,) = _LEN.unpack(head)
-        with open(directory / f"frame_{n:04d}.png", "wb", buffering=0) as file:
-            received = 0
-            while received < size and (chunk := conn.recv(min(1 << 20, size - received))):
-                file.write(chunk)
-                received += len(chunk)
-            os.fsync(file.fileno())
-        conn.sendall(b"k")
+        while True:
+            head = b""
+            while len(head) < 8 and (more := conn.recv(8 - len(head))):
+                head += more
+            if len(head) < 8:
+                break  # the sender is done
+            (size,) = _LEN.unpack(head)
+            n += 1
+            with open(directory / f"frame_{n:04d}.png", "wb", buffering=0) as file:
+                received = 0
+                while received < size and (chunk := conn.recv(min(1 << 20, size - received))):
+                    file.write(chunk)
+                    received += len(chunk)
+                os.fsync(file.fileno())
+            conn.sendall(b"k")
         conn.close()
 
 

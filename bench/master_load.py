@@ -234,13 +234,13 @@ class _Beats:
 
 
 def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, steady_s: float = 10.0,
-        ramp: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0), step_s: float = 5.0, want: int = 8) -> dict:
+        ramp: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0), step_s: float = 5.0, want: int = 8, sync: str = "full") -> dict:
     root = Path(tempfile.mkdtemp(prefix="frender-load-"))
     cluster = Cluster(root)
     phases = [("steady", 1.0, steady_s)] + [(f"x{m:g}", m, step_s) for m in ramp]
     procs: list[subprocess.Popen] = []
     try:
-        master, master_home = start_master(cluster, friend_timeout_ms=2000)
+        master, master_home = start_master(cluster, friend_timeout_ms=2000, sync=sync)
         master_pid = cluster.procs["master"].pid
         asker = Identity.load_or_create(root / "asker")
 
@@ -277,7 +277,7 @@ def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, st
         cluster.stop_all()
     out: dict = {"params": {"friends": friends, "workers": workers, "sessions": workers * sessions_per_worker,
                             "friends_per_session": round(friends / (workers * sessions_per_worker)), "steady_s": steady_s,
-                            "step_s": step_s, "ask_want": want, "cpus": os.cpu_count()},
+                            "step_s": step_s, "ask_want": want, "sync": sync, "cpus": os.cpu_count()},
                  "register_s": round(register_s, 2), "phases": {}}
     sustained = 0.0
     for name, rate, seconds in phases:
@@ -357,6 +357,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=12)
     parser.add_argument("--steady", type=float, default=10.0)
+    parser.add_argument("--sync", choices=("full", "normal"), default="full", help="the master's log sync (frender run master --sync)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--master", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -367,7 +368,7 @@ def main() -> None:
         result = trio.run(_worker, Address.parse(args.master), args.home, args.worker, args.friends, args.sessions, phases)
         print(json.dumps(result), flush=True)
         return
-    print(json.dumps(run(args.friends, args.workers, args.sessions, args.steady), indent=2))
+    print(json.dumps(run(args.friends, args.workers, args.sessions, args.steady, sync=args.sync), indent=2))
 
 
 if __name__ == "__main__":

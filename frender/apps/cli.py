@@ -117,6 +117,9 @@ def run_master(
     trust: list[str] = typer.Option([], help="Trust a requester key: NAME=sha256:..."),
     starting_grant: int = typer.Option(0, help="Points a new username starts with (0: no free points)."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
+    sync: str = typer.Option(
+        "full", help="full: every commit reaches the disk before its answer; normal: faster, but a power cut may lose the last commits."
+    ),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
@@ -133,12 +136,14 @@ def run_master(
         if not key.startswith("sha256:"):
             fail(f"--trust wants NAME=sha256:..., not {item!r}")
         pairs.append((key, name))
+    if sync not in ("full", "normal"):
+        fail(f"--sync is full or normal, not {sync!r}")
     settings = MasterSettings(friend_timeout=friend_timeout / 1000, starting_grant=starting_grant)
 
     async def main() -> None:
         await run(
             host=host, port=port, db=db, home=home, settings=settings, trust=tuple(pairs),
-            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file),
+            limits=Limits(max_per_host=max_per_host), sync=sync, announce=_announce(address_file),
         )
 
     _trio_run(main)

@@ -72,7 +72,7 @@ class Cluster:
             self.stop(name)
 
 
-def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str = "127.0.0.1:0") -> tuple[Address, Path]:
+def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str = "127.0.0.1:0", sync: str = "full") -> tuple[Address, Path]:
     home = cluster.root / "homes" / "master"
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
@@ -81,6 +81,7 @@ def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str
         "master", "run", "master", "--listen", listen, "--db", str(cluster.root / "master.db"),
         "--home", str(home), "--friend-timeout", str(friend_timeout_ms), "--address-file", str(address_file),
         "--max-per-host", "4096",  # every process of a local farm is 127.0.0.1
+        "--sync", sync,
     )
     return cluster.wait_for_address("master", address_file), home
 

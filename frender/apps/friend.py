@@ -693,7 +693,8 @@ class _Cheat:
 
     A cheat cannot tell test frames from others, so it forges them all. The
     "stale" cheat sends the image of the frame it rendered before; for the
-    first frame of a job there is none, so that one goes out black.
+    first frame of a job there is none, so that one goes out as noise (not
+    black: a black cheater checking it would agree, as if the two colluded).
     """
 
     def __init__(self, kind: str) -> None:
@@ -702,7 +703,7 @@ class _Cheat:
 
     async def forge(self, frame: RenderedFrame, *, width: int, height: int) -> None:
         honest = frame.path.read_bytes()
-        kind = "black" if self.kind == "stale" and self.previous is None else self.kind
+        kind = "noise" if self.kind == "stale" and self.previous is None else self.kind
         forge = partial(forge_frame, kind, width=width, height=height, other=self.previous)
         frame.path.write_bytes(await trio.to_thread.run_sync(forge))
         self.previous = honest

@@ -328,13 +328,14 @@ async def test_black_cheat_sends_black_frames(tmp_path, nursery):
 
 
 async def test_stale_cheat_sends_the_previous_frame(tmp_path, nursery):
-    """The "stale" cheat sends each frame as the image of the one before it (the first one black)."""
+    """The "stale" cheat sends each frame as the image of the one before it (the first one noise)."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3))])
     await farm.start_friend(nursery, cheat="stale")
     farm.assign()
     await until(lambda: len(farm.requester.frames) == 3)
     decoded = {n: decode_png(data, width=SIZE[0], height=SIZE[1]) for n, data in farm.requester.frames.items()}
-    assert not decoded[1][..., :3].any()
+    first = decode_png(modelled_frame(1, width=SIZE[0], height=SIZE[1]), width=SIZE[0], height=SIZE[1])
+    assert decoded[1][..., :3].any() and not np.array_equal(decoded[1], first)  # neither black nor honest
     for frame in (2, 3):
         previous = decode_png(modelled_frame(frame - 1, width=SIZE[0], height=SIZE[1]), width=SIZE[0], height=SIZE[1])
         assert np.array_equal(decoded[frame], previous)
