@@ -91,7 +91,7 @@ async def _follow(
 ) -> SubmitResult:
     """Follow the job until it finished and every final frame is in ``out``.
 
-    Progress calls are held by the requester until more frames are final;
+    Progress calls are held by the requester until more frames are delivered or final;
     meanwhile a few downloads run side by side, each over one connection for
     many frames, so frames come down while the job goes on and the last ones
     follow their finality at once.
@@ -107,7 +107,7 @@ async def _follow(
                 fetched.add(frame)
 
     queued = set(fetched)
-    known = -1  # final frames in the last reply: the requester holds the next until there are more
+    known = delivered = -1  # as of the last reply: the requester holds the next until either changes
     with single_error():
         async with trio.open_nursery() as nursery, connect(requester, identity) as session:
             for _ in range(FETCHES_AT_ONCE):
@@ -115,7 +115,7 @@ async def _follow(
             async with send:
                 while True:
                     asked = trio.current_time()
-                    progress = await session.call(msg.Progress(job=job, final_known=known))
+                    progress = await session.call(msg.Progress(job=job, final_known=known, delivered_known=delivered))
                     for frame in progress.final:
                         if frame not in queued:
                             queued.add(frame)
@@ -123,9 +123,9 @@ async def _follow(
                     on_progress(progress)
                     if progress.finished and len(queued) == progress.total:
                         break
-                    if len(progress.final) == known:
+                    if (len(progress.final), progress.delivered) == (known, delivered):
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
-                    known = len(progress.final)
+                    known, delivered = len(progress.final), progress.delivered
     # The downloads drained the queue before the nursery closed.
     return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
 

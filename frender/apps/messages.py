@@ -247,11 +247,13 @@ class Submitted:
 
 @frozen(kw_only=True)
 class Progress:
-    """How the job stands; with ``final_known`` >= 0, held until more than that many frames are final (or it finishes)."""
+    """How the job stands. With ``final_known`` >= 0 the reply is held until more than that many
+    frames are final, the delivered count differs from ``delivered_known`` (when >= 0), or the job finishes."""
 
     tag: ClassVar[str] = "progress.v1"
     job: int
     final_known: int = -1
+    delivered_known: int = -1
 
 
 @frozen(kw_only=True)

@@ -263,8 +263,8 @@ class RequesterNode(Handler):
         match request:
             case msg.Submit():
                 return await self._submit(peer, request)
-            case msg.Progress(job=j, final_known=known):
-                return await self._progress_after(self._own_job(peer, j), known)
+            case msg.Progress(job=j, final_known=final, delivered_known=delivered):
+                return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.WantWork(assignment=signed, keeping=keeping):
                 return await self._want_work(peer, signed, keeping)
             case msg.GiveBack(assignment=signed, task=task):
@@ -359,11 +359,21 @@ class RequesterNode(Handler):
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
         return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height)
 
-    async def _progress_after(self, accepted: JobAccepted, known: int) -> msg.ProgressReply:
-        """The progress once more than ``known`` frames are final or the job finished (held at most hold_progress)."""
+    async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
+        """The progress once more than ``final`` frames are final, the delivered count is not
+        ``delivered`` (when that is >= 0), or the job finished (held at most hold_progress)."""
         j = self.state.jobs[accepted.job]
+
+        def unchanged() -> bool:
+            return (
+                0 <= final
+                and len(j.final) <= final
+                and (delivered < 0 or len(j.copy) + len(j.final) == delivered)
+                and j.phase != "finished"
+            )
+
         with trio.move_on_after(self.settings.hold_progress):
-            while 0 <= known and len(j.final) <= known and j.phase != "finished":
+            while unchanged():
                 await self._changed.wait()
         return self._progress(accepted)
 

@@ -37,5 +37,7 @@ async def test_progress_is_held_until_more_frames_are_final(world):  # noqa: F81
     now = await world.call("alice", world.requester, msg.Progress(job=job))
     assert now.final == () and not now.finished
     with trio.move_on_after(0.2) as held:
-        await world.call("alice", world.requester, msg.Progress(job=job, final_known=0))
-    assert held.cancelled_caught  # no frame is final: the call waits
+        await world.call("alice", world.requester, msg.Progress(job=job, final_known=0, delivered_known=0))
+    assert held.cancelled_caught  # nothing delivered, nothing final: the call waits
+    told = await world.call("alice", world.requester, msg.Progress(job=job, final_known=0, delivered_known=5))
+    assert told.delivered == 0  # the caller's count is not the requester's: answered at once
