@@ -199,6 +199,10 @@ class RequesterNode(Handler):
             case core.OwnRenderReceived(job=j, check=c, sha256=sha):
                 self.copies.setdefault((j, sha), self._own_path(j, c))
                 core.evolve(self.state, event)
+            case core.FriendsJoined(job=j, friends=granted):
+                for g in granted:  # silence is counted from joining (or from this process's start, on replay)
+                    self._heard_from(j, g.friend)
+                core.evolve(self.state, event)
             case _:
                 core.evolve(self.state, event)
         self.owed.see(event)

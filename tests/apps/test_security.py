@@ -41,8 +41,9 @@ BACKEND = ModelledBackend(0.01, resolution=(32, 18), frame_range=(1, 4))
 class World:
     """A master and a requester on 127.0.0.1, and a few people with keys."""
 
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, settings: RequesterSettings = RequesterSettings()) -> None:
         self.tmp = tmp_path
+        self.settings = settings
         self.people = {name: Identity.load_or_create(tmp_path / name) for name in ("alice", "bob", "mallory")}
 
     async def start(self, nursery: trio.Nursery) -> None:
@@ -60,7 +61,7 @@ class World:
             master=self.master,
             address=Address(host="127.0.0.1", port=1, fingerprint=requester_id.fingerprint),
             backend=BACKEND,
-            settings=RequesterSettings(),
+            settings=self.settings,
             limits=LIMITS,
         )
         port = await nursery.start(functools.partial(serve, requester_id, "127.0.0.1", 0, node, limits=LIMITS))
