@@ -177,9 +177,9 @@ class RequesterNode(Handler):
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
+        self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> last time we heard from it
         replay(log, self._evolve)  # verifies the chain as it folds
         self._in_flight: set[object] = set()
-        self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> last time we heard from it
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
 
