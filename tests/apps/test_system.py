@@ -16,6 +16,7 @@ import trio
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps.client import status, submit
+from frender.apps.demo import _settled
 from frender.apps.replay import render_text
 from frender.transports import RemoteError
 
@@ -52,8 +53,13 @@ def assert_frames_match(result, direct) -> None:
         assert blender.compare(got, direct[frame], width=SIZE[0], height=SIZE[1]).verdict == "identical", frame
 
 
-def assert_logs_sound(farm, job: int) -> dict:
-    """Both logs verify; the master's ledger balances and the job is closed."""
+async def assert_logs_sound(farm, job: int) -> dict:
+    """Both logs verify; the master's ledger balances and the job is closed.
+
+    The requester reports a finished job to the master on its own time, so
+    the master is read once it has the report (as the demo does), or after 30 s.
+    """
+    await _settled(farm.master, farm.master_home, job)
     master = farm.audit("master")["master"]
     assert master["ledger"]["balanced"]
     closed = next(j for j in master["jobs"] if j["job"] == job)
@@ -68,7 +74,7 @@ async def test_job_across_three_friends_matches_direct_renders(farm, tiny_scene,
     await farm.start(friends=3)
     result = await run_job(farm, tiny_scene, friends=3)
     assert_frames_match(result, direct)
-    job = assert_logs_sound(farm, result.job)
+    job = await assert_logs_sound(farm, result.job)
     assert job["evicted"] == [] and job["paid"] >= FRAMES
     balances = farm.audit("master")["master"]["users"]
     assert sum(balances[f"friend{i}"] for i in (1, 2, 3)) == job["paid"]
@@ -88,7 +94,7 @@ async def test_friend_killed_mid_job(farm, tiny_scene, direct):
     result = await run_job(farm, tiny_scene, friends=3, on_progress=kill_once, poll=0.05)
     assert killed, "no friend was ever killed"
     assert_frames_match(result, direct)
-    assert_logs_sound(farm, result.job)
+    await assert_logs_sound(farm, result.job)
 
 
 async def test_requester_killed_and_restarted(farm, tiny_scene, direct):
@@ -111,7 +117,7 @@ async def test_requester_killed_and_restarted(farm, tiny_scene, direct):
         result = await run_job(farm, tiny_scene, friends=2, on_progress=crash)
     assert restarted
     assert_frames_match(result, direct)
-    assert_logs_sound(farm, result.job)
+    await assert_logs_sound(farm, result.job)
 
 
 async def test_master_killed_and_restarted(farm, tiny_scene, direct):
@@ -136,7 +142,7 @@ async def test_master_killed_and_restarted(farm, tiny_scene, direct):
     with trio.fail_after(60):  # the report may still be on its way to the restarted master
         while not next((j for j in farm.audit("master")["master"]["jobs"] if j["job"] == result.job), {}).get("closed"):
             await trio.sleep(0.2)
-    assert_logs_sound(farm, result.job)
+    await assert_logs_sound(farm, result.job)
 
 
 async def test_every_friend_killed_then_new_friends_finish_the_job(farm, tiny_scene, direct):
@@ -161,7 +167,7 @@ async def test_every_friend_killed_then_new_friends_finish_the_job(farm, tiny_sc
         nursery.start_soon(new_friends)
         result = await run_job(farm, tiny_scene, friends=2, on_progress=kill_all)
     assert_frames_match(result, direct)
-    job = assert_logs_sound(farm, result.job)
+    job = await assert_logs_sound(farm, result.job)
     assert set(farm.friends[2:]) <= set(job["friends"])
 
 
@@ -171,7 +177,7 @@ async def test_cheaters_are_evicted_unpaid_and_their_frames_redone(farm, tiny_sc
     await farm.start(friends=5, cheats=cheats)
     result = await run_job(farm, tiny_scene, friends=5)
     assert_frames_match(result, direct)
-    job = assert_logs_sound(farm, result.job)
+    job = await assert_logs_sound(farm, result.job)
     cheaters = {f"friend{i + 1}/box" for i in range(len(cheats))}
     honest = {"friend4/box", "friend5/box"}
     evicted = set(job["evicted"])
@@ -215,7 +221,7 @@ async def test_garbage_drips_and_huge_frames_do_not_stop_a_job(farm, tiny_scene,
         nursery.start_soon(attack)
         result = await run_job(farm, tiny_scene, friends=2)
     assert_frames_match(result, direct)
-    assert_logs_sound(farm, result.job)
+    await assert_logs_sound(farm, result.job)
 
 
 async def test_corrupt_and_scripted_uploads_are_refused(farm, tiny_scene, tmp_path):
