@@ -47,6 +47,13 @@ class Run:
         got = [e for e in self.do(J.AskForTask, friend=friend) if isinstance(e, J.TaskAssigned)]
         return got[0] if got else None
 
+    def drain(self, friend: str) -> None:
+        """``friend`` takes and delivers every queued frame."""
+        while self.job.queue:
+            task = self.ask(friend)
+            assert task is not None
+            self.deliver(task)
+
     def deliver(self, task: J.TaskAssigned, sha=image, ok=True) -> list[object]:
         out: list[object] = []
         for frame in task.frames:
@@ -252,10 +259,7 @@ def test_an_on_time_task_gets_no_backup() -> None:
     run = Run(frames=range(1, 9), friends=("a", "b"), escrow=5, max_chunk=8, check_timing="end")
     slow = run.ask("a")
     assert slow is not None
-    while run.job.queue:
-        task = run.ask("b")
-        assert task is not None
-        run.deliver(task)
+    run.drain("b")
     run.now += 0.9 * run.settings.late_after(len(slow.frames))
     assert run.ask("b") is None
     run.now += 0.1 * run.settings.late_after(len(slow.frames))
@@ -268,10 +272,7 @@ def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared
     run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=3, max_chunk=8, check_timing="end")
     slow = run.ask("a")
     assert slow is not None
-    while run.job.queue:
-        task = run.ask("b")
-        assert task is not None
-        run.deliver(task)
+    run.drain("b")
     assert run.ask("c") is None  # the slow task is not late yet: a copy would be done no sooner
     run.now += run.settings.late_after(len(slow.frames))
     backup = run.ask("c")
@@ -291,10 +292,7 @@ def test_a_frame_already_copied_gets_no_second_backup() -> None:
     run = Run(frames=range(1, 5), friends=("a", "b"), escrow=20, max_chunk=8, check_timing="end")
     slow = run.ask("a")
     assert slow is not None
-    while run.job.queue:
-        task = run.ask("b")
-        assert task is not None
-        run.deliver(task)
+    run.drain("b")
     run.now += run.settings.late_after(len(slow.frames))
     backup = run.ask("b")
     assert backup is not None and backup.kind == "backup"
@@ -308,10 +306,7 @@ def test_backups_stay_within_the_check_budget() -> None:
     """No check budget left: no backup copy."""
     run = Run(frames=range(1, 9), friends=("a", "b", "c"), escrow=0, max_chunk=8)
     run.ask("a")
-    while run.job.queue:
-        task = run.ask("b")
-        assert task is not None
-        run.deliver(task)
+    run.drain("b")
     run.now += 100.0  # late, but no budget
     assert run.ask("c") is None
 

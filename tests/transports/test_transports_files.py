@@ -75,33 +75,36 @@ async def test_hash_mismatch_leaves_no_file(address, client_identity, files, sou
     assert _only_complete_files(files / "1") == []
 
 
-async def test_truncated_put_leaves_no_file(address, client_identity, files, caplog) -> None:
-    """A sender that stops halfway and hangs up leaves nothing behind."""
-    body = os.urandom(100_000)
-    header = FileHeader(kind="frame", job=2, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+@pytest.mark.parametrize(("size", "job"), [(100_000, 2), (3_000_000, 7)], ids=["small", "large"])
+async def test_truncated_put_leaves_no_file(address, client_identity, files, caplog, size, job) -> None:
+    """A sender that stops halfway and hangs up leaves nothing behind (a large body is received on two threads)."""
+    body = os.urandom(size)
+    header = FileHeader(kind="frame", job=job, size=len(body), sha256=hashlib.sha256(body).hexdigest())
     stream = await _dial(address, Limits())
     async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
         await _expect(channel, Ready)
-        await channel.send_bytes(body[:50_000], 5)
+        await channel.send_bytes(body[: size // 2], 5)
     with trio.fail_after(5):
-        while "peer closed after 50000 of 100000 bytes" not in caplog.text:
+        while f"peer closed after {size // 2} of {size} bytes" not in caplog.text:
             await trio.sleep(0.01)
-    assert _only_complete_files(files / "2") == []
+    assert _only_complete_files(files / str(job)) == []
 
 
 @pytest.mark.parametrize("limits", [Limits(max_per_host=1000, message_deadline=0.3, min_file_rate=1e9)])
-async def test_stalled_put_is_dropped_at_its_deadline(address, client_identity, files, caplog) -> None:
-    """A body that stops arriving is dropped at message_deadline + size / min_file_rate."""
-    body = os.urandom(100_000)
-    header = FileHeader(kind="frame", job=3, size=len(body), sha256=hashlib.sha256(body).hexdigest())
+@pytest.mark.parametrize(("size", "sent", "job"), [(100_000, 10, 3), (3_000_000, 1_500_000, 8)], ids=["small", "large"])
+async def test_stalled_put_is_dropped_at_its_deadline(address, client_identity, files, caplog, size, sent, job) -> None:
+    """A body that stops arriving is dropped at message_deadline + size / min_file_rate, its threads ended, nothing kept."""
+    body = os.urandom(size)
+    header = FileHeader(kind="frame", job=job, size=len(body), sha256=hashlib.sha256(body).hexdigest())
     stream = await _dial(address, Limits())
     async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
         await _expect(channel, Ready)
-        await channel.send_bytes(body[:10], 5)
+        await channel.send_bytes(body[:sent], 5)
         with trio.fail_after(5):
             assert await channel.receive_some(1) == b""
     assert "not received within" in caplog.text
-    assert _only_complete_files(files / "3") == []
+    assert _only_complete_files(files / str(job)) == []
+    assert _threads_in_file_transfers() == []
 
 
 @pytest.mark.parametrize("limits", [Limits(max_per_host=1000, max_file_size=1 << 20)])
@@ -137,36 +140,6 @@ async def test_put_checks_its_own_header(address, client_identity, source) -> No
         await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1), source)
     with pytest.raises(ValueError, match="bytes"):
         await put_file(address, client_identity, FileHeader(kind="frame", job=1, size=1, sha256="a" * 64), source)
-
-
-async def test_truncated_large_put_leaves_no_file(address, client_identity, files, caplog) -> None:
-    """A large body (received on two threads) cut short by a hang-up leaves nothing behind."""
-    body = os.urandom(3_000_000)
-    header = FileHeader(kind="frame", job=7, size=len(body), sha256=hashlib.sha256(body).hexdigest())
-    stream = await _dial(address, Limits())
-    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
-        await _expect(channel, Ready)
-        await channel.send_bytes(body[:1_500_000], 5)
-    with trio.fail_after(5):
-        while "peer closed after 1500000 of 3000000 bytes" not in caplog.text:
-            await trio.sleep(0.01)
-    assert _only_complete_files(files / "7") == []
-
-
-@pytest.mark.parametrize("limits", [Limits(max_per_host=1000, message_deadline=0.3, min_file_rate=1e9)])
-async def test_stalled_large_put_is_dropped_at_its_deadline(address, client_identity, files, caplog) -> None:
-    """A large body that stops arriving halfway is dropped at its deadline, its threads ended, nothing kept."""
-    body = os.urandom(3_000_000)
-    header = FileHeader(kind="frame", job=8, size=len(body), sha256=hashlib.sha256(body).hexdigest())
-    stream = await _dial(address, Limits())
-    async with _opened(stream, client_identity, address.fingerprint, OpenPut(header=header), Limits()) as channel:
-        await _expect(channel, Ready)
-        await channel.send_bytes(body[:1_500_000], 5)
-        with trio.fail_after(5):
-            assert await channel.receive_some(1) == b""
-    assert "not received within" in caplog.text
-    assert _only_complete_files(files / "8") == []
-    assert _threads_in_file_transfers() == []
 
 
 async def test_get_of_a_file_not_yet_hashed_sends_its_sha256_after_the_body(
