@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import struct
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender.blender import modelled_frame  # noqa: E402
 from frender.transports import Address, FileLink, Handler, Identity, file_header, serve  # noqa: E402
+from transfer import _cpu  # noqa: E402  (CPU seconds of this process, as transfer.py counts them)
 
 _LEN = struct.Struct(">Q")
 
@@ -165,11 +165,6 @@ def _receive(variant: str, directory: Path, home: Path) -> None:
                 os.fsync(file.fileno())
             conn.sendall(b"k")
         conn.close()
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

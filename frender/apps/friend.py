@@ -11,10 +11,10 @@ The life of a friend:
    with ``FriendRefused``.
 3. A heartbeat reply may carry a signed assignment and the address of the
    requester (an idle friend's heartbeat waits at the master until it is
-   granted a job, up to one interval). For a job it is not already on, the friend checks the assignment
-   (signed by this master, for this key, naming the requester's pinned key)
-   and starts a worker, which dials the requester and asks for work until the
-   requester says the job is over for it. That job is then reported as
+   granted a job, up to one interval). For a job it is not already on, the
+   friend checks the assignment (signed by this master, for this key, naming
+   the requester's pinned key) and starts a worker, which dials the requester
+   and asks for work until the requester says the job is over for it. That job is then reported as
    ``last_done`` in the following heartbeats, so the master frees the friend.
 4. A task: the job's .blend comes from a small cache keyed by its sha256
    (fetched once per job, checked against the assignment) and is copied into
@@ -541,6 +541,7 @@ class _Outbox:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
         self.count = 0
         self.unsent: Counter[int] = Counter()
 
@@ -548,15 +549,14 @@ class _Outbox:
         return set(self.unsent)
 
     async def post(self, send: trio.MemorySendChannel[tuple[int, RenderedFrame]], task: int, frame: RenderedFrame) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         self.count += 1
-        path = self.root / f"{self.count:06d}-{frame.path.name}"
-        os.replace(frame.path, path)
+        moved = attrs.evolve(frame, path=self.root / f"{self.count:06d}-{frame.path.name}")
+        os.replace(frame.path, moved.path)
         self.unsent[task] += 1
         try:
-            await send.send((task, attrs.evolve(frame, path=path)))
+            await send.send((task, moved))
         except BaseException:
-            self.sent(task, attrs.evolve(frame, path=path))
+            self.sent(task, moved)
             raise
 
     def sent(self, task: int, frame: RenderedFrame) -> None:

@@ -108,7 +108,7 @@ class RequesterSettings:
     # (idle friends ask every half second; rendering friends hold a task).
     friend_silence: float = 5.0
     hold_work: float = 2.0  # an idle friend's WantWork waits this long for work to appear
-    hold_progress: float = 0.5  # a client's Progress waits this long for more final frames
+    hold_progress: float = 0.5  # a client's Progress waits this long for frames delivered or final
     master_retry: float = 1.0  # seconds between attempts to reach the master
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
 
@@ -404,7 +404,7 @@ class RequesterNode(Handler):
             problem=problem,
         )
 
-    async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...] = ()) -> msg.Work | msg.NoWork:
+    async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
         assignment = self._check(peer, signed)
         job, friend = assignment.job, assignment.friend
@@ -419,7 +419,7 @@ class RequesterNode(Handler):
                 await self._changed.wait()
         return msg.NoWork(retry_after=0.1)
 
-    def _offer(self, job: int, friend: str, keeping: tuple[int, ...] = ()) -> msg.Work | msg.NoWork | None:
+    def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if self.state.jobs[job].phase == "finished":
             return msg.NoWork(over=True, why="the job is finished")

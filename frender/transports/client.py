@@ -264,8 +264,9 @@ _HASH_HERE = 256 * 1024  # a file this small is hashed on the spot: a thread hop
 
 async def file_header(path: Path, *, kind: str, job: int | str, frame: int = 0) -> FileHeader:
     """A header for the file at ``path``: its size and sha256 (computed in a thread unless the file is small)."""
-    if os.stat(path).st_size <= _HASH_HERE:
-        size, sha256 = describe(path, _HASH_HERE + 1)
+    size = os.stat(path).st_size
+    if size <= _HASH_HERE:
+        size, sha256 = describe(path, size + 1)  # one read, and the end of the file seen
     else:
         size, sha256 = await trio.to_thread.run_sync(describe, path)
     return FileHeader(kind=kind, job=job, frame=frame, size=size, sha256=sha256)
