@@ -28,6 +28,10 @@ Rule 8: frames are read the same way: decrypted from what the TLS object
         for it to be readable only when it has nothing (one scheduler round
         trip per wait, where trio's receive_some takes two or three). File
         bodies (``receive_into``) still use trio's receive_some.
+Rule 9: Rules 7 and 8 go through ``_fastpath``, probed once the handshake is
+        done (``handshake``): where the probe finds anything missing, or
+        FRENDER_NO_FAST_PATH=1 is set, ``fast`` is None and every send and
+        read takes trio's public API, with the same framing and deadlines.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Iterator, TypeVar
 
 import trio
 
+from frender.transports._fastpath import FastPath, probe
 from frender.transports.errors import PeerGone, ProtocolError
 from frender.transports.limits import Limits
 from frender.transports.messages import decode_body, encode_frame
@@ -47,13 +52,6 @@ _PREFIX = struct.Struct(">I")
 _RECEIVE = 64 * 1024
 M = TypeVar("M")
 
-
-try:  # trio's SSLStream states, for Rule 7; without them every send goes through send_all
-    from trio._ssl import _State
-
-    _OK, _BROKEN = _State.OK, _State.BROKEN
-except ImportError:  # pragma: no cover - a trio that reorganised its internals
-    _OK = _BROKEN = None
 
 _BROKEN_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
 
@@ -104,6 +102,21 @@ class Channel:
         self._buffer = bytearray()
         self._send_lock = trio.Lock()
         self._filling = _Batch()  # sends waiting for the lock (Rule 6)
+        self.fast: FastPath | None = None  # set by handshake (Rule 9)
+
+    async def handshake(self) -> None:
+        """The TLS handshake, then the probe for the fast path (Rule 9)."""
+        tls = self.stream
+        assert isinstance(tls, trio.SSLStream)
+        with broken_as_peer_gone():
+            await tls.do_handshake()
+        self.fast = probe(tls)
+
+    def take_buffered(self, size: int) -> bytes:
+        """Up to ``size`` raw bytes already read past the last frame (a file body's start), taken out of the buffer."""
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return taken
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` raw bytes (b"" at end of stream), buffered bytes first."""
@@ -134,16 +147,11 @@ class Channel:
             data = await self.stream.receive_some(len(view))
         count = len(data)
         view[:count] = data
-        tls = getattr(self.stream, "_ssl_object", None)
-        if count and isinstance(tls, ssl.SSLObject):
+        fast = self.fast
+        if count and fast is not None:
             with broken_as_peer_gone():
-                while count < len(view):
-                    try:
-                        more = tls.read(len(view) - count, view[count:])
-                    except (ssl.SSLWantReadError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                        break  # nothing more without the network; an end is reported next time
-                    if not more:
-                        break  # end of stream: the next receive reports it
+                # Nothing more without the network, or the end (reported next time), ends the loop.
+                while count < len(view) and (more := fast.decrypt_held_into(view[count:])):
                     count += more
         return count
 
@@ -200,8 +208,9 @@ class Channel:
 
     async def _receive_frame_bytes(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of frames (b"" at the end of the stream), read as Rule 8 says."""
+        fast = self.fast
         with broken_as_peer_gone():
-            data = await _read_now_or_wait(self.stream, max_bytes)
+            data = None if fast is None else await fast.read_now_or_wait(max_bytes)
             if data is None:
                 data = await self.stream.receive_some(max_bytes)
         return data
@@ -214,17 +223,12 @@ class Channel:
         here instead (the reasoning of ``receive_into``). Bounded by what the
         last socket read brought in.
         """
-        tls = getattr(self.stream, "_ssl_object", None)
-        if not isinstance(tls, ssl.SSLObject):
+        fast = self.fast
+        if fast is None:
             return
         with broken_as_peer_gone():
-            while True:
-                try:
-                    more = tls.read(_RECEIVE)
-                except (ssl.SSLWantReadError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                    return  # nothing more without the network; an end is reported next time
-                if not more:
-                    return
+            # Nothing more without the network, or the end (reported next time), ends the loop.
+            while more := fast.decrypt_held(_RECEIVE):
                 self._buffer += more
 
     def _buffered_frame(self) -> bytes | None:
@@ -282,8 +286,9 @@ class Channel:
                 self._filling = _Batch()
                 parts = batch.parts
                 whole = parts[0] if len(parts) == 1 else b"".join(parts)
+                fast = self.fast
                 try:
-                    left = _write_now(self.stream, whole) if len(whole) <= _RECEIVE else None
+                    left = fast.write_now(whole) if fast is not None and len(whole) <= _RECEIVE else None
                 except PeerGone as exc:
                     batch.failure, left = exc.reason, b""
                 if left != b"":
@@ -291,10 +296,10 @@ class Channel:
                     with trio.CancelScope(shield=True, deadline=trio.current_time() + deadline) as scope:
                         try:
                             with _BROKEN_AS_PEER_GONE:
-                                if left is None:
+                                if left is None or fast is None:
                                     await self.stream.send_all(whole)
                                 else:
-                                    await _send_rest(self.stream, left)
+                                    await fast.send_rest(left)
                         except PeerGone as exc:
                             batch.failure = exc.reason
                     if scope.cancelled_caught:
@@ -303,98 +308,6 @@ class Channel:
             self._send_lock.release()
         if batch.failure is not None:
             raise PeerGone(batch.failure)
-
-
-def _write_now(stream: trio.abc.Stream, data: bytes) -> bytes | None:
-    """Encrypt ``data`` and hand it to the socket without yielding (Rule 7); the ciphertext the socket did not take.
-
-    None, with nothing written, where the stream is not a settled TLS stream
-    over a socket, or another task is sending on it: then ``send_all`` does
-    it all. Raises PeerGone if the stream fails meanwhile (it is then broken).
-    """
-    if type(stream) is not trio.SSLStream or _OK is None:
-        return None
-    tls, outgoing = stream._ssl_object, stream._outgoing
-    if (
-        stream._state is not _OK
-        or not stream._handshook.done
-        or stream._delayed_outgoing is not None
-        or stream._inner_send_lock.locked()
-        or outgoing.pending
-        or type(stream.transport_stream) is not trio.SocketStream
-    ):
-        return None
-    sock = stream.transport_stream.socket._sock
-    try:
-        tls.write(data)
-        out = outgoing.read()
-        try:
-            sent = sock.send(out)
-        except BlockingIOError:
-            sent = 0
-    except (ssl.SSLError, OSError) as exc:
-        stream._state = _BROKEN  # ciphertext may be half sent: nothing else can follow it
-        raise PeerGone(f"connection broken: {type(exc).__name__}: {exc}"[:300]) from None
-    return out[sent:]
-
-
-async def _read_now_or_wait(stream: trio.abc.Stream, max_bytes: int) -> bytes | None:
-    """Decrypted bytes read straight from the socket (Rule 8), b"" at the end; None where ``receive_some`` must read.
-
-    Holds the TLS stream's own receive lock meanwhile, so trio's machinery
-    never reads the same socket at the same time.
-    """
-    if type(stream) is not trio.SSLStream or _OK is None:
-        return None
-    receiving = stream._inner_recv_lock
-    if (
-        stream._state is not _OK
-        or not stream._handshook.done
-        or receiving.locked()
-        or type(stream.transport_stream) is not trio.SocketStream
-    ):
-        return None
-    tls, incoming, outgoing = stream._ssl_object, stream._incoming, stream._outgoing
-    sock = stream.transport_stream.socket
-    await trio.lowlevel.checkpoint_if_cancelled()
-    receiving.acquire_nowait()
-    try:
-        while True:
-            try:
-                data = tls.read(max_bytes)
-            except ssl.SSLWantReadError:
-                data = None
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""  # https_compatible (Rule 5): an end without close_notify is the end
-            except ssl.SSLError:
-                stream._state = _BROKEN
-                raise
-            if outgoing.pending:  # TLS's own answer (a key update): out before anything else
-                await _send_rest(stream, outgoing.read())
-            if data is not None:
-                return data
-            try:
-                raw = sock._sock.recv(_RECEIVE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            stream._inner_recv_count += 1
-            if raw:
-                incoming.write(raw)
-            else:
-                incoming.write_eof()
-    finally:
-        receiving.release()
-
-
-async def _send_rest(stream: trio.SSLStream, rest: bytes) -> None:
-    """The ciphertext the socket did not take at once, sent as trio's SSLStream sends its own."""
-    async with stream._inner_send_lock:  # in line with the stream's own sends, as its reads do
-        try:
-            await stream.transport_stream.send_all(rest)
-        except BaseException:
-            stream._state = _BROKEN  # an unknown part of a record went out
-            raise
 
 
 class _Batch:

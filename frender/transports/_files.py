@@ -28,7 +28,11 @@ Rule 4: over TLS on a socket (every real connection) the body does not pass
         the stream meanwhile (a file connection carries one body); TLS bytes
         that arrive past the body stay in the TLS object's buffer for the
         stream's next frame. Other streams (memory streams in tests) take an
-        awaited path under the same rules.
+        awaited path under the same rules, and so does every stream where
+        the fast path is off (``_fastpath``: a trio without the internals it
+        needs, or FRENDER_NO_FAST_PATH=1). While the threads work the stream
+        is held for them (``FastPath.hold``): a trio task touching it
+        meanwhile fails at once instead of corrupting the TLS state.
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ from pathlib import Path
 from typing import Awaitable, BinaryIO, Callable, TypeVar
 
 import trio
-from attrs import frozen
 
 from frender.transports._channel import Channel, broken_as_peer_gone, single_error
+from frender.transports._fastpath import Wire, hold
 from frender.transports.errors import PeerGone, ProtocolError
 from frender.transports.messages import FileHeader
 
@@ -117,10 +121,9 @@ async def _receive_body(channel: Channel, size: int, file: BinaryIO, finish: Fin
     """Read exactly ``size`` bytes into ``file`` and hash them, then ``finish(file, digest)``
     in the thread that wrote the last of them."""
     digest = hashlib.sha256()
-    wire = _Wire.under(channel)
     finished = False  # finish ran: a deadline passing after that changes nothing
-    with trio.move_on_after(body_deadline(channel, size)) as scope:
-        prefix = _take_buffered(channel, size)
+    with trio.move_on_after(body_deadline(channel, size)) as scope, hold(channel.fast) as wire:
+        prefix = channel.take_buffered(size)
         if wire is None:
             _write_and_hash(file, digest, prefix)
             await _receive_awaited(channel, size - len(prefix), file, digest)
@@ -202,6 +205,7 @@ class _Body:
         Returns 0 once every byte is in, or the poll event to wait for when
         the peer went quiet (Rule 4).
         """
+        self.link.wire.check_held()
         while self.received < self.size:
             trio.from_thread.check_cancelled()
             piece = take()
@@ -245,14 +249,6 @@ def _take(pieces: "queue.SimpleQueue[T]") -> T:
             trio.from_thread.check_cancelled()
 
 
-def _take_buffered(channel: Channel, size: int) -> bytes:
-    """Body bytes the channel already decrypted along with the frame before the body."""
-    buffered = channel._buffer  # noqa: SLF001 - the channel's reader is the only other user
-    taken = bytes(buffered[:size])
-    del buffered[:size]
-    return taken
-
-
 async def _receive_awaited(channel: Channel, size: int, file: BinaryIO, digest: "hashlib._Hash") -> None:
     """The body from a stream that is not TLS on a socket (tests' memory streams)."""
     with memoryview(bytearray(max(1, min(channel.limits.chunk_size, size)))) as whole:
@@ -283,8 +279,7 @@ async def send_file(channel: Channel, path: Path, size: int, digest: "hashlib._H
     Returns the stat of the file that was sent; OSError if it was shorter
     than ``size`` or changed while it was read.
     """
-    wire = _Wire.under(channel)
-    with trio.move_on_after(body_deadline(channel, size)):
+    with trio.move_on_after(body_deadline(channel, size)), hold(channel.fast) as wire:
         if wire is None:
             return await _send_awaited(channel, path, size, digest)
         with _Link(wire, 0) as link, _Sending(link, path, size, digest, channel.limits.chunk_size) as sending:
@@ -316,6 +311,7 @@ class _Sending:
 
     def burst(self) -> bool:
         """Blocking: read, hash, encrypt and send; True once every byte is sent, False when the peer stopped taking them."""
+        self.link.wire.check_held()
         if self.file is None:
             self.file = open(self.path, "rb", buffering=0)
             self.opened = os.fstat(self.file.fileno())
@@ -370,40 +366,16 @@ def _read_chunk(file: BinaryIO, view: memoryview, digest: "hashlib._Hash | None"
         digest.update(view)
 
 
-@frozen
-class _Wire:
-    """The TLS object and socket beneath a trio.SSLStream (Rule 4)."""
-
-    tls: ssl.SSLObject
-    incoming: ssl.MemoryBIO
-    outgoing: ssl.MemoryBIO
-    fd: int
-
-    @classmethod
-    def under(cls, channel: Channel) -> _Wire | None:
-        """The wire under ``channel``'s stream, or None if it is not TLS on a socket."""
-        stream = channel.stream
-        if not isinstance(stream, trio.SSLStream) or not isinstance(stream.transport_stream, trio.SocketStream):
-            return None
-        tls = getattr(stream, "_ssl_object", None)
-        incoming = getattr(stream, "_incoming", None)
-        outgoing = getattr(stream, "_outgoing", None)
-        if not isinstance(tls, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
-            return None
-        if not isinstance(outgoing, ssl.MemoryBIO) or getattr(stream, "_delayed_outgoing", None) is not None:
-            return None  # TLS 1.3 session tickets still held back by the stream: let it send them
-        return cls(tls, incoming, outgoing, stream.transport_stream.socket.fileno())
-
-
 class _Link:
-    """Blocking use of a _Wire from worker threads, over a duplicate of its socket.
+    """Blocking use of a held Wire from worker threads, over a duplicate of its socket.
 
     The duplicate shares the event loop socket's non-blocking mode, which
     stays as it is: a wait is a poll() of at most _QUIET_MS, after which the
     thread hands the wait back to the event loop (Rule 4).
     """
 
-    def __init__(self, wire: _Wire, receive_size: int) -> None:
+    def __init__(self, wire: Wire, receive_size: int) -> None:
+        wire.check_held()
         self.wire = wire
         self.sock = socket.socket(fileno=os.dup(wire.fd))
         self.raw = bytearray(receive_size)

@@ -22,7 +22,7 @@ import secrets
 import trio
 from attrs import frozen
 
-from frender.transports._channel import Channel, broken_as_peer_gone
+from frender.transports._channel import Channel
 from frender.transports.errors import ProtocolError, WrongFingerprint
 from frender.transports.identity import Identity, fingerprint_of, fingerprint_of_certificate, verify_signature
 from frender.transports.messages import Challenge, KeyProof
@@ -48,10 +48,7 @@ def proof_message(nonce: bytes, server_fingerprint: str) -> bytes:
 
 async def server_handshake(channel: Channel, identity: Identity, host: str) -> Peer:
     """TLS (server side) and the client's key proof; ProtocolError if the proof fails."""
-    tls = channel.stream
-    assert isinstance(tls, trio.SSLStream)
-    with broken_as_peer_gone():
-        await tls.do_handshake()
+    await channel.handshake()
     nonce = secrets.token_bytes(32)
     await channel.send_message(Challenge(nonce=nonce))
     proof = await channel.expect(KeyProof)
@@ -62,10 +59,9 @@ async def server_handshake(channel: Channel, identity: Identity, host: str) -> P
 
 async def client_handshake(channel: Channel, identity: Identity, server_fingerprint: str) -> None:
     """TLS (client side) with the server's key pinned, then prove our own key."""
+    await channel.handshake()
     tls = channel.stream
     assert isinstance(tls, trio.SSLStream)
-    with broken_as_peer_gone():
-        await tls.do_handshake()
     actual = fingerprint_of_certificate(tls.getpeercert(binary_form=True))
     if actual != server_fingerprint:
         raise WrongFingerprint(server_fingerprint, actual)

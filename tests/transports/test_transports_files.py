@@ -193,6 +193,7 @@ async def test_cancelled_get_mid_body_ends_its_threads_and_leaves_no_file(
     assert _threads_in_file_transfers() == []
 
 
+@pytest.mark.fast_path_only
 async def test_put_to_a_peer_that_stops_reading_holds_no_thread_and_can_be_cancelled(
     nursery, server_identity, client_identity, tmp_path
 ) -> None:
@@ -217,6 +218,7 @@ async def test_put_to_a_peer_that_stops_reading_holds_no_thread_and_can_be_cance
     assert _threads_in_file_transfers() == []
 
 
+@pytest.mark.fast_path_only
 async def test_a_stalled_body_holds_no_thread_and_resumes(address, client_identity, files) -> None:
     """A large put that pauses halfway frees its receiving threads meanwhile and still lands whole."""
     body = os.urandom(3_000_000)

@@ -305,10 +305,11 @@ async def _tls_socket_pair(server_identity: Identity, limits: Limits) -> tuple[C
     left, right = trio.socket.socketpair()
     server_tls = trio.SSLStream(trio.SocketStream(left), server_identity.server_context(), server_side=True, https_compatible=True)
     client_tls = trio.SSLStream(trio.SocketStream(right), _TLS, https_compatible=True)
+    server, client = Channel(server_tls, limits), Channel(client_tls, limits)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(server_tls.do_handshake)
-        nursery.start_soon(client_tls.do_handshake)
-    return Channel(server_tls, limits), Channel(client_tls, limits)
+        nursery.start_soon(server.handshake)
+        nursery.start_soon(client.handshake)
+    return server, client
 
 
 async def test_frames_the_socket_cannot_take_at_once_still_arrive_whole_and_in_order(server_identity) -> None:
