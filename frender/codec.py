@@ -160,7 +160,8 @@ def from_json(tag: str, body: str | bytes) -> Any:
 
 def pack(obj: object) -> bytes:
     """msgpack bytes for the wire: ``[tag, body]``."""
-    return msgpack.packb([tag_of(obj), _primitive(obj)], use_bin_type=True)
+    packed: bytes = msgpack.packb([tag_of(obj), _primitive(obj)], use_bin_type=True)
+    return packed
 
 
 def pack_body(obj: object) -> Any:

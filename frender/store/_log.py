@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import sqlite_utils
 from attrs import frozen
@@ -145,7 +145,7 @@ def verify(log: EventLog, expected: Head | None = None) -> Head:
     return _walk(log, expected, None)
 
 
-def replay(log: EventLog, apply, expected: Head | None = None) -> Head:
+def replay(log: EventLog, apply: Callable[[object], object], expected: Head | None = None) -> Head:
     """Verify the chain and hand each decoded event to ``apply`` in one pass; return the head.
 
     A bad row raises before its event is applied, so ``apply`` only ever sees
@@ -154,7 +154,7 @@ def replay(log: EventLog, apply, expected: Head | None = None) -> Head:
     return _walk(log, expected, apply)
 
 
-def _walk(log: EventLog, expected: Head | None, apply) -> Head:
+def _walk(log: EventLog, expected: Head | None, apply: Callable[[object], object] | None) -> Head:
     prev, seq = GENESIS, 0
     for rec in log.records():
         seq += 1
@@ -244,9 +244,9 @@ class SqliteLog:
         self._head = Head(row[0], row[1]) if row else Head(0, GENESIS)
 
     def _create(self) -> None:
-        self.db["meta"].create({"key": str, "value": str}, pk="key")
-        self.db["meta"].insert_all([{"key": "format", "value": _FORMAT}, {"key": "version", "value": _VERSION}])
-        self.db["events"].create(
+        self.db.table("meta").create({"key": str, "value": str}, pk="key")
+        self.db.table("meta").insert_all([{"key": "format", "value": _FORMAT}, {"key": "version", "value": _VERSION}])
+        self.db.table("events").create(
             {"seq": int, "tag": str, "body": str, "prev_hash": str, "hash": str}, pk="seq", not_null={"tag", "body", "prev_hash", "hash"}
         )
         # Append-only by construction: the store never updates or deletes.

@@ -39,7 +39,7 @@ from __future__ import annotations
 import ssl
 import struct
 from contextlib import contextmanager
-from typing import Iterator, TypeVar
+from typing import Iterator, Literal, TypeVar, overload
 
 import trio
 
@@ -51,6 +51,9 @@ from frender.transports.messages import decode_body, encode_frame
 _PREFIX = struct.Struct(">I")
 _RECEIVE = 64 * 1024
 M = TypeVar("M")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 
 
 _BROKEN_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
@@ -63,7 +66,7 @@ class _BrokenAsPeerGone:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if kind is not None and issubclass(kind, _BROKEN_ERRORS):
             cause = exc.__cause__ or exc  # type: ignore[union-attr]
             raise PeerGone(f"connection broken: {type(cause).__name__}: {cause}"[:300]) from None
@@ -118,7 +121,7 @@ class Channel:
         del self._buffer[:size]
         return taken
 
-    async def receive_some(self, max_bytes: int) -> bytes:
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray:
         """Up to ``max_bytes`` raw bytes (b"" at end of stream), buffered bytes first."""
         if self._buffer:
             data = bytes(self._buffer[:max_bytes])
@@ -206,14 +209,12 @@ class Channel:
         del self._buffer[:end]
         return body
 
-    async def _receive_frame_bytes(self, max_bytes: int) -> bytes:
+    async def _receive_frame_bytes(self, max_bytes: int) -> bytes | bytearray:
         """Up to ``max_bytes`` of frames (b"" at the end of the stream), read as Rule 8 says."""
         fast = self.fast
         with broken_as_peer_gone():
             data = None if fast is None else await fast.read_now_or_wait(max_bytes)
-            if data is None:
-                data = await self.stream.receive_some(max_bytes)
-        return data
+            return await self.stream.receive_some(max_bytes) if data is None else data
 
     def _drain_tls(self) -> None:
         """Move the records the TLS object already holds into the buffer, without yielding.
@@ -245,13 +246,22 @@ class Channel:
         del self._buffer[:end]
         return body
 
-    async def expect(self, kind: type[M] | tuple[type, ...]) -> M:
-        """The next message, which must be of ``kind``; ProtocolError otherwise."""
+    @overload
+    async def expect(self, kind: type[M]) -> M: ...
+
+    @overload
+    async def expect(self, kind: tuple[type[A], type[B]]) -> A | B: ...
+
+    @overload
+    async def expect(self, kind: tuple[type[A], type[B], type[C]]) -> A | B | C: ...
+
+    async def expect(self, kind: type | tuple[type, ...]) -> object:
+        """The next message, which must be of ``kind`` (a class or a tuple of them); ProtocolError otherwise."""
         message = await self.receive_message()
         if message is None:
             raise PeerGone("peer closed the connection")
         if isinstance(message, kind):
-            return message  # type: ignore[return-value]
+            return message
         raise ProtocolError(f"expected {_names(kind)}, got {type(message).__name__}")
 
     async def _fill(self, size: int) -> None:
@@ -265,7 +275,7 @@ class Channel:
         """Send one frame whole, or PeerGone if the peer does not take it in time."""
         await self.send_bytes(encode_frame(message), self.limits.message_deadline)
 
-    async def send_bytes(self, data: bytes, deadline: float) -> None:
+    async def send_bytes(self, data: bytes | memoryview, deadline: float) -> None:
         """Send raw bytes (a frame or a file chunk) under Rules 3 and 6."""
         batch = self._filling
         batch.parts.append(data)
@@ -316,7 +326,7 @@ class _Batch:
     __slots__ = ("parts", "taken", "failure")
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | memoryview] = []
         self.taken = False  # a sender has taken these parts to the wire
         self.failure: str | None = None
 

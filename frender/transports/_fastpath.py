@@ -34,7 +34,7 @@ import socket
 import ssl
 from collections import Counter
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Final, Iterator, TypeVar
+from typing import TYPE_CHECKING, Final, Iterator, TypeVar, cast
 
 import trio
 from attrs import frozen
@@ -44,7 +44,7 @@ from frender.transports.errors import PeerGone
 if TYPE_CHECKING:
     from trio._ssl import _State
 
-__all__ = ["SWITCH", "PRIVATE_NAMES", "TAKEN", "FastPath", "Wire", "check", "hold", "probe"]
+__all__ = ["SWITCH", "PRIVATE_NAMES", "TAKEN", "FastPath", "Wire", "check", "decrypt_into", "hold", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ class FastPath:
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
         raw_socket: socket.socket,
-        send_lock: trio.StrictFIFOLock | trio.Lock,
-        recv_lock: trio.StrictFIFOLock | trio.Lock,
+        send_lock: trio.StrictFIFOLock,
+        recv_lock: trio.Lock,
         detectors: tuple[AbstractContextManager[None], AbstractContextManager[None]],
         ok: _State,
         broken: _State,
@@ -239,7 +239,7 @@ class FastPath:
         """``decrypt_held`` into ``view``: the count, 0 if nothing is held."""
         self._refuse_if_held()
         try:
-            count = self.tls.read(len(view), view)
+            count = decrypt_into(self.tls, view)
         except (ssl.SSLWantReadError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return 0
         except ssl.SSLError:
@@ -307,6 +307,11 @@ class Wire:
             raise AssertionError("a worker thread would drive a TLS stream it does not own")
 
 
+def decrypt_into(tls: ssl.SSLObject, view: memoryview) -> int:
+    """``tls.read`` into ``view``: the count of decrypted bytes (0 at the end), SSLWantReadError if none are here."""
+    return cast(int, tls.read(len(view), view))  # typeshed says bytes; given a buffer, read returns the count
+
+
 def hold(fast: FastPath | None) -> AbstractContextManager[Wire | None]:
     """``fast.hold()``, or no Wire where the channel has no fast path."""
     return nullcontext(None) if fast is None else fast.hold()
@@ -356,8 +361,8 @@ def check(stream: trio.abc.Stream) -> FastPath | str:
             incoming=_private(stream, "incoming", ssl.MemoryBIO),
             outgoing=_private(stream, "outgoing", ssl.MemoryBIO),
             raw_socket=raw_socket,
-            send_lock=_private(stream, "send_lock", (trio.StrictFIFOLock, trio.Lock)),
-            recv_lock=_private(stream, "recv_lock", (trio.StrictFIFOLock, trio.Lock)),
+            send_lock=_private(stream, "send_lock", trio.StrictFIFOLock),
+            recv_lock=_private(stream, "recv_lock", trio.Lock),
             detectors=detectors,  # type: ignore[arg-type]  # checked just above
             ok=ok,
             broken=broken,

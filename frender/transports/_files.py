@@ -38,6 +38,7 @@ Rule 4: over TLS on a socket (every real connection) the body does not pass
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import queue
 import select
@@ -51,7 +52,7 @@ from typing import Awaitable, BinaryIO, Callable, TypeVar
 import trio
 
 from frender.transports._channel import Channel, broken_as_peer_gone, single_error
-from frender.transports._fastpath import Wire, hold
+from frender.transports._fastpath import Wire, decrypt_into, hold
 from frender.transports.errors import PeerGone, ProtocolError
 from frender.transports.messages import FileHeader
 
@@ -299,7 +300,7 @@ class _Sending:
         self.remaining = size
         self.digest = digest
         self.chunk = bytearray(max(1, min(chunk_size, size)))
-        self.file: BinaryIO | None = None  # opened by the first burst
+        self.file: io.FileIO | None = None  # opened by the first burst
         self.opened: os.stat_result
 
     def __enter__(self) -> _Sending:
@@ -313,7 +314,7 @@ class _Sending:
         """Blocking: read, hash, encrypt and send; True once every byte is sent, False when the peer stopped taking them."""
         self.link.wire.check_held()
         if self.file is None:
-            self.file = open(self.path, "rb", buffering=0)
+            self.file = _open_unbuffered(self.path)
             self.opened = os.fstat(self.file.fileno())
         if not self.link.flush():
             return False
@@ -333,7 +334,7 @@ class _Sending:
 
 async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None") -> os.stat_result:
     """The body onto a stream that is not TLS on a socket (tests' memory streams)."""
-    file = await trio.to_thread.run_sync(partial(open, path, "rb", buffering=0))
+    file = await trio.to_thread.run_sync(_open_unbuffered, path)
     with file, memoryview(bytearray(max(1, min(channel.limits.chunk_size, size)))) as whole:
         opened = os.fstat(file.fileno())
         remaining = size
@@ -347,6 +348,10 @@ async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashli
     return opened
 
 
+def _open_unbuffered(path: Path) -> io.FileIO:
+    return open(path, "rb", buffering=0)
+
+
 def _check_unchanged(path: Path, file: BinaryIO, opened: os.stat_result) -> None:
     """OSError if ``file`` was rewritten since it was opened: the bytes sent may mix two versions."""
     now = os.fstat(file.fileno())
@@ -354,7 +359,7 @@ def _check_unchanged(path: Path, file: BinaryIO, opened: os.stat_result) -> None
         raise OSError(f"{path} changed while being sent")
 
 
-def _read_chunk(file: BinaryIO, view: memoryview, digest: "hashlib._Hash | None") -> None:
+def _read_chunk(file: io.FileIO, view: memoryview, digest: "hashlib._Hash | None") -> None:
     """Fill ``view`` from ``file`` (OSError if the file ends first) and hash it into ``digest``."""
     filled = 0
     while filled < len(view):
@@ -397,7 +402,7 @@ class _Link:
         with broken_as_peer_gone():
             while filled < len(view):
                 try:
-                    count = self.wire.tls.read(len(view) - filled, view[filled:])
+                    count = decrypt_into(self.wire.tls, view[filled:])
                 except ssl.SSLWantReadError:
                     if not self.flush():  # whatever the TLS object must answer first (a key update)
                         return filled, select.POLLOUT

@@ -303,4 +303,4 @@ async def _expect(channel: Channel, kind: type[M]) -> M:
     message = await channel.expect((kind, Failure))
     if isinstance(message, Failure):
         raise RemoteError(message.code, message.reason)
-    return message  # type: ignore[return-value]
+    return message

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
 
 from attrs import field, frozen
 from attrs.validators import and_, ge, in_, instance_of, le, matches_re, max_len
@@ -49,7 +49,7 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _PREFIX = struct.Struct(">I")
 
 
-def _job_id(instance: object, attribute: object, value: object) -> None:
+def _job_id(instance: object, attribute: object, value: int | str) -> None:
     # Exact types: bool is an int, and a job id ends up in a path on disk.
     if type(value) is int:
         if not 0 <= value <= _MAX_ID:
@@ -61,12 +61,12 @@ def _job_id(instance: object, attribute: object, value: object) -> None:
         raise TypeError(f"job must be int or str, not {type(value).__name__}")
 
 
-def _int_between(low: int, high: int):  # noqa: ANN202 - an attrs validator
+def _int_between(low: int, high: int) -> Callable[[Any, Any, int], Any]:
     return and_(instance_of(int), ge(low), le(high))
 
 
-def _bytes_of(length: int):  # noqa: ANN202 - an attrs validator
-    def check(instance: object, attribute: object, value: object) -> None:
+def _bytes_of(length: int) -> Callable[[object, object, bytes], None]:
+    def check(instance: object, attribute: object, value: bytes) -> None:
         if type(value) is not bytes or len(value) != length:
             raise ValueError(f"expected {length} bytes")
 

@@ -32,6 +32,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import trio
@@ -350,9 +351,12 @@ def _version_of(path: Path, info: os.stat_result) -> tuple[object, ...]:
     return (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def _first(group: BaseExceptionGroup) -> BaseException:
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
     """The first leaf exception of a (nested) group."""
-    exc: BaseException = group
+    exc: E | BaseExceptionGroup[E] = group
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
