@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need on a fresh machine, then run the whole suite.
+# Install everything the tests need on a fresh machine, lint and type-check, then run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -17,4 +17,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 "$PY" -m pip install -q --disable-pip-version-check -e '.[bpy,test]'
+
+# Lint and types first: any finding fails the run (pyproject.toml says what each checks).
+"$PY" -m ruff check .
+"$PY" -m mypy
+
+# The transport tests run twice, with the TLS fast path and without it (tests/transports/conftest.py).
 exec "$PY" -m pytest -n 2 "$@"
