@@ -50,7 +50,8 @@ def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, star
         backend = blender.find_backend()
         t0 = time.perf_counter()
         # No address-space cap: plain Blender has none, and 48 frames in one bpy process exceed the runner's default 8 GiB of *virtual* memory.
-        trio.run(lambda: blender.render(backend, work / "scene.blend", work, chosen, threads=friends, limits=blender.Limits(wall_seconds=3600.0, memory_bytes=None)))
+        limits = blender.Limits(wall_seconds=3600.0, memory_bytes=None)
+        trio.run(lambda: blender.render(backend, work / "scene.blend", work, chosen, threads=friends, limits=limits))
         direct = time.perf_counter() - t0
 
         # The machine's own cost of 2 single-thread processes: the same frames, half each, side by side.

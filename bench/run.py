@@ -163,7 +163,9 @@ def _plot(runs: dict, path: Path) -> None:
 
 def _table(res: dict) -> None:
     rows = []
-    for key in ("efficiency", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms", "replay_events_per_s", "blender_ratio"):
+    for key in (
+        "efficiency", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms", "replay_events_per_s", "blender_ratio"
+    ):
         value = res[key].get("value")
         target = TARGETS.get(key)
         if target is None or value is None:
@@ -173,7 +175,8 @@ def _table(res: dict) -> None:
             verdict = f"{target[0]} {target[1]:g}: {'met' if ok else 'MISSED'}"
         if key == "heartbeats_per_s":
             hb = res[key]
-            verdict = f"{hb['params']['friends'] if hb.get('params') else '?'}/s offered: {'held' if hb.get('held') else 'NOT held'}; sustained max {hb.get('sustained_max')}/s"
+            offered = hb["params"]["friends"] if hb.get("params") else "?"
+            verdict = f"{offered}/s offered: {'held' if hb.get('held') else 'NOT held'}; sustained max {hb.get('sustained_max')}/s"
         rows.append((key, value, verdict))
     if "by_n" in res["efficiency"]:
         for n, r in res["efficiency"]["by_n"].items():

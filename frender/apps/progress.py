@@ -65,7 +65,8 @@ def print_status(reply: msg.StatusReply) -> None:
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)
     for j in reply.jobs:
-        jobs.add_row(str(j.job), j.submitter, str(j.frames), str(len(j.friends)), ", ".join(j.evicted), str(j.escrow), str(j.paid), "closed" if j.closed else "open")
+        state = "closed" if j.closed else "open"
+        jobs.add_row(str(j.job), j.submitter, str(j.frames), str(len(j.friends)), ", ".join(j.evicted), str(j.escrow), str(j.paid), state)
     balances = Table(title=f"Balances ({reply.granted} points granted)", header_style="bold")
     balances.add_column("user")
     balances.add_column("points", justify="right")

@@ -62,7 +62,8 @@ _STORY.update(
         j.OwnRenderReceived: lambda e: f"job {e.job}: check {e.check}: the requester's render sha256 {e.sha256[:12]}…",
         j.CheckResolved: lambda e: f"job {e.job}: check {e.check} on frame {e.frame} of {e.subject} by {_who(e.verifier)}: {e.outcome}"
         + (f" (subject {e.subject_verdict}, verifier {e.verifier_verdict})" if e.subject_verdict else ""),
-        j.CheaterEvicted: lambda e: f"job {e.job}: {e.friend} EVICTED on frame {e.evidence.frame}: its sha256 {e.evidence.subject_sha256[:12] if e.evidence.subject == e.friend else e.evidence.verifier_sha256[:12]}…, "
+        j.CheaterEvicted: lambda e: f"job {e.job}: {e.friend} EVICTED on frame {e.evidence.frame}: its sha256 "
+        f"{e.evidence.subject_sha256[:12] if e.evidence.subject == e.friend else e.evidence.verifier_sha256[:12]}…, "
         f"arbitration {e.evidence.arbitration_sha256[:12]}…; pair {_figures(e.evidence.pair)}; "
         f"vs subject {_figures(e.evidence.vs_subject)}; vs verifier {_figures(e.evidence.vs_verifier)}; "
         f"frames {_frames(e.discarded)} re-queued",

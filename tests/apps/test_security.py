@@ -157,7 +157,8 @@ async def test_strangers_cannot_fetch_the_blend_push_frames_or_take_frames(world
     with pytest.raises(RemoteError):
         await get_file(world.requester, mallory, FileHeader(kind="frame", job=job, frame=1), tmp_path / "f.png", max_size=1 << 20)
     # Bob, the assigned friend, may fetch the file.
-    got = await get_file(world.requester, world.people["bob"], FileHeader(kind="blend", job=job, sha256=world.blend_sha256), tmp_path / "ok.blend", max_size=1 << 20)
+    wanted = FileHeader(kind="blend", job=job, sha256=world.blend_sha256)
+    got = await get_file(world.requester, world.people["bob"], wanted, tmp_path / "ok.blend", max_size=1 << 20)
     assert got.read_bytes() == b"modelled scene"
 
 
