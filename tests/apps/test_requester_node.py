@@ -278,3 +278,60 @@ async def test_a_failing_master_is_redialled_with_a_capped_backoff(tmp_path, nur
     assert 10 <= master.reports <= 30
     assert not any(isinstance(e, (ReportRefused, ReportDelivered)) for _, e in events(node.log))
     assert 1 in node.owed.reports
+
+
+# ------------------------------------------------------------ group commit
+
+
+class CountingLog(SqliteLog):
+    """requester.db, counting its transactions."""
+
+    appends = 0
+
+    def append(self, events):
+        self.appends += bool(events)
+        return super().append(events)
+
+
+async def test_calls_ready_together_commit_in_one_transaction_each_deciding_on_the_others(tmp_path):
+    """Friends asking for work at the same moment are decided one after another on the draft (no frame
+    goes out twice) and committed in one append; nothing is evolved before that commit."""
+    node = requester(tmp_path)
+    node.log = CountingLog(tmp_path / "counted.db")
+    friends = {f"f{i}": f"owner{i}" for i in range(6)}
+    run = Job(node, tuple(range(1, 25)), friends, checks_per_friend=0, max_chunk=4)
+    await run.start()
+    before = node.log.appends
+    got: dict[str, core.TaskAssigned | None] = {}
+    committed_at_decision: list[int] = []
+
+    async def ask(friend: str) -> None:
+        committed_at_decision.append(len(node.state.jobs[1].tasks))
+        got[friend] = await run.ask(friend)
+
+    async with trio.open_nursery() as nursery:
+        for friend in friends:
+            nursery.start_soon(ask, friend)
+    assert node.log.appends == before + 1
+    assert committed_at_decision == [0] * len(friends)  # each decided before anything was committed
+    frames = [frame for task in got.values() for frame in task.frames]
+    assert all(got.values()) and len(frames) == len(set(frames))  # six tasks, no frame in two of them
+    assert {e.task for _, e in events(node.log) if isinstance(e, core.TaskAssigned)} == {t.task for t in got.values()}
+
+
+async def test_a_refused_command_withdraws_every_event_of_its_call(tmp_path):
+    """When a later command of one call is refused, the earlier ones' events are neither committed nor left
+    in the draft that the next decision reads."""
+    node = requester(tmp_path)
+    run = Job(node, (1, 2, 3, 4), {"a": "alice2", "b": "bob"}, checks_per_friend=0, max_chunk=4)
+    await run.start()
+    head = node.log.head
+    with pytest.raises(Refused) as refused:
+        await node.apply(
+            core.AskForTask(job=1, friend="a", entropy="1" * 32, now=node._now()),
+            core.AskForTask(job=1, friend="nobody", entropy="2" * 32, now=node._now()),
+        )
+    assert refused.value.code != "internal"
+    assert node.log.head == head and not node.state.jobs[1].tasks
+    task = await run.ask("b")  # decided on a draft without a's withdrawn task
+    assert task is not None and task.task == 1 and task.frames[0] == 1  # a's task number and frames were never taken
