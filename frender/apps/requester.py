@@ -52,7 +52,7 @@ from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
 from frender.core.profile import RenderProfile
-from frender.store import SqliteLog, replay
+from frender.store import LogFailed, SqliteLog, replay
 from frender.transports import (
     Address,
     AssignmentRefused,
@@ -124,10 +124,6 @@ codec.register(*SHELL_EVENTS)
 _REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
-
-
-class LogFailed(Exception):
-    """The event log refused an append: the process stops, and restarts from what its log holds."""
 
 
 @frozen(kw_only=True)
