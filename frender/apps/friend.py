@@ -6,7 +6,7 @@ The life of a friend:
    profile it offers, and says whether renders run inside bubblewrap.
 2. It dials the master, registers as ``user/name``, then heartbeats every
    ``Registered.heartbeat_every`` seconds. A lost master (network, restart:
-   "unknown-friend") is redialled with a short, capped backoff while any render
+   "unknown-friend") is redialled with a short, capped, jittered backoff while any render
    goes on; a refusal that retrying cannot cure ("name-taken") ends the friend
    with ``FriendRefused``.
 3. A heartbeat reply may carry a signed assignment and the address of the
