@@ -6,7 +6,7 @@ The life of a friend:
    profile it offers, and says whether renders run inside bubblewrap.
 2. It dials the master, registers as ``user/name``, then heartbeats every
    ``Registered.heartbeat_every`` seconds. A lost master (network, restart:
-   "unknown-friend") is redialled with a short, capped backoff while any render
+   "unknown-friend") is redialled with a short, capped, jittered backoff while any render
    goes on; a refusal that retrying cannot cure ("name-taken") ends the friend
    with ``FriendRefused``.
 3. A heartbeat reply may carry a signed assignment and the address of the
@@ -39,6 +39,7 @@ Friends open every connection themselves, so they need no open port.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from collections import Counter
@@ -133,6 +134,7 @@ async def run_friend(
     busy: Callable[[], bool] | None = None,
     log: Callable[[str], None] = print,
     settings: FriendSettings = FriendSettings(),
+    clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Lend this computer to the master at ``master`` until cancelled or interrupted.
@@ -141,7 +143,8 @@ async def run_friend(
     (None: all cores); ``busy`` says when the owner wants the machine to
     itself (reported to the master, which then assigns no new job). ``cheat``
     forges every frame sent ("black", "noise", "stale"), for demos and tests
-    of verification only. Starts once first registered; raises FriendRefused
+    of verification only. ``clock`` is the wall clock that assignments'
+    expiry is read against (waits use trio's clock). Starts once first registered; raises FriendRefused
     when the master refuses the name, and a plain KeyboardInterrupt on Ctrl-C
     after giving unfinished work back.
     """
@@ -165,6 +168,7 @@ async def run_friend(
         busy=busy or (lambda: False),
         log=log,
         settings=settings,
+        clock=clock,
     )
     try:
         async with trio.open_nursery() as workers:
@@ -199,9 +203,8 @@ class _Job:
     signed: SignedAssignment
     requester: Address
 
-    @property
-    def expired(self) -> bool:
-        return time.time() >= self.signed.assignment.expires
+    def expired(self, now: float) -> bool:
+        return now >= self.signed.assignment.expires
 
 
 @define(kw_only=True)
@@ -220,6 +223,7 @@ class _Friend:
     busy: Callable[[], bool]
     log: Callable[[str], None]
     settings: FriendSettings
+    clock: Callable[[], float] = time.time
     workers: trio.Nursery | None = None
     jobs: dict[int, _Job] = field(factory=dict)
     finished: set[int] = field(factory=set)  # jobs over for this friend: never taken again
@@ -300,7 +304,7 @@ class _Friend:
             check_assignment(
                 signed,
                 master_fingerprint=self.master.fingerprint,
-                now=time.time(),
+                now=self.clock(),
                 friend_key=self.identity.fingerprint,
                 requester_key=requester.fingerprint,
             )
@@ -341,7 +345,7 @@ class _Friend:
                         why = f"the requester is not the one assigned: {exc}"
                         break
                     except LINK_FAILURES as exc:
-                        if self.jobs[job].expired:
+                        if self.jobs[job].expired(self.clock()):
                             why = f"requester unreachable until the assignment expired ({exc})"
                             break
                         if backoff.first_try:
@@ -623,7 +627,8 @@ class _Unworkable(Exception):
 
 
 class _Backoff:
-    """Redial delays: doubling from ``reconnect_first`` up to ``reconnect_max``."""
+    """Redial delays: doubling from ``reconnect_first`` up to ``reconnect_max``, each jittered down to
+    half, so friends that lost the same master do not all redial it at the same moment."""
 
     def __init__(self, settings: FriendSettings) -> None:
         self.first = settings.reconnect_first
@@ -639,7 +644,7 @@ class _Backoff:
         self.delay = self.first
 
     async def sleep(self) -> None:
-        await trio.sleep(self.delay)
+        await trio.sleep(self.delay * random.uniform(0.5, 1.0))
         self.delay = min(self.delay * 2, self.cap)
 
 

@@ -15,9 +15,9 @@ call yields once, then the first call to run commits everything pending in
 one transaction (one fsync). Every answer, a refusal included, waits until
 nothing it could have seen is pending, so nobody is answered before the events
 behind the answer are committed. ``log.append`` never awaits, so "nothing
-pending" means "all committed". If the append fails, the events stay pending
-(the transaction rolled back), the caller is answered "internal", and the next
-commit retries them: the state never runs ahead of an acknowledged answer.
+pending" means "all committed". If the append fails, the master stops
+(``LogFailed``) and answers nobody after: its memory holds events its log does
+not, and a restart replays the log, which holds everything anyone was told.
 
 Heartbeats are the exception that keeps this cheap: one that changes soft
 state only is answered on the spot (``call_at_once``) unless an uncommitted
@@ -42,7 +42,7 @@ import trio
 from frender.apps import messages as msg
 from frender.core import master as core
 from frender.core._decider import Rejected, is_durable
-from frender.store import SqliteLog, replay
+from frender.store import LogFailed, SqliteLog, replay
 from frender.transports import (
     Address,
     Assignment,
@@ -84,11 +84,13 @@ class MasterNode(Handler):
         self._pending: list[object] = []  # durable events evolved, not yet committed
         self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
         self._unsaved: Counter[tuple[str, str]] = Counter()  # what uncommitted events change (_touches)
+        self.broken: BaseException | None = None  # why the log failed: nothing is decided or answered after
+        self._log_failed = trio.Event()
 
     def apply(self, command: object) -> list[object]:
         """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
         decided = self._decide(command)
-        self.log.append(self._pending + [e for e in decided if is_durable(e)])
+        self._append(self._pending + [e for e in decided if is_durable(e)])
         self._saved(self._pending)
         self._pending = []
         for event in decided:
@@ -96,6 +98,8 @@ class MasterNode(Handler):
         return decided
 
     def _decide(self, command: object) -> list[object]:
+        if self.broken is not None:
+            raise LogFailed(f"the event log failed: {self.broken}")
         try:
             return core.decide(self.state, command)
         except Rejected as rejection:
@@ -122,10 +126,26 @@ class MasterNode(Handler):
         if not self._pending:
             return
         await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls add theirs
+        if self.broken is not None:
+            raise LogFailed(f"the event log failed: {self.broken}")
         if self._pending:
-            self.log.append(self._pending)  # raises with everything still pending
+            self._append(self._pending)
             self._saved(self._pending)
             self._pending = []
+
+    def _append(self, events: list[object]) -> None:
+        """Commit ``events``; a failure stops the master (``stop_on_log_failure``) and every answer after it."""
+        try:
+            self.log.append(events)
+        except BaseException as exc:
+            self.broken = exc
+            self._log_failed.set()
+            raise LogFailed(f"the event log failed: {exc}") from exc
+
+    async def stop_on_log_failure(self) -> None:
+        """Raise LogFailed once an append has failed, ending the process (run it in the process's nursery)."""
+        await self._log_failed.wait()
+        raise LogFailed(f"the event log failed: {self.broken}") from self.broken
 
     def call_at_once(self, peer: Peer, request: object) -> object | None:
         """A heartbeat that changes soft state only, answered on the spot when no uncommitted event touches it.
@@ -137,7 +157,7 @@ class MasterNode(Handler):
         or that waits for a grant, is left to ``call``: deciding is pure, so it
         decides again there.
         """
-        if type(request) is not msg.Heartbeat:
+        if type(request) is not msg.Heartbeat or self.broken is not None:
             return None
         if self._unsaved:
             rec = self.state.friends.get(request.friend)
@@ -349,6 +369,7 @@ async def run_master(
         for key, name in trust:
             node.apply(core.TrustRequester(key=key, name=name))
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.stop_on_log_failure)
             bound = await nursery.start(functools.partial(serve, identity, host, port, node, limits=limits))
             address = Address(host=host, port=bound, fingerprint=identity.fingerprint)
             announce(f"master listening at {address}")

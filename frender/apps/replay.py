@@ -94,6 +94,7 @@ _STORY.update(
         r.JobAccepted: lambda e: f"job {e.job} accepted from {e.submitter}: .blend {e.blend_sha256[:12]}…, {e.width}x{e.height}, {e.profile}",
         r.FriendKeys: lambda e: f"job {e.job}: keys of {', '.join(sorted(e.keys))} recorded",
         r.ReportDelivered: lambda e: f"job {e.job}: report delivered to the master (log head seq {e.head_seq} {e.head_hash[:12]}…)",
+        r.ReportRefused: lambda e: f"job {e.job}: the master REFUSED the report ({e.code}: {e.reason}); not retried",
     }
 )
 

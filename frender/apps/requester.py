@@ -11,7 +11,19 @@ events ask this shell to act:
 - ``JobFinished``          -> report to the master until it acknowledges
 
 What is still owed after a restart is derived from the folded log (``Owed``),
-so a crash between an event and its reaction only delays the reaction.
+so a crash between an event and its reaction only delays the reaction. What no
+longer applies is dropped (a comparison whose check was un-assigned or voided,
+anything of a finished job); a reaction that failed is retried after a
+jittered, capped backoff; a report the master refuses for good is logged once
+(``ReportRefused``), shown to the client, and not retried.
+
+Commit, then evolve. Commands are decided on a *draft*: the committed state
+plus the events decided but not yet committed (``decide``). The first call to
+reach ``commit`` after a scheduler pass appends every pending event in one
+transaction (group commit: many commands, one fsync), and only then are they
+evolved into ``state`` and reacted to. Every answer, a refusal included, waits
+for that commit. A failed append ends the process (``LogFailed``): it restarts
+from its log, which holds everything anyone was told.
 
 Files on disk are named from ids only: ``jobs/{job}/job.blend``,
 ``jobs/{job}/copies/{task}-{frame}.png``, ``jobs/{job}/own/{check}.png``,
@@ -24,11 +36,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import shutil
 import secrets
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import attrs
 import trio
@@ -39,7 +52,7 @@ from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
 from frender.core.profile import RenderProfile
-from frender.store import SqliteLog, replay
+from frender.store import LogFailed, SqliteLog, replay
 from frender.transports import (
     Address,
     AssignmentRefused,
@@ -57,7 +70,7 @@ from frender.transports import (
     serve,
 )
 
-__all__ = ["JobAccepted", "FriendKeys", "ReportDelivered", "RequesterNode", "RequesterSettings", "run_requester"]
+__all__ = ["JobAccepted", "FriendKeys", "LogFailed", "ReportDelivered", "ReportRefused", "RequesterNode", "RequesterSettings", "run_requester"]
 
 log = logging.getLogger("frender.requester")
 
@@ -94,8 +107,23 @@ class ReportDelivered:
     head_hash: str
 
 
-SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered)
+@frozen(kw_only=True)
+class ReportRefused:
+    """The master refused the job's report for good (any reason but "closed"): logged once, never retried."""
+
+    tag: ClassVar[str] = "report_refused.v1"
+    job: int
+    code: str
+    reason: str
+
+
+SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused)
 codec.register(*SHELL_EVENTS)
+
+# Core events that ask this shell to act (see ``Owed``).
+_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished)
+# What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
+_TRANSIENT = frozenset({"internal"})
 
 
 @frozen(kw_only=True)
@@ -109,7 +137,8 @@ class RequesterSettings:
     friend_silence: float = 5.0
     hold_work: float = 2.0  # an idle friend's WantWork waits this long for work to appear
     hold_progress: float = 0.5  # a client's Progress waits this long for frames delivered or final
-    master_retry: float = 1.0  # seconds between attempts to reach the master
+    master_retry: float = 1.0  # seconds before the first retry of a failed reaction (the master, a render)
+    retry_max: float = 30.0  # retries back off, doubling and jittered, up to this
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
 
 
@@ -128,6 +157,10 @@ class Owed:
                 self.comparisons[(j, c, a)] = event
             case core.ComparisonMade(job=j, check=c, against=a):
                 self.comparisons.pop((j, c, a), None)
+            case core.CheaterEvicted(job=j, friend=f):  # the core un-assigns the pair checks it had delivered
+                for key, wanted in list(self.comparisons.items()):
+                    if key[0] == j and wanted.against == "pair" and wanted.b_friend == f:
+                        del self.comparisons[key]
             case core.OwnRenderRequested(job=j, check=c):
                 self.own_renders[(j, c)] = event
             case core.OwnRenderReceived(job=j, check=c):
@@ -140,10 +173,13 @@ class Owed:
                 self.more_friends[j] = event
             case core.FriendsJoined(job=j):
                 self.more_friends.pop(j, None)
-            case core.JobFinished(job=j):
+            case core.JobFinished(job=j):  # a finished job owes its report, nothing else
                 self.reports[j] = event
                 self.more_friends.pop(j, None)
-            case ReportDelivered(job=j):
+                for owed in (self.comparisons, self.own_renders):
+                    for key in [k for k in owed if k[0] == j]:
+                        del owed[key]
+            case ReportDelivered(job=j) | ReportRefused(job=j):
                 self.reports.pop(j, None)
 
 
@@ -161,6 +197,7 @@ class RequesterNode(Handler):
         backend: blender.Backend,
         settings: RequesterSettings = RequesterSettings(),
         limits: Limits = Limits(),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
         self.home = home
@@ -170,16 +207,24 @@ class RequesterNode(Handler):
         self.backend = backend
         self.settings = settings
         self.limits = limits
-        self.state = core.Requester()
+        self.clock = clock  # the wall clock for commands' ``now``; waits and silences use trio's clock
+        self.state = core.Requester()  # committed: only ``commit`` evolves it
         self.jobs: dict[int, JobAccepted] = {}
         self.keys: dict[int, dict[str, str]] = {}  # job -> friend -> key
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
+        self.refused: dict[int, ReportRefused] = {}  # job -> the master's lasting refusal of its report
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
-        self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> last time we heard from it
+        self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> trio time we last heard from it
         replay(log, self._evolve)  # verifies the chain as it folds
+        self._pending: list[object] = []  # decided, not yet committed (shell events too), in order
+        self._drafted: core.Requester | None = None  # the draft, built on demand (``_draft``)
+        self._copied: set[int] = set()  # jobs the draft holds its own copy of
+        self.broken: BaseException | None = None  # why the log failed; nothing is decided or answered after
+        self._log_failed = trio.Event()
         self._in_flight: set[object] = set()
+        self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
 
@@ -193,6 +238,8 @@ class RequesterNode(Handler):
                 self.keys.setdefault(j, {}).update(keys)
             case ReportDelivered():
                 pass
+            case ReportRefused(job=j):
+                self.refused[j] = event
             case core.CopyReceived(job=j, task=t, frame=f, sha256=sha):
                 self.copies.setdefault((j, sha), self._copy_path(j, t, f))
                 core.evolve(self.state, event)
@@ -207,41 +254,113 @@ class RequesterNode(Handler):
                 core.evolve(self.state, event)
         self.owed.see(event)
 
-    def apply(self, *commands_or_events: object) -> list[object]:
-        """Decide each core command in turn (shell events pass through), then commit them all at once.
+    async def apply(self, *commands_or_events: object) -> list[object]:
+        """Decide (``decide``), then return once the events are committed and evolved (``commit``).
 
-        Each decision sees the events of the ones before it, so the state is
-        evolved as we go; nothing awaits in here, so no peer sees the state
-        before the commit, and a failed commit ends the process (replay is
-        the truth). Only the first command may be rejected.
+        A refusal also leaves only after the commit: it may have read events
+        that other calls decided and have not committed yet.
         """
-        decided: list[object] = []
-        for item in commands_or_events:
-            if type(item) in core.COMMANDS:
-                try:
-                    batch = core.decide(self.state, item)
-                except Rejected as rejection:
-                    if decided:
-                        raise  # a later command refused after earlier ones evolved: a bug, not a peer's fault
-                    raise Refused(rejection.code, rejection.reason) from None
-            else:
-                batch = [item]
-            for event in batch:
-                self._evolve(event)
-            decided.extend(batch)
-        self.log.append([e for e in decided if is_durable(e)])
-        if decided:
-            self._changed.set()
-            self._changed = trio.Event()
-        if any(isinstance(e, (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished)) for e in decided):
+        try:
+            return self.decide(*commands_or_events)
+        finally:
+            await self.commit()
+
+    def decide(self, *commands_or_events: object) -> list[object]:
+        """Decide each core command in turn on the draft (shell events pass through); the events wait for ``commit``.
+
+        Each decision sees the events of those before it, pending ones of
+        other calls included. A refusal of any command withdraws every event
+        of this call, so the draft keeps no trace of it.
+        """
+        if self.broken is not None:
+            raise LogFailed(f"the event log failed: {self.broken}")
+        mark = len(self._pending)
+        try:
+            for item in commands_or_events:
+                batch = core.decide(self._draft(item.job), item) if type(item) in core.COMMANDS else [item]  # type: ignore[attr-defined]
+                self._pending.extend(batch)
+                self._play(batch)
+        except BaseException as exc:
+            del self._pending[mark:]
+            self._drafted = None  # rebuilt from what is still pending when next asked for
+            if isinstance(exc, Rejected):
+                raise Refused(exc.code, exc.reason) from None
+            raise
+        return self._pending[mark:]
+
+    def _draft(self, job: int) -> core.Requester:
+        """The state to decide on for ``job``: the committed one, plus every pending event of that job.
+
+        Only a job that a pending event touches is copied (``Job.clone``
+        copies its containers, not its records), once per commit; with
+        nothing pending, deciding reads the committed state (decide never
+        writes to it).
+        """
+        if not self._pending:
+            return self.state
+        if self._drafted is None:
+            self._drafted = core.Requester(jobs=dict(self.state.jobs))
+            self._copied = set()
+        draft = self._drafted
+        if job not in self._copied:
+            if job in self.state.jobs:
+                draft.jobs[job] = self.state.jobs[job].clone()
+            self._copied.add(job)
+            self._play([e for e in self._pending if getattr(e, "job", None) == job])
+        return draft
+
+    def _play(self, events: list[object]) -> None:
+        """Evolve the draft's own copies with newly decided events (other jobs catch up in ``_draft``)."""
+        if self._drafted is None:
+            return
+        for event in events:
+            if type(event) in core.EVENTS and event.job in self._copied:  # type: ignore[attr-defined]
+                core.evolve(self._drafted, event)
+
+    async def commit(self) -> None:
+        """Return once every event decided so far is committed, in one transaction with those of the other ready calls.
+
+        The first caller after a scheduler pass appends everything pending
+        (one fsync), then evolves the committed state and wakes reactions and
+        held calls. If the append fails, the process ends (``LogFailed``) and
+        nobody is answered after: the state never runs ahead of the log.
+        """
+        if self._pending:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls decide first
+        if self.broken is not None:
+            raise LogFailed(f"the event log failed: {self.broken}")
+        if not self._pending:
+            return
+        batch, self._pending, self._drafted = self._pending, [], None
+        try:
+            self.log.append([e for e in batch if is_durable(e)])
+        except BaseException as exc:
+            self.broken = exc
+            self._log_failed.set()
+            log.critical("the event log refused an append (%s): stopping; a restart replays the log", exc)
+            raise LogFailed(f"the event log failed: {exc}") from exc
+        for event in batch:
+            self._evolve(event)
+        self._changed.set()
+        self._changed = trio.Event()
+        if any(isinstance(e, _REACTIONS) for e in batch):
             self.wake.set()
-        return decided
+
+    async def stop_on_log_failure(self) -> None:
+        """Raise LogFailed once an append has failed, ending the process (run it in the process's nursery)."""
+        await self._log_failed.wait()
+        raise LogFailed(f"the event log failed: {self.broken}") from self.broken
 
     def _now(self) -> float:
-        return time.time()
+        return self.clock()
 
     def _heard_from(self, job: int, friend: str) -> None:
-        self._contact[(job, friend)] = time.monotonic()
+        self._contact[(job, friend)] = trio.current_time()
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds before retrying after ``failures`` failures in a row: doubling, capped, jittered (no herd)."""
+        ceiling = min(self.settings.retry_max, self.settings.master_retry * 2 ** min(failures - 1, 32))
+        return ceiling * random.uniform(0.5, 1.0)
 
     @staticmethod
     def _entropy() -> str:
@@ -273,7 +392,7 @@ class RequesterNode(Handler):
                 return await self._want_work(peer, signed, keeping)
             case msg.GiveBack(assignment=signed, task=task):
                 assignment = self._check(peer, signed)
-                self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
+                await self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
                 return msg.Ok()
         raise Refused("unsupported", f"the requester does not answer {type(request).__name__}")
 
@@ -335,7 +454,7 @@ class RequesterNode(Handler):
             os.link(blend_path, job_dir / "job.blend")
         width, height = info.resolution
         now = self._now()
-        self.apply(
+        await self.apply(
             JobAccepted(
                 job=granted.job,
                 submitter=submit.user,
@@ -389,6 +508,8 @@ class RequesterNode(Handler):
         problem = ""
         if j.wanted and not any(rec.status == "active" for rec in j.friends.values()):
             problem = "every friend of this job is gone; waiting for the master to grant more"
+        if (refusal := self.refused.get(accepted.job)) is not None:
+            problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
         return msg.ProgressReply(
             job=accepted.job,
             total=len(j.frames),
@@ -413,18 +534,23 @@ class RequesterNode(Handler):
         with trio.move_on_after(self.settings.hold_work):
             while True:
                 self._heard_from(job, friend)
-                offer = self._offer(job, friend, keeping)
+                offer = await self._offer(job, friend, keeping)
                 if offer is not None:
                     return offer
                 await self._changed.wait()
         return msg.NoWork(retry_after=0.1)
 
-    def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
+    async def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if self.state.jobs[job].phase == "finished":
             return msg.NoWork(over=True, why="the job is finished")
         now = self._now()
-        decided = self.apply(core.AskForTask(job=job, friend=friend, keeping=keeping, entropy=self._entropy(), now=now))
+        try:
+            decided = await self.apply(core.AskForTask(job=job, friend=friend, keeping=keeping, entropy=self._entropy(), now=now))
+        except Refused as exc:
+            if exc.code == "job-state":  # it finished in a commit that was pending when we looked
+                return msg.NoWork(over=True, why="the job is finished")
+            raise
         for event in decided:
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]
@@ -483,7 +609,7 @@ class RequesterNode(Handler):
             await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=accepted.width, height=accepted.height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
-        self.apply(
+        await self.apply(
             core.DeliverFrame(
                 job=job, friend=friend, task=task, frame=header.frame, sha256=header.sha256, ok=ok, reason=reason, entropy=self._entropy(), now=self._now()
             )
@@ -508,7 +634,13 @@ class RequesterNode(Handler):
     # --------------------------------------------------------- the master
 
     async def _ask_master(self, request: object, *, retry: bool = True) -> object:
-        """One call to the master; with ``retry``, until it answers (it may be restarting)."""
+        """One call to the master; with ``retry``, until it answers (it may be restarting), backing off.
+
+        A refusal is the master's answer and is raised as Refused, except
+        "internal" (the master failed and restarts from its log), which is
+        retried like a lost link.
+        """
+        failures = 0
         while True:
             try:
                 async with self._master_lock:
@@ -516,12 +648,17 @@ class RequesterNode(Handler):
                         async with connect(self.master, self.identity, limits=self.limits) as session:
                             return await session.call(request)
             except RemoteError as exc:
-                raise Refused(exc.code, exc.reason) from None
+                if not retry or exc.code not in _TRANSIENT:
+                    raise Refused(exc.code, exc.reason) from None
+                why = f"{exc.code}: {exc.reason}"
             except (PeerGone, OSError, trio.TooSlowError) as exc:
                 if not retry:
                     raise Refused("master-unreachable", f"the master does not answer: {exc}") from None
-                log.warning("master unreachable (%s); retrying", exc)
-                await trio.sleep(self.settings.master_retry)
+                why = str(exc) or type(exc).__name__
+            failures += 1
+            delay = self._backoff(failures)
+            log.warning("master unreachable (%s); retrying in %.1f s", why, delay)
+            await trio.sleep(delay)
 
     # ------------------------------------------------------- reactions
 
@@ -529,36 +666,46 @@ class RequesterNode(Handler):
         """Start a worker for every reaction owed, now and whenever more are owed."""
         while True:
             self.wake = trio.Event()
-            for key, event in list(self.owed.comparisons.items()):
-                self._start(nursery, key, self._compare, event)
-            for key, event in list(self.owed.own_renders.items()):
-                self._start(nursery, key, self._own_render, event)
-            for key, event in list(self.owed.more_friends.items()):
-                self._start(nursery, ("more", key), self._more_friends, event)
-            for key, event in list(self.owed.reports.items()):
-                self._start(nursery, ("report", key), self._report, event)
+            for owed, worker in (
+                (self.owed.comparisons, self._compare),
+                (self.owed.own_renders, self._own_render),
+                (self.owed.more_friends, self._more_friends),
+                (self.owed.reports, self._report),
+            ):
+                for key, event in list(owed.items()):
+                    self._start(nursery, owed, key, worker, event)
             await self.wake.wait()
 
-    def _start(self, nursery: trio.Nursery, key: object, worker, event: object) -> None:
-        if key in self._in_flight:
+    def _start(self, nursery: trio.Nursery, owed: dict, key: object, worker, event: object) -> None:
+        """Run ``worker(event)`` unless it runs already; one that ends with its event still owed failed:
+        its slot is held through a backoff, so a failing reaction is retried slowly, never in a loop."""
+        slot = (worker.__name__, key)
+        if slot in self._in_flight:
             return
-        self._in_flight.add(key)
+        self._in_flight.add(slot)
 
         async def run() -> None:
             try:
                 await worker(event)
+                if owed.get(key) == event:
+                    failures = self._failures[slot] = self._failures.get(slot, 0) + 1
+                    await trio.sleep(self._backoff(failures))
+                else:
+                    self._failures.pop(slot, None)
             finally:
-                self._in_flight.discard(key)
+                self._in_flight.discard(slot)
                 self.wake.set()
 
         nursery.start_soon(run)
 
-    def _settle(self, command: object, *more: object) -> None:
-        """Apply a reaction's result; the core may refuse a stale one (its check moved on meanwhile)."""
+    async def _settle(self, owed: dict, key: object, command: object, *more: object) -> None:
+        """Apply a reaction's result. The core refuses a stale one (its check moved on meanwhile):
+        that reaction is no longer owed (after a restart it may run once more, and is refused again)."""
         try:
-            self.apply(command, *more)
+            await self.apply(command, *more)
         except Refused as exc:
-            log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)
+            log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)  # type: ignore[attr-defined]
+            owed.pop(key, None)
 
     async def _compare(self, event: core.ComparisonRequested) -> None:
         accepted = self.jobs[event.job]
@@ -569,9 +716,12 @@ class RequesterNode(Handler):
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
-        if self.owed.comparisons.get((event.job, event.check, event.against)) != event:
+        key = (event.job, event.check, event.against)
+        if self.owed.comparisons.get(key) != event:
             return  # voided or superseded meanwhile
-        self._settle(
+        await self._settle(
+            self.owed.comparisons,
+            key,
             core.RecordComparison(
                 job=event.job,
                 check=event.check,
@@ -600,17 +750,20 @@ class RequesterNode(Handler):
                 frames = await blender.render(self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits)
             except blender.BlenderError as exc:
                 log.error("job %d: our own render of frame %d failed: %s", event.job, event.frame, exc)
-                await trio.sleep(5)  # owed still; tried again
-                return
+                return  # owed still: tried again after a backoff
         target = self._own_path(event.job, event.check)
         os.replace(frames[0].path, target)
         sha = (await file_header(target, kind="frame", job=event.job, frame=event.frame)).sha256
-        if (event.job, event.check) in self.owed.own_renders:
-            self._settle(core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now()))
+        key = (event.job, event.check)
+        if key in self.owed.own_renders:
+            await self._settle(
+                self.owed.own_renders, key, core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now())
+            )
         shutil.rmtree(work, ignore_errors=True)
 
     async def _more_friends(self, event: core.MoreFriendsWanted) -> None:
         accepted = self.jobs[event.job]
+        failures = 0
         while event.job in self.owed.more_friends:
             try:
                 granted = await self._ask_master(
@@ -627,10 +780,14 @@ class RequesterNode(Handler):
                     )
                 )
             except Refused as exc:
-                log.info("job %d: no more friends yet (%s)", event.job, exc.reason)
-                await trio.sleep(self.settings.master_retry)
+                failures += 1
+                delay = self._backoff(failures)
+                log.info("job %d: no more friends yet (%s); asking again in %.1f s", event.job, exc.reason, delay)
+                await trio.sleep(delay)
                 continue
-            self._settle(
+            await self._settle(
+                self.owed.more_friends,
+                event.job,
                 core.AddFriends(
                     job=event.job,
                     friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
@@ -656,27 +813,29 @@ class RequesterNode(Handler):
             await self._ask_master(request)
         except Refused as exc:
             if exc.code != "closed":  # "closed": an earlier attempt landed before we crashed
+                # For good: asking again gets the same answer. Logged once, shown to the client.
                 log.error("job %d: the master refused the report: %s", event.job, exc)
+                await self.apply(ReportRefused(job=event.job, code=exc.code, reason=exc.reason))
                 return
-        self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
+        await self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
         log.info("job %d finished and reported", event.job)
 
     async def tick_forever(self) -> None:
         """Deadlines, and friends that went silent: the core learns of both here."""
-        started = time.monotonic()
+        started = trio.current_time()
         while True:
             await trio.sleep(self.settings.tick)
             for number, j in list(self.state.jobs.items()):
                 if j.phase == "finished":
                     continue
-                self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
+                await self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
                 for friend, rec in list(j.friends.items()):
                     if rec.status != "active" or j.live_of.get(friend):
                         continue
-                    silent = time.monotonic() - self._contact.get((number, friend), started)
+                    silent = trio.current_time() - self._contact.get((number, friend), started)
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
-                        self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+                        await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
 
 
 async def run_requester(
@@ -704,6 +863,7 @@ async def run_requester(
             bound = await nursery.start(functools.partial(serve, identity, host, port, node, limits=limits))
             node.address = Address(host=host, port=bound, fingerprint=identity.fingerprint)
             announce(f"requester listening at {node.address} (key {identity.fingerprint})")
+            nursery.start_soon(node.stop_on_log_failure)
             nursery.start_soon(node.react_forever, nursery)
             nursery.start_soon(node.tick_forever)
             task_status.started(node.address)

@@ -34,6 +34,7 @@ __all__ = [
     "MemoryLog",
     "SqliteLog",
     "LogError",
+    "LogFailed",
     "ChainBroken",
     "Truncated",
     "NotAnEventLog",
@@ -79,6 +80,11 @@ class LogError(Exception):
     """The log cannot be trusted or read; ``seq`` is the first bad row if known."""
 
     seq: int | None = None
+
+
+class LogFailed(Exception):
+    """An append failed. The process that owns the log stops: its memory may hold events the log
+    does not, and a restart replays the log, which holds everything anyone was told."""
 
 
 class ChainBroken(LogError):

@@ -2,7 +2,9 @@
 
 The fakes are test doubles of the master and requester apps (tested end to end
 elsewhere): they speak the real messages over real TLS sockets on 127.0.0.1,
-and the friend renders with the real ModelledBackend (or real Blender).
+and the friend renders with the real ModelledBackend (or real Blender). Tests
+with the modelled backend run on trio's MockClock (autojump), and the friend's
+wall clock follows it, so no test waits for real seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -53,6 +56,12 @@ FRIEND = f"{USER}/{NAME}"
 SIZE = (32, 18)
 LIMITS = Limits(max_per_host=1000)
 FAST = FriendSettings(reconnect_first=0.02, reconnect_max=0.1, call_deadline=5.0)
+EPOCH = 1_800_000_000.0  # the wall clock's reading when trio's MockClock reads 0
+
+
+def wall_clock() -> float:
+    """The friend's wall clock in these tests: it follows trio's clock (virtual under autojump_clock)."""
+    return EPOCH + trio.current_time()
 
 
 # ---------------------------------------------------------------- fakes
@@ -152,6 +161,7 @@ class Farm:
     requester_address: Address
     blend_sha256: str
     lines: list[str]
+    clock: Callable[[], float] = wall_clock  # the friend's wall clock, which its assignments expire by
 
     @property
     def home(self) -> Path:
@@ -166,7 +176,7 @@ class Farm:
             friend_key=friend_key,
             requester_key=self.requester_address.fingerprint,
             blend_sha256=self.blend_sha256,
-            expires=time.time() + 600,
+            expires=self.clock() + 600,
         )
         self.master.offer = (sign_assignment(self.master_identity, assignment), str(self.requester_address))
 
@@ -174,7 +184,7 @@ class Farm:
         backend = kw.pop("backend", None) or ModelledBackend(seconds_per_frame, resolution=SIZE)
         await nursery.start(
             partial(run_friend, master=self.master_address, user=USER, name=NAME, home=self.home,
-                    backend=backend, log=self.lines.append, settings=FAST, **kw)
+                    backend=backend, log=self.lines.append, settings=FAST, clock=self.clock, **kw)
         )  # fmt: skip
 
 
@@ -210,7 +220,7 @@ async def make_farm(
 # ---------------------------------------------------------------- tests
 
 
-async def test_asks_ahead_while_the_last_frame_renders_keeping_the_task(tmp_path, nursery):
+async def test_asks_ahead_while_the_last_frame_renders_keeping_the_task(tmp_path, nursery, autojump_clock):
     """The next task is asked for before the current task's last frame is in, keeping that task;
     the first ask keeps nothing, and every frame still arrives."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3)), work(2, (4,)), work(3, (5, 6))])
@@ -225,7 +235,7 @@ async def test_asks_ahead_while_the_last_frame_renders_keeping_the_task(tmp_path
     assert all(3 not in frames for keep, frames in ahead.items() if keep == (1,))  # before its last frame came
 
 
-async def test_registers_and_heartbeats(tmp_path, nursery):
+async def test_registers_and_heartbeats(tmp_path, nursery, autojump_clock):
     """The friend registers with its profile and capacity, logs it, then heartbeats, idle and not busy."""
     farm = await make_farm(nursery, tmp_path, [])
     await farm.start_friend(nursery, threads=3)
@@ -239,7 +249,7 @@ async def test_registers_and_heartbeats(tmp_path, nursery):
     assert any(line.startswith(f"registered as {FRIEND}") for line in farm.lines)
 
 
-async def test_renders_a_job_and_reports_it_done(tmp_path, nursery):
+async def test_renders_a_job_and_reports_it_done(tmp_path, nursery, autojump_clock):
     """Two tasks of one job: the .blend is fetched once, every frame arrives intact, then the
     job is reported as last_done, its .blend leaves the cache and no job dir is left behind."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3)), work(2, (4, 5))])
@@ -259,7 +269,7 @@ async def test_renders_a_job_and_reports_it_done(tmp_path, nursery):
     assert any("job 7: over (all frames final)" in line for line in farm.lines)
 
 
-async def test_reregisters_after_the_master_restarts(tmp_path, nursery):
+async def test_reregisters_after_the_master_restarts(tmp_path, nursery, autojump_clock):
     """A master stopped and started again on its port (forgetting every friend) sees the friend register again."""
     with trio.CancelScope() as first_life:
         async with trio.open_nursery() as master_nursery:
@@ -276,7 +286,7 @@ async def test_reregisters_after_the_master_restarts(tmp_path, nursery):
     assert any(line.startswith("lost the master") for line in farm.lines)
 
 
-async def test_reregisters_when_the_master_forgets_it(tmp_path, nursery):
+async def test_reregisters_when_the_master_forgets_it(tmp_path, nursery, autojump_clock):
     """An "unknown-friend" heartbeat refusal (a master restarted behind the same link) means: register again."""
     farm = await make_farm(nursery, tmp_path, [])
     await farm.start_friend(nursery)
@@ -285,7 +295,7 @@ async def test_reregisters_when_the_master_forgets_it(tmp_path, nursery):
     assert any("unknown-friend" in line for line in farm.lines)
 
 
-async def test_name_taken_is_fatal(tmp_path, nursery):
+async def test_name_taken_is_fatal(tmp_path, nursery, autojump_clock):
     """A username bound to another key ends the friend with a clear FriendRefused."""
     farm = await make_farm(nursery, tmp_path, [])
     farm.master.taken = frozenset({USER})
@@ -293,7 +303,7 @@ async def test_name_taken_is_fatal(tmp_path, nursery):
         await farm.start_friend(nursery)
 
 
-async def test_gives_back_its_task_when_cancelled(tmp_path, nursery):
+async def test_gives_back_its_task_when_cancelled(tmp_path, nursery, autojump_clock):
     """Cancelling the friend mid-task hands the open task back before run_friend returns."""
     farm = await make_farm(nursery, tmp_path, [work(4, tuple(range(1, 100)))])
     with trio.CancelScope() as friend_scope:
@@ -306,7 +316,7 @@ async def test_gives_back_its_task_when_cancelled(tmp_path, nursery):
     assert 0 < len(farm.requester.frames) < 99
 
 
-async def test_gives_back_a_task_past_its_deadline(tmp_path, nursery):
+async def test_gives_back_a_task_past_its_deadline(tmp_path, nursery, autojump_clock):
     """A task that cannot finish by its deadline is stopped and given back; the job goes on."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3, 4, 5), deadline=0.2), work(2, (9,))])
     await farm.start_friend(nursery, seconds_per_frame=0.1)
@@ -316,7 +326,7 @@ async def test_gives_back_a_task_past_its_deadline(tmp_path, nursery):
     assert 9 in farm.requester.frames and 5 not in farm.requester.frames
 
 
-async def test_black_cheat_sends_black_frames(tmp_path, nursery):
+async def test_black_cheat_sends_black_frames(tmp_path, nursery, autojump_clock):
     """The "black" cheat renders, then sends an all-black image of the right size for every frame."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2))])
     await farm.start_friend(nursery, cheat="black")
@@ -327,7 +337,7 @@ async def test_black_cheat_sends_black_frames(tmp_path, nursery):
         assert not pixels[..., :3].any()
 
 
-async def test_stale_cheat_sends_the_previous_frame(tmp_path, nursery):
+async def test_stale_cheat_sends_the_previous_frame(tmp_path, nursery, autojump_clock):
     """The "stale" cheat sends each frame as the image of the one before it (the first one noise)."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3))])
     await farm.start_friend(nursery, cheat="stale")
@@ -348,7 +358,7 @@ class RefusingBackend(ModelledBackend):
         raise GuardRefused(["a compositor File Output node"])
 
 
-async def test_gives_back_a_task_blender_refuses(tmp_path, nursery):
+async def test_gives_back_a_task_blender_refuses(tmp_path, nursery, autojump_clock):
     """A Blender failure is logged and the task given back at once, so the requester can reassign it."""
     farm = await make_farm(nursery, tmp_path, [work(1, (1, 2))])
     await farm.start_friend(nursery, backend=RefusingBackend(0.01, resolution=SIZE))
@@ -379,7 +389,7 @@ class CountingBackend(ModelledBackend):
         return await super().render(blend, job_dir, frames, **kwargs)
 
 
-async def test_one_render_session_per_job(tmp_path, nursery):
+async def test_one_render_session_per_job(tmp_path, nursery, autojump_clock):
     """Every task of a job goes through one session, opened with the first task and closed with
     the job; a failed task ends its session, and the next task opens a fresh one."""
     tasks = [work(1, (1, 2)), work(2, (3,)), work(3, (4,)), work(4, (5,)), work(5, (4,))]
@@ -422,6 +432,7 @@ def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path):
         # In their own thread and trio.run, so the Ctrl-C meant for the friend leaves them up.
         async with trio.open_nursery() as nursery:
             farms.append(await make_farm(nursery, tmp_path, [work(4, tuple(range(1, 100)))]))
+            farms[0].clock = time.time  # the friend runs in another trio.run, on the real clock
             farms[0].assign()
             servers_up.set()
             await farms[0].requester.frame_arrived.wait()

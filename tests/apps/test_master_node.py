@@ -8,7 +8,7 @@ from frender.apps import messages as msg
 from frender.apps.master import MasterNode
 from frender.core import master as core
 from frender.core.profile import RenderProfile
-from frender.store import MemoryLog
+from frender.store import LogFailed, MemoryLog
 from frender.transports import Address, Identity, Peer, Refused
 
 PROFILE = RenderProfile(blender_version="5.0.1", build_hash="test")
@@ -122,3 +122,22 @@ async def test_an_uncommitted_close_holds_back_the_heartbeats_of_the_jobs_friend
     assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None
     await node._commit()
     assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()
+
+
+async def test_a_failed_append_stops_the_master_and_it_answers_nobody_after(farm) -> None:
+    """A commit that fails ends the master (stop_on_log_failure raises) and no call is answered after it,
+    not even a heartbeat that changes soft state only."""
+    node, log, clock, bob, requester = farm
+    await _register(node, bob)
+
+    def broken_append(events):
+        raise OSError("disk I/O error")
+
+    log.append = broken_append
+    with pytest.raises(LogFailed):
+        await _assign(node, requester)
+    with pytest.raises(LogFailed):
+        await node.stop_on_log_failure()
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None  # not on the spot: left to call, which refuses
+    with pytest.raises(LogFailed):
+        await node.call(bob, msg.Heartbeat(friend="bob/pc"))

@@ -1,17 +1,36 @@
-"""The requester node's own timing rules, on a real master and requester (the modelled backend)."""
+"""The requester node's own rules, on a real master and requester (the modelled backend): its timing,
+commit before acting, and reactions that never spin. Timed tests run on trio's MockClock (autojump)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
 import trio
 
+from frender import blender
 from frender.apps import messages as msg
-from frender.apps.requester import RequesterSettings
-from test_security import World
+from frender.apps.replay import audit
+from frender.apps.requester import FriendKeys, JobAccepted, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings
+from frender.core import job as core
+from frender.store import SqliteLog, events
+from frender.transports import Address, Handler, Identity, Peer, PeerGone, Refused, RemoteError, file_header, put_file, serve
+from test_security import BACKEND, LIMITS, World
+
+EPOCH = 1_800_000_000.0  # the wall clock's reading when trio's MockClock reads 0
 
 
-async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path, nursery):
+def mock_wall_clock() -> float:
+    """A wall clock that follows trio's clock, so a test's virtual time also moves ``now``."""
+    return EPOCH + trio.current_time()
+
+
+async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path, nursery, autojump_clock):
     """Silence counts from when a friend joined the job, not from when the requester started."""
-    world = World(tmp_path, RequesterSettings(tick=0.02, friend_silence=1.0))
+    world = World(tmp_path, RequesterSettings(tick=0.02, friend_silence=1.0), clock=mock_wall_clock)
     await world.start(nursery)
     nursery.start_soon(world.requester_node.tick_forever)
     await trio.sleep(1.2)  # the requester has run longer than friend_silence
@@ -22,3 +41,297 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
     assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "active"
     await trio.sleep(1.2)  # now bob has been silent too long: gone
     assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "gone"
+
+
+# ------------------------------------------------------------ a failing log
+
+
+class FailingLog(SqliteLog):
+    """requester.db on a disk that fails: every append after the first ``good`` ones raises, as SQLite does."""
+
+    good = 3
+
+    def append(self, events):
+        if events:
+            if self.good <= 0:
+                raise sqlite3.OperationalError("disk I/O error")
+            self.good -= 1
+        return super().append(events)
+
+
+async def test_a_failed_append_stops_the_requester_and_nothing_told_is_lost(tmp_path, nursery):
+    """When an append fails mid-job the requester stops; its log, replayed, holds every task the
+    friend was given and every frame it was told was stored, and the dead node's state is the log's."""
+    world = World(tmp_path, requester_log=FailingLog)
+    await world.start(nursery)
+    node = world.requester_node
+    stopped: list[LogFailed] = []
+
+    async def watch() -> None:
+        try:
+            await node.stop_on_log_failure()
+        except LogFailed as exc:
+            stopped.append(exc)
+
+    nursery.start_soon(watch)
+    await world.register_bob()
+    signed = (await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))).assignment
+    job = (await world.alice_submits()).job  # append 1
+    signed = (await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))).assignment
+    tasks: list[int] = []  # tasks bob was given
+    stored: dict[int, str] = {}  # frames bob was told were stored -> sha256
+    try:
+        while True:
+            work = await world.call("bob", world.requester, msg.WantWork(assignment=signed))  # append 2, ...
+            if not isinstance(work, msg.Work):
+                break
+            tasks.append(work.task)
+            for frame in work.frames:
+                path = tmp_path / f"bob-{frame}.png"
+                path.write_bytes(blender.modelled_frame(frame, width=work.width, height=work.height))
+                header = await file_header(path, kind="frame", job=job, frame=frame)
+                reply = await put_file(world.requester, world.people["bob"], header, path, limits=LIMITS)
+                assert isinstance(reply, msg.FrameStored) and reply.ok
+                stored[frame] = header.sha256
+    except (RemoteError, PeerGone):
+        pass  # the call whose commit failed is not acknowledged: refused, or its link dropped
+    await trio.testing.wait_all_tasks_blocked()
+    assert stopped and tasks and stored  # it failed mid-job, after some work was acknowledged
+    with pytest.raises(RemoteError):  # nothing is answered any more
+        await world.call("bob", world.requester, msg.WantWork(assignment=signed))
+
+    log = SqliteLog(tmp_path / "requester.db")
+    logged = [event for _, event in events(log)]
+    assert {e.task for e in logged if isinstance(e, core.TaskAssigned)} >= set(tasks)
+    received = {e.frame: e.sha256 for e in logged if isinstance(e, core.CopyReceived)}
+    assert all(received.get(frame) == sha for frame, sha in stored.items())
+    reborn = RequesterNode(
+        identity=node.identity, home=node.home, log=log, master=node.master, address=node.address, backend=BACKEND, limits=LIMITS
+    )
+    accepted = reborn.jobs[job]
+    assert reborn._progress(accepted) == node._progress(accepted)  # memory never ran ahead of the log
+    log.close()
+
+
+# ------------------------------------------------------------ reactions that cannot spin
+
+SIZE = (32, 18)
+
+
+def settings(**kw) -> core.JobSettings:
+    return core.JobSettings(seconds_per_frame=1.0, startup_seconds=1.0, **kw)
+
+
+class Job:
+    """A job driven by hand on a requester node: the test plays the friends, the node decides and commits."""
+
+    def __init__(self, node: RequesterNode, frames: tuple[int, ...], friends: dict[str, str], **kw) -> None:
+        self.node = node
+        self.frames = frames
+        self.friends = friends  # friend -> owner
+        self.kw = kw
+
+    async def start(self, job: int = 1) -> None:
+        self.job = job
+        node = self.node
+        for sub in ("copies", "own"):
+            (node._job_dir(job) / sub).mkdir(parents=True, exist_ok=True)
+        (node._job_dir(job) / "job.blend").write_bytes(b"modelled scene")
+        job_settings = settings(**self.kw)
+        await node.apply(
+            JobAccepted(job=job, submitter="alice", submitter_key="k", blend_sha256="0" * 64, width=SIZE[0], height=SIZE[1],
+                        profile=await BACKEND.probe()),
+            FriendKeys(job=job, keys={friend: f"key-{friend}" for friend in self.friends}),
+            core.StartJob(job=job, frames=self.frames, settings=job_settings, checks_escrowed=4, now=node._now()),
+            core.AddFriends(job=job, friends=tuple(core.GrantedFriend(friend=f, owner=o) for f, o in self.friends.items()),
+                            entropy="e" * 32, now=node._now()),
+        )  # fmt: skip
+
+    async def ask(self, friend: str) -> core.TaskAssigned | None:
+        decided = await self.node.apply(core.AskForTask(job=self.job, friend=friend, entropy=self.node._entropy(), now=self.node._now()))
+        return next((e for e in decided if isinstance(e, core.TaskAssigned) and e.friend == friend), None)
+
+    async def deliver(self, task: core.TaskAssigned, kind: str = "honest") -> list[object]:
+        """Store and deliver every frame of ``task``: honest images, or forged ones."""
+        decided: list[object] = []
+        for frame in task.frames:
+            data = blender.modelled_frame(frame, width=SIZE[0], height=SIZE[1])
+            if kind != "honest":
+                data = blender.forge_frame(kind, width=SIZE[0], height=SIZE[1], other=None)
+            self.node._copy_path(self.job, task.task, frame).write_bytes(data)
+            sha = hashlib.sha256(data).hexdigest()
+            decided += await self.node.apply(
+                core.DeliverFrame(job=self.job, friend=task.friend, task=task.task, frame=frame, sha256=sha, ok=True, reason="",
+                                  entropy=self.node._entropy(), now=self.node._now())
+            )  # fmt: skip
+        return decided
+
+
+def requester(tmp_path: Path, master: Address | None = None, **kw) -> RequesterNode:
+    identity = Identity.load_or_create(tmp_path / "requester")
+    master = master or Address(host="127.0.0.1", port=9, fingerprint="sha256:" + "0" * 64)
+    return RequesterNode(
+        identity=identity, home=tmp_path / "requester", log=SqliteLog(tmp_path / "requester.db"), master=master,
+        address=Address(host="127.0.0.1", port=1, fingerprint=identity.fingerprint), backend=BACKEND,
+        settings=RequesterSettings(**kw), limits=LIMITS, clock=mock_wall_clock,
+    )  # fmt: skip
+
+
+def of(decided: list[object], kind: type) -> list:
+    return [e for e in decided if isinstance(e, kind)]
+
+
+async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path, nursery, autojump_clock, monkeypatch):
+    """A pair comparison owed when its verifier is evicted (the core un-assigns that check) is no longer
+    owed: the comparator never runs on it, and the reactions settle instead of spinning."""
+    node = requester(tmp_path)
+    run = Job(node, (1, 2), {"a": "alice2", "b": "bob"}, checks_per_friend=1, check_timing="end", max_chunk=1)
+    await run.start()
+    ta, tb = await run.ask("a"), await run.ask("b")
+    await run.deliver(ta)
+    await run.deliver(tb, "black")  # b cheats on its own frame
+    ca, cb = await run.ask("a"), await run.ask("b")
+    assert ca.kind == cb.kind == "check"
+    [stale] = of(await run.deliver(cb, "black"), core.ComparisonRequested)  # b's copy of a's frame: owed
+    [disputed] = of(await run.deliver(ca), core.ComparisonRequested)  # a's honest copy of b's black frame
+    assert node.owed.comparisons[(1, stale.check, "pair")] == stale
+    # The comparator's answers for b's check, given by hand: disagree, arbitrate, b is wrong.
+    decided = await node.apply(
+        core.RecordComparison(job=1, check=disputed.check, against="pair", a_sha256=disputed.a_sha256, b_sha256=disputed.b_sha256,
+                              verdict="disagree", fraction_off=0.9, max_diff=255, psnr=9.0, entropy="1" * 32, now=node._now())
+    )  # fmt: skip
+    [arbitration] = of(decided, core.OwnRenderRequested)
+    decided = await node.apply(core.RecordOwnRender(job=1, check=arbitration.check, sha256=disputed.b_sha256, entropy="2" * 32, now=node._now()))
+    [vs_subject] = of(decided, core.ComparisonRequested)
+    decided = await node.apply(
+        core.RecordComparison(job=1, check=arbitration.check, against=vs_subject.against, a_sha256=vs_subject.a_sha256,
+                              b_sha256=vs_subject.b_sha256, verdict="disagree", fraction_off=0.9, max_diff=255, psnr=9.0,
+                              entropy="3" * 32, now=node._now())
+    )  # fmt: skip
+    assert [e.friend for e in of(decided, core.CheaterEvicted)] == ["b"]
+    assert (1, stale.check, "pair") not in node.owed.comparisons  # un-assigned with b's eviction: dropped
+
+    compared: list[tuple[str, str]] = []
+    real_compare = blender.compare
+
+    def counting_compare(a, b, **kw):
+        compared.append((Path(a).name, Path(b).name))
+        return real_compare(a, b, **kw)
+
+    monkeypatch.setattr(blender, "compare", counting_compare)
+    nursery.start_soon(node.react_forever, nursery)
+    await trio.sleep(120)
+    stale_pair = (node.copies[(1, stale.a_sha256)].name, node.copies[(1, stale.b_sha256)].name)
+    assert stale_pair not in compared
+    assert len(compared) <= 2  # a's own check by the requester, at most: no loop
+    assert not node.owed.comparisons and not node.owed.own_renders
+
+
+class RefusingMaster(Handler):
+    """A master that answers every report with one refusal, counting the reports it is sent."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.reports = 0
+
+    async def call(self, peer: Peer, request: object) -> object:
+        if isinstance(request, msg.Report):
+            self.reports += 1
+            raise Refused(self.code, "the payouts exceed the escrow")
+        raise Refused("unsupported", type(request).__name__)
+
+
+async def finished_job(tmp_path: Path, nursery: trio.Nursery, code: str) -> tuple[RequesterNode, RefusingMaster]:
+    master_id = Identity.load_or_create(tmp_path / "master")
+    master = RefusingMaster(code)
+    port = await nursery.start(functools.partial(serve, master_id, "127.0.0.1", 0, master, limits=LIMITS))
+    node = requester(tmp_path, Address(host="127.0.0.1", port=port, fingerprint=master_id.fingerprint))
+    run = Job(node, (1,), {"a": "bob"}, checks_per_friend=0)
+    await run.start()
+    decided = await run.deliver(await run.ask("a"))
+    assert of(decided, core.JobFinished)
+    return node, master
+
+
+async def test_a_report_the_master_refuses_for_good_is_logged_once_and_not_retried(tmp_path, nursery, autojump_clock):
+    """A report refused for a lasting reason is sent once, logged once as ReportRefused, shown in the
+    client's progress and in the replayed story, and never sent again (even after a restart)."""
+    node, master = await finished_job(tmp_path, nursery, "over-escrow")
+    nursery.start_soon(node.react_forever, nursery)
+    await trio.sleep(300)
+    assert master.reports == 1
+    refusals = [e for _, e in events(node.log) if isinstance(e, ReportRefused)]
+    assert refusals == [ReportRefused(job=1, code="over-escrow", reason="the payouts exceed the escrow")]
+    assert "over-escrow" in node._progress(node.jobs[1]).problem
+    assert any("REFUSED the report (over-escrow" in line["text"] for line in audit(tmp_path / "requester.db")["story"])
+    reborn = requester(tmp_path, node.master)
+    assert not reborn.owed.reports and "over-escrow" in reborn._progress(reborn.jobs[1]).problem
+
+
+async def test_a_failing_master_is_redialled_with_a_capped_backoff(tmp_path, nursery, autojump_clock):
+    """A report the master cannot take now ("internal": it failed) is retried, backing off up to
+    retry_max: a handful of dials in five minutes, not a loop, and never logged as refused."""
+    node, master = await finished_job(tmp_path, nursery, "internal")
+    nursery.start_soon(node.react_forever, nursery)
+    await trio.sleep(300)
+    # 1 s doubling, jittered to half at worst, capped at 30 s: 300 s hold fewer than 30 dials, and at least 10.
+    assert 10 <= master.reports <= 30
+    assert not any(isinstance(e, (ReportRefused, ReportDelivered)) for _, e in events(node.log))
+    assert 1 in node.owed.reports
+
+
+# ------------------------------------------------------------ group commit
+
+
+class CountingLog(SqliteLog):
+    """requester.db, counting its transactions."""
+
+    appends = 0
+
+    def append(self, events):
+        self.appends += bool(events)
+        return super().append(events)
+
+
+async def test_calls_ready_together_commit_in_one_transaction_each_deciding_on_the_others(tmp_path):
+    """Friends asking for work at the same moment are decided one after another on the draft (no frame
+    goes out twice) and committed in one append; nothing is evolved before that commit."""
+    node = requester(tmp_path)
+    node.log = CountingLog(tmp_path / "counted.db")
+    friends = {f"f{i}": f"owner{i}" for i in range(6)}
+    run = Job(node, tuple(range(1, 25)), friends, checks_per_friend=0, max_chunk=4)
+    await run.start()
+    before = node.log.appends
+    got: dict[str, core.TaskAssigned | None] = {}
+    committed_at_decision: list[int] = []
+
+    async def ask(friend: str) -> None:
+        committed_at_decision.append(len(node.state.jobs[1].tasks))
+        got[friend] = await run.ask(friend)
+
+    async with trio.open_nursery() as nursery:
+        for friend in friends:
+            nursery.start_soon(ask, friend)
+    assert node.log.appends == before + 1
+    assert committed_at_decision == [0] * len(friends)  # each decided before anything was committed
+    frames = [frame for task in got.values() for frame in task.frames]
+    assert all(got.values()) and len(frames) == len(set(frames))  # six tasks, no frame in two of them
+    assert {e.task for _, e in events(node.log) if isinstance(e, core.TaskAssigned)} == {t.task for t in got.values()}
+
+
+async def test_a_refused_command_withdraws_every_event_of_its_call(tmp_path):
+    """When a later command of one call is refused, the earlier ones' events are neither committed nor left
+    in the draft that the next decision reads."""
+    node = requester(tmp_path)
+    run = Job(node, (1, 2, 3, 4), {"a": "alice2", "b": "bob"}, checks_per_friend=0, max_chunk=4)
+    await run.start()
+    head = node.log.head
+    with pytest.raises(Refused) as refused:
+        await node.apply(
+            core.AskForTask(job=1, friend="a", entropy="1" * 32, now=node._now()),
+            core.AskForTask(job=1, friend="nobody", entropy="2" * 32, now=node._now()),
+        )
+    assert refused.value.code != "internal"
+    assert node.log.head == head and not node.state.jobs[1].tasks
+    task = await run.ask("b")  # decided on a draft without a's withdrawn task
+    assert task is not None and task.task == 1 and task.frames[0] == 1  # a's task number and frames were never taken

@@ -41,14 +41,16 @@ BACKEND = ModelledBackend(0.01, resolution=(32, 18), frame_range=(1, 4))
 class World:
     """A master and a requester on 127.0.0.1, and a few people with keys."""
 
-    def __init__(self, tmp_path, settings: RequesterSettings = RequesterSettings()) -> None:
+    def __init__(self, tmp_path, settings: RequesterSettings = RequesterSettings(), *, clock=time.time, requester_log=SqliteLog) -> None:
         self.tmp = tmp_path
         self.settings = settings
+        self.clock = clock  # both nodes' wall clock (a test under trio's MockClock passes one that follows it)
+        self.requester_log = requester_log
         self.people = {name: Identity.load_or_create(tmp_path / name) for name in ("alice", "bob", "mallory")}
 
     async def start(self, nursery: trio.Nursery) -> None:
         master_id = Identity.load_or_create(self.tmp / "master")
-        self.master_node = MasterNode(master_id, SqliteLog(self.tmp / "master.db"), core.MasterSettings(friend_timeout=60))
+        self.master_node = MasterNode(master_id, SqliteLog(self.tmp / "master.db"), core.MasterSettings(friend_timeout=60), clock=self.clock)
         port = await nursery.start(functools.partial(serve, master_id, "127.0.0.1", 0, self.master_node, limits=LIMITS))
         self.master = Address(host="127.0.0.1", port=port, fingerprint=master_id.fingerprint)
         requester_id = Identity.load_or_create(self.tmp / "requester")
@@ -57,12 +59,13 @@ class World:
         node = RequesterNode(
             identity=requester_id,
             home=self.tmp / "requester",
-            log=SqliteLog(self.tmp / "requester.db"),
+            log=self.requester_log(self.tmp / "requester.db"),
             master=self.master,
             address=Address(host="127.0.0.1", port=1, fingerprint=requester_id.fingerprint),
             backend=BACKEND,
             settings=self.settings,
             limits=LIMITS,
+            clock=self.clock,
         )
         port = await nursery.start(functools.partial(serve, requester_id, "127.0.0.1", 0, node, limits=LIMITS))
         node.address = self.requester = Address(host="127.0.0.1", port=port, fingerprint=requester_id.fingerprint)
