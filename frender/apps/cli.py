@@ -99,6 +99,31 @@ def _backend(blender_path: str | None):
         fail(str(exc))
 
 
+def _web(text: str | None) -> tuple[str, int] | None:
+    """``--web HOST:PORT`` for a dashboard; None when not asked for."""
+    if text is None:
+        return None
+    from frender.apps.web import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _serving(main) -> None:
+    """Run a server's ``main``; a dashboard that cannot listen is one line, not a traceback."""
+    from frender.apps.web import WebUnavailable
+
+    unavailable = None
+    try:
+        _trio_run(main)
+    except* WebUnavailable as group:
+        unavailable = group.exceptions[0]
+    if unavailable is not None:
+        fail(str(unavailable))
+
+
 def _trio_run(fn, *args) -> None:
     import trio
 
@@ -121,6 +146,7 @@ def run_master(
         "full", help="full: every commit reaches the disk before its answer; normal: faster, but a power cut may lose the last commits."
     ),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
+    web: Optional[str] = typer.Option(None, help="Serve the operator's dashboard on HOST:PORT (e.g. 127.0.0.1:8000; default: none)."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run the master: the registry of friends and the points ledger."""
@@ -143,10 +169,11 @@ def run_master(
     async def main() -> None:
         await run(
             host=host, port=port, db=db, home=home, settings=settings, trust=tuple(pairs),
-            limits=Limits(max_per_host=max_per_host), sync=sync, announce=_announce(address_file),
+            limits=Limits(max_per_host=max_per_host), sync=sync, announce=_announce(address_file), web=web_bind,
         )
 
-    _trio_run(main)
+    web_bind = _web(web)
+    _serving(main)
 
 
 @run_app.command("requester")
@@ -160,6 +187,7 @@ def run_requester(
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
+    web: Optional[str] = typer.Option(None, help="Serve the artists' dashboard on HOST:PORT (e.g. 127.0.0.1:8100; default: none)."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a requester: hosts clients' jobs, hands out work, verifies frames, reports to the master."""
@@ -175,10 +203,11 @@ def run_requester(
     async def main() -> None:
         await run(
             master=_address(master), host=host, port=port, db=db, home=home, backend=backend, settings=settings,
-            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file),
+            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file), web=web_bind,
         )
 
-    _trio_run(main)
+    web_bind = _web(web)
+    _serving(main)
 
 
 @run_app.command("friend")
@@ -222,6 +251,7 @@ def submit(
     checks: int = typer.Option(1, help="Test frames per friend (per batch)."),
     out: Path = typer.Option(Path("frames"), help="Where frame_####.png files go."),
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
+    video: Optional[Path] = typer.Option(None, help="Also assemble the final frames into this H.264 video (.mp4)."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
@@ -237,6 +267,34 @@ def submit(
     except TransportError as exc:
         fail(str(exc))
     typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
+    if video is not None:
+        _video(video, out, None)
+
+
+def _video(target: Path, folder: Path, fps: float | None) -> None:
+    from frender.apps.client import remembered_fps
+    from frender.apps.video import VideoError, assemble, frames_in
+
+    rate = fps or remembered_fps(folder)
+    if rate is None:
+        fail(f"{folder} does not say its frame rate (it was not filled by `frender submit`): give --fps")
+    try:
+        made = assemble(frames_in(folder), target, fps=rate)
+    except VideoError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {made.path}: {made.frames} frames, {made.width}x{made.height}, {float(made.fps):g} fps, H.264")
+
+
+@app.command()
+def video(
+    target: Path = typer.Argument(..., help="The video to write (.mp4)."),
+    source: Path = typer.Option(..., "--from", help="A folder of frame_####.png (or .exr) files, e.g. what `frender submit` wrote."),
+    fps: Optional[float] = typer.Option(None, help="Frames per second (default: the .blend's, remembered by `frender submit`)."),
+) -> None:
+    """Assemble final frames, in frame order, into an H.264 video. EXR frames get the Standard view (sRGB, clipped)."""
+    if fps is not None and not 0 < fps <= 1000:
+        fail("--fps is above 0 and at most 1000")
+    _video(target, source, fps)
 
 
 @app.command()
@@ -285,6 +343,26 @@ def operator_trust(
 ) -> None:
     """Trust a requester's key to ask for friends."""
     _operator(master, home, "trust", key=key, name=name)
+
+
+@operator_app.command("web-token")
+def operator_web_token(
+    home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
+    hours: float = typer.Option(12.0, help="How long the token is valid."),
+    url: Optional[str] = typer.Option(None, help="The dashboard's address (what `run master --web` printed), to print a whole link."),
+) -> None:
+    """Print a token that opens the operator's dashboard (the master's, and every job's on trusted requesters)."""
+    import time
+
+    from frender.apps.web import OPERATOR, sign_token
+    from frender.transports import Identity
+
+    if not 0 < hours <= 24 * 366:
+        fail("--hours is above 0 and at most a year")
+    if not (home / "identity.pem").is_file():
+        fail(f"{home} holds no key: give the master's --home")
+    token = sign_token(Identity.load_or_create(home), OPERATOR, now=time.time(), seconds=hours * 3600)
+    typer.echo(f"{url.rstrip('/')}/?t={token}" if url else token)
 
 
 def _operator(master: str, home: Path, what: str, **fields) -> None:

@@ -47,9 +47,13 @@ def follow(
         def show(p: msg.ProgressReply) -> None:
             live.update(job_view(p, bars, ids))
 
+        def link(url: str) -> None:
+            live.console.print(f"dashboard: {url}", soft_wrap=True)
+
         return trio.run(
             lambda: submit(
-                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show
+                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show,
+                on_link=link,
             )
         )
 

@@ -1,0 +1,131 @@
+"""The dashboards over real HTTP: who may see which page, what the pages show, and the live stream.
+
+The real master and requester nodes (modelled backend) serve their dashboards
+on 127.0.0.1 port 0 with Hypercorn's trio worker; pages are fetched with urllib.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import trio
+
+from frender.apps import messages as msg
+from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
+from frender.transports import Identity
+from test_security import World, refused
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def get(url: str) -> tuple[int, str]:
+    return await trio.to_thread.run_sync(_get, url)
+
+
+def _first_event(url: str) -> str:
+    """The data of the first server-sent event at ``url``."""
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/event-stream")
+        data = []
+        while True:
+            line = reply.readline().decode().rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                return "\n".join(data)
+
+
+@pytest.fixture
+async def web(tmp_path, nursery):
+    world = World(tmp_path)
+    await world.start(nursery)
+    world.requester_web = await nursery.start(serve_requester_web, world.requester_node, "127.0.0.1", 0)
+    world.master_web = await nursery.start(serve_master_web, world.master_node, "127.0.0.1", 0)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    world.job = (await world.alice_submits()).job
+    return world
+
+
+def test_tokens_are_signed_scoped_and_expire(tmp_path):
+    """A token reads back with its scope and signer; tampered, truncated or expired ones are refused."""
+    me = Identity.load_or_create(tmp_path / "me")
+    token = sign_token(me, job_scope(3), now=1000.0, seconds=60)
+    claims = read_token(token, now=1059.0)
+    assert (claims.scope, claims.signer) == ("job:3", me.fingerprint)
+    with pytest.raises(BadToken, match="expired"):
+        read_token(token, now=1060.0)
+    body, _, signature = token.partition(".")
+    other = sign_token(me, job_scope(4), now=1000.0, seconds=60)
+    with pytest.raises(BadToken):
+        read_token(other.partition(".")[0] + "." + signature, now=1001.0)  # job 4's claims under job 3's signature
+    for junk in ("", "x", "a.b", body, token[:-3], "." * 5):
+        with pytest.raises(BadToken):
+            read_token(junk, now=1001.0)
+
+
+async def test_the_submitter_gets_a_link_that_opens_its_job_only(web):
+    """The link from DashboardLink opens the submitter's job page; another user's key gets no link."""
+    reply = await web.call("alice", web.requester, msg.DashboardLink(job=web.job))
+    assert reply.url.startswith(f"{web.requester_web}/job/{web.job}?t=")
+    status, html = await get(reply.url)
+    assert status == 200
+    assert f"Job {web.job}" in html and "bob/pc" in html and "escrowed" in html and "EventSource" in html
+    await refused("unknown-job", web.call("mallory", web.requester, msg.DashboardLink(job=web.job)))
+
+
+async def test_wrong_missing_and_expired_tokens_get_403(web):
+    """No token, a forged one, another job's, an expired one, or the requester's own token on the master: 403."""
+    node = web.requester_node
+    base = f"{web.requester_web}/job/{web.job}"
+    good = sign_token(node.identity, job_scope(web.job), now=time.time(), seconds=60)
+    expired = sign_token(node.identity, job_scope(web.job), now=time.time() - 120, seconds=60)
+    other_job = sign_token(node.identity, job_scope(web.job + 1), now=time.time(), seconds=60)
+    stranger = sign_token(web.people["mallory"], job_scope(web.job), now=time.time(), seconds=60)
+    assert (await get(f"{base}?t={good}"))[0] == 200
+    for token in ("", "nonsense", expired, other_job, stranger, good[:-4] + "AAAA"):
+        for path in ("", "/events", "/thumb/1", "/frame/1", "/video.mp4"):
+            status, _ = await get(f"{base}{path}?t={token}")
+            assert status == 403, (path, token)
+    assert (await get(f"{web.master_web}/?t={good}"))[0] == 403  # a job's token is not the operator's
+    assert (await get(f"{web.requester_web}/?t={good}"))[0] == 403
+
+
+async def test_the_operator_token_opens_the_master_and_every_job(web):
+    """A token signed by the master's key opens the operator's page (friends, jobs, ledger) and any job's page."""
+    token = sign_token(web.master_node.identity, OPERATOR, now=time.time(), seconds=60)
+    status, html = await get(f"{web.master_web}/?t={token}")
+    assert status == 200
+    assert "bob/pc" in html and "alice" in html and "Ledger" in html and "100 points granted" in html
+    assert (await get(f"{web.requester_web}/job/{web.job}?t={token}"))[0] == 200
+    status, html = await get(f"{web.requester_web}/?t={token}")
+    assert status == 200 and f"/job/{web.job}?t=" in html
+    event = await trio.to_thread.run_sync(_first_event, f"{web.master_web}/events?t={token}")
+    assert "bob/pc" in event and "<table" in event
+
+
+async def test_the_job_page_streams_its_live_part(web):
+    """The first server-sent event carries the job's progress, its estimate line and its friends."""
+    url = (await web.call("alice", web.requester, msg.DashboardLink(job=web.job))).url
+    event = await trio.to_thread.run_sync(_first_event, url.replace("?t=", "/events?t="))
+    assert 'id="eta"' in event and "of 4 frames final" in event and "bob/pc" in event
+
+
+async def test_a_port_in_use_is_one_clear_error(nursery):
+    """Serving on a port that is taken raises WebUnavailable naming host and port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WebUnavailable, match=f"127.0.0.1:{port}"):
+            await nursery.start(serve_web, None, "127.0.0.1", port)
