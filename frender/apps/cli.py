@@ -405,6 +405,8 @@ def demo(
     frames: str = typer.Option("1-24", help="Frames to render, A-B."),
     cheaters: int = typer.Option(0, help="How many of the friends cheat (black, noise, stale in turn)."),
     out: Path = typer.Option(Path("frender-demo"), help="Where frames, logs and the event logs go."),
+    web: str = typer.Option("127.0.0.1:0", help="Where the dashboards listen, HOST:PORT (port 0: any free port; '' for none)."),
+    linger: float = typer.Option(0.0, help="Seconds to keep the farm and its dashboards up after the job."),
 ) -> None:
     """The whole system on this machine: a master, a requester and friends render the demo scene."""
     from frender.apps.demo import run_demo
@@ -416,7 +418,9 @@ def demo(
     chosen = _frames(frames)
     if chosen[0] < 1:
         fail("--frames start at 1")
-    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out)
+    if web:
+        _web(web)
+    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger)
     raise typer.Exit(code)
 
 
