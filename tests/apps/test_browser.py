@@ -36,6 +36,21 @@ pytestmark = [
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
 
 
+SNAPSHOT = """
+const all = (s) => Array.from(document.querySelectorAll(s));
+const text = (s) => { const e = document.querySelector(s); return e ? e.textContent.trim() : null; };
+const video = document.querySelector("#video");
+return {
+  thumbs: all("#thumbs img").map((i) => i.alt),
+  loaded: all("#thumbs img").every((i) => i.complete && i.naturalWidth > 0),
+  eta: text("#eta"), state: text("#state"),
+  evicted: all("#friends tr.evicted").map((r) => r.textContent),
+  video: video ? video.href : null,
+  marker: window.frenderLoaded === true,
+};
+"""
+
+
 def _line(log: Path, proc: subprocess.Popen, pattern: str, timeout: float) -> re.Match:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,27 +110,24 @@ def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, brow
     seen_thumbs, estimates = set(), set()
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        thumbs = browser.execute_script("return Array.from(document.querySelectorAll('#thumbs img')).map(i => i.alt);")
-        seen_thumbs.add(len(thumbs))
-        estimates.add(browser.find_element("id", "eta").text)
-        evicted = browser.find_elements("css selector", "#friends tr.evicted")
-        if browser.find_element("id", "state").text == "finished" and evicted and browser.find_elements("id", "video"):
+        page = browser.execute_script(SNAPSHOT)  # one script: the live part may be replaced between two calls
+        seen_thumbs.add(len(page["thumbs"]))
+        estimates.add(page["eta"])
+        if page["state"] == "finished" and page["evicted"] and page["video"] and page["loaded"]:
             break
         time.sleep(0.3)
     else:
         raise AssertionError(f"the page never showed the finished job with an eviction and a video; estimates {estimates}")
-    assert browser.execute_script("return window.frenderLoaded === true;"), "the page reloaded"
-    assert len(thumbs) == FRAMES and len(seen_thumbs) > 2, f"frames did not appear one by one: counts seen {sorted(seen_thumbs)}"
+    assert page["marker"], "the page reloaded"
+    assert len(page["thumbs"]) == FRAMES and len(seen_thumbs) > 2, f"frames did not appear one by one: counts seen {sorted(seen_thumbs)}"
     assert any(re.fullmatch(r"about \d+ s left \(.*frames a minute\)", e) for e in estimates), estimates
-    assert "friend1/box" in evicted[0].text and "PSNR" in evicted[0].text, evicted[0].text  # the black cheater, with evidence
-    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", img)
-               for img in browser.find_elements("css selector", "#thumbs img"))
+    assert "friend1/box" in page["evicted"][0] and "PSNR" in page["evicted"][0], page["evicted"]  # the black cheater, with evidence
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
 
     # The job's video, decoded back: every final frame, in H.264.
-    video = browser.find_element("id", "video").get_attribute("href")
+    video = page["video"]
     with urllib.request.urlopen(video, timeout=30) as reply:
         (tmp_path / "job.mp4").write_bytes(reply.read())
     with av.open(str(tmp_path / "job.mp4")) as container:

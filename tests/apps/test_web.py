@@ -10,6 +10,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -129,3 +130,71 @@ async def test_a_port_in_use_is_one_clear_error(nursery):
         port = taken.getsockname()[1]
         with pytest.raises(WebUnavailable, match=f"127.0.0.1:{port}"):
             await nursery.start(serve_web, None, "127.0.0.1", port)
+
+
+def test_evidence_names_the_evicted_friends_own_copy_and_the_arbitration():
+    """An evicted verifier's line speaks of its copy vs the subject's, with the figures of each comparison."""
+    from frender.apps.web._requester import _evidence_text
+    from frender.core.job import Evidence, Figures
+
+    e = Evidence(
+        check=2, frame=8, subject="friend2/box", subject_sha256="a" * 64, verifier="friend1/box", verifier_sha256="b" * 64,
+        arbitration_sha256="c" * 64, pair=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
+        vs_subject=Figures(verdict="identical"), vs_verifier=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
+    )
+    line = _evidence_text("friend1/box", e)
+    assert line.startswith("checking friend2/box on frame 8 (check 2): its copy bbbbbbbbbbbb…, friend2/box's aaaaaaaaaaaa…")
+    assert "arbitration vs its copy: disagree, 100.0% of pixels off, max diff 224, PSNR 5.1 dB" in line
+    assert "arbitration vs friend2/box's: identical" in line
+    assert _evidence_text("friend2/box", e).startswith("its frame 8 (check 2): its copy aaaaaaaaaaaa…, friend1/box's bbbbbbbbbbbb…")
+
+
+class _Node:
+    """Just the read-only views the gallery uses, over real frame files."""
+
+    def __init__(self, home, frames):
+        self.home, self.final, self.finished = home, [], False
+        self.frames = frames
+        self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
+
+    def progress_of(self, job):
+        return msg.ProgressReply(
+            job=job, total=len(self.frames), delivered=len(self.final), final=tuple(self.final), friends=(), checks=0, disagreements=0,
+            evictions=(), finished=self.finished,
+        )
+
+    def final_path(self, job, frame):
+        return self.frames[frame] if frame in self.final else None
+
+    def job_dir(self, job):
+        return self.home / "jobs" / str(job)
+
+
+async def test_the_gallery_makes_each_thumbnail_once_and_the_video_when_the_job_finishes(tmp_path):
+    """Thumbnails appear for final frames only, each written once; the video (at the .blend's rate) once the job finishes."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from frender.apps.web import Gallery
+
+    frames = {}
+    for n in (1, 2, 3):
+        frames[n] = tmp_path / f"copy-{n}.png"
+        Image.fromarray(np.full((90, 160, 3), 60 * n, np.uint8)).save(frames[n])
+    node = _Node(tmp_path, frames)
+    gallery = Gallery(node)
+    node.final = [2]
+    await gallery._catch_up(1)
+    thumb = gallery.thumb_path(1, 2)
+    assert gallery.thumbs[1] == {2} and thumb.exists() and not gallery.thumb_path(1, 1).exists()
+    written = thumb.stat().st_mtime_ns
+    node.final = [2, 1, 3]
+    await gallery._catch_up(1)
+    assert gallery.thumbs[1] == {1, 2, 3} and thumb.stat().st_mtime_ns == written and 1 not in gallery.videos
+    assert "about" in gallery.estimate(1, 3, 3, False) or "estimating" in gallery.estimate(1, 3, 3, False)
+    node.finished = True
+    await gallery._catch_up(1)
+    with av.open(str(gallery.videos[1])) as container:
+        stream = container.streams.video[0]
+        assert (sum(1 for _ in container.decode(stream)), stream.average_rate) == (3, 12)

@@ -127,17 +127,23 @@ class Gallery:
             self.videos[job] = target
 
 
-def _evidence_text(e) -> str:
-    """One line on why a friend was evicted, from its Evidence."""
-    judge = "the requester's own render" if e.verifier is None else f"{e.verifier}'s copy"
-    parts = [f"frame {e.frame} (check {e.check}): its copy {e.subject_sha256[:12]}… vs {judge} {e.verifier_sha256[:12]}…"]
-    for name, figures in (("pair", e.pair), ("vs arbitration", e.vs_subject)):
-        if figures is not None:
-            parts.append(
-                f"{name}: {figures.verdict}, {figures.fraction_off * 100:.1f}% of pixels off, max diff {figures.max_diff}, PSNR {figures.psnr:.1f} dB"
-            )
+def _figures(f) -> str:
+    return f"{f.verdict}, {f.fraction_off * 100:.1f}% of pixels off, max diff {f.max_diff}, PSNR {f.psnr:.1f} dB"
+
+
+def _evidence_text(friend: str, e) -> str:
+    """Why ``friend`` was evicted, from its Evidence: the frame, both copies, the comparisons, the arbitration."""
+    subject = friend == e.subject
+    other = (e.verifier or "the requester's own render") if subject else e.subject
+    mine, theirs = (e.subject_sha256, e.verifier_sha256) if subject else (e.verifier_sha256, e.subject_sha256)
+    parts = [f"{'its frame' if subject else f'checking {e.subject} on frame'} {e.frame} (check {e.check}): its copy {mine[:12]}…, {other}'s {theirs[:12]}…"]
+    if e.pair is not None:
+        parts.append(f"the two: {_figures(e.pair)}")
     if e.arbitration_sha256:
-        parts.append(f"arbitration render {e.arbitration_sha256[:12]}…")
+        parts.append(f"the requester's arbitration render {e.arbitration_sha256[:12]}…")
+    for whose, figures in (("its copy", e.vs_subject if subject else e.vs_verifier), (f"{other}'s", e.vs_verifier if subject else e.vs_subject)):
+        if figures is not None:
+            parts.append(f"arbitration vs {whose}: {_figures(figures)}")
     return "; ".join(parts)
 
 
@@ -163,7 +169,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
     def body(job: int, token: str) -> str:
         p = node.progress_of(job)
         escrowed, earned = node.points_of(job)
-        evidence = {f: _evidence_text(e) for f, e in node.evictions_of(job).items()}
+        evidence = {f: _evidence_text(f, e) for f, e in node.evictions_of(job).items()}
         thumbs = sorted(gallery.thumbs.get(job, ()))
         return page(
             "job_live.html",
