@@ -111,17 +111,24 @@ def _web(text: str | None) -> tuple[str, int] | None:
         fail(str(exc))
 
 
-def _serving(main) -> None:
-    """Run a server's ``main``; a dashboard that cannot listen is one line, not a traceback."""
+def _serving(main, listen: str) -> None:
+    """Run a server's ``main``; a port in use (its own or the dashboard's) is one line, not a traceback."""
+    import errno
+
     from frender.apps.web import WebUnavailable
 
-    unavailable = None
+    problem = None
     try:
         _trio_run(main)
     except* WebUnavailable as group:
-        unavailable = group.exceptions[0]
-    if unavailable is not None:
-        fail(str(unavailable))
+        problem = str(group.exceptions[0])
+    except* OSError as group:
+        bind = [e for e in group.exceptions if e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)]
+        if len(bind) != len(group.exceptions):
+            raise
+        problem = f"cannot listen on {listen}: {bind[0].strerror} (is another frender already running there? choose another --listen)"
+    if problem is not None:
+        fail(problem)
 
 
 def _trio_run(fn, *args) -> None:
@@ -173,7 +180,7 @@ def run_master(
         )
 
     web_bind = _web(web)
-    _serving(main)
+    _serving(main, listen)
 
 
 @run_app.command("requester")
@@ -207,7 +214,7 @@ def run_requester(
         )
 
     web_bind = _web(web)
-    _serving(main)
+    _serving(main, listen)
 
 
 @run_app.command("friend")

@@ -198,3 +198,23 @@ async def test_the_gallery_makes_each_thumbnail_once_and_the_video_when_the_job_
     with av.open(str(gallery.videos[1])) as container:
         stream = container.streams.video[0]
         assert (sum(1 for _ in container.decode(stream)), stream.average_rate) == (3, 12)
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--web"])
+def test_a_port_in_use_is_one_line_from_the_cli(tmp_path, flag):
+    """`frender run master` on a taken port (its own or the dashboard's) exits 1 with one line, no traceback."""
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--listen", f"127.0.0.1:{port}"] if flag == "--listen" else ["--listen", "127.0.0.1:0", "--web", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [sys.executable, "-m", "frender", "run", "master", "--db", str(tmp_path / "m.db"), "--home", str(tmp_path / "m"), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("frender:")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
