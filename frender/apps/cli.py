@@ -267,15 +267,45 @@ def submit(
     if not blend.is_file():
         fail(f"{blend}: no such file")
     address = _address(requester)
+    result = None
     try:
         result = follow(blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks)
-    except RemoteError as exc:
-        fail(f"the requester refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
+        pass
+    except* RemoteError as group:
+        exc = group.exceptions[0]
+        fail(f"the requester refused {blend}: {_named(exc.reason, blend)} ({exc.code})")
+    except* TransportError as group:
+        fail(str(group.exceptions[0]))
+    if result is None:
+        _interrupted(out, blend, requester, user)
     typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
     if video is not None:
         _video(video, out, None)
+
+
+def _named(reason: str, blend: Path) -> str:
+    """A reason from the requester names the upload by its hash; the user knows it by its name."""
+    import re
+
+    return re.sub(r"\S*[0-9a-f]{64}(\.blend)?", blend.name, reason)
+
+
+def _interrupted(out: Path, blend: Path, requester: str, user: str) -> None:
+    """What Ctrl-C of `submit` leaves: the job goes on at the requester; the same command resumes it."""
+    from frender.apps.client import STATE_FILE
+
+    try:
+        job = json.loads((out / STATE_FILE).read_text())["job"]
+    except (OSError, ValueError, KeyError):
+        typer.echo("\nstopped before the job was submitted; nothing runs", err=True)
+        raise typer.Exit(130)
+    typer.echo(
+        f"\nstopped following job {job}; it goes on at the requester, which keeps its final frames.\n"
+        f"resume (only missing frames are fetched): frender submit {blend} --requester '{requester}' --user {user} --out {out}",
+        err=True,
+    )
+    raise typer.Exit(130)
 
 
 def _video(target: Path, folder: Path, fps: float | None) -> None:
@@ -379,14 +409,21 @@ def _operator(master: str, home: Path, what: str, **fields) -> None:
     from frender.apps.client import operator_call
     from frender.transports import RemoteError, TransportError
 
+    from frender.apps.client import status as get_status
+
     request = msg.Grant(**fields) if what == "grant" else msg.Trust(**fields)
+    address = _address(master)
     try:
-        trio.run(operator_call, _address(master), home, request)
+        trio.run(operator_call, address, home, request)
+        reply = trio.run(get_status, address, home)
     except RemoteError as exc:
         fail(f"the master refused: {exc.reason} ({exc.code})")
     except TransportError as exc:
         fail(str(exc))
-    typer.echo("done")
+    if isinstance(request, msg.Grant):
+        typer.echo(f"granted {request.amount} points to {request.user}: balance now {reply.balances.get(request.user, 0)}")
+    else:
+        typer.echo(f"trusted requester {request.name} ({request.key}): it may now ask for friends")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -130,8 +131,12 @@ async def _follow(
                 target = out / frame_name(frame)
                 if not target.exists():
                     await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
+                    os.chmod(target, mode)  # downloads land private (0600); a frame is the user's file like any other
                 fetched.add(frame)
 
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = 0o666 & ~umask
     queued = set(fetched)
     known = delivered = -1  # as of the last reply: the requester holds the next until either changes
     with single_error():

@@ -42,6 +42,14 @@ def follow(
     """``client.submit`` with a live view; returns when every frame is in ``out``."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     ids = (bars.add_task("delivered", total=None), bars.add_task("final", total=None))
+    try:
+        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids)
+    finally:
+        if not console.is_terminal:
+            console.line()  # off a terminal the last view ends without one: what follows starts on its own line
+
+
+def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids) -> SubmitResult:
     with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
 
         def show(p: msg.ProgressReply) -> None:

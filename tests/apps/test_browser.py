@@ -150,3 +150,6 @@ def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, brow
     proc.wait(timeout=120)
     with av.open(str(out / "demo.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == FRAMES
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "frames" / "frame_0001.png").stat().st_mode & 0o777 == 0o666 & ~umask  # the user's umask, not 0600

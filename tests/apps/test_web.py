@@ -218,3 +218,45 @@ def test_a_port_in_use_is_one_line_from_the_cli(tmp_path, flag):
     lines = [line for line in done.stderr.splitlines() if line.startswith("frender:")]
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+
+
+async def test_operator_commands_print_what_they_did_and_the_web_token_opens_the_page(web):
+    """`operator grant` prints the new balance, `trust` the key trusted; `web-token --url` prints a link that opens the master's page."""
+    from typer.testing import CliRunner
+
+    from frender.apps.cli import app
+
+    home = str(web.tmp / "master")
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, list(args))
+
+    result = await trio.to_thread.run_sync(run, "operator", "grant", "alice", "25", "--master", str(web.master), "--home", home)
+    assert result.exit_code == 0 and "granted 25 points to alice: balance now" in result.output, result.output
+    key = web.people["mallory"].fingerprint
+    result = await trio.to_thread.run_sync(run, "operator", "trust", key, "--name", "spare", "--master", str(web.master), "--home", home)
+    assert result.exit_code == 0 and f"trusted requester spare ({key})" in result.output, result.output
+    result = await trio.to_thread.run_sync(run, "operator", "web-token", "--home", home, "--url", web.master_web + "/")
+    assert result.exit_code == 0, result.output
+    link = result.output.strip()
+    assert link.startswith(f"{web.master_web}/?t=") and (await get(link))[0] == 200
+    result = await trio.to_thread.run_sync(run, "operator", "web-token", "--home", str(web.tmp / "nobody"))
+    assert result.exit_code == 1 and "holds no key" in result.output
+
+
+def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsys):
+    """After Ctrl-C, submit names the job, says it goes on, and prints the command that resumes it."""
+    import typer
+
+    from frender.apps.cli import _interrupted, _named
+
+    (tmp_path / ".frender-job.json").write_text('{"job": 7, "sha256": "x", "requester": "y"}')
+    with pytest.raises(typer.Exit) as stopped:
+        _interrupted(tmp_path, tmp_path / "shot.blend", "frender://h:1#sha256:ab", "alice")
+    said = capsys.readouterr().err
+    assert stopped.value.exit_code == 130
+    assert said.startswith("\nstopped following job 7; it goes on at the requester")
+    assert f"frender submit {tmp_path / 'shot.blend'} --requester 'frender://h:1#sha256:ab' --user alice --out {tmp_path}" in said
+    reason = f"refused: uploads/{'ab' * 32}.blend has an auto-run script"
+    assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
