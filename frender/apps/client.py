@@ -3,7 +3,10 @@
 ``submit`` is resumable: the job it started is remembered in
 ``OUT/.frender-job.json`` (with the file's sha256 and the requester), so
 running it again after an interruption follows the same job and fetches only
-the frames that are not in OUT yet.
+the frames that are not in OUT yet. That file is JSON:
+``{"job": J, "sha256": "<the .blend's>", "requester": "frender://…", "fps": 24.0}``
+(``fps``: the .blend's frame rate, for ``frender video``). Frames are written
+as ``OUT/frame_####.png`` with the user's umask.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from frender.apps import video
 from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page
 from frender.apps.web._server import serve_web
 from frender.apps.web._token import OPERATOR, Claims, job_scope, sign_token
+from frender.core.job import Evidence, Figures
 
 if TYPE_CHECKING:
     from frender.apps.requester import RequesterNode
@@ -35,6 +36,7 @@ log = logging.getLogger("frender.web")
 
 LINK_SECONDS = 7 * 24 * 3600  # how long the link `frender submit` prints stays valid
 THUMB_SIZE = (320, 180)  # at most, aspect kept
+SHOWN = 240  # thumbnails on a page: the latest final ones, so a long job's page stays light
 
 
 def _thumb(source: Path, target: Path) -> None:
@@ -58,7 +60,7 @@ class Gallery:
 
     def __init__(self, node: RequesterNode) -> None:
         self.node = node
-        self.thumbs: dict[int, set[int]] = {}
+        self.thumbs: dict[int, dict[int, None]] = {}  # job -> frames with a thumbnail, in the order they were made
         self.videos: dict[int, Path] = {}
         self.video_errors: dict[int, str] = {}
         self.pace: dict[int, Pace] = {}
@@ -100,8 +102,8 @@ class Gallery:
             self.pace[job] = Pace(since=time.monotonic(), delivered=0 if not progress.finished else progress.delivered)
         if progress.finished and job not in self.finished_after:
             self.finished_after[job] = time.monotonic() - self.pace[job].since
-        made = self.thumbs.setdefault(job, set())
-        for frame in sorted(set(progress.final) - made):
+        made = self.thumbs.setdefault(job, {})
+        for frame in sorted(set(progress.final) - made.keys()):
             target = self.thumb_path(job, frame)
             source = self.node.final_path(job, frame)
             if source is None:
@@ -112,7 +114,7 @@ class Gallery:
                     await trio.to_thread.run_sync(_thumb, source, target)
                 except video.VideoError as exc:
                     log.warning("job %d: no thumbnail of frame %d: %s", job, frame, exc)
-            made.add(frame)
+            made[frame] = None
         if progress.finished and job not in self.videos and job not in self.video_errors:
             target = self.video_path(job)
             if not target.exists():
@@ -127,11 +129,11 @@ class Gallery:
             self.videos[job] = target
 
 
-def _figures(f) -> str:
+def _figures(f: Figures) -> str:
     return f"{f.verdict}, {f.fraction_off * 100:.1f}% of pixels off, max diff {f.max_diff}, PSNR {f.psnr:.1f} dB"
 
 
-def _evidence_text(friend: str, e) -> str:
+def _evidence_text(friend: str, e: Evidence) -> str:
     """Why ``friend`` was evicted, from its Evidence: the frame, both copies, the comparisons, the arbitration."""
     subject = friend == e.subject
     other = (e.verifier or "the requester's own render") if subject else e.subject
@@ -170,7 +172,8 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         p = node.progress_of(job)
         escrowed, earned = node.points_of(job)
         evidence = {f: _evidence_text(f, e) for f, e in node.evictions_of(job).items()}
-        thumbs = sorted(gallery.thumbs.get(job, ()))
+        made = list(gallery.thumbs.get(job, ()))
+        thumbs = sorted(made[-SHOWN:])
         return page(
             "job_live.html",
             job=job,
@@ -181,6 +184,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
             earned=earned,
             evidence=evidence,
             thumbs=thumbs,
+            more=len(made) - len(thumbs),
             video=job in gallery.videos,
             video_error=gallery.video_errors.get(job, ""),
             t=token,
