@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from frender.apps.web._page import HEADERS, claims_of, live, page
+from frender.apps.web._page import HEADERS, claims_of, live, page, render
 from frender.apps.web._server import serve_web
 from frender.apps.web._token import OPERATOR, Claims
 
@@ -29,7 +29,7 @@ def master_app(node: MasterNode) -> Starlette:
     def body() -> str:
         s = node.status()
         balances_sum = sum(s.balances.values())
-        return page("master_live.html", s=s, held=s.granted - balances_sum, balances_sum=balances_sum).body.decode()
+        return render("master_live.html", s=s, held=s.granted - balances_sum, balances_sum=balances_sum)
 
     async def index(request: Request) -> Response:
         claims = claims_of(request, allowed)

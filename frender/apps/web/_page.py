@@ -14,7 +14,15 @@ from starlette.responses import HTMLResponse, Response
 
 from frender.apps.web._token import BadToken, Claims, read_token
 
-__all__ = ["HEADERS", "TEMPLATES", "claims_of", "forbidden", "live", "page"]
+__all__ = [
+    "HEADERS",
+    "TEMPLATES",
+    "claims_of",
+    "forbidden",
+    "live",
+    "page",
+    "render",
+]
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
@@ -48,8 +56,12 @@ def claims_of(request: Request, allowed: Callable[[Claims], bool]) -> Claims | R
     return claims
 
 
+def render(name: str, **context: object) -> str:
+    return TEMPLATES.get_template(name).render(**context)
+
+
 def page(name: str, **context: object) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(name).render(**context), headers=HEADERS)
+    return HTMLResponse(render(name, **context), headers=HEADERS)
 
 
 def live(render: Callable[[], str], changed: Callable[[], Awaitable[None]], *, every: float = 0.5) -> EventSourceResponse:

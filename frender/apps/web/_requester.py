@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from frender.apps import video
-from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page
+from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page, render
 from frender.apps.web._server import serve_web
 from frender.apps.web._token import OPERATOR, Claims, job_scope, sign_token
 from frender.core.job import Evidence, Figures
@@ -174,7 +174,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         evidence = {f: _evidence_text(f, e) for f, e in node.evictions_of(job).items()}
         made = list(gallery.thumbs.get(job, ()))
         thumbs = sorted(made[-SHOWN:])
-        return page(
+        return render(
             "job_live.html",
             job=job,
             p=p,
@@ -188,7 +188,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
             video=job in gallery.videos,
             video_error=gallery.video_errors.get(job, ""),
             t=token,
-        ).body.decode()
+        )
 
     async def job_page(request: Request) -> Response:
         found = job_of(request)
