@@ -102,7 +102,7 @@ def browser():
 
 
 def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, browser, tmp_path):
-    """Thumbnails appear without a reload, with a time estimate and the cheater's eviction; bad tokens get 403."""
+    """Thumbnails appear without a reload, with a time estimate and the cheater's eviction; the operator's page; bad tokens get 403."""
     out, log, proc = demo
     url = _line(log, proc, r"dashboard: (http://\S+)", 240).group(1)
     browser.get(url)
@@ -123,6 +123,13 @@ def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, brow
     assert any(re.fullmatch(r"about \d+ s left \(.*frames a minute\)", e) for e in estimates), estimates
     assert "friend1/box" in page["evicted"][0] and "PSNR" in page["evicted"][0], page["evicted"]  # the black cheater, with evidence
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
+
+    # The operator's page (the link the demo prints, signed by the master's key): friends, jobs, the ledger.
+    browser.get(_line(log, proc, r"operator  (http://\S+)", 5).group(1))
+    tables = browser.execute_script("return Array.from(document.querySelectorAll('#friends, #jobs, #ledger')).map(t => t.textContent);")
+    assert len(tables) == 3 and all(f"friend{i}/box" in tables[0] for i in (1, 2, 3)) and "friend1/box" in tables[1], tables
+    assert "points granted" in tables[2]
+    browser.save_screenshot(str(tmp_path / "operator.png"))
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
 
