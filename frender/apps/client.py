@@ -91,11 +91,11 @@ async def submit(
 
 
 async def _dashboard_link(requester: Address, identity: Identity, job: int, on_link: Callable[[str], None]) -> None:
-    """Hand the job's dashboard link to ``on_link``; a requester without one (or an older one) is no error."""
+    """Hand the job's dashboard link to ``on_link``; a requester without one (or an older one, or a gone one) is no error."""
     try:
         async with connect(requester, identity) as session:
             reply = await session.call(msg.DashboardLink(job=job))
-    except RemoteError:
+    except (RemoteError, PeerGone):  # following the job retries a requester that is gone
         return
     if reply.url:
         on_link(reply.url)
