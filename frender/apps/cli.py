@@ -99,6 +99,38 @@ def _backend(blender_path: str | None):
         fail(str(exc))
 
 
+def _web(text: str | None) -> tuple[str, int] | None:
+    """``--web HOST:PORT`` for a dashboard; None when not asked for."""
+    if text is None:
+        return None
+    from frender.apps.web import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _serving(main, listen: str) -> None:
+    """Run a server's ``main``; a port in use (its own or the dashboard's) is one line, not a traceback."""
+    import errno
+
+    from frender.apps.web import WebUnavailable
+
+    problem = None
+    try:
+        _trio_run(main)
+    except* WebUnavailable as group:
+        problem = str(group.exceptions[0])
+    except* OSError as group:
+        bind = [e for e in group.exceptions if e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)]
+        if len(bind) != len(group.exceptions):
+            raise
+        problem = f"cannot listen on {listen}: {bind[0].strerror} (is another frender already running there? choose another --listen)"
+    if problem is not None:
+        fail(problem)
+
+
 def _trio_run(fn, *args) -> None:
     import trio
 
@@ -121,6 +153,7 @@ def run_master(
         "full", help="full: every commit reaches the disk before its answer; normal: faster, but a power cut may lose the last commits."
     ),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
+    web: Optional[str] = typer.Option(None, help="Serve the operator's dashboard on HOST:PORT (e.g. 127.0.0.1:8000; default: none)."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run the master: the registry of friends and the points ledger."""
@@ -143,10 +176,11 @@ def run_master(
     async def main() -> None:
         await run(
             host=host, port=port, db=db, home=home, settings=settings, trust=tuple(pairs),
-            limits=Limits(max_per_host=max_per_host), sync=sync, announce=_announce(address_file),
+            limits=Limits(max_per_host=max_per_host), sync=sync, announce=_announce(address_file), web=web_bind,
         )
 
-    _trio_run(main)
+    web_bind = _web(web)
+    _serving(main, listen)
 
 
 @run_app.command("requester")
@@ -160,6 +194,7 @@ def run_requester(
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
+    web: Optional[str] = typer.Option(None, help="Serve the artists' dashboard on HOST:PORT (e.g. 127.0.0.1:8100; default: none)."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a requester: hosts clients' jobs, hands out work, verifies frames, reports to the master."""
@@ -175,10 +210,11 @@ def run_requester(
     async def main() -> None:
         await run(
             master=_address(master), host=host, port=port, db=db, home=home, backend=backend, settings=settings,
-            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file),
+            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file), web=web_bind,
         )
 
-    _trio_run(main)
+    web_bind = _web(web)
+    _serving(main, listen)
 
 
 @run_app.command("friend")
@@ -222,6 +258,7 @@ def submit(
     checks: int = typer.Option(1, help="Test frames per friend (per batch)."),
     out: Path = typer.Option(Path("frames"), help="Where frame_####.png files go."),
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
+    video: Optional[Path] = typer.Option(None, help="Also assemble the final frames into this H.264 video (.mp4)."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
@@ -230,13 +267,71 @@ def submit(
     if not blend.is_file():
         fail(f"{blend}: no such file")
     address = _address(requester)
+    result = None
     try:
         result = follow(blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks)
-    except RemoteError as exc:
-        fail(f"the requester refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
+        pass
+    except* RemoteError as group:
+        exc = group.exceptions[0]
+        fail(f"the requester refused {blend}: {_named(exc.reason, blend)} ({exc.code})")
+    except* TransportError as group:
+        fail(str(group.exceptions[0]))
+    if result is None:
+        _interrupted(out, blend, requester, user)
     typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
+    if video is not None:
+        _video(video, out, None)
+
+
+def _named(reason: str, blend: Path) -> str:
+    """A reason from the requester names the upload by its hash; the user knows it by its name."""
+    import re
+
+    return re.sub(r"\S*[0-9a-f]{64}(\.blend)?", blend.name, reason)
+
+
+def _interrupted(out: Path, blend: Path, requester: str, user: str) -> None:
+    """What Ctrl-C of `submit` leaves: the job goes on at the requester; the same command resumes it."""
+    from frender.apps.client import STATE_FILE
+
+    try:
+        job = json.loads((out / STATE_FILE).read_text())["job"]
+    except (OSError, ValueError, KeyError):
+        typer.echo("\nstopped before the job was submitted; nothing runs", err=True)
+        raise typer.Exit(130)
+    typer.echo(
+        f"\nstopped following job {job}; it goes on at the requester, which keeps its final frames.\n"
+        f"resume (only missing frames are fetched): frender submit {blend} --requester '{requester}' --user {user} --out {out}",
+        err=True,
+    )
+    raise typer.Exit(130)
+
+
+def _video(target: Path, folder: Path, fps: float | None) -> None:
+    from frender.apps.client import remembered_fps
+    from frender.apps.video import VideoError, assemble, frames_in
+
+    rate = fps or remembered_fps(folder)
+    if rate is None:
+        fail(f"{folder} does not say its frame rate (it was not filled by `frender submit`): give --fps")
+    try:
+        made = assemble(frames_in(folder), target, fps=rate)
+    except VideoError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {made.path}: {made.frames} frames, {made.width}x{made.height}, {float(made.fps):g} fps, H.264")
+
+
+@app.command()
+def video(
+    target: Path = typer.Argument(..., help="The video to write (.mp4)."),
+    source: Path = typer.Option(..., "--from", help="A folder of frame_####.png (or .exr) files, e.g. what `frender submit` wrote."),
+    fps: Optional[float] = typer.Option(None, help="Frames per second (default: the .blend's, remembered by `frender submit`)."),
+) -> None:
+    """Assemble final frames, in frame order, into an H.264 video. EXR frames get the Standard view (sRGB, clipped)."""
+    if fps is not None and not 0 < fps <= 1000:
+        fail("--fps is above 0 and at most 1000")
+    _video(target, source, fps)
 
 
 @app.command()
@@ -287,6 +382,26 @@ def operator_trust(
     _operator(master, home, "trust", key=key, name=name)
 
 
+@operator_app.command("web-token")
+def operator_web_token(
+    home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
+    hours: float = typer.Option(12.0, help="How long the token is valid."),
+    url: Optional[str] = typer.Option(None, help="The dashboard's address (what `run master --web` printed), to print a whole link."),
+) -> None:
+    """Print a token that opens the operator's dashboard (the master's, and every job's on trusted requesters)."""
+    import time
+
+    from frender.apps.web import OPERATOR, sign_token
+    from frender.transports import Identity
+
+    if not 0 < hours <= 24 * 366:
+        fail("--hours is above 0 and at most a year")
+    if not (home / "identity.pem").is_file():
+        fail(f"{home} holds no key: give the master's --home")
+    token = sign_token(Identity.load_or_create(home), OPERATOR, now=time.time(), seconds=hours * 3600)
+    typer.echo(f"{url.rstrip('/')}/?t={token}" if url else token)
+
+
 def _operator(master: str, home: Path, what: str, **fields) -> None:
     import trio
 
@@ -294,14 +409,21 @@ def _operator(master: str, home: Path, what: str, **fields) -> None:
     from frender.apps.client import operator_call
     from frender.transports import RemoteError, TransportError
 
+    from frender.apps.client import status as get_status
+
     request = msg.Grant(**fields) if what == "grant" else msg.Trust(**fields)
+    address = _address(master)
     try:
-        trio.run(operator_call, _address(master), home, request)
+        trio.run(operator_call, address, home, request)
+        reply = trio.run(get_status, address, home)
     except RemoteError as exc:
         fail(f"the master refused: {exc.reason} ({exc.code})")
     except TransportError as exc:
         fail(str(exc))
-    typer.echo("done")
+    if isinstance(request, msg.Grant):
+        typer.echo(f"granted {request.amount} points to {request.user}: balance now {reply.balances.get(request.user, 0)}")
+    else:
+        typer.echo(f"trusted requester {request.name} ({request.key}): it may now ask for friends")
 
 
 @app.command()
@@ -327,6 +449,8 @@ def demo(
     frames: str = typer.Option("1-24", help="Frames to render, A-B."),
     cheaters: int = typer.Option(0, help="How many of the friends cheat (black, noise, stale in turn)."),
     out: Path = typer.Option(Path("frender-demo"), help="Where frames, logs and the event logs go."),
+    web: str = typer.Option("127.0.0.1:0", help="Where the dashboards listen, HOST:PORT (port 0: any free port; '' for none)."),
+    linger: float = typer.Option(0.0, help="Seconds to keep the farm and its dashboards up after the job."),
 ) -> None:
     """The whole system on this machine: a master, a requester and friends render the demo scene."""
     from frender.apps.demo import run_demo
@@ -338,7 +462,9 @@ def demo(
     chosen = _frames(frames)
     if chosen[0] < 1:
         fail("--frames start at 1")
-    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out)
+    if web:
+        _web(web)
+    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger)
     raise typer.Exit(code)
 
 

@@ -3,13 +3,17 @@
 ``submit`` is resumable: the job it started is remembered in
 ``OUT/.frender-job.json`` (with the file's sha256 and the requester), so
 running it again after an interruption follows the same job and fetches only
-the frames that are not in OUT yet.
+the frames that are not in OUT yet. That file is JSON:
+``{"job": J, "sha256": "<the .blend's>", "requester": "frender://…", "fps": 24.0}``
+(``fps``: the .blend's frame rate, for ``frender video``). Frames are written
+as ``OUT/frame_####.png`` with the user's umask.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -18,9 +22,9 @@ from attrs import frozen
 
 from frender.apps import messages as msg
 from frender.blender import frame_name
-from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, connect, file_header, put_file, single_error
+from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, put_file, single_error
 
-__all__ = ["SubmitResult", "submit", "status", "operator_call"]
+__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
@@ -55,9 +59,13 @@ async def submit(
     frames: tuple[int, ...] = (),
     checks_per_friend: int = 1,
     on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
+    on_link: Callable[[str], None] = lambda url: None,
     poll: float = 0.3,
 ) -> SubmitResult:
-    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``."""
+    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``.
+
+    ``on_link`` gets the job's dashboard link (with its signed token) when the requester serves one.
+    """
     identity = Identity.load_or_create(home)
     out.mkdir(parents=True, exist_ok=True)
     header = await file_header(blend, kind="upload", job="upload")
@@ -70,7 +78,9 @@ async def submit(
                 msg.Submit(user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend)
             )
         job = submitted.job
-        (out / STATE_FILE).write_text(json.dumps({"job": job, "sha256": header.sha256, "requester": str(requester)}))
+        state = {"job": job, "sha256": header.sha256, "requester": str(requester), "fps": submitted.fps}
+        (out / STATE_FILE).write_text(json.dumps(state))
+    await _dashboard_link(requester, identity, job, on_link)
     fetched: set[int] = set()
     while True:
         try:
@@ -78,6 +88,26 @@ async def submit(
         except* PeerGone:  # from the progress calls or any of the downloads
             pass
         await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
+
+
+async def _dashboard_link(requester: Address, identity: Identity, job: int, on_link: Callable[[str], None]) -> None:
+    """Hand the job's dashboard link to ``on_link``; a requester without one (or an older one, or a gone one) is no error."""
+    try:
+        async with connect(requester, identity) as session:
+            reply = await session.call(msg.DashboardLink(job=job))
+    except (RemoteError, PeerGone):  # following the job retries a requester that is gone
+        return
+    if reply.url:
+        on_link(reply.url)
+
+
+def remembered_fps(out: Path) -> float | None:
+    """The frame rate of the .blend whose frames are in ``out``, as the requester reported it on submit."""
+    try:
+        fps = float(json.loads((out / STATE_FILE).read_text()).get("fps") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return fps if fps > 0 else None
 
 
 async def _follow(
@@ -104,8 +134,12 @@ async def _follow(
                 target = out / frame_name(frame)
                 if not target.exists():
                     await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
+                    os.chmod(target, mode)  # downloads land private (0600); a frame is the user's file like any other
                 fetched.add(frame)
 
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = 0o666 & ~umask
     queued = set(fetched)
     known = delivered = -1  # as of the last reply: the requester holds the next until either changes
     with single_error():

@@ -21,9 +21,11 @@ from rich.table import Table
 
 from frender import blender
 from frender.apps import messages as msg
-from frender.apps.client import operator_call, status
+from frender.apps import video
+from frender.apps.client import operator_call, remembered_fps, status
 from frender.apps.progress import follow
-from frender.transports import Address, RemoteError, TransportError
+from frender.apps.web import OPERATOR, sign_token
+from frender.transports import Address, Identity, RemoteError, TransportError
 
 __all__ = ["CHEATS", "Cluster", "run_demo", "start_master", "start_requester", "start_friend", "wait_for_friends"]
 
@@ -56,6 +58,19 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not start within {timeout:g} s; see {self.logs / (name + '.log')}")
 
+    def wait_for_line(self, name: str, start: str, timeout: float = 30.0) -> str:
+        """The rest of the first line of ``name``'s log that starts with ``start`` (e.g. a dashboard's URL)."""
+        deadline = time.monotonic() + timeout
+        path = self.logs / f"{name}.log"
+        while time.monotonic() < deadline:
+            for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+                if line.startswith(start):
+                    return line.removeprefix(start)
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early; see {path}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} printed no {start!r} within {timeout:g} s; see {path}")
+
     def stop(self, name: str, *, graceful: bool = True) -> None:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
@@ -72,7 +87,9 @@ class Cluster:
             self.stop(name)
 
 
-def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str = "127.0.0.1:0", sync: str = "full") -> tuple[Address, Path]:
+def start_master(
+    cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str = "127.0.0.1:0", sync: str = "full", web: str | None = None
+) -> tuple[Address, Path]:
     home = cluster.root / "homes" / "master"
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
@@ -81,12 +98,14 @@ def start_master(cluster: Cluster, *, friend_timeout_ms: int = 2000, listen: str
         "master", "run", "master", "--listen", listen, "--db", str(cluster.root / "master.db"),
         "--home", str(home), "--friend-timeout", str(friend_timeout_ms), "--address-file", str(address_file),
         "--max-per-host", "4096",  # every process of a local farm is 127.0.0.1
-        "--sync", sync,
+        "--sync", sync, *(("--web", web) if web else ()),
     )
     return cluster.wait_for_address("master", address_file), home
 
 
-def start_requester(cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0") -> Address:
+def start_requester(
+    cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None
+) -> Address:
     home = cluster.root / "homes" / "requester"
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
@@ -95,7 +114,7 @@ def start_requester(cluster: Cluster, master: Address, *, seconds_per_frame: flo
         "requester", "run", "requester", "--master", str(master), "--listen", listen,
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
-        "--max-per-host", "4096",
+        "--max-per-host", "4096", *(("--web", web) if web else ()),
     )
     return cluster.wait_for_address("requester", address_file)
 
@@ -121,10 +140,11 @@ async def wait_for_friends(master: Address, home: Path, count: int, timeout: flo
             await trio.sleep(0.2)
 
 
-def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path) -> int:
+def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path, web: str = "127.0.0.1:0", linger: float = 0.0) -> int:
+    """The demo; with ``web``, both dashboards (their URLs printed), kept up ``linger`` seconds after the job."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("master.db", "requester.db", "homes", "frames", "logs"):
+    for stale in ("master.db", "requester.db", "homes", "frames", "logs", "demo.mp4"):
         target = out / stale
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     scene = out / "scene.blend"
@@ -132,9 +152,13 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path)
     blender.build_demo_scene(scene, frames=frames[-1], resolution=(160, 90), samples=16)
     cluster = Cluster(out)
     try:
-        master, master_home = start_master(cluster)
-        requester = start_requester(cluster, master)
+        host, _, port = web.rpartition(":")
+        master_web = f"{host}:{int(port) + 1 if port not in ('', '0') else 0}" if web else None  # the requester's page is on PORT
+        master, master_home = start_master(cluster, web=master_web)
+        requester = start_requester(cluster, master, web=web or None)
         console.print(f"master    {master}\nrequester {requester}", soft_wrap=True)
+        if web:
+            _print_operator_link(cluster, master_home)
         trio.run(_operate, master, master_home, requester)
         names = [start_friend(cluster, master, i + 1, cheat=CHEATS[i % 3] if i < cheaters else None) for i in range(friends)]
         trio.run(wait_for_friends, master, master_home, friends)
@@ -142,6 +166,12 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path)
         result = follow(scene, requester=requester, user="artist", home=out / "homes" / "artist", friends=friends, out=out / "frames", frames=frames)
         farm_seconds = time.monotonic() - t0
         final = trio.run(_settled, master, master_home, result.job)
+        if linger > 0:
+            console.print(f"the dashboards stay up for {linger:g} s (Ctrl-C: go on now)")
+            try:
+                time.sleep(linger)
+            except KeyboardInterrupt:
+                pass
     except (RemoteError, TransportError, RuntimeError, blender.BlenderError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
@@ -155,8 +185,17 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path)
         f for f in result.frames
         if blender.compare(out / "frames" / blender.frame_name(f), direct[f], width=160, height=90).verdict == "disagree"
     ]
+    made = video.assemble(video.frames_in(out / "frames"), out / "demo.mp4", fps=remembered_fps(out / "frames") or 24.0)
     _summary(result, final, names, cheaters, farm_seconds, direct_seconds, time.monotonic() - started, wrong, out)
+    console.print(f"video: {made.path} ({made.frames} frames, {float(made.fps):g} fps)", soft_wrap=True)
     return 1 if wrong else 0
+
+
+def _print_operator_link(cluster: Cluster, master_home: Path) -> None:
+    """The operator's dashboard, opened with a token signed by the master's key (what `frender operator web-token` prints)."""
+    url = cluster.wait_for_line("master", "master dashboard at ").split()[0]
+    token = sign_token(Identity.load_or_create(master_home), OPERATOR, now=time.time(), seconds=12 * 3600)
+    console.print(f"operator  {url}?t={token}", soft_wrap=True)
 
 
 async def _operate(master: Address, master_home: Path, requester: Address) -> None:

@@ -299,6 +299,10 @@ class MasterNode(Handler):
             reply = self._held[(friend, job.job)] = msg.HeartbeatReply(assignment=signed, requester=job.address)
         return reply
 
+    def status(self) -> msg.StatusReply:
+        """Friends, jobs and the ledger as they stand now (the operator's dashboard reads this)."""
+        return self._status(self.clock())
+
     def _status(self, now: float) -> msg.StatusReply:
         state = self.state
         friends = tuple(
@@ -355,9 +359,10 @@ async def run_master(
     limits: Limits = Limits(),
     sync: str = "full",
     announce=print,
+    web: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Replay ``db``, trust the given requester keys, listen, and announce the address.
+    """Replay ``db``, trust the given requester keys, listen, and announce the address (and the dashboard's, with ``web``).
 
     ``sync`` is the log's (see SqliteLog): "normal" answers durable calls
     sooner but may lose the last ones to a power cut; "full" never does.
@@ -373,6 +378,11 @@ async def run_master(
             bound = await nursery.start(functools.partial(serve, identity, host, port, node, limits=limits))
             address = Address(host=host, port=bound, fingerprint=identity.fingerprint)
             announce(f"master listening at {address}")
+            if web is not None:
+                from frender.apps.web import serve_master_web
+
+                url = await nursery.start(serve_master_web, node, *web)
+                announce(f"master dashboard at {url}/ (open it with the token `frender operator web-token` prints)")
             task_status.started(address)
     finally:
         log.close()

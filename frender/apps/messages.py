@@ -41,6 +41,8 @@ __all__ = [
     # client -> requester
     "Submit",
     "Submitted",
+    "DashboardLink",
+    "DashboardLinkReply",
     "Progress",
     "ProgressReply",
     "FriendLine",
@@ -243,6 +245,21 @@ class Submitted:
     frames: tuple[int, ...]
     width: int
     height: int
+    fps: float = 0.0  # the .blend's frame rate (0: not known), for the video
+
+
+@frozen(kw_only=True)
+class DashboardLink:
+    """The web page of one of my jobs, as a link carrying a signed, expiring token."""
+
+    tag: ClassVar[str] = "dashboard_link.v1"
+    job: int
+
+
+@frozen(kw_only=True)
+class DashboardLinkReply:
+    tag: ClassVar[str] = "dashboard_link_reply.v1"
+    url: str  # "" when the requester serves no dashboard
 
 
 @frozen(kw_only=True)
@@ -351,6 +368,8 @@ codec.register(
     StatusReply,
     Submit,
     Submitted,
+    DashboardLink,
+    DashboardLinkReply,
     Progress,
     FriendLine,
     ProgressReply,

@@ -42,14 +42,26 @@ def follow(
     """``client.submit`` with a live view; returns when every frame is in ``out``."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     ids = (bars.add_task("delivered", total=None), bars.add_task("final", total=None))
+    try:
+        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids)
+    finally:
+        if not console.is_terminal:
+            console.line()  # off a terminal the last view ends without one: what follows starts on its own line
+
+
+def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids) -> SubmitResult:
     with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
 
         def show(p: msg.ProgressReply) -> None:
             live.update(job_view(p, bars, ids))
 
+        def link(url: str) -> None:
+            live.console.print(f"dashboard: {url}", soft_wrap=True)
+
         return trio.run(
             lambda: submit(
-                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show
+                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show,
+                on_link=link,
             )
         )
 

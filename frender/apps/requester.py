@@ -88,6 +88,7 @@ class JobAccepted:
     width: int
     height: int
     profile: RenderProfile
+    fps: float = 24.0  # the .blend's frame rate, for the job's video
 
 
 @frozen(kw_only=True)
@@ -227,6 +228,7 @@ class RequesterNode(Handler):
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
+        self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
 
     # ------------------------------------------------------------ the core
 
@@ -386,6 +388,9 @@ class RequesterNode(Handler):
         match request:
             case msg.Submit():
                 return await self._submit(peer, request)
+            case msg.DashboardLink(job=j):
+                self._own_job(peer, j)
+                return msg.DashboardLinkReply(url=self.dashboard_link(j) if self.dashboard_link else "")
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.WantWork(assignment=signed, keeping=keeping):
@@ -463,6 +468,7 @@ class RequesterNode(Handler):
                 width=width,
                 height=height,
                 profile=profile,
+                fps=info.fps,
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
             core.StartJob(
@@ -480,7 +486,7 @@ class RequesterNode(Handler):
             ),
         )
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
-        return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height)
+        return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps)
 
     async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
         """The progress once more than ``final`` frames are final, the delivered count is not
@@ -630,6 +636,36 @@ class RequesterNode(Handler):
                 raise Refused("not-final", f"frame {header.frame} of job {job} is not final yet")
             return self.copies[(job, final.sha256)]
         raise Refused("unsupported", f"no {header.kind} files are served")
+
+    # ------------------------------------------------------ for the dashboard
+    # Read-only views for frender.apps.web, from the folded state.
+
+    def progress_of(self, job: int) -> msg.ProgressReply:
+        return self._progress(self.jobs[job])
+
+    def evictions_of(self, job: int) -> dict[str, core.Evidence]:
+        return dict(self.state.jobs[job].evictions)
+
+    def points_of(self, job: int) -> tuple[int, int]:
+        """(escrowed, earned): M + s per friend granted; final frames and paid checks of friends not evicted."""
+        j = self.state.jobs[job]
+        if j.report is not None:
+            return j.report.escrow, sum(j.report.payouts.values())
+        evicted = {f for f, rec in j.friends.items() if rec.status == "evicted"}
+        earned = sum(1 for ff in core.final_frames(self.state, job) if ff.friend not in evicted)
+        return len(j.frames) + j.budget, earned + sum(n for f, n in j.check_paid.items() if f not in evicted)
+
+    def final_path(self, job: int, frame: int) -> Path | None:
+        """The stored copy of a final frame; None while it is not final."""
+        final = self.state.jobs[job].final.get(frame)
+        return None if final is None else self.copies[(job, final.sha256)]
+
+    def job_dir(self, job: int) -> Path:
+        return self._job_dir(job)
+
+    async def changed(self) -> None:
+        """Return at the next change of state."""
+        await self._changed.wait()
 
     # --------------------------------------------------------- the master
 
@@ -849,9 +885,10 @@ async def run_requester(
     settings: RequesterSettings = RequesterSettings(),
     limits: Limits = Limits(),
     announce=print,
+    web: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Replay ``db``, listen, and serve clients and friends until cancelled."""
+    """Replay ``db``, listen, and serve clients and friends until cancelled; with ``web``, the dashboard too."""
     identity = Identity.load_or_create(home)
     log_ = SqliteLog(db)
     try:
@@ -866,6 +903,11 @@ async def run_requester(
             nursery.start_soon(node.stop_on_log_failure)
             nursery.start_soon(node.react_forever, nursery)
             nursery.start_soon(node.tick_forever)
+            if web is not None:
+                from frender.apps.web import serve_requester_web
+
+                url = await nursery.start(serve_requester_web, node, *web)
+                announce(f"requester dashboard at {url}/")
             task_status.started(node.address)
     finally:
         log_.close()

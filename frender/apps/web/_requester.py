@@ -1,0 +1,272 @@
+"""The requester's dashboard: one page per job, for its submitter (or the operator), live over SSE.
+
+The ``Gallery`` runs beside the requester and does the slow work once:
+a thumbnail per final frame (``jobs/J/web/thumb_####.jpg``) and, when the job
+finishes, its video (``jobs/J/web/video.mp4``). Pages only read what it made.
+The time estimate comes from the pace of deliveries this process has watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+from attrs import frozen
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from frender.apps import video
+from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page, render
+from frender.apps.web._server import serve_web
+from frender.apps.web._token import OPERATOR, Claims, job_scope, sign_token
+from frender.core.job import Evidence, Figures
+
+if TYPE_CHECKING:
+    from frender.apps.requester import RequesterNode
+
+__all__ = ["LINK_SECONDS", "THUMB_SIZE", "Gallery", "requester_app", "serve_requester_web"]
+
+log = logging.getLogger("frender.web")
+
+LINK_SECONDS = 7 * 24 * 3600  # how long the link `frender submit` prints stays valid
+THUMB_SIZE = (320, 180)  # at most, aspect kept
+SHOWN = 240  # thumbnails on a page: the latest final ones, so a long job's page stays light
+
+
+def _thumb(source: Path, target: Path) -> None:
+    image = Image.fromarray(video.read_rgb(source))
+    image.thumbnail(THUMB_SIZE)
+    temp = target.with_name(f".{target.name}.partial")
+    image.save(temp, format="JPEG", quality=85)
+    temp.replace(target)
+
+
+@frozen(kw_only=True)
+class Pace:
+    """The first sight of a job: when, and how many frames were delivered then."""
+
+    since: float
+    delivered: int
+
+
+class Gallery:
+    """Thumbnails of final frames, made once each, and each finished job's video."""
+
+    def __init__(self, node: RequesterNode) -> None:
+        self.node = node
+        self.thumbs: dict[int, dict[int, None]] = {}  # job -> frames with a thumbnail, in the order they were made
+        self.videos: dict[int, Path] = {}
+        self.video_errors: dict[int, str] = {}
+        self.pace: dict[int, Pace] = {}
+        self.finished_after: dict[int, float] = {}
+
+    def web_dir(self, job: int) -> Path:
+        return self.node.job_dir(job) / "web"
+
+    def thumb_path(self, job: int, frame: int) -> Path:
+        return self.web_dir(job) / f"thumb_{frame:04d}.jpg"
+
+    def video_path(self, job: int) -> Path:
+        return self.web_dir(job) / "video.mp4"
+
+    def estimate(self, job: int, delivered: int, total: int, finished: bool) -> str:
+        """What the page says about time: an estimate while running, the time taken once done."""
+        pace = self.pace.get(job)
+        now = time.monotonic()
+        if finished:
+            took = self.finished_after.get(job)
+            return f"finished in {took:.0f} s" if took is not None else "finished"
+        if pace is None or delivered <= pace.delivered:
+            return "estimating the time left (no frame delivered yet)"
+        rate = (delivered - pace.delivered) / max(now - pace.since, 1e-3)
+        left = (total - delivered) / rate
+        return f"about {left:.0f} s left ({rate * 60:.1f} frames a minute)"
+
+    async def run(self) -> None:
+        """Watch every job; make what is missing; wait for the next change."""
+        while True:
+            for job in list(self.node.jobs):
+                await self._catch_up(job)
+            with trio.move_on_after(5.0):
+                await self.node.changed()
+
+    async def _catch_up(self, job: int) -> None:
+        progress = self.node.progress_of(job)
+        if job not in self.pace:
+            self.pace[job] = Pace(since=time.monotonic(), delivered=0 if not progress.finished else progress.delivered)
+        if progress.finished and job not in self.finished_after:
+            self.finished_after[job] = time.monotonic() - self.pace[job].since
+        made = self.thumbs.setdefault(job, {})
+        for frame in sorted(set(progress.final) - made.keys()):
+            target = self.thumb_path(job, frame)
+            source = self.node.final_path(job, frame)
+            if source is None:
+                continue
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    await trio.to_thread.run_sync(_thumb, source, target)
+                except video.VideoError as exc:
+                    log.warning("job %d: no thumbnail of frame %d: %s", job, frame, exc)
+            made[frame] = None
+        if progress.finished and job not in self.videos and job not in self.video_errors:
+            target = self.video_path(job)
+            if not target.exists():
+                frames = [self.node.final_path(job, f) for f in sorted(progress.final)]
+                fps = self.node.jobs[job].fps
+                try:
+                    await trio.to_thread.run_sync(lambda: video.assemble([f for f in frames if f is not None], target, fps=fps))
+                except video.VideoError as exc:
+                    self.video_errors[job] = str(exc)
+                    log.warning("job %d: no video: %s", job, exc)
+                    return
+            self.videos[job] = target
+
+
+def _figures(f: Figures) -> str:
+    return f"{f.verdict}, {f.fraction_off * 100:.1f}% of pixels off, max diff {f.max_diff}, PSNR {f.psnr:.1f} dB"
+
+
+def _evidence_text(friend: str, e: Evidence) -> str:
+    """Why ``friend`` was evicted, from its Evidence: the frame, both copies, the comparisons, the arbitration."""
+    subject = friend == e.subject
+    other = (e.verifier or "the requester's own render") if subject else e.subject
+    mine, theirs = (e.subject_sha256, e.verifier_sha256) if subject else (e.verifier_sha256, e.subject_sha256)
+    parts = [f"{'its frame' if subject else f'checking {e.subject} on frame'} {e.frame} (check {e.check}): its copy {mine[:12]}…, {other}'s {theirs[:12]}…"]
+    if e.pair is not None:
+        parts.append(f"the two: {_figures(e.pair)}")
+    if e.arbitration_sha256:
+        parts.append(f"the requester's arbitration render {e.arbitration_sha256[:12]}…")
+    for whose, figures in (("its copy", e.vs_subject if subject else e.vs_verifier), (f"{other}'s", e.vs_verifier if subject else e.vs_subject)):
+        if figures is not None:
+            parts.append(f"arbitration vs {whose}: {_figures(figures)}")
+    return "; ".join(parts)
+
+
+def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
+    """The ASGI app: ``/job/J`` (page), ``/events``, ``/thumb/N``, ``/frame/N``, ``/video.mp4``; ``/`` for the operator."""
+
+    def may_see(job: int):
+        def allowed(claims: Claims) -> bool:
+            own = claims.scope == job_scope(job) and claims.signer == node.identity.fingerprint
+            return own or (claims.scope == OPERATOR and claims.signer == node.master.fingerprint)
+
+        return allowed
+
+    def job_of(request: Request) -> tuple[int, str] | Response:
+        job = int(request.path_params["job"])
+        claims = claims_of(request, may_see(job))
+        if isinstance(claims, Response):
+            return claims
+        if job not in node.jobs:
+            return forbidden(f"no job {job} here")
+        return job, request.query_params["t"]
+
+    def body(job: int, token: str) -> str:
+        p = node.progress_of(job)
+        escrowed, earned = node.points_of(job)
+        evidence = {f: _evidence_text(f, e) for f, e in node.evictions_of(job).items()}
+        made = list(gallery.thumbs.get(job, ()))
+        thumbs = sorted(made[-SHOWN:])
+        return render(
+            "job_live.html",
+            job=job,
+            p=p,
+            final=len(p.final),
+            estimate=gallery.estimate(job, p.delivered, p.total, p.finished),
+            escrowed=escrowed,
+            earned=earned,
+            evidence=evidence,
+            thumbs=thumbs,
+            more=len(made) - len(thumbs),
+            video=job in gallery.videos,
+            video_error=gallery.video_errors.get(job, ""),
+            t=token,
+        )
+
+    async def job_page(request: Request) -> Response:
+        found = job_of(request)
+        if isinstance(found, Response):
+            return found
+        job, token = found
+        accepted = node.jobs[job]
+        return page("job.html", job=job, submitter=accepted.submitter, live=body(job, token), events=f"/job/{job}/events?t={token}")
+
+    async def job_events(request: Request) -> Response:
+        found = job_of(request)
+        if isinstance(found, Response):
+            return found
+        job, token = found
+        return live(lambda: body(job, token), node.changed)
+
+    async def thumb(request: Request) -> Response:
+        found = job_of(request)
+        if isinstance(found, Response):
+            return found
+        job, frame = found[0], int(request.path_params["frame"])
+        if frame not in gallery.thumbs.get(job, ()):
+            return Response("no thumbnail of that frame yet", status_code=404)
+        return FileResponse(gallery.thumb_path(job, frame), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    async def frame(request: Request) -> Response:
+        found = job_of(request)
+        if isinstance(found, Response):
+            return found
+        job, number = found[0], int(request.path_params["frame"])
+        path = node.final_path(job, number)
+        if path is None:
+            return Response("that frame is not final", status_code=404)
+        return FileResponse(path, media_type="image/png", filename=f"frame_{number:04d}.png", content_disposition_type="inline")
+
+    async def job_video(request: Request) -> Response:
+        found = job_of(request)
+        if isinstance(found, Response):
+            return found
+        job = found[0]
+        if job not in gallery.videos:
+            return Response("the video is made when the job finishes", status_code=404)
+        return FileResponse(gallery.videos[job], media_type="video/mp4", filename=f"job-{job}.mp4", content_disposition_type="inline")
+
+    async def index(request: Request) -> Response:
+        claims = claims_of(request, lambda c: c.scope == OPERATOR and c.signer == node.master.fingerprint)
+        if isinstance(claims, Response):
+            return claims
+        token = request.query_params["t"]
+        rows = [(j, node.jobs[j].submitter, node.progress_of(j)) for j in sorted(node.jobs)]
+        return page("jobs.html", rows=rows, t=token)
+
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204, headers=HEADERS)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/favicon.ico", no_icon),
+            Route("/job/{job:int}", job_page),
+            Route("/job/{job:int}/events", job_events),
+            Route("/job/{job:int}/thumb/{frame:int}", thumb),
+            Route("/job/{job:int}/frame/{frame:int}", frame),
+            Route("/job/{job:int}/video.mp4", job_video),
+        ]
+    )
+
+
+async def serve_requester_web(node: RequesterNode, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the requester's dashboard and run its gallery; ``started`` gets the base URL."""
+    gallery = Gallery(node)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_web, requester_app(node, gallery), host, port)
+
+        def link(job: int) -> str:
+            token = sign_token(node.identity, job_scope(job), now=time.time(), seconds=LINK_SECONDS)
+            return f"{url}/job/{job}?t={token}"
+
+        node.dashboard_link = link
+        nursery.start_soon(gallery.run)
+        task_status.started(url)

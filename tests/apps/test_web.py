@@ -1,0 +1,262 @@
+"""The dashboards over real HTTP: who may see which page, what the pages show, and the live stream.
+
+The real master and requester nodes (modelled backend) serve their dashboards
+on 127.0.0.1 port 0 with Hypercorn's trio worker; pages are fetched with urllib.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from types import SimpleNamespace
+
+import pytest
+import trio
+
+from frender.apps import messages as msg
+from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
+from frender.transports import Identity
+from test_security import World, refused
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def get(url: str) -> tuple[int, str]:
+    return await trio.to_thread.run_sync(_get, url)
+
+
+def _first_event(url: str) -> str:
+    """The data of the first server-sent event at ``url``."""
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/event-stream")
+        data = []
+        while True:
+            line = reply.readline().decode().rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                return "\n".join(data)
+
+
+@pytest.fixture
+async def web(tmp_path, nursery):
+    world = World(tmp_path)
+    await world.start(nursery)
+    world.requester_web = await nursery.start(serve_requester_web, world.requester_node, "127.0.0.1", 0)
+    world.master_web = await nursery.start(serve_master_web, world.master_node, "127.0.0.1", 0)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    world.job = (await world.alice_submits()).job
+    return world
+
+
+def test_tokens_are_signed_scoped_and_expire(tmp_path):
+    """A token reads back with its scope and signer; tampered, truncated or expired ones are refused."""
+    me = Identity.load_or_create(tmp_path / "me")
+    token = sign_token(me, job_scope(3), now=1000.0, seconds=60)
+    claims = read_token(token, now=1059.0)
+    assert (claims.scope, claims.signer) == ("job:3", me.fingerprint)
+    with pytest.raises(BadToken, match="expired"):
+        read_token(token, now=1060.0)
+    body, _, signature = token.partition(".")
+    other = sign_token(me, job_scope(4), now=1000.0, seconds=60)
+    with pytest.raises(BadToken):
+        read_token(other.partition(".")[0] + "." + signature, now=1001.0)  # job 4's claims under job 3's signature
+    for junk in ("", "x", "a.b", body, token[:-3], "." * 5):
+        with pytest.raises(BadToken):
+            read_token(junk, now=1001.0)
+
+
+async def test_the_submitter_gets_a_link_that_opens_its_job_only(web):
+    """The link from DashboardLink opens the submitter's job page; another user's key gets no link."""
+    reply = await web.call("alice", web.requester, msg.DashboardLink(job=web.job))
+    assert reply.url.startswith(f"{web.requester_web}/job/{web.job}?t=")
+    status, html = await get(reply.url)
+    assert status == 200
+    assert f"Job {web.job}" in html and "bob/pc" in html and "escrowed" in html and "EventSource" in html
+    await refused("unknown-job", web.call("mallory", web.requester, msg.DashboardLink(job=web.job)))
+
+
+async def test_wrong_missing_and_expired_tokens_get_403(web):
+    """No token, a forged one, another job's, an expired one, or the requester's own token on the master: 403."""
+    node = web.requester_node
+    base = f"{web.requester_web}/job/{web.job}"
+    good = sign_token(node.identity, job_scope(web.job), now=time.time(), seconds=60)
+    expired = sign_token(node.identity, job_scope(web.job), now=time.time() - 120, seconds=60)
+    other_job = sign_token(node.identity, job_scope(web.job + 1), now=time.time(), seconds=60)
+    stranger = sign_token(web.people["mallory"], job_scope(web.job), now=time.time(), seconds=60)
+    assert (await get(f"{base}?t={good}"))[0] == 200
+    for token in ("", "nonsense", expired, other_job, stranger, good[:-4] + "AAAA"):
+        for path in ("", "/events", "/thumb/1", "/frame/1", "/video.mp4"):
+            status, _ = await get(f"{base}{path}?t={token}")
+            assert status == 403, (path, token)
+    assert (await get(f"{web.master_web}/?t={good}"))[0] == 403  # a job's token is not the operator's
+    assert (await get(f"{web.requester_web}/?t={good}"))[0] == 403
+
+
+async def test_the_operator_token_opens_the_master_and_every_job(web):
+    """A token signed by the master's key opens the operator's page (friends, jobs, ledger) and any job's page."""
+    token = sign_token(web.master_node.identity, OPERATOR, now=time.time(), seconds=60)
+    status, html = await get(f"{web.master_web}/?t={token}")
+    assert status == 200
+    assert "bob/pc" in html and "alice" in html and "Ledger" in html and "100 points granted" in html
+    assert (await get(f"{web.requester_web}/job/{web.job}?t={token}"))[0] == 200
+    status, html = await get(f"{web.requester_web}/?t={token}")
+    assert status == 200 and f"/job/{web.job}?t=" in html
+    event = await trio.to_thread.run_sync(_first_event, f"{web.master_web}/events?t={token}")
+    assert "bob/pc" in event and "<table" in event
+
+
+async def test_the_job_page_streams_its_live_part(web):
+    """The first server-sent event carries the job's progress, its estimate line and its friends."""
+    url = (await web.call("alice", web.requester, msg.DashboardLink(job=web.job))).url
+    event = await trio.to_thread.run_sync(_first_event, url.replace("?t=", "/events?t="))
+    assert 'id="eta"' in event and "of 4 frames final" in event and "bob/pc" in event
+
+
+async def test_a_port_in_use_is_one_clear_error(nursery):
+    """Serving on a port that is taken raises WebUnavailable naming host and port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WebUnavailable, match=f"127.0.0.1:{port}"):
+            await nursery.start(serve_web, None, "127.0.0.1", port)
+
+
+def test_evidence_names_the_evicted_friends_own_copy_and_the_arbitration():
+    """An evicted verifier's line speaks of its copy vs the subject's, with the figures of each comparison."""
+    from frender.apps.web._requester import _evidence_text
+    from frender.core.job import Evidence, Figures
+
+    e = Evidence(
+        check=2, frame=8, subject="friend2/box", subject_sha256="a" * 64, verifier="friend1/box", verifier_sha256="b" * 64,
+        arbitration_sha256="c" * 64, pair=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
+        vs_subject=Figures(verdict="identical"), vs_verifier=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
+    )
+    line = _evidence_text("friend1/box", e)
+    assert line.startswith("checking friend2/box on frame 8 (check 2): its copy bbbbbbbbbbbb…, friend2/box's aaaaaaaaaaaa…")
+    assert "arbitration vs its copy: disagree, 100.0% of pixels off, max diff 224, PSNR 5.1 dB" in line
+    assert "arbitration vs friend2/box's: identical" in line
+    assert _evidence_text("friend2/box", e).startswith("its frame 8 (check 2): its copy aaaaaaaaaaaa…, friend1/box's bbbbbbbbbbbb…")
+
+
+class _Node:
+    """Just the read-only views the gallery uses, over real frame files."""
+
+    def __init__(self, home, frames):
+        self.home, self.final, self.finished = home, [], False
+        self.frames = frames
+        self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
+
+    def progress_of(self, job):
+        return msg.ProgressReply(
+            job=job, total=len(self.frames), delivered=len(self.final), final=tuple(self.final), friends=(), checks=0, disagreements=0,
+            evictions=(), finished=self.finished,
+        )
+
+    def final_path(self, job, frame):
+        return self.frames[frame] if frame in self.final else None
+
+    def job_dir(self, job):
+        return self.home / "jobs" / str(job)
+
+
+async def test_the_gallery_makes_each_thumbnail_once_and_the_video_when_the_job_finishes(tmp_path):
+    """Thumbnails appear for final frames only, each written once; the video (at the .blend's rate) once the job finishes."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from frender.apps.web import Gallery
+
+    frames = {}
+    for n in (1, 2, 3):
+        frames[n] = tmp_path / f"copy-{n}.png"
+        Image.fromarray(np.full((90, 160, 3), 60 * n, np.uint8)).save(frames[n])
+    node = _Node(tmp_path, frames)
+    gallery = Gallery(node)
+    node.final = [2]
+    await gallery._catch_up(1)
+    thumb = gallery.thumb_path(1, 2)
+    assert set(gallery.thumbs[1]) == {2} and thumb.exists() and not gallery.thumb_path(1, 1).exists()
+    written = thumb.stat().st_mtime_ns
+    node.final = [2, 1, 3]
+    await gallery._catch_up(1)
+    assert set(gallery.thumbs[1]) == {1, 2, 3} and thumb.stat().st_mtime_ns == written and 1 not in gallery.videos
+    assert "about" in gallery.estimate(1, 3, 3, False) or "estimating" in gallery.estimate(1, 3, 3, False)
+    node.finished = True
+    await gallery._catch_up(1)
+    with av.open(str(gallery.videos[1])) as container:
+        stream = container.streams.video[0]
+        assert (sum(1 for _ in container.decode(stream)), stream.average_rate) == (3, 12)
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--web"])
+def test_a_port_in_use_is_one_line_from_the_cli(tmp_path, flag):
+    """`frender run master` on a taken port (its own or the dashboard's) exits 1 with one line, no traceback."""
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--listen", f"127.0.0.1:{port}"] if flag == "--listen" else ["--listen", "127.0.0.1:0", "--web", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [sys.executable, "-m", "frender", "run", "master", "--db", str(tmp_path / "m.db"), "--home", str(tmp_path / "m"), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("frender:")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+
+
+async def test_operator_commands_print_what_they_did_and_the_web_token_opens_the_page(web):
+    """`operator grant` prints the new balance, `trust` the key trusted; `web-token --url` prints a link that opens the master's page."""
+    from typer.testing import CliRunner
+
+    from frender.apps.cli import app
+
+    home = str(web.tmp / "master")
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, list(args))
+
+    result = await trio.to_thread.run_sync(run, "operator", "grant", "alice", "25", "--master", str(web.master), "--home", home)
+    assert result.exit_code == 0 and "granted 25 points to alice: balance now" in result.output, result.output
+    key = web.people["mallory"].fingerprint
+    result = await trio.to_thread.run_sync(run, "operator", "trust", key, "--name", "spare", "--master", str(web.master), "--home", home)
+    assert result.exit_code == 0 and f"trusted requester spare ({key})" in result.output, result.output
+    result = await trio.to_thread.run_sync(run, "operator", "web-token", "--home", home, "--url", web.master_web + "/")
+    assert result.exit_code == 0, result.output
+    link = result.output.strip()
+    assert link.startswith(f"{web.master_web}/?t=") and (await get(link))[0] == 200
+    result = await trio.to_thread.run_sync(run, "operator", "web-token", "--home", str(web.tmp / "nobody"))
+    assert result.exit_code == 1 and "holds no key" in result.output
+
+
+def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsys):
+    """After Ctrl-C, submit names the job, says it goes on, and prints the command that resumes it."""
+    import typer
+
+    from frender.apps.cli import _interrupted, _named
+
+    (tmp_path / ".frender-job.json").write_text('{"job": 7, "sha256": "x", "requester": "y"}')
+    with pytest.raises(typer.Exit) as stopped:
+        _interrupted(tmp_path, tmp_path / "shot.blend", "frender://h:1#sha256:ab", "alice")
+    said = capsys.readouterr().err
+    assert stopped.value.exit_code == 130
+    assert said.startswith("\nstopped following job 7; it goes on at the requester")
+    assert f"frender submit {tmp_path / 'shot.blend'} --requester 'frender://h:1#sha256:ab' --user alice --out {tmp_path}" in said
+    reason = f"refused: uploads/{'ab' * 32}.blend has an auto-run script"
+    assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
