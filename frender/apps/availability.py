@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -241,7 +242,7 @@ class IdleSensor:
     this process's and its children's (Blender's), between two readings.
     """
 
-    def __init__(self, policy: IdlePolicy, clock=time.time) -> None:
+    def __init__(self, policy: IdlePolicy, clock: Callable[[], float] = time.time) -> None:
         import psutil
 
         self.psutil = psutil

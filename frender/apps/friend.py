@@ -268,6 +268,7 @@ class _Friend:
     refuse: tuple[str, ...] = ()
     away: Away = AVAILABLE
     stoppable: set[trio.CancelScope] = field(factory=set)  # renders a pause --now or a returning owner stops
+    shown: str = ""  # the line last written to home/status
     workers: trio.Nursery | None = None
     jobs: dict[int, _Job] = field(factory=dict)
     finished: set[int] = field(factory=set)  # jobs over for this friend: never taken again
@@ -316,7 +317,9 @@ class _Friend:
             line = f"{self.away.reason}; handing back job {jobs}" if jobs else self.away.reason
         else:
             line = f"rendering job {jobs}" if jobs else "available"
-        write_status(self.home, line)
+        if line != self.shown:
+            write_status(self.home, line)
+            self.shown = line
 
     # ------------------------------------------------------------- the master
 
