@@ -21,6 +21,8 @@ run_app = typer.Typer(no_args_is_help=True, help="Run a master, a requester or a
 operator_app = typer.Typer(no_args_is_help=True, help="Operator commands, signed with the master's key (its --home).")
 app.add_typer(run_app, name="run")
 app.add_typer(operator_app, name="operator")
+friend_app = typer.Typer(no_args_is_help=True, help="Control a running friend through its --home: pause, resume, status.")
+app.add_typer(friend_app, name="friend")
 
 DEFAULT_HOME = Path(os.environ.get("FRENDER_HOME", Path.home() / ".frender"))
 
@@ -225,27 +227,112 @@ def run_friend(
     blender: Optional[str] = typer.Option(None, help="A blender executable (default: the bpy module, else blender on PATH)."),
     threads: Optional[int] = typer.Option(None, help="Render threads to lend (default: all)."),
     home: Path = typer.Option(DEFAULT_HOME / "friend", help="Key and the .blend cache."),
+    schedule: Optional[str] = typer.Option(None, help='Render only in these local-time windows, e.g. "mon-fri 19:00-07:00, sat-sun 00:00-24:00".'),
+    when_idle: bool = typer.Option(False, "--when-idle", help="Render only while nobody uses this computer; stop at once when they return."),
+    idle_minutes: float = typer.Option(5.0, help="With --when-idle: minutes without input or others' CPU use that count as idle."),
+    max_memory: str = typer.Option("8G", help="Blender's memory cap, e.g. 4G or 512M."),
+    nice: int = typer.Option(10, help="Blender's niceness: 0 normal priority, 19 the lowest."),
+    refuse_user: list[str] = typer.Option([], help="Never render this user's jobs (repeatable); the master is told."),
     cheat: Optional[str] = typer.Option(None, hidden=True, help="Demo and tests only: black, noise or stale."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Lend this computer: render other people's Blender jobs, earn points."""
-    from frender.apps.friend import FriendRefused, run_friend as run
+    from frender.apps.availability import IdlePolicy, Schedule
+    from frender.apps.friend import FriendRefused, FriendSettings, run_friend as run
 
     _logging(verbose)
     if cheat not in (None, "black", "noise", "stale"):
         fail("--cheat is black, noise or stale")
+    try:
+        plan = Schedule.parse(schedule) if schedule is not None else None
+    except ValueError as exc:
+        fail(f"--schedule: {exc}")
+    if not 0 <= nice <= 19:
+        fail("--nice is 0 to 19")
+    if idle_minutes <= 0:
+        fail("--idle-minutes must be positive")
+    settings = FriendSettings(nice=nice, max_memory=_size(max_memory, "--max-memory"))
+    idle = IdlePolicy(minutes=idle_minutes) if when_idle else None
     backend = _backend(blender)
 
     def say(line: str) -> None:
         typer.echo(line, err=True)
 
     async def main() -> None:
-        await run(master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say)
+        await run(
+            master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say,
+            settings=settings, schedule=plan, idle=idle, refuse=refuse_user,
+        )
 
     try:
         _trio_run(main)
     except FriendRefused as exc:
         fail(str(exc))
+
+
+def _size(text: str, option: str) -> int:
+    """Bytes from "4G", "512M", "4GiB" or a plain number."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = float(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        fail(f"{option} wants a size like 4G or 512M, not {text!r}")
+    if value < 64 << 20:
+        fail(f"{option} {text}: Blender needs at least 64M")
+    return int(value)
+
+
+@friend_app.command("pause")
+def friend_pause(
+    home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home."),
+    now: bool = typer.Option(False, "--now", help="Stop the frame in hand too, instead of finishing it."),
+    wait: float = typer.Option(60.0, help="Seconds to wait for the friend to hand its work back (0: do not wait)."),
+) -> None:
+    """Pause a friend: it finishes the frame in hand (or stops it, --now), hands the rest back, takes no job."""
+    _control(home, "now" if now else "frame", wait, done=lambda line: line == "paused")
+
+
+@friend_app.command("resume")
+def friend_resume(
+    home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home."),
+    wait: float = typer.Option(10.0, help="Seconds to wait for the friend to see it (0: do not wait)."),
+) -> None:
+    """Resume a paused friend (it may still be outside its schedule, or wait for the computer to be idle)."""
+    _control(home, None, wait, done=lambda line: line != "paused" and not line.startswith("paused;"))
+
+
+@friend_app.command("status")
+def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home.")) -> None:
+    """Print what the friend running in --home is doing: available, rendering, paused, outside schedule..."""
+    from frender.apps.availability import read_pause, read_status
+
+    line = read_status(home)
+    if line is None:
+        typer.echo(f"no friend is running in {home}" + ("; it will start paused" if read_pause(home) else ""))
+    else:
+        typer.echo(line)
+
+
+def _control(home: Path, mode: str | None, wait: float, done) -> None:
+    import time
+
+    from frender.apps.availability import read_status, write_pause
+
+    if not home.is_dir():
+        fail(f"{home}: no such friend home")
+    write_pause(home, mode)
+    verb = "paused" if mode else "resumed"
+    if read_status(home) is None:
+        typer.echo(f"{verb}: no friend is running in {home}; it will start {'paused' if mode else 'available'}")
+        return
+    deadline = time.monotonic() + wait
+    line = read_status(home) or ""
+    while not done(line) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        line = read_status(home) or "stopped"
+    typer.echo(f"{verb}: {line}" if done(line) or wait <= 0 else f"{verb}, but after {wait:g} s the friend says: {line}")
 
 
 @app.command()

@@ -32,6 +32,14 @@ The life of a friend:
    passed, Ctrl-C, cancellation, a lost requester) is given back, under a
    shielded short deadline, so the requester reassigns it at once instead of
    waiting for the deadline.
+6. Availability (``frender.apps.availability``): every ``poll`` seconds the
+   friend reads its owner's pause file, its schedule and (``--when-idle``) the
+   owner's activity. An away friend says why in every heartbeat, so the master
+   assigns it nothing; it finishes the frame in hand (or stops it at once for
+   ``pause --now`` and a returning owner), sends what it rendered, hands the
+   rest of its task back and leaves its jobs. It declines assignments while
+   away, and the users it refuses are declared with every heartbeat, so their
+   jobs are never assigned to it. Its one-line state is kept in ``home/status``.
 
 Friends open every connection themselves, so they need no open port.
 """
@@ -53,6 +61,18 @@ import trio
 from attrs import define, field, frozen
 from attrs.validators import gt
 
+from frender.apps.availability import (
+    AVAILABLE,
+    Away,
+    IdlePolicy,
+    IdleReading,
+    IdleSensor,
+    Schedule,
+    decide,
+    local_time,
+    read_pause,
+    write_status,
+)
 from frender.apps.messages import (
     FrameStored,
     GiveBack,
@@ -120,6 +140,9 @@ class FriendSettings:
     max_blend_size: int = field(default=4 * GiB, validator=gt(0))
     give_back_within: float = field(default=5.0, validator=gt(0))  # on the way out, shielded
     session_seconds: float = field(default=3600.0, validator=gt(0))  # one Blender process's whole life
+    poll: float = field(default=1.0, validator=gt(0))  # seconds between looks at the pause file, schedule and idleness
+    nice: int = 10  # Blender runs this much below normal priority (0: normal)
+    max_memory: int | None = 8 * GiB  # Blender's address space, at most
 
 
 async def run_friend(
@@ -135,6 +158,10 @@ async def run_friend(
     log: Callable[[str], None] = print,
     settings: FriendSettings = FriendSettings(),
     clock: Callable[[], float] = time.time,
+    schedule: Schedule | None = None,
+    idle: IdlePolicy | None = None,
+    sense_idle: Callable[[], IdleReading] | None = None,
+    refuse: Iterable[str] = (),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Lend this computer to the master at ``master`` until cancelled or interrupted.
@@ -144,7 +171,10 @@ async def run_friend(
     itself (reported to the master, which then assigns no new job). ``cheat``
     forges every frame sent ("black", "noise", "stale"), for demos and tests
     of verification only. ``clock`` is the wall clock that assignments'
-    expiry is read against (waits use trio's clock). Starts once first registered; raises FriendRefused
+    expiry is read against (waits use trio's clock). ``schedule``, ``idle``
+    (read with ``sense_idle``, psutil by default) and the pause file in ``home``
+    say when it may render; ``refuse`` names users whose jobs it declines.
+    Starts once first registered; raises FriendRefused
     when the master refuses the name, and a plain KeyboardInterrupt on Ctrl-C
     after giving unfinished work back.
     """
@@ -169,13 +199,21 @@ async def run_friend(
         log=log,
         settings=settings,
         clock=clock,
+        schedule=schedule,
+        idle=idle,
+        sense_idle=sense_idle or (IdleSensor(idle, clock=clock).read if idle is not None else None),
+        refuse=tuple(sorted(set(refuse))),
     )
+    friend.look()
     try:
         async with trio.open_nursery() as workers:
             friend.workers = workers
+            workers.start_soon(friend.watch)
             await friend.keep_master(task_status)
     except BaseExceptionGroup as group:
         raise _plainest(group) from None
+    finally:
+        write_status(home, None)
 
 
 def _plainest(group: BaseExceptionGroup) -> BaseException:
@@ -224,6 +262,13 @@ class _Friend:
     log: Callable[[str], None]
     settings: FriendSettings
     clock: Callable[[], float] = time.time
+    schedule: Schedule | None = None
+    idle: IdlePolicy | None = None
+    sense_idle: Callable[[], IdleReading] | None = None
+    refuse: tuple[str, ...] = ()
+    away: Away = AVAILABLE
+    stoppable: set[trio.CancelScope] = field(factory=set)  # renders a pause --now or a returning owner stops
+    shown: str = ""  # the line last written to home/status
     workers: trio.Nursery | None = None
     jobs: dict[int, _Job] = field(factory=dict)
     finished: set[int] = field(factory=set)  # jobs over for this friend: never taken again
@@ -240,6 +285,41 @@ class _Friend:
     @property
     def friend(self) -> str:
         return f"{self.user}/{self.name}"
+
+    # ------------------------------------------------------------ availability
+
+    def look(self) -> None:
+        """Decide availability afresh (module docstring, step 6); stop renders at once if that is asked."""
+        away = decide(
+            pause=read_pause(self.home),
+            when=local_time(self.clock()),
+            schedule=self.schedule,
+            idle=self.idle,
+            reading=self.sense_idle() if self.sense_idle is not None else None,
+        )
+        if away != self.away:
+            self.away = away
+            self.log(f"away: {away.reason}" + ("; stopping the render now" if away.now and self.jobs else "") if away else "available again")
+        if away.now:
+            for scope in self.stoppable:
+                scope.cancel()
+        self.show()
+
+    async def watch(self) -> None:
+        while True:
+            await trio.sleep(self.settings.poll)
+            self.look()
+
+    def show(self) -> None:
+        """Keep ``home/status`` current: "paused" only once no job is in hand any more."""
+        jobs = ", ".join(map(str, sorted(self.jobs)))
+        if self.away:
+            line = f"{self.away.reason}; handing back job {jobs}" if jobs else self.away.reason
+        else:
+            line = f"rendering job {jobs}" if jobs else "available"
+        if line != self.shown:
+            write_status(self.home, line)
+            self.shown = line
 
     # ------------------------------------------------------------- the master
 
@@ -271,7 +351,9 @@ class _Friend:
 
     async def _register(self, session: Session) -> float:
         capacity = self.threads or os.cpu_count() or 1
-        request = RegisterFriend(user=self.user, name=self.name, profile=self.profile, capacity=capacity)
+        request = RegisterFriend(
+            user=self.user, name=self.name, profile=self.profile, capacity=capacity, away=self.away.reason, refuse=self.refuse
+        )
         with trio.fail_after(self.settings.call_deadline):
             reply = await session.call(request)
         if not isinstance(reply, Registered):
@@ -285,7 +367,9 @@ class _Friend:
         while True:
             sent = trio.current_time()
             wait = every if not self.jobs else 0.0
-            beat = Heartbeat(friend=self.friend, busy=self.busy(), last_done=self.last_done, wait=wait)
+            beat = Heartbeat(
+                friend=self.friend, busy=self.busy(), last_done=self.last_done, wait=wait, away=self.away.reason, refuse=self.refuse
+            )
             with trio.fail_after(self.settings.call_deadline):
                 reply = await session.call(beat)
             if not isinstance(reply, HeartbeatReply):
@@ -318,7 +402,14 @@ class _Friend:
         if job in self.jobs:
             self.jobs[job].signed = signed
             return
+        if self.away:
+            # Assigned just before the master heard we are away: say it is over for us at once.
+            self.finished.add(job)
+            self.last_done = job
+            self.log(f"job {job}: declined ({self.away.reason})")
+            return
         self.jobs[job] = _Job(signed=signed, requester=requester)
+        self.show()
         self.log(f"job {job}: assigned, requester {requester.host}:{requester.port}")
         assert self.workers is not None
         self.workers.start_soon(self._work_on, job)
@@ -356,6 +447,7 @@ class _Friend:
             self._job_over(job, why)
         finally:
             del self.jobs[job]
+            self.show()
 
     async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None, renderer: _JobRenderer) -> str:
         """Take tasks until the requester has none left for us; returns why the job is over.
@@ -384,8 +476,12 @@ class _Friend:
         send: trio.MemorySendChannel[tuple[int, RenderedFrame]],
     ) -> str:
         want = partial(self._want_work, session, job, outbox)
-        reply = await want()
+        reply = await want() if not self.away else "nothing taken"
         while True:
+            if self.away:
+                if isinstance(reply, Work):
+                    await self._give_back(job, reply.task)
+                return f"left the job: {self.away.reason}"
             if isinstance(reply, str):
                 return reply
             if isinstance(reply, NoWork):
@@ -394,10 +490,11 @@ class _Friend:
                 await trio.sleep(max(reply.retry_after, 0.01))
                 reply = await want()
             else:
-                ahead = await self._run_task(want, job, reply, cheat, renderer, partial(outbox.post, send, reply.task))
-                if ahead is None or (isinstance(ahead, NoWork) and not ahead.over):
+                post = partial(outbox.post, send, reply.task)
+                ahead = await self._run_task(want, job, reply, cheat, renderer, post, partial(outbox.drained, reply.task))
+                if (ahead is None or (isinstance(ahead, NoWork) and not ahead.over)) and not self.away:
                     ahead = await want()  # its hold may have run out mid-task
-                reply = ahead
+                reply = ahead if ahead is not None else "stopped"
 
     async def _want_work(self, session: Session, job: int, outbox: _Outbox, rendering: int | None = None) -> Work | NoWork | str:
         """The requester's answer to WantWork: a task, NoWork, or (a string) why it refused us.
@@ -434,12 +531,15 @@ class _Friend:
         cheat: _Cheat | None,
         renderer: _JobRenderer,
         post: Callable[[RenderedFrame], Awaitable[None]],
+        drained: Callable[[], Awaitable[None]] | None = None,
     ) -> Work | NoWork | str | None:
         """Render one task, posting each frame as it is saved; returns the next task if it asked ahead.
 
         While the task's last frame renders, the next task is asked for
         (keeping this one), so Blender goes on without waiting for a round
         trip. Whatever stops the task short gives it back (and ends the session).
+        An away friend stops after the frame in hand (or at once, ``Away.now``):
+        the frames it rendered are sent (``drained``) before the rest is given back.
         """
         self.log(f"job {job} task {work.task}: rendering frames {_frames_text(work.frames)}")
         ahead: list[Work | NoWork | str] = []
@@ -461,23 +561,35 @@ class _Friend:
             if cheat is not None:
                 await cheat.forge(frame, width=work.width, height=work.height)
             await post(frame)
+            if self.away:
+                stop.cancel()  # the frame in hand is finished and on its way: hand back the rest
 
         delivered = False
+        stop = trio.CancelScope()
         with single_error():
             async with trio.open_nursery() as nursery:
                 if left == 1:
                     nursery.start_soon(ask_ahead)
                 try:
-                    with trio.move_on_after(max(work.deadline, 0.0)) as deadline:
+                    with trio.move_on_after(max(work.deadline, 0.0)) as deadline, stop:
+                        self.stoppable.add(stop)
+                        if self.away.now:
+                            stop.cancel()
                         await renderer.render(work, on_frame)
                         delivered = True
-                    if deadline.cancelled_caught:
+                    if stop.cancelled_caught:
+                        self.log(f"job {job} task {work.task}: stopped ({self.away.reason or 'away'})")
+                    elif deadline.cancelled_caught:
                         self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
                 except BlenderError as exc:
                     self.log(f"job {job} task {work.task}: {exc}")
                 finally:
+                    self.stoppable.discard(stop)
                     if not delivered:
                         await renderer.close()
+                        if stop.cancelled_caught and drained is not None:
+                            with trio.move_on_after(self.settings.give_back_within):
+                                await drained()  # what was rendered is sent first, not requeued
                         await self._give_back(job, work.task)
         if failure:
             raise failure[0]
@@ -548,6 +660,7 @@ class _Outbox:
         self.root.mkdir(parents=True, exist_ok=True)
         self.count = 0
         self.unsent: Counter[int] = Counter()
+        self.changed = trio.Event()
 
     def tasks(self) -> set[int]:
         return set(self.unsent)
@@ -568,6 +681,13 @@ class _Outbox:
         self.unsent[task] -= 1
         if self.unsent[task] <= 0:
             del self.unsent[task]
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def drained(self, task: int) -> None:
+        """Return once every frame of ``task`` posted so far has been sent (or refused)."""
+        while task in self.unsent:
+            await self.changed.wait()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -606,7 +726,8 @@ class _JobRenderer:
             # through a link it could change the cached file under later jobs.
             await trio.to_thread.run_sync(shutil.copyfile, cached, blend)
         # Long enough for this task at least, or every task would reopen it.
-        limits = RenderLimits(wall_seconds=max(friend.settings.session_seconds, deadline))
+        settings = friend.settings
+        limits = RenderLimits(wall_seconds=max(settings.session_seconds, deadline), memory_bytes=settings.max_memory, nice=settings.nice)
         return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits)
 
     async def close(self) -> None:

@@ -165,7 +165,10 @@ class MasterNode(Handler):
                 return None
         now = self.clock()
         decided = self._decide(
-            core.Heartbeat(friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done, now=now)
+            core.Heartbeat(
+                friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done,
+                away=request.away, refuse=request.refuse, now=now,
+            )
         )
         if any(is_durable(event) for event in decided):
             return None
@@ -207,12 +210,18 @@ class MasterNode(Handler):
 
     def _answer(self, peer: Peer, request: object, now: float) -> object:
         match request:
-            case msg.Heartbeat(friend=friend, busy=busy, last_done=last_done):
-                self._apply_later(core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, now=now))
+            case msg.Heartbeat(friend=friend, busy=busy, last_done=last_done, away=away, refuse=refuse):
+                self._apply_later(
+                    core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, away=away, refuse=refuse, now=now)
+                )
                 return self._assignment_of(friend, now)
-            case msg.RegisterFriend(user=user, name=name, profile=profile, capacity=capacity):
+            case msg.RegisterFriend(user=user, name=name, profile=profile, capacity=capacity, away=away, refuse=refuse):
                 friend = f"{user}/{name}"
-                self._apply_later(core.RegisterFriend(user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, now=now))
+                self._apply_later(
+                    core.RegisterFriend(
+                        user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, away=away, refuse=refuse, now=now
+                    )
+                )
                 return msg.Registered(friend=friend, heartbeat_every=self.state.settings.friend_timeout / 4)
             case msg.AskFriends():
                 return self._ask_friends(peer, request, now)
@@ -313,6 +322,7 @@ class MasterNode(Handler):
                 job=f.job,
                 profile=f.profile,
                 clean_run=f.clean_run,
+                away=f.away,
             )
             for f in state.friends.values()
         )

@@ -72,6 +72,8 @@ class RegisterFriend:
     name: str  # the friend is "user/name"
     profile: RenderProfile
     capacity: int = 1
+    away: str = ""  # as in Heartbeat
+    refuse: tuple[str, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -90,6 +92,8 @@ class Heartbeat:
     busy: bool = False
     last_done: int | None = None
     wait: float = 0.0
+    away: str = ""  # why no job now: "paused", "outside schedule", "owner active"; at most 64 characters
+    refuse: tuple[str, ...] = ()  # users whose jobs this friend declines (at most 64): never assigned them
 
 
 @frozen(kw_only=True)
@@ -199,6 +203,7 @@ class FriendStatus:
     job: int | None
     profile: RenderProfile
     clean_run: int
+    away: str = ""  # paused, outside schedule, ...: assigned nothing meanwhile
 
 
 @frozen(kw_only=True)

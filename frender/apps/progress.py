@@ -72,7 +72,8 @@ def print_status(reply: msg.StatusReply) -> None:
     for column in ("friend", "live", "busy", "job", "profile", "clean checks"):
         friends.add_column(column)
     for f in reply.friends:
-        friends.add_row(f.friend, "yes" if f.live else "no", "yes" if f.busy else "", str(f.job or ""), str(f.profile), str(f.clean_run))
+        busy = f.away or ("yes" if f.busy else "")  # "paused", "outside schedule": the master assigns it nothing
+        friends.add_row(f.friend, "yes" if f.live else "no", busy, str(f.job or ""), str(f.profile), str(f.clean_run))
     jobs = Table(title="Jobs", header_style="bold")
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)

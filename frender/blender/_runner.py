@@ -54,10 +54,11 @@ GiB = 2**30
 
 @frozen(kw_only=True)
 class Limits:
-    """Bounds on one Blender process: wall-clock seconds and address space."""
+    """Bounds on one Blender process: wall-clock seconds, address space and CPU priority."""
 
     wall_seconds: float = 3600.0
     memory_bytes: int | None = 8 * GiB
+    nice: int = 0  # added to the process's niceness (a friend's renders: 10, below the owner's programs)
     grace_seconds: float = 2.0  # between SIGTERM and SIGKILL
 
 
@@ -108,7 +109,7 @@ async def _spawn(
         env=env,
         cwd=cwd,
         start_new_session=True,
-        preexec_fn=limit_resources(limits.memory_bytes),
+        preexec_fn=limit_resources(limits.memory_bytes, nice=limits.nice),
     )
 
 

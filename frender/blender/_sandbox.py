@@ -13,6 +13,7 @@ Theory of operation:
    directory is simply never mounted.
 3. Memory is bounded with RLIMIT_AS, set in the child before exec, so it holds
    for bwrap and Blender alike; core dumps are off so a crash writes nothing.
+   A friend's renders also run niced there, so the owner's programs come first.
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ def bwrap_prefix(*, run_dir: Path, job_dir: Path, job_writable: bool, install_di
     return args
 
 
-def limit_resources(memory_bytes: int | None) -> Callable[[], None]:
-    """A preexec function that caps address space and turns core dumps off."""
+def limit_resources(memory_bytes: int | None, *, nice: int = 0) -> Callable[[], None]:
+    """A preexec function that caps address space, turns core dumps off and lowers the priority by ``nice``."""
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if nice > 0:
+            os.nice(nice)
 
     return apply

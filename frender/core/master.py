@@ -9,7 +9,8 @@ Rule 2: only requesters the operator trusts get friends, and a requester
         reports only on its own jobs.
 Rule 3: a friend holds at most one job; it is free again when a heartbeat says
         the job is done, the job closes, or the assignment expires.
-Rule 4: a submitter's own friends never render its jobs.
+Rule 4: a submitter's own friends never render its jobs, nor do friends that
+        refuse the submitter or are away (paused, outside their schedule).
 Rule 5: sum(balances) + sum(open escrow) == points ever granted, after every event.
 Rule 6: liveness (heartbeats) is soft state: never logged, so after a restart
         friends are live again only once they heartbeat.
@@ -88,6 +89,8 @@ class RegisterFriend:
     friend: str  # "user/name": one user may own several friends
     profile: RenderProfile
     capacity: int = 1  # render threads offered
+    away: str = ""  # why the friend takes no job now ("paused", "outside schedule"); "" = it may
+    refuse: tuple[str, ...] = ()  # users whose jobs this friend declines
     now: float
 
 
@@ -97,6 +100,8 @@ class Heartbeat:
     key: str
     busy: bool = False  # the volunteer's machine is in use: take no job
     last_done: int | None = None  # the last job number this friend finished
+    away: str = ""  # as in RegisterFriend
+    refuse: tuple[str, ...] = ()
     now: float
 
 
@@ -176,6 +181,8 @@ class FriendSeen:
     friend: str
     busy: bool
     now: float
+    away: str = ""
+    refuse: tuple[str, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -305,6 +312,9 @@ class FriendRecord:
     held_until: float = 0.0
     last_assigned: int = 0  # the assignment counter at its last job (0: never)
     clean_run: int = 0
+    # Soft state from the last heartbeat (Rule 6), not compared: why it is away, whose jobs it refuses.
+    away: str = field(default="", eq=False)
+    refuses: frozenset[str] = field(factory=frozenset, eq=False)
 
 
 @define(kw_only=True)
@@ -387,9 +397,9 @@ def is_live(state: Master, friend: str, now: float) -> bool:
 
 
 def available(state: Master, rec: FriendRecord, now: float) -> bool:
-    """Live, not busy, and holding no job (an expired hold counts as none)."""
+    """Live, not busy nor away (paused, outside its schedule), and holding no job (an expired hold counts as none)."""
     seen = state.seen.get(rec.friend)
-    if seen is None or not (0 <= now - seen[0] <= state.settings.friend_timeout) or seen[1]:
+    if seen is None or not (0 <= now - seen[0] <= state.settings.friend_timeout) or seen[1] or rec.away:
         return False
     return rec.job is None or now >= rec.held_until
 
@@ -423,11 +433,23 @@ def _register_friend(state: Master, c: RegisterFriend) -> list[object]:
         raise Rejected("bad-friend", f"friend name {c.friend!r} must be '{c.user}/<name>'")
     if c.capacity < 1:
         raise Rejected("bad-friend", "capacity must be at least 1")
+    _check_availability(c.away, c.refuse)
     known = state.friends.get(c.friend)
     if known is None or known.profile != c.profile or known.capacity != c.capacity:
         events.append(FriendRegistered(friend=c.friend, user=c.user, profile=c.profile, capacity=c.capacity, now=c.now))
-    events.append(FriendSeen(friend=c.friend, busy=False, now=c.now))
+    events.append(FriendSeen(friend=c.friend, busy=False, now=c.now, away=c.away, refuse=c.refuse))
     return events
+
+
+MAX_AWAY = 64  # characters of a friend's reason for being away
+MAX_REFUSED = 64  # users one friend may refuse
+
+
+def _check_availability(away: str, refuse: tuple[str, ...]) -> None:
+    if len(away) > MAX_AWAY or not away.isprintable():
+        raise Rejected("bad-heartbeat", f"'away' is at most {MAX_AWAY} printable characters")
+    if len(refuse) > MAX_REFUSED or any(not user or len(user) > 64 for user in refuse):
+        raise Rejected("bad-heartbeat", f"'refuse' names at most {MAX_REFUSED} users of 1-64 characters")
 
 
 def _heartbeat(state: Master, c: Heartbeat) -> list[object]:
@@ -436,7 +458,8 @@ def _heartbeat(state: Master, c: Heartbeat) -> list[object]:
         raise Rejected("unknown-friend", f"friend {c.friend!r} is not registered")
     if state.accounts[rec.user].key != c.key:
         raise Rejected("wrong-key", f"friend {c.friend!r} belongs to another key")
-    events: list[object] = [FriendSeen(friend=c.friend, busy=c.busy, now=c.now)]
+    _check_availability(c.away, c.refuse)
+    events: list[object] = [FriendSeen(friend=c.friend, busy=c.busy, now=c.now, away=c.away, refuse=c.refuse)]
     if rec.job is not None and c.last_done == rec.job:
         events.append(FriendReleased(friend=c.friend, job=rec.job, why="done"))
     return events
@@ -472,7 +495,7 @@ def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int)
     by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
     position = 0
     for rec in queue.ordered():
-        if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
+        if rec.user == c.submitter or c.submitter in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
             continue
         mine = by_owner.get(rec.user)
         if mine is not None:
@@ -637,6 +660,9 @@ def _friend_registered(state: Master, e: FriendRegistered) -> None:
 
 def _friend_seen(state: Master, e: FriendSeen) -> None:
     state.seen[e.friend] = (e.now, e.busy)
+    rec = state.friends.get(e.friend)
+    if rec is not None:
+        rec.away, rec.refuses = e.away, frozenset(e.refuse)
 
 
 def _friend_released(state: Master, e: FriendReleased) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import trio
 
+from frender.apps.availability import IdlePolicy, IdleReading, Schedule, local_time, read_status, write_pause
 from frender.apps.friend import FriendRefused, FriendSettings, _BlendCache, run_friend
 from frender.apps.messages import (
     FrameStored,
@@ -457,6 +458,123 @@ def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path):
         thread.join(15)
 
 
+# ------------------------------------------------------- pause, schedule, idleness, refusals
+
+
+def beats_since(farm: Farm, start: int) -> list[Heartbeat]:
+    return farm.master.heartbeats[start:]
+
+
+async def test_pause_finishes_the_frame_in_hand_hands_back_the_rest_and_resumes(tmp_path, nursery, autojump_clock):
+    """Paused mid-task, the friend finishes and sends the frame in hand, gives the rest back, leaves the job,
+    says "paused" to the master and declines a job assigned meanwhile; resumed, it takes the next job."""
+    farm = await make_farm(nursery, tmp_path, [work(4, tuple(range(1, 41))), work(5, (50,), job=9)])
+    await farm.start_friend(nursery, seconds_per_frame=1.0)
+    farm.assign(job=7)
+    await until(lambda: len(farm.requester.frames) >= 3, seconds=60)
+    write_pause(farm.home, "frame")
+    at_pause = len(farm.requester.frames)
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats), seconds=10)
+    assert farm.requester.given_back == [4]
+    assert sorted(farm.requester.frames) == list(range(1, len(farm.requester.frames) + 1))
+    assert at_pause < len(farm.requester.frames) <= at_pause + 2  # the frame in hand was finished and sent
+    assert any("job 7: over (left the job: paused)" in line for line in farm.lines)
+    await until(lambda: read_status(farm.home) == "paused")
+    paused_from = len(farm.master.heartbeats)
+    await until(lambda: len(farm.master.heartbeats) > paused_from + 2)
+    assert all(beat.away == "paused" for beat in beats_since(farm, paused_from))
+
+    asks = len(farm.requester.asks)
+    farm.assign(job=8)  # a master that had not heard yet: the friend declines
+    await until(lambda: any(beat.last_done == 8 for beat in farm.master.heartbeats))
+    assert len(farm.requester.asks) == asks and "job 8: declined (paused)" in farm.lines
+
+    write_pause(farm.home, None)
+    await until(lambda: farm.master.heartbeats[-1].away == "")
+    farm.assign(job=9)
+    await until(lambda: any(beat.last_done == 9 for beat in farm.master.heartbeats), seconds=10)
+    assert 50 in farm.requester.frames
+
+
+async def test_pause_now_stops_the_frame_in_hand(tmp_path, nursery, autojump_clock):
+    """pause --now hands the task back at once, without waiting for a long frame to finish."""
+    farm = await make_farm(nursery, tmp_path, [work(4, (1, 2, 3), deadline=600)])
+    await farm.start_friend(nursery, seconds_per_frame=100.0)
+    farm.assign(job=7)
+    await until(lambda: farm.requester.asks, seconds=10)
+    await trio.sleep(5)  # well inside the first frame
+    paused_at = trio.current_time()
+    write_pause(farm.home, "now")
+    await until(lambda: farm.requester.given_back == [4], seconds=10)
+    assert trio.current_time() - paused_at < 5  # within a poll and Blender's grace, not the frame's 100 s
+    assert farm.requester.frames == {}
+
+
+async def test_when_idle_stops_within_seconds_when_the_owner_returns(tmp_path, nursery, autojump_clock):
+    """With --when-idle the friend says "owner active" until the computer has been idle N minutes; when the
+    owner comes back mid-frame it stops at once, hands the task back and takes no job until idle again."""
+    farm = await make_farm(nursery, tmp_path, [work(4, (1, 2, 3), deadline=600), work(5, (9,), job=8)])
+    reading = [IdleReading(input_age=10, cpu_age=1000)]
+    await farm.start_friend(nursery, seconds_per_frame=50.0, idle=IdlePolicy(minutes=5), sense_idle=lambda: reading[0])
+    await until(lambda: len(farm.master.heartbeats) >= 2)
+    assert farm.master.heartbeats[-1].away == "owner active"
+    reading[0] = IdleReading(input_age=400, cpu_age=1000)
+    await until(lambda: farm.master.heartbeats[-1].away == "")
+    farm.assign(job=7)
+    await until(lambda: farm.requester.asks, seconds=10)
+    await trio.sleep(10)
+    back_at = trio.current_time()
+    reading[0] = IdleReading(input_age=0, cpu_age=1000)  # a key pressed
+    await until(lambda: farm.requester.given_back == [4], seconds=10)
+    assert trio.current_time() - back_at < 5
+    await until(lambda: farm.master.heartbeats[-1].away == "owner active")
+    assert read_status(farm.home) == "owner active"
+
+
+async def test_outside_its_schedule_the_friend_says_so(tmp_path, nursery, autojump_clock):
+    """Outside every window of its schedule the friend's heartbeats say "outside schedule"; inside, nothing."""
+    hour = local_time(wall_clock()).hour
+    outside = Schedule.parse(f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00")
+    farm = await make_farm(nursery, tmp_path, [])
+    await farm.start_friend(nursery, schedule=outside)
+    assert farm.master.registrations[0].away == "outside schedule"  # told from the very first message
+    await until(lambda: len(farm.master.heartbeats) >= 2)
+    assert {beat.away for beat in farm.master.heartbeats} == {"outside schedule"}
+    assert read_status(farm.home) == "outside schedule"
+
+
+async def test_refused_users_are_declared_when_registering_and_in_every_heartbeat(tmp_path, nursery, autojump_clock):
+    """--refuse-user names reach the master with the registration and every heartbeat, so it never assigns their jobs."""
+    farm = await make_farm(nursery, tmp_path, [])
+    await farm.start_friend(nursery, refuse=["mallory", "eve", "mallory"])
+    await until(lambda: len(farm.master.heartbeats) >= 2)
+    assert farm.master.registrations[0].refuse == ("eve", "mallory")
+    assert all(beat.refuse == ("eve", "mallory") for beat in farm.master.heartbeats)
+
+
+class LimitsBackend(ModelledBackend):
+    """A modelled Blender that records the limits each session is opened with."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: list[object] = []
+
+    async def start_session(self, blend, job_dir, **kwargs):
+        self.limits.append(kwargs["limits"])
+        return await super().start_session(blend, job_dir, **kwargs)
+
+
+async def test_blender_runs_niced_and_memory_capped(tmp_path, nursery, autojump_clock):
+    """The friend opens its Blender sessions at nice 10 and within its memory cap by default."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1,))])
+    backend = LimitsBackend(0.01, resolution=SIZE)
+    await farm.start_friend(nursery, backend=backend)
+    farm.assign()
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats))
+    (limits,) = backend.limits
+    assert (limits.nice, limits.memory_bytes) == (10, 8 << 30)
+
+
 @pytest.fixture(scope="module")
 def bpy_backend() -> BpyBackend:
     if importlib.util.find_spec("bpy") is None:
@@ -479,3 +597,22 @@ async def test_renders_the_demo_scene_with_blender(tmp_path, nursery, bpy_backen
     assert frames[0][..., :3].any() and not np.array_equal(frames[0], frames[1])
     assert farm.requester.given_back == []
 
+
+
+@pytest.mark.blender
+async def test_blender_child_runs_at_low_priority(tmp_path, bpy_backend):
+    """A friend's real Blender process is niced: its niceness is 10 above ours."""
+    import psutil
+
+    from frender.blender import Limits as RenderLimits
+    from frender.blender import start_session
+
+    build = partial(build_demo_scene, frames=1, resolution=(64, 36), samples=4, backend=bpy_backend)
+    blend = await trio.to_thread.run_sync(build, tmp_path / "job" / "scene.blend")
+    session = await start_session(bpy_backend, blend, blend.parent, threads=1, limits=RenderLimits(wall_seconds=120, nice=10))
+    try:
+        assert psutil.Process(session.pid).nice() == min(os.nice(0) + 10, 19)
+        frames = await session.render((1,))
+        assert [frame.frame for frame in frames] == [1]
+    finally:
+        await session.aclose()

@@ -186,3 +186,16 @@ async def test_forged_and_foreign_assignments_get_no_work(world):
 
 def _fields(assignment: Assignment) -> dict:
     return {name: getattr(assignment, name) for name in ("job", "friend", "friend_key", "requester_key", "blend_sha256", "expires")}
+
+
+async def test_away_and_refusals_reach_the_master_and_bad_ones_are_refused(world):
+    """A friend's heartbeat saying "paused" shows in the master's status; an overlong refusal list is refused, changing nothing."""
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc", away="paused"))
+    reply = await world.call("alice", world.master, msg.Status())
+    assert [(f.friend, f.away) for f in reply.friends] == [("bob/pc", "paused")]
+    too_many = tuple(f"user{i}" for i in range(65))
+    error = await refused("bad-heartbeat", world.call("bob", world.master, msg.Heartbeat(friend="bob/pc", refuse=too_many)))
+    assert "at most 64 users" in error.reason
+    reply = await world.call("alice", world.master, msg.Status())
+    assert [f.away for f in reply.friends] == ["paused"]  # the refused heartbeat changed nothing

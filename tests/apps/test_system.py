@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -16,7 +18,7 @@ import trio
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps.client import status, submit
-from frender.apps.demo import _settled
+from frender.apps.demo import _settled, wait_for_friends
 from frender.apps.replay import render_text
 from frender.transports import RemoteError
 
@@ -280,3 +282,29 @@ async def test_submit_resumes_the_same_job_and_fetches_only_what_is_missing(farm
     reply = await status(farm.master, farm.root / "homes" / "artist")  # what `frender status` shows
     assert {f.friend for f in reply.friends if f.live} == set(farm.friends)
     assert any(j.job == result.job and j.closed for j in reply.jobs)
+
+
+async def test_paused_and_refusing_friends_get_no_job(farm, tiny_scene, direct):
+    """A friend paused with `frender friend pause` and one that refuses the artist are never assigned the
+    artist's job; the master's status shows the pause; the others render it."""
+    await farm.start(friends=0)
+    home = farm.root / "homes"
+    for index in (1, 2, 3, 4):
+        args = ["run", "friend", "--master", str(farm.master), "--user", f"friend{index}", "--name", "box", "--threads", "1"]
+        args += ["--home", str(home / f"friend{index}")] + (["--refuse-user", "artist"] if index == 1 else [])
+        farm.cluster.start(f"friend{index}", *args)
+        farm.friends.append(f"friend{index}/box")
+    await wait_for_friends(farm.master, farm.master_home, 4)
+    pause = [sys.executable, "-m", "frender", "friend", "pause", "--home", str(home / "friend2"), "--wait", "30"]
+    done = await trio.to_thread.run_sync(lambda: subprocess.run(pause, capture_output=True, text=True, timeout=60))
+    assert done.returncode == 0 and done.stdout.strip() == "paused: paused", done.stdout + done.stderr
+    with trio.fail_after(30):
+        while next(f for f in (await status(farm.master, farm.master_home)).friends if f.friend == "friend2/box").away != "paused":
+            await trio.sleep(0.1)
+
+    result = await run_job(farm, tiny_scene, friends=4)
+    assert_frames_match(result, direct)
+    job = await assert_logs_sound(farm, result.job)
+    assert set(job["friends"]) <= {"friend3/box", "friend4/box"}, job["friends"]
+    for refused in ("friend1", "friend2"):
+        assert "assigned" not in farm.log_of(refused)

@@ -225,3 +225,53 @@ def test_a_friend_paid_by_an_interim_report_cannot_be_evicted_later():
     with pytest.raises(Rejected) as err:
         decide(state, ReportJob(requester="R", job=1, evicted=("a/1",), now=21))
     assert err.value.code == "evicted-paid"
+
+
+@pytest.mark.parametrize(
+    ("beat", "chosen"),
+    [
+        ({}, ("a/1",)),
+        ({"away": "paused"}, ("b/1",)),
+        ({"away": "outside schedule"}, ("b/1",)),
+        ({"refuse": ("artist",)}, ("b/1",)),
+        ({"refuse": ("someone-else",)}, ("a/1",)),
+    ],
+)
+def test_away_and_refusing_friends_are_skipped(beat, chosen):
+    """A friend whose heartbeat says it is away, or that it refuses the submitter, is never assigned that job."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, Heartbeat(friend="a/1", key="key-a", now=10, **beat))
+    assert assigned(apply(state, ask(state, want=1))) == chosen
+
+
+def test_a_friend_is_assigned_again_once_it_resumes():
+    """Away is soft state from the latest heartbeat: a paused friend that resumes is available again."""
+    state = master([("a/1", P5, 10)])
+    apply(state, Heartbeat(friend="a/1", key="key-a", away="paused", now=10))
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=1))
+    assert err.value.code == "no-friends"
+    apply(state, Heartbeat(friend="a/1", key="key-a", now=10))
+    assert assigned(apply(state, ask(state, want=1))) == ("a/1",)
+
+
+def test_refusals_declared_at_registration_hold_before_any_heartbeat():
+    """A friend registering with refusals or away is never assigned in between, before its first heartbeat."""
+    state = master([])
+    apply(state, RegisterFriend(user="a", key="key-a", friend="a/1", profile=P5, refuse=("artist",), now=10))
+    apply(state, RegisterFriend(user="b", key="key-b", friend="b/1", profile=P5, away="outside schedule", now=10))
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=2))
+    assert err.value.code == "no-friends"
+
+
+@pytest.mark.parametrize(
+    "beat",
+    [{"away": "x" * 65}, {"away": "paused\n"}, {"refuse": ("",)}, {"refuse": ("u" * 65,)}, {"refuse": tuple(f"u{i}" for i in range(65))}],
+)
+def test_oversized_availability_is_refused(beat):
+    """A heartbeat with an overlong reason or refusal list is a clear bad-heartbeat refusal, and changes nothing."""
+    state = master([("a/1", P5, 10)])
+    with pytest.raises(Rejected) as err:
+        decide(state, Heartbeat(friend="a/1", key="key-a", now=11, **beat))
+    assert err.value.code == "bad-heartbeat"

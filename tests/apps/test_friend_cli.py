@@ -1,0 +1,59 @@
+"""`frender friend pause|resume|status` and the friend's options: what a volunteer types, and one clear line for a mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from frender.apps.availability import read_pause, write_status
+
+
+def frender(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "frender", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_pause_and_resume_with_no_friend_running(tmp_path):
+    """Without a running friend, pause leaves the pause file (the friend starts paused) and resume removes it."""
+    done = frender("friend", "pause", "--home", str(tmp_path), "--now")
+    assert done.returncode == 0 and "it will start paused" in done.stdout
+    assert read_pause(tmp_path) == "now"
+    assert "it will start paused" in frender("friend", "status", "--home", str(tmp_path)).stdout
+    done = frender("friend", "resume", "--home", str(tmp_path))
+    assert done.returncode == 0 and read_pause(tmp_path) is None
+
+
+def test_pause_reports_what_the_friend_says_when_it_does_not_answer_in_time(tmp_path):
+    """A friend that has not handed its job back within --wait is reported as it stands, not as paused."""
+    write_status(tmp_path, "rendering job 7")
+    done = frender("friend", "pause", "--home", str(tmp_path), "--wait", "0.5")
+    assert done.returncode == 0
+    assert done.stdout.strip() == "paused, but after 0.5 s the friend says: rendering job 7"
+    assert read_pause(tmp_path) == "frame"
+
+
+@pytest.mark.parametrize(
+    ("option", "complaint"),
+    [
+        (["--schedule", "mon-fry 19:00-07:00"], "--schedule: schedule days 'mon-fry'"),
+        (["--max-memory", "lots"], "--max-memory wants a size like 4G or 512M, not 'lots'"),
+        (["--max-memory", "1M"], "Blender needs at least 64M"),
+        (["--nice", "30"], "--nice is 0 to 19"),
+        (["--idle-minutes", "0"], "--idle-minutes must be positive"),
+    ],
+)
+def test_bad_friend_options_are_one_clear_line(tmp_path, option, complaint):
+    """A wrong schedule, size, niceness or idle time is refused with one line naming it, exit status 1."""
+    master = "frender://127.0.0.1:1#sha256:" + "0" * 64
+    done = frender("run", "friend", "--master", master, "--user", "bob", "--home", str(tmp_path), "--blender", "modelled:0.1", *option)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("frender: ") and complaint in line, done.stderr
+
+
+def test_pause_refuses_a_home_that_does_not_exist(tmp_path):
+    """Pausing a home that does not exist is a clear error, not a new directory."""
+    done = frender("friend", "pause", "--home", str(tmp_path / "nowhere"))
+    assert done.returncode == 1 and "no such friend home" in done.stderr
+    assert not (tmp_path / "nowhere").exists()
