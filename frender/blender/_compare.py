@@ -20,7 +20,7 @@ import numpy as np
 from attrs import frozen
 from PIL import Image
 
-__all__ = ["BadImage", "Comparison", "Tolerance", "compare", "decode_png", "png_size"]
+__all__ = ["BadImage", "Comparison", "Tolerance", "compare", "compare_pixels", "decode_png", "png_size"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -75,9 +75,16 @@ def compare(
     a: Path | bytes, b: Path | bytes, *, width: int, height: int, tolerance: Tolerance = Tolerance()
 ) -> Comparison:
     """Compare two frames pixel by pixel and give a verdict under `tolerance`."""
-    pixels_a = decode_png(a, width=width, height=height).astype(np.int16)
-    pixels_b = decode_png(b, width=width, height=height).astype(np.int16)
-    diff = np.abs(pixels_a - pixels_b)
+    pixels_a = decode_png(a, width=width, height=height)
+    pixels_b = decode_png(b, width=width, height=height)
+    return compare_pixels(pixels_a, pixels_b, tolerance=tolerance)
+
+
+def compare_pixels(a: np.ndarray, b: np.ndarray, *, tolerance: Tolerance = Tolerance()) -> Comparison:
+    """The verdict on two decoded 8-bit images of one shape (height, width, channels) under `tolerance`."""
+    if a.shape != b.shape:
+        raise ValueError(f"images of different shapes: {a.shape} and {b.shape}")
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     max_diff = int(diff.max())
     fraction_off = float(np.mean(diff.max(axis=2) > tolerance.pixel_threshold))
     mse = float(np.mean(diff.astype(np.float64) ** 2))
