@@ -127,3 +127,32 @@ async def test_modelled_backend_renders_windows(tmp_path):
     with trio.fail_after(5):
         (again,) = await session.render([5])
     assert again.path.name == "frame_0005.png" and again.window is None
+
+
+@pytest.mark.parametrize(
+    ("window", "pad", "frame", "expected"),
+    [
+        # 480x270: rows from the bottom edge are aligned, so the top edge moves to 270 - 240 = 30.
+        (Window(left=221, top=50, width=120, height=68), 16, (480, 270), Window(left=192, top=30, width=176, height=112)),
+        (Window(left=0, top=0, width=120, height=68), 16, (480, 270), Window(left=0, top=0, width=144, height=94)),
+        (Window(left=360, top=202, width=120, height=68), 16, (480, 270), Window(left=336, top=174, width=144, height=96)),
+        (Window(left=30, top=7, width=16, height=9), 8, (64, 36), Window(left=16, top=0, width=48, height=36)),
+    ],
+)
+def test_aligned_padding_lies_on_the_grid_from_the_bottom_left(window, pad, frame, expected):
+    """Aligned padding pushes each edge out to the 16-pixel grid counted from the bottom-left corner, within the frame."""
+    width, height = frame
+    region = window.padded(pad, width, height, align=16)
+    assert region == expected
+    assert region.left % 16 == 0 and (height - region.bottom) % 16 == 0
+    assert region.right % 16 == 0 or region.right == width
+    assert (height - region.top) % 16 == 0 or region.top == 0
+
+
+def test_aligned_crop_is_compared_in_its_centre():
+    """compare_window finds the box inside an aligned, padded window image."""
+    full = frame()
+    box = Window(left=30, top=7, width=16, height=9)
+    region = box.padded(8, W, H, align=16)
+    result = compare_window(png(full), png(region.of(full).copy()), box, width=W, height=H, pad=8, align=16)
+    assert result.verdict == "identical"
