@@ -16,9 +16,8 @@ from frender.blender import (
     render,
 )
 
-from .conftest import TINY
-
 pytestmark = pytest.mark.blender
+TINY = {"frames": 3, "resolution": (64, 36), "samples": 4}  # conftest.py's tiny scene
 W, H = TINY["resolution"]
 BOX = Window(left=40, top=20, width=16, height=9)  # 1/16 of the frame, near a corner
 
@@ -39,35 +38,28 @@ def scenes(bpy_backend, tmp_path_factory):
 
 @pytest.mark.parametrize("denoise", [False, True], ids=["raw", "denoised"])
 async def test_honest_crop_agrees_and_lazy_frame_disagrees(bpy_backend, scenes, tmp_path, copy_job, denoise):
-    """A padded, aligned crop agrees with the full frame in 1 and 2 threads; a quarter-sample frame disagrees, whole and cropped."""
+    """A padded, aligned crop in 2 threads agrees with the 1-thread frame; a quarter-sample frame disagrees, whole and
+    under the crop; without the denoiser even unpadded crops at the corners match the frame to Blender's dither (2/255)."""
     region = BOX.padded(CROP_PADDING, W, H, align=CROP_ALIGNMENT)
     check = {"width": W, "height": H, "pad": CROP_PADDING, "align": CROP_ALIGNMENT}
+    corners = (Window(left=0, top=0, width=16, height=9), Window(left=48, top=27, width=16, height=9))
     async with open_session(bpy_backend, copy_job(scenes[denoise, False], tmp_path / "h"), tmp_path / "h", threads=1) as session:
         (full,) = await session.render([2])
-        (crop,) = await session.render([2], window=region)
-        assert (crop.path.name, crop.window) == ("window_0002.png", region)
-        assert full.path.is_file()  # the crop did not overwrite the frame
         with pytest.raises(BadWindow):
             await session.render([2], window=Window(left=0, top=0, width=8, height=8))
         assert session.alive
-    (crop2,) = await render(bpy_backend, copy_job(scenes[denoise, False], tmp_path / "t"), tmp_path / "t", [2],
-                            threads=2, window=region)  # fmt: skip
+        for box in corners if not denoise else ():
+            (corner,) = await session.render([2], window=box)
+            result = compare_window(full.path, corner.path, box, width=W, height=H)
+            assert result.max_diff <= 2 and result.verdict != "disagree"
+        assert full.path.is_file()  # the crops did not overwrite the frame
+    (crop,) = await render(bpy_backend, copy_job(scenes[denoise, False], tmp_path / "t"), tmp_path / "t", [2],
+                           threads=2, window=region)  # fmt: skip
+    assert (crop.path.name, crop.window) == ("window_0002.png", region)
     (lazy,) = await render(bpy_backend, copy_job(scenes[denoise, True], tmp_path / "l"), tmp_path / "l", [2], threads=1)
-    for window_image in (crop.path, crop2.path):
-        assert compare_window(full.path, window_image, BOX, **check).verdict != "disagree"
+    assert compare_window(full.path, crop.path, BOX, **check).verdict != "disagree"
     assert compare(full.path, lazy.path, width=W, height=H).verdict == "disagree"
     assert compare_window(lazy.path, crop.path, BOX, **check).verdict == "disagree"
-
-
-async def test_unpadded_crop_without_denoiser_is_the_frames_pixels(bpy_backend, scenes, tmp_path, copy_job):
-    """Without the denoiser an unpadded crop matches the frame's pixels to Blender's dither (2/255) everywhere."""
-    blend = copy_job(scenes[False, False], tmp_path)
-    async with open_session(bpy_backend, blend, tmp_path, threads=1) as session:
-        (full,) = await session.render([1])
-        for box in (Window(left=0, top=0, width=16, height=9), Window(left=48, top=27, width=16, height=9), BOX):
-            (crop,) = await session.render([1], window=box)
-            result = compare_window(full.path, crop.path, box, width=W, height=H)
-            assert result.max_diff <= 2 and result.verdict != "disagree"
 
 
 async def test_cli_session_renders_windows(cli_backend, cli_scene, tmp_path, copy_job):
