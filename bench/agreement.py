@@ -51,7 +51,7 @@ SCENES: dict[str, dict[str, Any]] = {
     # tests/blender/conftest.py's TINY scene.
     "test": {"resolution": (64, 36), "samples": 4, "frames": 3, "windows": 10, "crops": ((0, 1), (8, 1), (8, 16), (16, 16))},
     # The demo scene at 64 samples, the denoiser on: a lazy render (16 samples) is closest to honest here.
-    # Crops only (full frames take minutes on a shared machine): lazy aligned crop vs honest aligned crop.
+    # One honest full frame (they take minutes on a shared machine), aligned crops of both, 2 threads.
     "demo64": {"resolution": (480, 270), "samples": 64, "frames": 24, "windows": 4, "crops": ((16, 16),), "crops_only": True,
                "denoise": (True,)},
 }
@@ -84,14 +84,14 @@ async def render_scene(name: str, spec: dict[str, Any], denoise: bool, work: Pat
         job.mkdir(parents=True, exist_ok=True)
         blend = blender.build_demo_scene(job / "scene.blend", frames=spec["frames"], resolution=(width, height),
                                          samples=samples, denoise=denoise, backend=backend)
-        for threads in ((1,) if spec.get("crops_only") else (1, 2) if variant == "honest" else (2,)):
+        for threads in ((2,) if spec.get("crops_only") else (1, 2) if variant == "honest" else (2,)):
             key = f"{variant}-{threads}t"
             t0 = time.perf_counter()
             async with blender.open_session(backend, blend, job, threads=threads, limits=LIMITS) as session:
                 starts.append(time.perf_counter() - t0)
                 batches = [[1, 2]] + [[1]] * (repeats - 1) if key == "honest-1t" else [[1]]
                 if spec.get("crops_only"):
-                    batches = []
+                    batches = [[1]] if variant == "honest" else []
                 for frames in batches:
                     for done in await session.render(frames):
                         target = base / f"{key}-f{done.frame}.png"
@@ -113,6 +113,28 @@ async def render_scene(name: str, spec: dict[str, Any], denoise: bool, work: Pat
                              "crop_s": {crop: min(seconds) for crop, seconds in crop_times.items()},
                              "crop_runs": len(boxes)}
     return manifest
+
+
+async def time_scene(manifest: dict[str, Any], work: Path, repeats: int) -> dict[str, Any]:
+    """Time one scene's renders in one session, 1 thread: the full frame and a central 1/16 window, each crop kind,
+    `repeats` times each (the minimum is what the machine can do; it is shared)."""
+    backend = blender.BpyBackend()
+    width, height = manifest["width"], manifest["height"]
+    job = work / f"{manifest['scene']}-{'dn' if manifest['denoise'] else 'raw'}" / "honest"
+    w, h = -(-width // 4), -(-height // 4)
+    box = Window(left=(width - w) // 2, top=(height - h) // 2, width=w, height=h)
+    timing: dict[str, Any] = {"full_s": [], "crop_s": {}}
+    t0 = time.perf_counter()
+    async with blender.open_session(backend, job / "scene.blend", job, threads=1, limits=LIMITS) as session:
+        timing["session_start_s"] = time.perf_counter() - t0
+        for _ in range(repeats):
+            timing["full_s"].append((await session.render([1]))[0].seconds)
+            for padding, align in manifest["crops"]:
+                region = box.padded(padding, width, height, align=align)
+                (done,) = await session.render([1], window=region)
+                timing["crop_s"].setdefault(f"p{padding}a{align}", []).append(done.seconds)
+                timing.setdefault("crop_area", {})[f"p{padding}a{align}"] = region.width * region.height / (width * height)
+    return timing
 
 
 def figures(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -142,12 +164,15 @@ def compare_scene(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"scene": manifest["scene"], "denoise": manifest["denoise"], "kind": kind, "case": case,
                      "honest": honest, **figures(a, b)})
 
-    if "honest-1t-f1" not in images:  # crops only
+    if "honest-1t-f1" not in images:  # crops and one honest frame only
+        full = images["honest-2t-f1"]
         for index, box in enumerate(boxes):
             for padding, align in crops:
                 region = box.padded(padding, width, height, align=align)
                 honest, lazy = (box.of(blender.decode_png(images[f"{key}-w{index}-p{padding}a{align}"], width=region.width,
-                                                          height=region.height), region) for key in ("honest-1t", "lazy-1t"))
+                                                          height=region.height), region) for key in ("honest-2t", "lazy-2t"))
+                row("crop", f"pad {padding} aligned {align}: honest crop vs honest frame", True, box.of(full), honest)
+                row("crop", f"pad {padding} aligned {align}: lazy crop vs honest frame", False, box.of(full), lazy)
                 row("crop", f"pad {padding} aligned {align}: lazy crop vs honest crop", False, honest, lazy)
         return rows
     delivered = images["honest-1t-f1"]
@@ -220,38 +245,52 @@ def main() -> None:
     parser.add_argument("--scenes", default="test,demo,demo64", help="comma-separated: test, demo, demo64")
     parser.add_argument("--repeats", type=int, default=2, help="batches of full frames rendered with 1 thread (the minimum is kept)")
     parser.add_argument("--compare-only", action="store_true", help="compare the images of a previous run in --work")
+    parser.add_argument("--timing-only", action="store_true", help="time the renders of a previous run's scenes again")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "agreement.json")
     args = parser.parse_args()
     started = time.perf_counter()
     manifests_path = args.work / "manifests.json"
-    if args.compare_only:
+    if args.compare_only or args.timing_only:
         manifests = json.loads(manifests_path.read_text())
     else:
         args.work.mkdir(parents=True, exist_ok=True)
-        manifests = []
+        # Scenes not rendered this time keep their images from an earlier run.
+        earlier = json.loads(manifests_path.read_text()) if manifests_path.exists() else []
+        manifests = [m for m in earlier if m["scene"] not in args.scenes.split(",")]
         for name in args.scenes.split(","):
             for denoise in SCENES[name].get("denoise", (False, True)):
                 manifests.append(trio.run(render_scene, name, SCENES[name], denoise, args.work, args.repeats))
                 print(f"rendered {name}, denoiser {'on' if denoise else 'off'}: {manifests[-1]['times']}", flush=True)
+    if not args.compare_only:
+        for manifest in manifests:
+            if manifest["scene"] in args.scenes.split(",") and manifest["times"]:
+                manifest["timing"] = trio.run(time_scene, manifest, args.work, args.repeats + 1)
+                print(f"timed {manifest['scene']}, denoiser {'on' if manifest['denoise'] else 'off'}", flush=True)
         manifests_path.write_text(json.dumps(manifests, indent=1))
     rows = [row for manifest in manifests for row in compare_scene(manifest)]
     summary = summarise(rows)
     # The fixed cost of one render in an open session (scene sync, denoiser start): the intercept of time against
     # area through the unpadded 1/16 crop and the full frame, and, bounding it from above, a whole frame of the
     # same scene at the test size (64x36, 4 samples).
-    tiny = {m["denoise"]: m["times"]["full_s"] for m in manifests if m["scene"] == "test" and m["times"]}
-    times = [{"scene": m["scene"], "denoise": m["denoise"], **m["times"],
-              "crop_over_full": {crop: seconds / m["times"]["full_s"] for crop, seconds in m["times"]["crop_s"].items()},
-              "fixed_intercept_s": max((16 * m["times"]["crop_s"]["p0a1"] - m["times"]["full_s"]) / 15, 0.0),
-              "fixed_at_most_s": tiny.get(m["denoise"])}
-             for m in manifests if m["times"]]
+    times = []
+    for m in manifests:
+        if "timing" not in m:
+            continue
+        t = m["timing"]
+        full, crops = min(t["full_s"]), {crop: min(seconds) for crop, seconds in t["crop_s"].items()}
+        times.append({"scene": m["scene"], "denoise": m["denoise"], "session_start_s": t["session_start_s"], "full_s": full,
+                      "crop_s": crops, "crop_area": t["crop_area"], "crop_over_full": {crop: s / full for crop, s in crops.items()},
+                      "fixed_intercept_s": max((16 * crops["p0a1"] - full) / 15, 0.0), "runs": len(t["full_s"])})
+    tiny = {t["denoise"]: t["full_s"] for t in times if t["scene"] == "test"}
+    for t in times:
+        t["fixed_at_most_s"] = tiny.get(t["denoise"])
     print(table(summary))
     for t in times:
         crops = ", ".join(f"{crop} {seconds:.2f} s ({100 * t['crop_over_full'][crop]:.1f}%)" for crop, seconds in t["crop_s"].items())
         print(f"{t['scene']} denoiser {'on' if t['denoise'] else 'off'}: full {t['full_s']:.2f} s; 1/16 crops (pPADaALIGN) {crops};"
               f" fixed per render {t['fixed_intercept_s']:.2f} s (intercept), at most {t['fixed_at_most_s'] or 0:.2f} s (64x36 frame);"
               f" session start {t['session_start_s']:.2f} s"
-              f" (1 thread, minimum of {t['full_runs']} full frames and {t['crop_runs']} windows each)")
+              f" (1 thread, a central window, minimum of {t['runs']} runs each)")
     wrong = sum(s["wrong_verdicts"] for s in summary)
     print(f"wrong verdicts under the rule: {wrong}")
     args.out.write_text(json.dumps({"rule": repr(blender.Tolerance()), "summary": summary, "times": times, "rows": rows,

@@ -53,11 +53,12 @@ def test_small_noise_agrees_and_large_disagrees():
 
 
 def test_tolerance_threshold_is_exclusive():
-    """Differences of exactly the threshold do not count as off."""
-    shifted = ramp().copy()
-    shifted[..., 2] = np.minimum(shifted[..., 2].astype(int) + 4, 255).astype(np.uint8)
-    result = compare(png(ramp()), png(shifted), width=W, height=H)
-    assert result.verdict == "agree" and result.fraction_off == 0 and result.max_diff == 4
+    """Differences of exactly the threshold do not count as off; differences within the dither agree everywhere."""
+    for by, verdict in ((2, "agree"), (4, "disagree")):
+        shifted = ramp().copy()
+        shifted[..., 2] = np.minimum(shifted[..., 2].astype(int) + by, 255).astype(np.uint8)
+        result = compare(png(ramp()), png(shifted), width=W, height=H)
+        assert (result.verdict, result.fraction_off, result.max_diff) == (verdict, 0, by)
 
 
 def test_wrong_size_refused():
