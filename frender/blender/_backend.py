@@ -228,8 +228,10 @@ class _RenderEachTime(Session):
         self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
         limits = attrs.evolve(self.limits, wall_seconds=max(deadline - trio.current_time(), 0.0))
+        # A window is passed only when asked for, so backends written before windows keep working.
+        extra = {} if window is None else {"window": window}
         return await self.backend.render(
-            self.blend, self.job_dir, frames, threads=self.threads, limits=limits, on_frame=on_frame, window=window
+            self.blend, self.job_dir, frames, threads=self.threads, limits=limits, on_frame=on_frame, **extra
         )
 
 
