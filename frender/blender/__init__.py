@@ -20,8 +20,9 @@ from ._backend import (
     probe,
     render,
     start_session,
+    window_name,
 )
-from ._compare import BadImage, Comparison, Tolerance, compare, decode_png, png_size
+from ._compare import BadImage, Comparison, Tolerance, compare, compare_pixels, decode_png, png_size
 from ._errors import (
     BlenderCrashed,
     BlenderError,
@@ -38,10 +39,15 @@ from ._modelled import ModelledBackend, forge_frame, modelled_frame
 from ._runner import Limits
 from ._sandbox import sandbox_available
 from ._scene import build_demo_scene, parse_resolution, scene_command
+from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window
 
 __all__ = [
+    "CROP_ALIGNMENT",
+    "CROP_PADDING",
+    "MIN_WINDOW_FRACTION",
     "Backend",
     "BadImage",
+    "BadWindow",
     "BlendHeader",
     "BlendInfo",
     "BlenderBackend",
@@ -62,8 +68,11 @@ __all__ = [
     "RenderedFrame",
     "Session",
     "Tolerance",
+    "Window",
     "build_demo_scene",
     "compare",
+    "compare_pixels",
+    "compare_window",
     "cpu_class",
     "decode_png",
     "find_backend",
@@ -80,4 +89,5 @@ __all__ = [
     "sandbox_available",
     "scene_command",
     "start_session",
+    "window_name",
 ]

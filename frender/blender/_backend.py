@@ -38,6 +38,7 @@ from ._header import read_blend_header
 from ._output import BatchDone, FrameSaved, OutputEvent, Ready, Reported
 from ._runner import Limits, Sandbox, ScriptProcess, run_inblender
 from ._sandbox import sandbox_available
+from ._window import MIN_WINDOW_FRACTION, BadWindow, Window
 
 __all__ = [
     "Backend",
@@ -55,6 +56,7 @@ __all__ = [
     "probe",
     "render",
     "start_session",
+    "window_name",
 ]
 
 OnFrame = Callable[["RenderedFrame"], Awaitable[None]]
@@ -64,11 +66,12 @@ SIMD_FLAGS = ("avx512f", "avx2", "avx", "sse4_2", "sve2", "sve", "asimd", "neon"
 
 @frozen(kw_only=True)
 class RenderedFrame:
-    """A frame saved as PNG, and the seconds Blender spent rendering it."""
+    """A frame (or the window of one that was asked for) saved as PNG, and the seconds Blender spent rendering it."""
 
     frame: int
     path: Path
     seconds: float
+    window: Window | None = None  # the part of the frame `path` holds; None: all of it
 
 
 @frozen(kw_only=True)
@@ -111,8 +114,9 @@ class Backend(abc.ABC):
         threads: int | None,
         limits: Limits,
         on_frame: OnFrame | None,
+        window: Window | None = None,
     ) -> list[RenderedFrame]:
-        """Render frames to job_dir/out/frame_####.png, handing each over as it is saved."""
+        """Render frames to job_dir/out/frame_####.png (a window of each to window_####.png), handing each over as saved."""
 
     async def start_session(
         self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
@@ -130,6 +134,11 @@ class Session(abc.ABC):
     fails (any BlenderError, its wall-clock limit, cancellation) ends the
     session: `alive` turns false and the caller opens another. The session's
     `limits.wall_seconds` bounds all its calls together; `aclose` ends it.
+
+    A call with a `window` renders only that part of each frame (Blender's
+    render border, cropped to it) into job_dir/out/window_####.png. A window
+    outside the frame or below `MIN_WINDOW_FRACTION` of it raises BadWindow
+    before anything renders, and the session lives on.
     """
 
     def __init__(self, limits: Limits) -> None:
@@ -148,21 +157,35 @@ class Session(abc.ABC):
         """Seconds left of the session's wall-clock limit."""
         return self.deadline - trio.current_time()
 
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """The rendered frame's width and height, where the session knows it."""
+        return None
+
     async def render(
-        self, frames: Sequence[int], *, on_frame: OnFrame | None = None, wall_seconds: float | None = None
+        self,
+        frames: Sequence[int],
+        *,
+        on_frame: OnFrame | None = None,
+        wall_seconds: float | None = None,
+        window: Window | None = None,
     ) -> list[RenderedFrame]:
         """Render a batch; past `wall_seconds` (or the session's limit) raise RenderTimeout and end the session."""
         if not self.alive:
             raise BlenderCrashed("this render session has ended; open another")
         if self._busy:
             raise RuntimeError("a render session renders one batch at a time")
+        if window is not None:
+            if self.resolution is None:
+                raise BadWindow("this session cannot render windows: it does not know its frame size")
+            window.check(*self.resolution, min_fraction=MIN_WINDOW_FRACTION)
         self._busy = True
         deadline, limit = self.deadline, self.limits.wall_seconds
         if wall_seconds is not None and trio.current_time() + wall_seconds < deadline:
             deadline, limit = trio.current_time() + wall_seconds, wall_seconds
         ok = False
         try:
-            rendered = await self._render(list(frames), on_frame, deadline, limit)
+            rendered = await self._render(list(frames), on_frame, deadline, limit, window)
             ok = True
             return rendered
         finally:
@@ -182,9 +205,9 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     async def _render(
-        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
-        """Render one batch by the trio clock's `deadline`, set by a wall-clock limit of `limit` seconds."""
+        """Render one batch (of `window` only, if given) by the trio clock's `deadline`, set by a limit of `limit` s."""
 
 
 class _RenderEachTime(Session):
@@ -197,22 +220,30 @@ class _RenderEachTime(Session):
         self.job_dir = job_dir
         self.threads = threads
 
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        return getattr(self.backend, "resolution", None)
+
     async def _render(
-        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
         limits = attrs.evolve(self.limits, wall_seconds=max(deadline - trio.current_time(), 0.0))
+        # A window is passed only when asked for, so backends written before windows keep working.
+        extra = {} if window is None else {"window": window}
         return await self.backend.render(
-            self.blend, self.job_dir, frames, threads=self.threads, limits=limits, on_frame=on_frame
+            self.blend, self.job_dir, frames, threads=self.threads, limits=limits, on_frame=on_frame, **extra
         )
 
 
 class _HandOver:
     """Hands over each requested frame Blender reports saved, checking its file is really there."""
 
-    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None) -> None:
+    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None, window: Window | None) -> None:
         self.out_dir = out_dir
         self.wanted = set(frames)
         self.on_frame = on_frame
+        self.window = window
+        self.name = frame_name if window is None else window_name
         self.rendered: list[RenderedFrame] = []
 
     async def __call__(self, event: OutputEvent) -> None:
@@ -220,11 +251,11 @@ class _HandOver:
             return
         # The path is ours, not the one printed: only a requested frame's
         # own file in out/ is ever handed over.
-        path = self.out_dir / frame_name(event.frame)
+        path = self.out_dir / self.name(event.frame)
         if path.is_symlink() or not path.is_file():
             raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
         self.wanted.discard(event.frame)
-        frame = RenderedFrame(frame=event.frame, path=path, seconds=event.seconds)
+        frame = RenderedFrame(frame=event.frame, path=path, seconds=event.seconds, window=self.window)
         self.rendered.append(frame)
         if self.on_frame is not None:
             await self.on_frame(frame)
@@ -233,12 +264,18 @@ class _HandOver:
 class _BlenderSession(Session):
     """One Blender process that loaded and guarded the file, rendering the batches it is fed."""
 
-    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits) -> None:
+    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits, resolution: tuple[int, int] | None) -> None:
         super().__init__(limits)
         self.process = process
         self.out_dir = out_dir
         self.deadline = process.deadline
         self.batches = 0  # as counted by the process itself
+        self._resolution = resolution
+
+    @property
+    def resolution(self) -> tuple[int, int] | None:
+        """The frame size Blender reported once it had loaded the file."""
+        return self._resolution
 
     @property
     def pid(self) -> int:
@@ -250,14 +287,17 @@ class _BlenderSession(Session):
         return not self.closed and not self.process.dead
 
     async def _render(
-        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float
+        self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
+        hand_over = _HandOver(self.out_dir, frames, on_frame, window)
         for frame in set(frames):
             # A frame rendered before in this job must not pass for this batch's.
             with contextlib.suppress(OSError):
-                (self.out_dir / frame_name(frame)).unlink(missing_ok=True)
-        hand_over = _HandOver(self.out_dir, frames, on_frame)
-        await self.process.send({"frames": frames})
+                (self.out_dir / hand_over.name(frame)).unlink(missing_ok=True)
+        batch: dict[str, Any] = {"frames": frames}
+        if window is not None:
+            batch["window"] = [window.left, window.top, window.width, window.height]
+        await self.process.send(batch)
         done = await self.process.wait_for(BatchDone, deadline=deadline, limit_seconds=limit, on_event=hand_over)
         assert isinstance(done, BatchDone)
         self.batches = done.count
@@ -319,10 +359,11 @@ class BlenderBackend(Backend):
         threads: int | None = None,
         limits: Limits = Limits(),
         on_frame: OnFrame | None = None,
+        window: Window | None = None,
     ) -> list[RenderedFrame]:
         """Render in one Blender process (a session of one batch); each frame is handed over when saved."""
         async with await self.start_session(blend, job_dir, threads=threads, limits=limits) as session:
-            return await session.render(frames, on_frame=on_frame)
+            return await session.render(frames, on_frame=on_frame, window=window)
 
     async def start_session(
         self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
@@ -352,11 +393,12 @@ class BlenderBackend(Backend):
             sandbox = Sandbox(job_dir=job_dir, job_writable=True, install_dirs=facts.install_dirs)
         process = await ScriptProcess.start(self.command, request, cwd=job_dir, limits=limits, sandbox=sandbox)
         try:
-            await process.wait_for(Ready, deadline=process.deadline)
+            ready = await process.wait_for(Ready, deadline=process.deadline)
         except BaseException:
             await process.aclose()
             raise
-        return _BlenderSession(process, out_dir, limits)
+        assert isinstance(ready, Ready)
+        return _BlenderSession(process, out_dir, limits, ready.resolution)
 
     async def _probe_facts(self) -> _Facts:
         async with self._probing:
@@ -475,6 +517,11 @@ def frame_name(frame: int) -> str:
     return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}.png"
 
 
+def window_name(frame: int) -> str:
+    """The file a window of a frame is rendered to: window_0012.png."""
+    return "window_" + frame_name(frame).removeprefix("frame_")
+
+
 async def probe(backend: Backend) -> RenderProfile:
     """The render profile of a backend (probed once, then cached)."""
     return await backend.probe()
@@ -517,6 +564,12 @@ async def render(
     threads: int | None = None,
     limits: Limits = Limits(),
     on_frame: OnFrame | None = None,
+    window: Window | None = None,
 ) -> list[RenderedFrame]:
-    """Render frames of `blend` into job_dir/out/frame_####.png, awaiting on_frame as each is saved."""
-    return await backend.render(blend, job_dir, frames, threads=threads, limits=limits, on_frame=on_frame)
+    """Render frames of `blend` into job_dir/out/frame_####.png, awaiting on_frame as each is saved.
+
+    With a `window`, only that part of each frame is rendered, into job_dir/out/window_####.png.
+    """
+    return await backend.render(
+        blend, job_dir, frames, threads=threads, limits=limits, on_frame=on_frame, window=window
+    )

@@ -260,20 +260,63 @@ def prepare_render(bpy, request):
     return scene
 
 
-def render_frames(bpy, scene, pattern, frames):
-    """Render frames one by one, announcing each file as it is saved."""
-    for frame in frames:
-        # A still render does not expand "####" (Blender 5.0 writes the
-        # literal name), so each frame gets its already-numbered path.
+def frame_size(scene):
+    """The rendered frame's width and height in pixels (resolution scaled by its percentage)."""
+    render = scene.render
+    percentage = render.resolution_percentage
+    return render.resolution_x * percentage // 100, render.resolution_y * percentage // 100
+
+
+BORDER_SETTINGS = ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")
+
+
+def set_window(scene, window):
+    """Render only `window` ([left, top, width, height] in pixels from the top-left corner), cropped to it.
+
+    Blender's border is a fraction of the frame with rows counted from the
+    bottom, and Blender truncates fraction x size to whole pixels: each edge is
+    set half a pixel in, so it truncates to exactly the pixel asked for.
+    """
+    render = scene.render
+    width, height = frame_size(scene)
+    left, top, w, h = (int(n) for n in window)
+    if w < 1 or h < 1 or left < 0 or top < 0 or left + w > width or top + h > height:
+        raise ValueError(f"window {window} is not inside the {width}x{height} frame")
+    render.use_border = True
+    render.use_crop_to_border = True
+    render.border_min_x = (left + 0.5) / width
+    render.border_max_x = min((left + w + 0.5) / width, 1.0)
+    render.border_min_y = (height - top - h + 0.5) / height
+    render.border_max_y = min((height - top + 0.5) / height, 1.0)
+
+
+def render_frames(bpy, scene, pattern, frames, window=None):
+    """Render frames (or a window of each) one by one, announcing each file as it is saved.
+
+    A window is rendered to files of its own (window_####.png), so it never
+    passes for the frame; the file's own border settings are restored after it.
+    """
+    saved = {name: getattr(scene.render, name) for name in BORDER_SETTINGS}
+    names = pattern
+    if window is not None:
+        names = os.path.join(os.path.dirname(pattern), "window_####")
+        set_window(scene, window)
+    try:
+        for frame in frames:
+            # A still render does not expand "####" (Blender 5.0 writes the
+            # literal name), so each frame gets its already-numbered path.
+            scene.render.filepath = names
+            path = scene.render.frame_path(frame=frame)
+            scene.render.filepath = path
+            scene.frame_set(frame)
+            start = time.perf_counter()
+            bpy.ops.render.render(write_still=True)
+            seconds = time.perf_counter() - start
+            say("FRAME", frame, f"{seconds:.4f}", path)
+    finally:
+        for name, value in saved.items():
+            setattr(scene.render, name, value)
         scene.render.filepath = pattern
-        path = scene.render.frame_path(frame=frame)
-        scene.render.filepath = path
-        scene.frame_set(frame)
-        start = time.perf_counter()
-        bpy.ops.render.render(write_still=True)
-        seconds = time.perf_counter() - start
-        say("FRAME", frame, f"{seconds:.4f}", path)
-    scene.render.filepath = pattern
 
 
 def serve(bpy, request):
@@ -285,7 +328,7 @@ def serve(bpy, request):
     """
     scene = prepare_render(bpy, request)
     pattern = scene.render.filepath
-    say("READY")
+    say("READY", json.dumps({"resolution": list(frame_size(scene))}))
     count = 0
     while True:
         line = sys.stdin.readline()
@@ -293,7 +336,8 @@ def serve(bpy, request):
             return
         if not line.strip():
             continue
-        render_frames(bpy, scene, pattern, json.loads(line)["frames"])
+        batch = json.loads(line)
+        render_frames(bpy, scene, pattern, batch["frames"], batch.get("window"))
         count += 1
         say("BATCH", count)
 
@@ -309,7 +353,7 @@ def build_scene(bpy, request):
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = request["samples"]
-    scene.cycles.use_denoising = False
+    scene.cycles.use_denoising = bool(request.get("denoise", False))
     scene.cycles.use_adaptive_sampling = False  # a fixed sample count renders in a predictable time
     scene.render.resolution_x, scene.render.resolution_y = request["resolution"]
     scene.render.resolution_percentage = 100

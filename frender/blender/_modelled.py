@@ -18,10 +18,11 @@ import trio
 from PIL import Image
 
 from ..core.profile import RenderProfile
-from ._backend import Backend, BlendInfo, OnFrame, RenderedFrame, frame_name
+from ._backend import Backend, BlendInfo, OnFrame, RenderedFrame, frame_name, window_name
 from ._compare import decode_png
 from ._errors import RenderTimeout
 from ._runner import Limits
+from ._window import MIN_WINDOW_FRACTION, Window
 
 __all__ = ["ModelledBackend", "forge_frame", "modelled_frame"]
 
@@ -116,11 +117,14 @@ class ModelledBackend(Backend):
         threads: int | None = None,
         limits: Limits = Limits(),
         on_frame: OnFrame | None = None,
+        window: Window | None = None,
     ) -> list[RenderedFrame]:
-        """Sleep per frame and write job_dir/out/frame_####.png, like a real render."""
+        """Sleep per frame and write job_dir/out/frame_####.png (window_####.png, cropped), like a real render."""
         out_dir = job_dir / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         width, height = self.resolution
+        if window is not None:
+            window.check(width, height, min_fraction=MIN_WINDOW_FRACTION)
         rendered = []
         with trio.move_on_after(limits.wall_seconds):
             # A fixed schedule, like Blender: it renders the next frame while
@@ -129,9 +133,14 @@ class ModelledBackend(Backend):
             for index, frame in enumerate(frames):
                 start = trio.current_time()
                 await trio.sleep_until(begin + (index + 1) * self.seconds_per_frame)
-                path = out_dir / frame_name(frame)
-                path.write_bytes(modelled_frame(frame, width=width, height=height))
-                done = RenderedFrame(frame=frame, path=path, seconds=trio.current_time() - start)
+                image = modelled_frame(frame, width=width, height=height)
+                if window is None:
+                    path = out_dir / frame_name(frame)
+                else:
+                    path = out_dir / window_name(frame)
+                    image = _png(window.of(decode_png(image, width=width, height=height)).copy())
+                path.write_bytes(image)
+                done = RenderedFrame(frame=frame, path=path, seconds=trio.current_time() - start, window=window)
                 rendered.append(done)
                 if on_frame is not None:
                     await on_frame(done)

@@ -71,7 +71,12 @@ class Done:
 
 @frozen
 class Ready:
-    """Session mode: the file is open and guarded; the driver waits for batches on stdin."""
+    """Session mode: the file is open and guarded; the driver waits for batches on stdin.
+
+    `resolution` is the rendered frame's size, which windows are checked against.
+    """
+
+    resolution: tuple[int, int] | None = None
 
 
 @frozen
@@ -160,9 +165,12 @@ def _parse_ours(rest: str) -> OutputEvent | None:
             case "DONE":
                 return Done()
             case "READY":
-                return Ready()
+                if not fields:
+                    return Ready()
+                width, height = json.loads(fields)["resolution"]
+                return Ready((int(width), int(height)))
             case "BATCH":
                 return BatchDone(int(fields))
-    except ValueError:  # also json.JSONDecodeError
+    except (ValueError, KeyError, TypeError):  # also json.JSONDecodeError
         return None
     return None

@@ -25,16 +25,17 @@ def build_demo_scene(
     frames: int = 24,
     resolution: tuple[int, int] = (160, 90),
     samples: int = 16,
+    denoise: bool = False,
     backend: BlenderBackend | None = None,
 ) -> Path:
-    """Save the demo scene to `out`: Cycles CPU, no denoiser, every frame different."""
+    """Save the demo scene to `out`: Cycles CPU, every frame different, the denoiser off unless `denoise`."""
     if frames < 1 or min(resolution) < 1 or samples < 1:
         raise ValueError("frames, resolution and samples must be positive")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     backend = backend or find_backend()
     request = {"mode": "scene", "nonce": "scene", "out": str(out), "frames": frames,
-               "resolution": list(resolution), "samples": samples}  # fmt: skip
+               "resolution": list(resolution), "samples": samples, "denoise": denoise}  # fmt: skip
     # Our own script and no untrusted file: no sandbox needed.
     with staged_script() as (_, script, env):
         command = backend.command(str(script), json.dumps(request))
