@@ -6,6 +6,7 @@ import trio
 
 from frender.apps import messages as msg
 from frender.apps.requester import RequesterSettings
+from frender.core import job as core
 from test_security import World
 
 
@@ -19,6 +20,6 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
     await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
     job = (await world.alice_submits()).job
     await trio.sleep(0.1)  # several ticks, well within friend_silence of joining
-    assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "active"
+    assert core.friend_status(world.requester_node.state, job, "bob/pc") == "active"
     await trio.sleep(1.2)  # now bob has been silent too long: gone
-    assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "gone"
+    assert core.friend_status(world.requester_node.state, job, "bob/pc") == "gone"
