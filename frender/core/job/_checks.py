@@ -244,10 +244,6 @@ def _figures(c: RecordComparison) -> Figures:
 _COMPARE = {Against.PAIR: Step.COMPARE_PAIR, Against.SUBJECT: Step.COMPARE_SUBJECT, Against.VERIFIER: Step.COMPARE_VERIFIER}
 
 
-def _who(j: Job, cid: int) -> str:
-    return f"check {cid} of job {j.job}"
-
-
 def _known_check(j: Job, cid: int) -> Check:
     check = j.checks.by_number.get(cid)
     if check is None:
@@ -261,7 +257,7 @@ def record_comparison(d: Draft, c: RecordComparison) -> None:
     figures = _figures(c)
     if c.against not in _COMPARE:
         raise Rejected("bad-against", "against is pair, subject or verifier")
-    CHECK.next(check.state, _COMPARE[Against(c.against)], _who(j, c.check))
+    CHECK.next(check.state, _COMPARE[Against(c.against)], j.job, "check", c.check)
     expected = {
         Against.PAIR: (check.subject_sha256, check.verifier_sha256),
         Against.SUBJECT: (check.arbitration_sha256, check.subject_sha256),
@@ -358,7 +354,7 @@ def record_own_render(d: Draft, c: RecordOwnRender) -> None:
     check = _known_check(j, c.check)
     if not (isinstance(c.sha256, str) and 0 < len(c.sha256) <= 128):
         raise Rejected("bad-sha", "an own render names its sha256")
-    CHECK.next(check.state, Step.RENDERED, _who(j, c.check))
+    CHECK.next(check.state, Step.RENDERED, j.job, "check", c.check)
     d.emit(OwnRenderReceived(job=j.job, check=c.check, sha256=c.sha256, now=c.now))
     if check.state == CheckState.OWN:  # the requester was the verifier
         compare_pair(d, c.check)
@@ -380,7 +376,7 @@ def record_own_render(d: Draft, c: RecordOwnRender) -> None:
 
 
 def _set(j: Job, c: Check, step: Step, **changes: Any) -> None:
-    j.checks.by_number[c.check] = _replace(c, state=CHECK.next(c.state, step, _who(j, c.check)), **changes)
+    j.checks.by_number[c.check] = _replace(c, state=CHECK.next(c.state, step, j.job, "check", c.check), **changes)
 
 
 def _unassign(j: Job, c: Check) -> None:
@@ -408,7 +404,7 @@ def _task_dropped(j: Job, e: TaskDropped) -> None:
     undelivered = set(e.frames)
     for frame, cid in zip(task.frames, task.checks):
         c = j.checks.by_number[cid]
-        if frame in undelivered and c.task == task.task and c.state == CheckState.ASSIGNED:
+        if frame in undelivered and c.task == task.task and CHECK.allows(c.state, Step.UNASSIGN):
             _unassign(j, c)
 
 
@@ -438,7 +434,7 @@ def _copy_faulted(j: Job, e: CopyFaulted) -> None:
     task = j.tasks.by_number[e.task]
     if task.kind == TaskKind.CHECK:
         c = j.checks.by_number[task.checks[task.frames.index(e.frame)]]
-        if c.task == task.task and c.state == CheckState.ASSIGNED:
+        if c.task == task.task and CHECK.allows(c.state, Step.UNASSIGN):
             _unassign(j, c)
 
 
@@ -500,7 +496,7 @@ def _cheater_evicted(j: Job, e: CheaterEvicted) -> None:
     ch.open_batch.pop(e.friend, None)
     # Its delivered test renders are void: someone else renders them again.
     for c in list(ch.by_number.values()):
-        if c.verifier == e.friend and c.state == CheckState.COMPARING:
+        if c.verifier == e.friend and CHECK.allows(c.state, Step.UNASSIGN):
             _unassign(j, c)
 
 

@@ -79,7 +79,7 @@ def _status(step: str) -> Callable[[Job, Any], None]:
         rec = j.friends[e.friend]
         j.friends[e.friend] = Friend(
             friend=rec.friend, owner=rec.owner, clean_run=rec.clean_run, checked=rec.checked,
-            status=FRIEND.next(rec.status, step, f"friend {e.friend!r} of job {j.job}"),
+            status=FRIEND.next(rec.status, step, j.job, "friend", e.friend),
         )
 
     return evolve_status
@@ -90,7 +90,7 @@ def _more_friends_wanted(j: Job, e: MoreFriendsWanted) -> None:
 
 
 def _job_finished(j: Job, e: JobFinished) -> None:
-    j.phase = JOB.next(j.phase, "finish", f"job {j.job}")
+    j.phase = JOB.next(j.phase, "finish", j.job)
     j.report = e.report
 
 
@@ -130,7 +130,7 @@ def decide(state: Requester, command: object) -> list[object]:
     job = state.jobs.get(number)
     if job is None:
         raise Rejected("unknown-job", f"job {number} was never started here")
-    JOB.next(job.phase, type(command).__name__, f"job {number}")  # the guard: a finished job takes nothing
+    JOB.next(job.phase, type(command).__name__, number)  # the guard: a finished job takes nothing
     now: float = command.now  # type: ignore[attr-defined]
     if not _finite(now):
         raise Rejected("bad-time", "now is a finite number")

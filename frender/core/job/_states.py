@@ -68,10 +68,11 @@ class Table(Generic[S]):
     def allows(self, state: S, step: str) -> bool:
         return (state, step) in self.steps
 
-    def next(self, state: S, step: str, who: str) -> S:
-        """The state after ``step``; a miss raises one error naming ``who`` (the job), the state and the step."""
+    def next(self, state: S, step: str, job: int, thing: str = "", key: object = None) -> S:
+        """The state after ``step``; a miss raises one error naming the job (and the thing in it), the state and the step."""
         nxt = self.steps.get((state, step))
         if nxt is None:
+            who = f"job {job}" if key is None else f"{thing} {key!r} of job {job}"
             raise Rejected(self.code, f"can't handle {step} when {who} is {state}") from None
         return nxt
 

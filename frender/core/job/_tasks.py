@@ -18,7 +18,7 @@ from attrs import Factory, define, frozen
 from frender.core._decider import Rejected
 from frender.core.job import _checks
 from frender.core.job._escrow import Use, room
-from frender.core.job._states import FRIEND, FriendStatus
+from frender.core.job._states import FRIEND
 from frender.core.job.commands import AskForTask, DropFriend, ReturnTask, Tick
 from frender.core.job.events import (
     CheaterEvicted,
@@ -106,7 +106,7 @@ def ask(d: Draft, c: AskForTask) -> None:
     rec = known_friend(j, c.friend)
     if not FRIEND.allows(rec.status, "ask"):
         return  # evicted: nothing more for it in this job
-    if rec.status == FriendStatus.GONE:
+    if FRIEND.next(rec.status, "ask", j.job, "friend", c.friend) != rec.status:  # it was gone: asking brings it back
         d.emit(FriendReturned(job=j.job, friend=c.friend, now=c.now))
     kept = 0
     for t in sorted(j.tasks.live_of.get(c.friend, ())):  # asking again means it gave up what it does not keep
