@@ -6,6 +6,7 @@ import pytest
 
 from frender import codec
 from frender.core import job as J
+from frender.core._decider import Rejected
 from test_job_schedule import Run, image, of  # the hand-driven job (pytest puts tests/core on sys.path)
 
 BLACK = "b" * 64
@@ -142,3 +143,16 @@ def test_events_round_trip_through_the_codec() -> None:
     events += run.do(J.RecordOwnRender, check=of(events, J.OwnRenderRequested)[0].check, sha256=image(1))
     for e in events:
         assert codec.from_json(codec.tag_of(e), codec.to_json(e)) == e
+
+
+def test_a_step_the_table_lacks_is_refused_naming_the_job_the_state_and_the_step() -> None:
+    """A second own render for a resolved check misses the transition table: one clean error, state unchanged."""
+    run = Run(frames=(1, 2), friends=("a",), escrow=2, check_timing="batch", batch_size=1, max_chunk=1)
+    [own] = of(run.deliver(run.ask("a")), J.OwnRenderRequested)
+    assert of(run.do(J.RecordOwnRender, check=own.check, sha256=image(own.frame)), J.CheckResolved)
+    before = run.job.clone()
+    with pytest.raises(Rejected) as err:
+        run.do(J.RecordOwnRender, check=own.check, sha256=image(own.frame))
+    assert err.value.code == "check-state"
+    assert err.value.reason == f"can't handle rendered when check {own.check} of job 1 is resolved"
+    assert run.job == before
