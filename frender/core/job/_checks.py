@@ -89,17 +89,9 @@ class Checks:
 
     def clone(self) -> Checks:
         return Checks(
-            by_number=self.by_number.copy(),
-            pending=self.pending.copy(),
-            ring=self.ring,
-            position=self.position.copy(),
-            open_batch=self.open_batch.copy(),
-            calibrated=self.calibrated.copy(),
-            evictions=self.evictions.copy(),
-            next_check=self.next_check,
-            next_batch=self.next_batch,
-            arbitrations=self.arbitrations,
-            own_checks=self.own_checks,
+            by_number=self.by_number.copy(), pending=self.pending.copy(), ring=self.ring, position=self.position.copy(),
+            open_batch=self.open_batch.copy(), calibrated=self.calibrated.copy(), evictions=self.evictions.copy(),
+            next_check=self.next_check, next_batch=self.next_batch, arbitrations=self.arbitrations, own_checks=self.own_checks,
         )
 
 
@@ -321,16 +313,8 @@ def _judge(d: Draft, cid: int, subject: Judgement, verifier: Judgement) -> None:
         outcome = Outcome.AGREED
     _resolve(d, c, outcome, subject, verifier)
     evidence = Evidence(
-        check=cid,
-        frame=c.frame,
-        subject=c.subject,
-        subject_sha256=c.subject_sha256,
-        verifier=c.verifier,
-        verifier_sha256=c.verifier_sha256,
-        arbitration_sha256=c.arbitration_sha256 or c.verifier_sha256,
-        pair=c.pair,
-        vs_subject=c.vs_subject,
-        vs_verifier=c.vs_verifier,
+        check=cid, frame=c.frame, subject=c.subject, subject_sha256=c.subject_sha256, verifier=c.verifier, verifier_sha256=c.verifier_sha256,
+        arbitration_sha256=c.arbitration_sha256 or c.verifier_sha256, pair=c.pair, vs_subject=c.vs_subject, vs_verifier=c.vs_verifier,
     )
     for friend in wrong:
         _evict(d, friend, evidence)
