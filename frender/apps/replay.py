@@ -186,7 +186,7 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
 
 def _jobs_summary(state: j.Requester, job: int | None) -> list[dict]:
     out = []
-    for number in state.jobs:
+    for number in j.job_numbers(state):
         if job is not None and number != job:
             continue
         jb = j.summary(state, number)

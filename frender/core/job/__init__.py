@@ -87,7 +87,7 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 - ``FramesFinal`` -> serve those frames to the client.
 - ``JobFinished`` -> report ``event.report`` to the master.
 
-The shell reads a job only through ``queries``: ``running_jobs``,
+The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
 ``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
 ``holder_of``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
@@ -164,6 +164,7 @@ from frender.core.job.queries import (
     holder_of,
     holders,
     is_finished,
+    job_numbers,
     live_tasks,
     outlook,
     progress,
@@ -241,6 +242,7 @@ __all__ = [
     "decide",
     "evolve",
     "chunk_size",
+    "job_numbers",
     "running_jobs",
     "is_finished",
     "frame_count",

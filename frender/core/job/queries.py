@@ -21,6 +21,7 @@ __all__ = [
     "Outlook",
     "FriendProgress",
     "JobSummary",
+    "job_numbers",
     "running_jobs",
     "is_finished",
     "frame_count",
@@ -89,6 +90,11 @@ def _job(state: Requester, job: int) -> Job:
         return state.jobs[job]
     except KeyError:
         raise Rejected("unknown-job", f"job {job} was never started here") from None
+
+
+def job_numbers(state: Requester) -> tuple[int, ...]:
+    """Every job started here, in start order."""
+    return tuple(state.jobs)
 
 
 def running_jobs(state: Requester) -> tuple[int, ...]:
