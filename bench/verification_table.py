@@ -106,16 +106,14 @@ class Sim:
         while self.queue and self.finished is None:
             when, _, friend, what, args = heapq.heappop(self.queue)
             self.now = when
-            job = self.state.jobs[1]
             if what == "ask":
-                if job.friends[friend].status == "evicted":
+                if J.friend_status(self.state, 1, friend) == "evicted":
                     continue
-                if job.live_of.get(friend):
+                if J.live_tasks(self.state, 1, friend):
                     self.at(self.now + 0.5, friend, "ask", ())
                     continue
-                before = job.next_task
                 self.apply(J.AskForTask(job=1, friend=friend, entropy=self.entropy(), now=self.now))
-                if self.state.jobs[1].next_task == before:
+                if not J.live_tasks(self.state, 1, friend):
                     self.at(self.now + 0.5, friend, "ask", ())  # nothing now: poll again
             else:
                 task, frame = args
@@ -137,7 +135,7 @@ def cell(*, f: float, s: int, timing: str, jobs: int, frames: int, friends: int)
         report = sim.finished
         assert report is not None
         caught += "f0" in report.evictions
-        touching.append(sum("f0" in (c.subject, c.verifier) for c in sim.state.jobs[1].checks.values() if c.outcome != "void"))
+        touching.append(sum("f0" in (c.subject, c.verifier) for c in J.checks(sim.state, 1) if c.outcome != "void"))
         extra.append((sim.check_renders + sim.own_renders) / frames)
         lateness.append(statistics.mean(sim.final_at[k] - sim.delivered_at[k] for k in sim.final_at))
         makespan.append(max(sim.final_at.values()))

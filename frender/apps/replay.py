@@ -188,24 +188,24 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
 
 def _jobs_summary(state: j.Requester, job: int | None) -> list[dict]:
     out = []
-    for number, jb in state.jobs.items():
+    for number in j.job_numbers(state):
         if job is not None and number != job:
             continue
-        checks = list(jb.checks.values())
+        jb = j.summary(state, number)
         out.append(
             {
                 "job": number,
-                "frames": len(jb.frames),
+                "frames": jb.total,
                 "final": len(jb.final),
                 "phase": jb.phase,
                 "friends": {
                     p.friend: {"final": p.final, "checks_paid": p.checks_paid, "status": p.status}
                     for p in j.progress(state, number)
                 },
-                "checks": len(checks),
-                "disagreements": sum(1 for c in checks if c.outcome not in ("", "agreed", "void")),
+                "checks": jb.checks,
+                "disagreements": jb.disagreements,
                 "arbitrations": jb.arbitrations,
-                "evicted": sorted(jb.evictions),
+                "evicted": sorted(jb.evicted),
             }
         )
     return out

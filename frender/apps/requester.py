@@ -491,14 +491,13 @@ class RequesterNode(Handler):
     async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
         """The progress once more than ``final`` frames are final, the delivered count is not
         ``delivered`` (when that is >= 0), or the job finished (held at most hold_progress)."""
-        j = self.state.jobs[accepted.job]
-
         def unchanged() -> bool:
+            now_delivered, now_final = core.delivered_and_final(self.state, accepted.job)
             return (
                 0 <= final
-                and len(j.final) <= final
-                and (delivered < 0 or len(j.copy) + len(j.final) == delivered)
-                and j.phase != "finished"
+                and now_final <= final
+                and (delivered < 0 or now_delivered == delivered)
+                and not core.is_finished(self.state, accepted.job)
             )
 
         with trio.move_on_after(self.settings.hold_progress):
@@ -507,27 +506,25 @@ class RequesterNode(Handler):
         return self._progress(accepted)
 
     def _progress(self, accepted: JobAccepted) -> msg.ProgressReply:
-        j = self.state.jobs[accepted.job]
+        j = core.summary(self.state, accepted.job)
         lines = core.progress(self.state, accepted.job)
-        checks = sum(1 for c in j.checks.values() if c.state == "resolved")
-        disagreements = sum(1 for c in j.checks.values() if c.outcome not in ("", "agreed", "void"))
         problem = ""
-        if j.wanted and not any(rec.status == "active" for rec in j.friends.values()):
+        if j.stalled:
             problem = "every friend of this job is gone; waiting for the master to grant more"
         if (refusal := self.refused.get(accepted.job)) is not None:
             problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
         return msg.ProgressReply(
             job=accepted.job,
-            total=len(j.frames),
-            delivered=len(j.copy) + len(j.final),
-            final=tuple(j.final),
+            total=j.total,
+            delivered=j.delivered,
+            final=j.final,
             friends=tuple(
                 msg.FriendLine(friend=p.friend, delivered=p.delivered, final=p.final, checks=p.checks_paid, evicted=p.evicted) for p in lines
             ),
-            checks=checks,
-            disagreements=disagreements,
-            evictions=tuple(j.evictions),
-            finished=j.phase == "finished",
+            checks=j.resolved,
+            disagreements=j.disagreements,
+            evictions=j.evicted,
+            finished=j.finished,
             problem=problem,
         )
 
@@ -548,7 +545,7 @@ class RequesterNode(Handler):
 
     async def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
-        if self.state.jobs[job].phase == "finished":
+        if core.is_finished(self.state, job):
             return msg.NoWork(over=True, why="the job is finished")
         now = self._now()
         try:
@@ -583,10 +580,9 @@ class RequesterNode(Handler):
         raise Refused("not-assigned", f"your key is not a friend of job {job} here")
 
     def _live_task(self, job: int, friend: str, frame: int) -> int:
-        j = self.state.jobs[job]
-        for task in sorted(j.live_of.get(friend, ())):
-            if frame in j.live.get(task, ()):
-                return task
+        task = core.holder_of(self.state, job, friend, frame)
+        if task is not None:
+            return task
         raise Refused("not-yours", f"frame {frame} of job {job} is not in a task you hold")
 
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
@@ -631,7 +627,7 @@ class RequesterNode(Handler):
             return self._job_dir(job) / "job.blend"
         if header.kind == "frame":
             self._own_job(peer, job)
-            final = self.state.jobs[job].final.get(header.frame)
+            final = core.final_copy(self.state, job, header.frame)
             if final is None:
                 raise Refused("not-final", f"frame {header.frame} of job {job} is not final yet")
             return self.copies[(job, final.sha256)]
@@ -644,20 +640,15 @@ class RequesterNode(Handler):
         return self._progress(self.jobs[job])
 
     def evictions_of(self, job: int) -> dict[str, core.Evidence]:
-        return dict(self.state.jobs[job].evictions)
+        return core.evictions(self.state, job)
 
     def points_of(self, job: int) -> tuple[int, int]:
         """(escrowed, earned): M + s per friend granted; final frames and paid checks of friends not evicted."""
-        j = self.state.jobs[job]
-        if j.report is not None:
-            return j.report.escrow, sum(j.report.payouts.values())
-        evicted = {f for f, rec in j.friends.items() if rec.status == "evicted"}
-        earned = sum(1 for ff in core.final_frames(self.state, job) if ff.friend not in evicted)
-        return len(j.frames) + j.budget, earned + sum(n for f, n in j.check_paid.items() if f not in evicted)
+        return core.points(self.state, job)
 
     def final_path(self, job: int, frame: int) -> Path | None:
         """The stored copy of a final frame; None while it is not final."""
-        final = self.state.jobs[job].final.get(frame)
+        final = core.final_copy(self.state, job, frame)
         return None if final is None else self.copies[(job, final.sha256)]
 
     def job_dir(self, job: int) -> Path:
@@ -807,7 +798,7 @@ class RequesterNode(Handler):
                         job=event.job,
                         submitter=accepted.submitter,
                         submitter_key=accepted.submitter_key,
-                        frames=len(self.state.jobs[event.job].frames),
+                        frames=core.frame_count(self.state, event.job),
                         want=event.count,
                         profile=accepted.profile,
                         exclude=event.exclude,
@@ -861,13 +852,9 @@ class RequesterNode(Handler):
         started = trio.current_time()
         while True:
             await trio.sleep(self.settings.tick)
-            for number, j in list(self.state.jobs.items()):
-                if j.phase == "finished":
-                    continue
+            for number in core.running_jobs(self.state):
                 await self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
-                for friend, rec in list(j.friends.items()):
-                    if rec.status != "active" or j.live_of.get(friend):
-                        continue
+                for friend in core.silent_candidates(self.state, number):
                     silent = trio.current_time() - self._contact.get((number, friend), started)
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import chain
-from typing import ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from attrs import Factory, define, field, frozen
 
@@ -614,7 +614,7 @@ def _report(state: Master, c: ReportJob) -> list[object]:
     return events
 
 
-_DECIDERS = {
+_DECIDERS: dict[type, Callable[[Master, Any], list[object]]] = {
     RegisterFriend: _register_friend,
     Heartbeat: _heartbeat,
     TrustRequester: _trust,
@@ -736,7 +736,7 @@ def _job_closed(state: Master, e: JobClosed) -> None:
             rec.job = None
 
 
-_EVOLVERS = {
+_EVOLVERS: dict[type, Callable[[Master, Any], None]] = {
     UserBound: _user_bound,
     FriendRegistered: _friend_registered,
     FriendSeen: _friend_seen,

@@ -38,9 +38,9 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
     await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
     job = (await world.alice_submits()).job
     await trio.sleep(0.1)  # several ticks, well within friend_silence of joining
-    assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "active"
+    assert core.friend_status(world.requester_node.state, job, "bob/pc") == "active"
     await trio.sleep(1.2)  # now bob has been silent too long: gone
-    assert world.requester_node.state.jobs[job].friends["bob/pc"].status == "gone"
+    assert core.friend_status(world.requester_node.state, job, "bob/pc") == "gone"
 
 
 # ------------------------------------------------------------ a failing log
@@ -306,7 +306,7 @@ async def test_calls_ready_together_commit_in_one_transaction_each_deciding_on_t
     committed_at_decision: list[int] = []
 
     async def ask(friend: str) -> None:
-        committed_at_decision.append(len(node.state.jobs[1].tasks))
+        committed_at_decision.append(len(node.state.jobs[1].tasks.by_number))
         got[friend] = await run.ask(friend)
 
     async with trio.open_nursery() as nursery:
@@ -332,6 +332,6 @@ async def test_a_refused_command_withdraws_every_event_of_its_call(tmp_path):
             core.AskForTask(job=1, friend="nobody", entropy="2" * 32, now=node._now()),
         )
     assert refused.value.code != "internal"
-    assert node.log.head == head and not node.state.jobs[1].tasks
+    assert node.log.head == head and not node.state.jobs[1].tasks.by_number
     task = await run.ask("b")  # decided on a draft without a's withdrawn task
     assert task is not None and task.task == 1 and task.frames[0] == 1  # a's task number and frames were never taken

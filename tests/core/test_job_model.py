@@ -60,6 +60,7 @@ class Pool(RuleBasedStateMachine):
         self.final_seen: dict[int, J.FinalFrame] = {}
         self.disagreements = 0
         self.finished: J.JobReport | None = None
+        self.model: dict[int, dict[int, str]] = {}  # naive scheduler: frame -> {live render/backup task: its friend}
 
     # ---------------------------------------------------------- plumbing
 
@@ -78,8 +79,16 @@ class Pool(RuleBasedStateMachine):
     def observe(self, e: object) -> None:
         if isinstance(e, J.TaskAssigned):
             self.held.setdefault(e.friend, []).append(e)
+            if e.kind != "check":
+                for frame in e.frames:
+                    self.model.setdefault(frame, {})[e.task] = e.friend
         elif isinstance(e, J.TaskDropped):
             self.held[e.friend] = [t for t in self.held.get(e.friend, []) if t.task != e.task]
+            for tasks in self.model.values():
+                tasks.pop(e.task, None)
+        elif isinstance(e, (J.CopyReceived, J.CopyFaulted)):
+            if getattr(e, "role", "") != "late":
+                self.model.get(e.frame, {}).pop(e.task, None)
         elif isinstance(e, (J.ComparisonRequested, J.OwnRenderRequested)):
             self.requests.append(e)
         elif isinstance(e, J.ComparisonMade) and e.against == "pair" and e.figures.verdict == "disagree":
@@ -87,7 +96,7 @@ class Pool(RuleBasedStateMachine):
         elif isinstance(e, J.FramesFinal):
             for ff in e.frames:
                 assert ff.frame not in self.final_seen, f"frame {ff.frame} final twice"
-                assert self.job.friends[ff.friend].status != "evicted"
+                assert J.friend_status(self.state, 1, ff.friend) != "evicted"
                 if self.kind[ff.friend] in HONEST:
                     assert ff.sha256 == truth(ff.frame)
                 self.final_seen[ff.frame] = ff
@@ -99,12 +108,12 @@ class Pool(RuleBasedStateMachine):
         return self.apply(command(job=1, now=self.now, entropy=f"{self.seed}{self.n:08x}", **kw))
 
     @property
-    def job(self) -> J.Job:
-        return self.state.jobs[1]
+    def running(self) -> bool:
+        return not J.is_finished(self.state, 1)
 
     @property
-    def running(self) -> bool:
-        return self.job.phase == "running"
+    def summary(self) -> J.JobSummary:
+        return J.summary(self.state, 1)
 
     # ---------------------------------------------------------- set-up
 
@@ -121,6 +130,7 @@ class Pool(RuleBasedStateMachine):
     )
     def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, seed) -> None:
         self.seed = f"{seed:08x}"
+        self.frames = frames
         roster = ["honest"] * honest + kinds
         self.kind = {f"f{i}": k for i, k in enumerate(roster)}
         owners = {f: ("mallory" if k == "sybil" else f"owner{f}") for f, k in self.kind.items()}
@@ -220,6 +230,7 @@ class Pool(RuleBasedStateMachine):
     def garbage(self, which, number, frame, verdict, against, x, i) -> None:
         """h2-style: any command, any fields: events or a clean Rejected, never another exception."""
         friend = self.pick(i) if i % 7 else "stranger"
+        checks = {c.check: c for c in J.checks(self.state, 1)}
         kw = {
             J.StartJob: dict(frames=(frame,)),
             J.AddFriends: dict(friends=(J.GrantedFriend(friend=friend, owner="o"),)),
@@ -228,8 +239,8 @@ class Pool(RuleBasedStateMachine):
             J.RecordComparison: dict(check=number, against=against, verdict=verdict, fraction_off=x, psnr=x,
                                      a_sha256=truth(frame), b_sha256=truth(frame + 1)),
             # The requester's own render is trusted input: garbage never forges one for a live check.
-            J.RecordOwnRender: dict(check=number, sha256=truth(self.job.checks[number].frame))
-            if number in self.job.checks else dict(check=number, sha256=truth(frame)),
+            J.RecordOwnRender: dict(check=number, sha256=truth(checks[number].frame))
+            if number in checks else dict(check=number, sha256=truth(frame)),
             J.Tick: dict(),
             J.DropFriend: dict(friend=friend),
             J.ReturnTask: dict(friend=friend, task=number),
@@ -250,24 +261,41 @@ class Pool(RuleBasedStateMachine):
     @invariant()
     def a_friend_holds_two_tasks_at_most(self) -> None:
         """Asking ahead never lets a friend hoard tasks (Rule 9)."""
-        for friend, tasks in self.job.live_of.items():
+        for friend in self.kind:
+            tasks = J.live_tasks(self.state, 1, friend)
             assert len(tasks) <= 2, f"{friend} holds tasks {sorted(tasks)}"
 
     @invariant()
     def honest_friends_are_never_evicted(self) -> None:
         """No honest friend is ever evicted."""
-        for friend in self.job.evictions:
+        for friend in self.summary.evicted:
             assert self.kind[friend] not in HONEST, f"honest {friend} evicted"
 
     @invariant()
     def final_frames_only_grow(self) -> None:
         """Each frame is final once, never withdrawn, and unchanged."""
-        assert dict(self.job.final) == self.final_seen
+        final = {f: J.final_copy(self.state, 1, f) for f in self.summary.final}
+        assert final == self.final_seen
 
     @invariant()
     def arbitrations_never_exceed_disagreements(self) -> None:
         """The requester arbitrates only disagreements."""
-        assert self.job.arbitrations <= self.disagreements
+        assert self.summary.arbitrations <= self.disagreements
+
+    @invariant()
+    def scheduler_matches_the_naive_model(self) -> None:
+        """Who holds which frame (live render and backup tasks) is what the tasks handed out and not yet delivered say."""
+        model = {frame: frozenset(tasks.values()) for frame, tasks in self.model.items() if tasks}
+        assert J.holders(self.state, 1) == model
+
+    @invariant()
+    def every_frame_is_queued_held_copied_or_final(self) -> None:
+        """No frame is lost: a frame is queued exactly when nobody holds it and it has no copy (Rule 3)."""
+        queued = set(J.queued(self.state, 1))
+        held = {frame for frame, tasks in self.model.items() if tasks}
+        copied = set(J.candidates(self.state, 1)) | set(self.final_seen)
+        for frame in range(self.frames):
+            assert (frame in queued) == (frame not in held and frame not in copied), f"frame {frame}: queued {frame in queued}"
 
     @invariant()
     def report_pays_honest_work_within_escrow(self) -> None:
@@ -280,7 +308,7 @@ class Pool(RuleBasedStateMachine):
         for friend, kind in self.kind.items():
             if kind in HONEST:
                 frames = sum(ff.friend == friend for ff in self.final_seen.values())
-                checks = self.job.check_paid.get(friend, 0)
+                checks = {p.friend: p.checks_paid for p in J.progress(self.state, 1)}.get(friend, 0)
                 assert r.payouts.get(friend, 0) == frames + checks
 
     def teardown(self) -> None:
@@ -301,18 +329,17 @@ class Pool(RuleBasedStateMachine):
                     self.crashed.discard(friend)
                     self.deliver(sorted(self.kind).index(friend), True)
                     progressed = True
-                elif self.job.friends[friend].status != "evicted":
+                elif J.friend_status(self.state, 1, friend) != "evicted":
                     self.ask(sorted(self.kind).index(friend))
                     progressed = progressed or bool(self.held.get(friend))
             if not progressed and not self.requests:
                 self.now += 1000.0
                 self.cmd(J.Tick)
-        j = self.job
         assert not self.running, (
-            f"the job did not finish: queue {j.queue} live {j.live} copy {sorted(j.copy)} holds "
-            f"{ {f: j.holds.get(f) for f in j.copy} } open {j.open_batch} checks "
-            f"{ {c.check: (c.state, c.kind, c.subject, c.verifier) for c in j.checks.values() if c.state != 'resolved'} } "
-            f"friends { {f: r.status for f, r in j.friends.items()} } requests {self.requests} held {self.held}"
+            f"the job did not finish: queue {J.queued(self.state, 1)} holders {J.holders(self.state, 1)} "
+            f"candidates {J.candidates(self.state, 1)} checks "
+            f"{ {c.check: (c.state, c.kind, c.subject, c.verifier) for c in J.checks(self.state, 1) if c.state != 'resolved'} } "
+            f"friends { {p.friend: p.status for p in J.progress(self.state, 1)} } requests {self.requests} held {self.held}"
         )
         assert self.finished is not None
         self.final_frames_only_grow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+import attrs
 import pytest
 
 from frender.core import job as J
@@ -43,13 +44,21 @@ class Run:
     def job(self) -> J.Job:
         return self.state.jobs[1]
 
+    @property
+    def queue(self) -> tuple[int, ...]:
+        return J.queued(self.state, 1)
+
+    @property
+    def finished(self) -> bool:
+        return J.is_finished(self.state, 1)
+
     def ask(self, friend: str) -> J.TaskAssigned | None:
         got = [e for e in self.do(J.AskForTask, friend=friend) if isinstance(e, J.TaskAssigned)]
         return got[0] if got else None
 
     def drain(self, friend: str) -> None:
         """``friend`` takes and delivers every queued frame."""
-        while self.job.queue:
+        while self.queue:
             task = self.ask(friend)
             assert task is not None
             self.deliver(task)
@@ -97,7 +106,7 @@ def test_tasks_are_runs_that_shrink_and_cover_every_frame_once() -> None:
     """Consecutive asks hand out disjoint runs of queued frames, shrinking towards the tail."""
     run = Run(frames=range(1, 41), friends=("a", "b"))
     sizes, seen = [], []
-    while run.job.queue:
+    while run.queue:
         task = run.ask("a") or run.ask("b")
         assert task is not None
         sizes.append(len(task.frames))
@@ -138,7 +147,7 @@ def test_a_lost_task_goes_back_and_to_another_friend(how: str, why: str) -> None
         events = run.do(J.ReturnTask, friend="a", task=task.task)
     [dropped] = of(events, J.TaskDropped)
     assert dropped.why == why and dropped.frames == task.frames
-    assert set(task.frames) <= set(run.job.queue)
+    assert set(task.frames) <= set(run.queue)
     if how != "gone":
         # "a" asks first, but frames it lost go to "b" while "b" has not tried them.
         again = run.ask("a")
@@ -168,7 +177,7 @@ def test_late_copy_after_a_deadline_is_recorded_and_ignored() -> None:
     run.do(J.Tick)
     events = run.do(J.DeliverFrame, friend="a", task=task.task, frame=task.frames[0], sha256=image(task.frames[0]))
     assert [e.role for e in of(events, J.CopyReceived)] == ["late"]
-    assert not run.job.copy and set(task.frames) <= set(run.job.queue)
+    assert J.delivered_and_final(run.state, 1) == (0, 0) and set(task.frames) <= set(run.queue)
 
 
 def test_a_fault_retries_the_frame_without_punishing() -> None:
@@ -177,8 +186,8 @@ def test_a_fault_retries_the_frame_without_punishing() -> None:
     task = run.ask("a")
     assert task is not None
     events = run.do(J.DeliverFrame, friend="a", task=task.task, frame=task.frames[0], ok=False, reason="wrong size")
-    assert of(events, J.CopyFaulted) and task.frames[0] in run.job.queue
-    assert run.job.friends["a"].status == "active"
+    assert of(events, J.CopyFaulted) and task.frames[0] in run.queue
+    assert J.friend_status(run.state, 1, "a") == "active"
 
 
 def test_every_friend_gone_asks_the_master_once() -> None:
@@ -200,7 +209,7 @@ def test_a_gone_friend_that_asks_again_is_back() -> None:
     run = Run(frames=range(1, 5), friends=("a", "b"))
     run.do(J.DropFriend, friend="a")
     events = run.do(J.AskForTask, friend="a")
-    assert of(events, J.FriendReturned) and run.job.friends["a"].status == "active"
+    assert of(events, J.FriendReturned) and J.friend_status(run.state, 1, "a") == "active"
 
 
 def ask_ahead(run: Run, friend: str, *keeping: int) -> tuple[list[object], J.TaskAssigned | None]:
@@ -216,7 +225,7 @@ def test_asking_again_gives_up_every_task_not_kept() -> None:
     assert first is not None
     events, ahead = ask_ahead(run, "a", first.task)
     assert not of(events, J.TaskDropped) and ahead is not None and ahead.kind == "render"
-    assert run.job.live_of["a"] == {first.task, ahead.task}
+    assert J.live_tasks(run.state, 1, "a") == {first.task, ahead.task}
     events = run.do(J.AskForTask, friend="a")
     assert {e.task for e in of(events, J.TaskDropped)} == {first.task, ahead.task}
     assert all(e.why == "replaced" for e in of(events, J.TaskDropped))
@@ -241,7 +250,7 @@ def test_asking_ahead_near_the_end_gets_no_render_and_never_a_backup() -> None:
     """With no more frames queued than active friends, the last frames go to idle friends (Rule 9)."""
     run = Run(frames=range(1, 4), friends=("a", "b", "c"), escrow=5, max_chunk=1, check_timing="end")
     first = run.ask("a")
-    assert first is not None and len(run.job.queue) == 2
+    assert first is not None and len(run.queue) == 2
     _, ahead = ask_ahead(run, "a", first.task)
     assert ahead is None
     idle = run.ask("b")
@@ -283,7 +292,7 @@ def test_idle_friend_takes_a_backup_of_the_slowest_task_and_the_pair_is_compared
     second = run.deliver(slow)
     roles = [e.role for e in of(second, J.CopyReceived)]
     assert set(roles[: len(backup.frames)]) <= {"pair", "duplicate"} and "pair" in roles
-    pairs = [j for j in run.job.checks.values() if j.kind == "pair"]
+    pairs = [c for c in J.checks(run.state, 1) if c.kind == "pair"]
     assert pairs and all(c.subject == "c" and c.verifier == "a" and c.outcome == "agreed" for c in pairs)
 
 
@@ -355,15 +364,30 @@ def test_a_large_job_decides_each_command_well_under_a_millisecond() -> None:
     """240 frames on 32 friends: the mean decision takes far less than 1 ms."""
     run = Run(frames=range(1, 241), friends=tuple(f"f{i}" for i in range(32)), escrow=2)
     started, commands = time.perf_counter(), 0
-    while run.job.phase == "running" and commands < 5000:
+    while not run.finished and commands < 5000:
         for i in range(32):
             task = run.ask(f"f{i}")
             commands += 1
             if task is not None:
                 run.deliver(task)
                 commands += len(task.frames)
-            if run.job.phase != "running":
+            if run.finished:
                 break
     elapsed = time.perf_counter() - started
-    assert run.job.phase == "finished"
+    assert run.finished
     assert elapsed / commands < 0.0005, f"{elapsed / commands * 1e6:.0f} us per command"
+
+
+def test_a_draft_equals_the_job_and_shares_no_container_with_it() -> None:
+    """``Job.clone`` copies every field and every dict, list and set, so deciding never changes the state."""
+    run = Run(frames=range(1, 9), friends=("a", "b"), escrow=2, max_chunk=2)
+    run.deliver(run.ask("a"))
+    run.ask("b")
+    job = run.job
+    draft = job.clone()
+    assert draft == job
+    for record, copy in ((job, draft), (job.tasks, draft.tasks), (job.checks, draft.checks), (job.frames, draft.frames), (job.escrow, draft.escrow)):
+        for field in attrs.fields(type(record)):
+            value = getattr(record, field.name)
+            if isinstance(value, (dict, list, set)):
+                assert getattr(copy, field.name) is not value, f"{type(record).__name__}.{field.name} is shared"

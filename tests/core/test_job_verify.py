@@ -6,6 +6,7 @@ import pytest
 
 from frender import codec
 from frender.core import job as J
+from frender.core._decider import Rejected
 from test_job_schedule import Run, image, of  # the hand-driven job (pytest puts tests/core on sys.path)
 
 BLACK = "b" * 64
@@ -14,7 +15,7 @@ BLACK = "b" * 64
 def rendered(run: Run, friend: str, sha=image) -> list[object]:
     """``friend`` asks and delivers until it gets nothing."""
     out: list[object] = []
-    while run.job.phase == "running":
+    while not run.finished:
         task = run.ask(friend)
         if task is None:
             return out
@@ -80,7 +81,7 @@ def test_arbitration_decides_who_was_wrong(vs_subject: str, vs_verifier: str, ou
         assert e.evidence.frame == resolved.frame and e.evidence.arbitration_sha256 == "c" * 64
         assert e.evidence.pair is not None and e.evidence.pair.psnr == 9.0
     if outcome == "calibration":
-        assert ("a", "b") in run.job.calibrated
+        assert ("a", "b") in run.job.checks.calibrated
 
 
 def test_eviction_closes_the_ring_and_requeues_non_final_frames() -> None:
@@ -89,41 +90,40 @@ def test_eviction_closes_the_ring_and_requeues_non_final_frames() -> None:
     cheat = run.ask("c")
     assert cheat
     answer(run, run.deliver(cheat, sha=lambda f: BLACK))
-    assert J._checker(run.job, "c") in ("a", "b")
+    assert J.verifier_of(run.state, 1, "c") in ("a", "b")
     for _ in range(6):
         for friend in ("a", "b", "c"):
             answer(run, rendered(run, friend, sha=lambda f: BLACK if friend == "c" else image(f)))
-        if "c" in run.job.evictions:
+        if "c" in J.summary(run.state, 1).evicted:
             break
-    assert "c" in run.job.evictions and "c" not in run.job.ring
-    assert all(ff.friend != "c" for ff in run.job.final.values())
+    assert "c" in J.summary(run.state, 1).evicted and "c" not in run.job.checks.ring
+    assert all(J.final_copy(run.state, 1, f).friend != "c" for f in J.summary(run.state, 1).final)
     answer(run, rendered(run, "a") + rendered(run, "b"))
     answer(run, rendered(run, "a") + rendered(run, "b"))
-    assert run.job.phase == "finished"
-    report = run.job.report
+    assert run.finished
+    report = J.report(run.state, 1)
     assert report is not None and "c" not in report.payouts and "c" in report.evictions
     assert sum(report.payouts.values()) <= report.escrow
-    master = report.to_master(requester="rq", head_seq=9, head_hash="h", now=1.0)
-    assert master.evicted == ("c",) and master.payouts == report.payouts
+    assert tuple(report.evictions) == ("c",)
 
 
 def test_batch_timing_makes_frames_final_while_the_job_runs() -> None:
     """Per batch, a friend's first frames become final before the queue empties."""
     run = Run(frames=range(1, 41), friends=("a", "b"), escrow=5, check_timing="batch", batch_size=4, max_chunk=4)
     events = run.deliver(run.ask("a")) + run.deliver(run.ask("b"))
-    assert of(events, J.ChecksDrawn) and run.job.queue
+    assert of(events, J.ChecksDrawn) and run.queue
     events = run.deliver(run.ask("a")) + run.deliver(run.ask("b"))
-    assert of(events, J.FramesFinal) and run.job.queue
+    assert of(events, J.FramesFinal) and run.queue
 
 
 def test_end_timing_finalises_only_when_the_share_is_done() -> None:
     """The paper's scheme: no frame is final while the queue still has work."""
     run = Run(frames=range(1, 21), friends=("a", "b"), escrow=1, check_timing="end", max_chunk=2)
-    while run.job.queue:
+    while run.queue:
         for friend in ("a", "b"):
             task = run.ask(friend)
             if task:
-                assert not of(run.deliver(task), J.FramesFinal) or not run.job.queue
+                assert not of(run.deliver(task), J.FramesFinal) or not run.queue
 
 
 def test_a_single_friend_is_checked_by_the_requester() -> None:
@@ -143,3 +143,16 @@ def test_events_round_trip_through_the_codec() -> None:
     events += run.do(J.RecordOwnRender, check=of(events, J.OwnRenderRequested)[0].check, sha256=image(1))
     for e in events:
         assert codec.from_json(codec.tag_of(e), codec.to_json(e)) == e
+
+
+def test_a_step_the_table_lacks_is_refused_naming_the_job_the_state_and_the_step() -> None:
+    """A second own render for a resolved check misses the transition table: one clean error, state unchanged."""
+    run = Run(frames=(1, 2), friends=("a",), escrow=2, check_timing="batch", batch_size=1, max_chunk=1)
+    [own] = of(run.deliver(run.ask("a")), J.OwnRenderRequested)
+    assert of(run.do(J.RecordOwnRender, check=own.check, sha256=image(own.frame)), J.CheckResolved)
+    before = run.job.clone()
+    with pytest.raises(Rejected) as err:
+        run.do(J.RecordOwnRender, check=own.check, sha256=image(own.frame))
+    assert err.value.code == "check-state"
+    assert err.value.reason == f"can't handle rendered when check {own.check} of job 1 is resolved"
+    assert run.job == before

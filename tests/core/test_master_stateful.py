@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hypothesis import note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -39,6 +41,16 @@ def key_of(user: str, forged: bool) -> str:
 requesters = st.sampled_from(["R1", "R1", "R1", "R2", "untrusted"])
 
 
+@dataclass
+class Escrowed:
+    """The naive model's record of one job's escrow."""
+
+    submitter: str
+    s: int
+    funded: int
+    paid: int = 0
+
+
 class MasterMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -47,6 +59,9 @@ class MasterMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.holder: dict[str, tuple[int, float]] = {}  # model: friend -> (job, expires) while held
         self.trusted: set[str] = set()
+        # Naive model of the ledger, from the commands the master accepted: user -> balance, job -> its escrow.
+        self.balance: dict[str, int] = {}
+        self.escrowed: dict[int, Escrowed] = {}
         self.trust("R1")
         for user in USERS:
             self.apply(GrantPoints(user=user, amount=30))
@@ -67,7 +82,34 @@ class MasterMachine(RuleBasedStateMachine):
         for event in out:
             self.check_event(event)
             evolve(self.state, event)
+        self.model_ledger(command, out)
         return out
+
+    def model_ledger(self, command, out: list[object]) -> None:
+        """Move points in the naive model as the paper's ledger says, for a command the master accepted."""
+        for user in {getattr(command, "user", None), getattr(command, "submitter", None)} - {None}:
+            if user not in self.balance and isinstance(command, (RegisterFriend, RequestFriends)):
+                self.balance[user] = self.state.settings.starting_grant  # bound by its first use
+        if isinstance(command, GrantPoints):
+            self.balance[command.user] = self.balance.get(command.user, 0) + command.amount
+        elif isinstance(command, RequestFriends):
+            [assigned] = [e for e in out if isinstance(e, FriendsAssigned)]
+            job = self.escrowed.get(assigned.job)
+            if job is None:  # a new job: M points for the frames, then s per friend granted
+                job = self.escrowed[assigned.job] = Escrowed(submitter=command.submitter, s=command.checks_per_friend, funded=command.frames)
+                self.balance[command.submitter] -= command.frames
+            cost = job.s * len(assigned.friends)
+            job.funded += cost
+            self.balance[command.submitter] -= cost
+        elif isinstance(command, ReportJob):
+            job = self.escrowed[command.job]
+            for friend, points in command.payouts.items():
+                if points:
+                    user = friend.split("/")[0]  # friends are registered as "user/n"
+                    self.balance[user] = self.balance.get(user, 0) + points
+                    job.paid += points
+            if command.close:
+                self.balance[job.submitter] += job.funded - job.paid
 
     def check_event(self, event) -> None:
         if isinstance(event, FriendReleased):
@@ -151,6 +193,11 @@ class MasterMachine(RuleBasedStateMachine):
         assert state.balances() + state.escrow() == state.granted
         assert all(0 <= j.paid <= j.paid + j.refunded <= j.escrow for j in state.jobs.values())
         assert all(a.balance >= 0 for a in state.accounts.values())
+
+    @invariant()
+    def balances_follow_the_naive_ledger(self):
+        """Each user's balance is exactly its grants, minus the escrows it funded, plus payouts and refunds."""
+        assert {user: account.balance for user, account in self.state.accounts.items()} == self.balance
 
     @invariant()
     def evicted_friends_are_unpaid(self):

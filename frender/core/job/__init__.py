@@ -1,0 +1,268 @@
+"""The requester's decider: scheduling, the verification circle, finality and the job report.
+
+Theory of operation
+-------------------
+One aggregate, ``Requester``, holds a ``Job`` per job number. A job keeps its
+settings, its phase and its roster of friends, and four sub-machines, each with
+its own record and module:
+
+- tasks  (``_tasks``):  the queue, who renders what, deadlines, retries, backups (Rules 3, 8, 9);
+- checks (``_checks``): test frames, the circle that renders them, judging, eviction (Rules 4-6);
+- frames (``_frames``): delivered copies, batches and finality (Rules 1-2);
+- escrow (``_escrow``): the check budget and the report (Rule 7).
+
+``decide`` validates a command, plays it on a *draft* (``Job.clone``: a few
+container copies) through the same evolvers as ``evolve``, and runs the job's
+policies on the draft until nothing more follows (batches close, orphaned checks
+go to the requester, frames become final, more friends are wanted, the job
+finishes). It returns every event it played; the real state is untouched until
+the shell evolves them. Every state change goes through one transition table
+(``_states``: the job's phase, a friend's status, a check's state); a step the
+table does not allow raises ``Rejected`` naming the job, the state and the step,
+and changes nothing.
+
+Rule 1: every frame is final exactly once, and a final frame is never
+        withdrawn; the client is served final frames only.
+Rule 2: a frame becomes final once its batch's checks are drawn and every
+        check covering it is resolved in its author's favour.
+Rule 3: a task that misses its deadline, is handed back, or whose friend is
+        gone goes back to the queue; a frame is not retried on a friend that
+        lost it while another live friend has not.
+Rule 4: test frames are drawn (from the command's entropy) only after the
+        subject delivered them, and a check task looks to the verifier like
+        any render task: the friend sees task number, frames and deadline only.
+Rule 5: a friend is checked by the nearest eligible friend to its left in the
+        ring (frender.core._circle): never itself, its owner, or a friend it
+        was found mis-calibrated against; with none, the requester renders.
+Rule 6: a disagreement is arbitrated by the requester's own render; a party
+        is evicted only when its image is far from the arbitration's (beyond
+        the calibration tier). Evicted friends get nothing; their non-final
+        frames are discarded and re-queued, their checks re-assigned.
+Rule 7: check renders (test frames, losing backup copies) are drawn only
+        within the escrowed budget ``checks_escrowed x friends granted``, so
+        the report never pays beyond the escrow: one point per final frame,
+        one per check render not found wrong. Arbitration is unpaid. The room
+        left in the budget is computed in one place (``_escrow.room``).
+Rule 8: faults (undecodable, wrong size, lost) are retried, never punished.
+Rule 9: a friend may ask ahead, while it still renders the last frame of a
+        task it keeps (``AskForTask.keeping``), so its next task is waiting
+        when that frame is done. Asking ahead gets at most one more task;
+        near the end of the queue (no more frames than active friends) it
+        gets only checks, and never a backup: the last frames and backups go
+        to friends that are really idle.
+
+How a shell drives this
+-----------------------
+One task owns ``state = Requester()`` (or ``fold(evolve, Requester(), log)``
+at start-up). For every input it builds a command, then commits before it
+evolves::
+
+    events = decide(state, command)          # or Rejected: answer the peer
+    log.append([e for e in events if is_durable(e)])
+    for e in events: evolve(state, e)
+    for e in events: react(e)
+
+Commands (all carry ``job`` and ``now``; those that may draw carry
+``entropy = secrets.token_hex(16)``):
+
+- ``StartJob(frames, settings, checks_escrowed)`` once the master opened the
+  job (pass ``settings.checks_to_escrow(M, N)`` as the master's
+  ``checks_per_friend``), then ``AddFriends`` with each ``FriendsAssigned``.
+- ``AskForTask(friend, keeping)`` when a friend pulls work; ``keeping`` names
+  the live tasks it is still rendering (Rule 9), every other live task of its
+  is given up. React to ``TaskAssigned`` for that friend by sending it
+  ``task, frames, deadline`` only (never ``kind``, ``checks`` or
+  ``backup_of``). No event for it: ask ``outlook(state, job, friend)``.
+- ``DeliverFrame(friend, task, frame, sha256, ok, reason)`` after the file is
+  stored, decoded and its size checked (``ok=False`` is a fault).
+- ``ComparisonRequested`` -> run the comparator on the two named copies,
+  send ``RecordComparison(check, against, a_sha256, b_sha256, verdict,
+  fraction_off, max_diff, psnr)`` (the shas echo the request; stale answers are refused).
+- ``OwnRenderRequested`` -> render the frame with the requester's own Blender,
+  send ``RecordOwnRender(check, sha256)``.
+- ``Tick`` every second or so; ``DropFriend`` when a connection drops or a
+  friend stops polling (``silent_candidates`` names those that hold nothing);
+  ``ReturnTask`` on a give-back.
+- ``MoreFriendsWanted`` -> ``RequestFriends(job=J, want=count, exclude=...)``.
+- ``FramesFinal`` -> serve those frames to the client.
+- ``JobFinished`` -> report ``event.report`` to the master.
+
+The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
+``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
+``holder_of``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
+``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
+``verifier_of``, ``report``.
+"""
+
+from __future__ import annotations
+
+from frender.core.job._checks import Check
+from frender.core.job._job import Friend, Job, Requester
+from frender.core.job._machine import decide, evolve
+from frender.core.job._states import CheckState, FriendStatus, Phase
+from frender.core.job._tasks import Task, chunk_size
+from frender.core.job.commands import (
+    COMMANDS,
+    AddFriends,
+    AskForTask,
+    DeliverFrame,
+    DropFriend,
+    RecordComparison,
+    RecordOwnRender,
+    ReturnTask,
+    StartJob,
+    Tick,
+)
+from frender.core.job.events import (
+    EVENTS,
+    VERDICTS,
+    Against,
+    CheaterEvicted,
+    CheckKind,
+    CheckResolved,
+    ChecksDrawn,
+    CheckTiming,
+    ComparisonMade,
+    ComparisonRequested,
+    CopyFaulted,
+    CopyReceived,
+    DropReason,
+    Evidence,
+    Figures,
+    FinalFrame,
+    FramesFinal,
+    FriendLeft,
+    FriendReturned,
+    FriendsJoined,
+    GrantedFriend,
+    JobFinished,
+    JobReport,
+    JobSettings,
+    JobStarted,
+    Judgement,
+    MoreFriendsWanted,
+    Outcome,
+    OwnRenderReceived,
+    OwnRenderRequested,
+    Purpose,
+    Role,
+    TaskAssigned,
+    TaskDropped,
+    TaskKind,
+    Verdict,
+)
+from frender.core.job.queries import (
+    FriendProgress,
+    JobSummary,
+    Outlook,
+    candidates,
+    checks,
+    delivered_and_final,
+    evictions,
+    final_copy,
+    frame_count,
+    friend_status,
+    holder_of,
+    holders,
+    is_finished,
+    job_numbers,
+    live_tasks,
+    outlook,
+    points,
+    progress,
+    queued,
+    report,
+    running_jobs,
+    silent_candidates,
+    summary,
+    verifier_of,
+)
+
+__all__ = [
+    # words
+    "Phase",
+    "FriendStatus",
+    "CheckState",
+    "CheckTiming",
+    "TaskKind",
+    "CheckKind",
+    "Role",
+    "DropReason",
+    "Verdict",
+    "VERDICTS",
+    "Against",
+    "Purpose",
+    "Outcome",
+    "Judgement",
+    "Outlook",
+    # settings, records and state
+    "JobSettings",
+    "GrantedFriend",
+    "Figures",
+    "Evidence",
+    "FinalFrame",
+    "JobReport",
+    "Friend",
+    "FriendProgress",
+    "JobSummary",
+    "Task",
+    "Check",
+    "Job",
+    "Requester",
+    # commands
+    "StartJob",
+    "AddFriends",
+    "AskForTask",
+    "DeliverFrame",
+    "RecordComparison",
+    "RecordOwnRender",
+    "Tick",
+    "DropFriend",
+    "ReturnTask",
+    "COMMANDS",
+    # events
+    "JobStarted",
+    "FriendsJoined",
+    "FriendLeft",
+    "FriendReturned",
+    "MoreFriendsWanted",
+    "TaskAssigned",
+    "TaskDropped",
+    "CopyReceived",
+    "CopyFaulted",
+    "ChecksDrawn",
+    "ComparisonRequested",
+    "ComparisonMade",
+    "OwnRenderRequested",
+    "OwnRenderReceived",
+    "CheckResolved",
+    "CheaterEvicted",
+    "FramesFinal",
+    "JobFinished",
+    "EVENTS",
+    # the decider and its queries
+    "decide",
+    "evolve",
+    "chunk_size",
+    "job_numbers",
+    "running_jobs",
+    "is_finished",
+    "frame_count",
+    "delivered_and_final",
+    "candidates",
+    "final_copy",
+    "holder_of",
+    "live_tasks",
+    "silent_candidates",
+    "friend_status",
+    "outlook",
+    "progress",
+    "summary",
+    "queued",
+    "holders",
+    "checks",
+    "verifier_of",
+    "report",
+    "evictions",
+    "points",
+]

@@ -1,0 +1,467 @@
+"""The job's events (facts, in the log) and the records and words they carry.
+
+Invariants: a tag names one event class forever (renaming a class never breaks a
+log); every word an event carries is a ``StrEnum`` member whose value is the
+string old logs hold, so logged bodies stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import ClassVar
+
+from attrs import Factory, frozen
+
+__all__ = [
+    # words
+    "CheckTiming",
+    "TaskKind",
+    "CheckKind",
+    "Role",
+    "DropReason",
+    "Verdict",
+    "VERDICTS",
+    "Against",
+    "Purpose",
+    "Outcome",
+    "Judgement",
+    # records
+    "JobSettings",
+    "GrantedFriend",
+    "Figures",
+    "Evidence",
+    "FinalFrame",
+    "JobReport",
+    # events
+    "JobStarted",
+    "FriendsJoined",
+    "FriendLeft",
+    "FriendReturned",
+    "MoreFriendsWanted",
+    "TaskAssigned",
+    "TaskDropped",
+    "CopyReceived",
+    "CopyFaulted",
+    "ChecksDrawn",
+    "ComparisonRequested",
+    "ComparisonMade",
+    "OwnRenderRequested",
+    "OwnRenderReceived",
+    "CheckResolved",
+    "CheaterEvicted",
+    "FramesFinal",
+    "JobFinished",
+    "EVENTS",
+]
+
+
+class CheckTiming(StrEnum):
+    END = "end"  # test frames over a friend's whole share (the paper)
+    BATCH = "batch"  # test frames per batch of delivered frames
+
+
+class TaskKind(StrEnum):
+    RENDER = "render"
+    CHECK = "check"
+    BACKUP = "backup"
+
+
+class CheckKind(StrEnum):
+    TEST = "test"  # drawn from a batch
+    PAIR = "pair"  # two copies of a backed-up frame
+
+
+class Role(StrEnum):
+    """What a delivered copy became."""
+
+    CANDIDATE = "candidate"
+    PAIR = "pair"
+    CHECK = "check"
+    DUPLICATE = "duplicate"
+    UNNEEDED = "unneeded"  # its live check task's check was voided meanwhile
+    LATE = "late"  # its task was dropped
+
+
+class DropReason(StrEnum):
+    DEADLINE = "deadline"
+    GONE = "gone"
+    RETURNED = "returned"
+    EVICTED = "evicted"
+    REPLACED = "replaced"
+
+
+class Verdict(StrEnum):
+    IDENTICAL = "identical"
+    AGREE = "agree"
+    DISAGREE = "disagree"
+
+
+VERDICTS = tuple(Verdict)
+
+
+class Against(StrEnum):
+    """What a comparison is of: the two copies, or the arbitration render against one party."""
+
+    PAIR = "pair"
+    SUBJECT = "subject"
+    VERIFIER = "verifier"
+
+
+class Purpose(StrEnum):
+    CHECK = "check"
+    ARBITRATION = "arbitration"
+
+
+class Outcome(StrEnum):
+    AGREED = "agreed"
+    SUBJECT_WRONG = "subject_wrong"
+    VERIFIER_WRONG = "verifier_wrong"
+    BOTH_WRONG = "both_wrong"
+    CALIBRATION = "calibration"
+    VOID = "void"
+
+
+class Judgement(StrEnum):
+    """A party's image against the arbitration render."""
+
+    NONE = ""  # not arbitrated
+    RIGHT = "right"  # agrees
+    CLOSE = "close"  # within the calibration tier
+    WRONG = "wrong"  # a cheat
+
+
+# ---------------------------------------------------------------- records
+
+
+@frozen(kw_only=True)
+class JobSettings:
+    """How a job is scheduled and checked; fixed when the job starts."""
+
+    checks_per_friend: int = 1  # s: test frames per share ("end") or per batch ("batch")
+    check_timing: CheckTiming = CheckTiming.BATCH
+    batch_size: int = 8  # frames per batch when check_timing is "batch"
+    adaptive: bool | None = None  # None: on for jobs of at least adaptive_from frames
+    adaptive_from: int = 100
+    trust_after: int = 10  # clean checks before a friend is checked with probability 1/run
+    max_chunk: int = 8  # frames per task at most
+    seconds_per_frame: float = 60.0  # render time estimate, for deadlines
+    startup_seconds: float = 10.0  # Blender start-up and scene load per task
+    deadline_factor: float = 3.0  # deadline = factor x estimated task time
+    backups: bool = True  # idle friends take copies of the slowest tasks at the end
+    calibration_fraction: float = 0.05  # arbitration vs a party within this tier is calibration...
+    calibration_psnr: float = 36.0  # ...if PSNR is at least this (stale frames: 33.5 dB)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.checks_per_friend < 0:
+            out.append("checks_per_friend is never negative")
+        if self.check_timing not in tuple(CheckTiming):
+            out.append("check_timing is 'end' or 'batch'")
+        if self.batch_size < 1 or self.max_chunk < 1 or self.trust_after < 0:
+            out.append("batch_size and max_chunk are at least 1")
+        if not (self.seconds_per_frame > 0 and self.startup_seconds >= 0 and self.deadline_factor >= 1):
+            out.append("time estimates are positive and deadline_factor at least 1")
+        if not (0 <= self.calibration_fraction <= 1):
+            out.append("calibration_fraction is a fraction")
+        return out
+
+    def min_chunk(self) -> int:
+        """Frames a task needs so that Blender's start-up costs at most half a frame's time per frame."""
+        return max(1, min(self.max_chunk, math.ceil(2 * self.startup_seconds / self.seconds_per_frame)))
+
+    def deadline(self, now: float, frames: int) -> float:
+        """When a task of ``frames`` frames handed out at ``now`` is given up: a factor over its estimate."""
+        return now + self.deadline_factor * (self.startup_seconds + frames * self.seconds_per_frame)
+
+    def late_after(self, frames: int) -> float:
+        """Seconds after which a task of ``frames`` frames is late: half as long again as its estimate,
+        counting one frame more for a task asked for ahead (it starts once the frame in hand is done)."""
+        return 1.5 * (self.startup_seconds + (frames + 1) * self.seconds_per_frame)
+
+    def checks_to_escrow(self, frames: int, friends: int) -> int:
+        """The ``checks_per_friend`` to ask the master to escrow for this job (per friend granted)."""
+        if self.check_timing == CheckTiming.END:
+            return self.checks_per_friend
+        share = math.ceil(frames / max(friends, 1))
+        return self.checks_per_friend * (math.ceil(share / self.batch_size) + 1)
+
+
+@frozen(kw_only=True)
+class GrantedFriend:
+    friend: str
+    owner: str
+    clean_run: int = 0  # consecutive clean checks, from the master's FriendRecord
+
+
+@frozen(kw_only=True)
+class Figures:
+    """One comparison as the comparator measured it, on decoded pixels."""
+
+    verdict: Verdict
+    fraction_off: float = 0.0  # pixels off by more than 4/255
+    max_diff: int = 0  # largest channel difference, 0..255
+    psnr: float = 99.0
+
+
+@frozen(kw_only=True)
+class Evidence:
+    """Why a friend was evicted: the frame, both hashes, the figures, the arbitration."""
+
+    check: int
+    frame: int
+    subject: str
+    subject_sha256: str
+    verifier: str | None  # None: the requester's own render
+    verifier_sha256: str
+    arbitration_sha256: str
+    pair: Figures | None = None
+    vs_subject: Figures | None = None
+    vs_verifier: Figures | None = None
+
+
+@frozen(kw_only=True)
+class FinalFrame:
+    frame: int
+    friend: str
+    sha256: str
+
+
+@frozen(kw_only=True)
+class JobReport:
+    """What the master's ledger consumes (plus the requester's log head, added by the shell)."""
+
+    job: int
+    frames: int
+    payouts: dict[str, int] = Factory(dict)  # final frames + paid check renders, evicted excluded
+    frame_points: dict[str, int] = Factory(dict)
+    check_points: dict[str, int] = Factory(dict)
+    check_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)
+    evictions: dict[str, Evidence] = Factory(dict)  # evicted friend -> the check that convicted it
+    calibrations: tuple[tuple[str, str], ...] = ()  # pairs not to be formed again
+    arbitrations: int = 0
+    own_checks: int = 0
+    escrow: int = 0  # M + checks_escrowed x friends granted
+
+
+# ------------------------------------------------------------------ events
+
+
+@frozen(kw_only=True)
+class JobStarted:
+    tag: ClassVar[str] = "job_started.v1"
+    job: int
+    frames: tuple[int, ...]
+    settings: JobSettings
+    checks_escrowed: int
+    adaptive: bool
+    now: float
+
+
+@frozen(kw_only=True)
+class FriendsJoined:
+    """Friends granted by the master, who of them is checked (adaptive), and the new ring."""
+
+    tag: ClassVar[str] = "friends_joined.v1"
+    job: int
+    friends: tuple[GrantedFriend, ...]
+    checked: tuple[str, ...]
+    ring: tuple[str, ...]
+    now: float
+
+
+@frozen(kw_only=True)
+class FriendLeft:
+    tag: ClassVar[str] = "friend_left.v1"
+    job: int
+    friend: str
+    now: float
+
+
+@frozen(kw_only=True)
+class FriendReturned:
+    tag: ClassVar[str] = "friend_returned.v1"
+    job: int
+    friend: str
+    now: float
+
+
+@frozen(kw_only=True)
+class MoreFriendsWanted:
+    tag: ClassVar[str] = "more_friends_wanted.v1"
+    job: int
+    count: int
+    exclude: tuple[str, ...]  # evicted friends, for RequestFriends.exclude
+    now: float
+
+
+@frozen(kw_only=True)
+class TaskAssigned:
+    """Send the friend ``task``, ``frames`` and ``deadline`` only: ``kind`` and ``checks`` stay here (Rule 4)."""
+
+    tag: ClassVar[str] = "task_assigned.v1"
+    job: int
+    task: int
+    friend: str
+    kind: TaskKind
+    frames: tuple[int, ...]
+    checks: tuple[int, ...] = ()
+    backup_of: int | None = None
+    deadline: float
+    now: float
+
+
+@frozen(kw_only=True)
+class TaskDropped:
+    tag: ClassVar[str] = "task_dropped.v1"
+    job: int
+    task: int
+    friend: str
+    why: DropReason
+    frames: tuple[int, ...]  # the frames it had not delivered
+    now: float
+
+
+@frozen(kw_only=True)
+class CopyReceived:
+    tag: ClassVar[str] = "copy_received.v1"
+    job: int
+    task: int
+    friend: str
+    frame: int
+    sha256: str
+    role: Role
+    check: int | None = None
+    now: float
+
+
+@frozen(kw_only=True)
+class CopyFaulted:
+    tag: ClassVar[str] = "copy_faulted.v1"
+    job: int
+    task: int
+    friend: str
+    frame: int
+    reason: str
+    now: float
+
+
+@frozen(kw_only=True)
+class ChecksDrawn:
+    """A subject's batch closed: the test frames drawn over it, checks numbered from ``first_check``."""
+
+    tag: ClassVar[str] = "checks_drawn.v1"
+    job: int
+    subject: str
+    batch: int
+    frames: tuple[int, ...]
+    tests: tuple[int, ...]
+    shas: tuple[str, ...]  # the subject's sha256 of each test frame
+    first_check: int
+    now: float
+
+
+@frozen(kw_only=True)
+class ComparisonRequested:
+    """Compare copy A (the subject's, or the arbitration) with copy B. ``None`` friend: the requester."""
+
+    tag: ClassVar[str] = "comparison_requested.v1"
+    job: int
+    check: int
+    frame: int
+    against: Against
+    a_friend: str | None
+    a_sha256: str
+    b_friend: str | None
+    b_sha256: str
+
+
+@frozen(kw_only=True)
+class ComparisonMade:
+    tag: ClassVar[str] = "comparison_made.v1"
+    job: int
+    check: int
+    against: Against
+    figures: Figures
+    now: float
+
+
+@frozen(kw_only=True)
+class OwnRenderRequested:
+    tag: ClassVar[str] = "own_render_requested.v1"
+    job: int
+    check: int
+    frame: int
+    purpose: Purpose
+    now: float
+
+
+@frozen(kw_only=True)
+class OwnRenderReceived:
+    tag: ClassVar[str] = "own_render_received.v1"
+    job: int
+    check: int
+    sha256: str
+    now: float
+
+
+@frozen(kw_only=True)
+class CheckResolved:
+    tag: ClassVar[str] = "check_resolved.v1"
+    job: int
+    check: int
+    frame: int
+    subject: str
+    verifier: str | None
+    outcome: Outcome
+    subject_verdict: Judgement = Judgement.NONE
+    verifier_verdict: Judgement = Judgement.NONE
+    now: float
+
+
+@frozen(kw_only=True)
+class CheaterEvicted:
+    tag: ClassVar[str] = "cheater_evicted.v1"
+    job: int
+    friend: str
+    evidence: Evidence
+    discarded: tuple[int, ...]  # its non-final frames, back to the queue
+    now: float
+
+
+@frozen(kw_only=True)
+class FramesFinal:
+    tag: ClassVar[str] = "frames_final.v1"
+    job: int
+    frames: tuple[FinalFrame, ...]
+    now: float
+
+
+@frozen(kw_only=True)
+class JobFinished:
+    tag: ClassVar[str] = "job_finished.v1"
+    job: int
+    report: JobReport
+    now: float
+
+
+EVENTS: tuple[type, ...] = (
+    JobStarted,
+    FriendsJoined,
+    FriendLeft,
+    FriendReturned,
+    MoreFriendsWanted,
+    TaskAssigned,
+    TaskDropped,
+    CopyReceived,
+    CopyFaulted,
+    ChecksDrawn,
+    ComparisonRequested,
+    ComparisonMade,
+    OwnRenderRequested,
+    OwnRenderReceived,
+    CheckResolved,
+    CheaterEvicted,
+    FramesFinal,
+    JobFinished,
+)

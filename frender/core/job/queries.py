@@ -1,0 +1,251 @@
+"""What a shell may read of a job: every read goes through these, never through the records.
+
+Invariants: queries are pure and change nothing; each names its job and raises
+``Rejected("unknown-job")`` for a job never started here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from attrs import frozen
+
+from frender.core._decider import Rejected
+from frender.core.job import _checks
+from frender.core.job._checks import Check
+from frender.core.job._job import Job, Requester
+from frender.core.job._states import FriendStatus, Phase
+from frender.core.job.events import Evidence, FinalFrame, JobReport, Outcome
+
+__all__ = [
+    "Outlook",
+    "FriendProgress",
+    "JobSummary",
+    "job_numbers",
+    "running_jobs",
+    "is_finished",
+    "frame_count",
+    "delivered_and_final",
+    "candidates",
+    "final_copy",
+    "holder_of",
+    "live_tasks",
+    "silent_candidates",
+    "friend_status",
+    "outlook",
+    "progress",
+    "summary",
+    "queued",
+    "holders",
+    "checks",
+    "verifier_of",
+    "report",
+    "evictions",
+    "points",
+]
+
+
+class Outlook(StrEnum):
+    """For a friend that got no task."""
+
+    WORK = "work"  # it holds one
+    WAIT = "wait"  # poll again
+    DONE = "done"  # the job is over for it
+    EVICTED = "evicted"
+
+
+@frozen(kw_only=True)
+class FriendProgress:
+    friend: str
+    owner: str
+    status: FriendStatus
+    delivered: int  # valid copies that became candidates
+    pending: int  # candidates not final yet
+    final: int
+    checks_paid: int
+    evicted: bool
+
+
+@frozen(kw_only=True)
+class JobSummary:
+    """A job at a glance: what a client's progress reply and the replay audit print."""
+
+    job: int
+    phase: Phase
+    total: int  # frames in the job
+    delivered: int  # frames with a candidate or final copy
+    final: tuple[int, ...]  # final frames, in the order they became final
+    checks: int  # checks ever drawn (tests and pairs)
+    resolved: int  # of those, resolved
+    disagreements: int  # resolved other than agreed or void
+    arbitrations: int
+    evicted: tuple[str, ...]  # in eviction order
+    stalled: bool  # every friend is gone; more were asked for
+
+    @property
+    def finished(self) -> bool:
+        return self.phase == Phase.FINISHED
+
+
+def _job(state: Requester, job: int) -> Job:
+    try:
+        return state.jobs[job]
+    except KeyError:
+        raise Rejected("unknown-job", f"job {job} was never started here") from None
+
+
+def job_numbers(state: Requester) -> tuple[int, ...]:
+    """Every job started here, in start order."""
+    return tuple(state.jobs)
+
+
+def running_jobs(state: Requester) -> tuple[int, ...]:
+    """Jobs not finished yet, in start order."""
+    return tuple(n for n, j in state.jobs.items() if j.phase == Phase.RUNNING)
+
+
+def is_finished(state: Requester, job: int) -> bool:
+    return _job(state, job).phase == Phase.FINISHED
+
+
+def frame_count(state: Requester, job: int) -> int:
+    return len(_job(state, job).frames.numbers)
+
+
+def delivered_and_final(state: Requester, job: int) -> tuple[int, int]:
+    """Frames with a copy in (candidate or final), and final frames. O(1)."""
+    f = _job(state, job).frames
+    return len(f.copy) + len(f.final), len(f.final)
+
+
+def candidates(state: Requester, job: int) -> tuple[int, ...]:
+    """Frames with a delivered copy that is not final yet, in frame order."""
+    return tuple(sorted(_job(state, job).frames.copy))
+
+
+def final_copy(state: Requester, job: int, frame: int) -> FinalFrame | None:
+    """The accepted copy of ``frame`` once it is final (serve only these), else None."""
+    return _job(state, job).frames.final.get(frame)
+
+
+def holder_of(state: Requester, job: int, friend: str, frame: int) -> int | None:
+    """The live task of ``friend`` that still waits for ``frame``, if any."""
+    t = _job(state, job).tasks
+    for task in sorted(t.live_of.get(friend, ())):
+        if frame in t.live.get(task, ()):
+            return task
+    return None
+
+
+def live_tasks(state: Requester, job: int, friend: str) -> frozenset[int]:
+    return _job(state, job).tasks.live_of.get(friend, frozenset())
+
+
+def silent_candidates(state: Requester, job: int) -> tuple[str, ...]:
+    """Active friends holding no live task: the ones a shell drops once they stop asking (none once finished)."""
+    j = _job(state, job)
+    if j.phase == Phase.FINISHED:
+        return ()
+    return tuple(f for f in j.active() if not j.tasks.live_of.get(f))
+
+
+def friend_status(state: Requester, job: int, friend: str) -> FriendStatus | None:
+    rec = _job(state, job).friends.get(friend)
+    return None if rec is None else rec.status
+
+
+def outlook(state: Requester, job: int, friend: str) -> Outlook:
+    j = _job(state, job)
+    rec = j.friends.get(friend)
+    if rec is None:
+        return Outlook.DONE
+    if rec.status == FriendStatus.EVICTED:
+        return Outlook.EVICTED
+    if j.phase == Phase.FINISHED:
+        return Outlook.DONE
+    return Outlook.WORK if j.tasks.live_of.get(friend) else Outlook.WAIT
+
+
+def progress(state: Requester, job: int) -> tuple[FriendProgress, ...]:
+    """Per friend: copies delivered, pending and final, checks paid, status. O(M)."""
+    j = _job(state, job)
+    pending: dict[str, int] = {}
+    final: dict[str, int] = {}
+    for ff in j.frames.copy.values():
+        pending[ff.friend] = pending.get(ff.friend, 0) + 1
+    for ff in j.frames.final.values():
+        final[ff.friend] = final.get(ff.friend, 0) + 1
+    return tuple(
+        FriendProgress(
+            friend=f,
+            owner=rec.owner,
+            status=rec.status,
+            delivered=j.frames.delivered.get(f, 0),
+            pending=pending.get(f, 0),
+            final=final.get(f, 0),
+            checks_paid=j.escrow.paid.get(f, 0),
+            evicted=rec.status == FriendStatus.EVICTED,
+        )
+        for f, rec in j.friends.items()
+    )
+
+
+def summary(state: Requester, job: int) -> JobSummary:
+    """The job at a glance. O(M + checks)."""
+    j = _job(state, job)
+    outcomes = [c.outcome for c in j.checks.by_number.values()]
+    return JobSummary(
+        job=j.job,
+        phase=j.phase,
+        total=len(j.frames.numbers),
+        delivered=len(j.frames.copy) + len(j.frames.final),
+        final=tuple(j.frames.final),
+        checks=len(outcomes),
+        resolved=sum(1 for o in outcomes if o is not None),
+        disagreements=sum(1 for o in outcomes if o is not None and o not in (Outcome.AGREED, Outcome.VOID)),
+        arbitrations=j.checks.arbitrations,
+        evicted=tuple(j.checks.evictions),
+        stalled=j.wanted and not j.active(),
+    )
+
+
+def queued(state: Requester, job: int) -> tuple[int, ...]:
+    """Frames waiting for a friend, in frame order."""
+    return tuple(_job(state, job).tasks.queue)
+
+
+def holders(state: Requester, job: int) -> dict[int, frozenset[str]]:
+    """Frame -> the friends whose live render or backup task has not delivered it yet (the scheduler's index)."""
+    t = _job(state, job).tasks
+    return {frame: frozenset(t.by_number[n].friend for n in tasks) for frame, tasks in t.holders.items() if tasks}
+
+
+def checks(state: Requester, job: int) -> tuple[Check, ...]:
+    """Every check of the job (immutable records), in number order."""
+    return tuple(c for _, c in sorted(_job(state, job).checks.by_number.items()))
+
+
+def verifier_of(state: Requester, job: int, subject: str) -> str | None:
+    """Who would render ``subject``'s next check now (Rule 5); None: the requester itself."""
+    return _checks.checker(_job(state, job), subject)
+
+
+def report(state: Requester, job: int) -> JobReport | None:
+    """The report of a finished job, else None."""
+    return _job(state, job).report
+
+
+def evictions(state: Requester, job: int) -> dict[str, Evidence]:
+    """Evicted friend -> the evidence that convicted it, in eviction order."""
+    return dict(_job(state, job).checks.evictions)
+
+
+def points(state: Requester, job: int) -> tuple[int, int]:
+    """(escrowed, earned so far): M + the check budget; final frames and paid checks of friends not evicted."""
+    j = _job(state, job)
+    if j.report is not None:
+        return j.report.escrow, sum(j.report.payouts.values())
+    evicted = {f for f, rec in j.friends.items() if rec.status == FriendStatus.EVICTED}
+    earned = sum(1 for ff in j.frames.final.values() if ff.friend not in evicted)
+    paid = sum(n for f, n in j.escrow.paid.items() if f not in evicted)
+    return len(j.frames.numbers) + j.escrow.budget, earned + paid
