@@ -3,8 +3,11 @@
 Theory of operation. The master is one aggregate, because an assignment moves
 points (escrow) and holds friends in the same step. Invariants it keeps:
 
-Rule 1: a username is bound to the first key that used it; nobody else acts
-        under that name.
+Rule 1: an account is a key. A username is bound only by its owner (an
+        explicit CreateAccount, or the first job it submits); nobody else acts
+        under that name, a key holds one name, grants go only to bound
+        accounts, and a friend registers under a user only with that user's key
+        (a user's machines share its key).
 Rule 2: only requesters the operator trusts get friends, and a requester
         reports only on its own jobs.
 Rule 3: a friend holds at most one job; it is free again when a heartbeat says
@@ -13,10 +16,24 @@ Rule 4: a submitter's own friends never render its jobs.
 Rule 5: sum(balances) + sum(open escrow) == points ever granted, after every event.
 Rule 6: liveness (heartbeats) is soft state: never logged, so after a restart
         friends are live again only once they heartbeat.
+Rule 7: reputation is earned only from the requester's own renders (own checks
+        and arbitrations, as reported); a friend found wrong drops to 0.
+        Friends at or above ``trust_threshold`` are trusted, the rest
+        probationary.
+Rule 8: a job never holds a majority of probationary friends while a trusted
+        friend of its profile is live; fresh friends are never preferred.
+Rule 9: stakes. Points for a job are paid only by the report that closes it; a
+        friend found wrong (evicted) forfeits them and its owner is fined the
+        points a friend of that job would have earned (its fair share of the
+        frames plus its escrowed checks), capped at the owner's balance. The
+        fine goes to the job's submitter, the party that paid for the
+        re-renders, so Rule 5 holds with no account of its own.
 
 The assignment rule is the paper's (the first N live, available friends with
-the job's profile) in a fair order: least recently assigned first, then
-owners mixed so one user's friends do not fill a job.
+the job's profile) in a fair order: trusted friends first, then probationary
+ones up to a minority; within each, least recently assigned first with
+never-assigned friends last, owners mixed so one user's friends do not fill a
+job.
 
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
 profile, the friends in (last_assigned, registered) order, so a request walks
@@ -42,6 +59,7 @@ __all__ = [
     "Account",
     "JobRecord",
     # commands
+    "CreateAccount",
     "RegisterFriend",
     "Heartbeat",
     "TrustRequester",
@@ -61,6 +79,8 @@ __all__ = [
     "FriendPaid",
     "FriendEvicted",
     "CheckRunUpdated",
+    "ReputationChanged",
+    "FriendFined",
     "JobClosed",
     "EVENTS",
     # the decider
@@ -68,6 +88,8 @@ __all__ = [
     "evolve",
     "is_live",
     "available",
+    "is_trusted",
+    "fine_for",
 ]
 
 
@@ -76,9 +98,18 @@ class MasterSettings:
     friend_timeout: float = 2.0  # seconds; the paper used 0.2 on a LAN
     starting_grant: int = 0  # free points for a new username would mint points
     assignment_ttl: float = 6 * 3600.0  # a held friend is freed after this
+    trust_threshold: int = 3  # the requester's own checks passed in a row to be trusted (Rule 7)
 
 
 # ---------------------------------------------------------------- commands
+
+
+@frozen(kw_only=True)
+class CreateAccount:
+    """The owner of ``key`` binds ``user`` to it (Rule 1)."""
+
+    user: str
+    key: str  # proven by the transport
 
 
 @frozen(kw_only=True)
@@ -139,7 +170,10 @@ class ReportJob:
     job: int
     payouts: dict[str, int] = Factory(dict)  # friend -> final frames + agreeing checks
     check_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)  # friend -> clean? in order
+    # friend -> passed? in order, of the requester's own renders only (own checks, arbitrations): Rule 7
+    own_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)
     evicted: tuple[str, ...] = ()
+    evidence: dict[str, str] = Factory(dict)  # evicted friend -> why, in words (frame, hashes, figures)
     head_seq: int = 0  # the requester's log head, held here against truncation
     head_hash: str = ""
     close: bool = True
@@ -259,6 +293,32 @@ class CheckRunUpdated:
 
 
 @frozen(kw_only=True)
+class ReputationChanged:
+    """Rule 7: the requester's own renders passed (or failed) this friend's frames."""
+
+    tag: ClassVar[str] = "reputation_changed.v1"
+    friend: str
+    job: int
+    reputation: int  # after this job's outcomes
+    passed: int
+    failed: int
+
+
+@frozen(kw_only=True)
+class FriendFined:
+    """Rule 9: an evicted friend forfeits its points; its owner pays ``points`` to the submitter."""
+
+    tag: ClassVar[str] = "friend_fined.v1"
+    job: int
+    friend: str
+    user: str  # the friend's owner, who pays
+    to: str  # the job's submitter, who receives
+    forfeited: int  # what it would have earned in the job (the fine asked)
+    points: int  # the fine taken: ``forfeited`` capped at the owner's balance
+    evidence: str
+
+
+@frozen(kw_only=True)
 class JobClosed:
     tag: ClassVar[str] = "job_closed.v1"
     job: int
@@ -282,6 +342,8 @@ EVENTS: tuple[type, ...] = (
     FriendEvicted,
     CheckRunUpdated,
     JobClosed,
+    ReputationChanged,
+    FriendFined,
 )
 
 # ------------------------------------------------------------------- state
@@ -305,6 +367,7 @@ class FriendRecord:
     held_until: float = 0.0
     last_assigned: int = 0  # the assignment counter at its last job (0: never)
     clean_run: int = 0
+    reputation: int = 0  # Rule 7: the requester's own checks passed since the last failure
 
 
 @define(kw_only=True)
@@ -369,6 +432,7 @@ class Master:
     jobs: dict[int, JobRecord] = Factory(dict)
     granted: int = 0  # points ever granted (Rule 5)
     assignments: int = 0  # counts grants, orders friends least-recently-assigned first
+    owners: dict[str, str] = field(factory=dict, eq=False)  # key -> its one username (Rule 1); derived
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
@@ -394,6 +458,16 @@ def available(state: Master, rec: FriendRecord, now: float) -> bool:
     return rec.job is None or now >= rec.held_until
 
 
+def is_trusted(state: Master, rec: FriendRecord) -> bool:
+    """Rule 7: enough of the requester's own checks passed in a row."""
+    return rec.reputation >= state.settings.trust_threshold
+
+
+def fine_for(job: JobRecord) -> int:
+    """Rule 9: what a friend of ``job`` would have earned: its share of the frames and its escrowed checks."""
+    return -(-job.frames // max(1, len(job.friends))) + job.checks_per_friend
+
+
 # ---------------------------------------------------------------- deciding
 
 
@@ -411,18 +485,36 @@ def _bind(state: Master, user: str, key: str) -> list[object]:
         raise Rejected("bad-user", f"username {user!r} must be 1-64 letters, digits, '-', '_' or '.'")
     account = state.accounts.get(user)
     if account is None or account.key is None:
+        held = state.owners.get(key)
+        if held is not None and held != user:
+            raise Rejected("key-taken", f"this key already holds the account {held!r}; one key, one account")
         return [UserBound(user=user, key=key, grant=state.settings.starting_grant if account is None else 0)]
     if account.key != key:
         raise Rejected("name-taken", f"username {user!r} belongs to another key")
     return []
 
 
+def _bound(state: Master, user: str) -> Account:
+    """The account named ``user``, once its owner bound it; else a clear refusal (Rule 1)."""
+    account = state.accounts.get(user)
+    if account is None or account.key is None:
+        raise Rejected("unknown-user", f"no account {user!r}: its owner creates it first (frender account create {user} --master ...)")
+    return account
+
+
+def _create_account(state: Master, c: CreateAccount) -> list[object]:
+    return _bind(state, c.user, c.key)
+
+
 def _register_friend(state: Master, c: RegisterFriend) -> list[object]:
-    events = _bind(state, c.user, c.key)
+    # A friend speaks with its user's key: the name must be bound, to this key.
+    if _bound(state, c.user).key != c.key:
+        raise Rejected("name-taken", f"username {c.user!r} belongs to another key: a friend registers with its user's key")
+    events: list[object] = []
     if not c.friend.startswith(c.user + "/") or len(c.friend) > 128:
         raise Rejected("bad-friend", f"friend name {c.friend!r} must be '{c.user}/<name>'")
-    if c.capacity < 1:
-        raise Rejected("bad-friend", "capacity must be at least 1")
+    if not 1 <= c.capacity <= 1024:
+        raise Rejected("bad-friend", "capacity is 1 to 1024 threads")
     known = state.friends.get(c.friend)
     if known is None or known.profile != c.profile or known.capacity != c.capacity:
         events.append(FriendRegistered(friend=c.friend, user=c.user, profile=c.profile, capacity=c.capacity, now=c.now))
@@ -451,38 +543,63 @@ def _trust(state: Master, c: TrustRequester) -> list[object]:
 def _grant(state: Master, c: GrantPoints) -> list[object]:
     if c.amount <= 0:
         raise Rejected("bad-grant", "a grant is a positive number of points")
+    _bound(state, c.user)
     return [PointsGranted(user=c.user, amount=c.amount, reason=c.reason)]
 
 
 def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
-    """The paper's rule in a fair order: see the module docstring.
+    """The paper's rule in a fair order (see the module docstring), trusted friends first (Rules 7, 8).
 
-    The candidates, in (last_assigned, registered) order, are taken by
-    repeatedly picking the first candidate whose owner has the fewest picks so
-    far. That is round by round: every owner's first candidate in order, then
-    every owner's second, and so on. So once ``limit`` owners are seen, round
-    one alone fills the request and the rest of the order need not be read.
+    The candidates are walked in (last_assigned, registered) order with the
+    never-assigned ones last, and split into trusted and probationary. Each
+    part is taken by rounds of owners (``_rounds``). Probationary friends come
+    only while they stay a minority of the job's friends, unless no trusted
+    friend of the profile is live (a new farm must start somewhere). Once
+    ``limit`` trusted owners are seen the rest of the order need not be read.
     """
     queue = state.queues.get(c.profile)
     if queue is None:
         return []
     skip = set(c.exclude)
+    held_trusted = held_probation = 0
     if job is not None:
         skip.update(job.friends)
-    by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
+        for friend in job.friends:
+            if friend not in job.evicted:
+                if is_trusted(state, state.friends[friend]):
+                    held_trusted += 1
+                else:
+                    held_probation += 1
+    trusted: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
+    probation: dict[str, list[tuple[int, FriendRecord]]] = {}
+    trusted_live = False
     position = 0
-    for rec in queue.ordered():
+    for rec in chain(queue.used.values(), queue.fresh.values()):
+        good = is_trusted(state, rec)
+        if good and not trusted_live and is_live(state, rec.friend, c.now):
+            trusted_live = True
         if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
             continue
-        mine = by_owner.get(rec.user)
-        if mine is not None:
-            mine.append((position, rec))
-        else:
-            by_owner[rec.user] = [(position, rec)]
-            if len(by_owner) == limit:
-                return [candidates[0][1].friend for candidates in by_owner.values()]
+        part = trusted if good else probation
+        part.setdefault(rec.user, []).append((position, rec))
         position += 1
-    # Fewer owners than wanted: rounds by (picks so far, place in the order).
+        if len(trusted) == limit:
+            break
+    chosen = _rounds(trusted, limit)
+    room = limit - len(chosen)
+    if trusted_live or held_trusted:
+        # Rule 8: probationary < trusted, counting the friends the job already holds.
+        room = min(room, held_trusted + len(chosen) - 1 - held_probation)
+    return chosen + _rounds(probation, room)
+
+
+def _rounds(by_owner: dict[str, list[tuple[int, FriendRecord]]], limit: int) -> list[str]:
+    """Up to ``limit`` friends, round by round: every owner's first candidate in order, then every owner's second..."""
+    if limit <= 0:
+        return []
+    if len(by_owner) >= limit:
+        firsts = sorted((candidates[0] for candidates in by_owner.values()), key=lambda item: item[0])
+        return [rec.friend for _, rec in firsts[:limit]]
     heap = [(0, candidates[0][0], owner) for owner, candidates in by_owner.items()]
     heapq.heapify(heap)
     chosen: list[str] = []
@@ -525,7 +642,10 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
         )
     chosen = _choose(state, c, job, min(c.want, affordable))
     if not chosen:
-        raise Rejected("no-friends", f"no live, available friend has the profile {c.profile}")
+        raise Rejected(
+            "no-friends",
+            f"no live, available friend has the profile {c.profile} (probationary friends alone never fill a job while trusted ones are live)",
+        )
     for friend in chosen:
         rec = state.friends[friend]
         if rec.job is not None:  # available() let it through: its hold expired
@@ -563,9 +683,11 @@ def _report(state: Master, c: ReportJob) -> list[object]:
         raise Rejected("unknown-job", f"job {c.job} is not one of this requester's")
     if job.closed:
         raise Rejected("closed", f"job {c.job} is closed")
-    strangers = (set(c.payouts) | set(c.check_outcomes) | set(c.evicted)) - set(job.friends)
+    strangers = (set(c.payouts) | set(c.check_outcomes) | set(c.own_outcomes) | set(c.evicted) | set(c.evidence)) - set(job.friends)
     if strangers:
         raise Rejected("not-assigned", f"{sorted(strangers)} were never assigned to job {c.job}")
+    if not c.close and any(c.payouts.values()):
+        raise Rejected("not-closed", "points for a job are paid by the report that closes it (Rule 9)")
     evicted = set(job.evicted) | set(c.evicted)
     if any(c.payouts.get(f, 0) for f in evicted) or job.paid_friends & set(c.evicted):
         raise Rejected("evicted-paid", "an evicted friend gets nothing for the job, and a paid friend is not evicted after")
@@ -574,16 +696,41 @@ def _report(state: Master, c: ReportJob) -> list[object]:
     total = sum(c.payouts.values())
     if job.paid + total > job.escrow:
         raise Rejected("over-escrow", f"job {c.job} has {job.escrow - job.paid} points in escrow, the report pays {total}")
-    events: list[object] = [FriendEvicted(job=c.job, friend=f) for f in c.evicted if f not in job.evicted]
+    newly_evicted = [f for f in dict.fromkeys(c.evicted) if f not in job.evicted]
+    events: list[object] = [FriendEvicted(job=c.job, friend=f) for f in newly_evicted]
+    balance = {user: account.balance for user, account in state.accounts.items()}
     for friend, points in sorted(c.payouts.items()):
         if points:
-            events.append(FriendPaid(job=c.job, friend=friend, user=state.friends[friend].user, points=points))
+            user = state.friends[friend].user
+            events.append(FriendPaid(job=c.job, friend=friend, user=user, points=points))
+            balance[user] = balance.get(user, 0) + points
+    for friend in newly_evicted:  # Rule 9: the stake
+        user = state.friends[friend].user
+        asked = fine_for(job)
+        taken = max(0, min(asked, balance.get(user, 0))) if user != job.submitter else 0
+        balance[user] = balance.get(user, 0) - taken
+        events.append(
+            FriendFined(job=c.job, friend=friend, user=user, to=job.submitter, forfeited=asked, points=taken, evidence=c.evidence.get(friend, ""))
+        )
     for friend, outcomes in sorted(c.check_outcomes.items()):
         run = state.friends[friend].clean_run
         for clean in outcomes:
             run = run + 1 if clean else 0
         if outcomes:
             events.append(CheckRunUpdated(friend=friend, run=run))
+    for friend in sorted(set(c.own_outcomes) | set(newly_evicted)):  # Rule 7
+        outcomes = c.own_outcomes.get(friend, ())
+        reputation = state.friends[friend].reputation
+        for passed in outcomes:
+            reputation = reputation + 1 if passed else 0
+        if friend in evicted:
+            reputation = 0
+        if reputation != state.friends[friend].reputation or outcomes:
+            events.append(
+                ReputationChanged(
+                    friend=friend, job=c.job, reputation=reputation, passed=sum(outcomes), failed=len(outcomes) - sum(outcomes)
+                )
+            )
     if c.close:
         events.append(
             JobClosed(job=c.job, refund=job.escrow - job.paid - total, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now)
@@ -592,6 +739,7 @@ def _report(state: Master, c: ReportJob) -> list[object]:
 
 
 _DECIDERS = {
+    CreateAccount: _create_account,
     RegisterFriend: _register_friend,
     Heartbeat: _heartbeat,
     TrustRequester: _trust,
@@ -616,6 +764,7 @@ def _account(state: Master, user: str) -> Account:
 def _user_bound(state: Master, e: UserBound) -> None:
     account = _account(state, e.user)
     account.key = e.key
+    state.owners[e.key] = e.user
     account.balance += e.grant
     state.granted += e.grant
 
@@ -699,6 +848,15 @@ def _check_run_updated(state: Master, e: CheckRunUpdated) -> None:
     state.friends[e.friend].clean_run = e.run
 
 
+def _reputation_changed(state: Master, e: ReputationChanged) -> None:
+    state.friends[e.friend].reputation = e.reputation
+
+
+def _friend_fined(state: Master, e: FriendFined) -> None:
+    _account(state, e.user).balance -= e.points
+    _account(state, e.to).balance += e.points
+
+
 def _job_closed(state: Master, e: JobClosed) -> None:
     job = state.jobs[e.job]
     job.closed, job.head_seq, job.head_hash = True, e.head_seq, e.head_hash
@@ -724,4 +882,6 @@ _EVOLVERS = {
     FriendEvicted: _friend_evicted,
     CheckRunUpdated: _check_run_updated,
     JobClosed: _job_closed,
+    ReputationChanged: _reputation_changed,
+    FriendFined: _friend_fined,
 }
