@@ -21,7 +21,7 @@ from rich.table import Table
 
 from frender import blender
 from frender.apps import messages as msg
-from frender.apps.client import operator_call, status
+from frender.apps.client import create_account, operator_call, status
 from frender.apps.progress import follow
 from frender.transports import Address, RemoteError, TransportError
 
@@ -135,6 +135,9 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path)
         master, master_home = start_master(cluster)
         requester = start_requester(cluster, master)
         console.print(f"master    {master}\nrequester {requester}", soft_wrap=True)
+        # Accounts are keys: each friend's user and the artist bind their names before the grant.
+        homes = {f"friend{i + 1}": cluster.root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": out / "homes" / "artist"}
+        trio.run(_accounts, master, homes)
         trio.run(_operate, master, master_home, requester)
         names = [start_friend(cluster, master, i + 1, cheat=CHEATS[i % 3] if i < cheaters else None) for i in range(friends)]
         trio.run(wait_for_friends, master, master_home, friends)
@@ -157,6 +160,11 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path)
     ]
     _summary(result, final, names, cheaters, farm_seconds, direct_seconds, time.monotonic() - started, wrong, out)
     return 1 if wrong else 0
+
+
+async def _accounts(master: Address, homes: dict[str, Path]) -> None:
+    for user, home in homes.items():
+        await create_account(master, home, user)
 
 
 async def _operate(master: Address, master_home: Path, requester: Address) -> None:

@@ -4,20 +4,36 @@ Each is a frozen, tagged attrs class sent through the transports' RPC; a reply
 is one of these too. A refusal is the transport's ``Refused(code, reason)``,
 which the caller sees as ``RemoteError(code, reason)``. docs/protocol.md lists
 them with who may send each.
+
+Every message from a peer is bounded before anyone acts on it
+(``check_bounds``): strings at most 256 characters unless ``BOUNDS`` says
+otherwise, numbers finite and in range, collections of bounded length. A
+message out of bounds is refused with code "bad-input", naming the field.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
+import attrs
 from attrs import Factory, frozen
 
 from frender import codec
 from frender.core.profile import RenderProfile
-from frender.transports import SignedAssignment
+from frender.transports import Refused, SignedAssignment
 
 __all__ = [
     "Ok",
+    "check_bounds",
+    "BOUNDS",
+    "STATUS_PAGE",
+    # owner -> master
+    "CreateAccount",
+    "AccountCreated",
+    # requester -> master
+    "AccountOf",
+    "AccountInfo",
     # friend -> master
     "RegisterFriend",
     "Registered",
@@ -56,6 +72,43 @@ __all__ = [
 @frozen
 class Ok:
     tag: ClassVar[str] = "ok.v1"
+
+
+# ------------------------------------------------------------- owner -> master
+
+
+@frozen(kw_only=True)
+class CreateAccount:
+    """Bind ``user`` to the key this connection proves (the artist's, shared by the user's friends)."""
+
+    tag: ClassVar[str] = "create_account.v1"
+    user: str
+
+
+@frozen(kw_only=True)
+class AccountCreated:
+    tag: ClassVar[str] = "account_created.v1"
+    user: str
+    key: str
+    balance: int
+
+
+# --------------------------------------------------------- requester -> master (accounts)
+
+
+@frozen(kw_only=True)
+class AccountOf:
+    """Which account a key holds, and its balance: a requester checks an uploader before storing anything."""
+
+    tag: ClassVar[str] = "account_of.v1"
+    key: str
+
+
+@frozen(kw_only=True)
+class AccountInfo:
+    tag: ClassVar[str] = "account_info.v1"
+    user: str  # "" when the key holds no account
+    balance: int = 0
 
 
 # ------------------------------------------------------------ friend -> master
@@ -144,6 +197,8 @@ class Report:
     payouts: dict[str, int] = Factory(dict)
     check_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)
     evicted: tuple[str, ...] = ()
+    own_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)  # the requester's own renders only
+    evidence: dict[str, str] = Factory(dict)  # evicted friend -> why
     head_seq: int = 0
     head_hash: str = ""
     close: bool = True
@@ -183,9 +238,15 @@ class Trust:
 # ------------------------------------------------------------- anyone -> master
 
 
-@frozen
+STATUS_PAGE = (100, 10, 500)  # friends, jobs and balances per status page: well inside the frame limit
+
+
+@frozen(kw_only=True)
 class Status:
+    """One page of the master's status; ``pages`` in the reply says how many there are."""
+
     tag: ClassVar[str] = "status.v1"
+    page: int = 0
 
 
 @frozen(kw_only=True)
@@ -217,8 +278,13 @@ class StatusReply:
     tag: ClassVar[str] = "status_reply.v1"
     friends: tuple[FriendStatus, ...]
     jobs: tuple[JobStatus, ...]
-    balances: dict[str, int]
+    balances: dict[str, int]  # the caller's own; every account for the operator
     granted: int
+    total_balance: int = 0  # what everyone may see: totals
+    escrow: int = 0
+    accounts: int = 0
+    page: int = 0
+    pages: int = 1
 
 
 # ---------------------------------------------------------- client -> requester
@@ -333,6 +399,10 @@ class FrameStored:
 
 codec.register(
     Ok,
+    CreateAccount,
+    AccountCreated,
+    AccountOf,
+    AccountInfo,
     RegisterFriend,
     Registered,
     Heartbeat,
@@ -360,3 +430,65 @@ codec.register(
     GiveBack,
     FrameStored,
 )
+
+
+# ------------------------------------------------------------------ bounds
+
+NAME = 256  # names, profiles and other short strings
+_COLLECTION = 100_000  # items in any tuple or dict
+_INT = (-(2**31), 2**31 - 1)
+_FLOAT = (-1e12, 1e12)  # finite, and wide enough for Unix times
+
+# (message class, field) -> (low, high): a string's or collection's length, or a number's value.
+BOUNDS: dict[tuple[type, str], tuple[float, float]] = {
+    (RegisterFriend, "capacity"): (1, 1024),
+    (Heartbeat, "wait"): (0.0, 60.0),
+    (Submit, "friends"): (1, 1024),
+    (Submit, "checks_per_friend"): (0, 16),
+    (Submit, "frames"): (0, 10_000),
+    (Submit, "blend_sha256"): (64, 64),
+    (AskFriends, "want"): (0, 1024),
+    (Report, "evidence"): (0, 1024),
+    (Status, "page"): (0, 1_000_000),
+}
+_TEXT = {(Report, "evidence"): 2048}  # strings longer than NAME, per field (dict values included)
+
+
+def check_bounds(message: object) -> None:
+    """Refuse ("bad-input") a peer's message with a string, number or collection out of its bounds."""
+    _check(message, type(message).__name__, None, NAME)
+
+
+def _check(value: object, where: str, bound: tuple[float, float] | None, text: int) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        low, high = bound or (0, text)
+        if not low <= len(value) <= high:
+            raise Refused("bad-input", f"{where}: {len(value)} characters, allowed {int(low)} to {int(high)}")
+    elif isinstance(value, bytes):
+        if len(value) > 4096:
+            raise Refused("bad-input", f"{where}: {len(value)} bytes, allowed at most 4096")
+    elif isinstance(value, int):
+        low, high = bound or _INT
+        if not low <= value <= high:
+            raise Refused("bad-input", f"{where}: {value} is outside {low:g} to {high:g}")
+    elif isinstance(value, float):
+        low, high = bound or _FLOAT
+        if not math.isfinite(value) or not low <= value <= high:
+            raise Refused("bad-input", f"{where}: {value!r} is not a finite number from {low:g} to {high:g}")
+    elif isinstance(value, (tuple, list, dict)):
+        low, high = bound or (0, _COLLECTION)
+        if not low <= len(value) <= high and bound is not None or len(value) > _COLLECTION:
+            raise Refused("bad-input", f"{where}: {len(value)} items, allowed at most {int(high)}")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check(key, f"{where} key", None, NAME)
+            _check(item, f"{where}[{key!r:.40}]", None, text)
+    elif attrs.has(type(value)):
+        for f in attrs.fields(type(value)):
+            key = (type(value), f.name)
+            _check(getattr(value, f.name), f"{where}.{f.name}", BOUNDS.get(key), _TEXT.get(key, NAME))
+    else:
+        raise Refused("bad-input", f"{where}: unexpected {type(value).__name__}")

@@ -66,7 +66,11 @@ def print_status(reply: msg.StatusReply) -> None:
         jobs.add_column(column)
     for j in reply.jobs:
         jobs.add_row(str(j.job), j.submitter, str(j.frames), str(len(j.friends)), ", ".join(j.evicted), str(j.escrow), str(j.paid), "closed" if j.closed else "open")
-    balances = Table(title=f"Balances ({reply.granted} points granted)", header_style="bold")
+    balances = Table(
+        title=f"Balances: yours (all, for the operator); {reply.granted} points granted, "
+        f"{reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow",
+        header_style="bold",
+    )
     balances.add_column("user")
     balances.add_column("points", justify="right")
     for user, points in sorted(reply.balances.items()):
