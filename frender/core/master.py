@@ -511,7 +511,7 @@ def _register_friend(state: Master, c: RegisterFriend) -> list[object]:
     if _bound(state, c.user).key != c.key:
         raise Rejected("name-taken", f"username {c.user!r} belongs to another key: a friend registers with its user's key")
     events: list[object] = []
-    if not c.friend.startswith(c.user + "/") or len(c.friend) > 128:
+    if not c.friend.startswith(c.user + "/") or len(c.friend) > 64 + 1 + 256:
         raise Rejected("bad-friend", f"friend name {c.friend!r} must be '{c.user}/<name>'")
     if not 1 <= c.capacity <= 1024:
         raise Rejected("bad-friend", "capacity is 1 to 1024 threads")
