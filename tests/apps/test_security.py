@@ -263,7 +263,9 @@ async def test_four_fresh_names_cannot_take_a_job_while_trusted_friends_are_live
         await world.call(name, world.master, msg.Heartbeat(friend=f"{name}/pc"))
     # A first job on the honest friends alone, whose report says the requester's own renders passed them.
     world.people["requester"] = Identity.load_or_create(world.tmp / "requester")
-    ask = msg.AskFriends(submitter="alice", submitter_key=world.people["alice"].fingerprint, frames=4, want=3, profile=profile, blend_sha256="0" * 64, address="x")
+    ask = msg.AskFriends(
+        submitter="alice", submitter_key=world.people["alice"].fingerprint, frames=4, want=3, profile=profile, blend_sha256="0" * 64, address="x"
+    )
     first = await world.call("requester", world.master, ask)
     passed = (True,) * world.master_node.state.settings.trust_threshold
     await world.call("requester", world.master, msg.Report(job=first.job, own_outcomes={f"{n}/pc": passed for n in honest}))

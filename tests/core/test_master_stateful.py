@@ -188,7 +188,7 @@ class MasterMachine(RuleBasedStateMachine):
                 expected = before[friend]
                 for passed in own.get(friend, ()):
                     expected = expected + 1 if passed else 0
-                if friend in evicted:
+                if friend in evicted or (friend in own and friend in self.state.jobs[job].evicted):  # found wrong in this job: reset
                     expected = 0
                 assert rec.reputation == expected, f"{friend}: reputation {rec.reputation}, model {expected}"
 
