@@ -14,7 +14,7 @@ message out of bounds is refused with code "bad-input", naming the field.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 from attrs import Factory, frozen
@@ -451,44 +451,66 @@ BOUNDS: dict[tuple[type, str], tuple[float, float]] = {
     (Report, "evidence"): (0, 1024),
     (Status, "page"): (0, 1_000_000),
 }
-_TEXT = {(Report, "evidence"): 2048}  # strings longer than NAME, per field (dict values included)
+_TEXT: dict[tuple[type, str], int] = {(Report, "evidence"): 2048}  # strings longer than NAME, per field (dict values included)
 
 
 def check_bounds(message: object) -> None:
     """Refuse ("bad-input") a peer's message with a string, number or collection out of its bounds."""
-    _check(message, type(message).__name__, None, NAME)
+    problem = _problem(message, None, NAME)
+    if problem is not None:
+        where, what = problem
+        raise Refused("bad-input", f"{type(message).__name__}{where}: {what}")
 
 
-def _check(value: object, where: str, bound: tuple[float, float] | None, text: int) -> None:
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
+_FIELDS: dict[type, tuple[tuple[str, tuple[float, float] | None, int], ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[tuple[str, tuple[float, float] | None, int], ...]:
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = tuple((f.name, BOUNDS.get((cls, f.name)), _TEXT.get((cls, f.name), NAME)) for f in attrs.fields(cls))
+    return known
+
+
+def _problem(value: Any, bound: tuple[float, float] | None, text: int) -> tuple[str, str] | None:
+    """None when ``value`` is within bounds, else (where, what); ``where`` is built only on the way out of a refusal."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return None
+    if kind is str:
         low, high = bound or (0, text)
         if not low <= len(value) <= high:
-            raise Refused("bad-input", f"{where}: {len(value)} characters, allowed {int(low)} to {int(high)}")
-    elif isinstance(value, bytes):
-        if len(value) > 4096:
-            raise Refused("bad-input", f"{where}: {len(value)} bytes, allowed at most 4096")
-    elif isinstance(value, int):
+            return "", f"{len(value)} characters, allowed {int(low)} to {int(high)}"
+        return None
+    if kind is int:
         low, high = bound or _INT
         if not low <= value <= high:
-            raise Refused("bad-input", f"{where}: {value} is outside {low:g} to {high:g}")
-    elif isinstance(value, float):
+            return "", f"{value} is outside {low:g} to {high:g}"
+        return None
+    if kind is float:
         low, high = bound or _FLOAT
         if not math.isfinite(value) or not low <= value <= high:
-            raise Refused("bad-input", f"{where}: {value!r} is not a finite number from {low:g} to {high:g}")
-    elif isinstance(value, (tuple, list, dict)):
-        low, high = bound or (0, _COLLECTION)
-        if not low <= len(value) <= high and bound is not None or len(value) > _COLLECTION:
-            raise Refused("bad-input", f"{where}: {len(value)} items, allowed at most {int(high)}")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
+            return "", f"{value!r} is not a finite number from {low:g} to {high:g}"
+        return None
+    if kind is bytes:
+        return ("", f"{len(value)} bytes, allowed at most 4096") if len(value) > 4096 else None
+    if kind in (tuple, list, dict):
+        size = len(value)
+        high = bound[1] if bound is not None else _COLLECTION
+        if size > min(high, _COLLECTION) or (bound is not None and size < bound[0]):
+            return "", f"{size} items, allowed at most {int(high)}"
+        items = value.items() if kind is dict else enumerate(value)
         for key, item in items:
-            if isinstance(key, str):
-                _check(key, f"{where} key", None, NAME)
-            _check(item, f"{where}[{key!r:.40}]", None, text)
-    elif attrs.has(type(value)):
-        for f in attrs.fields(type(value)):
-            key = (type(value), f.name)
-            _check(getattr(value, f.name), f"{where}.{f.name}", BOUNDS.get(key), _TEXT.get(key, NAME))
-    else:
-        raise Refused("bad-input", f"{where}: unexpected {type(value).__name__}")
+            if type(key) is str and len(key) > NAME:
+                return f" key {key[:40]!r}", f"{len(key)} characters, allowed at most {NAME}"
+            inner = _problem(item, None, text)
+            if inner is not None:
+                return f"[{key!r:.40}]{inner[0]}", inner[1]
+        return None
+    if attrs.has(kind):
+        for name, field_bound, field_text in _fields_of(kind):
+            inner = _problem(getattr(value, name), field_bound, field_text)
+            if inner is not None:
+                return f".{name}{inner[0]}", inner[1]
+        return None
+    return "", f"unexpected {kind.__name__}"

@@ -36,7 +36,7 @@ never-assigned friends last, owners mixed so one user's friends do not fill a
 job.
 
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
-profile, the friends in (last_assigned, registered) order, so a request walks
+profile and trust (trusted or probationary), the friends in (last_assigned, registered) order, so a request walks
 that order and usually stops after a few friends instead of sorting them all.
 """
 
@@ -436,7 +436,7 @@ class Master:
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
-    queues: dict[RenderProfile, _ProfileQueue] = field(factory=dict, eq=False, repr=False)
+    queues: dict[tuple[RenderProfile, bool], _ProfileQueue] = field(factory=dict, eq=False, repr=False)
 
     def escrow(self) -> int:
         return sum(j.escrow - j.paid - j.refunded for j in self.jobs.values())
@@ -557,9 +557,6 @@ def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int)
     friend of the profile is live (a new farm must start somewhere). Once
     ``limit`` trusted owners are seen the rest of the order need not be read.
     """
-    queue = state.queues.get(c.profile)
-    if queue is None:
-        return []
     skip = set(c.exclude)
     held_trusted = held_probation = 0
     if job is not None:
@@ -570,27 +567,38 @@ def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int)
                     held_trusted += 1
                 else:
                     held_probation += 1
-    trusted: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
-    probation: dict[str, list[tuple[int, FriendRecord]]] = {}
-    trusted_live = False
-    position = 0
-    for rec in chain(queue.used.values(), queue.fresh.values()):
-        good = is_trusted(state, rec)
-        if good and not trusted_live and is_live(state, rec.friend, c.now):
-            trusted_live = True
-        if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
-            continue
-        part = trusted if good else probation
-        part.setdefault(rec.user, []).append((position, rec))
-        position += 1
-        if len(trusted) == limit:
-            break
+    trusted, trusted_live = _candidates(state, c, skip, True, limit)
     chosen = _rounds(trusted, limit)
     room = limit - len(chosen)
     if trusted_live or held_trusted:
         # Rule 8: probationary < trusted, counting the friends the job already holds.
         room = min(room, held_trusted + len(chosen) - 1 - held_probation)
+    if room <= 0:
+        return chosen
+    probation, _ = _candidates(state, c, skip, False, room)
     return chosen + _rounds(probation, room)
+
+
+def _candidates(
+    state: Master, c: RequestFriends, skip: set[str], trusted: bool, wanted: int
+) -> tuple[dict[str, list[tuple[int, FriendRecord]]], bool]:
+    """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live."""
+    by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}
+    live = not trusted  # only the trusted part's liveness matters (Rule 8)
+    queue = state.queues.get((c.profile, trusted))
+    if queue is None:
+        return by_owner, False
+    position = 0
+    for rec in chain(queue.used.values(), queue.fresh.values()):  # never-assigned friends last
+        if not live and is_live(state, rec.friend, c.now):
+            live = True
+        if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
+            continue
+        by_owner.setdefault(rec.user, []).append((position, rec))
+        position += 1
+        if len(by_owner) >= wanted and live:
+            break
+    return by_owner, live and trusted
 
 
 def _rounds(by_owner: dict[str, list[tuple[int, FriendRecord]]], limit: int) -> list[str]:
@@ -776,11 +784,11 @@ def _friend_registered(state: Master, e: FriendRegistered) -> None:
             friend=e.friend, user=e.user, profile=e.profile, capacity=e.capacity, registered=len(state.friends)
         )
         # The newest registration, never assigned: the end of the never-assigned part.
-        state.queues.setdefault(e.profile, _ProfileQueue()).fresh[e.friend] = rec
+        state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).fresh[e.friend] = rec
     else:
         if rec.profile != e.profile:
-            state.queues[rec.profile].remove(e.friend)
-            state.queues.setdefault(e.profile, _ProfileQueue()).place(rec)
+            state.queues[(rec.profile, is_trusted(state, rec))].remove(e.friend)
+            state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).place(rec)
         rec.profile, rec.capacity = e.profile, e.capacity
 
 
@@ -824,7 +832,7 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
     # The highest counter: these friends move to the end of their profile's order.
     for rec in sorted((state.friends[f] for f in e.friends), key=lambda rec: rec.registered):
-        queue = state.queues[rec.profile]
+        queue = state.queues[(rec.profile, is_trusted(state, rec))]
         queue.remove(rec.friend)
         queue.used[rec.friend] = rec
 
@@ -849,7 +857,12 @@ def _check_run_updated(state: Master, e: CheckRunUpdated) -> None:
 
 
 def _reputation_changed(state: Master, e: ReputationChanged) -> None:
-    state.friends[e.friend].reputation = e.reputation
+    rec = state.friends[e.friend]
+    was = is_trusted(state, rec)
+    rec.reputation = e.reputation
+    if is_trusted(state, rec) != was:  # it changes queues, keeping its place in the order
+        state.queues[(rec.profile, was)].remove(rec.friend)
+        state.queues.setdefault((rec.profile, not was), _ProfileQueue()).place(rec)
 
 
 def _friend_fined(state: Master, e: FriendFined) -> None:

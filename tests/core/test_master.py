@@ -310,12 +310,12 @@ def test_reputation_is_earned_from_own_checks_only_and_reset_by_a_failure():
 
 def test_an_evicted_friend_forfeits_and_its_owner_is_fined_to_the_submitter():
     """Eviction: no pay, the owner pays its fair share of the job (capped at its balance) to the submitter, reputation 0."""
-    from frender.core.master import FriendFined
+    from frender.core.master import FriendFined, ReputationChanged
 
     state = master([("a/1", P5, 10), ("b/1", P5, 10)], points=100)
     apply(state, GrantPoints(user="a", amount=3))
     apply(state, ask(state, want=2, frames=8))  # escrow 8 + 2; a fair share is 4 frames + 1 check
-    state.friends["a/1"].reputation = 7
+    evolve(state, ReputationChanged(friend="a/1", job=1, reputation=7, passed=7, failed=0))
     events = apply(state, ReportJob(requester="R", job=1, payouts={"b/1": 9}, evicted=("a/1",), evidence={"a/1": "frame 3: black"}, now=20))
     fine = next(e for e in events if isinstance(e, FriendFined))
     assert (fine.forfeited, fine.points, fine.to, fine.evidence) == (5, 3, "artist", "frame 3: black")
