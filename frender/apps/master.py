@@ -323,11 +323,13 @@ class MasterNode(Handler):
                 job=j.job,
                 submitter=j.submitter,
                 frames=j.frames,
-                friends=tuple(j.friends),
-                evicted=tuple(j.evicted),
+                friends=tuple(j.friends[: msg.JOB_FRIENDS_SHOWN]),
+                evicted=tuple(j.evicted[: msg.JOB_FRIENDS_SHOWN]),
                 escrow=j.escrow,
                 paid=j.paid,
                 closed=j.closed,
+                friend_count=len(j.friends),
+                evicted_count=len(j.evicted),
             )
             for j in islice(state.jobs.values(), page * per_jobs, (page + 1) * per_jobs)
         )

@@ -28,6 +28,7 @@ __all__ = [
     "check_bounds",
     "BOUNDS",
     "STATUS_PAGE",
+    "JOB_FRIENDS_SHOWN",
     # owner -> master
     "CreateAccount",
     "AccountCreated",
@@ -238,7 +239,10 @@ class Trust:
 # ------------------------------------------------------------- anyone -> master
 
 
-STATUS_PAGE = (100, 10, 500)  # friends, jobs and balances per status page: well inside the frame limit
+# Friends, jobs and balances per status page, and friends named per job: with every name at its bound
+# (a friend 321 characters, a profile 4 x 256) a page stays near 0.5 MiB, inside the 1 MiB frame limit.
+STATUS_PAGE = (100, 5, 500)
+JOB_FRIENDS_SHOWN = 100
 
 
 @frozen(kw_only=True)
@@ -266,11 +270,13 @@ class JobStatus:
     job: int
     submitter: str
     frames: int
-    friends: tuple[str, ...]
-    evicted: tuple[str, ...]
+    friends: tuple[str, ...]  # the first JOB_FRIENDS_SHOWN
+    evicted: tuple[str, ...]  # the first JOB_FRIENDS_SHOWN
     escrow: int
     paid: int
     closed: bool
+    friend_count: int = 0  # all of them, shown or not
+    evicted_count: int = 0
 
 
 @frozen(kw_only=True)
