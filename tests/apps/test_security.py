@@ -389,3 +389,26 @@ async def test_odd_numbers_are_refused(world, request_):
     error = await refused("bad-input", world.call("bob", world.master, request_))
     assert "capacity" in error.reason or "wait" in error.reason
     assert world.master_node.state.friends.get("bob/pc") is None or world.master_node.state.friends["bob/pc"].capacity == 1
+
+
+def test_a_status_page_at_every_bound_fits_the_frame_limit():
+    """With every name, profile and list at its bound, one status page still encodes within the 1 MiB frame limit."""
+    from frender import codec
+
+    per_friends, per_jobs, per_balances = msg.STATUS_PAGE
+    longest = RenderProfile(blender_version="5" * 256, build_hash="h" * 256, device="d" * 256, cpu_class="c" * 256)
+    friend = "u" * 64 + "/" + "n" * 256
+    page = msg.StatusReply(
+        friends=tuple(msg.FriendStatus(friend=friend, live=True, busy=False, job=2**31 - 1, profile=longest, clean_run=2**31 - 1) for _ in range(per_friends)),
+        jobs=tuple(
+            msg.JobStatus(
+                job=2**31 - 1, submitter="u" * 64, frames=10_000, friends=(friend,) * msg.JOB_FRIENDS_SHOWN, evicted=(friend,) * msg.JOB_FRIENDS_SHOWN,
+                escrow=2**40, paid=2**40, closed=False, friend_count=10**6, evicted_count=10**6,
+            )
+            for _ in range(per_jobs)
+        ),
+        balances={f"{i:04d}" + "u" * 60: 2**40 for i in range(per_balances)},
+        granted=2**50,
+        total_balance=2**50,
+    )
+    assert len(codec.pack(page)) < Limits().max_frame
