@@ -186,7 +186,7 @@ class RequesterNode(Handler):
         self._in_flight: set[object] = set()
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
-        self._uploads: dict[str, dict[str, int]] = {}  # soft: uploader key -> sha256 -> size (the quota)
+        self._uploads: dict[str, dict[str, tuple[int, float]]] = {}  # soft: uploader key -> sha256 -> (size, body due by)
         self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
 
     # ------------------------------------------------------------ the core
@@ -488,8 +488,9 @@ class RequesterNode(Handler):
                     path.unlink()
             except FileNotFoundError:
                 pass
+        now = time.monotonic()  # an upload counts while its file is here, or while its body may still arrive
         for held in self._uploads.values():
-            for sha in [sha for sha in held if not self._upload_path(sha).exists()]:
+            for sha in [sha for sha, (_, due) in held.items() if now > due and not self._upload_path(sha).exists()]:
                 del held[sha]
 
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
@@ -499,10 +500,12 @@ class RequesterNode(Handler):
             await self._account_of(peer)  # before a byte is stored: anonymous or penniless keys upload nothing
             self._expire_uploads()
             held = self._uploads.setdefault(peer.fingerprint, {})
-            used = sum(size for sha, size in held.items() if sha != header.sha256)
+            used = sum(size for sha, (size, _) in held.items() if sha != header.sha256)
             if used + header.size > self.settings.upload_quota:
                 raise Refused("quota", f"your uploads here hold {used} bytes; the quota is {self.settings.upload_quota}")
-            held[header.sha256] = header.size  # reserved now, so concurrent puts cannot pass the quota together
+            # Reserved now, so concurrent puts cannot pass the quota together; the transport's body deadline bounds the wait.
+            due = time.monotonic() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
+            held[header.sha256] = (header.size, due)
             path = self._upload_path(header.sha256)
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
@@ -516,6 +519,8 @@ class RequesterNode(Handler):
 
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         if header.kind == "upload":
+            held = self._uploads.setdefault(peer.fingerprint, {})
+            held[header.sha256] = (header.size, 0.0)  # arrived: it counts while its file is here
             return msg.Ok()
         try:
             return await self._frame_done(peer, header, path)
