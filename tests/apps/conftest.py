@@ -51,6 +51,7 @@ class Farm:
         self.master_home = root / "homes" / "master"
         self.requester: Address | None = None
         self.friends: list[str] = []
+        self.accounts: set[int] = set()  # friend indices whose user's account is bound
 
     async def start(self, friends: int = 0, cheats: tuple[str | None, ...] = ()) -> None:
         self.master, self.master_home = await trio.to_thread.run_sync(lambda: start_master(self.cluster))
@@ -74,10 +75,19 @@ class Farm:
 
     async def add_friend(self, cheat: str | None = None) -> str:
         index = len(self.friends) + 1
-        await create_account(self.master, self.root / "homes" / f"friend{index}", f"friend{index}")
+        if index not in self.accounts:
+            await self.prepare_friends(1)
         name = start_friend(self.cluster, self.master, index, cheat=cheat)
         self.friends.append(name)
         return name
+
+    async def prepare_friends(self, count: int) -> None:
+        """Bind the accounts of the next ``count`` friends now, so adding them later starts their processes at once."""
+        first = len(self.friends) + 1
+        for index in range(first, first + count):
+            if index not in self.accounts:
+                await create_account(self.master, self.root / "homes" / f"friend{index}", f"friend{index}")
+                self.accounts.add(index)
 
     def alive(self, name: str) -> bool:
         return name.split("/")[0] in self.cluster.procs
