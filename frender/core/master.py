@@ -36,8 +36,9 @@ never-assigned friends last, owners mixed so one user's friends do not fill a
 job.
 
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
-profile and trust (trusted or probationary), the friends in (last_assigned, registered) order, so a request walks
-that order and usually stops after a few friends instead of sorting them all.
+profile and trust (trusted or probationary), the friends in assignment order
+(``_ProfileQueue.ordered``), so a request walks that order and usually stops
+after a few friends instead of sorting them all.
 """
 
 from __future__ import annotations
@@ -394,9 +395,10 @@ class JobRecord:
 class _ProfileQueue:
     """One profile's friends in assignment order: least recently assigned, then registration.
 
-    Never-assigned friends (last_assigned 0) come first in registration order;
-    then the assigned ones, each assignment moving its friends to the end (its
-    counter is the highest), ordered among themselves by registration.
+    The assigned friends first, each assignment moving its friends to the end
+    (its counter is the highest), ordered among themselves by registration;
+    then the never-assigned ones (last_assigned 0) in registration order, so a
+    fresh name never jumps the queue (Rule 8).
     Derived from the friend records by the evolvers; never logged or compared.
     """
 
@@ -407,7 +409,7 @@ class _ProfileQueue:
         self.used: dict[str, FriendRecord] = {}
 
     def ordered(self) -> Iterator[FriendRecord]:
-        return chain(self.fresh.values(), self.used.values())
+        return chain(self.used.values(), self.fresh.values())
 
     def place(self, rec: FriendRecord) -> None:
         """Insert a friend whose key may fall anywhere (a rare profile change): re-sort its part."""
@@ -589,7 +591,7 @@ def _candidates(
     if queue is None:
         return by_owner, False
     position = 0
-    for rec in chain(queue.used.values(), queue.fresh.values()):  # never-assigned friends last
+    for rec in queue.ordered():
         if not live and is_live(state, rec.friend, c.now):
             live = True
         if rec.user == c.submitter or rec.friend in skip or not available(state, rec, c.now):
