@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender import codec  # noqa: E402
 from frender.apps import messages as msg  # noqa: E402
-from frender.apps.client import operator_call  # noqa: E402
+from frender.apps.client import create_account, operator_call  # noqa: E402
 from frender.apps.demo import Cluster, start_master  # noqa: E402
 from frender.core.profile import RenderProfile  # noqa: E402
 from frender.transports import Address, Identity, Limits, connect  # noqa: E402
@@ -91,6 +91,7 @@ async def _worker(master: Address, home: Path, index: int, friends: int, session
     async def one_session(s: int) -> None:
         user = f"load{index}x{s}"
         identity = Identity.load_or_create(home / user)
+        await create_account(master, home / user, user)  # accounts are keys: bound before its friends register
         mine = [f"{user}/f{i}" for i in names[s]]
         stream = await _dial(master, LIMITS)
         async with _opened(stream, identity, master.fingerprint, OpenRpc(), LIMITS) as channel:
@@ -246,6 +247,7 @@ def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, st
 
         async def setup() -> None:
             await operator_call(master, master_home, msg.Trust(key=asker.fingerprint, name="bench-requester"))
+            await create_account(master, root / "asker", "artist")  # the asker speaks for the artist with its key
             await operator_call(master, master_home, msg.Grant(user="artist", amount=10**9, reason="bench"))
 
         trio.run(setup)
@@ -339,7 +341,7 @@ async def _ask_and_watch(master: Address, asker: Identity, wall_start: float, ph
             while trio.current_time() < steady_end - 0.2:
                 t0 = time.perf_counter()
                 reply = await session.call(msg.AskFriends(
-                    submitter="artist", submitter_key="sha256:" + "a" * 64, frames=8, want=want, profile=PROFILE,
+                    submitter="artist", submitter_key=asker.fingerprint, frames=8, want=want, profile=PROFILE,
                     checks_per_friend=1, blend_sha256="0" * 64, address=address,
                 ))
                 asks.append((time.perf_counter() - t0, len(reply.friends)))

@@ -19,10 +19,12 @@ app = typer.Typer(
 )
 run_app = typer.Typer(no_args_is_help=True, help="Run a master, a requester or a friend.")
 operator_app = typer.Typer(no_args_is_help=True, help="Operator commands, signed with the master's key (its --home).")
+account_app = typer.Typer(no_args_is_help=True, help="Your account: a username bound to your key.")
 app.add_typer(run_app, name="run")
 app.add_typer(operator_app, name="operator")
 friend_app = typer.Typer(no_args_is_help=True, help="Control a running friend through its --home: pause, resume, status.")
 app.add_typer(friend_app, name="friend")
+app.add_typer(account_app, name="account")
 
 DEFAULT_HOME = Path(os.environ.get("FRENDER_HOME", Path.home() / ".frender"))
 
@@ -446,6 +448,27 @@ def status(
         print_status(reply)
 
 
+@account_app.command("create")
+def account_create(
+    user: str = typer.Argument(..., help="The username to bind to your key."),
+    master: str = typer.Option(..., help="The master's address."),
+    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key; run your friends with this key too (--home)."),
+) -> None:
+    """Bind a username to your key. Only then can the operator grant it points and your friends register under it."""
+    import trio
+
+    from frender.apps.client import create_account
+    from frender.transports import RemoteError, TransportError
+
+    try:
+        created = trio.run(create_account, _address(master), home, user)
+    except RemoteError as exc:
+        fail(f"the master refused: {exc.reason} ({exc.code})")
+    except TransportError as exc:
+        fail(str(exc))
+    typer.echo(f"account {created.user} bound to key {created.key}; balance {created.balance}")
+
+
 @operator_app.command("grant")
 def operator_grant(
     user: str,
@@ -454,7 +477,7 @@ def operator_grant(
     home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
     reason: str = typer.Option("operator grant"),
 ) -> None:
-    """Grant points to a user."""
+    """Grant points to a user whose owner has bound the name (frender account create)."""
     _operator(master, home, "grant", user=user, amount=amount, reason=reason)
 
 

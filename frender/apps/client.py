@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import attrs
 import trio
 from attrs import frozen
 
@@ -24,7 +25,7 @@ from frender.apps import messages as msg
 from frender.blender import frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, put_file, single_error
 
-__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps"]
+__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps", "create_account"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
@@ -165,9 +166,24 @@ async def _follow(
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:
+    """The master's whole status as the key in ``home`` may see it, fetched page by page and joined."""
     identity = Identity.load_or_create(home)
     async with connect(master, identity) as session:
-        return await session.call(msg.Status())
+        first = await session.call(msg.Status())
+        friends, jobs, balances = list(first.friends), list(first.jobs), dict(first.balances)
+        for page in range(1, first.pages):
+            more = await session.call(msg.Status(page=page))
+            friends.extend(more.friends)
+            jobs.extend(more.jobs)
+            balances.update(more.balances)
+    return attrs.evolve(first, friends=tuple(friends), jobs=tuple(jobs), balances=balances, page=0, pages=1)
+
+
+async def create_account(master: Address, home: Path, user: str) -> msg.AccountCreated:
+    """Bind ``user`` to the key in ``home`` (created if missing); the user's friends use this key too."""
+    identity = Identity.load_or_create(home)
+    async with connect(master, identity) as session:
+        return await session.call(msg.CreateAccount(user=user))
 
 
 async def operator_call(master: Address, home: Path, request: object) -> object:

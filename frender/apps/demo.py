@@ -22,7 +22,7 @@ from rich.table import Table
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps import video
-from frender.apps.client import operator_call, remembered_fps, status
+from frender.apps.client import create_account, operator_call, remembered_fps, status
 from frender.apps.progress import follow
 from frender.apps.web import OPERATOR, sign_token
 from frender.transports import Address, Identity, RemoteError, TransportError
@@ -157,6 +157,9 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path,
         master, master_home = start_master(cluster, web=master_web)
         requester = start_requester(cluster, master, web=web or None)
         console.print(f"master    {master}\nrequester {requester}", soft_wrap=True)
+        # Accounts are keys: each friend's user and the artist bind their names before the grant.
+        homes = {f"friend{i + 1}": cluster.root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": out / "homes" / "artist"}
+        trio.run(_accounts, master, homes)
         if web:
             _print_operator_link(cluster, master_home)
         trio.run(_operate, master, master_home, requester)
@@ -196,6 +199,11 @@ def _print_operator_link(cluster: Cluster, master_home: Path) -> None:
     url = cluster.wait_for_line("master", "master dashboard at ").split()[0]
     token = sign_token(Identity.load_or_create(master_home), OPERATOR, now=time.time(), seconds=12 * 3600)
     console.print(f"operator  {url}?t={token}", soft_wrap=True)
+
+
+async def _accounts(master: Address, homes: dict[str, Path]) -> None:
+    for user, home in homes.items():
+        await create_account(master, home, user)
 
 
 async def _operate(master: Address, master_home: Path, requester: Address) -> None:

@@ -120,7 +120,7 @@ __all__ = ["CHEATS", "FriendRefused", "FriendSettings", "run_friend"]
 GiB = 1 << 30
 CHEATS = (None, "black", "noise", "stale")
 # Refusals at registration that no retry can cure: the name or the key is wrong.
-FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key"})
+FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key", "unknown-user", "bad-input"})
 # What a broken link looks like: a lost or garbled connection, or a reply that never came.
 LINK_FAILURES = (PeerGone, OSError, trio.TooSlowError)
 

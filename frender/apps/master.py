@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 
 import trio
@@ -159,6 +160,7 @@ class MasterNode(Handler):
         """
         if type(request) is not msg.Heartbeat or self.broken is not None:
             return None
+        msg.check_bounds(request)
         if self._unsaved:
             rec = self.state.friends.get(request.friend)
             if ("friend", request.friend) in self._unsaved or (rec is not None and ("user", rec.user) in self._unsaved):
@@ -180,6 +182,7 @@ class MasterNode(Handler):
         return reply
 
     async def call(self, peer: Peer, request: object) -> object:
+        msg.check_bounds(request)
         try:
             reply = self._answer(peer, request, self.clock())
         finally:
@@ -223,6 +226,14 @@ class MasterNode(Handler):
                     )
                 )
                 return msg.Registered(friend=friend, heartbeat_every=self.state.settings.friend_timeout / 4)
+            case msg.CreateAccount(user=user):
+                self._apply_later(core.CreateAccount(user=user, key=peer.fingerprint))
+                return msg.AccountCreated(user=user, key=peer.fingerprint, balance=self.state.accounts[user].balance)
+            case msg.AccountOf(key=key):
+                if peer.fingerprint not in self.state.requesters:
+                    raise Refused("untrusted", "only a trusted requester asks whose a key is")
+                user = self.state.owners.get(key, "")
+                return msg.AccountInfo(user=user, balance=self.state.accounts[user].balance if user else 0)
             case msg.AskFriends():
                 return self._ask_friends(peer, request, now)
             case msg.Report():
@@ -232,7 +243,9 @@ class MasterNode(Handler):
                         job=request.job,
                         payouts=request.payouts,
                         check_outcomes=request.check_outcomes,
+                        own_outcomes=request.own_outcomes,
                         evicted=request.evicted,
+                        evidence=request.evidence,
                         head_seq=request.head_seq,
                         head_hash=request.head_hash,
                         close=request.close,
@@ -251,8 +264,8 @@ class MasterNode(Handler):
                 self._operator(peer)
                 self._apply_later(core.TrustRequester(key=key, name=name))
                 return msg.Ok()
-            case msg.Status():
-                return self._status(now)
+            case msg.Status(page=page):
+                return self._status(peer, page, now)
         raise Refused("unsupported", f"the master does not answer {type(request).__name__}")
 
     def _operator(self, peer: Peer) -> None:
@@ -309,11 +322,29 @@ class MasterNode(Handler):
         return reply
 
     def status(self) -> msg.StatusReply:
-        """Friends, jobs and the ledger as they stand now (the operator's dashboard reads this)."""
-        return self._status(self.clock())
+        """Friends, jobs and the ledger as they stand now, unpaged and as the operator sees them (the dashboard's)."""
+        return self._status(None, None, self.clock())
 
-    def _status(self, now: float) -> msg.StatusReply:
+    def _status(self, peer: Peer | None, page: int | None, now: float) -> msg.StatusReply:
+        """One page of friends, jobs and balances: a user sees its own balance, the operator all, everyone the totals.
+
+        ``peer`` None is the operator's own view; ``page`` None is every entry in one reply (never sent over the wire).
+        """
         state = self.state
+        per_friends, per_jobs, per_balances = msg.STATUS_PAGE
+        if peer is None or peer.fingerprint in self.operators:
+            visible = sorted(state.accounts.values(), key=lambda a: a.user)
+        else:
+            mine = state.owners.get(peer.fingerprint)
+            visible = [state.accounts[mine]] if mine is not None else []
+        if page is None:
+            per_friends, per_jobs, per_balances, page = max(1, len(state.friends)), max(1, len(state.jobs)), max(1, len(visible)), 0
+        pages = max(
+            1,
+            -(-len(state.friends) // per_friends),
+            -(-len(state.jobs) // per_jobs),
+            -(-len(visible) // per_balances),
+        )
         friends = tuple(
             msg.FriendStatus(
                 friend=f.friend,
@@ -324,23 +355,35 @@ class MasterNode(Handler):
                 clean_run=f.clean_run,
                 away=f.away,
             )
-            for f in state.friends.values()
+            for f in islice(state.friends.values(), page * per_friends, (page + 1) * per_friends)
         )
         jobs = tuple(
             msg.JobStatus(
                 job=j.job,
                 submitter=j.submitter,
                 frames=j.frames,
-                friends=tuple(j.friends),
-                evicted=tuple(j.evicted),
+                friends=tuple(j.friends[: msg.JOB_FRIENDS_SHOWN]),
+                evicted=tuple(j.evicted[: msg.JOB_FRIENDS_SHOWN]),
                 escrow=j.escrow,
                 paid=j.paid,
                 closed=j.closed,
+                friend_count=len(j.friends),
+                evicted_count=len(j.evicted),
             )
-            for j in state.jobs.values()
+            for j in islice(state.jobs.values(), page * per_jobs, (page + 1) * per_jobs)
         )
-        balances = {a.user: a.balance for a in state.accounts.values()}
-        return msg.StatusReply(friends=friends, jobs=jobs, balances=balances, granted=state.granted)
+        balances = {a.user: a.balance for a in visible[page * per_balances : (page + 1) * per_balances]}
+        return msg.StatusReply(
+            friends=friends,
+            jobs=jobs,
+            balances=balances,
+            granted=state.granted,
+            total_balance=state.balances(),
+            escrow=state.escrow(),
+            accounts=len(state.accounts),
+            page=page,
+            pages=pages,
+        )
 
 
 def _touches(state: core.Master, event: object) -> list[tuple[str, str]]:

@@ -4,20 +4,37 @@ Each is a frozen, tagged attrs class sent through the transports' RPC; a reply
 is one of these too. A refusal is the transport's ``Refused(code, reason)``,
 which the caller sees as ``RemoteError(code, reason)``. docs/protocol.md lists
 them with who may send each.
+
+Every message from a peer is bounded before anyone acts on it
+(``check_bounds``): strings at most 256 characters unless ``BOUNDS`` says
+otherwise, numbers finite and in range, collections of bounded length. A
+message out of bounds is refused with code "bad-input", naming the field.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
+import attrs
 from attrs import Factory, frozen
 
 from frender import codec
 from frender.core.profile import RenderProfile
-from frender.transports import SignedAssignment
+from frender.transports import Refused, SignedAssignment
 
 __all__ = [
     "Ok",
+    "check_bounds",
+    "BOUNDS",
+    "STATUS_PAGE",
+    "JOB_FRIENDS_SHOWN",
+    # owner -> master
+    "CreateAccount",
+    "AccountCreated",
+    # requester -> master
+    "AccountOf",
+    "AccountInfo",
     # friend -> master
     "RegisterFriend",
     "Registered",
@@ -58,6 +75,43 @@ __all__ = [
 @frozen
 class Ok:
     tag: ClassVar[str] = "ok.v1"
+
+
+# ------------------------------------------------------------- owner -> master
+
+
+@frozen(kw_only=True)
+class CreateAccount:
+    """Bind ``user`` to the key this connection proves (the artist's, shared by the user's friends)."""
+
+    tag: ClassVar[str] = "create_account.v1"
+    user: str
+
+
+@frozen(kw_only=True)
+class AccountCreated:
+    tag: ClassVar[str] = "account_created.v1"
+    user: str
+    key: str
+    balance: int
+
+
+# --------------------------------------------------------- requester -> master (accounts)
+
+
+@frozen(kw_only=True)
+class AccountOf:
+    """Which account a key holds, and its balance: a requester checks an uploader before storing anything."""
+
+    tag: ClassVar[str] = "account_of.v1"
+    key: str
+
+
+@frozen(kw_only=True)
+class AccountInfo:
+    tag: ClassVar[str] = "account_info.v1"
+    user: str  # "" when the key holds no account
+    balance: int = 0
 
 
 # ------------------------------------------------------------ friend -> master
@@ -150,6 +204,8 @@ class Report:
     payouts: dict[str, int] = Factory(dict)
     check_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)
     evicted: tuple[str, ...] = ()
+    own_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)  # the requester's own renders only
+    evidence: dict[str, str] = Factory(dict)  # evicted friend -> why
     head_seq: int = 0
     head_hash: str = ""
     close: bool = True
@@ -189,9 +245,18 @@ class Trust:
 # ------------------------------------------------------------- anyone -> master
 
 
-@frozen
+# Friends, jobs and balances per status page, and friends named per job: with every name at its bound
+# (a friend 321 characters, a profile 4 x 256) a page stays near 0.5 MiB, inside the 1 MiB frame limit.
+STATUS_PAGE = (100, 5, 500)
+JOB_FRIENDS_SHOWN = 100
+
+
+@frozen(kw_only=True)
 class Status:
+    """One page of the master's status; ``pages`` in the reply says how many there are."""
+
     tag: ClassVar[str] = "status.v1"
+    page: int = 0
 
 
 @frozen(kw_only=True)
@@ -212,11 +277,13 @@ class JobStatus:
     job: int
     submitter: str
     frames: int
-    friends: tuple[str, ...]
-    evicted: tuple[str, ...]
+    friends: tuple[str, ...]  # the first JOB_FRIENDS_SHOWN
+    evicted: tuple[str, ...]  # the first JOB_FRIENDS_SHOWN
     escrow: int
     paid: int
     closed: bool
+    friend_count: int = 0  # all of them, shown or not
+    evicted_count: int = 0
 
 
 @frozen(kw_only=True)
@@ -224,8 +291,13 @@ class StatusReply:
     tag: ClassVar[str] = "status_reply.v1"
     friends: tuple[FriendStatus, ...]
     jobs: tuple[JobStatus, ...]
-    balances: dict[str, int]
+    balances: dict[str, int]  # the caller's own; every account for the operator
     granted: int
+    total_balance: int = 0  # what everyone may see: totals
+    escrow: int = 0
+    accounts: int = 0
+    page: int = 0
+    pages: int = 1
 
 
 # ---------------------------------------------------------- client -> requester
@@ -355,6 +427,10 @@ class FrameStored:
 
 codec.register(
     Ok,
+    CreateAccount,
+    AccountCreated,
+    AccountOf,
+    AccountInfo,
     RegisterFriend,
     Registered,
     Heartbeat,
@@ -384,3 +460,87 @@ codec.register(
     GiveBack,
     FrameStored,
 )
+
+
+# ------------------------------------------------------------------ bounds
+
+NAME = 256  # names, profiles and other short strings
+_COLLECTION = 100_000  # items in any tuple or dict
+_INT = (-(2**31), 2**31 - 1)
+_FLOAT = (-1e12, 1e12)  # finite, and wide enough for Unix times
+
+# (message class, field) -> (low, high): a string's or collection's length, or a number's value.
+BOUNDS: dict[tuple[type, str], tuple[float, float]] = {
+    (RegisterFriend, "capacity"): (1, 1024),
+    (Heartbeat, "wait"): (0.0, 60.0),
+    (Submit, "friends"): (1, 1024),
+    (Submit, "checks_per_friend"): (0, 16),
+    (Submit, "frames"): (0, 10_000),
+    (Submit, "blend_sha256"): (64, 64),
+    (AskFriends, "want"): (0, 1024),
+    (Report, "evidence"): (0, 1024),
+    (Status, "page"): (0, 1_000_000),
+}
+_TEXT: dict[tuple[type, str], int] = {(Report, "evidence"): 2048}  # strings longer than NAME, per field (dict values included)
+
+
+def check_bounds(message: object) -> None:
+    """Refuse ("bad-input") a peer's message with a string, number or collection out of its bounds."""
+    problem = _problem(message, None, NAME)
+    if problem is not None:
+        where, what = problem
+        raise Refused("bad-input", f"{type(message).__name__}{where}: {what}")
+
+
+_FIELDS: dict[type, tuple[tuple[str, tuple[float, float] | None, int], ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[tuple[str, tuple[float, float] | None, int], ...]:
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = tuple((f.name, BOUNDS.get((cls, f.name)), _TEXT.get((cls, f.name), NAME)) for f in attrs.fields(cls))
+    return known
+
+
+def _problem(value: Any, bound: tuple[float, float] | None, text: int) -> tuple[str, str] | None:
+    """None when ``value`` is within bounds, else (where, what); ``where`` is built only on the way out of a refusal."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return None
+    if kind is str:
+        low, high = bound or (0, text)
+        if not low <= len(value) <= high:
+            return "", f"{len(value)} characters, allowed {int(low)} to {int(high)}"
+        return None
+    if kind is int:
+        low, high = bound or _INT
+        if not low <= value <= high:
+            return "", f"{value} is outside {low:g} to {high:g}"
+        return None
+    if kind is float:
+        low, high = bound or _FLOAT
+        if not math.isfinite(value) or not low <= value <= high:
+            return "", f"{value!r} is not a finite number from {low:g} to {high:g}"
+        return None
+    if kind is bytes:
+        return ("", f"{len(value)} bytes, allowed at most 4096") if len(value) > 4096 else None
+    if kind in (tuple, list, dict):
+        size = len(value)
+        high = bound[1] if bound is not None else _COLLECTION
+        if size > min(high, _COLLECTION) or (bound is not None and size < bound[0]):
+            return "", f"{size} items, allowed at most {int(high)}"
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            if type(key) is str and len(key) > NAME:
+                return f" key {key[:40]!r}", f"{len(key)} characters, allowed at most {NAME}"
+            inner = _problem(item, None, text)
+            if inner is not None:
+                return f"[{key!r:.40}]{inner[0]}", inner[1]
+        return None
+    if attrs.has(kind):
+        for name, field_bound, field_text in _fields_of(kind):
+            inner = _problem(getattr(value, name), field_bound, field_text)
+            if inner is not None:
+                return f".{name}{inner[0]}", inner[1]
+        return None
+    return "", f"unexpected {kind.__name__}"

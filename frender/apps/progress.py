@@ -78,9 +78,14 @@ def print_status(reply: msg.StatusReply) -> None:
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)
     for j in reply.jobs:
-        state = "closed" if j.closed else "open"
-        jobs.add_row(str(j.job), j.submitter, str(j.frames), str(len(j.friends)), ", ".join(j.evicted), str(j.escrow), str(j.paid), state)
-    balances = Table(title=f"Balances ({reply.granted} points granted)", header_style="bold")
+        evicted = ", ".join(j.evicted) + (f" (+{j.evicted_count - len(j.evicted)})" if j.evicted_count > len(j.evicted) else "")
+        friends_count = str(max(len(j.friends), j.friend_count))
+        jobs.add_row(str(j.job), j.submitter, str(j.frames), friends_count, evicted, str(j.escrow), str(j.paid), "closed" if j.closed else "open")
+    balances = Table(
+        title=f"Balances: yours (all, for the operator); {reply.granted} points granted, "
+        f"{reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow",
+        header_style="bold",
+    )
     balances.add_column("user")
     balances.add_column("points", justify="right")
     for user, points in sorted(reply.balances.items()):

@@ -30,6 +30,10 @@ _STORY: dict[type, Callable[[Any], str]] = {
     m.FriendPaid: lambda e: f"job {e.job}: {e.points} points to {e.user} for friend {e.friend}",
     m.FriendEvicted: lambda e: f"job {e.job}: friend {e.friend} evicted, unpaid",
     m.CheckRunUpdated: lambda e: f"friend {e.friend}: {e.run} clean check(s) in a row",
+    m.ReputationChanged: lambda e: f"job {e.job}: friend {e.friend} passed {e.passed}, failed {e.failed} of the requester's own checks; "
+    f"reputation {e.reputation}",
+    m.FriendFined: lambda e: f"job {e.job}: friend {e.friend} found wrong, forfeits its points; {e.user} fined {e.points} of {e.forfeited} points, "
+    f"paid to {e.to}. Evidence: {e.evidence or '-'}",
     m.JobClosed: lambda e: f"job {e.job} closed: {e.refund} points back to the submitter; requester log head seq {e.head_seq} {_short(e.head_hash)}",
 }
 
@@ -172,7 +176,9 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
     return {
         "users": balances,
         "friends": {
-            f.friend: {"user": f.user, "profile": str(f.profile), "capacity": f.capacity, "job": f.job, "clean_run": f.clean_run}
+            f.friend: {
+                "user": f.user, "profile": str(f.profile), "capacity": f.capacity, "job": f.job, "clean_run": f.clean_run, "reputation": f.reputation,
+            }
             for f in state.friends.values()
         },
         "requesters": dict(state.requesters),

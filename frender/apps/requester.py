@@ -34,6 +34,7 @@ event that accepts it is committed.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -141,6 +142,9 @@ class RequesterSettings:
     master_retry: float = 1.0  # seconds before the first retry of a failed reaction (the master, a render)
     retry_max: float = 30.0  # retries back off, doubling and jittered, up to this
     render_limits: blender.Limits = blender.Limits(wall_seconds=600.0)
+    upload_quota: int = 8 << 30  # bytes of uploads one user may hold here at once
+    upload_ttl: float = 24 * 3600.0  # an upload is deleted this long after it arrived (a job keeps its own link)
+    upload_balance: int = 1  # points an uploader's account must hold: a job costs at least one
 
 
 @define
@@ -229,6 +233,8 @@ class RequesterNode(Handler):
         self._own_render_lock = trio.Lock()
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
+        self._uploads: dict[str, dict[str, tuple[int, float]]] = {}  # soft: uploader key -> sha256 -> (size, body due by)
+        self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
 
     # ------------------------------------------------------------ the core
 
@@ -385,6 +391,7 @@ class RequesterNode(Handler):
     # ------------------------------------------------------------ the RPC
 
     async def call(self, peer: Peer, request: object) -> object:
+        msg.check_bounds(request)
         match request:
             case msg.Submit():
                 return await self._submit(peer, request)
@@ -421,6 +428,9 @@ class RequesterNode(Handler):
         return assignment
 
     async def _submit(self, peer: Peer, submit: msg.Submit) -> msg.Submitted:
+        account = await self._account_of(peer)  # before any inspection: Blender runs only for accounts with points
+        if account.user != submit.user:
+            raise Refused("name-taken", f"your key holds the account {account.user!r}, not {submit.user!r}")
         blend_path = self._upload_path(submit.blend_sha256)
         if not blend_path.is_file():
             raise Refused("no-upload", "upload the .blend first (put kind 'upload' named by its sha256)")
@@ -585,10 +595,45 @@ class RequesterNode(Handler):
             return task
         raise Refused("not-yours", f"frame {frame} of job {job} is not in a task you hold")
 
+    async def _account_of(self, peer: Peer) -> msg.AccountInfo:
+        """The peer's account as the master knows it; refused unless it exists and holds enough points."""
+        account = await self._ask_master(msg.AccountOf(key=peer.fingerprint), retry=False)
+        if not account.user:
+            raise Refused("no-account", "your key holds no account: bind a username first (frender account create NAME --master ...)")
+        if account.balance < self.settings.upload_balance:
+            raise Refused("short-balance", f"{account.user} has {account.balance} points; a job needs at least {self.settings.upload_balance}")
+        return account
+
+    def _expire_uploads(self) -> None:
+        """Delete uploads older than upload_ttl (a submitted job holds its own link to its file)."""
+        folder = self.home / "uploads"
+        if not folder.is_dir():
+            return
+        oldest = time.time() - self.settings.upload_ttl
+        for path in folder.glob("*.blend"):
+            try:
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+        now = time.monotonic()  # an upload counts while its file is here, or while its body may still arrive
+        for held in self._uploads.values():
+            for sha in [sha for sha, (_, due) in held.items() if now > due and not self._upload_path(sha).exists()]:
+                del held[sha]
+
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
         if header.kind == "upload":
-            if header.job != header.sha256:
+            if header.job != header.sha256 or len(header.sha256) != 64 or not header.sha256.isalnum():
                 raise Refused("bad-upload", "an upload is named by its own sha256")
+            await self._account_of(peer)  # before a byte is stored: anonymous or penniless keys upload nothing
+            self._expire_uploads()
+            held = self._uploads.setdefault(peer.fingerprint, {})
+            used = sum(size for sha, (size, _) in held.items() if sha != header.sha256)
+            if used + header.size > self.settings.upload_quota:
+                raise Refused("quota", f"your uploads here hold {used} bytes; the quota is {self.settings.upload_quota}")
+            # Reserved now, so concurrent puts cannot pass the quota together; the transport's body deadline bounds the wait.
+            due = time.monotonic() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
+            held[header.sha256] = (header.size, due)
             path = self._upload_path(header.sha256)
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
@@ -596,12 +641,22 @@ class RequesterNode(Handler):
             friend = self._friend_of(peer, header.job)
             self._heard_from(header.job, friend)
             task = self._live_task(header.job, friend, header.frame)
-            return self._copy_path(header.job, task, header.frame)
+            # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
+            return self._copy_path(header.job, task, header.frame).with_suffix(f".{secrets.token_hex(8)}.put")
         raise Refused("not-accepted", f"no {header.kind} is accepted for job {header.job!r}")
 
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         if header.kind == "upload":
+            held = self._uploads.setdefault(peer.fingerprint, {})
+            held[header.sha256] = (header.size, 0.0)  # arrived: it counts while its file is here
             return msg.Ok()
+        try:
+            return await self._frame_done(peer, header, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _frame_done(self, peer: Peer, header: FileHeader, path: Path) -> msg.FrameStored:
+        """Decode the put's own file, link it to the copy's name (never over an accepted copy), then deliver."""
         job = header.job
         friend = self._friend_of(peer, job)
         task = int(path.name.split("-")[0])
@@ -611,12 +666,49 @@ class RequesterNode(Handler):
             await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=accepted.width, height=accepted.height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
-        await self.apply(
-            core.DeliverFrame(
-                job=job, friend=friend, task=task, frame=header.frame, sha256=header.sha256, ok=ok, reason=reason, entropy=self._entropy(), now=self._now()
+        target = self._copy_path(job, task, header.frame)
+        linked = False
+        if ok:
+            # No await from here to the commit: nobody sees the link before the core decides.
+            try:
+                os.link(path, target)
+            except FileExistsError:
+                if target in self.copies.values():
+                    raise Refused("already-stored", f"frame {header.frame} of task {task} is stored; an accepted copy is never replaced") from None
+                os.replace(path, target)  # debris of a crash between link and commit: no event names it
+            linked = True
+        try:
+            decided = await self.apply(
+                core.DeliverFrame(
+                    job=job, friend=friend, task=task, frame=header.frame, sha256=header.sha256, ok=ok, reason=reason,
+                    entropy=self._entropy(), now=self._now(),
+                )
             )
-        )
+        except BaseException:
+            if linked:
+                target.unlink(missing_ok=True)
+            raise
+        if linked and not any(isinstance(e, core.CopyReceived) and e.sha256 == header.sha256 for e in decided):
+            target.unlink(missing_ok=True)
         return msg.FrameStored(frame=header.frame, ok=ok, reason=reason)
+
+    async def _checked(self, path: Path, sha256: str) -> Path:
+        """``path``, once its bytes are proven to hash to the logged ``sha256``; else a refusal (never served or compared)."""
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise Refused("missing", f"{path.name} is gone from the requester's disk") from None
+        version = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+        actual = self._verified.get(version)
+        if actual is None:
+            actual = await trio.to_thread.run_sync(_sha256_of, path)
+            if len(self._verified) >= 4096:
+                del self._verified[next(iter(self._verified))]
+            self._verified[version] = actual
+        if actual != sha256:
+            log.error("%s hashes to %s, the log says %s: not served", path, actual, sha256)
+            raise Refused("corrupt", f"the stored {path.name} is not the file the log accepted")
+        return path
 
     async def open_get(self, peer: Peer, header: FileHeader) -> Path:
         job = header.job
@@ -624,13 +716,13 @@ class RequesterNode(Handler):
             raise Refused("unknown-job", f"no job {job!r} here")
         if header.kind == "blend":
             self._friend_of(peer, job)
-            return self._job_dir(job) / "job.blend"
+            return await self._checked(self._job_dir(job) / "job.blend", self.jobs[job].blend_sha256)
         if header.kind == "frame":
             self._own_job(peer, job)
             final = core.final_copy(self.state, job, header.frame)
             if final is None:
                 raise Refused("not-final", f"frame {header.frame} of job {job} is not final yet")
-            return self.copies[(job, final.sha256)]
+            return await self._checked(self.copies[(job, final.sha256)], final.sha256)
         raise Refused("unsupported", f"no {header.kind} files are served")
 
     # ------------------------------------------------------ for the dashboard
@@ -833,6 +925,8 @@ class RequesterNode(Handler):
             payouts=dict(report.payouts),
             check_outcomes=dict(report.check_outcomes),
             evicted=tuple(report.evictions),
+            own_outcomes=_own_outcomes(core.checks(self.state, event.job)),
+            evidence={friend: _evidence(e) for friend, e in report.evictions.items()},
             head_seq=head.seq,
             head_hash=head.hash,
         )
@@ -859,6 +953,42 @@ class RequesterNode(Handler):
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
                         await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]:
+    """Per friend, passed? for every check the requester's own render settled: its own checks and arbitrations.
+
+    Only these earn reputation at the master: no friend can be the party that rendered them.
+    """
+    outcomes: dict[str, list[bool]] = {}
+    for c in checks:
+        if c.own and c.verifier is None and c.outcome in ("agreed", "subject_wrong"):
+            outcomes.setdefault(c.subject, []).append(c.outcome == "agreed")
+        elif c.arbitration_sha256 and c.outcome in ("subject_wrong", "verifier_wrong", "both_wrong"):
+            outcomes.setdefault(c.subject, []).append(c.outcome == "verifier_wrong")
+            if c.verifier is not None:
+                outcomes[c.verifier] = outcomes.get(c.verifier, []) + [c.outcome == "subject_wrong"]
+    return {friend: tuple(passed) for friend, passed in sorted(outcomes.items())}
+
+
+def _evidence(e: core.Evidence) -> str:
+    """An eviction's evidence in words, for the master's ledger (bounded like every message)."""
+    figures = e.vs_subject or e.pair
+    text = (
+        f"check {e.check}, frame {e.frame}: {e.subject}'s copy {e.subject_sha256[:16]}"
+        f" vs {e.verifier or 'the requester'}'s {e.verifier_sha256[:16]}, arbitration {e.arbitration_sha256[:16]}"
+    )
+    if figures is not None:
+        text += f"; {figures.fraction_off:.2%} of pixels off, max diff {figures.max_diff}/255, PSNR {figures.psnr:.1f} dB"
+    return text[:1024]
 
 
 async def run_requester(

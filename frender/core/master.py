@@ -3,8 +3,11 @@
 Theory of operation. The master is one aggregate, because an assignment moves
 points (escrow) and holds friends in the same step. Invariants it keeps:
 
-Rule 1: a username is bound to the first key that used it; nobody else acts
-        under that name.
+Rule 1: an account is a key. A username is bound only by its owner (an
+        explicit CreateAccount, or the first job it submits); nobody else acts
+        under that name, a key holds one name, grants go only to bound
+        accounts, and a friend registers under a user only with that user's key
+        (a user's machines share its key).
 Rule 2: only requesters the operator trusts get friends, and a requester
         reports only on its own jobs.
 Rule 3: a friend holds at most one job; it is free again when a heartbeat says
@@ -14,14 +17,29 @@ Rule 4: a submitter's own friends never render its jobs, nor do friends that
 Rule 5: sum(balances) + sum(open escrow) == points ever granted, after every event.
 Rule 6: liveness (heartbeats) is soft state: never logged, so after a restart
         friends are live again only once they heartbeat.
+Rule 7: reputation is earned only from the requester's own renders (own checks
+        and arbitrations, as reported); a friend found wrong drops to 0.
+        Friends at or above ``trust_threshold`` are trusted, the rest
+        probationary.
+Rule 8: a job never holds a majority of probationary friends while a trusted
+        friend of its profile is live; fresh friends are never preferred.
+Rule 9: stakes. Points for a job are paid only by the report that closes it; a
+        friend found wrong (evicted) forfeits them and its owner is fined the
+        points a friend of that job would have earned (its fair share of the
+        frames plus its escrowed checks), capped at the owner's balance. The
+        fine goes to the job's submitter, the party that paid for the
+        re-renders, so Rule 5 holds with no account of its own.
 
 The assignment rule is the paper's (the first N live, available friends with
-the job's profile) in a fair order: least recently assigned first, then
-owners mixed so one user's friends do not fill a job.
+the job's profile) in a fair order: trusted friends first, then probationary
+ones up to a minority; within each, least recently assigned first with
+never-assigned friends last, owners mixed so one user's friends do not fill a
+job.
 
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
-profile, the friends in (last_assigned, registered) order, so a request walks
-that order and usually stops after a few friends instead of sorting them all.
+profile and trust (trusted or probationary), the friends in assignment order
+(``_ProfileQueue.ordered``), so a request walks that order and usually stops
+after a few friends instead of sorting them all.
 """
 
 from __future__ import annotations
@@ -43,6 +61,7 @@ __all__ = [
     "Account",
     "JobRecord",
     # commands
+    "CreateAccount",
     "RegisterFriend",
     "Heartbeat",
     "TrustRequester",
@@ -62,6 +81,8 @@ __all__ = [
     "FriendPaid",
     "FriendEvicted",
     "CheckRunUpdated",
+    "ReputationChanged",
+    "FriendFined",
     "JobClosed",
     "EVENTS",
     # the decider
@@ -69,6 +90,8 @@ __all__ = [
     "evolve",
     "is_live",
     "available",
+    "is_trusted",
+    "fine_for",
 ]
 
 
@@ -77,9 +100,18 @@ class MasterSettings:
     friend_timeout: float = 2.0  # seconds; the paper used 0.2 on a LAN
     starting_grant: int = 0  # free points for a new username would mint points
     assignment_ttl: float = 6 * 3600.0  # a held friend is freed after this
+    trust_threshold: int = 3  # the requester's own checks passed in a row to be trusted (Rule 7)
 
 
 # ---------------------------------------------------------------- commands
+
+
+@frozen(kw_only=True)
+class CreateAccount:
+    """The owner of ``key`` binds ``user`` to it (Rule 1)."""
+
+    user: str
+    key: str  # proven by the transport
 
 
 @frozen(kw_only=True)
@@ -144,7 +176,10 @@ class ReportJob:
     job: int
     payouts: dict[str, int] = Factory(dict)  # friend -> final frames + agreeing checks
     check_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)  # friend -> clean? in order
+    # friend -> passed? in order, of the requester's own renders only (own checks, arbitrations): Rule 7
+    own_outcomes: dict[str, tuple[bool, ...]] = Factory(dict)
     evicted: tuple[str, ...] = ()
+    evidence: dict[str, str] = Factory(dict)  # evicted friend -> why, in words (frame, hashes, figures)
     head_seq: int = 0  # the requester's log head, held here against truncation
     head_hash: str = ""
     close: bool = True
@@ -266,6 +301,32 @@ class CheckRunUpdated:
 
 
 @frozen(kw_only=True)
+class ReputationChanged:
+    """Rule 7: the requester's own renders passed (or failed) this friend's frames."""
+
+    tag: ClassVar[str] = "reputation_changed.v1"
+    friend: str
+    job: int
+    reputation: int  # after this job's outcomes
+    passed: int
+    failed: int
+
+
+@frozen(kw_only=True)
+class FriendFined:
+    """Rule 9: an evicted friend forfeits its points; its owner pays ``points`` to the submitter."""
+
+    tag: ClassVar[str] = "friend_fined.v1"
+    job: int
+    friend: str
+    user: str  # the friend's owner, who pays
+    to: str  # the job's submitter, who receives
+    forfeited: int  # what it would have earned in the job (the fine asked)
+    points: int  # the fine taken: ``forfeited`` capped at the owner's balance
+    evidence: str
+
+
+@frozen(kw_only=True)
 class JobClosed:
     tag: ClassVar[str] = "job_closed.v1"
     job: int
@@ -289,6 +350,8 @@ EVENTS: tuple[type, ...] = (
     FriendEvicted,
     CheckRunUpdated,
     JobClosed,
+    ReputationChanged,
+    FriendFined,
 )
 
 # ------------------------------------------------------------------- state
@@ -315,6 +378,7 @@ class FriendRecord:
     # Soft state from the last heartbeat (Rule 6), not compared: why it is away, whose jobs it refuses.
     away: str = field(default="", eq=False)
     refuses: frozenset[str] = field(factory=frozenset, eq=False)
+    reputation: int = 0  # Rule 7: the requester's own checks passed since the last failure
 
 
 @define(kw_only=True)
@@ -341,9 +405,10 @@ class JobRecord:
 class _ProfileQueue:
     """One profile's friends in assignment order: least recently assigned, then registration.
 
-    Never-assigned friends (last_assigned 0) come first in registration order;
-    then the assigned ones, each assignment moving its friends to the end (its
-    counter is the highest), ordered among themselves by registration.
+    The assigned friends first, each assignment moving its friends to the end
+    (its counter is the highest), ordered among themselves by registration;
+    then the never-assigned ones (last_assigned 0) in registration order, so a
+    fresh name never jumps the queue (Rule 8).
     Derived from the friend records by the evolvers; never logged or compared.
     """
 
@@ -354,7 +419,7 @@ class _ProfileQueue:
         self.used: dict[str, FriendRecord] = {}
 
     def ordered(self) -> Iterator[FriendRecord]:
-        return chain(self.fresh.values(), self.used.values())
+        return chain(self.used.values(), self.fresh.values())
 
     def place(self, rec: FriendRecord) -> None:
         """Insert a friend whose key may fall anywhere (a rare profile change): re-sort its part."""
@@ -379,10 +444,11 @@ class Master:
     jobs: dict[int, JobRecord] = Factory(dict)
     granted: int = 0  # points ever granted (Rule 5)
     assignments: int = 0  # counts grants, orders friends least-recently-assigned first
+    owners: dict[str, str] = field(factory=dict, eq=False)  # key -> its one username (Rule 1); derived
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
-    queues: dict[RenderProfile, _ProfileQueue] = field(factory=dict, eq=False, repr=False)
+    queues: dict[tuple[RenderProfile, bool], _ProfileQueue] = field(factory=dict, eq=False, repr=False)
 
     def escrow(self) -> int:
         return sum(j.escrow - j.paid - j.refunded for j in self.jobs.values())
@@ -404,6 +470,16 @@ def available(state: Master, rec: FriendRecord, now: float) -> bool:
     return rec.job is None or now >= rec.held_until
 
 
+def is_trusted(state: Master, rec: FriendRecord) -> bool:
+    """Rule 7: enough of the requester's own checks passed in a row."""
+    return rec.reputation >= state.settings.trust_threshold
+
+
+def fine_for(job: JobRecord) -> int:
+    """Rule 9: what a friend of ``job`` would have earned: its share of the frames and its escrowed checks."""
+    return -(-job.frames // max(1, len(job.friends))) + job.checks_per_friend
+
+
 # ---------------------------------------------------------------- deciding
 
 
@@ -421,18 +497,36 @@ def _bind(state: Master, user: str, key: str) -> list[object]:
         raise Rejected("bad-user", f"username {user!r} must be 1-64 letters, digits, '-', '_' or '.'")
     account = state.accounts.get(user)
     if account is None or account.key is None:
+        held = state.owners.get(key)
+        if held is not None and held != user:
+            raise Rejected("key-taken", f"this key already holds the account {held!r}; one key, one account")
         return [UserBound(user=user, key=key, grant=state.settings.starting_grant if account is None else 0)]
     if account.key != key:
         raise Rejected("name-taken", f"username {user!r} belongs to another key")
     return []
 
 
+def _bound(state: Master, user: str) -> Account:
+    """The account named ``user``, once its owner bound it; else a clear refusal (Rule 1)."""
+    account = state.accounts.get(user)
+    if account is None or account.key is None:
+        raise Rejected("unknown-user", f"no account {user!r}: its owner creates it first (frender account create {user} --master ...)")
+    return account
+
+
+def _create_account(state: Master, c: CreateAccount) -> list[object]:
+    return _bind(state, c.user, c.key)
+
+
 def _register_friend(state: Master, c: RegisterFriend) -> list[object]:
-    events = _bind(state, c.user, c.key)
-    if not c.friend.startswith(c.user + "/") or len(c.friend) > 128:
+    # A friend speaks with its user's key: the name must be bound, to this key.
+    if _bound(state, c.user).key != c.key:
+        raise Rejected("name-taken", f"username {c.user!r} belongs to another key: a friend registers with its user's key")
+    events: list[object] = []
+    if not c.friend.startswith(c.user + "/") or len(c.friend) > 64 + 1 + 256:
         raise Rejected("bad-friend", f"friend name {c.friend!r} must be '{c.user}/<name>'")
-    if c.capacity < 1:
-        raise Rejected("bad-friend", "capacity must be at least 1")
+    if not 1 <= c.capacity <= 1024:
+        raise Rejected("bad-friend", "capacity is 1 to 1024 threads")
     _check_availability(c.away, c.refuse)
     known = state.friends.get(c.friend)
     if known is None or known.profile != c.profile or known.capacity != c.capacity:
@@ -474,38 +568,71 @@ def _trust(state: Master, c: TrustRequester) -> list[object]:
 def _grant(state: Master, c: GrantPoints) -> list[object]:
     if c.amount <= 0:
         raise Rejected("bad-grant", "a grant is a positive number of points")
+    _bound(state, c.user)
     return [PointsGranted(user=c.user, amount=c.amount, reason=c.reason)]
 
 
 def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
-    """The paper's rule in a fair order: see the module docstring.
+    """The paper's rule in a fair order (see the module docstring), trusted friends first (Rules 7, 8).
 
-    The candidates, in (last_assigned, registered) order, are taken by
-    repeatedly picking the first candidate whose owner has the fewest picks so
-    far. That is round by round: every owner's first candidate in order, then
-    every owner's second, and so on. So once ``limit`` owners are seen, round
-    one alone fills the request and the rest of the order need not be read.
+    The candidates are walked in (last_assigned, registered) order with the
+    never-assigned ones last, and split into trusted and probationary. Each
+    part is taken by rounds of owners (``_rounds``). Probationary friends come
+    only while they stay a minority of the job's friends, unless no trusted
+    friend of the profile is live (a new farm must start somewhere). Once
+    ``limit`` trusted owners are seen the rest of the order need not be read.
     """
-    queue = state.queues.get(c.profile)
-    if queue is None:
-        return []
     skip = set(c.exclude)
+    held_trusted = held_probation = 0
     if job is not None:
         skip.update(job.friends)
-    by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}  # owner -> its candidates, in order
+        for friend in job.friends:
+            if friend not in job.evicted:
+                if is_trusted(state, state.friends[friend]):
+                    held_trusted += 1
+                else:
+                    held_probation += 1
+    trusted, trusted_live = _candidates(state, c, skip, True, limit)
+    chosen = _rounds(trusted, limit)
+    room = limit - len(chosen)
+    if trusted_live or held_trusted:
+        # Rule 8: probationary < trusted, counting the friends the job already holds.
+        room = min(room, held_trusted + len(chosen) - 1 - held_probation)
+    if room <= 0:
+        return chosen
+    probation, _ = _candidates(state, c, skip, False, room)
+    return chosen + _rounds(probation, room)
+
+
+def _candidates(
+    state: Master, c: RequestFriends, skip: set[str], trusted: bool, wanted: int
+) -> tuple[dict[str, list[tuple[int, FriendRecord]]], bool]:
+    """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live."""
+    by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}
+    live = not trusted  # only the trusted part's liveness matters (Rule 8)
+    queue = state.queues.get((c.profile, trusted))
+    if queue is None:
+        return by_owner, False
     position = 0
     for rec in queue.ordered():
+        if not live and is_live(state, rec.friend, c.now):
+            live = True
         if rec.user == c.submitter or c.submitter in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
             continue
-        mine = by_owner.get(rec.user)
-        if mine is not None:
-            mine.append((position, rec))
-        else:
-            by_owner[rec.user] = [(position, rec)]
-            if len(by_owner) == limit:
-                return [candidates[0][1].friend for candidates in by_owner.values()]
+        by_owner.setdefault(rec.user, []).append((position, rec))
         position += 1
-    # Fewer owners than wanted: rounds by (picks so far, place in the order).
+        if len(by_owner) >= wanted and live:
+            break
+    return by_owner, live and trusted
+
+
+def _rounds(by_owner: dict[str, list[tuple[int, FriendRecord]]], limit: int) -> list[str]:
+    """Up to ``limit`` friends, round by round: every owner's first candidate in order, then every owner's second..."""
+    if limit <= 0:
+        return []
+    if len(by_owner) >= limit:
+        firsts = sorted((candidates[0] for candidates in by_owner.values()), key=lambda item: item[0])
+        return [rec.friend for _, rec in firsts[:limit]]
     heap = [(0, candidates[0][0], owner) for owner, candidates in by_owner.items()]
     heapq.heapify(heap)
     chosen: list[str] = []
@@ -548,7 +675,10 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
         )
     chosen = _choose(state, c, job, min(c.want, affordable))
     if not chosen:
-        raise Rejected("no-friends", f"no live, available friend has the profile {c.profile}")
+        raise Rejected(
+            "no-friends",
+            f"no live, available friend has the profile {c.profile} (probationary friends alone never fill a job while trusted ones are live)",
+        )
     for friend in chosen:
         rec = state.friends[friend]
         if rec.job is not None:  # available() let it through: its hold expired
@@ -586,9 +716,11 @@ def _report(state: Master, c: ReportJob) -> list[object]:
         raise Rejected("unknown-job", f"job {c.job} is not one of this requester's")
     if job.closed:
         raise Rejected("closed", f"job {c.job} is closed")
-    strangers = (set(c.payouts) | set(c.check_outcomes) | set(c.evicted)) - set(job.friends)
+    strangers = (set(c.payouts) | set(c.check_outcomes) | set(c.own_outcomes) | set(c.evicted) | set(c.evidence)) - set(job.friends)
     if strangers:
         raise Rejected("not-assigned", f"{sorted(strangers)} were never assigned to job {c.job}")
+    if not c.close and any(c.payouts.values()):
+        raise Rejected("not-closed", "points for a job are paid by the report that closes it (Rule 9)")
     evicted = set(job.evicted) | set(c.evicted)
     if any(c.payouts.get(f, 0) for f in evicted) or job.paid_friends & set(c.evicted):
         raise Rejected("evicted-paid", "an evicted friend gets nothing for the job, and a paid friend is not evicted after")
@@ -597,16 +729,41 @@ def _report(state: Master, c: ReportJob) -> list[object]:
     total = sum(c.payouts.values())
     if job.paid + total > job.escrow:
         raise Rejected("over-escrow", f"job {c.job} has {job.escrow - job.paid} points in escrow, the report pays {total}")
-    events: list[object] = [FriendEvicted(job=c.job, friend=f) for f in c.evicted if f not in job.evicted]
+    newly_evicted = [f for f in dict.fromkeys(c.evicted) if f not in job.evicted]
+    events: list[object] = [FriendEvicted(job=c.job, friend=f) for f in newly_evicted]
+    balance = {user: account.balance for user, account in state.accounts.items()}
     for friend, points in sorted(c.payouts.items()):
         if points:
-            events.append(FriendPaid(job=c.job, friend=friend, user=state.friends[friend].user, points=points))
+            user = state.friends[friend].user
+            events.append(FriendPaid(job=c.job, friend=friend, user=user, points=points))
+            balance[user] = balance.get(user, 0) + points
+    for friend in newly_evicted:  # Rule 9: the stake
+        user = state.friends[friend].user
+        asked = fine_for(job)
+        taken = max(0, min(asked, balance.get(user, 0))) if user != job.submitter else 0
+        balance[user] = balance.get(user, 0) - taken
+        events.append(
+            FriendFined(job=c.job, friend=friend, user=user, to=job.submitter, forfeited=asked, points=taken, evidence=c.evidence.get(friend, ""))
+        )
     for friend, outcomes in sorted(c.check_outcomes.items()):
         run = state.friends[friend].clean_run
         for clean in outcomes:
             run = run + 1 if clean else 0
         if outcomes:
             events.append(CheckRunUpdated(friend=friend, run=run))
+    for friend in sorted(set(c.own_outcomes) | set(newly_evicted)):  # Rule 7
+        outcomes = c.own_outcomes.get(friend, ())
+        reputation = state.friends[friend].reputation
+        for passed in outcomes:
+            reputation = reputation + 1 if passed else 0
+        if friend in evicted:
+            reputation = 0
+        if reputation != state.friends[friend].reputation or outcomes:
+            events.append(
+                ReputationChanged(
+                    friend=friend, job=c.job, reputation=reputation, passed=sum(outcomes), failed=len(outcomes) - sum(outcomes)
+                )
+            )
     if c.close:
         events.append(
             JobClosed(job=c.job, refund=job.escrow - job.paid - total, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now)
@@ -615,6 +772,7 @@ def _report(state: Master, c: ReportJob) -> list[object]:
 
 
 _DECIDERS: dict[type, Callable[[Master, Any], list[object]]] = {
+    CreateAccount: _create_account,
     RegisterFriend: _register_friend,
     Heartbeat: _heartbeat,
     TrustRequester: _trust,
@@ -639,6 +797,7 @@ def _account(state: Master, user: str) -> Account:
 def _user_bound(state: Master, e: UserBound) -> None:
     account = _account(state, e.user)
     account.key = e.key
+    state.owners[e.key] = e.user
     account.balance += e.grant
     state.granted += e.grant
 
@@ -650,11 +809,11 @@ def _friend_registered(state: Master, e: FriendRegistered) -> None:
             friend=e.friend, user=e.user, profile=e.profile, capacity=e.capacity, registered=len(state.friends)
         )
         # The newest registration, never assigned: the end of the never-assigned part.
-        state.queues.setdefault(e.profile, _ProfileQueue()).fresh[e.friend] = rec
+        state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).fresh[e.friend] = rec
     else:
         if rec.profile != e.profile:
-            state.queues[rec.profile].remove(e.friend)
-            state.queues.setdefault(e.profile, _ProfileQueue()).place(rec)
+            state.queues[(rec.profile, is_trusted(state, rec))].remove(e.friend)
+            state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).place(rec)
         rec.profile, rec.capacity = e.profile, e.capacity
 
 
@@ -701,7 +860,7 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
     # The highest counter: these friends move to the end of their profile's order.
     for rec in sorted((state.friends[f] for f in e.friends), key=lambda rec: rec.registered):
-        queue = state.queues[rec.profile]
+        queue = state.queues[(rec.profile, is_trusted(state, rec))]
         queue.remove(rec.friend)
         queue.used[rec.friend] = rec
 
@@ -723,6 +882,20 @@ def _friend_evicted(state: Master, e: FriendEvicted) -> None:
 
 def _check_run_updated(state: Master, e: CheckRunUpdated) -> None:
     state.friends[e.friend].clean_run = e.run
+
+
+def _reputation_changed(state: Master, e: ReputationChanged) -> None:
+    rec = state.friends[e.friend]
+    was = is_trusted(state, rec)
+    rec.reputation = e.reputation
+    if is_trusted(state, rec) != was:  # it changes queues, keeping its place in the order
+        state.queues[(rec.profile, was)].remove(rec.friend)
+        state.queues.setdefault((rec.profile, not was), _ProfileQueue()).place(rec)
+
+
+def _friend_fined(state: Master, e: FriendFined) -> None:
+    _account(state, e.user).balance -= e.points
+    _account(state, e.to).balance += e.points
 
 
 def _job_closed(state: Master, e: JobClosed) -> None:
@@ -750,4 +923,6 @@ _EVOLVERS: dict[type, Callable[[Master, Any], None]] = {
     FriendEvicted: _friend_evicted,
     CheckRunUpdated: _check_run_updated,
     JobClosed: _job_closed,
+    ReputationChanged: _reputation_changed,
+    FriendFined: _friend_fined,
 }

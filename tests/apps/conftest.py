@@ -9,7 +9,7 @@ import trio
 
 from frender import blender
 from frender.apps import messages as msg
-from frender.apps.client import operator_call
+from frender.apps.client import create_account, operator_call
 from frender.apps.demo import Cluster, start_friend, start_master, start_requester, wait_for_friends
 from frender.apps.replay import audit
 from frender.transports import Address
@@ -51,11 +51,13 @@ class Farm:
         self.master_home = root / "homes" / "master"
         self.requester: Address | None = None
         self.friends: list[str] = []
+        self.accounts: set[int] = set()  # friend indices whose user's account is bound
 
     async def start(self, friends: int = 0, cheats: tuple[str | None, ...] = ()) -> None:
         self.master, self.master_home = await trio.to_thread.run_sync(lambda: start_master(self.cluster))
         await self.start_requester()
         await operator_call(self.master, self.master_home, msg.Trust(key=self.requester.fingerprint, name="test"))
+        await create_account(self.master, self.root / "homes" / "artist", "artist")
         await operator_call(self.master, self.master_home, msg.Grant(user="artist", amount=500))
         for i in range(friends):
             await self.add_friend(cheat=cheats[i] if i < len(cheats) else None)
@@ -73,9 +75,19 @@ class Farm:
 
     async def add_friend(self, cheat: str | None = None) -> str:
         index = len(self.friends) + 1
+        if index not in self.accounts:
+            await self.prepare_friends(1)
         name = start_friend(self.cluster, self.master, index, cheat=cheat)
         self.friends.append(name)
         return name
+
+    async def prepare_friends(self, count: int) -> None:
+        """Bind the accounts of the next ``count`` friends now, so adding them later starts their processes at once."""
+        first = len(self.friends) + 1
+        for index in range(first, first + count):
+            if index not in self.accounts:
+                await create_account(self.master, self.root / "homes" / f"friend{index}", f"friend{index}")
+                self.accounts.add(index)
 
     def alive(self, name: str) -> bool:
         return name.split("/")[0] in self.cluster.procs

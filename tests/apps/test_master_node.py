@@ -31,6 +31,9 @@ def farm(tmp_path):
     bob = Peer(fingerprint="sha256:" + "b" * 64, public_key=b"b" * 32, host="127.0.0.1")
     requester = Peer(fingerprint="sha256:" + "e" * 64, public_key=b"e" * 32, host="127.0.0.1")
     node.apply(core.TrustRequester(key=requester.fingerprint, name="requester"))
+    node.apply(core.CreateAccount(user="alice", key="sha256:" + "a" * 64))
+    node.apply(core.CreateAccount(user="bob", key=bob.fingerprint))
+    node.apply(core.CreateAccount(user="carol", key="sha256:" + "c" * 64))
     node.apply(core.GrantPoints(user="alice", amount=100))
     return node, log, clock, bob, requester
 

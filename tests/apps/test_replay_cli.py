@@ -22,15 +22,20 @@ def frender(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def master_log(tmp_path):
-    """A master log with one job: granted, assigned, paid, one friend evicted, closed."""
+    """A master log with one job: granted, assigned, paid, one friend evicted and fined, closed."""
     state, log = m.Master(), SqliteLog(tmp_path / "master.db")
     for command in [
-        m.TrustRequester(key="R", name="studio"),
+        m.CreateAccount(user="artist", key="k-art"),
         m.GrantPoints(user="artist", amount=50),
+        m.TrustRequester(key="R", name="studio"),
+        m.CreateAccount(user="ann", key="k-ann"),
+        m.CreateAccount(user="bob", key="k-bob"),
         m.RegisterFriend(user="ann", key="k-ann", friend="ann/pc", profile=PROFILE, now=1),
         m.RegisterFriend(user="bob", key="k-bob", friend="bob/pc", profile=PROFILE, now=1),
         m.RequestFriends(requester="R", submitter="artist", submitter_key="k-art", frames=6, want=2, profile=PROFILE, now=2),
-        m.ReportJob(requester="R", job=1, payouts={"ann/pc": 7}, evicted=("bob/pc",), head_seq=40, head_hash="ab" * 32, now=3),
+        m.ReportJob(
+            requester="R", job=1, payouts={"ann/pc": 7}, evicted=("bob/pc",), evidence={"bob/pc": "frame 4: black"}, head_seq=40, head_hash="ab" * 32, now=3
+        ),
     ]:
         events = m.decide(state, command)
         log.append([e for e in events if getattr(type(e), "durable", True)])
@@ -46,6 +51,7 @@ def test_replay_tells_the_story_and_the_ledger(master_log):
     assert out.returncode == 0, out.stderr
     assert "chain verified" in out.stdout and "friend bob/pc evicted, unpaid" in out.stdout
     assert "7 points to ann for friend ann/pc" in out.stdout and "Ledger: 50 points granted" in out.stdout
+    assert "friend bob/pc found wrong" in out.stdout and "Evidence: frame 4: black" in out.stdout
     report = json.loads(frender("replay", str(master_log), "--json", "--job", "1").stdout)
     assert report["master"]["ledger"]["balanced"] and report["master"]["users"]["ann"] == 7
     assert report["master"]["jobs"][0]["evicted"] == ["bob/pc"]

@@ -6,6 +6,7 @@ import pytest
 
 from frender.core._decider import Rejected
 from frender.core.master import (
+    CreateAccount,
     EscrowFunded,
     FriendReleased,
     FriendsAssigned,
@@ -38,9 +39,12 @@ def master(friends: list[tuple[str, RenderProfile, float]], *, timeout=2.0, poin
     """A master with a trusted requester "R", an artist with points, and friends seen at given times."""
     state = Master(settings=MasterSettings(friend_timeout=timeout))
     apply(state, TrustRequester(key="R", name="requester"))
+    apply(state, CreateAccount(user="artist", key="key-artist"))
     apply(state, GrantPoints(user="artist", amount=points))
     for name, profile, seen in friends:
         user = name.split("/")[0]
+        if user not in state.accounts:
+            apply(state, CreateAccount(user=user, key="key-" + user))
         apply(state, RegisterFriend(user=user, key="key-" + user, friend=name, profile=profile, now=seen))
     return state
 
@@ -116,13 +120,13 @@ def test_least_recently_assigned_first_and_owners_mixed():
     assert assigned(apply(state, ask(state, want=3))) == ("a/2", "a/3")
 
 
-def test_released_by_heartbeat_then_assigned_again_last():
-    """A heartbeat reporting the held job done frees the friend; it goes behind never-assigned ones."""
+def test_released_by_heartbeat_then_never_behind_fresh_friends():
+    """A heartbeat reporting the held job done frees the friend; fresh friends never go before it."""
     state = master([("a/1", P5, 10), ("b/1", P5, 10)])
     apply(state, ask(state, want=1))  # job 1 -> a/1
     events = apply(state, Heartbeat(friend="a/1", key="key-a", last_done=1, now=11))
     assert FriendReleased(friend="a/1", job=1, why="done") in events
-    assert assigned(apply(state, ask(state, want=2, now=11))) == ("b/1", "a/1")
+    assert assigned(apply(state, ask(state, want=2, now=11))) == ("a/1", "b/1")
 
 
 def test_expired_hold_is_released_when_chosen():
@@ -217,13 +221,16 @@ def test_more_friends_for_the_same_job():
     assert state.jobs[1].friends == ["a/1", "b/1"]
 
 
-def test_a_friend_paid_by_an_interim_report_cannot_be_evicted_later():
-    """Eviction means unpaid: a friend already paid for the job is not evicted by a later report."""
+def test_points_are_paid_only_by_the_closing_report():
+    """An interim report may evict but not pay: a friend's points wait until the job closes clean for it."""
     state = master([("a/1", P5, 10), ("b/1", P5, 10)])
     apply(state, ask(state, want=2, frames=4))
-    apply(state, ReportJob(requester="R", job=1, payouts={"a/1": 2}, close=False, now=20))
     with pytest.raises(Rejected) as err:
-        decide(state, ReportJob(requester="R", job=1, evicted=("a/1",), now=21))
+        decide(state, ReportJob(requester="R", job=1, payouts={"a/1": 2}, close=False, now=20))
+    assert err.value.code == "not-closed"
+    apply(state, ReportJob(requester="R", job=1, evicted=("b/1",), close=False, now=20))
+    with pytest.raises(Rejected) as err:
+        decide(state, ReportJob(requester="R", job=1, payouts={"b/1": 1}, now=21))
     assert err.value.code == "evicted-paid"
 
 
@@ -258,6 +265,8 @@ def test_a_friend_is_assigned_again_once_it_resumes():
 def test_refusals_declared_at_registration_hold_before_any_heartbeat():
     """A friend registering with refusals or away is never assigned in between, before its first heartbeat."""
     state = master([])
+    apply(state, CreateAccount(user="a", key="key-a"))
+    apply(state, CreateAccount(user="b", key="key-b"))
     apply(state, RegisterFriend(user="a", key="key-a", friend="a/1", profile=P5, refuse=("artist",), now=10))
     apply(state, RegisterFriend(user="b", key="key-b", friend="b/1", profile=P5, away="outside schedule", now=10))
     with pytest.raises(Rejected) as err:
@@ -275,3 +284,94 @@ def test_oversized_availability_is_refused(beat):
     with pytest.raises(Rejected) as err:
         decide(state, Heartbeat(friend="a/1", key="key-a", now=11, **beat))
     assert err.value.code == "bad-heartbeat"
+
+
+# ------------------------------------------------ accounts, reputation, stakes
+
+
+def trust(state: Master, friends: tuple[str, ...]) -> None:
+    """Bring ``friends`` to the trust threshold: one job on them all, the requester's own checks all passed."""
+    for friend in friends:
+        apply(state, Heartbeat(friend=friend, key="key-" + state.friends[friend].user, now=10))
+    number = next(e for e in apply(state, ask(state, want=len(friends), frames=4)) if isinstance(e, FriendsAssigned)).job
+    passed = (True,) * state.settings.trust_threshold
+    apply(state, ReportJob(requester="R", job=number, own_outcomes={f: passed for f in friends}, now=10))
+
+
+def test_accounts_are_bound_only_by_their_owner():
+    """A friend cannot bind a name, the operator grants only to bound names, and a key holds one name."""
+    state = master([])
+    with pytest.raises(Rejected) as err:
+        decide(state, RegisterFriend(user="alice", key="key-mallory", friend="alice/pc", profile=P5, now=1))
+    assert err.value.code == "unknown-user"
+    with pytest.raises(Rejected) as err:
+        decide(state, GrantPoints(user="alice", amount=500))
+    assert err.value.code == "unknown-user"
+    apply(state, CreateAccount(user="alice", key="key-alice"))
+    assert apply(state, CreateAccount(user="alice", key="key-alice")) == []  # idempotent for the owner
+    with pytest.raises(Rejected) as err:
+        decide(state, CreateAccount(user="alice", key="key-mallory"))
+    assert err.value.code == "name-taken"
+    with pytest.raises(Rejected) as err:
+        decide(state, CreateAccount(user="alice2", key="key-alice"))
+    assert err.value.code == "key-taken"
+    with pytest.raises(Rejected) as err:
+        decide(state, RegisterFriend(user="alice", key="key-mallory", friend="alice/pc", profile=P5, now=1))
+    assert err.value.code == "name-taken"
+    apply(state, GrantPoints(user="alice", amount=500))
+    apply(state, RegisterFriend(user="alice", key="key-alice", friend="alice/pc", profile=P5, now=1))
+    assert state.accounts["alice"].balance == 500
+
+
+def test_fresh_names_cannot_take_a_job_while_trusted_friends_are_live():
+    """Four fresh Sybils never fill a job: trusted friends come first and probationary ones stay a minority."""
+    state = master([("t1/pc", P5, 10), ("t2/pc", P5, 10), ("t3/pc", P5, 10)])
+    trust(state, ("t1/pc", "t2/pc", "t3/pc"))
+    for i in range(4):
+        apply(state, CreateAccount(user=f"sybil{i}", key=f"key-sybil{i}"))
+        apply(state, RegisterFriend(user=f"sybil{i}", key=f"key-sybil{i}", friend=f"sybil{i}/pc", profile=P5, now=10))
+    chosen = assigned(apply(state, ask(state, want=4)))
+    assert set(chosen[:3]) == {"t1/pc", "t2/pc", "t3/pc"}
+    sybils = [f for f in chosen if f.startswith("sybil")]
+    assert len(sybils) < len(chosen) - len(sybils)
+    # With the trusted friends held by that job, the Sybils still cannot form one alone.
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=4))
+    assert err.value.code == "no-friends"
+
+
+def test_with_no_trusted_friend_live_probationary_friends_serve():
+    """A new farm has no reputation yet: probationary friends fill jobs until trusted ones exist."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10), ("c/1", P5, 10)])
+    assert len(assigned(apply(state, ask(state, want=3)))) == 3
+
+
+def test_reputation_is_earned_from_own_checks_only_and_reset_by_a_failure():
+    """Peer checks move the clean run, never the reputation; the requester's own checks move it; a failure resets it."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    apply(state, ask(state, want=2, frames=4))
+    apply(state, ReportJob(requester="R", job=1, check_outcomes={"a/1": (True,) * 5}, own_outcomes={"b/1": (True, True)}, now=11))
+    assert state.friends["a/1"].clean_run == 5 and state.friends["a/1"].reputation == 0
+    assert state.friends["b/1"].reputation == 2
+    for friend in ("a/1", "b/1"):
+        apply(state, Heartbeat(friend=friend, key="key-" + friend[0], now=12))
+    apply(state, ask(state, want=2, frames=4, now=12))
+    apply(state, ReportJob(requester="R", job=2, own_outcomes={"b/1": (True, False)}, now=13))
+    assert state.friends["b/1"].reputation == 0
+
+
+def test_an_evicted_friend_forfeits_and_its_owner_is_fined_to_the_submitter():
+    """Eviction: no pay, the owner pays its fair share of the job (capped at its balance) to the submitter, reputation 0."""
+    from frender.core.master import FriendFined, ReputationChanged
+
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)], points=100)
+    apply(state, GrantPoints(user="a", amount=3))
+    apply(state, ask(state, want=2, frames=8))  # escrow 8 + 2; a fair share is 4 frames + 1 check
+    evolve(state, ReputationChanged(friend="a/1", job=1, reputation=7, passed=7, failed=0))
+    events = apply(state, ReportJob(requester="R", job=1, payouts={"b/1": 9}, evicted=("a/1",), evidence={"a/1": "frame 3: black"}, now=20))
+    fine = next(e for e in events if isinstance(e, FriendFined))
+    assert (fine.forfeited, fine.points, fine.to, fine.evidence) == (5, 3, "artist", "frame 3: black")
+    assert state.accounts["a"].balance == 0 and state.accounts["b"].balance == 9
+    assert state.accounts["artist"].balance == 100 - 10 + 1 + 3  # refund of the unpaid escrow, plus the fine
+    assert state.friends["a/1"].reputation == 0
+    assert state.balances() + state.escrow() == state.granted

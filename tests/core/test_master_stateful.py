@@ -11,6 +11,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from frender import codec
 from frender.core._decider import Rejected, fold, is_durable
 from frender.core.master import (
+    CreateAccount,
+    FriendFined,
     FriendReleased,
     FriendsAssigned,
     GrantPoints,
@@ -25,6 +27,8 @@ from frender.core.master import (
     TrustRequester,
     decide,
     evolve,
+    is_live,
+    is_trusted,
 )
 from frender.core.profile import RenderProfile
 from frender.store import MemoryLog, events
@@ -63,7 +67,9 @@ class MasterMachine(RuleBasedStateMachine):
         self.balance: dict[str, int] = {}
         self.escrowed: dict[int, Escrowed] = {}
         self.trust("R1")
+        self.fined: dict[str, int] = {}  # model: job -> points fined so far
         for user in USERS:
+            self.apply(CreateAccount(user=user, key=key_of(user, False)))
             self.apply(GrantPoints(user=user, amount=30))
 
     @initialize()
@@ -88,8 +94,8 @@ class MasterMachine(RuleBasedStateMachine):
     def model_ledger(self, command, out: list[object]) -> None:
         """Move points in the naive model as the paper's ledger says, for a command the master accepted."""
         for user in {getattr(command, "user", None), getattr(command, "submitter", None)} - {None}:
-            if user not in self.balance and isinstance(command, (RegisterFriend, RequestFriends)):
-                self.balance[user] = self.state.settings.starting_grant  # bound by its first use
+            if user not in self.balance and isinstance(command, (CreateAccount, RegisterFriend, RequestFriends)):
+                self.balance[user] = self.state.settings.starting_grant  # bound by its owner
         if isinstance(command, GrantPoints):
             self.balance[command.user] = self.balance.get(command.user, 0) + command.amount
         elif isinstance(command, RequestFriends):
@@ -108,6 +114,9 @@ class MasterMachine(RuleBasedStateMachine):
                     user = friend.split("/")[0]  # friends are registered as "user/n"
                     self.balance[user] = self.balance.get(user, 0) + points
                     job.paid += points
+            for fine in (e for e in out if isinstance(e, FriendFined)):  # an evicted friend's owner pays the submitter
+                self.balance[fine.user] -= fine.points
+                self.balance[fine.to] += fine.points
             if command.close:
                 self.balance[job.submitter] += job.funded - job.paid
 
@@ -128,10 +137,34 @@ class MasterMachine(RuleBasedStateMachine):
                 self.holder[friend] = (event.job, event.expires)
         if isinstance(event, JobOpened):
             self.pending_submitter, self.pending_requester = event.submitter, event.requester
+        if isinstance(event, FriendFined):
+            payer = self.state.accounts[event.user].balance
+            assert 0 <= event.points <= min(event.forfeited, payer), "a fine beyond the forfeit or the owner's balance"
+            self.fined[event.job] = self.fined.get(event.job, 0) + event.points
+        if isinstance(event, FriendsAssigned):
+            self.check_minority(event)
+
+    def check_minority(self, event: FriendsAssigned) -> None:
+        """Rule 8, from the model's side: with a trusted friend live, probationary friends stay a minority of the job."""
+        job = self.state.jobs.get(event.job)
+        held = [f for f in (job.friends if job else []) if f not in (job.evicted if job else [])] + list(event.friends)
+        profile = self.state.friends[event.friends[0]].profile if event.friends else None
+        trusted_live = any(
+            is_trusted(self.state, r) and r.profile == profile and is_live(self.state, r.friend, self.now) for r in self.state.friends.values()
+        )
+        good = sum(1 for f in held if is_trusted(self.state, self.state.friends[f]))
+        probation = len(held) - good
+        if trusted_live or good:
+            fresh_probation = sum(1 for f in event.friends if not is_trusted(self.state, self.state.friends[f]))
+            assert fresh_probation == 0 or probation < good, f"probationary majority {held}"
 
     @rule(dt=st.sampled_from([0.5, 0.5, 1.0, 2.5, 40.0]))
     def tick(self, dt):
         self.now += dt
+
+    @rule(user=st.sampled_from(USERS + ["eve"]), forged=forged)
+    def create_account(self, user, forged):
+        self.apply(CreateAccount(user=user, key=key_of(user, forged)))
 
     @rule(user=users, forged=forged, index=st.integers(0, 2), profile=st.sampled_from(PROFILES[:1] * 3 + PROFILES))
     def register(self, user, forged, index, profile):
@@ -185,7 +218,24 @@ class MasterMachine(RuleBasedStateMachine):
         if not stranger:  # mostly a well-formed report: evicted friends unpaid
             payouts = {f: p for f, p in payouts.items() if f not in evicted}
         outcomes = data.draw(st.dictionaries(pool, st.lists(st.booleans(), max_size=3).map(tuple), max_size=2))
-        self.apply(ReportJob(requester=requester, job=job, payouts=payouts, evicted=evicted, check_outcomes=outcomes, close=close, now=self.now))
+        own = data.draw(st.dictionaries(pool, st.lists(st.booleans(), min_size=1, max_size=4).map(tuple), max_size=3))
+        if not close:
+            payouts = {}
+        before = {f: r.reputation for f, r in self.state.friends.items()}
+        out = self.apply(
+            ReportJob(
+                requester=requester, job=job, payouts=payouts, evicted=evicted, check_outcomes=outcomes, own_outcomes=own,
+                evidence={f: "frame 1: black" for f in evicted}, close=close, now=self.now,
+            )
+        )
+        if out:  # Rule 7: reputation moves by the requester's own outcomes only, and an eviction resets it
+            for friend, rec in self.state.friends.items():
+                expected = before[friend]
+                for passed in own.get(friend, ()):
+                    expected = expected + 1 if passed else 0
+                if friend in evicted or (friend in own and friend in self.state.jobs[job].evicted):  # found wrong in this job: reset
+                    expected = 0
+                assert rec.reputation == expected, f"{friend}: reputation {rec.reputation}, model {expected}"
 
     @invariant()
     def ledger_balances(self):
