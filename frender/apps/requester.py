@@ -688,9 +688,19 @@ class RequesterNode(Handler):
             if linked:
                 target.unlink(missing_ok=True)
             raise
-        if linked and not any(isinstance(e, core.CopyReceived) and e.sha256 == header.sha256 for e in decided):
-            target.unlink(missing_ok=True)
+        if linked:
+            if any(isinstance(e, core.CopyReceived) and e.sha256 == header.sha256 for e in decided):
+                self._remember_hash(target, header.sha256)  # the transport hashed these bytes as they arrived
+            else:
+                target.unlink(missing_ok=True)
         return msg.FrameStored(frame=header.frame, ok=ok, reason=reason)
+
+    def _remember_hash(self, path: Path, sha256: str, info: os.stat_result | None = None) -> None:
+        """Cache what this version of ``path`` (inode, size, mtime) hashes to; a changed file misses the cache."""
+        info = info or path.stat()
+        if len(self._verified) >= 4096:
+            del self._verified[next(iter(self._verified))]
+        self._verified[(path, info.st_ino, info.st_size, info.st_mtime_ns)] = sha256
 
     async def _checked(self, path: Path, sha256: str) -> Path:
         """``path``, once its bytes are proven to hash to the logged ``sha256``; else a refusal (never served or compared)."""
@@ -698,13 +708,10 @@ class RequesterNode(Handler):
             info = path.stat()
         except FileNotFoundError:
             raise Refused("missing", f"{path.name} is gone from the requester's disk") from None
-        version = (path, info.st_ino, info.st_size, info.st_mtime_ns)
-        actual = self._verified.get(version)
+        actual = self._verified.get((path, info.st_ino, info.st_size, info.st_mtime_ns))
         if actual is None:
             actual = await trio.to_thread.run_sync(_sha256_of, path)
-            if len(self._verified) >= 4096:
-                del self._verified[next(iter(self._verified))]
-            self._verified[version] = actual
+            self._remember_hash(path, actual, info)
         if actual != sha256:
             log.error("%s hashes to %s, the log says %s: not served", path, actual, sha256)
             raise Refused("corrupt", f"the stored {path.name} is not the file the log accepted")
@@ -828,8 +835,12 @@ class RequesterNode(Handler):
 
     async def _compare(self, event: core.ComparisonRequested) -> None:
         accepted = self.jobs[event.job]
-        a = self.copies[(event.job, event.a_sha256)]
-        b = self.copies[(event.job, event.b_sha256)]
+        try:  # never compare a copy that is not, byte for byte, the one the log accepted
+            a = await self._checked(self.copies[(event.job, event.a_sha256)], event.a_sha256)
+            b = await self._checked(self.copies[(event.job, event.b_sha256)], event.b_sha256)
+        except Refused as exc:  # our own disk, not a friend, is at fault: owed still, retried with backoff
+            log.error("job %d: check %d not compared: %s", event.job, event.check, exc.reason)
+            return
         try:
             result = await trio.to_thread.run_sync(lambda: blender.compare(a, b, width=accepted.width, height=accepted.height))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)

@@ -335,3 +335,33 @@ async def test_a_refused_command_withdraws_every_event_of_its_call(tmp_path):
     assert node.log.head == head and not node.state.jobs[1].tasks.by_number
     task = await run.ask("b")  # decided on a draft without a's withdrawn task
     assert task is not None and task.task == 1 and task.frames[0] == 1  # a's task number and frames were never taken
+
+
+async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, nursery, autojump_clock, monkeypatch):
+    """A stored copy whose bytes no longer hash to the logged sha256 is never compared: its comparison stays
+    owed (retried with backoff) and nothing is settled on those bytes."""
+    node = requester(tmp_path)
+    run = Job(node, (1, 2), {"a": "alice2", "b": "bob"}, checks_per_friend=1, check_timing="end", max_chunk=1)
+    await run.start()
+    ta, tb = await run.ask("a"), await run.ask("b")
+    await run.deliver(ta)
+    await run.deliver(tb, "black")  # a's honest check copy of it differs by hash: a comparison is owed
+    ca, cb = await run.ask("a"), await run.ask("b")
+    assert ca.kind == cb.kind == "check"
+    [owed] = of(await run.deliver(ca), core.ComparisonRequested)
+    tampered = node.copies[(1, owed.a_sha256)]
+    tampered.write_bytes(blender.forge_frame("black", width=SIZE[0], height=SIZE[1], other=None))
+
+    compared: list[str] = []
+    real_compare = blender.compare
+
+    def counting_compare(a, b, **kw):
+        compared.extend((Path(a).name, Path(b).name))
+        return real_compare(a, b, **kw)
+
+    monkeypatch.setattr(blender, "compare", counting_compare)
+    nursery.start_soon(node.react_forever, nursery)
+    await trio.sleep(60)
+    assert tampered.name not in compared
+    assert node.owed.comparisons.get((1, owed.check, owed.against)) == owed
+    assert not any(isinstance(e, core.ComparisonMade) and e.check == owed.check for _, e in events(node.log))
