@@ -262,6 +262,7 @@ class SimFriend:
         self.finished: set[int] = set()
         self.last_done: int | None = None
         self.registered = False
+        self.fetched = False
 
     async def live(self, registered: trio.Semaphore | None, nursery: trio.Nursery) -> None:
         """Register, then heartbeat; an assignment starts a worker for its job. A lost master is counted, not retried."""
@@ -297,12 +298,34 @@ class SimFriend:
                 await trio.sleep_until(sent + every)
 
     async def work(self, job: int, signed, requester: Address) -> None:
-        """Take tasks until the job is over for this friend; frames leave in order while the next renders."""
+        """Work on the job until it is over for this friend; a lost link is redialled with backoff, as friends do."""
+        delay = 0.1
+        try:
+            while not await self._connected(job, signed, requester):
+                self.stats.counts["redials"] += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        except* RemoteError as group:
+            for exc in group.exceptions:
+                self.stats.counts[f"refused: {getattr(exc, 'code', '?')}"] += 1
+        finally:
+            self.jobs.discard(job)
+            self.finished.add(job)
+            self.last_done = job
+
+    async def _connected(self, job: int, signed, requester: Address) -> bool:
+        """Take tasks over one connection until the job is over (True) or the link fails (False).
+
+        Frames leave in order over one FileLink while the next renders; a task
+        whose frames did not all leave is given up by the next WantWork.
+        """
         try:
             async with connect(requester, self.identity, limits=CLIENT_LIMITS) as session, FileLink(requester, self.identity) as link:
-                blend = self.home / f"{self.user}-{job}.blend"
-                await link.get(FileHeader(kind="blend", job=job, sha256=signed.assignment.blend_sha256), blend, max_size=1 << 20)
-                blend.unlink()
+                if not self.fetched:
+                    blend = self.home / f"{self.user}-{job}.blend"
+                    await link.get(FileHeader(kind="blend", job=job, sha256=signed.assignment.blend_sha256), blend, max_size=1 << 20)
+                    blend.unlink()
+                    self.fetched = True
                 unsent: Counter[int] = Counter()
 
                 async def want(rendering: int | None = None):
@@ -318,7 +341,7 @@ class SimFriend:
                         while True:
                             if isinstance(reply, msg.NoWork):
                                 if reply.over:
-                                    break
+                                    return True
                                 await trio.sleep(max(reply.retry_after, 0.01))
                                 reply = await want()
                                 continue
@@ -335,12 +358,10 @@ class SimFriend:
                             reply = ahead[0]
                             if isinstance(reply, msg.NoWork) and not reply.over:
                                 reply = await want()
-        except (PeerGone, RemoteError, OSError, trio.TooSlowError) as exc:
-            self.stats.counts[f"error {type(exc).__name__}"] += 1
-        finally:
-            self.jobs.discard(job)
-            self.finished.add(job)
-            self.last_done = job
+        except* (PeerGone, OSError, trio.TooSlowError) as group:
+            for exc in group.exceptions:
+                self.stats.counts[f"link lost: {type(exc).__name__}"] += 1
+        return False
 
     @staticmethod
     async def _ask_ahead(want, task: int, ahead: list[object]) -> None:
@@ -426,32 +447,16 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def _start_requester(cluster: Cluster, master: Address, image: Path, *, seconds: float, startup: float, max_friends: int,
-                     profile: Path | None) -> Address:
+def _start_requester(cluster: Cluster, master: Address, image: Path, *, seconds: float, startup: float, max_friends: int) -> Address:
     home = cluster.root / "homes" / "requester"
     home.mkdir(parents=True, exist_ok=True)
     address_file = home / "address"
     args = [sys.executable, __file__, "--serve-requester", "--master", str(master), "--home", str(home),
             "--db", str(cluster.root / "requester.db"), "--address-file", str(address_file), "--image", str(image),
             "--seconds", str(seconds), "--startup", str(startup), "--max-friends", str(max_friends)]
-    if profile is not None:  # every thread's stacks, sampled: decoding runs in worker threads, out of cProfile's sight
-        args = ["py-spy", "record", "--threads", "-r", "50", "-f", "raw", "-o", str(profile), "--", *args]
-    log = open(cluster.logs / "requester.log", "ab")
-    cluster.procs["requester"] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with open(cluster.logs / "requester.log", "ab") as log:
+        cluster.procs["requester"] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return cluster.wait_for_address("requester", address_file)
-
-
-def _requester_pid(cluster: Cluster) -> int:
-    """The requester's own pid (under py-spy it is py-spy's child)."""
-    proc = cluster.procs["requester"]
-    if Path(proc.args[0]).name != "py-spy":
-        return proc.pid
-    for _ in range(100):
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.05)
-    raise RuntimeError("py-spy did not start the requester")
 
 
 async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[int], frames_per_job: int) -> list[int]:
@@ -485,9 +490,8 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         (root / "variants.json").write_text(json.dumps(variants))
         master, master_home = start_master(cluster, friend_timeout_ms=20_000)  # heartbeats every 5 s: the master stays light
         master_pid = cluster.procs["master"].pid
-        requester = _start_requester(cluster, master, Path(variants[0]["path"]), seconds=seconds, startup=startup,
-                                     max_friends=max_friends, profile=profile)
-        rpid = _requester_pid(cluster)
+        requester = _start_requester(cluster, master, Path(variants[0]["path"]), seconds=seconds, startup=startup, max_friends=max_friends)
+        rpid = cluster.procs["requester"].pid
 
         async def operate() -> None:
             await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="bench-requester"))
@@ -497,11 +501,12 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         per = [friends // workers + (1 if w < friends % workers else 0) for w in range(workers)]
         t_start = time.perf_counter()
         for w in range(workers):
-            procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--worker", str(w), "--master", str(master), "--home", str(root / "keys"),
-                 "--friends", str(per[w]), "--variants", str(root / "variants.json"), "--seconds", str(seconds)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, stderr=open(cluster.logs / f"worker{w}.log", "ab"),
-            ))
+            with open(cluster.logs / f"worker{w}.log", "ab") as errors:
+                procs.append(subprocess.Popen(
+                    [sys.executable, __file__, "--worker", str(w), "--master", str(master), "--home", str(root / "keys"),
+                     "--friends", str(per[w]), "--variants", str(root / "variants.json"), "--seconds", str(seconds)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, stderr=errors,
+                ))
         for p in procs:
             assert p.stdout is not None
             if not p.stdout.readline():
@@ -524,17 +529,26 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         while time.time() < t0:
             time.sleep(0.05)
         cpu0 = {name: _cpu_of(pid) for name, pid in pids.items()}
+        if profile is not None:  # every thread's stacks over the window: decoding runs in worker threads, out of cProfile's sight
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(rpid), "--threads", "--rate", "50", "--duration", str(int(window)),
+                                    "--format", "raw", "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(spy)
         while time.time() < t1:
             timeline.append((time.time(), _cpu_of(rpid), _rss_of(rpid)))
             time.sleep(min(1.0, max(t1 - time.time(), 0.0)))
         cpu1 = {name: _cpu_of(pid) for name, pid in pids.items()}
         rss_end = _rss_of(rpid)
         results = []
-        for p in procs:
+        for p in procs[:workers]:
             line = p.stdout.readline() if p.stdout else ""
             results.append(json.loads(line) if line else {"counts": {"generator died": 1}, "put_latency": [], "cpu_s": 0.0})
     finally:
         for p in procs:
+            if p.args[0] == "py-spy":
+                try:
+                    p.wait(timeout=30)  # it writes the profile once its duration is over
+                except subprocess.TimeoutExpired:
+                    pass
             p.kill()
             p.wait()
         _stop(cluster)
@@ -546,17 +560,17 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
     for r in results:
         counts.update(r["counts"])
         latency.extend(r["put_latency"])
-    final = figures["frames_final"]
+    accepted, final = figures["copies_received"], figures["frames_final"]
     out = {
         "params": {"friends": friends, "workers": workers, "seconds_per_frame": seconds, "warmup_s": warmup, "window_s": window,
                    "max_friends": max_friends, "jobs": len(sizes), "frames_per_job": frames_per_job, "startup_seconds": startup,
-                   "frame": f"{WIDTH}x{HEIGHT} PNG, {variants[0]['size']} bytes", "checks": "default (1 per friend per batch of 8, adaptive)",
+                   "frame": f"{WIDTH}x{HEIGHT} RGBA PNG, {variants[0]['size']} bytes", "checks": "default: 1 per friend per batch of 8, adaptive",
                    "cpus": os.cpu_count()},
         "offered_frames_per_s": round(friends / seconds, 1),
-        "accepted_frames_per_s": round(final / window, 2),
-        "copies_received_per_s": round(figures["copies_received"] / window, 2),
-        "requester_cpu_ms_per_frame": round(cpu["requester"] / final * 1000, 2) if final else None,
-        "requester_cpu_ms_per_copy": round(cpu["requester"] / figures["copies_received"] * 1000, 2) if figures["copies_received"] else None,
+        "accepted_frames_per_s": round(accepted / window, 2),
+        "final_frames_per_s": round(final / window, 2),
+        "requester_cpu_ms_per_frame": round(cpu["requester"] / accepted * 1000, 2) if accepted else None,
+        "requester_cpu_ms_per_final_frame": round(cpu["requester"] / final * 1000, 2) if final else None,
         "requester_cpu_cores": round(cpu["requester"] / window, 2),
         "delivery_to_final_p50_ms": figures["delivery_to_final_p50_ms"],
         "delivery_to_final_p99_ms": figures["delivery_to_final_p99_ms"],
@@ -564,9 +578,11 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         "put_p99_ms": round(_pct(latency, 0.99) * 1000, 1) if latency else None,
         "requester_rss_idle_mb": round(rss_idle / 2**20, 1),
         "requester_rss_end_mb": round(rss_end / 2**20, 1),
+        "requester_rss_peak_mb": round(max((r for _, _, r in timeline), default=rss_end) / 2**20, 1),
         "requester_kb_per_friend": round((rss_end - rss_idle) / friends / 1024, 1),
         "cpu_s_in_window": {**{k: v for k, v in cpu.items() if not k.startswith("worker")}, "load_generators": generators_cpu},
         "cores_used_in_window": round(sum(cpu.values()) / window, 2),
+        "machine_load_avg_1min": round(os.getloadavg()[0], 2),
         "register_s": round(register_s, 1),
         "submit_s": round(submit_s, 1),
         "friends_working": figures["friends_working"],
@@ -574,9 +590,42 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         "log_in_window": figures["events"],
         "generators": dict(counts),
     }
+    if profile is not None and profile.is_file():
+        out["profile"] = profile_top(profile)
     if keep is None:
         shutil.rmtree(root, ignore_errors=True)
     return out
+
+
+# Where a sampled thread waits rather than runs (py-spy counts some timed lock waits as busy).
+_WAITS = ("_thread_cache.py:211", "_files.py:243", "threading.py:327", "threading.py:331", "_io_epoll.py:243", "threading.py:324")
+
+
+def profile_top(path: Path, count: int = 12) -> dict:
+    """The requester's busiest code in a py-spy raw profile, as shares of its on-CPU samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = []
+        for f in stack.split(";"):
+            if not f.endswith(")") or f.startswith(("thread ", "process ")):
+                continue
+            name, _, where = f[:-1].rpartition(" (")
+            frames.append((name, where.rsplit("/", 1)[-1]))
+        if not frames or frames[-1][1].endswith(_WAITS):
+            continue
+        busy += int(n)
+        own[f"{frames[-1][0]} ({frames[-1][1]})"] += int(n)
+        for name, where in {(name, where.split(":")[0]) for name, where in frames}:
+            if not name.startswith(("Thread.", "WorkerThread.", "capture", "to_thread_run_sync", "<module>", "run", "main", "unrolled_run")):
+                inclusive[f"{name} ({where})"] += int(n)
+    return {"samples_on_cpu": busy,
+            "own": {f: round(n / busy, 3) for f, n in own.most_common(count)},
+            "inclusive": {f: round(n / busy, 3) for f, n in inclusive.most_common(count)}}
 
 
 def _stop(cluster: Cluster) -> None:
@@ -665,7 +714,7 @@ def main() -> None:
     if args.worker is not None:
         print(json.dumps(trio.run(_worker, args)), flush=True)
         return
-    kwargs = dict(friends=args.friends, workers=args.workers, warmup=args.warmup, window=args.window)
+    kwargs = {"friends": args.friends, "workers": args.workers, "warmup": args.warmup, "window": args.window}
     if args.quick:
         kwargs.update(QUICK)
     print(json.dumps(run(**kwargs, seconds=args.seconds, max_friends=args.max_friends, startup=args.startup, profile=args.profile,

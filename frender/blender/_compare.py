@@ -68,13 +68,16 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def decode_png(data: Path | bytes, *, width: int, height: int) -> np.ndarray:
     """Decode a PNG of exactly width x height into an RGBA uint8 array (height, width, 4)."""
-    if isinstance(data, Path):
-        data = data.read_bytes()
+    with _DECODING:  # the file's bytes too are read only when its turn comes
+        return _decode(data.read_bytes() if isinstance(data, Path) else data, width=width, height=height)
+
+
+def _decode(data: bytes, *, width: int, height: int) -> np.ndarray:
     size = png_size(data)
     if size != (width, height):
         raise BadImage(f"PNG is {size[0]}x{size[1]}, the job is {width}x{height}")
     try:
-        with _DECODING, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
                 if image.mode == "RGBA":
