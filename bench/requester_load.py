@@ -360,7 +360,7 @@ class SimFriend:
                                 reply = await want()
         except* (PeerGone, OSError, trio.TooSlowError) as group:
             for exc in group.exceptions:
-                self.stats.counts[f"link lost: {type(exc).__name__}"] += 1
+                self.stats.counts[f"link lost: {type(exc).__name__}: {str(exc)[:60]}"] += 1
         return False
 
     @staticmethod
@@ -684,6 +684,7 @@ def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:
     }
 
 
+FULL = {"friends": 1000, "workers": 4, "warmup": 30.0, "window": 60.0}
 QUICK = {"friends": 100, "workers": 2, "warmup": 10.0, "window": 20.0}
 
 
