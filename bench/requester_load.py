@@ -212,6 +212,9 @@ def serve_requester(args: argparse.Namespace) -> None:
     settings = RequesterSettings(
         job=core.JobSettings(seconds_per_frame=args.seconds, startup_seconds=args.startup),
         max_friends=args.max_friends,
+        # Friends granted together dial in together: a thousand TLS handshakes on two shared cores take longer than
+        # the default 5 s of silence after which a friend that never asked for work counts as gone.
+        friend_silence=args.friend_silence,
     )
     backend = BenchBackend(args.seconds, Path(args.image), frames=10_000)
 
@@ -265,13 +268,21 @@ class SimFriend:
         self.fetched = False
 
     async def live(self, registered: trio.Semaphore | None, nursery: trio.Nursery) -> None:
-        """Register, then heartbeat; an assignment starts a worker for its job. A lost master is counted, not retried."""
-        try:
-            await self._live(registered, nursery)
-        except (PeerGone, RemoteError, OSError, trio.TooSlowError) as exc:
-            self.stats.counts[f"master error {type(exc).__name__}"] += 1
-            if registered is not None and not self.registered:
-                registered.release()
+        """Register, then heartbeat; an assignment starts a worker for its job. A lost master is redialled with backoff, as friends do."""
+        delay = 0.1
+        while True:
+            try:
+                await self._live(registered, nursery)
+            except (PeerGone, OSError, trio.TooSlowError) as exc:
+                self.stats.counts[f"master redial: {type(exc).__name__}"] += 1
+            except RemoteError as exc:
+                self.stats.counts[f"master error: {exc.code}"] += 1
+                if registered is not None and not self.registered:
+                    self.registered = True
+                    registered.release()
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def _live(self, registered: trio.Semaphore | None, nursery: trio.Nursery) -> None:
         async with connect(self.master, self.identity, limits=CLIENT_LIMITS) as session:
@@ -282,7 +293,7 @@ class SimFriend:
                 sent = trio.current_time()
                 wait = 0.0 if (self.jobs or first) else every
                 beat = await session.call(msg.Heartbeat(friend=self.friend, busy=False, last_done=self.last_done, wait=wait))
-                if first and registered is not None:
+                if first and registered is not None and not self.registered:
                     self.registered = True
                     registered.release()
                 first = False
@@ -400,7 +411,7 @@ async def _worker(args: argparse.Namespace) -> dict:
     registered = trio.Semaphore(0, max_value=len(friends))
     out: dict = {}
     async with trio.open_nursery() as nursery:
-        opening = trio.Semaphore(32)  # handshakes in flight to the master at once
+        opening = trio.Semaphore(8)  # registrations in flight to the master at once, per generator
 
         async def start(friend: SimFriend) -> None:
             async with opening:
@@ -447,13 +458,14 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def _start_requester(cluster: Cluster, master: Address, image: Path, *, seconds: float, startup: float, max_friends: int) -> Address:
+def _start_requester(cluster: Cluster, master: Address, image: Path, *, seconds: float, startup: float, max_friends: int,
+                     friend_silence: float) -> Address:
     home = cluster.root / "homes" / "requester"
     home.mkdir(parents=True, exist_ok=True)
     address_file = home / "address"
     args = [sys.executable, __file__, "--serve-requester", "--master", str(master), "--home", str(home),
             "--db", str(cluster.root / "requester.db"), "--address-file", str(address_file), "--image", str(image),
-            "--seconds", str(seconds), "--startup", str(startup), "--max-friends", str(max_friends)]
+            "--seconds", str(seconds), "--startup", str(startup), "--max-friends", str(max_friends), "--friend-silence", str(friend_silence)]
     with open(cluster.logs / "requester.log", "ab") as log:
         cluster.procs["requester"] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return cluster.wait_for_address("requester", address_file)
@@ -467,13 +479,20 @@ async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[
     jobs = []
     async with connect(requester, identity) as session:
         for n in sizes:
-            reply = await session.call(msg.Submit(user="artist", blend_sha256=sha, frames=tuple(range(1, frames_per_job + 1)), friends=n))
+            for attempt in range(30):  # friends still registering are not live yet: ask again
+                try:
+                    reply = await session.call(msg.Submit(user="artist", blend_sha256=sha, frames=tuple(range(1, frames_per_job + 1)), friends=n))
+                    break
+                except RemoteError as exc:
+                    if exc.code != "no-friends" or attempt == 29:
+                        raise
+                    await trio.sleep(1.0)
             jobs.append(reply.job)
     return jobs
 
 
 def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: float = 20.0, window: float = 60.0, max_friends: int = 64,
-        startup: float = 5.0, profile: Path | None = None, keep: Path | None = None) -> dict:
+        startup: float = 5.0, friend_silence: float = 30.0, profile: Path | None = None, keep: Path | None = None) -> dict:
     """One measured run; returns the figures."""
     root = Path(tempfile.mkdtemp(prefix="frender-rload-")) if keep is None else keep
     if keep is not None:
@@ -490,7 +509,8 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         (root / "variants.json").write_text(json.dumps(variants))
         master, master_home = start_master(cluster, friend_timeout_ms=20_000)  # heartbeats every 5 s: the master stays light
         master_pid = cluster.procs["master"].pid
-        requester = _start_requester(cluster, master, Path(variants[0]["path"]), seconds=seconds, startup=startup, max_friends=max_friends)
+        requester = _start_requester(cluster, master, Path(variants[0]["path"]), seconds=seconds, startup=startup, max_friends=max_friends,
+                                     friend_silence=friend_silence)
         rpid = cluster.procs["requester"].pid
 
         async def operate() -> None:
@@ -564,6 +584,7 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
     out = {
         "params": {"friends": friends, "workers": workers, "seconds_per_frame": seconds, "warmup_s": warmup, "window_s": window,
                    "max_friends": max_friends, "jobs": len(sizes), "frames_per_job": frames_per_job, "startup_seconds": startup,
+                   "friend_silence_s": friend_silence,
                    "frame": f"{WIDTH}x{HEIGHT} RGBA PNG, {variants[0]['size']} bytes", "checks": "default: 1 per friend per batch of 8, adaptive",
                    "cpus": os.cpu_count()},
         "offered_frames_per_s": round(friends / seconds, 1),
@@ -684,7 +705,7 @@ def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:
     }
 
 
-FULL = {"friends": 1000, "workers": 4, "warmup": 30.0, "window": 60.0}
+FULL = {"friends": 1000, "workers": 4, "warmup": 45.0, "window": 60.0}
 QUICK = {"friends": 100, "workers": 2, "warmup": 10.0, "window": 20.0}
 
 
@@ -693,10 +714,11 @@ def main() -> None:
     parser.add_argument("--friends", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4, help="load-generator processes")
     parser.add_argument("--seconds", type=float, default=2.0, help="modelled render time per frame")
-    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=45.0)
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--max-friends", type=int, default=64, help="friends per job (the requester's limit)")
     parser.add_argument("--startup", type=float, default=5.0, help="the requester's Blender start-up estimate (task sizes, deadlines)")
+    parser.add_argument("--friend-silence", type=float, default=30.0, help="the requester's friend_silence (its default is 5 s)")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK}")
     parser.add_argument("--profile", type=Path, help="sample the requester's threads with py-spy into this file (raw format)")
     parser.add_argument("--keep", type=Path, help="keep the run's logs and databases here")
@@ -718,7 +740,8 @@ def main() -> None:
     kwargs = {"friends": args.friends, "workers": args.workers, "warmup": args.warmup, "window": args.window}
     if args.quick:
         kwargs.update(QUICK)
-    print(json.dumps(run(**kwargs, seconds=args.seconds, max_friends=args.max_friends, startup=args.startup, profile=args.profile,
+    print(json.dumps(run(**kwargs, seconds=args.seconds, max_friends=args.max_friends, startup=args.startup, friend_silence=args.friend_silence,
+                         profile=args.profile,
                          keep=args.keep), indent=2))
 
 

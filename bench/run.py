@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -152,7 +154,9 @@ def main() -> None:
 def _requester_load(res: dict, quick: bool) -> None:
     """One requester, simulated friends over real TLS, 1920x1080 frames: CPU per frame, memory per friend."""
     params = requester_load.QUICK if quick else requester_load.FULL
-    rl = _safe("requester load", requester_load.run, **params)
+    # Where the requester's CPU goes, when py-spy is installed (pip install py-spy): its top entries land in the results.
+    profile = Path(tempfile.mkdtemp(prefix="frender-profile-")) / "requester.raw" if shutil.which("py-spy") else None
+    rl = _safe("requester load", requester_load.run, **params, profile=profile)
     res["requester_cpu_ms_per_frame"] = {
         "value": rl.get("requester_cpu_ms_per_frame"),
         "accepted_frames_per_s": rl.get("accepted_frames_per_s"),
