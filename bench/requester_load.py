@@ -479,12 +479,12 @@ async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[
     jobs = []
     async with connect(requester, identity) as session:
         for n in sizes:
-            for attempt in range(30):  # friends still registering are not live yet: ask again
+            for attempt in range(30):
                 try:
                     reply = await session.call(msg.Submit(user="artist", blend_sha256=sha, frames=tuple(range(1, frames_per_job + 1)), friends=n))
                     break
-                except RemoteError as exc:
-                    if exc.code != "no-friends" or attempt == 29:
+                except RemoteError as exc:  # friends not live yet, or the master too busy to answer the requester's ask in time
+                    if exc.code not in ("no-friends", "master-unreachable") or attempt == 29:
                         raise
                     await trio.sleep(1.0)
             jobs.append(reply.job)
