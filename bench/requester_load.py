@@ -52,6 +52,7 @@ one, then measures over a window after a warm-up:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -251,7 +252,8 @@ class SimFriend:
     """One simulated friend: the real messages of ``frender run friend``, with a modelled 2-second render."""
 
     def __init__(self, *, index: int, user: str, identity: Identity, master: Address, variants: list[dict], seconds: float,
-                 home: Path, stats: _Stats) -> None:
+                 home: Path, stats: _Stats, dialling: trio.Semaphore) -> None:
+        self.dialling = dialling
         self.index = index
         self.user = user
         self.friend = f"{user}/box"
@@ -331,12 +333,15 @@ class SimFriend:
         whose frames did not all leave is given up by the next WantWork.
         """
         try:
-            async with connect(requester, self.identity, limits=CLIENT_LIMITS) as session, FileLink(requester, self.identity) as link:
-                if not self.fetched:
-                    blend = self.home / f"{self.user}-{job}.blend"
-                    await link.get(FileHeader(kind="blend", job=job, sha256=signed.assignment.blend_sha256), blend, max_size=1 << 20)
-                    blend.unlink()
-                    self.fetched = True
+            async with contextlib.AsyncExitStack() as stack:
+                async with self.dialling:  # a few handshakes at a time per generator: a thousand at once time out on two shared cores
+                    session = await stack.enter_async_context(connect(requester, self.identity, limits=CLIENT_LIMITS))
+                    link = await stack.enter_async_context(FileLink(requester, self.identity))
+                    if not self.fetched:
+                        blend = self.home / f"{self.user}-{job}.blend"
+                        await link.get(FileHeader(kind="blend", job=job, sha256=signed.assignment.blend_sha256), blend, max_size=1 << 20)
+                        blend.unlink()
+                        self.fetched = True
                 unsent: Counter[int] = Counter()
 
                 async def want(rendering: int | None = None):
@@ -403,11 +408,12 @@ async def _worker(args: argparse.Namespace) -> dict:
     home = args.home / f"w{args.worker}"
     home.mkdir(parents=True, exist_ok=True)
     stats = _Stats()
+    dialling = trio.Semaphore(8)
     friends = []
     for i in range(args.friends):
         user = f"rl{args.worker}x{i}"
         friends.append(SimFriend(index=args.worker * 100_000 + i, user=user, identity=Identity.load_or_create(home / user), master=master,
-                                 variants=variants, seconds=args.seconds, home=home, stats=stats))
+                                 variants=variants, seconds=args.seconds, home=home, stats=stats, dialling=dialling))
     registered = trio.Semaphore(0, max_value=len(friends))
     out: dict = {}
     async with trio.open_nursery() as nursery:
@@ -477,22 +483,25 @@ async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[
     sha = hashlib.sha256(data).hexdigest()
     await put_file(requester, identity, FileHeader(kind="upload", job=sha, size=len(data), sha256=sha), scene)
     jobs = []
-    async with connect(requester, identity) as session:
-        for n in sizes:
-            for attempt in range(30):
-                try:
+    for n in sizes:
+        for attempt in range(60):
+            try:
+                async with connect(requester, identity) as session:
                     reply = await session.call(msg.Submit(user="artist", blend_sha256=sha, frames=tuple(range(1, frames_per_job + 1)), friends=n))
-                    break
-                except RemoteError as exc:  # friends not live yet, or the master too busy to answer the requester's ask in time
-                    if exc.code not in ("no-friends", "master-unreachable") or attempt == 29:
-                        raise
-                    await trio.sleep(1.0)
-            jobs.append(reply.job)
+                break
+            except RemoteError as exc:  # friends not live yet, or the master too busy to answer the requester's ask in time
+                if exc.code not in ("no-friends", "master-unreachable") or attempt == 59:
+                    raise
+            except PeerGone:
+                if attempt == 59:
+                    raise
+            await trio.sleep(1.0)
+        jobs.append(reply.job)
     return jobs
 
 
 def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: float = 20.0, window: float = 60.0, max_friends: int = 64,
-        startup: float = 5.0, friend_silence: float = 30.0, profile: Path | None = None, keep: Path | None = None) -> dict:
+        startup: float = 5.0, friend_silence: float = 120.0, profile: Path | None = None, keep: Path | None = None) -> dict:
     """One measured run; returns the figures."""
     root = Path(tempfile.mkdtemp(prefix="frender-rload-")) if keep is None else keep
     if keep is not None:
@@ -705,7 +714,7 @@ def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:
     }
 
 
-FULL = {"friends": 1000, "workers": 4, "warmup": 45.0, "window": 60.0}
+FULL = {"friends": 1000, "workers": 4, "warmup": 60.0, "window": 60.0}
 QUICK = {"friends": 100, "workers": 2, "warmup": 10.0, "window": 20.0}
 
 
@@ -718,7 +727,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--max-friends", type=int, default=64, help="friends per job (the requester's limit)")
     parser.add_argument("--startup", type=float, default=5.0, help="the requester's Blender start-up estimate (task sizes, deadlines)")
-    parser.add_argument("--friend-silence", type=float, default=30.0, help="the requester's friend_silence (its default is 5 s)")
+    parser.add_argument("--friend-silence", type=float, default=120.0, help="the requester's friend_silence (its default is 5 s)")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK}")
     parser.add_argument("--profile", type=Path, help="sample the requester's threads with py-spy into this file (raw format)")
     parser.add_argument("--keep", type=Path, help="keep the run's logs and databases here")
