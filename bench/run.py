@@ -64,13 +64,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--only", choices=("requester_load",), help="run this benchmark alone and update its figures in --out")
+    parser.add_argument("--requester-friends", type=int, help="simulated friends for requester_load (default: 1,000; --quick: 100)")
     args = parser.parse_args()
     q = args.quick
     started = time.perf_counter()
     if args.only:
         res = json.loads(args.out.read_text()) if args.out.is_file() else {"quick": q, "machine": _machine()}
-        _requester_load(res, q)
-        res[args.only + "_command"] = "python bench/run.py --only requester_load" + (" --quick" if q else "")
+        _requester_load(res, q, args.requester_friends)
+        res[args.only + "_command"] = " ".join(["python bench/run.py", *sys.argv[1:]])
         args.out.write_text(json.dumps(res, indent=2) + "\n")
         _table(res)
         return
@@ -142,7 +143,7 @@ def main() -> None:
     br = _safe("blender ratio", blender_ratio.run, frames=bframes)
     res["blender_ratio"] = {"value": br.get("blender_ratio"), "params": br.get("params", {"frames": bframes}), "detail": br}
 
-    _requester_load(res, q)
+    _requester_load(res, q, args.requester_friends)
 
     res["seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
@@ -151,9 +152,11 @@ def main() -> None:
     _table(res)
 
 
-def _requester_load(res: dict, quick: bool) -> None:
+def _requester_load(res: dict, quick: bool, friends: int | None) -> None:
     """One requester, simulated friends over real TLS, 1920x1080 frames: CPU per frame, memory per friend."""
-    params = requester_load.QUICK if quick else requester_load.FULL
+    params = dict(requester_load.QUICK if quick else requester_load.FULL)
+    if friends is not None:
+        params["friends"] = friends
     # Where the requester's CPU goes, when py-spy is installed (pip install py-spy): its top entries land in the results.
     profile = Path(tempfile.mkdtemp(prefix="frender-profile-")) / "requester.raw" if shutil.which("py-spy") else None
     rl = _safe("requester load", requester_load.run, **params, profile=profile)
