@@ -608,7 +608,7 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         "put_p99_ms": round(_pct(latency, 0.99) * 1000, 1) if latency else None,
         "requester_rss_idle_mb": round(rss_idle / 2**20, 1),
         "requester_rss_end_mb": round(rss_end / 2**20, 1),
-        "requester_rss_peak_mb": round(max((r for _, _, r in timeline), default=rss_end) / 2**20, 1),
+        "requester_rss_peak_mb": round(max([rss_end, *(r for _, _, r in timeline)]) / 2**20, 1),
         "requester_kb_per_friend": round((rss_end - rss_idle) / friends / 1024, 1),
         "cpu_s_in_window": {**{k: v for k, v in cpu.items() if not k.startswith("worker")}, "load_generators": generators_cpu},
         "cores_used_in_window": round(sum(cpu.values()) / window, 2),
@@ -715,7 +715,7 @@ def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:
 
 
 FULL = {"friends": 1000, "workers": 4, "warmup": 60.0, "window": 60.0}
-QUICK = {"friends": 100, "workers": 2, "warmup": 10.0, "window": 20.0}
+QUICK = {"friends": 100, "workers": 2, "warmup": 30.0, "window": 20.0}
 
 
 def main() -> None:
