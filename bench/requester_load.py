@@ -500,7 +500,7 @@ async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[
     return jobs
 
 
-def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: float = 20.0, window: float = 60.0, max_friends: int = 64,
+def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: float = 60.0, window: float = 60.0, max_friends: int = 64,
         startup: float = 5.0, friend_silence: float = 120.0, profile: Path | None = None, keep: Path | None = None) -> dict:
     """One measured run; returns the figures."""
     root = Path(tempfile.mkdtemp(prefix="frender-rload-")) if keep is None else keep

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from attrs import frozen
 from PIL import Image
 
@@ -66,13 +67,13 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def decode_png(data: Path | bytes, *, width: int, height: int) -> np.ndarray:
+def decode_png(data: Path | bytes, *, width: int, height: int) -> npt.NDArray[np.uint8]:
     """Decode a PNG of exactly width x height into an RGBA uint8 array (height, width, 4)."""
     with _DECODING:  # the file's bytes too are read only when its turn comes
         return _decode(data.read_bytes() if isinstance(data, Path) else data, width=width, height=height)
 
 
-def _decode(data: bytes, *, width: int, height: int) -> np.ndarray:
+def _decode(data: bytes, *, width: int, height: int) -> npt.NDArray[np.uint8]:
     size = png_size(data)
     if size != (width, height):
         raise BadImage(f"PNG is {size[0]}x{size[1]}, the job is {width}x{height}")
@@ -104,6 +105,7 @@ def compare(
     counts = np.bincount(diff.ravel(), minlength=256)
     mse = float(counts @ (np.arange(256, dtype=np.int64) ** 2)) / diff.size
     psnr = 10 * math.log10(255**2 / mse)
+    verdict: Literal["agree", "disagree"]
     if fraction_off <= tolerance.max_fraction_off:
         verdict = "agree"
     else:
