@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +28,7 @@ import efficiency  # noqa: E402
 import frames_transfer  # noqa: E402
 import master_load  # noqa: E402
 import replay  # noqa: E402
+import requester_load  # noqa: E402
 import transfer  # noqa: E402
 
 TARGETS = {
@@ -34,6 +37,8 @@ TARGETS = {
     "assign_p99_ms": ("<=", 5.0),
     "replay_events_per_s": (">=", 100_000),
     "blender_ratio": ("<=", 1.15),
+    "requester_cpu_ms_per_frame": ("<=", 2.0),
+    "requester_kb_per_friend": ("<=", 50.0),
 }
 
 
@@ -58,9 +63,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--only", choices=("requester_load",), help="run this benchmark alone and update its figures in --out")
+    parser.add_argument("--requester-friends", type=int, help="simulated friends for requester_load (default: 1,000; --quick: 100)")
     args = parser.parse_args()
     q = args.quick
     started = time.perf_counter()
+    if args.only:
+        res = json.loads(args.out.read_text()) if args.out.is_file() else {"quick": q, "machine": _machine()}
+        _requester_load(res, q, args.requester_friends)
+        res[args.only + "_command"] = " ".join(["python bench/run.py", *sys.argv[1:]])
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        _table(res)
+        return
     res: dict = {"quick": q, "machine": _machine(), "command": "python bench/run.py" + (" --quick" if q else "")}
 
     # efficiency: M frames on N friends, modelled 200 ms a frame, verification on
@@ -129,11 +143,34 @@ def main() -> None:
     br = _safe("blender ratio", blender_ratio.run, frames=bframes)
     res["blender_ratio"] = {"value": br.get("blender_ratio"), "params": br.get("params", {"frames": bframes}), "detail": br}
 
+    _requester_load(res, q, args.requester_friends)
+
     res["seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     if not q:
         _plot(runs, HERE.parent / "docs" / "efficiency.png")
     _table(res)
+
+
+def _requester_load(res: dict, quick: bool, friends: int | None) -> None:
+    """One requester, simulated friends over real TLS, 1920x1080 frames: CPU per frame, memory per friend."""
+    params = dict(requester_load.QUICK if quick else requester_load.FULL)
+    if friends is not None:
+        params["friends"] = friends
+    # Where the requester's CPU goes, when py-spy is installed (pip install py-spy): its top entries land in the results.
+    profile = Path(tempfile.mkdtemp(prefix="frender-profile-")) / "requester.raw" if shutil.which("py-spy") else None
+    rl = _safe("requester load", requester_load.run, **params, profile=profile)
+    res["requester_cpu_ms_per_frame"] = {
+        "value": rl.get("requester_cpu_ms_per_frame"),
+        "accepted_frames_per_s": rl.get("accepted_frames_per_s"),
+        "offered_frames_per_s": rl.get("offered_frames_per_s"),
+        "final_frames_per_s": rl.get("final_frames_per_s"),
+        "delivery_to_final_p99_ms": rl.get("delivery_to_final_p99_ms"),
+        "cpu_s_in_window": rl.get("cpu_s_in_window"),
+        "params": rl.get("params"),
+        "detail": rl,
+    }
+    res["requester_kb_per_friend"] = {"value": rl.get("requester_kb_per_friend"), "params": rl.get("params")}
 
 
 def _plot(runs: dict, path: Path) -> None:
@@ -163,9 +200,10 @@ def _plot(runs: dict, path: Path) -> None:
 
 def _table(res: dict) -> None:
     rows = []
-    for key in (
-        "efficiency", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms", "replay_events_per_s", "blender_ratio"
-    ):
+    keys = ("efficiency", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms", "replay_events_per_s", "blender_ratio")
+    for key in keys + ("requester_cpu_ms_per_frame", "requester_kb_per_friend"):
+        if key not in res:
+            continue
         value = res[key].get("value")
         target = TARGETS.get(key)
         if target is None or value is None:
@@ -178,14 +216,14 @@ def _table(res: dict) -> None:
             offered = hb["params"]["friends"] if hb.get("params") else "?"
             verdict = f"{offered}/s offered: {'held' if hb.get('held') else 'NOT held'}; sustained max {hb.get('sustained_max')}/s"
         rows.append((key, value, verdict))
-    if "by_n" in res["efficiency"]:
+    if "by_n" in res.get("efficiency", {}):
         for n, r in res["efficiency"]["by_n"].items():
             rows.append((f"  efficiency N={n}", r.get("efficiency"), f"{r.get('actual_s')} s vs ideal {r.get('ideal_s')} s"))
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'value':>12}  target")
     for name, value, verdict in rows:
         print(f"{name:<{width}}  {value!s:>12}  {verdict}")
-    print(f"wrote bench/results.json ({res['seconds']} s)")
+    print(f"wrote bench/results.json ({res.get('seconds', '?')} s)")
 
 
 if __name__ == "__main__":

@@ -103,3 +103,26 @@ def test_any_frame_is_identical_to_itself(raw):
     """compare(x, x) is identical for any pixels."""
     data = png(np.frombuffer(raw, np.uint8).reshape(H, W, 4))
     assert compare(data, data, width=W, height=H).verdict == "identical"
+
+
+def _reference(a: np.ndarray, b: np.ndarray, threshold: int = 4) -> tuple[int, float, float]:
+    """max_diff, fraction_off and PSNR computed the plain way, in wide integers and floats."""
+    diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    mse = float(np.mean(diff.astype(np.float64) ** 2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+    return int(diff.max()), float(np.mean(diff.max(axis=2) > threshold)), psnr
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=W * H * 4, max_size=W * H * 4), st.integers(0, 255), st.integers(1, W * H))
+def test_figures_match_the_plain_computation(raw, shift, changed):
+    """compare's figures equal a plain wide-integer computation, for images equal or apart."""
+    a = np.frombuffer(raw, np.uint8).reshape(H, W, 4).copy()
+    b = a.copy().reshape(-1, 4)
+    b[:changed, (changed % 4)] = (b[:changed, (changed % 4)].astype(int) + shift) % 256
+    b = b.reshape(H, W, 4)
+    result = compare(png(a), png(b), width=W, height=H)
+    max_diff, fraction_off, psnr = _reference(a, b)
+    assert (result.max_diff, result.fraction_off) == (max_diff, pytest.approx(fraction_off))
+    assert result.psnr == pytest.approx(psnr)
+    assert result.verdict == ("identical" if max_diff == 0 else "agree" if fraction_off <= 0.01 else "disagree")
