@@ -1,13 +1,19 @@
 """The artist's side: upload a .blend, follow the job, collect final frames.
 
 ``submit`` is resumable: the job it started is remembered in
-``OUT/.frender-job.json`` (with the file's sha256 and the requester), so
-running it again after an interruption follows the same job and fetches only
-the frames that are not in OUT yet.
+``OUT/.frender-job.json`` (with the file's sha256, the requester and the frames
+asked for), so running it again after an interruption follows the same job and
+fetches only the frames that are not in OUT yet. Only the same request
+resumes: another file or other frames start a new job, unless OUT already holds
+frames of the first one, which is refused (use another OUT).
+
+Frames are named as the file's output path names them (``shot_####.exr`` ->
+``shot_0001.exr``), or by ``name`` (a pattern with ``#`` for the frame number).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -16,14 +22,19 @@ from typing import Callable
 import trio
 from attrs import frozen
 
+from frender.apps import artist
 from frender.apps import messages as msg
 from frender.blender import frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, connect, file_header, put_file, single_error
 
-__all__ = ["SubmitResult", "submit", "status", "operator_call"]
+__all__ = ["SubmitRefused", "SubmitResult", "submit", "status", "operator_call"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
+
+
+class SubmitRefused(Exception):
+    """The client will not start this submit (OUT holds another job's frames)."""
 
 
 @frozen(kw_only=True)
@@ -32,16 +43,36 @@ class SubmitResult:
     frames: tuple[int, ...]
     out: Path
     progress: msg.ProgressReply
+    files: tuple[Path, ...] = ()  # the frames' files in OUT, in frame order
 
 
-def _remembered(out: Path, sha256: str, requester: Address) -> int | None:
+def _remembered(out: Path, request: dict[str, object]) -> dict[str, object] | None:
+    """The saved job when OUT's state names this very request; None when OUT holds no job.
+
+    Raises SubmitRefused when OUT holds frames of a different request.
+    """
     try:
         saved = json.loads((out / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if saved.get("sha256") == sha256 and saved.get("requester") == str(requester):
-        return int(saved["job"])
+    if not isinstance(saved, dict) or "job" not in saved:
+        return None
+    if all(saved.get(key) == value for key, value in request.items()):
+        return saved
+    held = [f for f in saved.get("frames", []) if (out / _file_name(saved, f)).exists()] if saved.get("frames") else []
+    if held:
+        raise SubmitRefused(
+            f"{out} holds {len(held)} frames of job {saved['job']}, asked with another file or other frames;"
+            " choose another output folder (or empty this one) for a new job"
+        )
     return None
+
+
+def _file_name(saved: dict, frame: int) -> str:
+    try:
+        return artist.frame_file(saved.get("name") or "frame_####", frame, saved.get("extension", ".png"))
+    except ValueError:
+        return frame_name(frame)
 
 
 async def submit(
@@ -56,25 +87,45 @@ async def submit(
     checks_per_friend: int = 1,
     on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
     poll: float = 0.3,
+    name: str | None = None,
+    allow_outside: bool = False,
+    allow_missing: bool = False,
 ) -> SubmitResult:
-    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``."""
+    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``.
+
+    ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
+    """
+    if name is not None:
+        artist.frame_file(name, 1, "")  # a bad pattern fails here, before anything is sent
     identity = Identity.load_or_create(home)
     out.mkdir(parents=True, exist_ok=True)
     header = await file_header(blend, kind="upload", job="upload")
-    job = _remembered(out, header.sha256, requester)
-    if job is None:
+    request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
+    saved = _remembered(out, request)
+    if saved is None:
         upload = FileHeader(kind="upload", job=header.sha256, size=header.size, sha256=header.sha256)
         await put_file(requester, identity, upload, blend)
         async with connect(requester, identity) as session:
             submitted = await session.call(
-                msg.Submit(user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend)
+                msg.Submit(
+                    user=user,
+                    blend_sha256=header.sha256,
+                    frames=frames,
+                    friends=friends,
+                    checks_per_friend=checks_per_friend,
+                    allow_outside=allow_outside,
+                    allow_missing=allow_missing,
+                )
             )
-        job = submitted.job
-        (out / STATE_FILE).write_text(json.dumps({"job": job, "sha256": header.sha256, "requester": str(requester)}))
+        saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension}
+        (out / STATE_FILE).write_text(json.dumps(saved))
+    if name is not None:
+        saved = {**saved, "name": name}
+    job = int(saved["job"])  # type: ignore[call-overload]
     fetched: set[int] = set()
     while True:
         try:
-            return await _follow(requester, identity, job, out, fetched, on_progress, poll)
+            return await _follow(requester, identity, job, out, fetched, on_progress, poll, functools.partial(_file_name, saved))
         except* PeerGone:  # from the progress calls or any of the downloads
             pass
         await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
@@ -88,6 +139,7 @@ async def _follow(
     fetched: set[int],
     on_progress: Callable[[msg.ProgressReply], None],
     poll: float,
+    file_name: Callable[[int], str] = frame_name,
 ) -> SubmitResult:
     """Follow the job until it finished and every final frame is in ``out``.
 
@@ -101,7 +153,7 @@ async def _follow(
     async def download() -> None:
         async with FileLink(requester, identity) as link:  # one connection for many frames
             async for frame in receive:
-                target = out / frame_name(frame)
+                target = out / file_name(frame)
                 if not target.exists():
                     await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
                 fetched.add(frame)
@@ -127,7 +179,8 @@ async def _follow(
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
                     known, delivered = len(progress.final), progress.delivered
     # The downloads drained the queue before the nursery closed.
-    return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
+    frames = tuple(sorted(fetched))
+    return SubmitResult(job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames))
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:

@@ -234,6 +234,8 @@ class Submit:
     frames: tuple[int, ...] = ()  # empty: the file's own frame range
     friends: int = 4
     checks_per_friend: int = 1
+    allow_outside: bool = False  # frames outside the file's range are refused unless this is set
+    allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
 
 
 @frozen(kw_only=True)
@@ -243,6 +245,11 @@ class Submitted:
     frames: tuple[int, ...]
     width: int
     height: int
+    # How the file names its frames: the last part of its output path, and the
+    # extension Blender adds ("" when the file turns extensions off).
+    name: str = "frame_####"
+    extension: str = ".png"
+    output: str = "PNG 8-bit RGBA"  # the format frames come back in, for people
 
 
 @frozen(kw_only=True)

@@ -14,7 +14,7 @@ What is still owed after a restart is derived from the folded log (``Owed``),
 so a crash between an event and its reaction only delays the reaction.
 
 Files on disk are named from ids only: ``jobs/{job}/job.blend``,
-``jobs/{job}/copies/{task}-{frame}.png``, ``jobs/{job}/own/{check}.png``,
+``jobs/{job}/copies/{task}-{frame}.{ext}``, ``jobs/{job}/own/{check}.{ext}`` (ext: the file's output format),
 ``uploads/{sha256}.blend``. A frame is on disk (fsynced, renamed) before the
 event that accepts it is committed.
 """
@@ -35,6 +35,7 @@ import trio
 from attrs import define, field, frozen
 
 from frender import blender, codec
+from frender.apps import artist
 from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
@@ -75,6 +76,14 @@ class JobAccepted:
     width: int
     height: int
     profile: RenderProfile
+    # The file's own output format: frames are stored, checked and compared in it.
+    file_format: str = "PNG"
+    color_depth: str = "8"
+    color_mode: str = "RGBA"
+
+    @property
+    def output(self) -> blender.OutputFormat:
+        return blender.OutputFormat(file_format=self.file_format, color_depth=self.color_depth, color_mode=self.color_mode)
 
 
 @frozen(kw_only=True)
@@ -252,11 +261,15 @@ class RequesterNode(Handler):
     def _job_dir(self, job: int) -> Path:
         return self.home / "jobs" / str(job)
 
+    def _extension(self, job: int) -> str:
+        accepted = self.jobs.get(job)
+        return ".png" if accepted is None else accepted.output.extension
+
     def _copy_path(self, job: int, task: int, frame: int) -> Path:
-        return self._job_dir(job) / "copies" / f"{task}-{frame}.png"
+        return self._job_dir(job) / "copies" / f"{task}-{frame}{self._extension(job)}"
 
     def _own_path(self, job: int, check: int) -> Path:
-        return self._job_dir(job) / "own" / f"{check}.png"
+        return self._job_dir(job) / "own" / f"{check}{self._extension(job)}"
 
     def _upload_path(self, sha256: str) -> Path:
         return self.home / "uploads" / f"{sha256}.blend"
@@ -308,7 +321,11 @@ class RequesterNode(Handler):
             raise Refused("bad-blend", str(exc).splitlines()[0]) from None
         if info.refusals:
             raise Refused("refused-blend", "; ".join(info.refusals))
-        frames = submit.frames or tuple(range(info.frame_start, info.frame_end + 1, max(info.frame_step, 1)))
+        try:
+            asked = artist.check_request(info, submit.frames, allow_outside=submit.allow_outside, allow_missing=submit.allow_missing)
+        except artist.RequestRefused as exc:
+            raise Refused(exc.code, exc.reason) from None
+        frames = asked.frames
         if not 1 <= len(frames) <= self.settings.max_frames or len(set(frames)) != len(frames):
             raise Refused("bad-job", f"a job is 1 to {self.settings.max_frames} distinct frames")
         if not 0 <= submit.checks_per_friend <= 16:
@@ -344,6 +361,9 @@ class RequesterNode(Handler):
                 width=width,
                 height=height,
                 profile=profile,
+                file_format=asked.output.file_format,
+                color_depth=asked.output.color_depth,
+                color_mode=asked.output.color_mode,
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
             core.StartJob(
@@ -361,7 +381,9 @@ class RequesterNode(Handler):
             ),
         )
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
-        return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height)
+        return msg.Submitted(
+            job=granted.job, frames=tuple(frames), width=width, height=height, name=asked.name, extension=asked.extension, output=asked.output.describe()
+        )
 
     async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
         """The progress once more than ``final`` frames are final, the delivered count is not
@@ -480,7 +502,7 @@ class RequesterNode(Handler):
         accepted = self.jobs[job]
         ok, reason = True, ""
         try:
-            await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=accepted.width, height=accepted.height))
+            await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=accepted.width, height=accepted.height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
         self.apply(
@@ -565,7 +587,7 @@ class RequesterNode(Handler):
         a = self.copies[(event.job, event.a_sha256)]
         b = self.copies[(event.job, event.b_sha256)]
         try:
-            result = await trio.to_thread.run_sync(lambda: blender.compare(a, b, width=accepted.width, height=accepted.height))
+            result = await trio.to_thread.run_sync(lambda: blender.compare_output(a, b, accepted.output, width=accepted.width, height=accepted.height))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)

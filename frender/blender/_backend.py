@@ -88,6 +88,8 @@ class BlendInfo:
     external_files: tuple[str, ...]
     packed_files: tuple[str, ...]
     refusals: tuple[str, ...]  # what the guard would refuse; empty means renderable
+    output: dict[str, Any] = attrs.field(factory=dict)  # the file's output settings (see _inblender.output_settings)
+    missing: tuple[tuple[str, str], ...] = ()  # (path as written, what uses it) for each file not on disk
 
 
 class Backend(abc.ABC):
@@ -209,8 +211,9 @@ class _RenderEachTime(Session):
 class _HandOver:
     """Hands over each requested frame Blender reports saved, checking its file is really there."""
 
-    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None) -> None:
+    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None, extension: str = ".png") -> None:
         self.out_dir = out_dir
+        self.extension = extension
         self.wanted = set(frames)
         self.on_frame = on_frame
         self.rendered: list[RenderedFrame] = []
@@ -220,7 +223,7 @@ class _HandOver:
             return
         # The path is ours, not the one printed: only a requested frame's
         # own file in out/ is ever handed over.
-        path = self.out_dir / frame_name(event.frame)
+        path = self.out_dir / frame_name(event.frame, self.extension)
         if path.is_symlink() or not path.is_file():
             raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
         self.wanted.discard(event.frame)
@@ -233,10 +236,11 @@ class _HandOver:
 class _BlenderSession(Session):
     """One Blender process that loaded and guarded the file, rendering the batches it is fed."""
 
-    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits) -> None:
+    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits, extension: str = ".png") -> None:
         super().__init__(limits)
         self.process = process
         self.out_dir = out_dir
+        self.extension = extension  # the file's own format, as Blender said when it was ready
         self.deadline = process.deadline
         self.batches = 0  # as counted by the process itself
 
@@ -255,8 +259,8 @@ class _BlenderSession(Session):
         for frame in set(frames):
             # A frame rendered before in this job must not pass for this batch's.
             with contextlib.suppress(OSError):
-                (self.out_dir / frame_name(frame)).unlink(missing_ok=True)
-        hand_over = _HandOver(self.out_dir, frames, on_frame)
+                (self.out_dir / frame_name(frame, self.extension)).unlink(missing_ok=True)
+        hand_over = _HandOver(self.out_dir, frames, on_frame, self.extension)
         await self.process.send({"frames": frames})
         done = await self.process.wait_for(BatchDone, deadline=deadline, limit_seconds=limit, on_event=hand_over)
         assert isinstance(done, BatchDone)
@@ -308,6 +312,8 @@ class BlenderBackend(Backend):
             external_files=tuple(info["external_files"]),
             packed_files=tuple(info["packed_files"]),
             refusals=tuple(info["refusals"]),
+            output=dict(info["output"]),
+            missing=tuple((m["path"], m["used_by"]) for m in info["missing"]),
         )
 
     async def render(
@@ -352,11 +358,12 @@ class BlenderBackend(Backend):
             sandbox = Sandbox(job_dir=job_dir, job_writable=True, install_dirs=facts.install_dirs)
         process = await ScriptProcess.start(self.command, request, cwd=job_dir, limits=limits, sandbox=sandbox)
         try:
-            await process.wait_for(Ready, deadline=process.deadline)
+            ready = await process.wait_for(Ready, deadline=process.deadline)
         except BaseException:
             await process.aclose()
             raise
-        return _BlenderSession(process, out_dir, limits)
+        assert isinstance(ready, Ready)
+        return _BlenderSession(process, out_dir, limits, ready.extension)
 
     async def _probe_facts(self) -> _Facts:
         async with self._probing:
@@ -470,9 +477,9 @@ def cpu_class() -> str:
     return machine if best is None else f"{machine}-{best}"
 
 
-def frame_name(frame: int) -> str:
-    """The file Blender's "frame_####" pattern gives a frame: frame_0012.png, frame_-0003.png."""
-    return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}.png"
+def frame_name(frame: int, extension: str = ".png") -> str:
+    """The file Blender's "frame_####" pattern gives a frame: frame_0012.png, frame_-0003.exr."""
+    return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}{extension}"
 
 
 async def probe(backend: Backend) -> RenderProfile:

@@ -73,6 +73,8 @@ class Done:
 class Ready:
     """Session mode: the file is open and guarded; the driver waits for batches on stdin."""
 
+    extension: str = ".png"  # of the frames it will save, in the file's own format
+
 
 @frozen
 class BatchDone:
@@ -160,7 +162,10 @@ def _parse_ours(rest: str) -> OutputEvent | None:
             case "DONE":
                 return Done()
             case "READY":
-                return Ready()
+                extension = json.loads(fields).get("extension", ".png") if fields else ".png"
+                if not re.fullmatch(r"\.[a-z0-9]{1,5}", extension):
+                    return None
+                return Ready(extension)
             case "BATCH":
                 return BatchDone(int(fields))
     except ValueError:  # also json.JSONDecodeError
