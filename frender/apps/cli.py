@@ -224,6 +224,7 @@ def submit(
     name: Optional[str] = typer.Option(None, help="Name frames by this pattern (shot_####) instead of the file's output path."),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Render frames outside the file's frame range."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Render although files the .blend uses are missing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, then stop."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
@@ -233,6 +234,17 @@ def submit(
 
     if not blend.is_file():
         fail(f"{blend}: no such file")
+    if dry_run:
+        import shutil
+
+        from frender.apps.pack import describe, pack
+
+        packed = pack(blend)
+        shutil.rmtree(packed.root, ignore_errors=True)
+        typer.echo("\n".join(describe(packed)))
+        if packed.missing and not allow_missing:
+            fail(f"{len(packed.missing)} missing files: a submit would be refused (--allow-missing renders without them)")
+        return
     address = _address(requester)
     try:
         result = follow(

@@ -16,25 +16,76 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Callable
 
 import trio
 from attrs import frozen
 
-from frender.apps import artist
+from frender.apps import artist, pack
 from frender.apps import messages as msg
 from frender.blender import frame_name
-from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, connect, file_header, put_file, single_error
+from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, connect, file_header, single_error
 
-__all__ = ["SubmitRefused", "SubmitResult", "submit", "status", "operator_call"]
+__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
 
 
 class SubmitRefused(Exception):
-    """The client will not start this submit (OUT holds another job's frames)."""
+    """The client will not start this submit (OUT holds another job's frames, files are missing)."""
+
+
+@frozen(kw_only=True)
+class UploadProgress:
+    """How the upload of a job tree goes: what is sent of what must be sent."""
+
+    sent: int  # bytes
+    total: int  # bytes to send (files the requester already holds are not sent)
+    seconds: float
+    files_sent: int
+    files_total: int
+    files_held: int  # already at the requester: not sent again
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        return (self.total - self.sent) / self.rate if self.rate > 0 else None
+
+    def text(self) -> str:
+        left = "" if self.seconds_left is None else f", {self.seconds_left:.0f} s left"
+        return (
+            f"uploaded {self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB at {self.rate / 1e6:.1f} MB/s{left}"
+            f" ({self.files_sent} of {self.files_total} files; {self.files_held} already held)"
+        )
+
+
+async def _upload_tree(
+    requester: Address, identity: Identity, packed: pack.Packed, manifest: Path, manifest_sha256: str, on_upload: Callable[[UploadProgress], None]
+) -> None:
+    """Upload the tree's files the requester lacks, by sha256, the manifest last."""
+    by_sha = {f.sha256: packed.root / f.path for f in packed.manifest.files}
+    by_sha[manifest_sha256] = manifest
+    async with connect(requester, identity) as session:
+        wanted = await session.call(msg.HaveUploads(sha256s=tuple(by_sha)))
+    missing = set(wanted.missing)
+    order = [sha for sha in by_sha if sha in missing and sha != manifest_sha256]
+    order += [manifest_sha256] if manifest_sha256 in missing else []
+    sizes = {sha: by_sha[sha].stat().st_size for sha in order}
+    total, sent, started = sum(sizes.values()), 0, trio.current_time()
+    report = functools.partial(UploadProgress, total=total, files_total=len(order), files_held=len(by_sha) - len(order))
+    on_upload(report(sent=0, seconds=0.0, files_sent=0))
+    async with FileLink(requester, identity) as link:
+        for count, sha in enumerate(order, 1):
+            await link.put(FileHeader(kind="upload", job=sha, size=sizes[sha], sha256=sha), by_sha[sha])
+            sent += sizes[sha]
+            on_upload(report(sent=sent, seconds=trio.current_time() - started, files_sent=count))
 
 
 @frozen(kw_only=True)
@@ -90,35 +141,46 @@ async def submit(
     name: str | None = None,
     allow_outside: bool = False,
     allow_missing: bool = False,
+    on_upload: Callable[[UploadProgress], None] = lambda u: None,
 ) -> SubmitResult:
-    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``.
+    """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
 
     ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
+    A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``.
     """
     if name is not None:
         artist.frame_file(name, 1, "")  # a bad pattern fails here, before anything is sent
     identity = Identity.load_or_create(home)
-    out.mkdir(parents=True, exist_ok=True)
-    header = await file_header(blend, kind="upload", job="upload")
-    request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
-    saved = _remembered(out, request)
-    if saved is None:
-        upload = FileHeader(kind="upload", job=header.sha256, size=header.size, sha256=header.sha256)
-        await put_file(requester, identity, upload, blend)
-        async with connect(requester, identity) as session:
-            submitted = await session.call(
-                msg.Submit(
-                    user=user,
-                    blend_sha256=header.sha256,
-                    frames=frames,
-                    friends=friends,
-                    checks_per_friend=checks_per_friend,
-                    allow_outside=allow_outside,
-                    allow_missing=allow_missing,
+    packed = await trio.to_thread.run_sync(pack.pack, blend)
+    try:
+        if packed.missing and not allow_missing:
+            raise SubmitRefused(pack.missing_text(packed) + " (--allow-missing renders without them)")
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = packed.root.with_name(packed.root.name + ".manifest")
+        manifest.write_bytes(packed.manifest.encode())
+        header = await file_header(manifest, kind="upload", job="upload")
+        request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
+        saved = _remembered(out, request)
+        if saved is None:
+            await _upload_tree(requester, identity, packed, manifest, header.sha256, on_upload)
+            async with connect(requester, identity) as session:
+                submitted = await session.call(
+                    msg.Submit(
+                        user=user,
+                        blend_sha256=header.sha256,
+                        frames=frames,
+                        friends=friends,
+                        checks_per_friend=checks_per_friend,
+                        allow_outside=allow_outside,
+                        allow_missing=allow_missing,
+                        tree=True,
+                    )
                 )
-            )
-        saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension}
-        (out / STATE_FILE).write_text(json.dumps(saved))
+            saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension}
+            (out / STATE_FILE).write_text(json.dumps(saved))
+    finally:
+        shutil.rmtree(packed.root, ignore_errors=True)
+        packed.root.with_name(packed.root.name + ".manifest").unlink(missing_ok=True)
     if name is not None:
         saved = {**saved, "name": name}
     job = int(saved["job"])  # type: ignore[call-overload]

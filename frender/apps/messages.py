@@ -236,6 +236,21 @@ class Submit:
     checks_per_friend: int = 1
     allow_outside: bool = False  # frames outside the file's range are refused unless this is set
     allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
+    tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
+
+
+@frozen(kw_only=True)
+class HaveUploads:
+    """Which of these files (by sha256) does the requester still need? Asked before uploading a job tree."""
+
+    tag: ClassVar[str] = "have_uploads.v1"
+    sha256s: tuple[str, ...]
+
+
+@frozen(kw_only=True)
+class UploadsWanted:
+    tag: ClassVar[str] = "uploads_wanted.v1"
+    missing: tuple[str, ...]  # those it does not hold: upload these
 
 
 @frozen(kw_only=True)
@@ -357,6 +372,8 @@ codec.register(
     JobStatus,
     StatusReply,
     Submit,
+    HaveUploads,
+    UploadsWanted,
     Submitted,
     Progress,
     FriendLine,

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from frender.apps import messages as msg
-from frender.apps.client import SubmitResult, submit
+from frender.apps.client import SubmitResult, UploadProgress, submit
 from frender.transports import Address
 
 __all__ = ["follow", "job_view", "print_status"]
@@ -48,9 +48,13 @@ def follow(
         def show(p: msg.ProgressReply) -> None:
             live.update(job_view(p, bars, ids))
 
+        def uploading(u: UploadProgress) -> None:
+            live.update(Group(bars, u.text()))
+
         return trio.run(
             lambda: submit(
-                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show,
+                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks,
+                on_progress=show, on_upload=uploading,
                 **options,  # type: ignore[arg-type]
             )
         )

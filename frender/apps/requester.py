@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import secrets
 import time
@@ -35,7 +36,7 @@ import trio
 from attrs import define, field, frozen
 
 from frender import blender, codec
-from frender.apps import artist
+from frender.apps import artist, pack
 from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
@@ -80,6 +81,8 @@ class JobAccepted:
     file_format: str = "PNG"
     color_depth: str = "8"
     color_mode: str = "RGBA"
+    # A packed job tree: blend_sha256 names its manifest, this its main .blend ("" for a lone .blend).
+    tree_main: str = ""
 
     @property
     def output(self) -> blender.OutputFormat:
@@ -190,6 +193,7 @@ class RequesterNode(Handler):
         replay(log, self._evolve)  # verifies the chain as it folds
         self._in_flight: set[object] = set()
         self._own_render_lock = trio.Lock()
+        self._trees: dict[int, frozenset[str]] = {}  # tree job -> the sha256 of its files
         self._master_lock = trio.Lock()
 
     # ------------------------------------------------------------ the core
@@ -280,6 +284,10 @@ class RequesterNode(Handler):
         match request:
             case msg.Submit():
                 return await self._submit(peer, request)
+            case msg.HaveUploads(sha256s=wanted):
+                if len(wanted) > pack.MAX_FILES + 1 or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s) for s in wanted):
+                    raise Refused("bad-request", f"ask about at most {pack.MAX_FILES + 1} sha256 digests")
+                return msg.UploadsWanted(missing=tuple(s for s in wanted if not self._upload_path(s).is_file()))
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.WantWork(assignment=signed, keeping=keeping):
@@ -315,10 +323,14 @@ class RequesterNode(Handler):
             raise Refused("no-upload", "upload the .blend first (put kind 'upload' named by its sha256)")
         if not 1 <= submit.friends <= self.settings.max_friends:
             raise Refused("bad-job", f"ask for 1 to {self.settings.max_friends} friends")
-        try:
-            info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
-        except blender.BlenderError as exc:
-            raise Refused("bad-blend", str(exc).splitlines()[0]) from None
+        manifest = None
+        if submit.tree:
+            manifest, info = await self._inspect_tree(submit.blend_sha256)
+        else:
+            try:
+                info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
+            except blender.BlenderError as exc:
+                raise Refused("bad-blend", str(exc).splitlines()[0]) from None
         if info.refusals:
             raise Refused("refused-blend", "; ".join(info.refusals))
         try:
@@ -349,7 +361,9 @@ class RequesterNode(Handler):
         (job_dir / "copies").mkdir(parents=True, exist_ok=True)
         (job_dir / "own").mkdir(exist_ok=True)
         if not (job_dir / "job.blend").exists():
-            os.link(blend_path, job_dir / "job.blend")
+            os.link(blend_path, job_dir / "job.blend")  # for a tree, its manifest
+        if manifest is not None:
+            await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, job_dir / "tree", self._upload_path, link=True))
         width, height = info.resolution
         now = self._now()
         self.apply(
@@ -364,6 +378,7 @@ class RequesterNode(Handler):
                 file_format=asked.output.file_format,
                 color_depth=asked.output.color_depth,
                 color_mode=asked.output.color_mode,
+                tree_main=manifest.main if manifest is not None else "",
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
             core.StartJob(
@@ -425,6 +440,41 @@ class RequesterNode(Handler):
             finished=j.phase == "finished",
             problem=problem,
         )
+
+    async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
+        """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it.
+
+        The main file's facts stand for the job; every library's refusals and
+        missing files are added to them, named by the library's path.
+        """
+        try:
+            manifest = pack.read_manifest(self._upload_path(manifest_sha256).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise Refused("bad-tree", f"the job tree's manifest is unusable: {exc}") from None
+        absent = [f.path for f in manifest.files if not self._upload_path(f.sha256).is_file()]
+        if absent:
+            raise Refused("no-upload", "upload these files of the tree first: " + ", ".join(absent[:8]))
+        root = self.home / "trees" / manifest_sha256
+        await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, root, self._upload_path, link=True))
+        infos = []
+        for path in manifest.blends:
+            try:
+                infos.append(await blender.inspect(self.backend, root / path, limits=self.settings.render_limits, job_dir=root))
+            except blender.BlenderError as exc:
+                raise Refused("bad-blend", f"{path}: {str(exc).splitlines()[0]}") from None
+        main = infos[0]
+        refusals = list(main.refusals)
+        missing = list(main.missing)
+        for path, info in zip(manifest.blends[1:], infos[1:]):
+            refusals += [f"library {path}: {reason}" for reason in info.refusals]
+            missing += [m for m in info.missing if m not in missing]
+        return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing))
+
+    def _tree_files(self, job: int) -> frozenset[str]:
+        """The sha256 of every file in a tree job (read from its manifest once)."""
+        if job not in self._trees:
+            self._trees[job] = frozenset(f.sha256 for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files)
+        return self._trees[job]
 
     async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
@@ -518,6 +568,11 @@ class RequesterNode(Handler):
             raise Refused("unknown-job", f"no job {job!r} here")
         if header.kind == "blend":
             self._friend_of(peer, job)
+            accepted = self.jobs[job]
+            if accepted.tree_main and header.sha256 and header.sha256 != accepted.blend_sha256:
+                if header.sha256 not in self._tree_files(job):  # a file of the job's tree, and nothing else
+                    raise Refused("not-in-tree", f"no file {header.sha256} in job {job}'s tree")
+                return self._upload_path(header.sha256)
             return self._job_dir(job) / "job.blend"
         if header.kind == "frame":
             self._own_job(peer, job)
@@ -616,7 +671,10 @@ class RequesterNode(Handler):
         async with self._own_render_lock:  # one render at a time: the requester's CPU is shared
             work.mkdir(parents=True, exist_ok=True)
             blend = work / "job.blend"
-            if not blend.exists():
+            if self.jobs[event.job].tree_main:
+                manifest = pack.read_manifest((job_dir / "job.blend").read_bytes())
+                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", self._upload_path, link=True))
+            elif not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:
                 frames = await blender.render(self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits)

@@ -100,8 +100,8 @@ class Backend(abc.ABC):
         """The render profile of this backend's renders."""
 
     @abc.abstractmethod
-    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
-        """Describe a .blend file, sandboxed like a render."""
+    async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
+        """Describe a .blend file, sandboxed like a render; paths must lie in job_dir (default: its folder)."""
 
     @abc.abstractmethod
     async def render(
@@ -298,12 +298,15 @@ class BlenderBackend(Backend):
         """The render profile, probed once per backend."""
         return (await self._probe_facts()).profile
 
-    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
-        """Describe a .blend; its folder is the job directory, mounted read-only."""
+    async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
+        """Describe a .blend; job_dir (by default its folder) is the job directory, mounted read-only."""
         blend = blend.resolve()
+        job_dir = blend.parent if job_dir is None else job_dir.resolve()
+        if not blend.is_relative_to(job_dir):
+            raise ValueError(f"{blend} is not inside the job directory {job_dir}")
         await self._check_header(blend)
-        request = {"mode": "inspect", "blend": str(blend), "job_dir": str(blend.parent)}
-        events = await self._run(request, blend.parent, job_writable=False, limits=limits)
+        request = {"mode": "inspect", "blend": str(blend), "job_dir": str(job_dir)}
+        events = await self._run(request, job_dir, job_writable=False, limits=limits)
         (info,) = [event.payload for event in events if isinstance(event, Reported) and event.kind == "INFO"]
         return BlendInfo(
             **{key: info[key] for key in ("saved_with", "scene", "fps", "engine", "samples", "denoiser")},
@@ -487,9 +490,9 @@ async def probe(backend: Backend) -> RenderProfile:
     return await backend.probe()
 
 
-async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits()) -> BlendInfo:
-    """Describe a .blend file before accepting a job, sandboxed like a render."""
-    return await backend.inspect(blend, limits=limits)
+async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits(), job_dir: Path | None = None) -> BlendInfo:
+    """Describe a .blend file before accepting a job, sandboxed like a render (job_dir: its tree's root)."""
+    return await backend.inspect(blend, limits=limits, job_dir=job_dir)
 
 
 async def start_session(

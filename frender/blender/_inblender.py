@@ -132,8 +132,13 @@ def guard(bpy, job_dir):
     """Every reason to refuse rendering this file; empty means it may render."""
     root = os.path.realpath(job_dir)
     reasons = []
+    # A linked library must lie inside the job directory (a packed job tree);
+    # the requester guards every .blend of the tree, and what the library
+    # brings into this file is guarded here with the rest of bpy.data.
     for library in bpy.data.libraries:
-        reasons.append(f"linked library {library.filepath!r}")
+        path = bpy.path.abspath(library.filepath, library=library.parent)
+        if not inside(path, root):
+            reasons.append(f"linked library {library.filepath!r} lies outside the job directory (submit packs it into the job)")
     # Python the file means to run. Auto-execution is off, so it would not run,
     # but then the scene would not render as its author meant: refuse it plainly.
     for text in bpy.data.texts:

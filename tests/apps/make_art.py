@@ -13,6 +13,7 @@ import sys
 import bpy
 
 OUT = sys.argv[sys.argv.index("--") + 1]
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CASES = {}
 
 
@@ -130,6 +131,84 @@ os.rmdir(os.path.join(OUT, "missing_texture", "textures"))
 scene, cube = base()
 scene.render.image_settings.media_type = "VIDEO"
 save("video", "movie.blend")
+
+# One shot that uses everything an artist's file points to, each at a relative path:
+# a texture beside it, one in a sibling folder outside its folder (//../tex/stone.png),
+# an image sequence, a font, and a linked library that links another.
+def library_scene(with_file_output=False):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.mesh.primitive_ico_sphere_add(radius=0.7, location=(1.5, 0, 0.7))
+    prop = bpy.context.active_object
+    prop.name = "Prop"
+    if with_file_output:
+        tree = bpy.data.node_groups.new("Comp", "CompositorNodeTree")
+        tree.nodes.new("CompositorNodeOutputFile")
+        bpy.context.scene.compositing_node_group = tree
+    return prop
+
+
+def linking(scene, library_path):
+    with bpy.data.libraries.load(library_path, link=True, relative=True) as (data_from, data_to):
+        data_to.objects = ["Prop"]
+    for obj in data_to.objects:
+        scene.collection.objects.link(obj)
+
+
+DEPS = os.path.join(OUT, "deps", "shots")
+os.makedirs(os.path.join(DEPS, "libs"), exist_ok=True)
+library_scene()
+red = bpy.data.materials.new("Red")
+red.diffuse_color = (0.8, 0.1, 0.1, 1)
+red.use_fake_user = True
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(DEPS, "libs", "lib2.blend"))
+prop = library_scene()
+with bpy.data.libraries.load(os.path.join(DEPS, "libs", "lib2.blend"), link=True, relative=True) as (data_from, data_to):
+    data_to.materials = ["Red"]
+prop.data.materials.append(data_to.materials[0])
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(DEPS, "libs", "lib.blend"), relative_remap=True)
+
+scene, cube = base()
+textured(cube, wood(os.path.join(DEPS, "textures", "wood.png")))
+plane = bpy.data.objects["Plane"]
+stone = wood(os.path.join(OUT, "deps", "tex", "stone.png"))
+stone.pixels = [0.5, 0.5, 0.55, 1.0] * (16 * 16)
+stone.save()
+textured(plane, stone)
+for frame in (1, 2, 3):
+    picture = wood(os.path.join(DEPS, "seq", f"pic_{frame:04d}.png"))
+    picture.pixels = [0.2 * frame, 0.3, 0.9 - 0.2 * frame, 1.0] * (16 * 16)
+    picture.save()
+    bpy.data.images.remove(picture)
+bpy.ops.mesh.primitive_cube_add(size=0.8, location=(-1.8, 0.5, 0.4))
+sequence = bpy.data.images.load(os.path.join(DEPS, "seq", "pic_0001.png"))
+sequence.source = "SEQUENCE"
+textured(bpy.context.active_object, sequence)
+user = bpy.context.active_object.data.materials[0].node_tree.nodes["Image Texture"].image_user
+user.frame_duration, user.frame_start, user.use_auto_refresh = 3, 1, True
+os.makedirs(os.path.join(DEPS, "fonts"), exist_ok=True)
+with open(FONT, "rb") as source, open(os.path.join(DEPS, "fonts", "sans.ttf"), "wb") as copy:
+    copy.write(source.read())
+bpy.ops.object.text_add(location=(-1, -2, 2.2))
+text = bpy.context.active_object
+text.data.body = "fR"
+text.data.font = bpy.data.fonts.load(os.path.join(DEPS, "fonts", "sans.ttf"))
+linking(scene, os.path.join(DEPS, "libs", "lib.blend"))
+save("deps", os.path.join("shots", "scene.blend"), names=["frame_0001.png", "frame_0002.png", "frame_0003.png"])
+
+# A library carrying a compositor File Output node: refused, though the main file is clean.
+library_scene(with_file_output=True)
+save("library_file_output", "evil_lib.blend")
+scene, cube = base()
+linking(scene, os.path.join(OUT, "library_file_output", "evil_lib.blend"))
+save("library_file_output", "main.blend")
+
+# A library that is not there.
+library_scene()
+save("missing_library", "gone_lib.blend")
+scene, cube = base()
+linking(scene, os.path.join(OUT, "missing_library", "gone_lib.blend"))
+save("missing_library", "main.blend")
+os.remove(os.path.join(OUT, "missing_library", "gone_lib.blend"))
 
 with open(os.path.join(OUT, "cases.json"), "w") as file:
     json.dump(CASES, file, indent=1)
