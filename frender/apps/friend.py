@@ -235,7 +235,7 @@ class _Friend:
         shutil.rmtree(self.home / "jobs", ignore_errors=True)
         shutil.rmtree(self.home / "outbox", ignore_errors=True)
         self.cache = _BlendCache(self.home / "cache", self.settings.blend_cache_size)
-        self.files = _BlendCache(self.home / "cache" / "files", TREE_FILES_CACHED)
+        self.files = _BlendCache(self.home / "files", TREE_FILES_CACHED)
 
     @property
     def friend(self) -> str:

@@ -48,6 +48,7 @@ __all__ = [
     "read_manifest",
 ]
 
+log = logging.getLogger("frender.pack")
 MAX_FILES = 10_000
 MAX_MANIFEST = 4 << 20
 MAGIC = b'{"frender_tree": 1'
@@ -209,12 +210,21 @@ def pack(blend: Path, *, into: Path | None = None) -> Packed:
     from blender_asset_tracer.pack import Packer
 
     blend = blend.resolve()
-    dependencies = find_dependencies(blend)
     root = Path(tempfile.mkdtemp(prefix="frender-pack-", dir=into))
-    with _quiet(), Packer(blend, blend.parent, str(root)) as packer:
-        packer.strategise()
-        packer.execute()
-        main = packer.output_path
+    try:
+        dependencies = find_dependencies(blend)
+        with _quiet(), Packer(blend, blend.parent, str(root)) as packer:
+            packer.strategise()
+            packer.execute()
+            main = Path(packer.output_path)
+    except Exception as exc:  # the tracer's own errors for a file it cannot read (corrupt, not a .blend)
+        # The file goes alone; the requester's Blender then says what is wrong
+        # with it, or names each file it uses that is not in the tree.
+        log.info("%s cannot be traced (%s); it is sent alone", blend.name, exc)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        main = Path(shutil.copyfile(blend, root / _plain_name(blend.name)))
+        dependencies = ()
     (root / "pack-info.txt").unlink(missing_ok=True)
     files = []
     for folder, _, names in os.walk(root):
@@ -223,8 +233,14 @@ def pack(blend: Path, *, into: Path | None = None) -> Packed:
             relative = path.relative_to(root).as_posix()
             check_tree_path(relative)
             files.append(TreeFile(path=relative, sha256=sha256_of(path), size=path.stat().st_size))
-    manifest = Manifest(main=Path(main).relative_to(root).as_posix(), files=tuple(files))
+    manifest = Manifest(main=main.relative_to(root).as_posix(), files=tuple(files))
     return Packed(root=root, manifest=read_manifest(manifest.encode()), dependencies=dependencies)
+
+
+def _plain_name(name: str) -> str:
+    """A name the manifest accepts for a lone .blend, whatever the artist called it."""
+    stem = re.sub(r"[^\w.\- ]", "_", name.removesuffix(".blend")).strip(". ") or "scene"
+    return stem[:200] + ".blend"
 
 
 class _quiet:
