@@ -134,7 +134,7 @@ save("video", "movie.blend")
 
 # One shot that uses everything an artist's file points to, each at a relative path:
 # a texture beside it, one in a sibling folder outside its folder (//../tex/stone.png),
-# an image sequence, a font, and a linked library that links another.
+# an image sequence, a font, a linked library that links another, an Alembic cache.
 def library_scene(with_file_output=False):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.mesh.primitive_ico_sphere_add(radius=0.7, location=(1.5, 0, 0.7))
@@ -193,6 +193,18 @@ text = bpy.context.active_object
 text.data.body = "fR"
 text.data.font = bpy.data.fonts.load(os.path.join(DEPS, "fonts", "sans.ttf"))
 linking(scene, os.path.join(DEPS, "libs", "lib.blend"))
+# An Alembic cache: a cone's motion, exported, then read back through a Transform Cache.
+bpy.ops.mesh.primitive_cone_add(radius1=0.4, depth=0.8, location=(0, -1.8, 0.4))
+cone = bpy.context.active_object
+cone.keyframe_insert("location", frame=1)
+cone.location.z = 1.6
+cone.keyframe_insert("location", frame=3)
+bpy.ops.object.select_all(action="DESELECT")
+cone.select_set(True)
+os.makedirs(os.path.join(DEPS, "cache"), exist_ok=True)
+bpy.ops.wm.alembic_export(filepath=os.path.join(DEPS, "cache", "cone.abc"), selected=True, start=1, end=3, as_background_job=False)
+bpy.data.objects.remove(cone)
+bpy.ops.wm.alembic_import(filepath=os.path.join(DEPS, "cache", "cone.abc"), as_background_job=False)
 save("deps", os.path.join("shots", "scene.blend"), names=["frame_0001.png", "frame_0002.png", "frame_0003.png"])
 
 # A library carrying a compositor File Output node: refused, though the main file is clean.

@@ -34,11 +34,12 @@ RENDERED = {
     "exr_half_step": ((), blender.OutputFormat(file_format="OPEN_EXR", color_depth="16", color_mode="RGBA")),
     "jpeg": ((), blender.OutputFormat(file_format="JPEG", color_depth="8", color_mode="RGB")),
     "png16_list": ((1, 4, 5), blender.OutputFormat(file_format="PNG", color_depth="16", color_mode="RGB")),
-    "deps": ((), blender.PNG8),  # textures beside and outside its folder, a sequence, a font, a library chain
+    "deps": ((), blender.PNG8),  # textures beside and outside its folder, a sequence, a font, a library chain, a cache
 }
 # What packing the "deps" shot puts in its job tree (besides the sibling texture, under _outside_project/).
 DEPS_TREE = {
     "scene.blend", "textures/wood.png", "seq/pic_0001.png", "seq/pic_0002.png", "seq/pic_0003.png", "fonts/sans.ttf", "libs/lib.blend", "libs/lib2.blend",
+    "cache/cone.abc",
 }
 
 
