@@ -13,7 +13,7 @@ import sys
 import bpy
 
 OUT = sys.argv[sys.argv.index("--") + 1]
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+FONT = os.path.join(bpy.utils.system_resource("DATAFILES"), "fonts", "Inter.woff2")  # ships with every Blender 4+
 CASES = {}
 
 
@@ -186,12 +186,12 @@ textured(bpy.context.active_object, sequence)
 user = bpy.context.active_object.data.materials[0].node_tree.nodes["Image Texture"].image_user
 user.frame_duration, user.frame_start, user.use_auto_refresh = 3, 1, True
 os.makedirs(os.path.join(DEPS, "fonts"), exist_ok=True)
-with open(FONT, "rb") as source, open(os.path.join(DEPS, "fonts", "sans.ttf"), "wb") as copy:
+with open(FONT, "rb") as source, open(os.path.join(DEPS, "fonts", "inter.woff2"), "wb") as copy:
     copy.write(source.read())
 bpy.ops.object.text_add(location=(-1, -2, 2.2))
 text = bpy.context.active_object
 text.data.body = "fR"
-text.data.font = bpy.data.fonts.load(os.path.join(DEPS, "fonts", "sans.ttf"))
+text.data.font = bpy.data.fonts.load(os.path.join(DEPS, "fonts", "inter.woff2"))
 linking(scene, os.path.join(DEPS, "libs", "lib.blend"))
 # An Alembic cache: a cone's motion, exported, then read back through a Transform Cache.
 bpy.ops.mesh.primitive_cone_add(radius1=0.4, depth=0.8, location=(0, -1.8, 0.4))

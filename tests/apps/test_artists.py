@@ -38,7 +38,7 @@ RENDERED = {
 }
 # What packing the "deps" shot puts in its job tree (besides the sibling texture, under _outside_project/).
 DEPS_TREE = {
-    "scene.blend", "textures/wood.png", "seq/pic_0001.png", "seq/pic_0002.png", "seq/pic_0003.png", "fonts/sans.ttf", "libs/lib.blend", "libs/lib2.blend",
+    "scene.blend", "textures/wood.png", "seq/pic_0001.png", "seq/pic_0002.png", "seq/pic_0003.png", "fonts/inter.woff2", "libs/lib.blend", "libs/lib2.blend",
     "cache/cone.abc",
 }
 
