@@ -57,16 +57,15 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def _frames(text: str | None) -> tuple[int, ...]:
+    from frender.apps.artist import parse_frames
+
     if not text:
         return ()
     try:
-        first, _, last = text.partition("-")
-        a, b = int(first), int(last or first)
-    except ValueError:
-        fail(f"--frames wants A-B, not {text!r}")
-    if b < a:
-        fail(f"--frames {text}: the range is empty")
-    return tuple(range(a, b + 1))
+        return parse_frames(text)
+    except ValueError as exc:
+        fail(f"--frames {text}: {exc} (frames are A, A-B, A-BxSTEP or a comma list of these)")
+    return ()
 
 
 def _announce(address_file: Path | None):
@@ -343,24 +342,48 @@ def submit(
     requester: str = typer.Option(..., help="The requester's address."),
     user: str = typer.Option(..., help="Your username (its points pay for the job)."),
     friends: int = typer.Option(4, help="How many friends to render on."),
-    frames: Optional[str] = typer.Option(None, help="A-B (default: the file's frame range)."),
+    frames: Optional[str] = typer.Option(None, help="A-B, A-BxSTEP or a list 1,5,10-20 (default: the file's range and step)."),
     checks: int = typer.Option(1, help="Test frames per friend (per batch)."),
-    out: Path = typer.Option(Path("frames"), help="Where frame_####.png files go."),
+    out: Path = typer.Option(Path("frames"), help="Where the frames go, in the file's own format and names."),
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
     video: Optional[Path] = typer.Option(None, help="Also assemble the final frames into this H.264 video (.mp4)."),
+    name: Optional[str] = typer.Option(None, help="Name frames by this pattern (shot_####) instead of the file's output path."),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help="Render frames outside the file's frame range."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Render although files the .blend uses are missing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, then stop."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
     from frender.transports import RemoteError, TransportError
 
+    from frender.apps.client import SubmitRefused
+
     if not blend.is_file():
         fail(f"{blend}: no such file")
+    if dry_run:
+        import shutil
+
+        from frender.apps.pack import describe, pack
+
+        packed = pack(blend)
+        shutil.rmtree(packed.root, ignore_errors=True)
+        typer.echo("\n".join(describe(packed)))
+        if packed.missing and not allow_missing:
+            fail(f"{len(packed.missing)} missing files: a submit would be refused (--allow-missing renders without them)")
+        return
     address = _address(requester)
     result = None
     try:
-        result = follow(blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks)
+        result = follow(
+            blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
+            name=name, allow_outside=allow_outside, allow_missing=allow_missing,
+        )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass
+    except* SubmitRefused as group:
+        fail(str(group.exceptions[0]))
+    except* ValueError as group:
+        fail(f"--name {name}: {group.exceptions[0]}")
     except* RemoteError as group:
         exc = group.exceptions[0]
         fail(f"the requester refused {blend}: {_named(exc.reason, blend)} ({exc.code})")

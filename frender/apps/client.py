@@ -1,19 +1,26 @@
 """The artist's side: upload a .blend, follow the job, collect final frames.
 
 ``submit`` is resumable: the job it started is remembered in
-``OUT/.frender-job.json`` (with the file's sha256 and the requester), so
-running it again after an interruption follows the same job and fetches only
-the frames that are not in OUT yet. That file is JSON:
-``{"job": J, "sha256": "<the .blend's>", "requester": "frender://…", "fps": 24.0}``
-(``fps``: the .blend's frame rate, for ``frender video``). Frames are written
-as ``OUT/frame_####.png`` with the user's umask.
+``OUT/.frender-job.json`` (with the file's sha256, the requester and the frames
+asked for), so running it again after an interruption follows the same job and
+fetches only the frames that are not in OUT yet. Only the same request
+resumes: another file or other frames start a new job, unless OUT already holds
+frames of the first one, which is refused (use another OUT).
+
+Frames are named as the file's output path names them (``shot_####.exr`` ->
+``shot_0001.exr``), or by ``name`` (a pattern with ``#`` for the frame number). The job's state file is JSON:
+``{"job": J, "sha256": "<the manifest's>", "requester": "frender://…", "asked": [...], "frames": [...],
+"name": "shot_####", "extension": ".exr", "fps": 24.0}`` (``fps``: the .blend's frame rate, for
+``frender video``). Frames are written with the user's umask.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -21,14 +28,69 @@ import attrs
 import trio
 from attrs import frozen
 
+from frender.apps import artist, pack
 from frender.apps import messages as msg
 from frender.blender import frame_name
-from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, put_file, single_error
+from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, single_error
 
-__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps", "create_account"]
+__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
+
+
+class SubmitRefused(Exception):
+    """The client will not start this submit (OUT holds another job's frames, files are missing)."""
+
+
+@frozen(kw_only=True)
+class UploadProgress:
+    """How the upload of a job tree goes: what is sent of what must be sent."""
+
+    sent: int  # bytes
+    total: int  # bytes to send (files the requester already holds are not sent)
+    seconds: float
+    files_sent: int
+    files_total: int
+    files_held: int  # already at the requester: not sent again
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        return (self.total - self.sent) / self.rate if self.rate > 0 else None
+
+    def text(self) -> str:
+        left = "" if self.seconds_left is None else f", {self.seconds_left:.0f} s left"
+        return (
+            f"uploaded {self.sent / 1e6:.1f} of {self.total / 1e6:.1f} MB at {self.rate / 1e6:.1f} MB/s{left}"
+            f" ({self.files_sent} of {self.files_total} files; {self.files_held} already held)"
+        )
+
+
+async def _upload_tree(
+    requester: Address, identity: Identity, packed: pack.Packed, manifest: Path, manifest_sha256: str, on_upload: Callable[[UploadProgress], None]
+) -> None:
+    """Upload the tree's files the requester lacks, by sha256, the manifest last."""
+    by_sha = {f.sha256: packed.root / f.path for f in packed.manifest.files}
+    by_sha[manifest_sha256] = manifest
+    async with connect(requester, identity) as session:
+        wanted = await session.call(msg.HaveUploads(sha256s=tuple(by_sha)))
+    missing = set(wanted.missing)
+    order = [sha for sha in by_sha if sha in missing and sha != manifest_sha256]
+    order += [manifest_sha256] if manifest_sha256 in missing else []
+    sizes = {sha: by_sha[sha].stat().st_size for sha in order}
+    total, sent, started = sum(sizes.values()), 0, trio.current_time()
+    report = functools.partial(UploadProgress, total=total, files_total=len(order), files_held=len(by_sha) - len(order))
+    on_upload(report(sent=0, seconds=0.0, files_sent=0))
+    async with FileLink(requester, identity) as link:
+        for count, sha in enumerate(order, 1):
+            await link.put(FileHeader(kind="upload", job=sha, size=sizes[sha], sha256=sha), by_sha[sha])
+            sent += sizes[sha]
+            on_upload(report(sent=sent, seconds=trio.current_time() - started, files_sent=count))
 
 
 @frozen(kw_only=True)
@@ -37,16 +99,36 @@ class SubmitResult:
     frames: tuple[int, ...]
     out: Path
     progress: msg.ProgressReply
+    files: tuple[Path, ...] = ()  # the frames' files in OUT, in frame order
 
 
-def _remembered(out: Path, sha256: str, requester: Address) -> int | None:
+def _remembered(out: Path, request: dict[str, object]) -> dict[str, object] | None:
+    """The saved job when OUT's state names this very request; None when OUT holds no job.
+
+    Raises SubmitRefused when OUT holds frames of a different request.
+    """
     try:
         saved = json.loads((out / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if saved.get("sha256") == sha256 and saved.get("requester") == str(requester):
-        return int(saved["job"])
+    if not isinstance(saved, dict) or "job" not in saved:
+        return None
+    if all(saved.get(key) == value for key, value in request.items()):
+        return saved
+    held = [f for f in saved.get("frames", []) if (out / _file_name(saved, f)).exists()] if saved.get("frames") else []
+    if held:
+        raise SubmitRefused(
+            f"{out} holds {len(held)} frames of job {saved['job']}, asked with another file or other frames;"
+            " choose another output folder (or empty this one) for a new job"
+        )
     return None
+
+
+def _file_name(saved: dict, frame: int) -> str:
+    try:
+        return artist.frame_file(saved.get("name") or "frame_####", frame, saved.get("extension", ".png"))
+    except ValueError:
+        return frame_name(frame)
 
 
 async def submit(
@@ -62,30 +144,60 @@ async def submit(
     on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
     on_link: Callable[[str], None] = lambda url: None,
     poll: float = 0.3,
+    name: str | None = None,
+    allow_outside: bool = False,
+    allow_missing: bool = False,
+    on_upload: Callable[[UploadProgress], None] = lambda u: None,
 ) -> SubmitResult:
-    """Render ``blend`` on ``friends`` friends; returns once every frame is in ``out``.
+    """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
 
     ``on_link`` gets the job's dashboard link (with its signed token) when the requester serves one.
+
+    ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
+    A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``.
     """
+    if name is not None:
+        artist.frame_file(name, 1, "")  # a bad pattern fails here, before anything is sent
     identity = Identity.load_or_create(home)
-    out.mkdir(parents=True, exist_ok=True)
-    header = await file_header(blend, kind="upload", job="upload")
-    job = _remembered(out, header.sha256, requester)
-    if job is None:
-        upload = FileHeader(kind="upload", job=header.sha256, size=header.size, sha256=header.sha256)
-        await put_file(requester, identity, upload, blend)
-        async with connect(requester, identity) as session:
-            submitted = await session.call(
-                msg.Submit(user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend)
-            )
-        job = submitted.job
-        state = {"job": job, "sha256": header.sha256, "requester": str(requester), "fps": submitted.fps}
-        (out / STATE_FILE).write_text(json.dumps(state))
+    packed = await trio.to_thread.run_sync(pack.pack, blend)
+    try:
+        if packed.missing and not allow_missing:
+            raise SubmitRefused(pack.missing_text(packed) + " (--allow-missing renders without them)")
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = packed.root.with_name(packed.root.name + ".manifest")
+        manifest.write_bytes(packed.manifest.encode())
+        header = await file_header(manifest, kind="upload", job="upload")
+        request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
+        saved = _remembered(out, request)
+        if saved is None:
+            await _upload_tree(requester, identity, packed, manifest, header.sha256, on_upload)
+            async with connect(requester, identity) as session:
+                submitted = await session.call(
+                    msg.Submit(
+                        user=user,
+                        blend_sha256=header.sha256,
+                        frames=frames,
+                        friends=friends,
+                        checks_per_friend=checks_per_friend,
+                        allow_outside=allow_outside,
+                        allow_missing=allow_missing,
+                        tree=True,
+                    )
+                )
+            saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension,
+                     "fps": submitted.fps}
+            (out / STATE_FILE).write_text(json.dumps(saved))
+    finally:
+        shutil.rmtree(packed.root, ignore_errors=True)
+        packed.root.with_name(packed.root.name + ".manifest").unlink(missing_ok=True)
+    if name is not None:
+        saved = {**saved, "name": name}
+    job = int(saved["job"])  # type: ignore[call-overload]
     await _dashboard_link(requester, identity, job, on_link)
     fetched: set[int] = set()
     while True:
         try:
-            return await _follow(requester, identity, job, out, fetched, on_progress, poll)
+            return await _follow(requester, identity, job, out, fetched, on_progress, poll, functools.partial(_file_name, saved))
         except* PeerGone:  # from the progress calls or any of the downloads
             pass
         await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
@@ -119,6 +231,7 @@ async def _follow(
     fetched: set[int],
     on_progress: Callable[[msg.ProgressReply], None],
     poll: float,
+    file_name: Callable[[int], str] = frame_name,
 ) -> SubmitResult:
     """Follow the job until it finished and every final frame is in ``out``.
 
@@ -132,7 +245,7 @@ async def _follow(
     async def download() -> None:
         async with FileLink(requester, identity) as link:  # one connection for many frames
             async for frame in receive:
-                target = out / frame_name(frame)
+                target = out / file_name(frame)
                 if not target.exists():
                     await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
                     os.chmod(target, mode)  # downloads land private (0600); a frame is the user's file like any other
@@ -162,7 +275,8 @@ async def _follow(
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
                     known, delivered = len(progress.final), progress.delivered
     # The downloads drained the queue before the nursery closed.
-    return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
+    frames = tuple(sorted(fetched))
+    return SubmitResult(job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames))
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:

@@ -61,6 +61,7 @@ import trio
 from attrs import define, field, frozen
 from attrs.validators import gt
 
+from frender.apps import pack
 from frender.apps.availability import (
     AVAILABLE,
     Away,
@@ -118,6 +119,7 @@ from frender.transports.messages import FileHeader
 __all__ = ["CHEATS", "FriendRefused", "FriendSettings", "run_friend"]
 
 GiB = 1 << 30
+TREE_FILES_CACHED = 256  # files of job trees kept by sha256 across jobs
 CHEATS = (None, "black", "noise", "stale")
 # Refusals at registration that no retry can cure: the name or the key is wrong.
 FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key", "unknown-user", "bad-input"})
@@ -275,12 +277,14 @@ class _Friend:
     rejected: set[int] = field(factory=set)  # assignments that failed their check (logged once)
     last_done: int | None = None
     cache: _BlendCache = field(init=False)
+    files: _BlendCache = field(init=False)  # the files of job trees, by sha256, kept across jobs
 
     def __attrs_post_init__(self) -> None:
         # Job directories and unsent frames left by a friend that was killed hold nothing worth keeping.
         shutil.rmtree(self.home / "jobs", ignore_errors=True)
         shutil.rmtree(self.home / "outbox", ignore_errors=True)
         self.cache = _BlendCache(self.home / "cache", self.settings.blend_cache_size)
+        self.files = _BlendCache(self.home / "files", TREE_FILES_CACHED)
 
     @property
     def friend(self) -> str:
@@ -725,10 +729,29 @@ class _JobRenderer:
             # Copied, not hard-linked: the render may write in its job dir, and
             # through a link it could change the cached file under later jobs.
             await trio.to_thread.run_sync(shutil.copyfile, cached, blend)
+        with open(blend, "rb") as file:
+            head = file.read(len(pack.MAGIC))
+        if pack.is_manifest(head):  # a packed job tree: the assignment named its manifest
+            blend = await self._lay_out_tree(blend)
         # Long enough for this task at least, or every task would reopen it.
         settings = friend.settings
         limits = RenderLimits(wall_seconds=max(settings.session_seconds, deadline), memory_bytes=settings.max_memory, nice=settings.nice)
         return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits)
+
+    async def _lay_out_tree(self, manifest_path: Path) -> Path:
+        """Fetch each file of the job's tree (each checked against the manifest's sha256) and copy it in."""
+        friend = self.friend
+        try:
+            manifest = pack.read_manifest(manifest_path.read_bytes())
+        except ValueError as exc:
+            raise _Unworkable(f"the job tree is unusable: {exc}") from None
+        root = self.job_dir / "tree"
+        for entry in manifest.files:
+            async with friend.files.use(entry.sha256, partial(friend._fetch_blend, self.job, entry.sha256)) as cached:
+                dest = root / entry.path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                await trio.to_thread.run_sync(shutil.copyfile, cached, dest)
+        return root / manifest.main
 
     async def close(self) -> None:
         """End the session, if one is open (shielded: Blender is stopped even while cancelled)."""

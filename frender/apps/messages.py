@@ -313,6 +313,23 @@ class Submit:
     frames: tuple[int, ...] = ()  # empty: the file's own frame range
     friends: int = 4
     checks_per_friend: int = 1
+    allow_outside: bool = False  # frames outside the file's range are refused unless this is set
+    allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
+    tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
+
+
+@frozen(kw_only=True)
+class HaveUploads:
+    """Which of these files (by sha256) does the requester still need? Asked before uploading a job tree."""
+
+    tag: ClassVar[str] = "have_uploads.v1"
+    sha256s: tuple[str, ...]
+
+
+@frozen(kw_only=True)
+class UploadsWanted:
+    tag: ClassVar[str] = "uploads_wanted.v1"
+    missing: tuple[str, ...]  # those it does not hold: upload these
 
 
 @frozen(kw_only=True)
@@ -323,6 +340,11 @@ class Submitted:
     width: int
     height: int
     fps: float = 0.0  # the .blend's frame rate (0: not known), for the video
+    # How the file names its frames: the last part of its output path, and the
+    # extension Blender adds ("" when the file turns extensions off).
+    name: str = "frame_####"
+    extension: str = ".png"
+    output: str = "PNG 8-bit RGBA"  # the format frames come back in, for people
 
 
 @frozen(kw_only=True)
@@ -448,6 +470,8 @@ codec.register(
     JobStatus,
     StatusReply,
     Submit,
+    HaveUploads,
+    UploadsWanted,
     Submitted,
     DashboardLink,
     DashboardLinkReply,

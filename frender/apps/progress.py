@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from frender.apps import messages as msg
-from frender.apps.client import SubmitResult, submit
+from frender.apps.client import SubmitResult, UploadProgress, submit
 from frender.transports import Address
 
 __all__ = ["follow", "job_view", "print_status"]
@@ -37,19 +37,20 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
 
 
 def follow(
-    blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1
+    blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1,
+    **options: object,
 ) -> SubmitResult:
     """``client.submit`` with a live view; returns when every frame is in ``out``."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     ids = (bars.add_task("delivered", total=None), bars.add_task("final", total=None))
     try:
-        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids)
+        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids, options)
     finally:
         if not console.is_terminal:
             console.line()  # off a terminal the last view ends without one: what follows starts on its own line
 
 
-def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids) -> SubmitResult:
+def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids, options) -> SubmitResult:
     with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
 
         def show(p: msg.ProgressReply) -> None:
@@ -58,10 +59,14 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
         def link(url: str) -> None:
             live.console.print(f"dashboard: {url}", soft_wrap=True)
 
+        def uploading(u: UploadProgress) -> None:
+            live.update(Group(bars, u.text()))
+
         return trio.run(
             lambda: submit(
-                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show,
-                on_link=link,
+                blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks,
+                on_progress=show, on_upload=uploading, on_link=link,
+                **options,  # type: ignore[arg-type]
             )
         )
 

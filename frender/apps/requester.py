@@ -26,7 +26,7 @@ for that commit. A failed append ends the process (``LogFailed``): it restarts
 from its log, which holds everything anyone was told.
 
 Files on disk are named from ids only: ``jobs/{job}/job.blend``,
-``jobs/{job}/copies/{task}-{frame}.png``, ``jobs/{job}/own/{check}.png``,
+``jobs/{job}/copies/{task}-{frame}.{ext}``, ``jobs/{job}/own/{check}.{ext}`` (ext: the file's output format),
 ``uploads/{sha256}.blend``. A frame is on disk (fsynced, renamed) before the
 event that accepts it is committed.
 """
@@ -38,6 +38,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import shutil
 import secrets
 import time
@@ -49,6 +50,7 @@ import trio
 from attrs import define, field, frozen
 
 from frender import blender, codec
+from frender.apps import artist, pack
 from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
@@ -90,6 +92,16 @@ class JobAccepted:
     height: int
     profile: RenderProfile
     fps: float = 24.0  # the .blend's frame rate, for the job's video
+    # The file's own output format: frames are stored, checked and compared in it.
+    file_format: str = "PNG"
+    color_depth: str = "8"
+    color_mode: str = "RGBA"
+    # A packed job tree: blend_sha256 names its manifest, this its main .blend ("" for a lone .blend).
+    tree_main: str = ""
+
+    @property
+    def output(self) -> blender.OutputFormat:
+        return blender.OutputFormat(file_format=self.file_format, color_depth=self.color_depth, color_mode=self.color_mode)
 
 
 @frozen(kw_only=True)
@@ -231,6 +243,7 @@ class RequesterNode(Handler):
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
+        self._trees: dict[int, frozenset[str]] = {}  # tree job -> the sha256 of its files
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
         self._uploads: dict[str, dict[str, tuple[int, float]]] = {}  # soft: uploader key -> sha256 -> (size, body due by)
@@ -379,11 +392,15 @@ class RequesterNode(Handler):
     def _job_dir(self, job: int) -> Path:
         return self.home / "jobs" / str(job)
 
+    def _extension(self, job: int) -> str:
+        accepted = self.jobs.get(job)
+        return ".png" if accepted is None else accepted.output.extension
+
     def _copy_path(self, job: int, task: int, frame: int) -> Path:
-        return self._job_dir(job) / "copies" / f"{task}-{frame}.png"
+        return self._job_dir(job) / "copies" / f"{task}-{frame}{self._extension(job)}"
 
     def _own_path(self, job: int, check: int) -> Path:
-        return self._job_dir(job) / "own" / f"{check}.png"
+        return self._job_dir(job) / "own" / f"{check}{self._extension(job)}"
 
     def _upload_path(self, sha256: str) -> Path:
         return self.home / "uploads" / f"{sha256}.blend"
@@ -398,6 +415,10 @@ class RequesterNode(Handler):
             case msg.DashboardLink(job=j):
                 self._own_job(peer, j)
                 return msg.DashboardLinkReply(url=self.dashboard_link(j) if self.dashboard_link else "")
+            case msg.HaveUploads(sha256s=wanted):
+                if len(wanted) > pack.MAX_FILES + 1 or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s) for s in wanted):
+                    raise Refused("bad-request", f"ask about at most {pack.MAX_FILES + 1} sha256 digests")
+                return msg.UploadsWanted(missing=tuple(s for s in wanted if not self._upload_path(s).is_file()))
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.WantWork(assignment=signed, keeping=keeping):
@@ -436,13 +457,21 @@ class RequesterNode(Handler):
             raise Refused("no-upload", "upload the .blend first (put kind 'upload' named by its sha256)")
         if not 1 <= submit.friends <= self.settings.max_friends:
             raise Refused("bad-job", f"ask for 1 to {self.settings.max_friends} friends")
-        try:
-            info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
-        except blender.BlenderError as exc:
-            raise Refused("bad-blend", str(exc).splitlines()[0]) from None
+        manifest = None
+        if submit.tree:
+            manifest, info = await self._inspect_tree(submit.blend_sha256)
+        else:
+            try:
+                info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
+            except blender.BlenderError as exc:
+                raise Refused("bad-blend", str(exc).splitlines()[0]) from None
         if info.refusals:
             raise Refused("refused-blend", "; ".join(info.refusals))
-        frames = submit.frames or tuple(range(info.frame_start, info.frame_end + 1, max(info.frame_step, 1)))
+        try:
+            asked = artist.check_request(info, submit.frames, allow_outside=submit.allow_outside, allow_missing=submit.allow_missing)
+        except artist.RequestRefused as exc:
+            raise Refused(exc.code, exc.reason) from None
+        frames = asked.frames
         if not 1 <= len(frames) <= self.settings.max_frames or len(set(frames)) != len(frames):
             raise Refused("bad-job", f"a job is 1 to {self.settings.max_frames} distinct frames")
         if not 0 <= submit.checks_per_friend <= 16:
@@ -466,7 +495,9 @@ class RequesterNode(Handler):
         (job_dir / "copies").mkdir(parents=True, exist_ok=True)
         (job_dir / "own").mkdir(exist_ok=True)
         if not (job_dir / "job.blend").exists():
-            os.link(blend_path, job_dir / "job.blend")
+            os.link(blend_path, job_dir / "job.blend")  # for a tree, its manifest
+        if manifest is not None:
+            await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, job_dir / "tree", self._upload_path, link=True))
         width, height = info.resolution
         now = self._now()
         await self.apply(
@@ -479,6 +510,10 @@ class RequesterNode(Handler):
                 height=height,
                 profile=profile,
                 fps=info.fps,
+                file_format=asked.output.file_format,
+                color_depth=asked.output.color_depth,
+                color_mode=asked.output.color_mode,
+                tree_main=manifest.main if manifest is not None else "",
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
             core.StartJob(
@@ -496,7 +531,10 @@ class RequesterNode(Handler):
             ),
         )
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
-        return msg.Submitted(job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps)
+        return msg.Submitted(
+            job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps,
+            name=asked.name, extension=asked.extension, output=asked.output.describe(),
+        )
 
     async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
         """The progress once more than ``final`` frames are final, the delivered count is not
@@ -537,6 +575,41 @@ class RequesterNode(Handler):
             finished=j.finished,
             problem=problem,
         )
+
+    async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
+        """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it.
+
+        The main file's facts stand for the job; every library's refusals and
+        missing files are added to them, named by the library's path.
+        """
+        try:
+            manifest = pack.read_manifest(self._upload_path(manifest_sha256).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise Refused("bad-tree", f"the job tree's manifest is unusable: {exc}") from None
+        absent = [f.path for f in manifest.files if not self._upload_path(f.sha256).is_file()]
+        if absent:
+            raise Refused("no-upload", "upload these files of the tree first: " + ", ".join(absent[:8]))
+        root = self.home / "trees" / manifest_sha256
+        await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, root, self._upload_path, link=True))
+        infos = []
+        for path in manifest.blends:
+            try:
+                infos.append(await blender.inspect(self.backend, root / path, limits=self.settings.render_limits, job_dir=root))
+            except blender.BlenderError as exc:
+                raise Refused("bad-blend", f"{path}: {str(exc).splitlines()[0]}") from None
+        main = infos[0]
+        refusals = list(main.refusals)
+        missing = list(main.missing)
+        for path, info in zip(manifest.blends[1:], infos[1:]):
+            refusals += [f"library {path}: {reason}" for reason in info.refusals]
+            missing += [m for m in info.missing if m not in missing]
+        return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing))
+
+    def _tree_files(self, job: int) -> frozenset[str]:
+        """The sha256 of every file in a tree job (read from its manifest once)."""
+        if job not in self._trees:
+            self._trees[job] = frozenset(f.sha256 for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files)
+        return self._trees[job]
 
     async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
@@ -663,7 +736,7 @@ class RequesterNode(Handler):
         accepted = self.jobs[job]
         ok, reason = True, ""
         try:
-            await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=accepted.width, height=accepted.height))
+            await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=accepted.width, height=accepted.height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
         target = self._copy_path(job, task, header.frame)
@@ -723,7 +796,12 @@ class RequesterNode(Handler):
             raise Refused("unknown-job", f"no job {job!r} here")
         if header.kind == "blend":
             self._friend_of(peer, job)
-            return await self._checked(self._job_dir(job) / "job.blend", self.jobs[job].blend_sha256)
+            accepted = self.jobs[job]
+            if accepted.tree_main and header.sha256 and header.sha256 != accepted.blend_sha256:
+                if header.sha256 not in self._tree_files(job):  # a file of the job's tree, and nothing else
+                    raise Refused("not-in-tree", f"no file {header.sha256} in job {job}'s tree")
+                return await self._checked(self._upload_path(header.sha256), header.sha256)
+            return await self._checked(self._job_dir(job) / "job.blend", accepted.blend_sha256)
         if header.kind == "frame":
             self._own_job(peer, job)
             final = core.final_copy(self.state, job, header.frame)
@@ -842,7 +920,7 @@ class RequesterNode(Handler):
             log.error("job %d: check %d not compared: %s", event.job, event.check, exc.reason)
             return
         try:
-            result = await trio.to_thread.run_sync(lambda: blender.compare(a, b, width=accepted.width, height=accepted.height))
+            result = await trio.to_thread.run_sync(lambda: blender.compare_output(a, b, accepted.output, width=accepted.width, height=accepted.height))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
@@ -874,7 +952,10 @@ class RequesterNode(Handler):
         async with self._own_render_lock:  # one render at a time: the requester's CPU is shared
             work.mkdir(parents=True, exist_ok=True)
             blend = work / "job.blend"
-            if not blend.exists():
+            if self.jobs[event.job].tree_main:
+                manifest = pack.read_manifest((job_dir / "job.blend").read_bytes())
+                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", self._upload_path, link=True))
+            elif not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:
                 frames = await blender.render(self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits)

@@ -34,6 +34,7 @@ from ._errors import (
     OutOfMemory,
     RenderTimeout,
 )
+from ._formats import PNG8, FloatTolerance, OutputFormat, compare_output, decode_output, output_name, output_size, unsupported_output
 from ._header import BlendHeader, read_blend_header
 from ._modelled import ModelledBackend, forge_frame, modelled_frame
 from ._runner import Limits
@@ -57,6 +58,9 @@ __all__ = [
     "BpyBackend",
     "CliBackend",
     "Comparison",
+    "FloatTolerance",
+    "OutputFormat",
+    "PNG8",
     "GuardRefused",
     "Limits",
     "MissingDenoiser",
@@ -73,6 +77,11 @@ __all__ = [
     "compare",
     "compare_pixels",
     "compare_window",
+    "compare_output",
+    "decode_output",
+    "output_name",
+    "output_size",
+    "unsupported_output",
     "cpu_class",
     "decode_png",
     "find_backend",

@@ -91,6 +91,8 @@ class BlendInfo:
     external_files: tuple[str, ...]
     packed_files: tuple[str, ...]
     refusals: tuple[str, ...]  # what the guard would refuse; empty means renderable
+    output: dict[str, Any] = attrs.field(factory=dict)  # the file's output settings (see _inblender.output_settings)
+    missing: tuple[tuple[str, str], ...] = ()  # (path as written, what uses it) for each file not on disk
 
 
 class Backend(abc.ABC):
@@ -101,8 +103,8 @@ class Backend(abc.ABC):
         """The render profile of this backend's renders."""
 
     @abc.abstractmethod
-    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
-        """Describe a .blend file, sandboxed like a render."""
+    async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
+        """Describe a .blend file, sandboxed like a render; paths must lie in job_dir (default: its folder)."""
 
     @abc.abstractmethod
     async def render(
@@ -238,8 +240,9 @@ class _RenderEachTime(Session):
 class _HandOver:
     """Hands over each requested frame Blender reports saved, checking its file is really there."""
 
-    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None, window: Window | None) -> None:
+    def __init__(self, out_dir: Path, frames: Sequence[int], on_frame: OnFrame | None, window: Window | None, extension: str = ".png") -> None:
         self.out_dir = out_dir
+        self.extension = extension
         self.wanted = set(frames)
         self.on_frame = on_frame
         self.window = window
@@ -251,7 +254,7 @@ class _HandOver:
             return
         # The path is ours, not the one printed: only a requested frame's
         # own file in out/ is ever handed over.
-        path = self.out_dir / self.name(event.frame)
+        path = self.out_dir / self.name(event.frame, self.extension)
         if path.is_symlink() or not path.is_file():
             raise BlenderCrashed(f"Blender reported frame {event.frame} but {path} is not a file")
         self.wanted.discard(event.frame)
@@ -264,10 +267,11 @@ class _HandOver:
 class _BlenderSession(Session):
     """One Blender process that loaded and guarded the file, rendering the batches it is fed."""
 
-    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits, resolution: tuple[int, int] | None) -> None:
+    def __init__(self, process: ScriptProcess, out_dir: Path, limits: Limits, resolution: tuple[int, int] | None, extension: str = ".png") -> None:
         super().__init__(limits)
         self.process = process
         self.out_dir = out_dir
+        self.extension = extension  # the file's own format, as Blender said when it was ready
         self.deadline = process.deadline
         self.batches = 0  # as counted by the process itself
         self._resolution = resolution
@@ -289,11 +293,11 @@ class _BlenderSession(Session):
     async def _render(
         self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
-        hand_over = _HandOver(self.out_dir, frames, on_frame, window)
+        hand_over = _HandOver(self.out_dir, frames, on_frame, window, self.extension)
         for frame in set(frames):
             # A frame rendered before in this job must not pass for this batch's.
             with contextlib.suppress(OSError):
-                (self.out_dir / hand_over.name(frame)).unlink(missing_ok=True)
+                (self.out_dir / hand_over.name(frame, self.extension)).unlink(missing_ok=True)
         batch: dict[str, Any] = {"frames": frames}
         if window is not None:
             batch["window"] = [window.left, window.top, window.width, window.height]
@@ -334,12 +338,15 @@ class BlenderBackend(Backend):
         """The render profile, probed once per backend."""
         return (await self._probe_facts()).profile
 
-    async def inspect(self, blend: Path, *, limits: Limits) -> BlendInfo:
-        """Describe a .blend; its folder is the job directory, mounted read-only."""
+    async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
+        """Describe a .blend; job_dir (by default its folder) is the job directory, mounted read-only."""
         blend = blend.resolve()
+        job_dir = blend.parent if job_dir is None else job_dir.resolve()
+        if not blend.is_relative_to(job_dir):
+            raise ValueError(f"{blend} is not inside the job directory {job_dir}")
         await self._check_header(blend)
-        request = {"mode": "inspect", "blend": str(blend), "job_dir": str(blend.parent)}
-        events = await self._run(request, blend.parent, job_writable=False, limits=limits)
+        request = {"mode": "inspect", "blend": str(blend), "job_dir": str(job_dir)}
+        events = await self._run(request, job_dir, job_writable=False, limits=limits)
         (info,) = [event.payload for event in events if isinstance(event, Reported) and event.kind == "INFO"]
         return BlendInfo(
             **{key: info[key] for key in ("saved_with", "scene", "fps", "engine", "samples", "denoiser")},
@@ -348,6 +355,8 @@ class BlenderBackend(Backend):
             external_files=tuple(info["external_files"]),
             packed_files=tuple(info["packed_files"]),
             refusals=tuple(info["refusals"]),
+            output=dict(info["output"]),
+            missing=tuple((m["path"], m["used_by"]) for m in info["missing"]),
         )
 
     async def render(
@@ -398,7 +407,7 @@ class BlenderBackend(Backend):
             await process.aclose()
             raise
         assert isinstance(ready, Ready)
-        return _BlenderSession(process, out_dir, limits, ready.resolution)
+        return _BlenderSession(process, out_dir, limits, ready.resolution, ready.extension)
 
     async def _probe_facts(self) -> _Facts:
         async with self._probing:
@@ -512,14 +521,14 @@ def cpu_class() -> str:
     return machine if best is None else f"{machine}-{best}"
 
 
-def frame_name(frame: int) -> str:
-    """The file Blender's "frame_####" pattern gives a frame: frame_0012.png, frame_-0003.png."""
-    return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}.png"
+def frame_name(frame: int, extension: str = ".png") -> str:
+    """The file Blender's "frame_####" pattern gives a frame: frame_0012.png, frame_-0003.exr."""
+    return f"frame_{'-' if frame < 0 else ''}{abs(frame):04d}{extension}"
 
 
-def window_name(frame: int) -> str:
+def window_name(frame: int, extension: str = ".png") -> str:
     """The file a window of a frame is rendered to: window_0012.png."""
-    return "window_" + frame_name(frame).removeprefix("frame_")
+    return "window_" + frame_name(frame, extension).removeprefix("frame_")
 
 
 async def probe(backend: Backend) -> RenderProfile:
@@ -527,9 +536,9 @@ async def probe(backend: Backend) -> RenderProfile:
     return await backend.probe()
 
 
-async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits()) -> BlendInfo:
-    """Describe a .blend file before accepting a job, sandboxed like a render."""
-    return await backend.inspect(blend, limits=limits)
+async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits(), job_dir: Path | None = None) -> BlendInfo:
+    """Describe a .blend file before accepting a job, sandboxed like a render (job_dir: its tree's root)."""
+    return await backend.inspect(blend, limits=limits, job_dir=job_dir)
 
 
 async def start_session(

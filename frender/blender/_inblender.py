@@ -18,9 +18,9 @@ error. Rules:
 2. The guard runs after the load and before any render or inspection result;
    a render proceeds only when the guard found nothing to refuse. A session
    loads the file once, so one guard covers all its batches.
-3. Output settings are forced (PNG into the job's out/ directory, no burnt-in
-   stamp, no multiview) before the paths are checked, so Blender's own output
-   path is never the thing that escapes the job directory.
+3. Output settings are forced (the file's own image format into the job's out/
+   directory, no burnt-in stamp, no multiview) before the paths are checked, so
+   Blender's own output path is never the thing that escapes the job directory.
 """
 
 import json
@@ -132,8 +132,13 @@ def guard(bpy, job_dir):
     """Every reason to refuse rendering this file; empty means it may render."""
     root = os.path.realpath(job_dir)
     reasons = []
+    # A linked library must lie inside the job directory (a packed job tree);
+    # the requester guards every .blend of the tree, and what the library
+    # brings into this file is guarded here with the rest of bpy.data.
     for library in bpy.data.libraries:
-        reasons.append(f"linked library {library.filepath!r}")
+        path = bpy.path.abspath(library.filepath, library=library.parent)
+        if not inside(path, root):
+            reasons.append(f"linked library {library.filepath!r} lies outside the job directory (submit packs it into the job)")
     # Python the file means to run. Auto-execution is off, so it would not run,
     # but then the scene would not render as its author meant: refuse it plainly.
     for text in bpy.data.texts:
@@ -187,14 +192,39 @@ def needs_oidn(bpy, scene):
     return any(node.bl_idname == DENOISE_NODE for tree in node_trees(bpy) for node in tree.nodes)
 
 
-def force_output(scene, out_dir, threads):
-    """Point the render at PNG files in out_dir, with nothing burnt into the pixels."""
+# The image formats fRender can verify; anything else (video, BMP, DPX...) is refused at inspection.
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "OPEN_EXR", "OPEN_EXR_MULTILAYER")
+
+
+def output_settings(scene):
+    """The file's own output: format, depth, colour mode, name and extension, as Blender will write them."""
     render = scene.render
-    if hasattr(render.image_settings, "media_type"):  # Blender 5.0+
+    settings = render.image_settings
+    return {
+        "media_type": getattr(settings, "media_type", "IMAGE"),
+        "file_format": settings.file_format,
+        "color_depth": settings.color_depth or "8",
+        "color_mode": settings.color_mode,
+        "extension": render.file_extension,
+        "name": os.path.basename(render.filepath.replace("\\", "/")),
+        "use_file_extension": render.use_file_extension,
+    }
+
+
+def force_output(scene, out_dir, threads):
+    """Point the render at out_dir in the file's own image format, with nothing burnt into the pixels.
+
+    A format fRender cannot verify (video, BMP...) falls back to 8-bit PNG; the
+    requester refuses such files at inspection, so only a file changed since
+    would meet this.
+    """
+    render = scene.render
+    if getattr(render.image_settings, "media_type", "IMAGE") == "VIDEO":  # Blender 5.0+
         render.image_settings.media_type = "IMAGE"
-    render.image_settings.file_format = "PNG"
-    render.image_settings.color_mode = "RGBA"
-    render.image_settings.color_depth = "8"
+    if render.image_settings.file_format not in IMAGE_FORMATS:
+        render.image_settings.file_format = "PNG"
+        render.image_settings.color_mode = "RGBA"
+        render.image_settings.color_depth = "8"
     render.use_file_extension = True
     render.use_overwrite = True
     render.use_placeholder = False
@@ -206,6 +236,32 @@ def force_output(scene, out_dir, threads):
     if threads:
         render.threads_mode = "FIXED"
         render.threads = threads
+
+
+def missing_files(bpy):
+    """Each external file the scene uses that is not on disk, with what uses it."""
+    missing = []
+    kinds = [("image", bpy.data.images), ("font", bpy.data.fonts), ("sound", bpy.data.sounds),
+             ("movie clip", bpy.data.movieclips), ("cache", bpy.data.cache_files), ("volume", bpy.data.volumes),
+             ("library", bpy.data.libraries)]
+    for kind, collection in kinds:
+        for item in collection:
+            path = getattr(item, "filepath", "")
+            if not path or getattr(item, "packed_file", None) is not None:
+                continue
+            if kind == "image" and item.source not in ("FILE", "SEQUENCE", "MOVIE", "TILED"):
+                continue
+            if kind == "font" and path == "<builtin>":
+                continue
+            absolute = bpy.path.abspath(path, library=getattr(item, "library", None))
+            if kind == "image" and item.source in ("SEQUENCE", "TILED"):
+                folder = os.path.dirname(absolute)
+                exists = os.path.isdir(folder) and bool(os.listdir(folder))
+            else:
+                exists = os.path.exists(absolute)
+            if not exists:
+                missing.append({"path": path, "used_by": f"{kind} {item.name!r}"})
+    return missing
 
 
 def file_lists(bpy):
@@ -238,6 +294,8 @@ def inspect(bpy, request):
         "samples": cycles.samples if cycles is not None and render.engine == "CYCLES" else None,
         "denoiser": denoiser(scene),
         "external_files": external,
+        "output": output_settings(scene),
+        "missing": missing_files(bpy),
         "packed_files": packed,
         "refusals": guard(bpy, request["job_dir"]),
     }))
@@ -328,7 +386,7 @@ def serve(bpy, request):
     """
     scene = prepare_render(bpy, request)
     pattern = scene.render.filepath
-    say("READY", json.dumps({"resolution": list(frame_size(scene))}))
+    say("READY", json.dumps({"resolution": list(frame_size(scene)), "extension": scene.render.file_extension}))
     count = 0
     while True:
         line = sys.stdin.readline()

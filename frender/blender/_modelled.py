@@ -90,7 +90,7 @@ class ModelledBackend(Backend):
         """The modelled profile; every ModelledBackend with it renders alike."""
         return self.profile
 
-    async def inspect(self, blend: Path, *, limits: Limits = Limits()) -> BlendInfo:
+    async def inspect(self, blend: Path, *, limits: Limits = Limits(), job_dir: Path | None = None) -> BlendInfo:
         """The modelled scene's settings; the file itself is not read."""
         return BlendInfo(
             saved_with=self.profile.blender_version,

@@ -78,6 +78,8 @@ class Ready:
 
     resolution: tuple[int, int] | None = None
 
+    extension: str = ".png"  # of the frames it will save, in the file's own format
+
 
 @frozen
 class BatchDone:
@@ -167,8 +169,15 @@ def _parse_ours(rest: str) -> OutputEvent | None:
             case "READY":
                 if not fields:
                     return Ready()
-                width, height = json.loads(fields)["resolution"]
-                return Ready((int(width), int(height)))
+                ready = json.loads(fields)
+                extension = ready.get("extension", ".png")
+                if not re.fullmatch(r"\.[a-z0-9]{1,5}", extension):
+                    return None
+                resolution = ready.get("resolution")
+                if resolution is None:
+                    return Ready(extension=extension)
+                width, height = resolution
+                return Ready((int(width), int(height)), extension)
             case "BATCH":
                 return BatchDone(int(fields))
     except (ValueError, KeyError, TypeError):  # also json.JSONDecodeError

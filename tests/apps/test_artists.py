@@ -1,0 +1,165 @@
+"""Artists' real files through a real farm: their output formats, names, frames, and what is refused.
+
+The corpus is built at test time with bpy (make_art.py: 64x36, 4 samples);
+each frame that comes back is compared with a direct render of the same file in
+its own format, on decoded pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+
+from frender import blender
+from frender.apps import artist, pack
+from frender.apps import messages as msg
+from frender.apps.client import SubmitRefused, submit
+from frender.transports import FileHeader, Identity, RemoteError, connect, file_header, put_file
+
+HERE = Path(__file__).parent
+SIZE = (64, 36)
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(300)]
+
+# case -> (frames asked, the format frames come back in)
+RENDERED = {
+    "exr_multilayer": ((), blender.OutputFormat(file_format="OPEN_EXR_MULTILAYER", color_depth="32", color_mode="RGBA")),
+    "exr_half_step": ((), blender.OutputFormat(file_format="OPEN_EXR", color_depth="16", color_mode="RGBA")),
+    "jpeg": ((), blender.OutputFormat(file_format="JPEG", color_depth="8", color_mode="RGB")),
+    "png16_list": ((1, 4, 5), blender.OutputFormat(file_format="PNG", color_depth="16", color_mode="RGB")),
+    "deps": ((), blender.PNG8),  # textures beside and outside its folder, a sequence, a font, a library chain, a cache
+}
+# What packing the "deps" shot puts in its job tree (besides the sibling texture, under _outside_project/).
+DEPS_TREE = {
+    "scene.blend", "textures/wood.png", "seq/pic_0001.png", "seq/pic_0002.png", "seq/pic_0003.png", "fonts/inter.woff2", "libs/lib.blend", "libs/lib2.blend",
+    "cache/cone.abc",
+}
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> tuple[Path, dict]:
+    """(root, cases): the artists' files of make_art.py, built once with bpy."""
+    root = tmp_path_factory.mktemp("art")
+    subprocess.run([sys.executable, "-E", "-P", str(HERE / "make_art.py"), "--", str(root)], check=True, capture_output=True)
+    return root, json.loads((root / "cases.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def direct_art(corpus, tmp_path_factory) -> dict[str, dict[int, Path]]:
+    """Each rendered case's frames, rendered directly by the same Blender in one process per file."""
+    root, cases = corpus
+    backend = blender.find_backend()
+    rendered: dict[str, dict[int, Path]] = {}
+    for case, (frames, _) in RENDERED.items():
+        if case == "deps":  # rendered in place: its job directory holds the sibling folder too
+            work, blend = root / "deps", root / cases[case]["blend"]
+        else:
+            work = tmp_path_factory.mktemp(f"direct-{case}")
+            blend = Path(shutil.copy(root / cases[case]["blend"], work / "job.blend"))
+        info = trio.run(lambda: blender.inspect(backend, blend, job_dir=work))
+        assert not info.missing and not info.refusals, (case, info.missing, info.refusals)
+        wanted = frames or tuple(range(info.frame_start, info.frame_end + 1, info.frame_step))
+        done = trio.run(lambda: blender.render(backend, blend, work, wanted))
+        rendered[case] = {r.frame: r.path for r in done}
+    return rendered
+
+
+async def run(farm, blend: Path, out: Path, **options):
+    with trio.fail_after(120):
+        return await submit(blend, requester=farm.requester, user="artist", home=farm.root / "homes" / "artist", friends=2, out=out, **options)
+
+
+async def test_each_format_comes_back_as_the_file_says_and_matches_a_direct_render(farm, corpus, direct_art):
+    """EXR multilayer/half, JPEG, PNG 16 with a step and a list: the file's own format, names and frames, identical pixels."""
+    root, cases = corpus
+    await farm.start(friends=2)
+    for case, (frames, fmt) in RENDERED.items():
+        result = await run(farm, root / cases[case]["blend"], farm.root / "out" / case, frames=frames)
+        assert result.frames == tuple(sorted(direct_art[case])), case
+        assert [p.name for p in result.files] == cases[case]["names"], case
+        for frame, path in zip(result.frames, result.files):
+            assert blender.output_size(path, fmt) == SIZE
+            verdict = blender.compare_output(path, direct_art[case][frame], fmt, width=SIZE[0], height=SIZE[1]).verdict
+            assert verdict == "identical", (case, frame)
+    pixels = np.stack([blender.decode_output(p, blender.PNG8, width=64, height=36)[""] for p in direct_art["deps"].values()]).astype(int)
+    magenta = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] > 200)
+    assert not magenta.any(), "a texture of the deps shot rendered as missing"
+    multilayer = blender.decode_output(result.out.parent / "exr_multilayer" / "shot_0002.exr", RENDERED["exr_multilayer"][1], width=64, height=36)
+    assert {"ViewLayer.Combined", "ViewLayer.Depth", "ViewLayer.Normal"} <= set(multilayer)
+    assert multilayer["ViewLayer.Combined"].dtype == np.float32
+
+
+def test_packing_lists_the_tree_and_missing_files(corpus):
+    """A shot's job tree holds each dependency once, relative inside it; missing ones are named with their user."""
+    root, cases = corpus
+    packed = pack.pack(root / cases["deps"]["blend"])
+    try:
+        paths = {f.path for f in packed.manifest.files}
+        outside = paths - DEPS_TREE
+        assert DEPS_TREE <= paths and len(outside) == 1 and next(iter(outside)).endswith("deps/tex/stone.png")
+        assert next(iter(outside)).startswith("_outside_project/") and packed.manifest.main == "scene.blend"
+        assert not packed.missing and pack.read_manifest(packed.manifest.encode()) == packed.manifest
+    finally:
+        shutil.rmtree(packed.root)
+    missing = [("missing_texture", "//textures/wood.png", "image 'wood'"), ("missing_library", "//gone_lib.blend", "library 'gone_lib.blend'")]
+    for case, written, user in missing:
+        packed = pack.pack(root / cases[case]["blend"])
+        shutil.rmtree(packed.root)
+        assert [(d.written, d.used_by.split(" in ")[0]) for d in packed.missing] == [(written, user)]
+
+
+async def test_missing_files_videos_file_outputs_and_frames_outside_are_refused_by_name(farm, corpus):
+    """Missing texture or library (named, with its user, at submit and at inspection), a video output,
+    a library with a File Output node, frames outside the range: clear refusals, no job."""
+    root, cases = corpus
+    await farm.start(friends=1)
+    out = farm.root / "out"
+    with pytest.raises(SubmitRefused, match="//textures/wood.png \\(used by image 'wood' in gone.blend\\)"):
+        await run(farm, root / cases["missing_texture"]["blend"], out / "a")
+    with pytest.raises(SubmitRefused, match="//gone_lib.blend \\(used by library 'gone_lib.blend' in main.blend\\)"):
+        await run(farm, root / cases["missing_library"]["blend"], out / "a")
+    # The requester refuses on its own too: the lone .blend, uploaded without its texture.
+    lone = root / cases["missing_texture"]["blend"]
+    identity = Identity.load_or_create(farm.root / "homes" / "artist")
+    header = await file_header(lone, kind="upload", job="upload")
+    await put_file(farm.requester, identity, FileHeader(kind="upload", job=header.sha256, size=header.size, sha256=header.sha256), lone)
+    with pytest.raises(RemoteError) as refused:
+        async with connect(farm.requester, identity) as session:
+            await session.call(msg.Submit(user="artist", blend_sha256=header.sha256, friends=1))
+    assert refused.value.code == "missing-files"
+    assert "//textures/wood.png" in refused.value.reason and "image 'wood'" in refused.value.reason
+    with pytest.raises(RemoteError) as refused:
+        await run(farm, root / cases["library_file_output"]["blend"], out / "b")
+    assert refused.value.code == "refused-blend" and "library evil_lib.blend" in refused.value.reason and "File Output" in refused.value.reason
+    with pytest.raises(RemoteError) as refused:
+        await run(farm, root / cases["video"]["blend"], out / "b")
+    assert refused.value.code == "unsupported-output" and "video" in refused.value.reason
+    with pytest.raises(RemoteError) as refused:
+        await run(farm, root / cases["packed"]["blend"], out / "c", frames=artist.parse_frames("2-9x3"))
+    assert refused.value.code == "outside-range" and "5, 8" in refused.value.reason
+    assert farm.audit("master")["master"]["jobs"] == []
+
+
+async def test_one_job_per_request(farm, corpus):
+    """A second submit into OUT with other frames is refused while OUT holds the first job's frames, else a new job."""
+    root, cases = corpus
+    await farm.start(friends=1)
+    blend, out = root / cases["packed"]["blend"], farm.root / "out"
+    first = await run(farm, blend, out, frames=(1,))
+    assert [p.name for p in first.files] == ["frame_0001.png"]
+    again = await run(farm, blend, out, frames=(1,))
+    assert again.job == first.job  # the same request resumes
+    with pytest.raises(SubmitRefused, match="holds 1 frames of job"):
+        await run(farm, blend, out, frames=(2,))
+    first.files[0].unlink()
+    second = await run(farm, blend, out, frames=(2,), name="take_##")
+    assert second.job != first.job and [p.name for p in second.files] == ["take_02.png"]
+    outside = await run(farm, blend, farm.root / "outside", frames=(4,), allow_outside=True)
+    assert outside.frames == (4,)
