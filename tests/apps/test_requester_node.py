@@ -212,13 +212,13 @@ async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path,
     assert (1, stale.check, "pair") not in node.owed.comparisons  # un-assigned with b's eviction: dropped
 
     compared: list[tuple[str, str]] = []
-    real_compare = blender.compare
+    real_compare = blender.compare_output
 
-    def counting_compare(a, b, **kw):
+    def counting_compare(a, b, *args, **kw):
         compared.append((Path(a).name, Path(b).name))
-        return real_compare(a, b, **kw)
+        return real_compare(a, b, *args, **kw)
 
-    monkeypatch.setattr(blender, "compare", counting_compare)
+    monkeypatch.setattr(blender, "compare_output", counting_compare)
     nursery.start_soon(node.react_forever, nursery)
     await trio.sleep(120)
     stale_pair = (node.copies[(1, stale.a_sha256)].name, node.copies[(1, stale.b_sha256)].name)
@@ -353,13 +353,13 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, nursery, autoj
     tampered.write_bytes(blender.forge_frame("black", width=SIZE[0], height=SIZE[1], other=None))
 
     compared: list[str] = []
-    real_compare = blender.compare
+    real_compare = blender.compare_output
 
-    def counting_compare(a, b, **kw):
+    def counting_compare(a, b, *args, **kw):
         compared.extend((Path(a).name, Path(b).name))
-        return real_compare(a, b, **kw)
+        return real_compare(a, b, *args, **kw)
 
-    monkeypatch.setattr(blender, "compare", counting_compare)
+    monkeypatch.setattr(blender, "compare_output", counting_compare)
     nursery.start_soon(node.react_forever, nursery)
     await trio.sleep(60)
     assert tampered.name not in compared
