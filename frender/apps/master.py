@@ -115,19 +115,19 @@ class MasterNode(Handler):
     def _apply_later(self, command: object) -> list[object]:
         """Decide on the draft and evolve it; ``state`` evolves once the durable events are committed (``_commit``)."""
         decided = self._decide(command)
-        self._took(decided)
+        self._took(decided, durable=any(is_durable(event) for event in decided))
         return decided
 
-    def _took(self, decided: list[object]) -> None:
+    def _took(self, decided: list[object], *, durable: bool) -> None:
         """Evolve the draft with ``decided`` now, and ``state`` after their commit in the draft's order.
 
-        Soft events decided while nothing is pending evolve both at once: there
-        is nothing to commit, and the two states stay level.
+        Soft events decided while nothing is pending (``durable`` False: none
+        of ``decided`` is) evolve both at once: there is nothing to commit, and
+        the two states stay level.
         """
-        durable = [event for event in decided if is_durable(event)]
-        for event in durable:
-            self._unsaved.update(_touches(self._draft, event))
         for event in decided:
+            if durable and is_durable(event):
+                self._unsaved.update(_touches(self._draft, event))
             core.evolve(self._draft, event)
         if durable or self._pending:
             self._pending.extend(decided)
@@ -200,7 +200,7 @@ class MasterNode(Handler):
         reply = self._assignment_of(self.state, request.friend, now)
         if reply is _NOTHING_HELD and request.wait > 0:
             return None  # an idle friend's heartbeat waits for a grant: ``call`` holds it
-        self._took(decided)
+        self._took(decided, durable=False)
         return reply
 
     async def call(self, peer: Peer, request: object) -> object:
