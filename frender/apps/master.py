@@ -9,20 +9,28 @@ trio runs every handler on one thread and ``apply`` never awaits, so each
 decide-append-evolve step is atomic: the state has exactly one owner at a time
 without a dedicated task and channels.
 
-Group commit. An RPC's durable events are evolved at once but committed in a
-batch with those of the other calls that are ready at the same moment: the
-call yields once, then the first call to run commits everything pending in
-one transaction (one fsync). Every answer, a refusal included, waits until
+Commit, then evolve. ``state`` is the log's fold: only a commit evolves it.
+Commands are decided on a *draft* beside it: ``state`` plus the events decided
+but not committed yet. The draft is one ``Master.clone()`` taken at start-up
+and kept level: every event decided is evolved into it at once, and into
+``state`` after its commit, in the same order, so the two agree whenever
+nothing is pending and no commit ever copies the state.
+
+Group commit. An RPC's durable events are committed in a batch with those of
+the other calls that are ready at the same moment: the call yields once, then
+the first call to run commits everything pending in one transaction (one
+fsync) and evolves ``state``. Every answer, a refusal included, waits until
 nothing it could have seen is pending, so nobody is answered before the events
 behind the answer are committed. ``log.append`` never awaits, so "nothing
 pending" means "all committed". If the append fails, the master stops
-(``LogFailed``) and answers nobody after: its memory holds events its log does
-not, and a restart replays the log, which holds everything anyone was told.
+(``LogFailed``) and answers nobody after; ``state`` still equals its log, and a
+restart replays the log, which holds everything anyone was told.
 
 Heartbeats are the exception that keeps this cheap: one that changes soft
 state only is answered on the spot (``call_at_once``) unless an uncommitted
 event changes what its answer depends on: that friend's registration, its
-owner's key, or the job it holds (``_touches``).
+owner's key, or the job it holds (``_touches``). It reads the committed
+``state`` (the draft agrees on all of that) and needs no draft.
 
 Held heartbeats. A friend holding no assignment may ask (``Heartbeat.wait``)
 for its heartbeat's reply to wait for one, so a new job reaches its friends at
@@ -78,61 +86,74 @@ class MasterNode(Handler):
         self.clock = clock
         # The master's own key is always an operator: `frender operator` run with its home.
         self.operators = operators | {identity.fingerprint}
-        self.state = core.Master(settings=settings)
+        self.state = core.Master(settings=settings)  # committed: the log's fold, evolved only after a commit
         replay(log, lambda event: core.evolve(self.state, event))  # verifies the chain as it folds
+        self._draft = self.state.clone()  # what is decided on: ``state`` plus ``_pending``
         # The reply to a heartbeat while the friend holds (friend, job), signed once.
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
-        self._pending: list[object] = []  # durable events evolved, not yet committed
+        self._pending: list[object] = []  # evolved into the draft, not yet into ``state``: durable ones await their commit
         self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
         self._unsaved: Counter[tuple[str, str]] = Counter()  # what uncommitted events change (_touches)
         self.broken: BaseException | None = None  # why the log failed: nothing is decided or answered after
         self._log_failed = trio.Event()
 
     def apply(self, command: object) -> list[object]:
-        """Decide, commit the durable events, then evolve; Rejected becomes Refused."""
-        decided = self._decide(command)
-        self._append(self._pending + [e for e in decided if is_durable(e)])
-        self._saved(self._pending)
-        self._pending = []
-        for event in decided:
-            core.evolve(self.state, event)
+        """Decide on the draft, commit the durable events (with any pending), then evolve; Rejected becomes Refused."""
+        decided = self._apply_later(command)
+        self._write()
         return decided
 
-    def _decide(self, command: object) -> list[object]:
+    def _decide(self, command: object, state: core.Master | None = None) -> list[object]:
+        """Decide ``command`` on the draft (or on ``state``); ``Rejected`` becomes ``Refused``."""
         if self.broken is not None:
             raise LogFailed(f"the event log failed: {self.broken}")
         try:
-            return core.decide(self.state, command)
+            return core.decide(self._draft if state is None else state, command)
         except Rejected as rejection:
             raise Refused(rejection.code, rejection.reason) from None
 
     def _apply_later(self, command: object) -> list[object]:
-        """Decide and evolve now; the durable events wait for ``_commit`` (see the module docstring)."""
+        """Decide on the draft and evolve it; ``state`` evolves once the durable events are committed (``_commit``)."""
         decided = self._decide(command)
-        for event in decided:
-            if is_durable(event):
-                self._pending.append(event)
-                self._unsaved.update(_touches(self.state, event))
-            core.evolve(self.state, event)
+        self._took(decided, durable=any(is_durable(event) for event in decided))
         return decided
 
-    def _saved(self, events: list[object]) -> None:
-        """Forget what the just committed ``events`` touched."""
-        for event in events:
-            self._unsaved.subtract(_touches(self.state, event))
-        self._unsaved = +self._unsaved  # drop what no uncommitted event changes any more
+    def _took(self, decided: list[object], *, durable: bool) -> None:
+        """Evolve the draft with ``decided`` now, and ``state`` after their commit in the draft's order.
+
+        Soft events decided while nothing is pending (``durable`` False: none
+        of ``decided`` is) evolve both at once: there is nothing to commit, and
+        the two states stay level.
+        """
+        for event in decided:
+            if durable and is_durable(event):
+                self._unsaved.update(_touches(self._draft, event))
+            core.evolve(self._draft, event)
+        if durable or self._pending:
+            self._pending.extend(decided)
+        else:
+            for event in decided:
+                core.evolve(self.state, event)
 
     async def _commit(self) -> None:
-        """Return once every event evolved so far is committed, batching with other ready calls."""
+        """Return once every event decided so far is committed and evolved, batching with other ready calls."""
         if not self._pending:
             return
         await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls add theirs
         if self.broken is not None:
             raise LogFailed(f"the event log failed: {self.broken}")
         if self._pending:
-            self._append(self._pending)
-            self._saved(self._pending)
-            self._pending = []
+            self._write()
+
+    def _write(self) -> None:
+        """Append the pending durable events in one transaction, then evolve ``state`` with every pending event, in order."""
+        durable = [event for event in self._pending if is_durable(event)]
+        if durable:
+            self._append(durable)
+        batch, self._pending = self._pending, []
+        self._unsaved.clear()  # nothing is uncommitted any more
+        for event in batch:
+            core.evolve(self.state, event)
 
     def _append(self, events: list[object]) -> None:
         """Commit ``events``; a failure stops the master (``stop_on_log_failure``) and every answer after it."""
@@ -156,7 +177,8 @@ class MasterNode(Handler):
         (``_touches``), everything the answer could reflect is committed, so it
         may leave now. A heartbeat that also releases a job (a durable event),
         or that waits for a grant, is left to ``call``: deciding is pure, so it
-        decides again there.
+        decides again there. Nothing it reads is uncommitted, so it decides and
+        answers on the committed ``state``.
         """
         if type(request) is not msg.Heartbeat or self.broken is not None:
             return None
@@ -170,15 +192,15 @@ class MasterNode(Handler):
             core.Heartbeat(
                 friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done,
                 away=request.away, refuse=request.refuse, now=now,
-            )
+            ),
+            self.state,
         )
         if any(is_durable(event) for event in decided):
             return None
-        reply = self._assignment_of(request.friend, now)
+        reply = self._assignment_of(self.state, request.friend, now)
         if reply is _NOTHING_HELD and request.wait > 0:
             return None  # an idle friend's heartbeat waits for a grant: ``call`` holds it
-        for event in decided:
-            core.evolve(self.state, event)
+        self._took(decided, durable=False)
         return reply
 
     async def call(self, peer: Peer, request: object) -> object:
@@ -204,7 +226,7 @@ class MasterNode(Handler):
                 finally:
                     if self._waiting.get(friend) is granted:
                         del self._waiting[friend]
-                reply = self._assignment_of(friend, self.clock())
+                reply = self._assignment_of(self._draft, friend, self.clock())  # the grant may await its commit, below
                 if reply is not _NOTHING_HELD:
                     with trio.CancelScope(shield=True):
                         await self._commit()
@@ -217,7 +239,7 @@ class MasterNode(Handler):
                 self._apply_later(
                     core.Heartbeat(friend=friend, key=peer.fingerprint, busy=busy, last_done=last_done, away=away, refuse=refuse, now=now)
                 )
-                return self._assignment_of(friend, now)
+                return self._assignment_of(self._draft, friend, now)
             case msg.RegisterFriend(user=user, name=name, profile=profile, capacity=capacity, away=away, refuse=refuse):
                 friend = f"{user}/{name}"
                 self._apply_later(
@@ -225,15 +247,15 @@ class MasterNode(Handler):
                         user=user, key=peer.fingerprint, friend=friend, profile=profile, capacity=capacity, away=away, refuse=refuse, now=now
                     )
                 )
-                return msg.Registered(friend=friend, heartbeat_every=self.state.settings.friend_timeout / 4)
+                return msg.Registered(friend=friend, heartbeat_every=self._draft.settings.friend_timeout / 4)
             case msg.CreateAccount(user=user):
                 self._apply_later(core.CreateAccount(user=user, key=peer.fingerprint))
-                return msg.AccountCreated(user=user, key=peer.fingerprint, balance=self.state.accounts[user].balance)
+                return msg.AccountCreated(user=user, key=peer.fingerprint, balance=self._draft.accounts[user].balance)
             case msg.AccountOf(key=key):
-                if peer.fingerprint not in self.state.requesters:
+                if peer.fingerprint not in self._draft.requesters:
                     raise Refused("untrusted", "only a trusted requester asks whose a key is")
-                user = self.state.owners.get(key, "")
-                return msg.AccountInfo(user=user, balance=self.state.accounts[user].balance if user else 0)
+                user = self._draft.owners.get(key, "")
+                return msg.AccountInfo(user=user, balance=self._draft.accounts[user].balance if user else 0)
             case msg.AskFriends():
                 return self._ask_friends(peer, request, now)
             case msg.Report():
@@ -254,7 +276,7 @@ class MasterNode(Handler):
                 )
                 return msg.Ok()
             case msg.KnownProfiles():
-                live = {f.profile for f in self.state.friends.values() if core.is_live(self.state, f.friend, now)}
+                live = {f.profile for f in self._draft.friends.values() if core.is_live(self._draft, f.friend, now)}
                 return msg.Profiles(live=tuple(sorted(live, key=str)))
             case msg.Grant(user=user, amount=amount, reason=reason):
                 self._operator(peer)
@@ -265,7 +287,7 @@ class MasterNode(Handler):
                 self._apply_later(core.TrustRequester(key=key, name=name))
                 return msg.Ok()
             case msg.Status(page=page):
-                return self._status(peer, page, now)
+                return self._status(self._draft, peer, page, now)
         raise Refused("unsupported", f"the master does not answer {type(request).__name__}")
 
     def _operator(self, peer: Peer) -> None:
@@ -293,18 +315,18 @@ class MasterNode(Handler):
         for friend in grant.friends:
             if (waiting := self._waiting.pop(friend, None)) is not None:
                 waiting.set()
+        draft = self._draft
         friends = tuple(
-            msg.GrantedFriendInfo(friend=f, user=self.state.friends[f].user, key=self.state.accounts[self.state.friends[f].user].key or "")
-            for f in grant.friends
+            msg.GrantedFriendInfo(friend=f, user=draft.friends[f].user, key=draft.accounts[draft.friends[f].user].key or "") for f in grant.friends
         )
         return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)
 
-    def _assignment_of(self, friend: str, now: float) -> msg.HeartbeatReply:
-        """The friend's signed assignment while it holds a live one (Rule 3 of the core)."""
-        rec = self.state.friends[friend]
+    def _assignment_of(self, state: core.Master, friend: str, now: float) -> msg.HeartbeatReply:
+        """The friend's signed assignment in ``state`` while it holds a live one (Rule 3 of the core)."""
+        rec = state.friends[friend]
         if rec.job is None or now >= rec.held_until:
             return _NOTHING_HELD
-        job = self.state.jobs[rec.job]
+        job = state.jobs[rec.job]
         reply = self._held.get((friend, job.job))
         if reply is None:
             signed = sign_assignment(
@@ -312,7 +334,7 @@ class MasterNode(Handler):
                 Assignment(
                     job=job.job,
                     friend=friend,
-                    friend_key=self.state.accounts[rec.user].key or "",
+                    friend_key=state.accounts[rec.user].key or "",
                     requester_key=job.requester,
                     blend_sha256=job.blend_sha256,
                     expires=rec.held_until,
@@ -322,15 +344,14 @@ class MasterNode(Handler):
         return reply
 
     def status(self) -> msg.StatusReply:
-        """Friends, jobs and the ledger as they stand now, unpaged and as the operator sees them (the dashboard's)."""
-        return self._status(None, None, self.clock())
+        """Friends, jobs and the ledger as committed now, unpaged and as the operator sees them (the dashboard's)."""
+        return self._status(self.state, None, None, self.clock())
 
-    def _status(self, peer: Peer | None, page: int | None, now: float) -> msg.StatusReply:
+    def _status(self, state: core.Master, peer: Peer | None, page: int | None, now: float) -> msg.StatusReply:
         """One page of friends, jobs and balances: a user sees its own balance, the operator all, everyone the totals.
 
         ``peer`` None is the operator's own view; ``page`` None is every entry in one reply (never sent over the wire).
         """
-        state = self.state
         per_friends, per_jobs, per_balances = msg.STATUS_PAGE
         if peer is None or peer.fingerprint in self.operators:
             visible = sorted(state.accounts.values(), key=lambda a: a.user)

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import heapq
 from itertools import chain
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, TypeVar
 
-from attrs import Factory, define, field, frozen
+from attrs import Factory, define, field, fields, frozen
 
 from frender.core._decider import Rejected
 from frender.core.profile import RenderProfile
@@ -455,6 +455,39 @@ class Master:
 
     def balances(self) -> int:
         return sum(a.balance for a in self.accounts.values())
+
+    def clone(self) -> Master:
+        """A copy sharing nothing mutable with this state, to decide on (a shell's draft) while this one waits for the log.
+
+        Containers and records are copied (``_copied``); immutable values
+        (settings, profiles, strings, tuples, frozensets) are shared; the
+        queues are rebuilt over the copied friend records, in the same order.
+        """
+        draft = _copied(self)
+        draft.queues = {}
+        for key, queue in self.queues.items():
+            copy = draft.queues[key] = _ProfileQueue()
+            copy.fresh = {friend: draft.friends[friend] for friend in queue.fresh}
+            copy.used = {friend: draft.friends[friend] for friend in queue.used}
+        return draft
+
+
+_Value = TypeVar("_Value")
+
+
+def _copied(value: _Value) -> _Value:
+    """``value`` sharing nothing mutable: what cannot be hashed (dicts, lists, sets, ``define`` records) is copied, level
+    by level; what can (numbers, strings, tuples, frozen records) is immutable here and shared."""
+    if type(value).__hash__ is not None:
+        return value
+    if isinstance(value, dict):
+        return type(value)({key: _copied(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return type(value)(_copied(item) for item in value)
+    if isinstance(value, set):
+        return type(value)(value)
+    record: Any = value
+    return type(value)(**{a.alias: _copied(getattr(record, a.name)) for a in fields(type(record)) if a.init})
 
 
 def is_live(state: Master, friend: str, now: float) -> bool:

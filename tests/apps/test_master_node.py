@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 
 from frender.apps import messages as msg
 from frender.apps.master import MasterNode
@@ -144,3 +145,99 @@ async def test_a_failed_append_stops_the_master_and_it_answers_nobody_after(farm
     assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) is None  # not on the spot: left to call, which refuses
     with pytest.raises(LogFailed):
         await node.call(bob, msg.Heartbeat(friend="bob/pc"))
+
+
+def _queues(state: core.Master) -> dict:
+    return {key: [rec.friend for rec in queue.ordered()] for key, queue in state.queues.items()}
+
+
+def _level(draft: core.Master, state: core.Master) -> bool:
+    """The two states agree in every field, soft state and the order of the queues included."""
+    soft = [(r.friend, r.away, r.refuses) for r in state.friends.values()]
+    return (
+        draft == state
+        and draft.seen == state.seen
+        and draft.owners == state.owners
+        and [(r.friend, r.away, r.refuses) for r in draft.friends.values()] == soft
+        and _queues(draft) == _queues(state)
+    )
+
+
+async def test_a_failed_group_commit_answers_no_peer_and_leaves_the_state_equal_to_the_log(farm) -> None:
+    """When a batch's append fails, no call of it is answered, a heartbeat answered meanwhile read only committed
+    state, and the master's state equals its log's fold: a restart from the log loses nothing anyone was told."""
+    node, log, clock, bob, requester = farm
+    dave = Peer(fingerprint="sha256:" + "d" * 64, public_key=b"d" * 32, host="127.0.0.1")
+    node.apply(core.CreateAccount(user="dave", key=dave.fingerprint))
+    await _register(node, bob)
+    await node.call(dave, msg.RegisterFriend(user="dave", name="pc", profile=PROFILE))
+    committed = list(log.rows)
+
+    def broken_append(events):
+        raise OSError("disk I/O error")
+
+    log.append = broken_append
+    clock.now += 1
+    node._apply_later(
+        core.RequestFriends(
+            requester=requester.fingerprint, submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=1,
+            profile=PROFILE, blend_sha256="0" * 64, now=clock.now,
+        )
+    )
+    [granted] = [f for f, rec in node._draft.friends.items() if rec.job is not None]  # decided on the draft, not committed
+    other, other_peer = ("dave/pc", dave) if granted == "bob/pc" else ("bob/pc", bob)
+    granted_peer = bob if granted == "bob/pc" else dave
+    assert node.call_at_once(granted_peer, msg.Heartbeat(friend=granted)) is None  # its answer would tell the grant
+    assert node.call_at_once(other_peer, msg.Heartbeat(friend=other)) == msg.HeartbeatReply()  # committed state only
+    outcomes: list[object] = []
+
+    async def call(peer: Peer, request: object) -> None:
+        try:
+            outcomes.append(await node.call(peer, request))
+        except LogFailed as exc:
+            outcomes.append(exc)
+
+    ask = msg.AskFriends(
+        submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=1, profile=PROFILE,
+        blend_sha256="0" * 64, address=str(Address("127.0.0.1", 1, requester.fingerprint)),
+    )
+    async with trio.open_nursery() as nursery:  # calls ready at the same moment: one batch with the grant above
+        nursery.start_soon(call, requester, ask)
+        nursery.start_soon(call, bob, msg.RegisterFriend(user="bob", name="laptop", profile=PROFILE))
+        nursery.start_soon(call, granted_peer, msg.Heartbeat(friend=granted))
+    assert len(outcomes) == 3 and all(isinstance(outcome, LogFailed) for outcome in outcomes)  # nobody was answered
+    assert log.rows == committed
+    assert node.state.jobs == {} and "bob/laptop" not in node.state.friends
+    assert all(rec.job is None for rec in node.state.friends.values())
+    reborn = MasterNode(node.identity, log, core.MasterSettings(friend_timeout=60), clock=clock)
+    assert node.state == reborn.state and _queues(node.state) == _queues(reborn.state)  # memory never ran ahead of the log
+
+
+async def test_the_draft_and_the_state_are_level_whenever_nothing_is_pending(farm) -> None:
+    """Events reach the committed state after their commit in the draft's order, soft ones too, so with nothing
+    pending the draft and the state agree in every field, liveness and the assignment order included."""
+    node, log, clock, bob, requester = farm
+    dave = Peer(fingerprint="sha256:" + "d" * 64, public_key=b"d" * 32, host="127.0.0.1")
+    node.apply(core.CreateAccount(user="dave", key=dave.fingerprint))
+    await _register(node, bob)
+    await node.call(dave, msg.RegisterFriend(user="dave", name="pc", profile=PROFILE))
+    assert _level(node._draft, node.state)
+    job = await _assign(node, requester, want=2)
+    clock.now += 1
+    node._apply_later(core.Heartbeat(friend="dave/pc", key=dave.fingerprint, last_done=job, now=clock.now))  # a release: pending
+    clock.now += 1
+    assert node.call_at_once(dave, msg.Heartbeat(friend="dave/pc")) is None  # touched: left to call
+    node._apply_later(core.Heartbeat(friend="dave/pc", key=dave.fingerprint, away="paused", now=clock.now))  # soft, queued behind
+    assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")).assignment is not None  # untouched: answered from the state
+    assert node.state.friends["dave/pc"].job == job  # the release is not committed yet
+    await node._commit()
+    assert node.state.friends["dave/pc"].job is None and node.state.seen["dave/pc"] == (clock.now, False)
+    assert node.state.friends["dave/pc"].away == "paused"
+    assert _level(node._draft, node.state)
+    async with trio.open_nursery() as nursery:  # a batch: bob reports the job done, dave comes back, bob adds a machine
+        nursery.start_soon(node.call, bob, msg.Heartbeat(friend="bob/pc", last_done=job))
+        nursery.start_soon(node.call, dave, msg.Heartbeat(friend="dave/pc", refuse=("carol",)))
+        nursery.start_soon(node.call, bob, msg.RegisterFriend(user="bob", name="laptop", profile=PROFILE))
+    await _assign(node, requester, want=1)
+    assert [row.tag for row in log.rows].count(core.FriendReleased.tag) == 2
+    assert _level(node._draft, node.state) and not node._pending
