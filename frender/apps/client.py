@@ -25,7 +25,7 @@ from frender.apps import messages as msg
 from frender.blender import frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, put_file, single_error
 
-__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps", "create_account"]
+__all__ = ["SubmitResult", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
@@ -59,6 +59,7 @@ async def submit(
     out: Path,
     frames: tuple[int, ...] = (),
     checks_per_friend: int = 1,
+    priority: int = 0,
     on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
     on_link: Callable[[str], None] = lambda url: None,
     poll: float = 0.3,
@@ -76,7 +77,9 @@ async def submit(
         await put_file(requester, identity, upload, blend)
         async with connect(requester, identity) as session:
             submitted = await session.call(
-                msg.Submit(user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend)
+                msg.Submit(
+                    user=user, blend_sha256=header.sha256, frames=frames, friends=friends, checks_per_friend=checks_per_friend, priority=priority
+                )
             )
         job = submitted.job
         state = {"job": job, "sha256": header.sha256, "requester": str(requester), "fps": submitted.fps}
@@ -156,13 +159,27 @@ async def _follow(
                             queued.add(frame)
                             send.send_nowait(frame)
                     on_progress(progress)
-                    if progress.finished and len(queued) == progress.total:
+                    if progress.finished and (len(queued) == progress.total or progress.cancelled):  # cancelled: its final frames are all
                         break
                     if (len(progress.final), progress.delivered) == (known, delivered):
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
                     known, delivered = len(progress.final), progress.delivered
     # The downloads drained the queue before the nursery closed.
     return SubmitResult(job=job, frames=tuple(sorted(fetched)), out=out, progress=progress)
+
+
+async def jobs(requester: Address, home: Path) -> msg.JobsReply:
+    """The jobs the key in ``home`` submitted to ``requester``."""
+    identity = Identity.load_or_create(home)
+    async with connect(requester, identity) as session:
+        return await session.call(msg.Jobs())
+
+
+async def cancel(requester: Address, home: Path, job: int) -> msg.Cancelled:
+    """Cancel my ``job``: friends released, final frames kept (``submit`` again fetches them), the rest refunded."""
+    identity = Identity.load_or_create(home)
+    async with connect(requester, identity) as session:
+        return await session.call(msg.Cancel(job=job))
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:

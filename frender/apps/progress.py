@@ -14,7 +14,7 @@ from frender.apps import messages as msg
 from frender.apps.client import SubmitResult, submit
 from frender.transports import Address
 
-__all__ = ["follow", "job_view", "print_status"]
+__all__ = ["follow", "job_view", "print_status", "print_jobs"]
 
 console = Console(stderr=True)
 
@@ -31,25 +31,30 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
     summary = f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements"
     if p.evictions:
         summary += f", evicted: {', '.join(p.evictions)}"
+    if p.cancelled:
+        summary += f"\n[yellow]cancelled: {len(p.final)} of {p.total} frames final and kept[/yellow]"
+    elif p.wanted and p.active < p.wanted and not p.finished:
+        summary += f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up"
     if p.problem:
         summary += f"\n[yellow]{p.problem}[/yellow]"
     return Group(bars, table, summary)
 
 
 def follow(
-    blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1
+    blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1,
+    priority: int = 0,
 ) -> SubmitResult:
     """``client.submit`` with a live view; returns when every frame is in ``out``."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     ids = (bars.add_task("delivered", total=None), bars.add_task("final", total=None))
     try:
-        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids)
+        return _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids, priority)
     finally:
         if not console.is_terminal:
             console.line()  # off a terminal the last view ends without one: what follows starts on its own line
 
 
-def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids) -> SubmitResult:
+def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids, priority=0) -> SubmitResult:
     with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
 
         def show(p: msg.ProgressReply) -> None:
@@ -61,9 +66,29 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
         return trio.run(
             lambda: submit(
                 blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks, on_progress=show,
-                on_link=link,
+                on_link=link, priority=priority,
             )
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 0:
+        return "?"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def print_jobs(reply: msg.JobsReply) -> None:
+    """``frender jobs``: one line per job of mine."""
+    table = Table(title="Your jobs", header_style="bold")
+    for column in ("job", "state", "final", "friends", "time left", "escrowed", "spent", "priority"):
+        table.add_column(column, justify="left" if column == "state" else "right")
+    for j in reply.jobs:
+        friends = f"{j.active}/{j.wanted}" if j.state == "running" and j.wanted else str(j.active)
+        left = "" if j.state != "running" else _duration(j.eta)
+        table.add_row(str(j.job), j.state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+    Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 
 def print_status(reply: msg.StatusReply) -> None:
