@@ -554,7 +554,7 @@ class RequesterNode(Handler):
             problem = "every friend of this job is gone; waiting for the master to grant more"
         if (refusal := self.refused.get(accepted.job)) is not None:
             problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
-        elif self.master_problem and not j.finished:
+        elif self.master_problem:
             problem = self.master_problem
         wants = self.wants.get(accepted.job)
         active = sum(1 for p in lines if p.status == "active")
@@ -710,6 +710,8 @@ class RequesterNode(Handler):
             return path
         if header.kind == "frame" and isinstance(header.job, int) and header.job in self.jobs:
             friend = self._friend_of(peer, header.job)
+            if core.is_finished(self.state, header.job):  # before a byte is sent: a finished or cancelled job takes no frames
+                raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
             self._heard_from(header.job, friend)
             task = self._live_task(header.job, friend, header.frame)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
