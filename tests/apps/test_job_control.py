@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from frender.apps import messages as msg
 from frender.apps.cli import app
 from frender.apps.friend import run_friend
+from frender.apps.replay import audit
 from frender.apps.requester import RequesterSettings
 from frender.blender import ModelledBackend
 from frender.core import job as job_core
@@ -83,6 +84,8 @@ async def test_a_short_job_grows_then_a_cancel_releases_refunds_and_keeps_final_
             await link.get(FileHeader(kind="frame", job=job, frame=frame), tmp_path / f"got-{frame}.png", max_size=1 << 20)
     assert all((tmp_path / f"got-{frame}.png").stat().st_size > 0 for frame in after.final)
     assert len(job_core.summary(node.state, job).final) == done.final
+    story = [line["text"] for line in audit(tmp_path / "requester.db")["story"]]
+    assert any(f"job {job} CANCELLED by its submitter: {done.final} of 30 frames final" in line for line in story)
 
     # `frender jobs` lists the cancelled job with what it cost; a second cancel is refused with a clear line.
     runner = CliRunner()
