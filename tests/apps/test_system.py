@@ -290,6 +290,7 @@ async def test_paused_and_refusing_friends_get_no_job(farm, tiny_scene, direct):
     """A friend paused with `frender friend pause` and one that refuses the artist are never assigned the
     artist's job; the master's status shows the pause; the others render it."""
     await farm.start(friends=0)
+    await farm.prepare_friends(4)  # their owners bind the accounts first (an account is a key)
     home = farm.root / "homes"
     for index in (1, 2, 3, 4):
         args = ["run", "friend", "--master", str(farm.master), "--user", f"friend{index}", "--name", "box", "--threads", "1"]
