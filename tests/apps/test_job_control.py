@@ -128,3 +128,18 @@ async def test_an_unreachable_master_is_said_and_retried_visibly(tmp_path, nurse
     problem = node._progress(node.jobs[1]).problem
     assert "master does not answer" in problem and "retrying" in problem
     assert 1 in node.owed.reports  # the closing report is still owed: sent once the master answers
+
+
+async def test_a_submitted_priority_reaches_the_master_and_frender_jobs(tmp_path, nursery):
+    """`submit --priority` travels client -> requester -> master: the master's job holds it and `jobs` shows it."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    sha = await world.upload("alice")
+    submitted = await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=sha, friends=3, checks_per_friend=0, priority=7))
+    assert world.master_node.state.jobs[submitted.job].priority == 7
+    assert world.master_node.state.jobs[submitted.job].waiting == 2  # bob alone was free: two places wait
+    [line] = (await world.call("alice", world.requester, msg.Jobs())).jobs
+    assert (line.job, line.state, line.priority, line.active, line.wanted, line.final) == (submitted.job, "running", 7, 1, 3, 0)
+    assert (await world.call("bob", world.requester, msg.Jobs())).jobs == ()
