@@ -351,6 +351,7 @@ def submit(
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Render frames outside the file's frame range."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Render although files the .blend uses are missing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, then stop."),
+    priority: int = typer.Option(0, min=-100, max=100, help="Jobs waiting for friends get them by priority, higher first."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
@@ -376,7 +377,7 @@ def submit(
     try:
         result = follow(
             blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
-            name=name, allow_outside=allow_outside, allow_missing=allow_missing,
+            name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority,
         )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass
@@ -391,6 +392,9 @@ def submit(
         fail(str(group.exceptions[0]))
     if result is None:
         _interrupted(out, blend, requester, user)
+    if result.progress.cancelled:
+        typer.echo(f"job {result.job} was cancelled: {len(result.frames)} of {result.progress.total} frames final, in {out}")
+        return
     typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
     if video is not None:
         _video(video, out, None)
@@ -414,7 +418,8 @@ def _interrupted(out: Path, blend: Path, requester: str, user: str) -> None:
         raise typer.Exit(130)
     typer.echo(
         f"\nstopped following job {job}; it goes on at the requester, which keeps its final frames.\n"
-        f"resume (only missing frames are fetched): frender submit {blend} --requester '{requester}' --user {user} --out {out}",
+        f"resume (only missing frames are fetched): frender submit {blend} --requester '{requester}' --user {user} --out {out}\n"
+        f"or stop it: frender cancel {job} --requester '{requester}'",
         err=True,
     )
     raise typer.Exit(130)
@@ -432,6 +437,57 @@ def _video(target: Path, folder: Path, fps: float | None) -> None:
     except VideoError as exc:
         fail(str(exc))
     typer.echo(f"wrote {made.path}: {made.frames} frames, {made.width}x{made.height}, {float(made.fps):g} fps, H.264")
+
+
+@app.command()
+def jobs(
+    requester: str = typer.Option(..., help="The requester's address."),
+    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List my jobs at a requester: state, frames final/total, friends, time left, points escrowed and spent."""
+    import trio
+
+    from frender.apps.client import jobs as get_jobs
+    from frender.apps.progress import print_jobs
+    from frender.transports import RemoteError, TransportError
+
+    try:
+        reply = trio.run(get_jobs, _address(requester), home)
+    except RemoteError as exc:
+        fail(f"the requester refused: {exc.reason} ({exc.code})")
+    except TransportError as exc:
+        fail(str(exc))
+    if as_json:
+        from frender import codec
+
+        typer.echo(json.dumps(codec.converter.unstructure(reply), indent=2))
+    else:
+        print_jobs(reply)
+
+
+@app.command()
+def cancel(
+    job: int = typer.Argument(..., help="The job number (`frender jobs` lists them)."),
+    requester: str = typer.Option(..., help="The requester's address."),
+    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
+) -> None:
+    """Stop my job: its friends are released, final frames kept, the points not earned refunded."""
+    import trio
+
+    from frender.apps.client import cancel as cancel_job
+    from frender.transports import RemoteError, TransportError
+
+    try:
+        done = trio.run(cancel_job, _address(requester), home, job)
+    except RemoteError as exc:
+        fail(f"job {job} was not cancelled: {exc.reason} ({exc.code})")
+    except TransportError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"job {done.job} cancelled: {done.final} of {done.total} frames final and kept (`frender submit` with the same --out fetches them); "
+        f"{done.spent} of {done.escrowed} escrowed points paid to friends, {done.escrowed - done.spent} refunded when the master closes the job"
+    )
 
 
 @app.command()

@@ -33,7 +33,7 @@ from frender.apps import messages as msg
 from frender.blender import frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, single_error
 
-__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account"]
+__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel"]
 
 STATE_FILE = ".frender-job.json"
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
@@ -141,6 +141,7 @@ async def submit(
     out: Path,
     frames: tuple[int, ...] = (),
     checks_per_friend: int = 1,
+    priority: int = 0,
     on_progress: Callable[[msg.ProgressReply], None] = lambda p: None,
     on_link: Callable[[str], None] = lambda url: None,
     poll: float = 0.3,
@@ -182,6 +183,7 @@ async def submit(
                         allow_outside=allow_outside,
                         allow_missing=allow_missing,
                         tree=True,
+                        priority=priority,
                     )
                 )
             saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension,
@@ -269,7 +271,7 @@ async def _follow(
                             queued.add(frame)
                             send.send_nowait(frame)
                     on_progress(progress)
-                    if progress.finished and len(queued) == progress.total:
+                    if progress.finished and (len(queued) == progress.total or progress.cancelled):  # cancelled: its final frames are all
                         break
                     if (len(progress.final), progress.delivered) == (known, delivered):
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
@@ -277,6 +279,20 @@ async def _follow(
     # The downloads drained the queue before the nursery closed.
     frames = tuple(sorted(fetched))
     return SubmitResult(job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames))
+
+
+async def jobs(requester: Address, home: Path) -> msg.JobsReply:
+    """The jobs the key in ``home`` submitted to ``requester``."""
+    identity = Identity.load_or_create(home)
+    async with connect(requester, identity) as session:
+        return await session.call(msg.Jobs())
+
+
+async def cancel(requester: Address, home: Path, job: int) -> msg.Cancelled:
+    """Cancel my ``job``: friends released, final frames kept (``submit`` again fetches them), the rest refunded."""
+    identity = Identity.load_or_create(home)
+    async with connect(requester, identity) as session:
+        return await session.call(msg.Cancel(job=job))
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:

@@ -308,6 +308,7 @@ class MasterNode(Handler):
                 exclude=ask.exclude,
                 blend_sha256=ask.blend_sha256,
                 address=ask.address,
+                priority=ask.priority,
                 now=now,
             )
         )

@@ -69,6 +69,12 @@ __all__ = [
     "NoWork",
     "GiveBack",
     "FrameStored",
+    # client -> requester: my jobs
+    "Cancel",
+    "Cancelled",
+    "Jobs",
+    "JobLine",
+    "JobsReply",
 ]
 
 
@@ -177,6 +183,7 @@ class AskFriends:
     exclude: tuple[str, ...] = ()
     blend_sha256: str
     address: str  # the requester's address, for the friends
+    priority: int = 0  # of a new job: free friends go to waiting jobs of higher priority first
 
 
 @frozen(kw_only=True)
@@ -313,6 +320,7 @@ class Submit:
     frames: tuple[int, ...] = ()  # empty: the file's own frame range
     friends: int = 4
     checks_per_friend: int = 1
+    priority: int = 0  # higher first, when jobs wait for friends to free up
     allow_outside: bool = False  # frames outside the file's range are refused unless this is set
     allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
     tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
@@ -395,6 +403,9 @@ class ProgressReply:
     evictions: tuple[str, ...]
     finished: bool
     problem: str = ""  # set when the job cannot go on (e.g. no friends left)
+    cancelled: bool = False  # finished because its submitter cancelled it: ``final`` is all there will be
+    wanted: int = 0  # friends the job asked for (0: not known)
+    active: int = 0  # friends rendering for it now; fewer than ``wanted``: it grows as friends free up
 
 
 # ---------------------------------------------------------- friend -> requester
@@ -486,6 +497,58 @@ codec.register(
 )
 
 
+# ---------------------------------------------------------- client -> requester: my jobs
+
+
+@frozen(kw_only=True)
+class Cancel:
+    """Stop my job: its friends are released, final frames kept, the unearned escrow refunded."""
+
+    tag: ClassVar[str] = "cancel.v1"
+    job: int
+
+
+@frozen(kw_only=True)
+class Cancelled:
+    tag: ClassVar[str] = "cancelled.v1"
+    job: int
+    final: int  # frames final and kept (fetch them with ``submit`` again)
+    total: int
+    escrowed: int  # points the job escrowed
+    spent: int  # paid to friends: final frames + agreeing checks; the rest goes back to the submitter
+
+
+@frozen(kw_only=True)
+class Jobs:
+    """The jobs this key submitted here."""
+
+    tag: ClassVar[str] = "jobs.v1"
+
+
+@frozen(kw_only=True)
+class JobLine:
+    tag: ClassVar[str] = "job_line.v1"
+    job: int
+    state: str  # "running", "finished", "cancelled"
+    final: int
+    total: int
+    active: int  # friends rendering now
+    wanted: int  # friends asked for
+    eta: float  # seconds left, from the pace of final frames so far; -1: not known yet
+    escrowed: int
+    spent: int  # earned by friends so far (paid when the job closes)
+    priority: int = 0
+
+
+@frozen(kw_only=True)
+class JobsReply:
+    tag: ClassVar[str] = "jobs_reply.v1"
+    jobs: tuple[JobLine, ...]
+
+
+codec.register(Cancel, Cancelled, Jobs, JobLine, JobsReply)
+
+
 # ------------------------------------------------------------------ bounds
 
 NAME = 256  # names, profiles and other short strings
@@ -499,6 +562,8 @@ BOUNDS: dict[tuple[type, str], tuple[float, float]] = {
     (Heartbeat, "wait"): (0.0, 60.0),
     (Submit, "friends"): (1, 1024),
     (Submit, "checks_per_friend"): (0, 16),
+    (Submit, "priority"): (-100, 100),
+    (AskFriends, "priority"): (-100, 100),
     (Submit, "frames"): (0, 10_000),
     (Submit, "blend_sha256"): (64, 64),
     (AskFriends, "want"): (0, 1024),

@@ -14,7 +14,7 @@ from frender.apps import messages as msg
 from frender.apps.client import SubmitResult, UploadProgress, submit
 from frender.transports import Address
 
-__all__ = ["follow", "job_view", "print_status"]
+__all__ = ["follow", "job_view", "print_status", "print_jobs"]
 
 console = Console(stderr=True)
 
@@ -31,6 +31,10 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
     summary = f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements"
     if p.evictions:
         summary += f", evicted: {', '.join(p.evictions)}"
+    if p.cancelled:
+        summary += f"\n[yellow]cancelled: {len(p.final)} of {p.total} frames final and kept[/yellow]"
+    elif p.wanted and p.active < p.wanted and not p.finished:
+        summary += f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up"
     if p.problem:
         summary += f"\n[yellow]{p.problem}[/yellow]"
     return Group(bars, table, summary)
@@ -69,6 +73,26 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
                 **options,  # type: ignore[arg-type]
             )
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 0:
+        return "?"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def print_jobs(reply: msg.JobsReply) -> None:
+    """``frender jobs``: one line per job of mine."""
+    table = Table(title="Your jobs", header_style="bold")
+    for column in ("job", "state", "final", "friends", "time left", "escrowed", "spent", "priority"):
+        table.add_column(column, justify="left" if column == "state" else "right")
+    for j in reply.jobs:
+        friends = f"{j.active}/{j.wanted}" if j.state == "running" and j.wanted else str(j.active)
+        left = "" if j.state != "running" else _duration(j.eta)
+        table.add_row(str(j.job), j.state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+    Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 
 def print_status(reply: msg.StatusReply) -> None:

@@ -24,6 +24,7 @@ _STORY: dict[type, Callable[[Any], str]] = {
     m.RequesterTrusted: lambda e: f"requester {e.name} ({_short(e.key)}) trusted by the operator",
     m.PointsGranted: lambda e: f"{e.amount} points granted to {e.user} ({e.reason})",
     m.JobOpened: lambda e: f"job {e.job} opened for {e.submitter}: {e.frames} frames, {e.checks_per_friend} check(s) per friend, {e.profile}",
+    m.JobPrioritised: lambda e: f"job {e.job}: priority {e.priority}",
     m.FriendsAssigned: lambda e: f"job {e.job}: assigned {', '.join(e.friends)}"
     + (f" ({e.shortfall} fewer than asked)" if e.shortfall else ""),
     m.EscrowFunded: lambda e: f"job {e.job}: {e.amount} points from {e.user} into escrow",
@@ -74,6 +75,8 @@ _STORY.update(
         j.FramesFinal: lambda e: f"job {e.job}: frames {_frames(tuple(f.frame for f in e.frames))} final",
         j.JobFinished: lambda e: f"job {e.job} finished: pays {dict(sorted(e.report.payouts.items()))}, "
         f"{e.report.arbitrations} arbitration(s), evicted {', '.join(e.report.evictions) or 'none'}",
+        j.JobCancelled: lambda e: f"job {e.job} CANCELLED by its submitter: {sum(e.report.frame_points.values())} of {e.report.frames} frames final, "
+        f"pays {dict(sorted(e.report.payouts.items()))}, the rest of {e.report.escrow} escrowed points goes back",
     }
 )
 

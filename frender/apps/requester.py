@@ -9,6 +9,10 @@ events ask this shell to act:
 - ``OwnRenderRequested``   -> render the frame with our own Blender -> RecordOwnRender
 - ``MoreFriendsWanted``    -> ask the master for more friends -> AddFriends
 - ``JobFinished``          -> report to the master until it acknowledges
+- ``JobCancelled``         -> the same closing report: the master releases the
+                              friends and refunds what was not earned
+- a job with fewer active friends than it asked for (``JobWants``) grows: the
+  requester asks the master for the rest every ``grow_every`` seconds
 
 What is still owed after a restart is derived from the folded log (``Owed``),
 so a crash between an event and its reaction only delays the reaction. What no
@@ -131,11 +135,21 @@ class ReportRefused:
     reason: str
 
 
-SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused)
+@frozen(kw_only=True)
+class JobWants:
+    """How many friends the client asked for, and the job's priority: a job granted fewer grows to this."""
+
+    tag: ClassVar[str] = "job_wants.v1"
+    job: int
+    friends: int
+    priority: int = 0
+
+
+SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants)
 codec.register(*SHELL_EVENTS)
 
 # Core events that ask this shell to act (see ``Owed``).
-_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished)
+_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
 
@@ -157,6 +171,7 @@ class RequesterSettings:
     upload_quota: int = 8 << 30  # bytes of uploads one user may hold here at once
     upload_ttl: float = 24 * 3600.0  # an upload is deleted this long after it arrived (a job keeps its own link)
     upload_balance: int = 1  # points an uploader's account must hold: a job costs at least one
+    grow_every: float = 2.0  # seconds between asks for the friends a job still lacks
 
 
 @define
@@ -166,7 +181,7 @@ class Owed:
     comparisons: dict[tuple[int, int, str], core.ComparisonRequested] = field(factory=dict)
     own_renders: dict[tuple[int, int], core.OwnRenderRequested] = field(factory=dict)
     more_friends: dict[int, core.MoreFriendsWanted] = field(factory=dict)
-    reports: dict[int, core.JobFinished] = field(factory=dict)
+    reports: dict[int, core.JobFinished | core.JobCancelled] = field(factory=dict)
 
     def see(self, event: object) -> None:
         match event:
@@ -190,7 +205,7 @@ class Owed:
                 self.more_friends[j] = event
             case core.FriendsJoined(job=j):
                 self.more_friends.pop(j, None)
-            case core.JobFinished(job=j):  # a finished job owes its report, nothing else
+            case core.JobFinished(job=j) | core.JobCancelled(job=j):  # a finished or cancelled job owes its report, nothing else
                 self.reports[j] = event
                 self.more_friends.pop(j, None)
                 for owed in (self.comparisons, self.own_renders):
@@ -230,6 +245,9 @@ class RequesterNode(Handler):
         self.keys: dict[int, dict[str, str]] = {}  # job -> friend -> key
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
         self.refused: dict[int, ReportRefused] = {}  # job -> the master's lasting refusal of its report
+        self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
+        self.started: dict[int, float] = {}  # job -> when it started (the log's time), for the estimate
+        self.master_problem = ""  # soft: why the master does not answer now; "" while it does
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
@@ -261,6 +279,11 @@ class RequesterNode(Handler):
                 pass
             case ReportRefused(job=j):
                 self.refused[j] = event
+            case JobWants(job=j):
+                self.wants[j] = event
+            case core.JobStarted(job=j, now=now):
+                self.started[j] = now
+                core.evolve(self.state, event)
             case core.CopyReceived(job=j, task=t, frame=f, sha256=sha):
                 self.copies.setdefault((j, sha), self._copy_path(j, t, f))
                 core.evolve(self.state, event)
@@ -421,6 +444,10 @@ class RequesterNode(Handler):
                 return msg.UploadsWanted(missing=tuple(s for s in wanted if not self._upload_path(s).is_file()))
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
+            case msg.Cancel(job=j):
+                return await self._cancel(self._own_job(peer, j))
+            case msg.Jobs():
+                return msg.JobsReply(jobs=tuple(self._job_line(a) for a in self.jobs.values() if a.submitter_key == peer.fingerprint))
             case msg.WantWork(assignment=signed, keeping=keeping):
                 return await self._want_work(peer, signed, keeping)
             case msg.GiveBack(assignment=signed, task=task):
@@ -488,6 +515,7 @@ class RequesterNode(Handler):
                 checks_per_friend=settings.checks_to_escrow(len(frames), submit.friends),
                 blend_sha256=submit.blend_sha256,
                 address=str(self.address),
+                priority=submit.priority,
             ),
             retry=False,
         )
@@ -516,6 +544,7 @@ class RequesterNode(Handler):
                 tree_main=manifest.main if manifest is not None else "",
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
+            JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
             core.StartJob(
                 job=granted.job,
                 frames=tuple(frames),
@@ -531,6 +560,8 @@ class RequesterNode(Handler):
             ),
         )
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
+        if granted.shortfall:
+            log.info("job %d: %d of the %d friends asked for are busy; it grows as they free up", granted.job, granted.shortfall, submit.friends)
         return msg.Submitted(
             job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps,
             name=asked.name, extension=asked.extension, output=asked.output.describe(),
@@ -561,6 +592,10 @@ class RequesterNode(Handler):
             problem = "every friend of this job is gone; waiting for the master to grant more"
         if (refusal := self.refused.get(accepted.job)) is not None:
             problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
+        elif self.master_problem:
+            problem = self.master_problem
+        wants = self.wants.get(accepted.job)
+        active = sum(1 for p in lines if p.status == "active")
         return msg.ProgressReply(
             job=accepted.job,
             total=j.total,
@@ -574,6 +609,9 @@ class RequesterNode(Handler):
             evictions=j.evicted,
             finished=j.finished,
             problem=problem,
+            cancelled=j.cancelled,
+            wanted=wants.friends if wants is not None else 0,
+            active=active,
         )
 
     async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
@@ -611,6 +649,36 @@ class RequesterNode(Handler):
             self._trees[job] = frozenset(f.sha256 for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files)
         return self._trees[job]
 
+    def _job_line(self, accepted: JobAccepted) -> msg.JobLine:
+        """One line of ``frender jobs``: state, frames, friends, an estimate from the pace so far, points."""
+        job = accepted.job
+        j = core.summary(self.state, job)
+        escrowed, spent = core.points(self.state, job)
+        wants = self.wants.get(job)
+        elapsed = self._now() - self.started.get(job, self._now())
+        final = len(j.final)
+        eta = 0.0 if j.finished else (elapsed / final * (j.total - final) if final and elapsed > 0 else -1.0)
+        return msg.JobLine(
+            job=job,
+            state=str(j.phase),
+            final=final,
+            total=j.total,
+            active=sum(1 for p in core.progress(self.state, job) if p.status == "active") if not j.finished else 0,
+            wanted=wants.friends if wants is not None else 0,
+            eta=eta,
+            escrowed=escrowed,
+            spent=spent,
+            priority=wants.priority if wants is not None else 0,
+        )
+
+    async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:
+        """Cancel the job (the core refuses a finished one); the closing report to the master is owed from here on."""
+        job = accepted.job
+        await self.apply(core.CancelJob(job=job, entropy=self._entropy(), now=self._now()))
+        escrowed, spent = core.points(self.state, job)
+        log.info("job %d cancelled by its submitter: %d frames final, %d of %d points earned", job, len(core.summary(self.state, job).final), spent, escrowed)
+        return msg.Cancelled(job=job, final=len(core.summary(self.state, job).final), total=core.frame_count(self.state, job), escrowed=escrowed, spent=spent)
+
     async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
         assignment = self._check(peer, signed)
@@ -629,13 +697,13 @@ class RequesterNode(Handler):
     async def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if core.is_finished(self.state, job):
-            return msg.NoWork(over=True, why="the job is finished")
+            return msg.NoWork(over=True, why=self._over(job))
         now = self._now()
         try:
             decided = await self.apply(core.AskForTask(job=job, friend=friend, keeping=keeping, entropy=self._entropy(), now=now))
         except Refused as exc:
             if exc.code == "job-state":  # it finished in a commit that was pending when we looked
-                return msg.NoWork(over=True, why="the job is finished")
+                return msg.NoWork(over=True, why=self._over(job))
             raise
         for event in decided:
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
@@ -653,6 +721,9 @@ class RequesterNode(Handler):
         if outlook in ("done", "evicted"):
             return msg.NoWork(over=True, why=outlook)
         return None
+
+    def _over(self, job: int) -> str:
+        return "the job was cancelled" if core.summary(self.state, job).cancelled else "the job is finished"
 
     # ------------------------------------------------------------ the files
 
@@ -712,6 +783,8 @@ class RequesterNode(Handler):
             return path
         if header.kind == "frame" and isinstance(header.job, int) and header.job in self.jobs:
             friend = self._friend_of(peer, header.job)
+            if core.is_finished(self.state, header.job):  # before a byte is sent: a finished or cancelled job takes no frames
+                raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
             self._heard_from(header.job, friend)
             task = self._live_task(header.job, friend, header.frame)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
@@ -850,7 +923,9 @@ class RequesterNode(Handler):
                 async with self._master_lock:
                     with trio.fail_after(30):
                         async with connect(self.master, self.identity, limits=self.limits) as session:
-                            return await session.call(request)
+                            reply = await session.call(request)
+                self.master_problem = ""
+                return reply
             except RemoteError as exc:
                 if not retry or exc.code not in _TRANSIENT:
                     raise Refused(exc.code, exc.reason) from None
@@ -861,7 +936,10 @@ class RequesterNode(Handler):
                 why = str(exc) or type(exc).__name__
             failures += 1
             delay = self._backoff(failures)
-            log.warning("master unreachable (%s); retrying in %.1f s", why, delay)
+            log.warning("master %s unreachable (%s); retrying in %.1f s", self.master, why, delay)
+            self.master_problem = f"the master does not answer ({why}); retrying every {delay:.0f} s, the job goes on meanwhile"
+            self._changed.set()
+            self._changed = trio.Event()
             await trio.sleep(delay)
 
     # ------------------------------------------------------- reactions
@@ -1009,7 +1087,60 @@ class RequesterNode(Handler):
             )
             return
 
-    async def _report(self, event: core.JobFinished) -> None:
+    async def grow_forever(self) -> None:
+        """Jobs granted fewer friends than they asked for grow as friends free up (asked every ``grow_every`` s)."""
+        while True:
+            await trio.sleep(self.settings.grow_every)
+            for number in core.running_jobs(self.state):
+                short = self._short_of(number)
+                if short > 0 and number not in self.owed.more_friends:
+                    await self._grow(number, short)
+
+    def _short_of(self, job: int) -> int:
+        """Friends the job asked for and does not have (evicted and gone ones count as missing)."""
+        wants = self.wants.get(job)
+        if wants is None:
+            return 0
+        return wants.friends - sum(1 for p in core.progress(self.state, job) if p.status == "active")
+
+    async def _grow(self, job: int, short: int) -> None:
+        accepted = self.jobs[job]
+        try:
+            granted = await self._ask_master(
+                msg.AskFriends(
+                    job=job,
+                    submitter=accepted.submitter,
+                    submitter_key=accepted.submitter_key,
+                    frames=core.frame_count(self.state, job),
+                    want=short,
+                    profile=accepted.profile,
+                    exclude=tuple(core.evictions(self.state, job)),
+                    blend_sha256=accepted.blend_sha256,
+                    address=str(self.address),
+                ),
+                retry=False,
+            )
+        except Refused as exc:  # none free yet (or the balance is spent): asked again later
+            log.debug("job %d: still %d friends short (%s)", job, short, exc.reason)
+            return
+        if core.is_finished(self.state, job) or not granted.friends:
+            return
+        try:
+            await self.apply(
+                core.AddFriends(
+                    job=job,
+                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                    entropy=self._entropy(),
+                    now=self._now(),
+                ),
+                FriendKeys(job=job, keys={f.friend: f.key for f in granted.friends}),
+            )
+        except Refused as exc:  # finished or cancelled meanwhile: the closing report releases them at the master
+            log.info("job %d: friends granted too late: %s", job, exc)
+            return
+        log.info("job %d grew by %d friends (%s)", job, len(granted.friends), ", ".join(f.friend for f in granted.friends))
+
+    async def _report(self, event: core.JobFinished | core.JobCancelled) -> None:
         head = self.log.head
         report = event.report
         request = msg.Report(
@@ -1031,7 +1162,7 @@ class RequesterNode(Handler):
                 await self.apply(ReportRefused(job=event.job, code=exc.code, reason=exc.reason))
                 return
         await self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
-        log.info("job %d finished and reported", event.job)
+        log.info("job %d %s and reported", event.job, "cancelled" if isinstance(event, core.JobCancelled) else "finished")
 
     async def tick_forever(self) -> None:
         """Deadlines, and friends that went silent: the core learns of both here."""
@@ -1112,6 +1243,7 @@ async def run_requester(
             nursery.start_soon(node.stop_on_log_failure)
             nursery.start_soon(node.react_forever, nursery)
             nursery.start_soon(node.tick_forever)
+            nursery.start_soon(node.grow_forever)
             if web is not None:
                 from frender.apps.web import serve_requester_web
 

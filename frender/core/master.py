@@ -36,6 +36,13 @@ ones up to a minority; within each, least recently assigned first with
 never-assigned friends last, owners mixed so one user's friends do not fill a
 job.
 
+Rule 10: priority. A job granted fewer friends than it asked for waits for
+        the rest (``JobRecord.waiting``, from its last grant's shortfall,
+        until the next grant or its close). A request grants no friend that
+        an open job of strictly higher priority still waits for: free friends
+        go to waiting jobs by priority, and equal priorities are served as
+        they ask (a job that waits never blocks a newer job of its priority).
+
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
 profile and trust (trusted or probationary), the friends in assignment order
 (``_ProfileQueue.ordered``), so a request walks that order and usually stops
@@ -84,6 +91,7 @@ __all__ = [
     "ReputationChanged",
     "FriendFined",
     "JobClosed",
+    "JobPrioritised",
     "EVENTS",
     # the decider
     "decide",
@@ -165,6 +173,7 @@ class RequestFriends:
     exclude: tuple[str, ...] = ()  # e.g. friends already evicted from this job
     blend_sha256: str = ""  # named in each friend's signed assignment
     address: str = ""  # where the job's friends reach the requester
+    priority: int = 0  # of a new job (Rule 10); a later request uses the job's own
     now: float
 
 
@@ -336,6 +345,15 @@ class JobClosed:
     now: float
 
 
+@frozen(kw_only=True)
+class JobPrioritised:
+    """A new job's priority, when it is not 0 (Rule 10)."""
+
+    tag: ClassVar[str] = "job_prioritised.v1"
+    job: int
+    priority: int
+
+
 EVENTS: tuple[type, ...] = (
     UserBound,
     FriendRegistered,
@@ -352,6 +370,7 @@ EVENTS: tuple[type, ...] = (
     JobClosed,
     ReputationChanged,
     FriendFined,
+    JobPrioritised,
 )
 
 # ------------------------------------------------------------------- state
@@ -398,6 +417,8 @@ class JobRecord:
     paid: int = 0
     refunded: int = 0
     closed: bool = False
+    priority: int = 0  # Rule 10
+    waiting: int = 0  # friends still missing after its last grant (Rule 10)
     head_seq: int = 0
     head_hash: str = ""
 
@@ -449,6 +470,8 @@ class Master:
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
     queues: dict[tuple[RenderProfile, bool], _ProfileQueue] = field(factory=dict, eq=False, repr=False)
+    # Derived from ``jobs``: open jobs still waiting for friends (Rule 10). Not compared.
+    waiting: dict[int, JobRecord] = field(factory=dict, eq=False, repr=False)
 
     def escrow(self) -> int:
         return sum(j.escrow - j.paid - j.refunded for j in self.jobs.values())
@@ -706,8 +729,13 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
             "short-balance",
             f"{c.submitter} has {balance} points; this grant needs {base + s * min(c.want, max(affordable, 1))}",
         )
-    chosen = _choose(state, c, job, min(c.want, affordable))
+    priority = c.priority if job is None else job.priority
+    ahead = sum(o.waiting for o in state.waiting.values() if o.priority > priority and o.job != number)  # Rule 10
+    chosen = _choose(state, c, job, min(c.want, affordable) + ahead)
+    chosen = chosen[: max(0, len(chosen) - ahead)]  # the friends at the end of the order are kept for those waiting
     if not chosen:
+        if ahead:
+            raise Rejected("no-friends", f"the free friends are kept for {ahead} waiting friend places of jobs with a higher priority")
         raise Rejected(
             "no-friends",
             f"no live, available friend has the profile {c.profile} (probationary friends alone never fill a job while trusted ones are live)",
@@ -730,6 +758,8 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
                 now=c.now,
             )
         )
+        if c.priority:
+            events.append(JobPrioritised(job=number, priority=c.priority))
     events.append(
         FriendsAssigned(
             job=number,
@@ -887,7 +917,13 @@ def _job_opened(state: Master, e: JobOpened) -> None:
 
 def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
     state.assignments += 1
-    state.jobs[e.job].friends.extend(e.friends)
+    job = state.jobs[e.job]
+    job.friends.extend(e.friends)
+    job.waiting = max(0, e.shortfall)
+    if job.waiting:
+        state.waiting[e.job] = job
+    else:
+        state.waiting.pop(e.job, None)
     for friend in e.friends:
         rec = state.friends[friend]
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
@@ -934,12 +970,18 @@ def _friend_fined(state: Master, e: FriendFined) -> None:
 def _job_closed(state: Master, e: JobClosed) -> None:
     job = state.jobs[e.job]
     job.closed, job.head_seq, job.head_hash = True, e.head_seq, e.head_hash
+    job.waiting = 0
+    state.waiting.pop(e.job, None)
     state.accounts[job.submitter].balance += e.refund
     job.refunded = e.refund
     for friend in job.friends:
         rec = state.friends[friend]
         if rec.job == e.job:
             rec.job = None
+
+
+def _job_prioritised(state: Master, e: JobPrioritised) -> None:
+    state.jobs[e.job].priority = e.priority
 
 
 _EVOLVERS: dict[type, Callable[[Master, Any], None]] = {
@@ -956,6 +998,7 @@ _EVOLVERS: dict[type, Callable[[Master, Any], None]] = {
     FriendEvicted: _friend_evicted,
     CheckRunUpdated: _check_run_updated,
     JobClosed: _job_closed,
+    JobPrioritised: _job_prioritised,
     ReputationChanged: _reputation_changed,
     FriendFined: _friend_fined,
 }

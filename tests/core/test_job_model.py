@@ -60,6 +60,7 @@ class Pool(RuleBasedStateMachine):
         self.final_seen: dict[int, J.FinalFrame] = {}
         self.disagreements = 0
         self.finished: J.JobReport | None = None
+        self.cancelled = False
         self.model: dict[int, dict[int, str]] = {}  # naive scheduler: frame -> {live render/backup task: its friend}
 
     # ---------------------------------------------------------- plumbing
@@ -102,6 +103,8 @@ class Pool(RuleBasedStateMachine):
                 self.final_seen[ff.frame] = ff
         elif isinstance(e, J.JobFinished):
             self.finished = e.report
+        elif isinstance(e, J.JobCancelled):
+            self.finished, self.cancelled = e.report, True
 
     def cmd(self, command: type, **kw) -> list[object]:
         self.n += 1
@@ -200,6 +203,14 @@ class Pool(RuleBasedStateMachine):
         if tasks:
             self.cmd(J.ReturnTask, friend=friend, task=tasks[0].task)
 
+    @precondition(lambda self: self.running)
+    @rule(roll=st.integers(0, 9))
+    def cancel(self, roll: int) -> None:
+        """The submitter stops the job (now and then: most runs go on to finish)."""
+        if roll == 0:
+            events = self.cmd(J.CancelJob)
+            assert [type(e) for e in events] == [J.JobCancelled]
+
     @rule(dt=st.floats(0.5, 30.0))
     def tick(self, dt: float) -> None:
         self.now += dt
@@ -219,7 +230,7 @@ class Pool(RuleBasedStateMachine):
 
     @precondition(lambda self: self.running)
     @rule(
-        which=st.sampled_from(J.COMMANDS),
+        which=st.sampled_from([c for c in J.COMMANDS if c is not J.CancelJob]),
         number=st.integers(-1, 12),
         frame=st.integers(-1, 30),
         verdict=st.sampled_from(("identical", "agree", "disagree", "maybe")),
@@ -316,7 +327,7 @@ class Pool(RuleBasedStateMachine):
             return
         # Liveness: the live friends keep working (crashed honest ones come back); the job must finish.
         for _ in range(4000):
-            if not self.running:
+            if not self.running or self.cancelled:
                 break
             if self.requests:
                 self.answer(self.requests.pop(0))
@@ -342,6 +353,9 @@ class Pool(RuleBasedStateMachine):
             f"friends { {p.friend: p.status for p in J.progress(self.state, 1)} } requests {self.requests} held {self.held}"
         )
         assert self.finished is not None
+        if self.cancelled:  # over for good: every command is refused, the final frames stay final and paid
+            assert self.summary.cancelled and not self.cmd(J.AskForTask, friend=sorted(self.kind)[0]) and not self.cmd(J.CancelJob)
+            assert sum(self.finished.frame_points.values()) == len(self.final_seen)
         self.final_frames_only_grow()
         self.report_pays_honest_work_within_escrow()
         # Replay: the logged events, through the codec's JSON, rebuild the same state.

@@ -198,12 +198,13 @@ class MasterMachine(RuleBasedStateMachine):
         want=st.integers(0, 4),
         s=st.integers(0, 3),
         profile=st.sampled_from(PROFILES[:1] * 3 + PROFILES),
+        priority=st.sampled_from((0, 0, 1, -1)),
     )
-    def request(self, requester, job, submitter, forged, frames, want, s, profile):
+    def request(self, requester, job, submitter, forged, frames, want, s, profile, priority):
         self.apply(
             RequestFriends(
                 requester=requester, job=job, submitter=submitter, submitter_key=key_of(submitter, forged), frames=frames,
-                want=want, profile=profile, checks_per_friend=s, now=self.now,
+                want=want, profile=profile, checks_per_friend=s, priority=priority, now=self.now,
             )
         )
 
@@ -257,6 +258,14 @@ class MasterMachine(RuleBasedStateMachine):
                 paid.setdefault(event.job, set()).add(event.friend)
         for job in self.state.jobs.values():
             assert not set(job.evicted) & paid.get(job.job, set())
+
+    @invariant()
+    def waiting_jobs_are_the_open_short_ones(self):
+        """Rule 10's index holds exactly the open jobs whose last grant fell short, also after replay."""
+        expected = {j.job for j in self.state.jobs.values() if j.waiting and not j.closed}
+        assert set(self.state.waiting) == expected
+        replayed = fold(evolve, Master(settings=self.state.settings), (codec.from_json(r.tag, r.body) for r in self.log.records()))
+        assert set(replayed.waiting) == expected
 
     @invariant()
     def replay_gives_the_durable_state(self):

@@ -179,7 +179,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
             job=job,
             p=p,
             final=len(p.final),
-            estimate=gallery.estimate(job, p.delivered, p.total, p.finished),
+            estimate=f"cancelled: {len(p.final)} final frames kept" if p.cancelled else gallery.estimate(job, p.delivered, p.total, p.finished),
             escrowed=escrowed,
             earned=earned,
             evidence=evidence,

@@ -86,6 +86,10 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 - ``MoreFriendsWanted`` -> ``RequestFriends(job=J, want=count, exclude=...)``.
 - ``FramesFinal`` -> serve those frames to the client.
 - ``JobFinished`` -> report ``event.report`` to the master.
+- ``CancelJob`` when the submitter stops the job -> ``JobCancelled``: report
+  ``event.report`` to the master as for ``JobFinished`` (the closing report
+  releases the friends and refunds the unearned escrow); final frames stay
+  final and served, friends asking for work hear the job is over.
 
 The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
 ``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
@@ -105,6 +109,7 @@ from frender.core.job.commands import (
     COMMANDS,
     AddFriends,
     AskForTask,
+    CancelJob,
     DeliverFrame,
     DropFriend,
     RecordComparison,
@@ -135,6 +140,7 @@ from frender.core.job.events import (
     FriendReturned,
     FriendsJoined,
     GrantedFriend,
+    JobCancelled,
     JobFinished,
     JobReport,
     JobSettings,
@@ -219,6 +225,7 @@ __all__ = [
     "Tick",
     "DropFriend",
     "ReturnTask",
+    "CancelJob",
     "COMMANDS",
     # events
     "JobStarted",
@@ -239,6 +246,7 @@ __all__ = [
     "CheaterEvicted",
     "FramesFinal",
     "JobFinished",
+    "JobCancelled",
     "EVENTS",
     # the decider and its queries
     "decide",

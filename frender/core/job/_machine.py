@@ -20,6 +20,7 @@ from frender.core.job._job import Draft, Friend, Job, Requester
 from frender.core.job._states import FRIEND, JOB, FriendStatus
 from frender.core.job.commands import (
     AddFriends,
+    CancelJob,
     AskForTask,
     DeliverFrame,
     DropFriend,
@@ -35,6 +36,7 @@ from frender.core.job.events import (
     FriendLeft,
     FriendReturned,
     FriendsJoined,
+    JobCancelled,
     JobFinished,
     JobStarted,
     MoreFriendsWanted,
@@ -94,6 +96,11 @@ def _job_finished(j: Job, e: JobFinished) -> None:
     j.report = e.report
 
 
+def _job_cancelled(j: Job, e: JobCancelled) -> None:
+    j.phase = JOB.next(j.phase, "cancel", j.job)
+    j.report = e.report
+
+
 _ROSTER: dict[type, Callable[[Job, Any], None]] = {
     FriendsJoined: _friends_joined,
     FriendLeft: _status("leave"),
@@ -101,6 +108,7 @@ _ROSTER: dict[type, Callable[[Job, Any], None]] = {
     CheaterEvicted: _status("evict"),
     MoreFriendsWanted: _more_friends_wanted,
     JobFinished: _job_finished,
+    JobCancelled: _job_cancelled,
 }
 
 # Per event, the evolvers of the sub-machines it touches, in a fixed order.
@@ -180,6 +188,12 @@ def _add_friends(d: Draft, c: AddFriends) -> None:
     d.emit(FriendsJoined(job=j.job, friends=tuple(c.friends), checked=checked, ring=ring, now=c.now))
 
 
+def _cancel(d: Draft, c: CancelJob) -> None:
+    """Stop the job as it stands: final frames stay final and are paid, with the check renders that agreed;
+    live tasks, candidates and open checks are abandoned, unpaid (the escrow's rest goes back to the submitter)."""
+    d.emit(JobCancelled(job=d.job.job, report=_escrow.report(d.job), now=d.now))
+
+
 _DECIDERS: dict[type, Callable[[Draft, Any], None]] = {
     AddFriends: _add_friends,
     AskForTask: _tasks.ask,
@@ -189,6 +203,7 @@ _DECIDERS: dict[type, Callable[[Draft, Any], None]] = {
     Tick: _tasks.tick,
     DropFriend: _tasks.drop_friend,
     ReturnTask: _tasks.return_task,
+    CancelJob: _cancel,
 }
 
 
@@ -197,7 +212,7 @@ _DECIDERS: dict[type, Callable[[Draft, Any], None]] = {
 
 def _settle(d: Draft) -> None:
     """What follows from the decision: run the policies until none has more to say."""
-    while True:
+    while JOB.allows(d.job.phase, "finish"):  # a cancelled (or finished) job has no policies left to run
         before = len(d.events)
         _checks.close_batches(d)
         _checks.orphan_checks(d)

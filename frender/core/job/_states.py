@@ -20,6 +20,7 @@ S = TypeVar("S", bound=StrEnum)
 class Phase(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
+    CANCELLED = "cancelled"  # its submitter stopped it: final frames stay final, the rest is refunded
 
 
 class FriendStatus(StrEnum):
@@ -77,15 +78,18 @@ class Table(Generic[S]):
         return nxt
 
 
-# A job handles the commands while it runs, none once it finished (command names are the steps).
+# A job handles the commands while it runs, none once it finished or was cancelled (command names are the steps).
 JOB: Table[Phase] = Table(
     "job-state",
     {
         **{
             (Phase.RUNNING, name): Phase.RUNNING
-            for name in ("AddFriends", "AskForTask", "DeliverFrame", "RecordComparison", "RecordOwnRender", "Tick", "DropFriend", "ReturnTask")
+            for name in (
+                "AddFriends", "AskForTask", "DeliverFrame", "RecordComparison", "RecordOwnRender", "Tick", "DropFriend", "ReturnTask", "CancelJob"
+            )
         },
         (Phase.RUNNING, "finish"): Phase.FINISHED,
+        (Phase.RUNNING, "cancel"): Phase.CANCELLED,
     },
 )
 

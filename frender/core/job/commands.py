@@ -21,6 +21,7 @@ __all__ = [
     "Tick",
     "DropFriend",
     "ReturnTask",
+    "CancelJob",
     "COMMANDS",
 ]
 
@@ -112,6 +113,15 @@ class ReturnTask:
     now: float
 
 
+@frozen(kw_only=True)
+class CancelJob:
+    """The submitter stops the job: its friends are released, final frames kept, the unearned escrow refunded."""
+
+    job: int
+    entropy: str = ""
+    now: float
+
+
 COMMANDS: tuple[type, ...] = (
     StartJob,
     AddFriends,
@@ -122,4 +132,5 @@ COMMANDS: tuple[type, ...] = (
     Tick,
     DropFriend,
     ReturnTask,
+    CancelJob,
 )

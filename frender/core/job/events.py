@@ -52,6 +52,7 @@ __all__ = [
     "CheaterEvicted",
     "FramesFinal",
     "JobFinished",
+    "JobCancelled",
     "EVENTS",
 ]
 
@@ -445,6 +446,17 @@ class JobFinished:
     now: float
 
 
+@frozen(kw_only=True)
+class JobCancelled:
+    """The submitter stopped the job. ``report`` pays what was earned so far (final frames, agreeing
+    checks); the master refunds the rest of the escrow when it closes the job."""
+
+    tag: ClassVar[str] = "job_cancelled.v1"
+    job: int
+    report: JobReport
+    now: float
+
+
 EVENTS: tuple[type, ...] = (
     JobStarted,
     FriendsJoined,
@@ -464,4 +476,5 @@ EVENTS: tuple[type, ...] = (
     CheaterEvicted,
     FramesFinal,
     JobFinished,
+    JobCancelled,
 )

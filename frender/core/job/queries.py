@@ -84,7 +84,12 @@ class JobSummary:
 
     @property
     def finished(self) -> bool:
-        return self.phase == Phase.FINISHED
+        """Over: every frame final, or cancelled (``cancelled`` tells which)."""
+        return self.phase != Phase.RUNNING
+
+    @property
+    def cancelled(self) -> bool:
+        return self.phase == Phase.CANCELLED
 
 
 def _job(state: Requester, job: int) -> Job:
@@ -105,7 +110,8 @@ def running_jobs(state: Requester) -> tuple[int, ...]:
 
 
 def is_finished(state: Requester, job: int) -> bool:
-    return _job(state, job).phase == Phase.FINISHED
+    """The job is over: finished, or cancelled by its submitter."""
+    return _job(state, job).phase != Phase.RUNNING
 
 
 def frame_count(state: Requester, job: int) -> int:
@@ -144,7 +150,7 @@ def live_tasks(state: Requester, job: int, friend: str) -> frozenset[int]:
 def silent_candidates(state: Requester, job: int) -> tuple[str, ...]:
     """Active friends holding no live task: the ones a shell drops once they stop asking (none once finished)."""
     j = _job(state, job)
-    if j.phase == Phase.FINISHED:
+    if j.phase != Phase.RUNNING:
         return ()
     return tuple(f for f in j.active() if not j.tasks.live_of.get(f))
 
@@ -161,7 +167,7 @@ def outlook(state: Requester, job: int, friend: str) -> Outlook:
         return Outlook.DONE
     if rec.status == FriendStatus.EVICTED:
         return Outlook.EVICTED
-    if j.phase == Phase.FINISHED:
+    if j.phase != Phase.RUNNING:
         return Outlook.DONE
     return Outlook.WORK if j.tasks.live_of.get(friend) else Outlook.WAIT
 
@@ -231,7 +237,7 @@ def verifier_of(state: Requester, job: int, subject: str) -> str | None:
 
 
 def report(state: Requester, job: int) -> JobReport | None:
-    """The report of a finished job, else None."""
+    """The report of a finished or cancelled job, else None."""
     return _job(state, job).report
 
 

@@ -1,0 +1,145 @@
+"""Job control on a real master, requester and in-process friends (the modelled backend): a job short of
+friends grows as they free up, a cancel releases its friends, refunds what was not earned and keeps its
+final frames, and `frender jobs` lists it all."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import trio
+from typer.testing import CliRunner
+
+from frender.apps import messages as msg
+from frender.apps.cli import app
+from frender.apps.friend import run_friend
+from frender.apps.replay import audit
+from frender.apps.requester import RequesterSettings
+from frender.blender import ModelledBackend
+from frender.core import job as job_core
+from frender.transports import FileHeader, FileLink
+from test_requester_node import Job, requester
+from test_security import LIMITS, World
+
+SLOW = ModelledBackend(0.4, resolution=(32, 18), frame_range=(1, 30))  # 30 frames of 0.4 s: time to cancel mid-job
+SETTINGS = RequesterSettings(
+    job=job_core.JobSettings(seconds_per_frame=1.0, startup_seconds=1.0, check_timing="batch", batch_size=1, max_chunk=1),
+    tick=0.1,
+    grow_every=0.2,
+)
+
+
+async def _until(check, timeout: float = 30.0, every: float = 0.1):
+    with trio.fail_after(timeout):
+        while not (result := await check()):
+            await trio.sleep(every)
+        return result
+
+
+async def _friend(world: World, nursery: trio.Nursery, user: str) -> None:
+    nursery.start_soon(
+        functools.partial(run_friend, master=world.master, user=user, name="pc", home=world.tmp / user, backend=SLOW, threads=1, log=lambda line: None)
+    )
+
+
+async def test_a_short_job_grows_then_a_cancel_releases_refunds_and_keeps_final_frames(tmp_path, nursery):
+    """--friends 2 with one live friend starts on one and says so, grows when a second frees up; a cancel
+    pays only final frames, refunds the rest, releases both friends and leaves the final frames fetchable."""
+    world = World(tmp_path, SETTINGS, bound=("alice", "bob", "carol"), backend=SLOW)
+    world.person("carol")
+    await world.start(nursery)
+    node = world.requester_node
+    for worker in (node.tick_forever, node.grow_forever):
+        nursery.start_soon(worker)
+    nursery.start_soon(node.react_forever, nursery)
+    await _friend(world, nursery, "bob")
+    await _until(lambda: _live(world, 1))
+    job = (await world.alice_submits(friends=2, checks=0)).job
+
+    first = await world.call("alice", world.requester, msg.Progress(job=job))
+    assert (first.wanted, first.active) == (2, 1)
+    await _friend(world, nursery, "carol")  # a friend frees up: the job grows to the two it asked for
+    grown = await _until(lambda: _progress_if(world, job, lambda p: p.active == 2))
+    assert {line.friend for line in grown.friends} == {"bob/pc", "carol/pc"}
+
+    await _until(lambda: _progress_if(world, job, lambda p: len(p.final) >= 3))
+    done = await world.call("alice", world.requester, msg.Cancel(job=job))
+    assert isinstance(done, msg.Cancelled) and done.final >= 3 and done.total == 30
+    assert done.escrowed == 30 and done.spent == done.final  # no checks: one point per final frame, nothing else
+    after = await world.call("alice", world.requester, msg.Progress(job=job))
+    assert after.finished and after.cancelled and len(after.final) == done.final
+
+    # The closing report reaches the master: the job closes, friends are released, the rest is refunded.
+    master = world.master_node.state
+    await _until(lambda: _true(master.jobs[job].closed))
+    record = master.jobs[job]
+    assert record.paid == done.spent and record.refunded == record.escrow - done.spent
+    assert master.accounts["alice"].balance == 100 - done.spent
+    assert master.accounts["bob"].balance + master.accounts["carol"].balance == done.spent
+    assert all(master.friends[f].job is None for f in ("bob/pc", "carol/pc"))
+
+    # Final frames stay final and are served; frames after the cancel are not.
+    async with FileLink(world.requester, world.person("alice"), limits=LIMITS) as link:
+        for frame in after.final:
+            await link.get(FileHeader(kind="frame", job=job, frame=frame), tmp_path / f"got-{frame}.png", max_size=1 << 20)
+    assert all((tmp_path / f"got-{frame}.png").stat().st_size > 0 for frame in after.final)
+    assert len(job_core.summary(node.state, job).final) == done.final
+    story = [line["text"] for line in audit(tmp_path / "requester.db")["story"]]
+    assert any(f"job {job} CANCELLED by its submitter: {done.final} of 30 frames final" in line for line in story)
+
+    # `frender jobs` lists the cancelled job with what it cost; a second cancel is refused with a clear line.
+    runner = CliRunner()
+    listed = await trio.to_thread.run_sync(lambda: runner.invoke(app, ["jobs", "--requester", str(world.requester), "--home", str(tmp_path / "alice")]))
+    assert listed.exit_code == 0, listed.output
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in listed.output.splitlines() if line.startswith("│")]
+    assert rows == [[str(job), "cancelled", f"{done.final}/30", "0", "", "30", str(done.spent), "0"]]
+    again = await trio.to_thread.run_sync(
+        lambda: runner.invoke(app, ["cancel", str(job), "--requester", str(world.requester), "--home", str(tmp_path / "alice")])
+    )
+    assert again.exit_code == 1 and "not cancelled" in again.output and "cancelled" in again.output
+    others = await trio.to_thread.run_sync(lambda: runner.invoke(app, ["jobs", "--requester", str(world.requester), "--home", str(tmp_path / "bob")]))
+    assert others.exit_code == 0 and "no jobs of yours" in others.output
+
+
+async def _live(world: World, count: int) -> bool:
+    return sum(1 for seen in world.master_node.state.seen.values() if not seen[1]) >= count
+
+
+async def _progress_if(world: World, job: int, test) -> msg.ProgressReply | None:
+    p = await world.call("alice", world.requester, msg.Progress(job=job))
+    return p if test(p) else None
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_an_unreachable_master_is_said_and_retried_visibly(tmp_path, nursery, autojump_clock, caplog):
+    """While the master does not answer, the requester logs each retry and the client's progress says so; the cancel is not lost."""
+    node = requester(tmp_path)  # its master's address has nobody listening
+    run = Job(node, (1, 2, 3), {"a": "bob"}, checks_per_friend=0)
+    await run.start()
+    await node.apply(job_core.CancelJob(job=1, now=node._now()))
+    nursery.start_soon(node.react_forever, nursery)
+    with caplog.at_level(logging.WARNING, logger="frender.requester"):
+        await trio.sleep(20)
+    retries = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(retries) >= 3 and all("retrying in" in line for line in retries)
+    problem = node._progress(node.jobs[1]).problem
+    assert "master does not answer" in problem and "retrying" in problem
+    assert 1 in node.owed.reports  # the closing report is still owed: sent once the master answers
+
+
+async def test_a_submitted_priority_reaches_the_master_and_frender_jobs(tmp_path, nursery):
+    """`submit --priority` travels client -> requester -> master: the master's job holds it and `jobs` shows it."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    sha = await world.upload("alice")
+    submitted = await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=sha, friends=3, checks_per_friend=0, priority=7))
+    assert world.master_node.state.jobs[submitted.job].priority == 7
+    assert world.master_node.state.jobs[submitted.job].waiting == 2  # bob alone was free: two places wait
+    [line] = (await world.call("alice", world.requester, msg.Jobs())).jobs
+    assert (line.job, line.state, line.priority, line.active, line.wanted, line.final) == (submitted.job, "running", 7, 1, 3, 0)
+    assert (await world.call("bob", world.requester, msg.Jobs())).jobs == ()
