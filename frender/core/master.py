@@ -42,6 +42,14 @@ Rule 10: priority. A job granted fewer friends than it asked for waits for
         an open job of strictly higher priority still waits for: free friends
         go to waiting jobs by priority, and equal priorities are served as
         they ask (a job that waits never blocks a newer job of its priority).
+Rule 11: the queue. A new job for which no friend is free (all busy, away, or
+        kept for waiting jobs of a higher priority) opens with none granted
+        and waits for all it asked for: its escrow holds its M frame points,
+        and the s check points per friend come with each friend granted. It
+        is refused (``no-friends``) only when no registered friend of its
+        profile could ever serve it (none exists but the submitter's own or
+        ones refusing the submitter). A later request for an open job that
+        finds no friend free is refused, and asked again.
 
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
 profile and trust (trusted or probationary), the friends in assignment order
@@ -733,12 +741,17 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
     ahead = sum(o.waiting for o in state.waiting.values() if o.priority > priority and o.job != number)  # Rule 10
     chosen = _choose(state, c, job, min(c.want, affordable) + ahead)
     chosen = chosen[: max(0, len(chosen) - ahead)]  # the friends at the end of the order are kept for those waiting
-    if not chosen:
+    if not chosen and job is not None:  # a later request: the job already waits, its requester asks again
         if ahead:
             raise Rejected("no-friends", f"the free friends are kept for {ahead} waiting friend places of jobs with a higher priority")
         raise Rejected(
             "no-friends",
             f"no live, available friend has the profile {c.profile} (probationary friends alone never fill a job while trusted ones are live)",
+        )
+    if not chosen and not _any_could_serve(state, c):  # Rule 11: a job that could only wait forever is refused
+        raise Rejected(
+            "no-friends",
+            f"no friend of this farm has the profile {c.profile} (the requester's Blender build and CPU class); the job could never start",
         )
     for friend in chosen:
         rec = state.friends[friend]
@@ -771,6 +784,16 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
     )
     events.append(EscrowFunded(job=number, user=c.submitter, amount=base + s * len(chosen)))
     return events
+
+
+def _any_could_serve(state: Master, c: RequestFriends) -> bool:
+    """Whether some registered friend of the profile could ever render the submitter's job (Rule 11): not its own, not refusing it."""
+    return any(
+        rec.user != c.submitter and c.submitter not in rec.refuses
+        for trusted in (True, False)
+        if (queue := state.queues.get((c.profile, trusted))) is not None
+        for rec in queue.ordered()
+    )
 
 
 def _report(state: Master, c: ReportJob) -> list[object]:

@@ -7,7 +7,7 @@ import pytest
 from frender import codec
 from frender.core._decider import Rejected, fold, is_durable
 from frender.core.master import CreateAccount, FriendsAssigned, Heartbeat, JobPrioritised, Master, MasterSettings, RegisterFriend, ReportJob, decide, evolve
-from frender.core.master import GrantPoints, TrustRequester
+from frender.core.master import EscrowFunded, GrantPoints, JobClosed, TrustRequester
 from tests.core.test_master import P5, apply, ask, assigned, master
 
 
@@ -28,14 +28,16 @@ def test_a_short_job_waits_and_a_higher_priority_takes_freed_friends_first() -> 
     assert len(assigned(events)) == 2 and [e.priority for e in events if isinstance(e, JobPrioritised)] == [5]
     assert state.jobs[high].waiting == 1 and state.waiting == {high: state.jobs[high]}
     _live(state, "c/1", 11.0)
-    with pytest.raises(Rejected) as err:  # a new job of lower priority: the one free friend is kept for the waiting job
-        decide(state, ask(state, want=1, now=11.0))
+    # A new job of lower priority: the one free friend is kept for the waiting job, so it opens with none and waits.
+    low = next(e for e in apply(state, ask(state, want=1, now=11.0)) if isinstance(e, FriendsAssigned))
+    assert low.friends == () and state.jobs[low.job].waiting == 1
+    with pytest.raises(Rejected) as err:  # asked again, still kept for the higher priority
+        decide(state, ask(state, want=1, job=low.job, now=11.0))
     assert err.value.code == "no-friends" and "higher priority" in err.value.reason
     grew = apply(state, ask(state, want=1, job=high, now=11.0))
-    assert assigned(grew) == ("c/1",) and state.jobs[high].waiting == 0 and state.waiting == {}
+    assert assigned(grew) == ("c/1",) and state.jobs[high].waiting == 0 and state.waiting == {low.job: state.jobs[low.job]}
     _live(state, "d/1", 12.0)
-    low = apply(state, ask(state, want=1, now=12.0))
-    assert assigned(low) == ("d/1",)
+    assert assigned(apply(state, ask(state, want=1, job=low.job, now=12.0))) == ("d/1",)
 
 
 def test_equal_priority_does_not_block_a_newer_job() -> None:
@@ -64,11 +66,78 @@ def test_a_closed_job_stops_waiting() -> None:
         record(RegisterFriend(user=user, key="key-" + user, friend=user + "/1", profile=P5, now=now))
     [job] = {e.job for e in record(ask(state, want=3, priority=9)) if isinstance(e, FriendsAssigned)}
     assert state.waiting == {job: state.jobs[job]}
-    with pytest.raises(Rejected):
-        decide(state, ask(state, want=1, now=12.0))  # b/1 is kept for the waiting job of priority 9
+    [low] = {e.job for e in record(ask(state, want=2, now=12.0)) if isinstance(e, FriendsAssigned)}  # b/1 is kept: it waits
+    assert state.jobs[low].friends == [] and set(state.waiting) == {job, low}
     record(ReportJob(requester="R", job=job, payouts={"a/1": 1}, now=12.0))
-    assert state.jobs[job].closed and state.waiting == {}
-    assert set(assigned(record(ask(state, want=2, now=12.0)))) == {"a/1", "b/1"}  # the close released a/1 too
+    assert state.jobs[job].closed and set(state.waiting) == {low}
+    assert set(assigned(record(ask(state, want=2, job=low, now=12.0)))) == {"a/1", "b/1"}  # the close released a/1 too
     durable = [codec.from_json(codec.tag_of(e), codec.to_json(e)) for e in log if is_durable(e)]
     replayed = fold(evolve, Master(settings=MasterSettings(friend_timeout=2.0)), durable)
     assert replayed.jobs == state.jobs and replayed.jobs[job].priority == 9 and replayed.waiting == {}
+    assert state.waiting == {}
+
+
+def test_a_job_with_no_friend_free_opens_and_waits_with_only_its_frames_escrowed() -> None:
+    """Every friend busy: a new job opens with none granted, escrows M alone, and the ledger balances (Rule 11)."""
+    state = master([("a/1", P5, 10.0)])
+    first = apply(state, ask(state, want=1, frames=4))
+    assert assigned(first) == ("a/1",)
+    events = apply(state, ask(state, want=3, frames=10))
+    grant = next(e for e in events if isinstance(e, FriendsAssigned))
+    assert grant.friends == () and grant.shortfall == 3
+    assert [e.amount for e in events if isinstance(e, EscrowFunded)] == [10]  # M now, s per friend as friends come
+    assert state.waiting == {grant.job: state.jobs[grant.job]} and state.jobs[grant.job].escrow == 10
+    assert state.balances() + state.escrow() == state.granted
+
+
+def test_a_waiting_job_grows_when_a_friend_frees_and_escrows_per_friend() -> None:
+    """A waiting job's later request gets the freed friend and escrows s for it; never more than M + s·n."""
+    state = master([("a/1", P5, 10.0)])
+    busy = next(e for e in apply(state, ask(state, want=1, frames=4)) if isinstance(e, FriendsAssigned)).job
+    waiting = next(e for e in apply(state, ask(state, want=2, frames=10, checks_per_friend=3)) if isinstance(e, FriendsAssigned)).job
+    with pytest.raises(Rejected) as err:  # asked again while a/1 is still busy: a refusal, nothing moves
+        decide(state, ask(state, want=2, job=waiting, frames=10))
+    assert err.value.code == "no-friends"
+    apply(state, ReportJob(requester="R", job=busy, payouts={"a/1": 4}, now=11.0))
+    apply(state, Heartbeat(friend="a/1", key="key-a", now=11.0))
+    events = apply(state, ask(state, want=2, job=waiting, frames=10, now=11.0))
+    assert assigned(events) == ("a/1",) and [e.amount for e in events if isinstance(e, EscrowFunded)] == [3]
+    assert state.jobs[waiting].escrow == 10 + 3 and state.jobs[waiting].waiting == 1
+    assert state.balances() + state.escrow() == state.granted
+
+
+def test_closing_a_waiting_job_refunds_its_whole_escrow() -> None:
+    """A job cancelled while it waits (no friend ever came) gets every escrowed point back."""
+    state = master([("a/1", P5, 10.0)], points=100)
+    apply(state, ask(state, want=1, frames=4))
+    before = state.accounts["artist"].balance
+    job = next(e for e in apply(state, ask(state, want=2, frames=10)) if isinstance(e, FriendsAssigned)).job
+    assert state.accounts["artist"].balance == before - 10
+    closed = apply(state, ReportJob(requester="R", job=job, now=12.0))
+    assert [e.refund for e in closed if isinstance(e, JobClosed)] == [10]
+    assert state.accounts["artist"].balance == before and state.waiting == {} and state.balances() + state.escrow() == state.granted
+
+
+@pytest.mark.parametrize(
+    "friends",
+    [
+        [],  # no friend at all
+        [("artist/pc", P5, 10.0)],  # only the submitter's own
+    ],
+)
+def test_a_job_no_friend_could_ever_serve_is_refused(friends) -> None:
+    """No registered friend of the profile but the submitter's own: a clear no-friends refusal naming the profile, nothing moves."""
+    state = master(friends)
+    with pytest.raises(Rejected, match="5.0.1") as err:
+        decide(state, ask(state, want=2))
+    assert err.value.code == "no-friends" and "never start" in err.value.reason
+    assert state.jobs == {} and state.accounts["artist"].balance == 1000
+
+
+def test_a_friend_refusing_the_submitter_cannot_keep_its_job_waiting() -> None:
+    """A friend that refuses the submitter does not count as one that could serve it: refused rather than waiting forever."""
+    state = master([("a/1", P5, 10.0)])
+    apply(state, Heartbeat(friend="a/1", key="key-a", refuse=("artist",), now=10.0))
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=1))
+    assert err.value.code == "no-friends"
