@@ -25,7 +25,8 @@ class Run:
         self.n = 0
         self.settings = J.JobSettings(**{"adaptive": False, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
         self.do(J.StartJob, frames=tuple(frames), settings=self.settings, checks_escrowed=escrow)
-        self.add(*friends)
+        if friends:  # none: a job that waits for its first friends
+            self.add(*friends)
 
     def add(self, *friends: str) -> list[object]:
         return self.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner="o-" + f) for f in friends))
