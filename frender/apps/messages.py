@@ -529,7 +529,7 @@ class Jobs:
 class JobLine:
     tag: ClassVar[str] = "job_line.v1"
     job: int
-    state: str  # "running", "finished", "cancelled"
+    state: str  # "running", "waiting" (running with no friend yet, or none left), "finished", "cancelled"
     final: int
     total: int
     active: int  # friends rendering now

@@ -33,6 +33,8 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
         summary += f", evicted: {', '.join(p.evictions)}"
     if p.cancelled:
         summary += f"\n[yellow]cancelled: {len(p.final)} of {p.total} frames final and kept[/yellow]"
+    elif p.wanted and not p.active and not p.finished:
+        summary += f"\nwaiting for friends: none free yet ({p.wanted} asked for); the job starts as friends free up"
     elif p.wanted and p.active < p.wanted and not p.finished:
         summary += f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up"
     if p.problem:
@@ -89,7 +91,7 @@ def print_jobs(reply: msg.JobsReply) -> None:
     for column in ("job", "state", "final", "friends", "time left", "escrowed", "spent", "priority"):
         table.add_column(column, justify="left" if column == "state" else "right")
     for j in reply.jobs:
-        friends = f"{j.active}/{j.wanted}" if j.state == "running" and j.wanted else str(j.active)
+        friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else _duration(j.eta)
         table.add_row(str(j.job), j.state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
     Console().print(table if reply.jobs else "no jobs of yours at this requester")

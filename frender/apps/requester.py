@@ -248,6 +248,7 @@ class RequesterNode(Handler):
         self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
         self.started: dict[int, float] = {}  # job -> when it started (the log's time), for the estimate
         self.master_problem = ""  # soft: why the master does not answer now; "" while it does
+        self.short_why: dict[int, str] = {}  # soft: job -> why the master granted no more friends when last asked
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
@@ -552,15 +553,23 @@ class RequesterNode(Handler):
                 checks_escrowed=settings.checks_to_escrow(len(frames), submit.friends),
                 now=now,
             ),
-            core.AddFriends(
-                job=granted.job,
-                friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
-                entropy=self._entropy(),
-                now=now,
+            *(
+                [  # none granted: the job waits in the master's queue, and grow_forever asks for its friends
+                    core.AddFriends(
+                        job=granted.job,
+                        friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                        entropy=self._entropy(),
+                        now=now,
+                    )
+                ]
+                if granted.friends
+                else []
             ),
         )
         log.info("job %d: %d frames for %s on %d friends", granted.job, len(frames), submit.user, len(granted.friends))
-        if granted.shortfall:
+        if not granted.friends:
+            log.info("job %d: no friend is free yet; it waits for the %d asked for", granted.job, submit.friends)
+        elif granted.shortfall:
             log.info("job %d: %d of the %d friends asked for are busy; it grows as they free up", granted.job, granted.shortfall, submit.friends)
         return msg.Submitted(
             job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps,
@@ -596,6 +605,8 @@ class RequesterNode(Handler):
             problem = self.master_problem
         wants = self.wants.get(accepted.job)
         active = sum(1 for p in lines if p.status == "active")
+        if not problem and not active and not j.finished and (why := self.short_why.get(accepted.job)):
+            problem = f"the master: {why}"
         return msg.ProgressReply(
             job=accepted.job,
             total=j.total,
@@ -658,12 +669,13 @@ class RequesterNode(Handler):
         elapsed = self._now() - self.started.get(job, self._now())
         final = len(j.final)
         eta = 0.0 if j.finished else (elapsed / final * (j.total - final) if final and elapsed > 0 else -1.0)
+        active = sum(1 for p in core.progress(self.state, job) if p.status == "active") if not j.finished else 0
         return msg.JobLine(
             job=job,
-            state=str(j.phase),
+            state="waiting" if not j.finished and not active else str(j.phase),
             final=final,
             total=j.total,
-            active=sum(1 for p in core.progress(self.state, job) if p.status == "active") if not j.finished else 0,
+            active=active,
             wanted=wants.friends if wants is not None else 0,
             eta=eta,
             escrowed=escrowed,
@@ -1122,7 +1134,9 @@ class RequesterNode(Handler):
             )
         except Refused as exc:  # none free yet (or the balance is spent): asked again later
             log.debug("job %d: still %d friends short (%s)", job, short, exc.reason)
+            self.short_why[job] = exc.reason  # shown in the progress while the job has no friend
             return
+        self.short_why.pop(job, None)
         if core.is_finished(self.state, job) or not granted.friends:
             return
         try:

@@ -8,11 +8,14 @@ import functools
 import logging
 
 import trio
+from rich.console import Console
+from rich.progress import Progress
 from typer.testing import CliRunner
 
 from frender.apps import messages as msg
 from frender.apps.cli import app
 from frender.apps.friend import run_friend
+from frender.apps.progress import job_view
 from frender.apps.replay import audit
 from frender.apps.requester import RequesterSettings
 from frender.blender import ModelledBackend
@@ -143,3 +146,63 @@ async def test_a_submitted_priority_reaches_the_master_and_frender_jobs(tmp_path
     [line] = (await world.call("alice", world.requester, msg.Jobs())).jobs
     assert (line.job, line.state, line.priority, line.active, line.wanted, line.final) == (submitted.job, "running", 7, 1, 3, 0)
     assert (await world.call("bob", world.requester, msg.Jobs())).jobs == ()
+
+
+async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_waiting_cancel_refunds_all(tmp_path, nursery):
+    """With the farm's one friend busy a submit is accepted and waits (progress and `frender jobs` say so, only M
+    escrowed); a waiting job cancelled gets every point back; once the friend frees up the other runs to the end."""
+    world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=SLOW)
+    await world.start(nursery)
+    node = world.requester_node
+    for worker in (node.tick_forever, node.grow_forever):
+        nursery.start_soon(worker)
+    nursery.start_soon(node.react_forever, nursery)
+    await _friend(world, nursery, "bob")
+    await _until(lambda: _live(world, 1))
+    busy = (await world.alice_submits(friends=1, checks=0)).job  # bob's only friend renders this one
+    master = world.master_node.state
+    assert master.friends["bob/pc"].job == busy
+
+    submit = msg.Submit(user="alice", blend_sha256=world.blend_sha256, frames=(1, 2, 3), friends=1, checks_per_friend=0)
+    waiting = (await world.call("alice", world.requester, submit)).job
+    cancelled = (await world.call("alice", world.requester, submit)).job
+    for job in (waiting, cancelled):
+        assert master.jobs[job].friends == [] and master.jobs[job].waiting == 1 and master.jobs[job].escrow == 3
+    assert master.accounts["alice"].balance == 100 - 30 - 3 - 3
+    p = await world.call("alice", world.requester, msg.Progress(job=waiting))
+    assert (p.wanted, p.active, p.delivered, p.finished) == (1, 0, 0, False)
+    lines = {line.job: line for line in (await world.call("alice", world.requester, msg.Jobs())).jobs}
+    assert lines[waiting].state == "waiting" and (lines[waiting].active, lines[waiting].wanted, lines[waiting].escrowed) == (0, 1, 3)
+    await _until(lambda: _true(bool(node.short_why.get(waiting))))  # its requester asked again and heard why not
+    p = await world.call("alice", world.requester, msg.Progress(job=waiting))
+    assert p.problem.startswith("the master: ") and "no live, available friend" in p.problem
+
+    # A cancel while it waits: nothing was earned, the master closes it and refunds the whole escrow.
+    done = await world.call("alice", world.requester, msg.Cancel(job=cancelled))
+    assert isinstance(done, msg.Cancelled) and (done.final, done.escrowed, done.spent) == (0, 3, 0)
+    await _until(lambda: _true(master.jobs[cancelled].closed))
+    assert master.jobs[cancelled].refunded == 3 and cancelled not in master.waiting
+    assert master.accounts["alice"].balance == 100 - 30 - 3
+
+    # The busy job ends (cancelled here): its friend frees up, and the waiting job gets it and runs to the end.
+    await world.call("alice", world.requester, msg.Cancel(job=busy))
+    finished = await _until(lambda: _progress_if(world, waiting, lambda p: p.finished), timeout=60.0)
+    assert sorted(finished.final) == [1, 2, 3] and not finished.cancelled and [line.friend for line in finished.friends] == ["bob/pc"]
+    await _until(lambda: _true(master.jobs[waiting].closed))
+    assert master.jobs[waiting].paid == 3 and master.jobs[waiting].refunded == 0
+    assert master.balances() + master.escrow() == master.granted
+
+
+def test_the_progress_view_says_a_job_waits_for_friends() -> None:
+    """A job with no friend yet reads "waiting for friends: none free yet (N asked for)"; one short of friends says how many it has."""
+    def shown(**kw: object) -> str:
+        bars = Progress()
+        ids = (bars.add_task("delivered"), bars.add_task("final"))
+        p = msg.ProgressReply(job=4, total=3, delivered=0, final=(), friends=(), checks=0, disagreements=0, evictions=(), finished=False, **kw)
+        console = Console(record=True, width=160)
+        console.print(job_view(p, bars, ids))
+        return console.export_text()
+
+    assert "waiting for friends: none free yet (3 asked for)" in shown(wanted=3, active=0)
+    assert "friends: 1 of the 3 asked for" in shown(wanted=3, active=1) and "waiting" not in shown(wanted=3, active=1)
+    assert "waiting" not in shown(wanted=3, active=3)
