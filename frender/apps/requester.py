@@ -12,7 +12,9 @@ events ask this shell to act:
 - ``JobCancelled``         -> the same closing report: the master releases the
                               friends and refunds what was not earned
 - a job with fewer active friends than it asked for (``JobWants``) grows: the
-  requester asks the master for the rest every ``grow_every`` seconds
+  requester asks the master for the rest every ``grow_every`` seconds; a job
+  the master opened with no friend free at all starts with none and waits
+  the same way (the master's last reason is shown in its progress)
 
 What is still owed after a restart is derived from the folded log (``Owed``),
 so a crash between an event and its reaction only delays the reaction. What no
