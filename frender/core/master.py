@@ -744,6 +744,8 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
     if not chosen and job is not None:  # a later request: the job already waits, its requester asks again
         if ahead:
             raise Rejected("no-friends", f"the free friends are kept for {ahead} waiting friend places of jobs with a higher priority")
+        if not _any_could_serve(state, c):  # e.g. the only friends of the profile now refuse the submitter
+            raise Rejected("no-friends", f"no friend of this farm with the profile {c.profile} renders for {c.submitter} any more")
         raise Rejected(
             "no-friends",
             f"no live, available friend has the profile {c.profile} (probationary friends alone never fill a job while trusted ones are live)",

@@ -141,3 +141,17 @@ def test_a_friend_refusing_the_submitter_cannot_keep_its_job_waiting() -> None:
     with pytest.raises(Rejected) as err:
         decide(state, ask(state, want=1))
     assert err.value.code == "no-friends"
+
+
+def test_a_waiting_job_hears_when_no_friend_could_serve_it_any_more() -> None:
+    """A waiting job asking again after its only friend started refusing the submitter is told so, not just "none free"."""
+    state = master([("a/1", P5, 10.0)])
+    apply(state, ask(state, want=1, frames=4))
+    job = next(e for e in apply(state, ask(state, want=1)) if isinstance(e, FriendsAssigned)).job
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=1, job=job))
+    assert "no live, available friend" in err.value.reason
+    apply(state, Heartbeat(friend="a/1", key="key-a", busy=True, refuse=("artist",), now=10.0))
+    with pytest.raises(Rejected) as err:
+        decide(state, ask(state, want=1, job=job))
+    assert err.value.code == "no-friends" and "any more" in err.value.reason
