@@ -196,6 +196,7 @@ def run_requester(
     seconds_per_frame: float = typer.Option(5.0, help="Render time estimate per frame, for deadlines."),
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
+    max_connections: int = typer.Option(1024, min=1, help="Connections at once (each friend holds two: work and files)."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
     web: Optional[str] = typer.Option(None, help="Serve the artists' dashboard on HOST:PORT (e.g. 127.0.0.1:8100; default: none)."),
     verbose: bool = typer.Option(False, "-v"),
@@ -213,7 +214,7 @@ def run_requester(
     async def main() -> None:
         await run(
             master=_address(master), host=host, port=port, db=db, home=home, backend=backend, settings=settings,
-            limits=Limits(max_per_host=max_per_host), announce=_announce(address_file), web=web_bind,
+            limits=Limits(max_per_host=max_per_host, max_connections=max_connections), announce=_announce(address_file), web=web_bind,
         )
 
     web_bind = _web(web)
