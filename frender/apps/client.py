@@ -88,7 +88,12 @@ async def _upload_tree(
     on_upload(report(sent=0, seconds=0.0, files_sent=0))
     async with FileLink(requester, identity) as link:
         for count, sha in enumerate(order, 1):
-            await link.put(FileHeader(kind="upload", job=sha, size=sizes[sha], sha256=sha), by_sha[sha])
+
+            def within(bytes_sent: int, before: int = sent, done: int = count - 1) -> None:
+                # Told every few MB or ~0.2 s inside the file, so a large .blend shows its bytes, rate and time left.
+                on_upload(report(sent=before + bytes_sent, seconds=trio.current_time() - started, files_sent=done))
+
+            await link.put(FileHeader(kind="upload", job=sha, size=sizes[sha], sha256=sha), by_sha[sha], progress=within)
             sent += sizes[sha]
             on_upload(report(sent=sent, seconds=trio.current_time() - started, files_sent=count))
 

@@ -253,7 +253,7 @@ class Trust:
 
 
 # Friends, jobs and balances per status page, and friends named per job: with every name at its bound
-# (a friend 321 characters, a profile 4 x 256) a page stays near 0.5 MiB, inside the 1 MiB frame limit.
+# (a friend 321 characters, a profile 8 x 256) a page stays near 0.5 MiB, inside the 1 MiB frame limit.
 STATUS_PAGE = (100, 5, 500)
 JOB_FRIENDS_SHOWN = 100
 

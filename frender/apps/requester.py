@@ -506,7 +506,8 @@ class RequesterNode(Handler):
             raise Refused("bad-job", f"a job is 1 to {self.settings.max_frames} distinct frames")
         if not 0 <= submit.checks_per_friend <= 16:
             raise Refused("bad-job", "checks per friend are 0 to 16")
-        profile = await blender.probe(self.backend)
+        # The job's profile: this machine's, naming the file's engine; a GPU engine's friends share its GL renderer.
+        profile = (await blender.probe(self.backend)).for_engine(info.engine)
         settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend)
         granted = await self._ask_master(
             msg.AskFriends(

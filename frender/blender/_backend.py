@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +35,14 @@ import trio
 from attrs import frozen
 
 from ..core.profile import RenderProfile
-from ._errors import BlenderCrashed, BlenderNotFound, NewerBlendFile
+from ._errors import BlenderCrashed, BlenderError, BlenderNotFound, NewerBlendFile
 from ._header import read_blend_header
 from ._output import BatchDone, FrameSaved, OutputEvent, Ready, Reported
 from ._runner import Limits, Sandbox, ScriptProcess, run_inblender
 from ._sandbox import sandbox_available
 from ._window import MIN_WINDOW_FRACTION, BadWindow, Window
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Backend",
@@ -418,8 +422,27 @@ class BlenderBackend(Backend):
                     self.command, {"mode": "probe"}, cwd=Path.cwd(), limits=Limits(wall_seconds=60), sandbox=None
                 )
                 (facts,) = [event.payload for event in events if isinstance(event, Reported)]
-                self._facts = _facts_from(facts)
+                install_dirs = tuple(facts["install_dirs"])
+                self._facts = _facts_from({**facts, **await self._probe_gl(install_dirs)})
             return self._facts
+
+    async def _probe_gl(self, install_dirs: tuple[str, ...]) -> dict[str, Any]:
+        """The GL renderer EEVEE and Workbench would draw with, asked in the sandbox renders run in; {} where there is none.
+
+        A Blender without a GPU backend still renders Cycles: the failure is
+        logged and the profile's GL fields stay empty, so it takes no job of a
+        GPU engine (``RenderProfile.renders``).
+        """
+        with tempfile.TemporaryDirectory(prefix="frender-gl-") as empty:
+            sandbox = Sandbox(job_dir=Path(empty), job_writable=False, install_dirs=install_dirs) if sandbox_available() else None
+            try:
+                events = await run_inblender(
+                    self.command, {"mode": "gl"}, cwd=Path(empty), limits=Limits(wall_seconds=120), sandbox=sandbox
+                )
+            except BlenderError as exc:
+                log.warning("no GL renderer for EEVEE jobs: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                return {}
+        return next((event.payload for event in events if isinstance(event, Reported)), {})
 
     async def _check_header(self, blend: Path) -> None:
         header = read_blend_header(blend)
@@ -454,6 +477,7 @@ def _facts_from(payload: dict[str, Any]) -> _Facts:
         build_hash=payload["build_hash"],
         device="CPU",
         cpu_class=cpu_class(),
+        **{key: str(payload.get(key, "")) for key in ("gl_backend", "gl_renderer", "gl_version")},
     )
     major, minor = payload["version_tuple"][:2]
     return _Facts(profile=profile, version=(major, minor), install_dirs=tuple(payload["install_dirs"]))

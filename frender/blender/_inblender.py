@@ -72,6 +72,36 @@ def blender_facts(bpy):
     }
 
 
+def gl_facts(bpy):
+    """The GPU/GL renderer this Blender draws EEVEE and Workbench with; empty strings where it has none.
+
+    In background mode Blender starts its GPU backend only for a render that
+    needs it, so a Workbench render of the factory scene at 4x4 pixels (about
+    2 s with software GL) starts it before ``gpu.platform`` is asked. It
+    runs in the sandbox renders run in (which may hide the GPU's devices),
+    and opens no untrusted file.
+    """
+    facts = {"gl_backend": "", "gl_renderer": "", "gl_version": ""}
+    try:
+        import gpu
+
+        scene = bpy.context.scene
+        if bpy.app.background and scene is not None and scene.camera is not None:
+            scene.render.engine = "BLENDER_WORKBENCH"
+            scene.render.resolution_x = scene.render.resolution_y = 4
+            scene.render.resolution_percentage = 100
+            bpy.ops.render.render(write_still=False)
+        platform = gpu.platform
+        getters = {"gl_backend": "backend_type_get", "gl_renderer": "renderer_get", "gl_version": "version_get"}
+        for key, name in getters.items():
+            getter = getattr(platform, name, None)  # backend_type_get is Blender 3.x-4.x+ only
+            if getter is not None:
+                facts[key] = " ".join(str(getter()).split())[:256]
+    except Exception as error:  # no GPU backend here: such a Blender takes no EEVEE job
+        print("fRender: no GL renderer:", " ".join(str(error).split())[:200], file=sys.stderr, flush=True)
+    return facts
+
+
 def open_untrusted(bpy, path):
     """Open a .blend with every form of auto-execution off."""
     bpy.context.preferences.filepaths.use_scripts_auto_execute = False
@@ -488,6 +518,8 @@ def main():
     mode = request["mode"]
     if mode == "probe":
         say("PROFILE", json.dumps(blender_facts(bpy)))
+    elif mode == "gl":
+        say("PROFILE", json.dumps(gl_facts(bpy)))
     elif mode == "scene":
         build_scene(bpy, request)
     else:

@@ -26,7 +26,9 @@ from ._window import MIN_WINDOW_FRACTION, Window
 
 __all__ = ["ModelledBackend", "forge_frame", "modelled_frame"]
 
-MODELLED_PROFILE = RenderProfile(blender_version="modelled", build_hash="model", device="CPU", cpu_class="model")
+MODELLED_PROFILE = RenderProfile(
+    blender_version="modelled", build_hash="model", device="CPU", cpu_class="model", gl_backend="MODEL", gl_renderer="model", gl_version="1"
+)  # a GL renderer too: the modelled engine is no Cycles, so its jobs pair friends by it
 
 
 def modelled_frame(frame: int, *, width: int, height: int) -> bytes:

@@ -54,7 +54,9 @@ Rule 11: the queue. A new job for which no friend is free (all busy, away, or
 Assignment order is kept, not recomputed: ``Master.queues`` holds, per
 profile and trust (trusted or probationary), the friends in assignment order
 (``_ProfileQueue.ordered``), so a request walks that order and usually stops
-after a few friends instead of sorting them all.
+after a few friends instead of sorting them all. Queues are keyed by
+``RenderProfile.machine()``; a job of a GPU engine (EEVEE) takes from its queue
+only the friends whose GL renderer is the requester's (``RenderProfile.renders``).
 """
 
 from __future__ import annotations
@@ -477,7 +479,7 @@ class Master:
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
-    queues: dict[tuple[RenderProfile, bool], _ProfileQueue] = field(factory=dict, eq=False, repr=False)
+    queues: dict[tuple[RenderProfile, bool], _ProfileQueue] = field(factory=dict, eq=False, repr=False)  # by profile.machine()
     # Derived from ``jobs``: open jobs still waiting for friends (Rule 10). Not compared.
     waiting: dict[int, JobRecord] = field(factory=dict, eq=False, repr=False)
 
@@ -674,11 +676,13 @@ def _candidates(
     """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live."""
     by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}
     live = not trusted  # only the trusted part's liveness matters (Rule 8)
-    queue = state.queues.get((c.profile, trusted))
+    queue = state.queues.get((c.profile.machine(), trusted))  # then each friend's GL renderer, for GPU engines
     if queue is None:
         return by_owner, False
     position = 0
     for rec in queue.ordered():
+        if not rec.profile.renders(c.profile):  # for a GPU engine, another GL renderer: not of the job's profile
+            continue
         if not live and is_live(state, rec.friend, c.now):
             live = True
         if rec.user == c.submitter or c.submitter in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
@@ -791,9 +795,9 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
 def _any_could_serve(state: Master, c: RequestFriends) -> bool:
     """Whether some registered friend of the profile could ever render the submitter's job (Rule 11): not its own, not refusing it."""
     return any(
-        rec.user != c.submitter and c.submitter not in rec.refuses
+        rec.user != c.submitter and c.submitter not in rec.refuses and rec.profile.renders(c.profile)
         for trusted in (True, False)
-        if (queue := state.queues.get((c.profile, trusted))) is not None
+        if (queue := state.queues.get((c.profile.machine(), trusted))) is not None
         for rec in queue.ordered()
     )
 
@@ -897,11 +901,11 @@ def _friend_registered(state: Master, e: FriendRegistered) -> None:
             friend=e.friend, user=e.user, profile=e.profile, capacity=e.capacity, registered=len(state.friends)
         )
         # The newest registration, never assigned: the end of the never-assigned part.
-        state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).fresh[e.friend] = rec
+        state.queues.setdefault((e.profile.machine(), is_trusted(state, rec)), _ProfileQueue()).fresh[e.friend] = rec
     else:
         if rec.profile != e.profile:
-            state.queues[(rec.profile, is_trusted(state, rec))].remove(e.friend)
-            state.queues.setdefault((e.profile, is_trusted(state, rec)), _ProfileQueue()).place(rec)
+            state.queues[(rec.profile.machine(), is_trusted(state, rec))].remove(e.friend)
+            state.queues.setdefault((e.profile.machine(), is_trusted(state, rec)), _ProfileQueue()).place(rec)
         rec.profile, rec.capacity = e.profile, e.capacity
 
 
@@ -954,7 +958,7 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
     # The highest counter: these friends move to the end of their profile's order.
     for rec in sorted((state.friends[f] for f in e.friends), key=lambda rec: rec.registered):
-        queue = state.queues[(rec.profile, is_trusted(state, rec))]
+        queue = state.queues[(rec.profile.machine(), is_trusted(state, rec))]
         queue.remove(rec.friend)
         queue.used[rec.friend] = rec
 
@@ -983,8 +987,8 @@ def _reputation_changed(state: Master, e: ReputationChanged) -> None:
     was = is_trusted(state, rec)
     rec.reputation = e.reputation
     if is_trusted(state, rec) != was:  # it changes queues, keeping its place in the order
-        state.queues[(rec.profile, was)].remove(rec.friend)
-        state.queues.setdefault((rec.profile, not was), _ProfileQueue()).place(rec)
+        state.queues[(rec.profile.machine(), was)].remove(rec.friend)
+        state.queues.setdefault((rec.profile.machine(), not was), _ProfileQueue()).place(rec)
 
 
 def _friend_fined(state: Master, e: FriendFined) -> None:

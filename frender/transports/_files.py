@@ -33,6 +33,10 @@ Rule 4: over TLS on a socket (every real connection) the body does not pass
         needs, or FRENDER_NO_FAST_PATH=1). While the threads work the stream
         is held for them (``FastPath.hold``): a trio task touching it
         meanwhile fails at once instead of corrupting the TLS state.
+Rule 5: a sender may be told its progress (``send_file(progress=...)``):
+        always on the event loop's thread, every few MB or ~0.2 s and once
+        at the end. A worker thread hands the count over with
+        ``trio.from_thread.run_sync``, only that often.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import select
 import socket
 import ssl
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import Awaitable, BinaryIO, Callable, TypeVar
@@ -59,8 +64,12 @@ from frender.transports.messages import FileHeader
 _PIECE = 256 * 1024  # decrypted, hashed and written while still in the CPU cache
 _PIECES_IN_FLIGHT = 4  # per pipelined body: one being decrypted, two queued, one being written
 _QUIET_MS = 50  # a worker thread waiting this long for the peer hands the wait back to the event loop
+_REPORT_BYTES = 4 << 20  # a sender reports progress after this many bytes...
+_REPORT_SECONDS = 0.2  # ...or this long, whichever comes first
 
 Finish = Callable[[BinaryIO, "hashlib._Hash"], None]
+Progress = Callable[[int], None]
+"""Told the bytes of a body sent so far, on the event loop's thread: every few MB or ~0.2 s, and once at the end."""
 T = TypeVar("T")
 
 
@@ -274,31 +283,71 @@ def _write_and_hash(file: BinaryIO, digest: "hashlib._Hash", data: bytes | memor
                 file.write(piece)
 
 
-async def send_file(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None" = None) -> os.stat_result:
+async def send_file(
+    channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None" = None, progress: Progress | None = None
+) -> os.stat_result:
     """Send exactly ``size`` bytes of ``path``, hashed into ``digest`` when given.
 
+    ``progress`` (when given) is told the bytes sent so far, on the event
+    loop's thread, every few MB or ~0.2 s, and ``size`` once all are sent.
     Returns the stat of the file that was sent; OSError if it was shorter
     than ``size`` or changed while it was read.
     """
+    pacer = _Pacer(progress)
     with trio.move_on_after(body_deadline(channel, size)), hold(channel.fast) as wire:
         if wire is None:
-            return await _send_awaited(channel, path, size, digest)
-        with _Link(wire, 0) as link, _Sending(link, path, size, digest, channel.limits.chunk_size) as sending:
-            while not await trio.to_thread.run_sync(sending.burst):
-                await _wait_for(link, select.POLLOUT)
-            return sending.opened
+            opened = await _send_awaited(channel, path, size, digest, pacer)
+        else:
+            with _Link(wire, 0) as link, _Sending(link, path, size, digest, channel.limits.chunk_size, pacer) as sending:
+                while not await trio.to_thread.run_sync(sending.burst):
+                    await _wait_for(link, select.POLLOUT)
+                opened = sending.opened
+        pacer.done(size)
+        return opened
     # Only the deadline leaves the block above without returning.
     raise PeerGone(f"peer did not take {size} bytes within {body_deadline(channel, size):g} s")
+
+
+class _Pacer:
+    """When a sender tells its ``progress``: after _REPORT_BYTES or _REPORT_SECONDS, whichever comes first.
+
+    Worker threads hand the count to the event loop with ``trio.from_thread.run_sync``,
+    a round trip only this often; the event loop's own path calls ``progress`` directly.
+    """
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.told = 0
+        self.at = time.monotonic()
+
+    def due(self, sent: int) -> bool:
+        if self.progress is None or sent <= self.told:
+            return False
+        return sent - self.told >= _REPORT_BYTES or time.monotonic() - self.at >= _REPORT_SECONDS
+
+    def tell(self, sent: int) -> None:
+        """On the event loop: tell ``progress`` the bytes sent so far."""
+        assert self.progress is not None
+        self.told, self.at = sent, time.monotonic()
+        self.progress(sent)
+
+    def done(self, size: int) -> None:
+        if self.progress is not None and self.told < size:
+            self.tell(size)
 
 
 class _Sending:
     """A file being sent over a _Link, in bursts of worker-thread work (Rule 4)."""
 
-    def __init__(self, link: _Link, path: Path, size: int, digest: "hashlib._Hash | None", chunk_size: int) -> None:
+    def __init__(
+        self, link: _Link, path: Path, size: int, digest: "hashlib._Hash | None", chunk_size: int, pacer: _Pacer
+    ) -> None:
         self.link = link
         self.path = path
+        self.size = size
         self.remaining = size
         self.digest = digest
+        self.pacer = pacer
         self.chunk = bytearray(max(1, min(chunk_size, size)))
         self.file: io.FileIO | None = None  # opened by the first burst
         self.opened: os.stat_result
@@ -328,11 +377,15 @@ class _Sending:
                 self.remaining -= count
                 if not self.link.flush():
                     return False
+                if self.remaining and self.pacer.due(sent := self.size - self.remaining):
+                    trio.from_thread.run_sync(self.pacer.tell, sent)
         _check_unchanged(self.path, self.file, self.opened)
         return True
 
 
-async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None") -> os.stat_result:
+async def _send_awaited(
+    channel: Channel, path: Path, size: int, digest: "hashlib._Hash | None", pacer: _Pacer
+) -> os.stat_result:
     """The body onto a stream that is not TLS on a socket (tests' memory streams)."""
     file = await trio.to_thread.run_sync(_open_unbuffered, path)
     with file, memoryview(bytearray(max(1, min(channel.limits.chunk_size, size)))) as whole:
@@ -344,6 +397,8 @@ async def _send_awaited(channel: Channel, path: Path, size: int, digest: "hashli
                 await trio.to_thread.run_sync(_read_chunk, file, view, digest)
                 await channel.send_bytes(view, channel.limits.message_deadline)
             remaining -= count
+            if remaining and pacer.due(size - remaining):
+                pacer.tell(size - remaining)
         _check_unchanged(path, file, opened)
     return opened
 

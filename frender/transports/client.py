@@ -19,7 +19,7 @@ import trio
 
 from frender import codec
 from frender.transports._channel import Channel, single_error
-from frender.transports._files import describe, receive_file, send_file
+from frender.transports._files import Progress, describe, receive_file, send_file
 from frender.transports._handshake import client_handshake
 from frender.transports.address import Address
 from frender.transports.errors import PeerGone, ProtocolError, RemoteError
@@ -128,11 +128,20 @@ async def open_session(
 
 
 async def put_file(
-    address: Address, identity: Identity, header: FileHeader, path: Path, *, limits: Limits = Limits()
+    address: Address,
+    identity: Identity,
+    header: FileHeader,
+    path: Path,
+    *,
+    limits: Limits = Limits(),
+    progress: Progress | None = None,
 ) -> object:
-    """Send the file at ``path`` as ``header`` describes it; returns the server's reply."""
+    """Send the file at ``path`` as ``header`` describes it; returns the server's reply.
+
+    ``progress`` is told the bytes sent so far (see ``FileLink.put``).
+    """
     async with FileLink(address, identity, limits=limits) as link:
-        return await link.put(header, path)
+        return await link.put(header, path, progress=progress)
 
 
 async def get_file(
@@ -173,8 +182,14 @@ class FileLink:
         self._channel: Channel | None = None
         self._used = 0.0  # trio time the last transfer ended
 
-    async def put(self, header: FileHeader, path: Path) -> object:
-        """Send the file at ``path`` as ``header`` describes it; returns the server's reply."""
+    async def put(self, header: FileHeader, path: Path, *, progress: Progress | None = None) -> object:
+        """Send the file at ``path`` as ``header`` describes it; returns the server's reply.
+
+        ``progress`` is told the bytes sent so far, on the calling task's
+        thread, every few MB or ~0.2 s and once all are sent (before the
+        server's reply). A transfer tried again on a new connection starts
+        again from 0.
+        """
         if not header.sha256:
             raise ValueError("a put must name the file's sha256 (see file_header)")
         size = os.stat(path).st_size
@@ -183,7 +198,7 @@ class FileLink:
 
         async def transfer(channel: Channel) -> object:
             await _expect(channel, Ready)
-            await send_file(channel, path, size)
+            await send_file(channel, path, size, progress=progress)
             reply = await _expect(channel, Reply)
             return decode_body(reply.message)
 

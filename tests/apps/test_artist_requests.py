@@ -86,3 +86,13 @@ def test_manifests_from_peers_are_checked():
     with pytest.raises(ValueError):
         pack.read_manifest(pack.Manifest(main="tex.png", files=(pack.TreeFile(path="tex.png", sha256=sha, size=1),)).encode())
     assert not pack.is_manifest(b"BLENDER17-01v0500")
+
+
+def test_upload_progress_shows_bytes_rate_and_time_left():
+    """The live upload line names the bytes sent of the total, the rate and the time left, mid-file included."""
+    from frender.apps.client import UploadProgress
+
+    mid_file = UploadProgress(sent=50_000_000, total=214_000_000, seconds=2.0, files_sent=0, files_total=3, files_held=1)
+    assert mid_file.rate == 25_000_000 and mid_file.seconds_left == pytest.approx(6.56)
+    assert mid_file.text() == "uploaded 50.0 of 214.0 MB at 25.0 MB/s, 7 s left (0 of 3 files; 1 already held)"
+    assert "left" not in UploadProgress(sent=0, total=10, seconds=0.0, files_sent=0, files_total=1, files_held=0).text()

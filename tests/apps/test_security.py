@@ -423,7 +423,10 @@ def test_a_status_page_at_every_bound_fits_the_frame_limit():
     from frender import codec
 
     per_friends, per_jobs, per_balances = msg.STATUS_PAGE
-    longest = RenderProfile(blender_version="5" * 256, build_hash="h" * 256, device="d" * 256, cpu_class="c" * 256)
+    longest = RenderProfile(
+        blender_version="5" * 256, build_hash="h" * 256, device="d" * 256, cpu_class="c" * 256,
+        engine="e" * 256, gl_backend="b" * 256, gl_renderer="r" * 256, gl_version="v" * 256,
+    )  # fmt: skip
     friend = "u" * 64 + "/" + "n" * 256
     page = msg.StatusReply(
         friends=tuple(msg.FriendStatus(friend=friend, live=True, busy=False, job=2**31 - 1, profile=longest, clean_run=2**31 - 1) for _ in range(per_friends)),

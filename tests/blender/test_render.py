@@ -63,6 +63,20 @@ async def test_cli_backend_renders_its_own_scene(cli_backend, cli_scene, tmp_pat
     assert compare(frames[0].path, frames[1].path, width=W, height=H).verdict == "disagree"
 
 
+async def test_the_profile_names_the_gl_renderer_eevee_draws_with(bpy_backend):
+    """The probe records the GPU/GL renderer Blender reports in the sandbox, so an EEVEE job pairs only friends drawing alike."""
+    import attrs
+
+    profile = await probe(bpy_backend)
+    assert profile.engine == "" and profile.gl_backend in ("OPENGL", "VULKAN", "METAL")
+    assert profile.gl_renderer and profile.gl_version  # e.g. "llvmpipe (LLVM 15.0.6, 256 bits)", "4.5 (Core Profile) Mesa 22.3.6"
+    eevee, cycles = profile.for_engine("BLENDER_EEVEE"), profile.for_engine("CYCLES")
+    other_gpu = attrs.evolve(profile, gl_renderer=profile.gl_renderer + " (another)")
+    assert profile.renders(eevee) and profile.renders(cycles)
+    assert not other_gpu.renders(eevee) and other_gpu.renders(cycles)
+    assert profile.gl_renderer in str(eevee) and profile.gl_renderer not in str(cycles)
+
+
 async def test_inspect_reports_the_scene(bpy_backend, demo_scene):
     """inspect gives version, frames, size, engine and samples without rendering."""
     info = await inspect(bpy_backend, demo_scene)

@@ -89,6 +89,45 @@ def test_profile_mismatch_is_not_assigned():
     assert assigned(apply(state, ask(state, want=2))) == ("b/1",)
 
 
+LLVMPIPE = dict(gl_backend="OPENGL", gl_renderer="llvmpipe (LLVM 15.0.6, 256 bits)", gl_version="4.5 (Core Profile) Mesa 22.3.6")
+NVIDIA = dict(gl_backend="OPENGL", gl_renderer="NVIDIA GeForce RTX 4090/PCIe/SSE2", gl_version="4.6.0 NVIDIA 550.54")
+
+
+def test_an_eevee_job_pairs_only_friends_of_the_requesters_gl_renderer():
+    """EEVEE draws with the GPU: its friends share the requester's GL renderer and driver; Cycles ignores them."""
+    soft, gpu = RenderProfile(blender_version="5.0.1", build_hash="a", **LLVMPIPE), RenderProfile(blender_version="5.0.1", build_hash="a", **NVIDIA)
+    mesa_next = RenderProfile(blender_version="5.0.1", build_hash="a", **{**LLVMPIPE, "gl_version": "4.5 (Core Profile) Mesa 24.0.1"})
+    unknown = RenderProfile(blender_version="5.0.1", build_hash="a")  # a Blender without a GPU backend, or a registration from before GL
+    friends = [("a/1", soft, 10), ("b/1", gpu, 10), ("c/1", mesa_next, 10), ("d/1", unknown, 10), ("e/1", soft, 10)]
+
+    def job_of(profile: RenderProfile) -> set[str]:
+        state = master(friends)
+        return set(assigned(apply(state, ask(state, want=9, profile=profile))))
+
+    assert job_of(soft.for_engine("BLENDER_EEVEE")) == {"a/1", "e/1"}
+    assert job_of(gpu.for_engine("BLENDER_WORKBENCH")) == {"b/1"}
+    assert job_of(soft.for_engine("CYCLES")) == job_of(unknown.for_engine("CYCLES")) == {"a/1", "b/1", "c/1", "d/1", "e/1"}
+    state = master(friends)
+    with pytest.raises(Rejected, match="BLENDER_EEVEE") as err:  # a requester that knows no GL renderer pairs nobody for EEVEE
+        decide(state, ask(state, want=9, profile=unknown.for_engine("BLENDER_EEVEE")))
+    assert err.value.code == "no-friends"
+
+
+def test_profiles_logged_before_engines_and_gl_renderers_decode_as_cycles_profiles():
+    """A friend registration from an older log decodes with empty GL fields and still takes Cycles jobs of its build."""
+    from frender import codec
+    from frender.core.master import FriendRegistered
+
+    old = (
+        '{"capacity": 2, "friend": "a/1", "now": 10.0, "user": "a",'
+        ' "profile": {"blender_version": "5.0.1", "build_hash": "a", "cpu_class": "generic", "device": "CPU"}}'
+    )
+    event = codec.from_json(FriendRegistered.tag, old)
+    assert event.profile == RenderProfile(blender_version="5.0.1", build_hash="a") and not event.profile.needs_gl
+    assert event.profile.renders(RenderProfile(blender_version="5.0.1", build_hash="a", **LLVMPIPE).for_engine("CYCLES"))
+    assert not event.profile.renders(RenderProfile(blender_version="5.0.1", build_hash="a", **LLVMPIPE).for_engine("BLENDER_EEVEE"))
+
+
 def test_fewer_than_n_says_the_shortfall():
     """Asking for more friends than exist grants the live ones and says how many were missing."""
     state = master([("a/1", P5, 10), ("b/1", P5, 10)])

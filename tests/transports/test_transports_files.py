@@ -461,3 +461,26 @@ async def test_a_link_puts_many_files_over_one_connection(address, client_identi
         with pytest.raises(RemoteError):
             await link.put(lying, path)
         assert link._channel is None and opened is not None  # a refused transfer closes the connection
+
+
+async def test_a_put_reports_its_progress_within_the_file(address, client_identity, files, tmp_path, fast_path) -> None:
+    """A put of a few MB tells its caller, on the caller's thread, increasing byte counts that end at the file's size."""
+    from frender.transports import _fastpath
+
+    path = tmp_path / "scene.blend"
+    path.write_bytes(os.urandom(13 * 1024 * 1024 + 5))
+    header = await file_header(path, kind="frame", job=4, frame=1)
+    seen: list[int] = []
+    threads: set[int] = set()
+
+    def progress(sent: int) -> None:
+        seen.append(sent)
+        threads.add(threading.get_ident())
+
+    bodies = _fastpath.TAKEN["body"]
+    assert await put_file(address, client_identity, header, path, progress=progress) == Echo("frame_0001")
+    assert (files / "4" / "frame_0001").read_bytes() == path.read_bytes()
+    assert len(seen) >= 4  # every 4 MiB at the latest, then the end
+    assert seen == sorted(set(seen)) and seen[0] > 0 and seen[-1] == header.size
+    assert threads == {threading.get_ident()}
+    assert (_fastpath.TAKEN["body"] > bodies) == fast_path  # the fast path's threads reported, or trio's own path did
