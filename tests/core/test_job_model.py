@@ -138,7 +138,7 @@ class Pool(RuleBasedStateMachine):
             self.kind["f99"], owners["f99"] = "sybil", "mallory"
         settings_ = J.JobSettings(
             checks_per_friend=s, check_timing=timing, batch_size=batch, max_chunk=chunk, backups=backups,
-            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0,
+            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=False,
         )
         note(f"friends {self.kind}, settings {settings_}")
         self.apply(J.StartJob(job=1, frames=tuple(range(frames)), settings=settings_,

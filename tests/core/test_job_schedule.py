@@ -23,9 +23,10 @@ class Run:
         self.state = J.Requester()
         self.now = 0.0
         self.n = 0
-        self.settings = J.JobSettings(**{"adaptive": False, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
+        self.settings = J.JobSettings(**{"adaptive": False, "crop_checks": False, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
         self.do(J.StartJob, frames=tuple(frames), settings=self.settings, checks_escrowed=escrow)
-        self.add(*friends)
+        if friends:
+            self.add(*friends)
 
     def add(self, *friends: str) -> list[object]:
         return self.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner="o-" + f) for f in friends))

@@ -7,7 +7,7 @@ settings, its phase and its roster of friends, and four sub-machines, each with
 its own record and module:
 
 - tasks  (``_tasks``):  the queue, who renders what, deadlines, retries, backups (Rules 3, 8, 9);
-- checks (``_checks``): test frames, the circle that renders them, judging, eviction (Rules 4-6);
+- checks (``_checks``, draws in ``_draws``): test frames and crop windows, who renders them, judging, eviction (Rules 4-6, 10);
 - frames (``_frames``): delivered copies, batches and finality (Rules 1-2);
 - escrow (``_escrow``): the check budget and the report (Rule 7).
 
@@ -50,6 +50,14 @@ Rule 9: a friend may ask ahead, while it still renders the last frame of a
         near the end of the queue (no more frames than active friends) it
         gets only checks, and never a backup: the last frames and backups go
         to friends that are really idle.
+Rule 10: with ``crop_checks`` (the default) every delivered frame is checked:
+        a secret window of 1/16 of the frame placed at random (``CropWindow``,
+        grid units; the shell pads and aligns it) rendered, as a task of that
+        one frame, by an eligible friend (Rule 5's eligibility) drawn at
+        random, among trusted ones (``GrantedFriend.reputation >=
+        trusted_from``) while any is eligible; with none, by the requester.
+        A crop check covers its own frame only. ``crop_checks=False`` keeps
+        the full-frame test frames drawn per batch (Rules 4-5).
 
 How a shell drives this
 -----------------------
