@@ -88,6 +88,7 @@ from frender.blender import (
     Backend,
     BlenderError,
     RenderedFrame,
+    Window,
     forge_frame,
     probe,
     sandbox_available,
@@ -559,7 +560,8 @@ class _Friend:
             if left == 1:
                 nursery.start_soon(ask_ahead)
             if cheat is not None:
-                await cheat.forge(frame, width=work.width, height=work.height)
+                size = (work.width, work.height) if work.window is None else (work.window.width, work.window.height)
+                await cheat.forge(frame, width=size[0], height=size[1])
             await post(frame)
             if self.away:
                 stop.cancel()  # the frame in hand is finished and on its way: hand back the rest
@@ -713,7 +715,8 @@ class _JobRenderer:
             await self.close()
         if self.session is None:
             self.session = await self._open(work.deadline)
-        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0))
+        window = None if work.window is None else Window(left=work.window.left, top=work.window.top, width=work.window.width, height=work.window.height)
+        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0), window=window)
 
     async def _open(self, deadline: float) -> RenderSession:
         friend = self.friend
@@ -825,14 +828,15 @@ class _Cheat:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.previous: bytes | None = None
+        self.previous: dict[tuple[int, int], bytes] = {}
 
     async def forge(self, frame: RenderedFrame, *, width: int, height: int) -> None:
         honest = frame.path.read_bytes()
-        kind = "noise" if self.kind == "stale" and self.previous is None else self.kind
-        forge = partial(forge_frame, kind, width=width, height=height, other=self.previous)
+        previous = self.previous.get((width, height))  # a crop's stale image is the previous crop of its size
+        kind = "noise" if self.kind == "stale" and previous is None else self.kind
+        forge = partial(forge_frame, kind, width=width, height=height, other=previous)
         frame.path.write_bytes(await trio.to_thread.run_sync(forge))
-        self.previous = honest
+        self.previous[(width, height)] = honest
 
 
 def _frames_text(frames: Iterable[int]) -> str:

@@ -294,7 +294,10 @@ class MasterNode(Handler):
             if (waiting := self._waiting.pop(friend, None)) is not None:
                 waiting.set()
         friends = tuple(
-            msg.GrantedFriendInfo(friend=f, user=self.state.friends[f].user, key=self.state.accounts[self.state.friends[f].user].key or "")
+            msg.GrantedFriendInfo(
+                friend=f, user=self.state.friends[f].user, key=self.state.accounts[self.state.friends[f].user].key or "",
+                reputation=self.state.friends[f].reputation,
+            )
             for f in grant.friends
         )
         return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)

@@ -66,6 +66,7 @@ __all__ = [
     # friend -> requester
     "WantWork",
     "Work",
+    "CropBox",
     "NoWork",
     "GiveBack",
     "FrameStored",
@@ -185,6 +186,7 @@ class GrantedFriendInfo:
     friend: str
     user: str
     key: str
+    reputation: int = 0  # the requester's own checks this friend passed in a row (the master's count)
 
 
 @frozen(kw_only=True)
@@ -388,6 +390,16 @@ class WantWork:
 
 
 @frozen(kw_only=True)
+class CropBox:
+    """A box of a frame in pixels from its top-left corner: what a crop check renders."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+@frozen(kw_only=True)
 class Work:
     """Render these frames of the job's .blend; deliver each as it is saved."""
 
@@ -398,6 +410,7 @@ class Work:
     deadline: float  # seconds from now
     width: int
     height: int
+    window: CropBox | None = None  # a crop check: render only this box of the frame (pixels, padded and aligned)
 
 
 @frozen(kw_only=True)

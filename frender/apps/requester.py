@@ -490,7 +490,7 @@ class RequesterNode(Handler):
             ),
             core.AddFriends(
                 job=granted.job,
-                friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
                 entropy=self._entropy(),
                 now=now,
             ),
@@ -568,6 +568,7 @@ class RequesterNode(Handler):
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]
                 # Rule 4 of the core: the friend learns task, frames and deadline only.
+                crop = _crop(core.window_of(self.state, job, event.task), accepted.width, accepted.height)
                 return msg.Work(
                     job=job,
                     task=event.task,
@@ -575,6 +576,7 @@ class RequesterNode(Handler):
                     deadline=max(event.deadline - now, 1.0),
                     width=accepted.width,
                     height=accepted.height,
+                    window=None if crop is None else msg.CropBox(left=crop[1].left, top=crop[1].top, width=crop[1].width, height=crop[1].height),
                 )
         outlook = core.outlook(self.state, job, friend)
         if outlook in ("done", "evicted"):
@@ -662,8 +664,10 @@ class RequesterNode(Handler):
         task = int(path.name.split("-")[0])
         accepted = self.jobs[job]
         ok, reason = True, ""
+        crop = _crop(core.window_of(self.state, int(job), task), accepted.width, accepted.height)
+        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
         try:
-            await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=accepted.width, height=accepted.height))
+            await trio.to_thread.run_sync(lambda: blender.decode_png(path, width=width, height=height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
         target = self._copy_path(job, task, header.frame)
@@ -830,8 +834,10 @@ class RequesterNode(Handler):
         accepted = self.jobs[event.job]
         a = self.copies[(event.job, event.a_sha256)]
         b = self.copies[(event.job, event.b_sha256)]
+        check = core.check_of(self.state, event.job, event.check)
+        crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
         try:
-            result = await trio.to_thread.run_sync(lambda: blender.compare(a, b, width=accepted.width, height=accepted.height))
+            result = await trio.to_thread.run_sync(lambda: _compare_copies(a, b, event.against, crop, accepted.width, accepted.height))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
@@ -866,7 +872,12 @@ class RequesterNode(Handler):
             if not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:
-                frames = await blender.render(self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits)
+                check = core.check_of(self.state, event.job, event.check)
+                accepted = self.jobs[event.job]
+                crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
+                frames = await blender.render(
+                    self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits, window=None if crop is None else crop[1]
+                )
             except blender.BlenderError as exc:
                 log.error("job %d: our own render of frame %d failed: %s", event.job, event.frame, exc)
                 return  # owed still: tried again after a backoff
@@ -909,7 +920,7 @@ class RequesterNode(Handler):
                 event.job,
                 core.AddFriends(
                     job=event.job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
                     entropy=self._entropy(),
                     now=self._now(),
                 ),
@@ -961,6 +972,32 @@ def _sha256_of(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _crop(window: core.CropWindow | None, width: int, height: int) -> tuple[blender.Window, blender.Window] | None:
+    """A crop check's secret window in pixels and the padded, aligned box rendered for it; None: whole frames."""
+    if window is None:
+        return None
+    left, top, w, h = window.pixels(width, height)
+    box = blender.Window(left=left, top=top, width=w, height=h)
+    return box, box.padded(blender.CROP_PADDING, width, height, align=blender.CROP_ALIGNMENT)
+
+
+def _compare_copies(
+    a: Path, b: Path, against: str, crop: tuple[blender.Window, blender.Window] | None, width: int, height: int
+) -> blender.Comparison:
+    """Compare two stored copies: whole frames, or a crop check's window (the subject's copy is its whole frame,
+    the verifier's and the requester's are the padded box, compared in its centre)."""
+    if crop is None:
+        return blender.compare(a, b, width=width, height=height)
+    box, rendered = crop
+    pad, align = blender.CROP_PADDING, blender.CROP_ALIGNMENT
+    if against == "pair":  # a: the subject's frame, b: the verifier's (or our own) crop
+        return blender.compare_window(a, b, box, width=width, height=height, pad=pad, align=align)
+    if against == "subject":  # a: our own crop, b: the subject's frame
+        return blender.compare_window(b, a, box, width=width, height=height, pad=pad, align=align)
+    one, two = (blender.decode_png(p, width=rendered.width, height=rendered.height) for p in (a, b))  # two crops
+    return blender.compare_pixels(box.of(one, rendered), box.of(two, rendered))
 
 
 def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]:

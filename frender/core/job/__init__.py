@@ -134,6 +134,7 @@ from frender.core.job.events import (
     ComparisonRequested,
     CopyFaulted,
     CopyReceived,
+    CropWindow,
     DropReason,
     Evidence,
     Figures,
@@ -164,6 +165,7 @@ from frender.core.job.queries import (
     JobSummary,
     Outlook,
     candidates,
+    check_of,
     checks,
     delivered_and_final,
     evictions,
@@ -184,6 +186,7 @@ from frender.core.job.queries import (
     silent_candidates,
     summary,
     verifier_of,
+    window_of,
 )
 
 __all__ = [
@@ -208,6 +211,7 @@ __all__ = [
     "GrantedFriend",
     "Figures",
     "Evidence",
+    "CropWindow",
     "FinalFrame",
     "JobReport",
     "Friend",
@@ -270,6 +274,8 @@ __all__ = [
     "holders",
     "checks",
     "verifier_of",
+    "window_of",
+    "check_of",
     "report",
     "evictions",
     "points",

@@ -89,7 +89,7 @@ def close_batches(d: Draft) -> None:
             frames = frames[: s.batch_size]
         label = f"{j.job}/{friend}/{j.checks.next_batch}"
         if s.crop_checks:
-            k = max(0, min(len(frames), room(j, Use.DRAW)))
+            k = max(0, min(len(frames), room(j, Use.DRAW))) if s.checks_per_friend else 0  # 0: checking is off
             tests = tuple(frames[:k])
             windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
             draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)

@@ -220,8 +220,8 @@ class JobSettings:
 
     def checks_to_escrow(self, frames: int, friends: int) -> int:
         """The ``checks_per_friend`` to ask the master to escrow for this job (per friend granted)."""
-        if self.crop_checks:  # every frame, plus the backups' pairs
-            return math.ceil(frames / max(friends, 1)) + 1
+        if self.crop_checks:  # every frame, plus the backups' pairs; checks_per_friend=0 turns checking off
+            return math.ceil(frames / max(friends, 1)) + 1 if self.checks_per_friend else 0
         if self.check_timing == CheckTiming.END:
             return self.checks_per_friend
         share = math.ceil(frames / max(friends, 1))
