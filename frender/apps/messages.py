@@ -375,6 +375,8 @@ class ProgressReply:
     evictions: tuple[str, ...]
     finished: bool
     problem: str = ""  # set when the job cannot go on (e.g. no friends left)
+    own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
+    spot_checks: int = 0  # of those, spot checks over agreed crop checks
 
 
 # ---------------------------------------------------------- friend -> requester

@@ -536,6 +536,8 @@ class RequesterNode(Handler):
             evictions=j.evicted,
             finished=j.finished,
             problem=problem,
+            own_renders=j.own_renders,
+            spot_checks=j.spot_checks,
         )
 
     async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
@@ -1009,6 +1011,10 @@ def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]
     for c in checks:
         if c.own and c.verifier is None and c.outcome in ("agreed", "subject_wrong"):
             outcomes.setdefault(c.subject, []).append(c.outcome == "agreed")
+        elif c.arbitration_sha256 and c.outcome == "agreed":  # a spot check: our own render agreed with both
+            for friend in (c.subject, c.verifier):
+                if friend is not None:
+                    outcomes.setdefault(friend, []).append(True)
         elif c.arbitration_sha256 and c.outcome in ("subject_wrong", "verifier_wrong", "both_wrong"):
             outcomes.setdefault(c.subject, []).append(c.outcome == "verifier_wrong")
             if c.verifier is not None:

@@ -130,3 +130,39 @@ def test_settings_and_draws_round_trip_and_old_bodies_keep_their_bytes(crop: boo
     assert "crop_checks" not in body and "trusted_from" not in body
     assert '"crop_checks":false' in codec.to_json(J.JobStarted(job=1, frames=(1,), settings=J.JobSettings(crop_checks=False), adaptive=False,
                                                                 checks_escrowed=1, now=0.0))
+
+
+def owners_run(owners: dict[str, str], reputations: dict[str, int], frames=range(1, 25), **settings) -> Run:
+    settings = {"crop_checks": True, "max_chunk": 2, "batch_size": 2, **settings}
+    run = Run(frames=frames, friends=(), escrow=J.JobSettings(**settings).checks_to_escrow(len(frames), len(owners)), **settings)
+    run.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner=o, reputation=reputations.get(f, 0)) for f, o in owners.items()))
+    return run
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_colluders_vouching_for_each_other_are_both_evicted_and_no_forgery_is_final(seed: int) -> None:
+    """Two probationary friends of different owners forge the same image and vouch for each other: the requester's
+    spot check on every probationary batch convicts both, no forged frame becomes final, the honest friend stays."""
+    run = owners_run({"a": "m1", "b": "m2", "c": "honest"}, {}, frames=range(1, 13 + seed))
+    run.n = seed * 1000  # another entropy stream per case
+    events = play(run, cheats={"a": "black", "b": "black"}, rounds=4000)
+    assert run.finished
+    assert {e.friend for e in of(events, J.CheaterEvicted)} == {"a", "b"}
+    finals = [ff for e in of(events, J.FramesFinal) for ff in e.frames]
+    assert sorted(ff.frame for ff in finals) == list(range(1, 13 + seed))
+    assert all(ff.sha256 == image(ff.frame) for ff in finals)
+
+
+def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> None:
+    """A probationary friend's every batch carries one spot check; a long-trusted friend's fewer, never none in the long run."""
+    run = owners_run({"p": "o1", "t": "o2", "u": "o3"}, {"t": 1000, "u": 1000}, frames=range(1, 201))
+    events = play(run, rounds=6000)
+    assert run.finished
+    drawn = of(events, J.ChecksDrawn)
+    probation = [d for d in drawn if d.subject == "p"]
+    trusted = [d for d in drawn if d.subject != "p"]
+    assert probation and all(len(d.spots) == 1 for d in probation)
+    spotted = sum(len(d.spots) for d in trusted)
+    assert 0 < spotted < len(trusted) / 4  # the floor (5%), far from every batch
+    [finished] = of(events, J.JobFinished)
+    assert finished.report.spot_checks == sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)

@@ -58,6 +58,15 @@ Rule 10: with ``crop_checks`` (the default) every delivered frame is checked:
         trusted_from``) while any is eligible; with none, by the requester.
         A crop check covers its own frame only. ``crop_checks=False`` keeps
         the full-frame test frames drawn per batch (Rules 4-5).
+Rule 11: the requester's own spot checks (crop checks): one test frame of
+        every probationary friend's batch, and of a trusted friend's with
+        probability max(spot_floor, spot_scale / (1 + reputation)), is
+        arbitrated even when the pair agrees: the requester renders the same
+        window and judges both parties (a checker that vouched for a forgery
+        is wrong too: both are evicted). A spot check covers its whole batch,
+        so none of its frames is final before it. At most one per batch: the
+        requester's own load is bounded by M / batch_size windows, and
+        reported (``JobSummary.own_renders``, ``JobReport.spot_checks``).
 
 How a shell drives this
 -----------------------

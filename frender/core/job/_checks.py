@@ -69,6 +69,7 @@ class Check:
     arbitration_sha256: str = ""
     window: CropWindow | None = None  # crop checks: the secret window the verifier renders
     draw: int = 0  # crop checks: the random draw that picks the verifier
+    spot: bool = False  # the requester renders the window too, even when the pair agrees (Rule 11)
     pair: Figures | None = None
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
@@ -88,12 +89,14 @@ class Checks:
     next_batch: int = 1
     arbitrations: int = 0
     own_checks: int = 0
+    spot_checks: int = 0  # arbitrations of agreed pairs: the requester's own spot checks
 
     def clone(self) -> Checks:
         return Checks(
             by_number=self.by_number.copy(), pending=self.pending.copy(), ring=self.ring, position=self.position.copy(),
             open_batch=self.open_batch.copy(), calibrated=self.calibrated.copy(), evictions=self.evictions.copy(),
             next_check=self.next_check, next_batch=self.next_batch, arbitrations=self.arbitrations, own_checks=self.own_checks,
+            spot_checks=self.spot_checks,
         )
 
 
@@ -170,7 +173,7 @@ def _after_comparison(d: Draft, cid: int) -> None:
     c = j.checks.by_number[cid]
     if c.state == CheckState.COMPARED:
         assert c.pair is not None
-        if c.pair.verdict != Verdict.DISAGREE:
+        if c.pair.verdict != Verdict.DISAGREE and (c.own or not c.spot):
             _resolve(d, c, Outcome.AGREED)
         elif c.own:  # the requester's own render already is the arbitration
             _judge(d, cid, _classify(j, c.pair), Judgement.NONE)
@@ -337,9 +340,10 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
     for offset, (frame, sha) in enumerate(zip(e.tests, e.shas)):
         cid = e.first_check + offset
         window, draw = (e.windows[offset], e.draws[offset]) if e.windows else (None, 0)
-        covers = (frame,) if window is not None else e.frames  # a crop check covers its own frame
+        spot = frame in e.spots
+        covers = (frame,) if window is not None and not spot else e.frames  # a crop check its frame; a spot check its batch
         ch.by_number[cid] = Check(
-            check=cid, kind=CheckKind.TEST, frame=frame, subject=e.subject, subject_sha256=sha, covers=covers, window=window, draw=draw,
+            check=cid, kind=CheckKind.TEST, frame=frame, subject=e.subject, subject_sha256=sha, covers=covers, window=window, draw=draw, spot=spot,
         )
         ch.pending[cid] = None
     ch.next_check = e.first_check + len(e.tests)
@@ -362,6 +366,7 @@ def _own_render_requested(j: Job, e: OwnRenderRequested) -> None:
     else:
         _set(j, c, Step.ARBITRATE)
         j.checks.arbitrations += 1
+        j.checks.spot_checks += c.spot and c.pair is not None and c.pair.verdict != Verdict.DISAGREE
 
 
 def _own_render_received(j: Job, e: OwnRenderReceived) -> None:

@@ -71,6 +71,19 @@ def draw_window(entropy: str, label: str) -> CropWindow:
     return CropWindow(x=_circle.draw(entropy, f"{label}/x", room_), y=_circle.draw(entropy, f"{label}/y", room_), w=CROP_SIDE, h=CROP_SIDE)
 
 
+def _spots(j: Job, reputation: int, entropy: str, label: str, tests: tuple[int, ...]) -> tuple[int, ...]:
+    """Rule 11: the test frame of a batch the requester renders too: always for a probationary subject,
+    else with probability max(spot_floor, spot_scale / (1 + reputation)); one at most per batch."""
+    s = j.settings
+    if not tests:
+        return ()
+    if reputation >= s.trusted_from:
+        p = max(s.spot_floor, min(1.0, s.spot_scale / (1 + reputation)))
+        if _circle.draw(entropy, f"{label}/spot", DRAW_RANGE) >= p * DRAW_RANGE:
+            return ()
+    return (tests[_circle.draw(entropy, f"{label}/spot-frame", len(tests))],)
+
+
 def close_batches(d: Draft) -> None:
     """A batch closes when full ("batch"), when its friend is idle with nothing queued, or gone: draw its checks.
 
@@ -93,11 +106,12 @@ def close_batches(d: Draft) -> None:
             tests = tuple(frames[:k])
             windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
             draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)
+            spots = _spots(j, rec.reputation, d.entropy, label, tests)
         else:
             want = s.checks_per_friend if rec.checked else 0
             k = max(0, min(want, len(frames), room(j, Use.DRAW)))
             tests = _circle.sample(d.entropy, label, frames, k)
-            windows, draws = (), ()
+            windows, draws, spots = (), (), ()
         d.emit(
             ChecksDrawn(
                 job=j.job,
@@ -110,6 +124,7 @@ def close_batches(d: Draft) -> None:
                 now=d.now,
                 windows=windows,
                 draws=draws,
+                spots=spots,
             )
         )
 

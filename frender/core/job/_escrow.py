@@ -112,6 +112,7 @@ def report(j: Job) -> JobReport:
         calibrations=tuple(sorted(j.checks.calibrated)),
         arbitrations=j.checks.arbitrations,
         own_checks=j.checks.own_checks,
+        spot_checks=j.checks.spot_checks,
         escrow=len(j.frames.numbers) + j.escrow.budget,
     )
 

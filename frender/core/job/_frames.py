@@ -128,7 +128,7 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
     for frame in e.frames:
         f.batch_of[frame] = e.batch
         # A full-frame test covers its whole batch; a crop check covers its own frame only.
-        held = f.holds.get(frame, 0) + (int(frame in tests) if e.windows else len(e.tests))
+        held = f.holds.get(frame, 0) + ((frame in tests and frame not in e.spots) + len(e.spots) if e.windows else len(e.tests))
         f.holds[frame] = held
         if held == 0:
             f.ready[frame] = None

@@ -188,6 +188,10 @@ class JobSettings:
     # defaults, so logs written before them re-encode byte for byte.
     crop_checks: bool = field(default=True, metadata=OMIT)
     trusted_from: int = field(default=3, metadata=OMIT)  # the master's reputation at which a friend is trusted
+    # The requester's own spot checks (crop checks): on every probationary friend's batch, and on a trusted
+    # friend's with probability max(spot_floor, spot_scale / (1 + reputation)); at most one per batch.
+    spot_floor: float = field(default=0.05, metadata=OMIT)
+    spot_scale: float = field(default=1.0, metadata=OMIT)
 
     def problems(self) -> list[str]:
         out = []
@@ -203,6 +207,8 @@ class JobSettings:
             out.append("calibration_fraction is a fraction")
         if self.trusted_from < 0:
             out.append("trusted_from is never negative")
+        if not (0 <= self.spot_floor <= 1 and self.spot_scale >= 0):
+            out.append("spot_floor is a fraction and spot_scale never negative")
         return out
 
     def min_chunk(self) -> int:
@@ -284,6 +290,7 @@ class JobReport:
     arbitrations: int = 0
     own_checks: int = 0
     escrow: int = 0  # M + checks_escrowed x friends granted
+    spot_checks: int = field(default=0, metadata=OMIT)  # the requester's own crop renders over agreed checks
 
 
 # ------------------------------------------------------------------ events
@@ -403,6 +410,7 @@ class ChecksDrawn:
     now: float
     windows: tuple[CropWindow, ...] = field(default=(), metadata=OMIT)  # crop checks: one per test frame
     draws: tuple[int, ...] = field(default=(), metadata=OMIT)  # crop checks: the random draw choosing each checker
+    spots: tuple[int, ...] = field(default=(), metadata=OMIT)  # test frames the requester also renders (spot checks)
 
 
 @frozen(kw_only=True)

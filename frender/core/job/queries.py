@@ -81,6 +81,8 @@ class JobSummary:
     arbitrations: int
     evicted: tuple[str, ...]  # in eviction order
     stalled: bool  # every friend is gone; more were asked for
+    own_renders: int = 0  # the requester's own renders: checks no friend could take and arbitrations (spot checks included)
+    spot_checks: int = 0  # arbitrations of agreed crop checks: the requester's spot checks
 
     @property
     def finished(self) -> bool:
@@ -206,6 +208,8 @@ def summary(state: Requester, job: int) -> JobSummary:
         arbitrations=j.checks.arbitrations,
         evicted=tuple(j.checks.evictions),
         stalled=j.wanted and not j.active(),
+        own_renders=j.checks.own_checks + j.checks.arbitrations,
+        spot_checks=j.checks.spot_checks,
     )
 
 
