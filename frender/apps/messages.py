@@ -395,6 +395,7 @@ class WantWork:
 class CropBox:
     """A box of a frame in pixels from its top-left corner: what a crop check renders."""
 
+    tag: ClassVar[str] = "crop_box.v1"
     left: int
     top: int
     width: int
@@ -471,6 +472,7 @@ codec.register(
     ProgressReply,
     WantWork,
     Work,
+    CropBox,
     NoWork,
     GiveBack,
     FrameStored,
