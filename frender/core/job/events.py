@@ -190,6 +190,8 @@ class JobSettings:
     trusted_from: int = field(default=3, metadata=OMIT)  # the master's reputation at which a friend is trusted
     # The requester's own spot checks (crop checks): on every probationary friend's batch, and on a trusted
     # friend's with probability max(spot_floor, spot_scale / (1 + reputation)); at most one per batch.
+    # Renders are handed out as runs from a random place in the queue, not lowest frame first (Rule 12).
+    random_order: bool = field(default=True, metadata=OMIT)
     spot_floor: float = field(default=0.05, metadata=OMIT)
     spot_scale: float = field(default=1.0, metadata=OMIT)
 
