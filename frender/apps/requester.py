@@ -939,7 +939,7 @@ class RequesterNode(Handler):
             check_outcomes=dict(report.check_outcomes),
             evicted=tuple(report.evictions),
             own_outcomes=_own_outcomes(core.checks(self.state, event.job)),
-            evidence={friend: _evidence(e) for friend, e in report.evictions.items()},
+            evidence={friend: _evidence(e, _window_of_check(self.state, event.job, e.check)) for friend, e in report.evictions.items()},
             head_seq=head.seq,
             head_hash=head.hash,
         )
@@ -1022,13 +1022,20 @@ def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]
     return {friend: tuple(passed) for friend, passed in sorted(outcomes.items())}
 
 
-def _evidence(e: core.Evidence) -> str:
+def _window_of_check(state: core.Requester, job: int, check: int) -> core.CropWindow | None:
+    found = core.check_of(state, job, check)
+    return None if found is None else found.window
+
+
+def _evidence(e: core.Evidence, window: core.CropWindow | None = None) -> str:
     """An eviction's evidence in words, for the master's ledger (bounded like every message)."""
     figures = e.vs_subject or e.pair
     text = (
         f"check {e.check}, frame {e.frame}: {e.subject}'s copy {e.subject_sha256[:16]}"
         f" vs {e.verifier or 'the requester'}'s {e.verifier_sha256[:16]}, arbitration {e.arbitration_sha256[:16]}"
     )
+    if window is not None:
+        text += f"; crop window {window.x},{window.y} {window.w}x{window.h} of {core.events.WINDOW_GRID}"
     if figures is not None:
         text += f"; {figures.fraction_off:.2%} of pixels off, max diff {figures.max_diff}/255, PSNR {figures.psnr:.1f} dB"
     return text[:1024]
