@@ -23,6 +23,7 @@ from typing import Any, Callable
 import attrs
 import msgpack
 from cattrs.errors import BaseValidationError
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
 __all__ = [
@@ -55,6 +56,21 @@ converter.register_unstructure_hook_func(
     lambda t: getattr(t, "__origin__", t) in (set, frozenset),
     lambda value: sorted(converter.unstructure(item) for item in value),
 )
+
+
+# A field whose attrs metadata holds ``omit_if_default`` is left out of the body while it holds its
+# default: a field added to a logged record keeps every body written before it byte-identical (and
+# such bodies decode to the default).
+def _omits(cls: Any) -> bool:
+    return attrs.has(cls) and any(a.metadata.get("omit_if_default") for a in attrs.fields(cls))
+
+
+def _omitting_hook(cls: Any) -> Callable[[Any], Any]:
+    overrides = {a.name: override(omit_if_default=True) for a in attrs.fields(cls) if a.metadata.get("omit_if_default")}
+    return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+
+
+converter.register_unstructure_hook_factory(_omits, _omitting_hook)
 
 _classes: dict[str, type] = {}
 _structure: dict[str, Callable[[Any, type], Any]] = {}

@@ -235,7 +235,7 @@ def run_friend(
     max_memory: str = typer.Option("8G", help="Blender's memory cap, e.g. 4G or 512M."),
     nice: int = typer.Option(10, help="Blender's niceness: 0 normal priority, 19 the lowest."),
     refuse_user: list[str] = typer.Option([], help="Never render this user's jobs (repeatable); the master is told."),
-    cheat: Optional[str] = typer.Option(None, hidden=True, help="Demo and tests only: black, noise or stale."),
+    cheat: Optional[str] = typer.Option(None, hidden=True, help="Demo and tests only: black, noise, stale, smart or colluding."),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Lend this computer: render other people's Blender jobs, earn points."""
@@ -243,8 +243,8 @@ def run_friend(
     from frender.apps.friend import FriendRefused, FriendSettings, run_friend as run
 
     _logging(verbose)
-    if cheat not in (None, "black", "noise", "stale"):
-        fail("--cheat is black, noise or stale")
+    if cheat not in (None, "black", "noise", "stale", "smart", "colluding"):
+        fail("--cheat is black, noise, stale, smart or colluding")
     try:
         plan = Schedule.parse(schedule) if schedule is not None else None
     except ValueError as exc:
@@ -641,6 +641,7 @@ def demo(
     out: Path = typer.Option(Path("frender-demo"), help="Where frames, logs and the event logs go."),
     web: str = typer.Option("127.0.0.1:0", help="Where the dashboards listen, HOST:PORT (port 0: any free port; '' for none)."),
     linger: float = typer.Option(0.0, help="Seconds to keep the farm and its dashboards up after the job."),
+    cheat_kind: Optional[str] = typer.Option(None, help="What every cheater does: black, noise, stale, smart or colluding (default: the first three in turn)."),
 ) -> None:
     """The whole system on this machine: a master, a requester and friends render the demo scene."""
     from frender.apps.demo import run_demo
@@ -649,12 +650,14 @@ def demo(
         fail("--friends is 1 to 32")
     if not 0 <= cheaters < friends:
         fail("--cheaters must leave at least one honest friend")
+    if cheat_kind not in (None, "black", "noise", "stale", "smart", "colluding"):
+        fail("--cheat-kind is black, noise, stale, smart or colluding")
     chosen = _frames(frames)
     if chosen[0] < 1:
         fail("--frames start at 1")
     if web:
         _web(web)
-    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger)
+    code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger, cheat_kind=cheat_kind)
     raise typer.Exit(code)
 
 

@@ -140,7 +140,9 @@ async def wait_for_friends(master: Address, home: Path, count: int, timeout: flo
             await trio.sleep(0.2)
 
 
-def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path, web: str = "127.0.0.1:0", linger: float = 0.0) -> int:
+def run_demo(
+    *, friends: int, frames: tuple[int, ...], cheaters: int, out: Path, web: str = "127.0.0.1:0", linger: float = 0.0, cheat_kind: str | None = None
+) -> int:
     """The demo; with ``web``, both dashboards (their URLs printed), kept up ``linger`` seconds after the job."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,7 @@ def run_demo(*, friends: int, frames: tuple[int, ...], cheaters: int, out: Path,
         if web:
             _print_operator_link(cluster, master_home)
         trio.run(_operate, master, master_home, requester)
-        names = [start_friend(cluster, master, i + 1, cheat=CHEATS[i % 3] if i < cheaters else None) for i in range(friends)]
+        names = [start_friend(cluster, master, i + 1, cheat=(cheat_kind or CHEATS[i % 3]) if i < cheaters else None) for i in range(friends)]
         trio.run(wait_for_friends, master, master_home, friends)
         t0 = time.monotonic()
         result = follow(scene, requester=requester, user="artist", home=out / "homes" / "artist", friends=friends, out=out / "frames", frames=frames)

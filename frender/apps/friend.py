@@ -46,6 +46,7 @@ Friends open every connection themselves, so they need no open port.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -57,9 +58,11 @@ from functools import partial
 from pathlib import Path
 
 import attrs
+import numpy as np
 import trio
 from attrs import define, field, frozen
 from attrs.validators import gt
+from PIL import Image
 
 from frender.apps import pack
 from frender.apps.availability import (
@@ -75,6 +78,7 @@ from frender.apps.availability import (
     write_status,
 )
 from frender.apps.messages import (
+    CropBox,
     FrameStored,
     GiveBack,
     Heartbeat,
@@ -89,6 +93,7 @@ from frender.blender import (
     Backend,
     BlenderError,
     RenderedFrame,
+    Window,
     forge_frame,
     probe,
     sandbox_available,
@@ -120,7 +125,7 @@ __all__ = ["CHEATS", "FriendRefused", "FriendSettings", "run_friend"]
 
 GiB = 1 << 30
 TREE_FILES_CACHED = 256  # files of job trees kept by sha256 across jobs
-CHEATS = (None, "black", "noise", "stale")
+CHEATS = (None, "black", "noise", "stale", "smart", "colluding")
 # Refusals at registration that no retry can cure: the name or the key is wrong.
 FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key", "unknown-user", "bad-input"})
 # What a broken link looks like: a lost or garbled connection, or a reply that never came.
@@ -563,7 +568,8 @@ class _Friend:
             if left == 1:
                 nursery.start_soon(ask_ahead)
             if cheat is not None:
-                await cheat.forge(frame, width=work.width, height=work.height)
+                size = (work.width, work.height) if work.window is None else (work.window.width, work.window.height)
+                await cheat.forge(frame, width=size[0], height=size[1], work=work)
             await post(frame)
             if self.away:
                 stop.cancel()  # the frame in hand is finished and on its way: hand back the rest
@@ -717,7 +723,8 @@ class _JobRenderer:
             await self.close()
         if self.session is None:
             self.session = await self._open(work.deadline)
-        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0))
+        window = None if work.window is None else Window(left=work.window.left, top=work.window.top, width=work.window.width, height=work.window.height)
+        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0), window=window)
 
     async def _open(self, deadline: float) -> RenderSession:
         friend = self.friend
@@ -848,14 +855,44 @@ class _Cheat:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.previous: bytes | None = None
+        self.previous: dict[tuple[int, int], bytes] = {}
 
-    async def forge(self, frame: RenderedFrame, *, width: int, height: int) -> None:
+    async def forge(self, frame: RenderedFrame, *, width: int, height: int, work: Work | None = None) -> None:
+        """Forge ``frame`` (``width`` x ``height``: the task's window when it has one).
+
+        "smart" renders what it recognises as a check (a task with a window) honestly and forges the
+        rest black; "colluding" forges a pattern every colluder draws alike for a frame, and renders a
+        window of it when checking, so colluders checking each other agree.
+        """
+        if self.kind == "smart":
+            if work is None or work.window is None:
+                await trio.to_thread.run_sync(lambda: frame.path.write_bytes(forge_frame("black", width=width, height=height)))
+            return
+        if self.kind == "colluding":
+            box = None if work is None else work.window
+            full = (width, height) if work is None else (work.width, work.height)
+            await trio.to_thread.run_sync(lambda: frame.path.write_bytes(_colluders_image(frame.frame, full, box)))
+            return
         honest = frame.path.read_bytes()
-        kind = "noise" if self.kind == "stale" and self.previous is None else self.kind
-        forge = partial(forge_frame, kind, width=width, height=height, other=self.previous)
+        previous = self.previous.get((width, height))  # a crop's stale image is the previous crop of its size
+        kind = "noise" if self.kind == "stale" and previous is None else self.kind
+        forge = partial(forge_frame, kind, width=width, height=height, other=previous)
         frame.path.write_bytes(await trio.to_thread.run_sync(forge))
-        self.previous = honest
+        self.previous[(width, height)] = honest
+
+
+def _colluders_image(frame: int, full: tuple[int, int], box: CropBox | None) -> bytes:
+    """The forgery every colluder makes of ``frame``: stripes of a colour from the frame number; a window of it."""
+    width, height = full
+    pixels = np.zeros((height, width, 4), np.uint8)
+    pixels[..., 0] = (np.arange(width)[None, :] * 7 + frame * 37) % 256
+    pixels[..., 1] = (frame * 91) % 256
+    pixels[..., 3] = 255
+    if box is not None:
+        pixels = pixels[box.top : box.top + box.height, box.left : box.left + box.width]
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def _frames_text(frames: Iterable[int]) -> str:

@@ -318,7 +318,11 @@ class MasterNode(Handler):
                 waiting.set()
         draft = self._draft
         friends = tuple(
-            msg.GrantedFriendInfo(friend=f, user=draft.friends[f].user, key=draft.accounts[draft.friends[f].user].key or "") for f in grant.friends
+            msg.GrantedFriendInfo(
+                friend=f, user=draft.friends[f].user, key=draft.accounts[draft.friends[f].user].key or "",
+                reputation=draft.friends[f].reputation,
+            )
+            for f in grant.friends
         )
         return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)
 

@@ -66,6 +66,7 @@ __all__ = [
     # friend -> requester
     "WantWork",
     "Work",
+    "CropBox",
     "NoWork",
     "GiveBack",
     "FrameStored",
@@ -192,6 +193,7 @@ class GrantedFriendInfo:
     friend: str
     user: str
     key: str
+    reputation: int = 0  # the requester's own checks this friend passed in a row (the master's count)
 
 
 @frozen(kw_only=True)
@@ -406,6 +408,8 @@ class ProgressReply:
     cancelled: bool = False  # finished because its submitter cancelled it: ``final`` is all there will be
     wanted: int = 0  # friends the job asked for (0: not known)
     active: int = 0  # friends rendering for it now; fewer than ``wanted``: it grows as friends free up
+    own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
+    spot_checks: int = 0  # of those, spot checks over agreed crop checks
 
 
 # ---------------------------------------------------------- friend -> requester
@@ -421,6 +425,17 @@ class WantWork:
 
 
 @frozen(kw_only=True)
+class CropBox:
+    """A box of a frame in pixels from its top-left corner: what a crop check renders."""
+
+    tag: ClassVar[str] = "crop_box.v1"
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+@frozen(kw_only=True)
 class Work:
     """Render these frames of the job's .blend; deliver each as it is saved."""
 
@@ -431,6 +446,7 @@ class Work:
     deadline: float  # seconds from now
     width: int
     height: int
+    window: CropBox | None = None  # a crop check: render only this box of the frame (pixels, padded and aligned)
 
 
 @frozen(kw_only=True)
@@ -491,6 +507,7 @@ codec.register(
     ProgressReply,
     WantWork,
     Work,
+    CropBox,
     NoWork,
     GiveBack,
     FrameStored,

@@ -508,7 +508,9 @@ class RequesterNode(Handler):
             raise Refused("bad-job", "checks per friend are 0 to 16")
         # The job's profile: this machine's, naming the file's engine; a GPU engine's friends share its GL renderer.
         profile = (await blender.probe(self.backend)).for_engine(info.engine)
-        settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend)
+        # Crop windows are compared as 8-bit PNG: other formats are checked on whole frames, in their own precision.
+        crops = self.settings.job.crop_checks and (asked.output.file_format, asked.output.color_depth) == ("PNG", "8")
+        settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend, crop_checks=crops)
         granted = await self._ask_master(
             msg.AskFriends(
                 submitter=submit.user,
@@ -560,7 +562,7 @@ class RequesterNode(Handler):
                 [  # none granted: the job waits in the master's queue, and grow_forever asks for its friends
                     core.AddFriends(
                         job=granted.job,
-                        friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                        friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
                         entropy=self._entropy(),
                         now=now,
                     )
@@ -626,6 +628,8 @@ class RequesterNode(Handler):
             cancelled=j.cancelled,
             wanted=wants.friends if wants is not None else 0,
             active=active,
+            own_renders=j.own_renders,
+            spot_checks=j.spot_checks,
         )
 
     async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
@@ -724,6 +728,7 @@ class RequesterNode(Handler):
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]
                 # Rule 4 of the core: the friend learns task, frames and deadline only.
+                crop = _crop(core.window_of(self.state, job, event.task), accepted.width, accepted.height)
                 return msg.Work(
                     job=job,
                     task=event.task,
@@ -731,6 +736,7 @@ class RequesterNode(Handler):
                     deadline=max(event.deadline - now, 1.0),
                     width=accepted.width,
                     height=accepted.height,
+                    window=None if crop is None else msg.CropBox(left=crop[1].left, top=crop[1].top, width=crop[1].width, height=crop[1].height),
                 )
         outlook = core.outlook(self.state, job, friend)
         if outlook in ("done", "evicted"):
@@ -823,8 +829,10 @@ class RequesterNode(Handler):
         task = int(path.name.split("-")[0])
         accepted = self.jobs[job]
         ok, reason = True, ""
+        crop = _crop(core.window_of(self.state, int(job), task), accepted.width, accepted.height)
+        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
         try:
-            await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=accepted.width, height=accepted.height))
+            await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=width, height=height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
         target = self._copy_path(job, task, header.frame)
@@ -1012,8 +1020,10 @@ class RequesterNode(Handler):
         except Refused as exc:  # our own disk, not a friend, is at fault: owed still, retried with backoff
             log.error("job %d: check %d not compared: %s", event.job, event.check, exc.reason)
             return
+        check = core.check_of(self.state, event.job, event.check)
+        crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
         try:
-            result = await trio.to_thread.run_sync(lambda: blender.compare_output(a, b, accepted.output, width=accepted.width, height=accepted.height))
+            result = await trio.to_thread.run_sync(lambda: _compare_copies(a, b, event.against, crop, accepted))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
@@ -1051,7 +1061,12 @@ class RequesterNode(Handler):
             elif not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:
-                frames = await blender.render(self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits)
+                check = core.check_of(self.state, event.job, event.check)
+                accepted = self.jobs[event.job]
+                crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
+                frames = await blender.render(
+                    self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits, window=None if crop is None else crop[1]
+                )
             except blender.BlenderError as exc:
                 log.error("job %d: our own render of frame %d failed: %s", event.job, event.frame, exc)
                 return  # owed still: tried again after a backoff
@@ -1094,7 +1109,7 @@ class RequesterNode(Handler):
                 event.job,
                 core.AddFriends(
                     job=event.job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
+                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
                     entropy=self._entropy(),
                     now=self._now(),
                 ),
@@ -1166,7 +1181,7 @@ class RequesterNode(Handler):
             check_outcomes=dict(report.check_outcomes),
             evicted=tuple(report.evictions),
             own_outcomes=_own_outcomes(core.checks(self.state, event.job)),
-            evidence={friend: _evidence(e) for friend, e in report.evictions.items()},
+            evidence={friend: _evidence(e, _window_of_check(self.state, event.job, e.check)) for friend, e in report.evictions.items()},
             head_seq=head.seq,
             head_hash=head.hash,
         )
@@ -1203,6 +1218,31 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _crop(window: core.CropWindow | None, width: int, height: int) -> tuple[blender.Window, blender.Window] | None:
+    """A crop check's secret window in pixels and the padded, aligned box rendered for it; None: whole frames."""
+    if window is None:
+        return None
+    left, top, w, h = window.pixels(width, height)
+    box = blender.Window(left=left, top=top, width=w, height=h)
+    return box, box.padded(blender.CROP_PADDING, width, height, align=blender.CROP_ALIGNMENT)
+
+
+def _compare_copies(a: Path, b: Path, against: str, crop: tuple[blender.Window, blender.Window] | None, accepted: JobAccepted) -> blender.Comparison:
+    """Compare two stored copies: whole frames in the job's own format, or a crop check's window (8-bit PNG jobs:
+    the subject's copy is its whole frame, the verifier's and the requester's are the padded box, compared in its centre)."""
+    width, height = accepted.width, accepted.height
+    if crop is None:
+        return blender.compare_output(a, b, accepted.output, width=width, height=height)
+    box, rendered = crop
+    pad, align = blender.CROP_PADDING, blender.CROP_ALIGNMENT
+    if against == "pair":  # a: the subject's frame, b: the verifier's (or our own) crop
+        return blender.compare_window(a, b, box, width=width, height=height, pad=pad, align=align)
+    if against == "subject":  # a: our own crop, b: the subject's frame
+        return blender.compare_window(b, a, box, width=width, height=height, pad=pad, align=align)
+    one, two = (blender.decode_png(p, width=rendered.width, height=rendered.height) for p in (a, b))  # two crops
+    return blender.compare_pixels(box.of(one, rendered), box.of(two, rendered))
+
+
 def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]:
     """Per friend, passed? for every check the requester's own render settled: its own checks and arbitrations.
 
@@ -1212,6 +1252,10 @@ def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]
     for c in checks:
         if c.own and c.verifier is None and c.outcome in ("agreed", "subject_wrong"):
             outcomes.setdefault(c.subject, []).append(c.outcome == "agreed")
+        elif c.arbitration_sha256 and c.outcome == "agreed":  # a spot check: our own render agreed with both
+            for friend in (c.subject, c.verifier):
+                if friend is not None:
+                    outcomes.setdefault(friend, []).append(True)
         elif c.arbitration_sha256 and c.outcome in ("subject_wrong", "verifier_wrong", "both_wrong"):
             outcomes.setdefault(c.subject, []).append(c.outcome == "verifier_wrong")
             if c.verifier is not None:
@@ -1219,13 +1263,20 @@ def _own_outcomes(checks: tuple[core.Check, ...]) -> dict[str, tuple[bool, ...]]
     return {friend: tuple(passed) for friend, passed in sorted(outcomes.items())}
 
 
-def _evidence(e: core.Evidence) -> str:
+def _window_of_check(state: core.Requester, job: int, check: int) -> core.CropWindow | None:
+    found = core.check_of(state, job, check)
+    return None if found is None else found.window
+
+
+def _evidence(e: core.Evidence, window: core.CropWindow | None = None) -> str:
     """An eviction's evidence in words, for the master's ledger (bounded like every message)."""
     figures = e.vs_subject or e.pair
     text = (
         f"check {e.check}, frame {e.frame}: {e.subject}'s copy {e.subject_sha256[:16]}"
         f" vs {e.verifier or 'the requester'}'s {e.verifier_sha256[:16]}, arbitration {e.arbitration_sha256[:16]}"
     )
+    if window is not None:
+        text += f"; crop window {window.x},{window.y} {window.w}x{window.h} of {core.events.WINDOW_GRID}"
     if figures is not None:
         text += f"; {figures.fraction_off:.2%} of pixels off, max diff {figures.max_diff}/255, PSNR {figures.psnr:.1f} dB"
     return text[:1024]

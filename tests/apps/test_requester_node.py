@@ -119,7 +119,7 @@ SIZE = (32, 18)
 
 
 def settings(**kw) -> core.JobSettings:
-    return core.JobSettings(seconds_per_frame=1.0, startup_seconds=1.0, **kw)
+    return core.JobSettings(seconds_per_frame=1.0, startup_seconds=1.0, **{"random_order": False, **kw})  # tasks from frame 1 on
 
 
 class Job:

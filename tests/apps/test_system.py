@@ -197,6 +197,22 @@ async def test_cheaters_are_evicted_unpaid_and_their_frames_redone(farm, tiny_sc
     assert "EVICTED" in story and "(arbitration)" in story and "PSNR" in story and "disagree" in story
 
 
+async def test_colluders_vouching_for_each_other_are_evicted_and_frames_stay_right(farm, tiny_scene, direct):
+    """Two colluders of different owners forge one image and vouch for each other's crops: the requester's spot
+    checks convict them, every frame the artist gets is right, no honest friend is evicted, the evicted are unpaid."""
+    cheats = ("colluding", "colluding")
+    await farm.start(friends=4, cheats=cheats)
+    result = await run_job(farm, tiny_scene, friends=4)
+    assert_frames_match(result, direct)
+    job = await assert_logs_sound(farm, result.job)
+    cheaters = {f"friend{i + 1}/box" for i in range(len(cheats))}
+    evicted = set(job["evicted"])
+    assert evicted and evicted <= cheaters, "an honest friend was evicted, or no colluder was caught"
+    balances = farm.audit("master")["master"]["users"]
+    for name in evicted:
+        assert balances.get(name.split("/")[0], 0) == 0
+
+
 def _hostile(address, payload: bytes, *, drip: bool = False) -> None:
     with socket.create_connection((address.host, address.port), timeout=5) as s:
         if drip:

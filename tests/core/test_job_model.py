@@ -13,7 +13,8 @@ from frender.core import job as J
 from frender.core._decider import Rejected, fold
 
 HONEST = ("honest", "crashy")
-KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil")
+KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil", "colluding", "smart")
+FORGE_ALL = ("black", "noise", "stale", "sybil", "colluding", "smart")  # forge every frame they render (not checks)
 
 
 def truth(frame: int) -> str:
@@ -25,12 +26,17 @@ def fake(kind: str, friend: str, frame: int) -> str:
         return truth(frame + 1)  # another frame's image
     if kind == "noise":
         return hashlib.sha256(f"noise {friend} {frame}".encode()).hexdigest()
+    if kind == "colluding":  # one forgery per frame, shared by the group (of different owners)
+        return hashlib.sha256(f"colluded {frame}".encode()).hexdigest()
     return hashlib.sha256(b"black").hexdigest()  # black; sybils share it, so they would agree
 
 
 def render(kind: str, friend: str, frame: int, is_check: bool) -> str:
-    """What a friend of ``kind`` returns for ``frame`` (the liar lies only on test frames)."""
-    if kind in HONEST or (kind == "liar" and not is_check):
+    """What a friend of ``kind`` returns for ``frame`` (the liar lies only on test frames, the smart one only off them).
+
+    A crop of an image hashes as the image itself: an honest crop agrees with an honest frame, and a
+    colluder's crop of the group's forgery agrees with it (the colluders vouch for each other)."""
+    if kind in HONEST or (kind == "liar" and not is_check) or (kind == "smart" and is_check):
         return truth(frame)
     if kind == "partial" and int(hashlib.sha256(f"{friend}{frame}".encode()).hexdigest(), 16) % 2:
         return truth(frame)
@@ -122,16 +128,18 @@ class Pool(RuleBasedStateMachine):
 
     @initialize(
         frames=st.integers(1, 24),
-        kinds=st.lists(st.sampled_from(KINDS), min_size=0, max_size=5),
+        kinds=st.lists(st.sampled_from(KINDS), min_size=0, max_size=5) | st.lists(st.just("colluding"), min_size=2, max_size=4),
         honest=st.integers(1, 3),
         s=st.integers(0, 3),
         timing=st.sampled_from(("end", "batch")),
         batch=st.integers(1, 6),
         chunk=st.integers(1, 5),
         backups=st.booleans(),
+        crop=st.booleans(),
         seed=st.integers(0, 2**32),
     )
-    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, seed) -> None:
+    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, crop, seed) -> None:
+        self.crop = crop
         self.seed = f"{seed:08x}"
         self.frames = frames
         roster = ["honest"] * honest + kinds
@@ -141,7 +149,7 @@ class Pool(RuleBasedStateMachine):
             self.kind["f99"], owners["f99"] = "sybil", "mallory"
         settings_ = J.JobSettings(
             checks_per_friend=s, check_timing=timing, batch_size=batch, max_chunk=chunk, backups=backups,
-            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0,
+            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=crop, random_order=crop,
         )
         note(f"friends {self.kind}, settings {settings_}")
         self.apply(J.StartJob(job=1, frames=tuple(range(frames)), settings=settings_,
@@ -246,7 +254,8 @@ class Pool(RuleBasedStateMachine):
             J.StartJob: dict(frames=(frame,)),
             J.AddFriends: dict(friends=(J.GrantedFriend(friend=friend, owner="o"),)),
             J.AskForTask: dict(friend=friend),
-            J.DeliverFrame: dict(friend=friend, task=number, frame=frame, sha256=f"{x}", ok=bool(i % 3)),
+            # An honest friend's garbage is still its own honest image: a forged copy in its name would be a cheat the model cannot tell.
+            J.DeliverFrame: dict(friend=friend, task=number, frame=frame, sha256=truth(frame) if self.kind.get(friend) in HONEST else f"{x}", ok=bool(i % 3)),
             J.RecordComparison: dict(check=number, against=against, verdict=verdict, fraction_off=x, psnr=x,
                                      a_sha256=truth(frame), b_sha256=truth(frame + 1)),
             # The requester's own render is trusted input: garbage never forges one for a live check.
@@ -283,6 +292,21 @@ class Pool(RuleBasedStateMachine):
             assert self.kind[friend] not in HONEST, f"honest {friend} evicted"
 
     @invariant()
+    def no_forgery_is_final_under_a_spot_check(self) -> None:
+        """With crop checks, a frame of a friend that forges all it renders is never final once a spot check covers it."""
+        if not self.crop:
+            return
+        spotted = {f for c in J.checks(self.state, 1) if c.spot and c.outcome is not None for f in c.covers}
+        for frame, ff in self.final_seen.items():
+            if frame in spotted and self.kind.get(ff.friend) in FORGE_ALL:
+                assert ff.sha256 == truth(frame), f"forged frame {frame} of {ff.friend} is final"
+
+    @invariant()
+    def each_frame_is_accepted_once(self) -> None:
+        """At most one final copy per frame, and a frame is never both queued and final."""
+        assert not set(self.final_seen) & set(J.queued(self.state, 1))
+
+    @invariant()
     def final_frames_only_grow(self) -> None:
         """Each frame is final once, never withdrawn, and unchanged."""
         final = {f: J.final_copy(self.state, 1, f) for f in self.summary.final}
@@ -290,8 +314,8 @@ class Pool(RuleBasedStateMachine):
 
     @invariant()
     def arbitrations_never_exceed_disagreements(self) -> None:
-        """The requester arbitrates only disagreements."""
-        assert self.summary.arbitrations <= self.disagreements
+        """The requester arbitrates only disagreements, and the agreed pairs it spot-checks."""
+        assert self.summary.arbitrations - self.summary.spot_checks <= self.disagreements
 
     @invariant()
     def scheduler_matches_the_naive_model(self) -> None:

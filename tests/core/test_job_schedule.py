@@ -23,7 +23,8 @@ class Run:
         self.state = J.Requester()
         self.now = 0.0
         self.n = 0
-        self.settings = J.JobSettings(**{"adaptive": False, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
+        legacy = {"crop_checks": False, "random_order": False}  # full-frame checks, frames handed out in order
+        self.settings = J.JobSettings(**{"adaptive": False, **legacy, "seconds_per_frame": 1.0, "startup_seconds": 0.0, **settings})
         self.do(J.StartJob, frames=tuple(frames), settings=self.settings, checks_escrowed=escrow)
         if friends:  # none: a job that waits for its first friends
             self.add(*friends)

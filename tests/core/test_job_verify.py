@@ -43,6 +43,8 @@ def answer(run: Run, events: list[object]) -> None:
         ("disagree", "disagree", "both_wrong", {"subject", "verifier"}),
         ("close", "identical", "calibration", set()),
         ("close", "close", "calibration", set()),
+        ("lazy", "identical", "subject_wrong", {"subject"}),
+        ("identical", "lazy", "verifier_wrong", {"verifier"}),
     ],
 )
 def test_arbitration_decides_who_was_wrong(vs_subject: str, vs_verifier: str, outcome: str, evicted: set) -> None:
@@ -67,7 +69,8 @@ def test_arbitration_decides_who_was_wrong(vs_subject: str, vs_verifier: str, ou
     shas = {r.against: (r.a_sha256, r.b_sha256) for r in of(events, J.ComparisonRequested)}
     figures = {
         "identical": dict(verdict="agree", fraction_off=0.0, max_diff=2, psnr=50.0),
-        "close": dict(verdict="disagree", fraction_off=0.02, max_diff=30, psnr=39.0),
+        "close": dict(verdict="disagree", fraction_off=0.0003, max_diff=6, psnr=60.0),
+        "lazy": dict(verdict="disagree", fraction_off=0.022, max_diff=41, psnr=48.3),  # a quarter of the samples, denoised
         "disagree": dict(verdict="disagree", fraction_off=0.5, max_diff=255, psnr=9.0),
     }
     for against, how in (("subject", vs_subject), ("verifier", vs_verifier)):

@@ -7,7 +7,7 @@ settings, its phase and its roster of friends, and four sub-machines, each with
 its own record and module:
 
 - tasks  (``_tasks``):  the queue, who renders what, deadlines, retries, backups (Rules 3, 8, 9);
-- checks (``_checks``): test frames, the circle that renders them, judging, eviction (Rules 4-6);
+- checks (``_checks``, draws in ``_draws``): test frames and crop windows, who renders them, judging, eviction (Rules 4-6, 10);
 - frames (``_frames``): delivered copies, batches and finality (Rules 1-2);
 - escrow (``_escrow``): the check budget and the report (Rule 7).
 
@@ -50,6 +50,23 @@ Rule 9: a friend may ask ahead, while it still renders the last frame of a
         near the end of the queue (no more frames than active friends) it
         gets only checks, and never a backup: the last frames and backups go
         to friends that are really idle.
+Rule 10: with ``crop_checks`` (the default) every delivered frame is checked:
+        a secret window of 1/16 of the frame placed at random (``CropWindow``,
+        grid units; the shell pads and aligns it) rendered, as a task of that
+        one frame, by an eligible friend (Rule 5's eligibility) drawn at
+        random, among trusted ones (``GrantedFriend.reputation >=
+        trusted_from``) while any is eligible; with none, by the requester.
+        A crop check covers its own frame only. ``crop_checks=False`` keeps
+        the full-frame test frames drawn per batch (Rules 4-5).
+Rule 11: the requester's own spot checks (crop checks): one test frame of
+        every probationary friend's batch, and of a trusted friend's with
+        probability max(spot_floor, spot_scale / (1 + reputation)), is
+        arbitrated even when the pair agrees: the requester renders the same
+        window and judges both parties (a checker that vouched for a forgery
+        is wrong too: both are evicted). A spot check covers its whole batch,
+        so none of its frames is final before it. At most one per batch: the
+        requester's own load is bounded by M / batch_size windows, and
+        reported (``JobSummary.own_renders``, ``JobReport.spot_checks``).
 
 How a shell drives this
 -----------------------
@@ -131,6 +148,7 @@ from frender.core.job.events import (
     ComparisonRequested,
     CopyFaulted,
     CopyReceived,
+    CropWindow,
     DropReason,
     Evidence,
     Figures,
@@ -162,6 +180,7 @@ from frender.core.job.queries import (
     JobSummary,
     Outlook,
     candidates,
+    check_of,
     checks,
     delivered_and_final,
     evictions,
@@ -182,6 +201,7 @@ from frender.core.job.queries import (
     silent_candidates,
     summary,
     verifier_of,
+    window_of,
 )
 
 __all__ = [
@@ -206,6 +226,7 @@ __all__ = [
     "GrantedFriend",
     "Figures",
     "Evidence",
+    "CropWindow",
     "FinalFrame",
     "JobReport",
     "Friend",
@@ -270,6 +291,8 @@ __all__ = [
     "holders",
     "checks",
     "verifier_of",
+    "window_of",
+    "check_of",
     "report",
     "evictions",
     "points",

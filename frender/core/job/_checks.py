@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 from attrs import Factory, define, frozen
 from attrs import evolve as _replace
 
-from frender.core import _circle
 from frender.core._decider import Rejected
-from frender.core.job._escrow import Use, room
-from frender.core.job._states import CHECK, FRIEND, CheckState, FriendStatus, Step
+from frender.core.job._draws import checker, close_batches, give_checks, orphan_checks
+from frender.core.job._states import CHECK, FRIEND, CheckState, Step
 from frender.core.job.commands import RecordComparison, RecordOwnRender
 from frender.core.job.events import (
     VERDICTS,
@@ -31,6 +30,7 @@ from frender.core.job.events import (
     ComparisonRequested,
     CopyFaulted,
     CopyReceived,
+    CropWindow,
     DropReason,
     Evidence,
     Figures,
@@ -50,7 +50,7 @@ from frender.core.job.events import (
 if TYPE_CHECKING:
     from frender.core.job._job import Draft, Job
 
-__all__ = ["Check", "Checks", "checker", "give_checks", "compare_pair", "record_comparison", "record_own_render", "EVOLVERS"]
+__all__ = ["Check", "Checks", "checker", "close_batches", "orphan_checks", "give_checks", "compare_pair", "record_comparison", "record_own_render", "EVOLVERS"]
 
 
 @frozen(kw_only=True)
@@ -67,6 +67,9 @@ class Check:
     verifier_sha256: str = ""
     task: int | None = None
     arbitration_sha256: str = ""
+    window: CropWindow | None = None  # crop checks: the secret window the verifier renders
+    draw: int = 0  # crop checks: the random draw that picks the verifier
+    spot: bool = False  # the requester renders the window too, even when the pair agrees (Rule 11)
     pair: Figures | None = None
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
@@ -86,115 +89,19 @@ class Checks:
     next_batch: int = 1
     arbitrations: int = 0
     own_checks: int = 0
+    spot_checks: int = 0  # arbitrations of agreed pairs: the requester's own spot checks
 
     def clone(self) -> Checks:
         return Checks(
             by_number=self.by_number.copy(), pending=self.pending.copy(), ring=self.ring, position=self.position.copy(),
             open_batch=self.open_batch.copy(), calibrated=self.calibrated.copy(), evictions=self.evictions.copy(),
             next_check=self.next_check, next_batch=self.next_batch, arbitrations=self.arbitrations, own_checks=self.own_checks,
+            spot_checks=self.spot_checks,
         )
-
-
-_ACTIVE = FriendStatus.ACTIVE  # a module constant: enum members are slow to look up on their class
 
 
 def pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
-
-
-def checker(j: Job, subject: str) -> str | None:
-    """Rule 5: the nearest eligible friend to the subject's left in the ring, or None (the requester)."""
-    owner = j.friends[subject].owner
-
-    def eligible(candidate: str) -> bool:
-        rec = j.friends[candidate]
-        return (
-            rec.status == _ACTIVE
-            and candidate != subject
-            and rec.owner != owner
-            and pair(subject, candidate) not in j.checks.calibrated
-        )
-
-    return _circle.checker(j.checks.ring, j.checks.position, subject, eligible)
-
-
-# ---------------------------------------------------------------- policies
-
-
-def close_batches(d: Draft) -> None:
-    """A batch closes when full ("batch"), when its friend is idle with nothing queued, or gone: draw its tests."""
-    j = d.job
-    s = j.settings
-    for friend, frames in list(j.checks.open_batch.items()):
-        if not frames:
-            continue
-        rec = j.friends[friend]
-        full = s.check_timing == "batch" and len(frames) >= s.batch_size
-        idle = not j.tasks.queue and not j.tasks.renders(friend)
-        if not (full or idle or rec.status == FriendStatus.GONE):
-            continue
-        if full:
-            frames = frames[: s.batch_size]
-        want = s.checks_per_friend if rec.checked else 0
-        k = max(0, min(want, len(frames), room(j, Use.DRAW)))
-        tests = _circle.sample(d.entropy, f"{j.job}/{friend}/{j.checks.next_batch}", frames, k)
-        d.emit(
-            ChecksDrawn(
-                job=j.job,
-                subject=friend,
-                batch=j.checks.next_batch,
-                frames=frames,
-                tests=tests,
-                shas=tuple(j.frames.copy[f].sha256 for f in tests),
-                first_check=j.checks.next_check,
-                now=d.now,
-            )
-        )
-
-
-def orphan_checks(d: Draft) -> None:
-    """Rule 5: a check no live friend may render is rendered by the requester."""
-    j = d.job
-    verifier_of: dict[str, str | None] = {}
-    for cid in list(j.checks.pending):
-        c = j.checks.by_number[cid]
-        if c.subject not in verifier_of:
-            verifier_of[c.subject] = checker(j, c.subject)
-        if verifier_of[c.subject] is None:
-            d.emit(OwnRenderRequested(job=j.job, check=cid, frame=c.frame, purpose=Purpose.CHECK, now=d.now))
-
-
-def give_checks(d: Draft, friend: str) -> bool:
-    """The pending checks ``friend`` is the verifier of, as one task of distinct frames (Rule 4)."""
-    j = d.job
-    mine: list[Check] = []
-    frames: set[int] = set()
-    verifier_of: dict[str, str | None] = {}
-    for cid in j.checks.pending:
-        c = j.checks.by_number[cid]
-        if c.subject not in verifier_of:
-            verifier_of[c.subject] = checker(j, c.subject)
-        if verifier_of[c.subject] == friend and c.frame not in frames:
-            mine.append(c)
-            frames.add(c.frame)
-            if len(mine) == j.settings.max_chunk:
-                break
-    if not mine:
-        return False
-    mine.sort(key=lambda c: c.frame)  # a check task reads like any run of frames (Rule 4)
-    d.emit(
-        TaskAssigned(
-            job=j.job,
-            task=j.tasks.next_task,
-            friend=friend,
-            kind=TaskKind.CHECK,
-            frames=tuple(c.frame for c in mine),
-            checks=tuple(c.check for c in mine),
-            deadline=j.settings.deadline(d.now, len(mine)),
-            now=d.now,
-        )
-    )
-    return True
 
 
 # ---------------------------------------------------------------- comparing and judging
@@ -266,7 +173,7 @@ def _after_comparison(d: Draft, cid: int) -> None:
     c = j.checks.by_number[cid]
     if c.state == CheckState.COMPARED:
         assert c.pair is not None
-        if c.pair.verdict != Verdict.DISAGREE:
+        if c.pair.verdict != Verdict.DISAGREE and (c.own or not c.spot):
             _resolve(d, c, Outcome.AGREED)
         elif c.own:  # the requester's own render already is the arbitration
             _judge(d, cid, _classify(j, c.pair), Judgement.NONE)
@@ -432,7 +339,12 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
         ch.open_batch.pop(e.subject, None)
     for offset, (frame, sha) in enumerate(zip(e.tests, e.shas)):
         cid = e.first_check + offset
-        ch.by_number[cid] = Check(check=cid, kind=CheckKind.TEST, frame=frame, subject=e.subject, subject_sha256=sha, covers=e.frames)
+        window, draw = (e.windows[offset], e.draws[offset]) if e.windows else (None, 0)
+        spot = frame in e.spots
+        covers = (frame,) if window is not None and not spot else e.frames  # a crop check its frame; a spot check its batch
+        ch.by_number[cid] = Check(
+            check=cid, kind=CheckKind.TEST, frame=frame, subject=e.subject, subject_sha256=sha, covers=covers, window=window, draw=draw, spot=spot,
+        )
         ch.pending[cid] = None
     ch.next_check = e.first_check + len(e.tests)
     ch.next_batch = e.batch + 1
@@ -454,6 +366,7 @@ def _own_render_requested(j: Job, e: OwnRenderRequested) -> None:
     else:
         _set(j, c, Step.ARBITRATE)
         j.checks.arbitrations += 1
+        j.checks.spot_checks += c.spot and c.pair is not None and c.pair.verdict != Verdict.DISAGREE
 
 
 def _own_render_received(j: Job, e: OwnRenderReceived) -> None:

@@ -22,6 +22,7 @@ from frender.core.job.events import (
     JobReport,
     Outcome,
     Role,
+    TaskKind,
 )
 
 if TYPE_CHECKING:
@@ -61,12 +62,18 @@ def room(j: Job, use: Use) -> int:
     left = j.escrow.budget - j.escrow.used
     if use is Use.DRAW:
         return left
-    left -= j.settings.checks_per_friend * sum(1 for f, rec in j.friends.items() if rec.checked and _undrawn_work(j, f, rec.status))
+    if j.settings.crop_checks:  # every frame delivered or in hand will be checked once
+        t = j.tasks
+        left -= sum(len(frames) for frames in j.checks.open_batch.values())
+        left -= sum(len(t.live[n]) for n, task in t.by_number.items() if n in t.live and task.kind != _CHECK_TASK)
+    else:
+        left -= j.settings.checks_per_friend * sum(1 for f, rec in j.friends.items() if rec.checked and _undrawn_work(j, f, rec.status))
     if use is Use.BACKUP:
         left -= sum(len(j.tasks.live[t]) for t in j.tasks.backed.values())
     return left
 
 
+_CHECK_TASK = TaskKind.CHECK
 _EVICTED = FriendStatus.EVICTED  # a module constant: enum members are slow to look up on their class
 
 
@@ -105,6 +112,7 @@ def report(j: Job) -> JobReport:
         calibrations=tuple(sorted(j.checks.calibrated)),
         arbitrations=j.checks.arbitrations,
         own_checks=j.checks.own_checks,
+        spot_checks=j.checks.spot_checks,
         escrow=len(j.frames.numbers) + j.escrow.budget,
     )
 

@@ -124,9 +124,11 @@ def _copy_received(j: Job, e: CopyReceived) -> None:
 
 def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
     f = j.frames
+    tests = set(e.tests)
     for frame in e.frames:
         f.batch_of[frame] = e.batch
-        held = f.holds.get(frame, 0) + len(e.tests)
+        # A full-frame test covers its whole batch; a crop check covers its own frame only.
+        held = f.holds.get(frame, 0) + ((frame in tests and frame not in e.spots) + len(e.spots) if e.windows else len(e.tests))
         f.holds[frame] = held
         if held == 0:
             f.ready[frame] = None

@@ -34,6 +34,7 @@ class Friend:
     clean_run: int
     checked: bool  # adaptive checking drew this friend's frames for checks in this job
     status: FriendStatus = FriendStatus.ACTIVE
+    reputation: int = 0  # the master's: the requester's own checks passed in a row
 
 
 @define(kw_only=True)

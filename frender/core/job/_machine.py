@@ -72,7 +72,7 @@ def _job_started(state: Requester, e: JobStarted) -> None:
 def _friends_joined(j: Job, e: FriendsJoined) -> None:
     checked = set(e.checked)
     for g in e.friends:
-        j.friends[g.friend] = Friend(friend=g.friend, owner=g.owner, clean_run=g.clean_run, checked=g.friend in checked)
+        j.friends[g.friend] = Friend(friend=g.friend, owner=g.owner, clean_run=g.clean_run, checked=g.friend in checked, reputation=g.reputation)
     j.wanted = False
 
 
@@ -80,7 +80,7 @@ def _status(step: str) -> Callable[[Job, Any], None]:
     def evolve_status(j: Job, e: Any) -> None:
         rec = j.friends[e.friend]
         j.friends[e.friend] = Friend(
-            friend=rec.friend, owner=rec.owner, clean_run=rec.clean_run, checked=rec.checked,
+            friend=rec.friend, owner=rec.owner, clean_run=rec.clean_run, checked=rec.checked, reputation=rec.reputation,
             status=FRIEND.next(rec.status, step, j.job, "friend", e.friend),
         )
 
@@ -175,8 +175,8 @@ def _add_friends(d: Draft, c: AddFriends) -> None:
     known = [n for n in names if n in j.friends]
     if known:
         raise Rejected("known-friend", f"{known} already belong to job {j.job}")
-    if any(g.clean_run < 0 for g in c.friends):
-        raise Rejected("bad-friends", "a clean run is never negative")
+    if any(g.clean_run < 0 or g.reputation < 0 for g in c.friends):
+        raise Rejected("bad-friends", "a clean run and a reputation are never negative")
     checked = tuple(
         g.friend
         for g in c.friends

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import Factory, define, frozen
 
+from frender.core import _circle
 from frender.core._decider import Rejected
 from frender.core.job import _checks
 from frender.core.job._escrow import Use, room
@@ -130,7 +131,13 @@ def _give_render(d: Draft, friend: str) -> bool:
     active = j.active()
     size = chunk_size(len(t.queue), len(active), j.settings.max_chunk, j.settings.min_chunk())
     frames: list[int] = []
-    for frame in t.queue:
+    queue = t.queue
+    if j.settings.random_order and len(queue) > size:
+        # Rule 12: a run starting at a random queued frame (shifted back to fill the chunk): the frames a
+        # friend gets say nothing about which are first renders, re-renders, or anyone's checks.
+        start = min(_circle.draw(d.entropy, f"{j.job}/run", len(queue)), len(queue) - size)
+        queue = queue[start:] + queue[:start]
+    for frame in queue:
         lost = t.tried.get(frame)
         if lost and friend in lost and any(a not in lost for a in active if a != friend):
             continue  # Rule 3: someone else should try it
@@ -139,6 +146,7 @@ def _give_render(d: Draft, friend: str) -> bool:
             break
     if not frames:
         return False
+    frames.sort()
     d.emit(
         TaskAssigned(
             job=j.job,

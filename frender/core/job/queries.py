@@ -15,7 +15,7 @@ from frender.core.job import _checks
 from frender.core.job._checks import Check
 from frender.core.job._job import Job, Requester
 from frender.core.job._states import FriendStatus, Phase
-from frender.core.job.events import Evidence, FinalFrame, JobReport, Outcome
+from frender.core.job.events import CropWindow, Evidence, FinalFrame, JobReport, Outcome
 
 __all__ = [
     "Outlook",
@@ -81,6 +81,8 @@ class JobSummary:
     arbitrations: int
     evicted: tuple[str, ...]  # in eviction order
     stalled: bool  # every friend is gone; more were asked for
+    own_renders: int = 0  # the requester's own renders: checks no friend could take and arbitrations (spot checks included)
+    spot_checks: int = 0  # arbitrations of agreed crop checks: the requester's spot checks
 
     @property
     def finished(self) -> bool:
@@ -212,6 +214,8 @@ def summary(state: Requester, job: int) -> JobSummary:
         arbitrations=j.checks.arbitrations,
         evicted=tuple(j.checks.evictions),
         stalled=j.wanted and not j.active(),
+        own_renders=j.checks.own_checks + j.checks.arbitrations,
+        spot_checks=j.checks.spot_checks,
     )
 
 
@@ -229,6 +233,19 @@ def holders(state: Requester, job: int) -> dict[int, frozenset[str]]:
 def checks(state: Requester, job: int) -> tuple[Check, ...]:
     """Every check of the job (immutable records), in number order."""
     return tuple(c for _, c in sorted(_job(state, job).checks.by_number.items()))
+
+
+def check_of(state: Requester, job: int, check: int) -> Check | None:
+    """One check by number, or None."""
+    return _job(state, job).checks.by_number.get(check)
+
+
+def window_of(state: Requester, job: int, task: int) -> CropWindow | None:
+    """The secret window a crop-check task renders, or None: the task renders whole frames (Rule 10)."""
+    t = _job(state, job).tasks.by_number.get(task)
+    if t is None or len(t.checks) != 1:
+        return None
+    return _job(state, job).checks.by_number[t.checks[0]].window
 
 
 def verifier_of(state: Requester, job: int, subject: str) -> str | None:

@@ -1,0 +1,176 @@
+"""Checks drawn: which delivered frames are checked, over which window, and by whom (Rules 4, 5 and 10).
+
+Invariants: a friend is never checked by itself, a friend of its owner, or a
+friend it was found mis-calibrated against; checks are drawn only after their
+subject delivered the frames, from the command's entropy. With crop checks (the
+default) every delivered frame is checked over a secret window of at least
+1/16 of its area placed at random, by a checker drawn at random among the
+eligible friends, trusted ones (the master's reputation) first; with none
+eligible, the requester renders the window itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from frender.core import _circle
+from frender.core.job._escrow import Use, room
+from frender.core.job._states import FriendStatus
+from frender.core.job.events import WINDOW_GRID, ChecksDrawn, CropWindow, OwnRenderRequested, Purpose, TaskAssigned, TaskKind
+
+if TYPE_CHECKING:
+    from frender.core.job._checks import Check
+    from frender.core.job._job import Draft, Job
+
+__all__ = ["CROP_SIDE", "checker", "check_verifier", "close_batches", "orphan_checks", "give_checks", "draw_window"]
+
+_ACTIVE = FriendStatus.ACTIVE  # a module constant: enum members are slow to look up on their class
+CROP_SIDE = WINDOW_GRID // 4  # a window is a quarter of the frame each way: 1/16 of its area
+DRAW_RANGE = 1 << 32
+
+
+def pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def _eligible(j: Job, subject: str, candidate: str) -> bool:
+    rec = j.friends[candidate]
+    return (
+        rec.status == _ACTIVE
+        and candidate != subject
+        and rec.owner != j.friends[subject].owner
+        and pair(subject, candidate) not in j.checks.calibrated
+    )
+
+
+def checker(j: Job, subject: str) -> str | None:
+    """Rule 5 (full-frame checks): the nearest eligible friend to the subject's left in the ring, or None (the requester)."""
+    return _circle.checker(j.checks.ring, j.checks.position, subject, lambda candidate: _eligible(j, subject, candidate))
+
+
+def crop_checker(j: Job, subject: str, draw: int) -> str | None:
+    """Rule 10: the eligible friend ``draw`` picks, among trusted ones while any is eligible; None: the requester.
+
+    The draw is fixed when the check is drawn; the pool is read when the check is handed out, so a
+    checker that left or was evicted is replaced by another draw from the same pool.
+    """
+    pool = [f for f in j.checks.ring if _eligible(j, subject, f)]
+    trusted = [f for f in pool if j.friends[f].reputation >= j.settings.trusted_from]
+    pool = trusted or pool
+    return pool[draw % len(pool)] if pool else None
+
+
+def check_verifier(j: Job, c: Check) -> str | None:
+    """Who renders pending check ``c`` now; None: the requester."""
+    return crop_checker(j, c.subject, c.draw) if c.window is not None else checker(j, c.subject)
+
+
+def draw_window(entropy: str, label: str) -> CropWindow:
+    """A window of 1/16 of the frame placed uniformly at random on the grid."""
+    room_ = WINDOW_GRID - CROP_SIDE + 1
+    return CropWindow(x=_circle.draw(entropy, f"{label}/x", room_), y=_circle.draw(entropy, f"{label}/y", room_), w=CROP_SIDE, h=CROP_SIDE)
+
+
+def _spots(j: Job, reputation: int, entropy: str, label: str, tests: tuple[int, ...]) -> tuple[int, ...]:
+    """Rule 11: the test frame of a batch the requester renders too: always for a probationary subject,
+    else with probability max(spot_floor, spot_scale / (1 + reputation)); one at most per batch."""
+    s = j.settings
+    if not tests:
+        return ()
+    if reputation >= s.trusted_from:
+        p = max(s.spot_floor, min(1.0, s.spot_scale / (1 + reputation)))
+        if _circle.draw(entropy, f"{label}/spot", DRAW_RANGE) >= p * DRAW_RANGE:
+            return ()
+    return (tests[_circle.draw(entropy, f"{label}/spot-frame", len(tests))],)
+
+
+def close_batches(d: Draft) -> None:
+    """A batch closes when full ("batch"), when its friend is idle with nothing queued, or gone: draw its checks.
+
+    Crop checks draw every frame of the batch, each with a secret window and a checker draw."""
+    j = d.job
+    s = j.settings
+    for friend, frames in list(j.checks.open_batch.items()):
+        if not frames:
+            continue
+        rec = j.friends[friend]
+        full = (s.crop_checks or s.check_timing == "batch") and len(frames) >= s.batch_size
+        idle = not j.tasks.queue and not j.tasks.renders(friend)
+        if not (full or idle or rec.status == FriendStatus.GONE):
+            continue
+        if full:
+            frames = frames[: s.batch_size]
+        label = f"{j.job}/{friend}/{j.checks.next_batch}"
+        if s.crop_checks:
+            k = max(0, min(len(frames), room(j, Use.DRAW))) if s.checks_per_friend else 0  # 0: checking is off
+            tests = tuple(frames[:k])
+            windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
+            draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)
+            spots = _spots(j, rec.reputation, d.entropy, label, tests)
+        else:
+            want = s.checks_per_friend if rec.checked else 0
+            k = max(0, min(want, len(frames), room(j, Use.DRAW)))
+            tests = _circle.sample(d.entropy, label, frames, k)
+            windows, draws, spots = (), (), ()
+        d.emit(
+            ChecksDrawn(
+                job=j.job,
+                subject=friend,
+                batch=j.checks.next_batch,
+                frames=frames,
+                tests=tests,
+                shas=tuple(j.frames.copy[f].sha256 for f in tests),
+                first_check=j.checks.next_check,
+                now=d.now,
+                windows=windows,
+                draws=draws,
+                spots=spots,
+            )
+        )
+
+
+def orphan_checks(d: Draft) -> None:
+    """Rules 5 and 10: a check no live friend may render is rendered by the requester."""
+    j = d.job
+    for cid in list(j.checks.pending):
+        c = j.checks.by_number[cid]
+        if check_verifier(j, c) is None:
+            d.emit(OwnRenderRequested(job=j.job, check=cid, frame=c.frame, purpose=Purpose.CHECK, now=d.now))
+
+
+def give_checks(d: Draft, friend: str) -> bool:
+    """The pending checks ``friend`` is the verifier of, as one task (Rule 4): distinct frames, or one crop window."""
+    j = d.job
+    mine: list[Check] = []
+    frames: set[int] = set()
+    verifier_of: dict[str, str | None] = {}
+    for cid in j.checks.pending:
+        c = j.checks.by_number[cid]
+        if c.window is not None:
+            if not mine and check_verifier(j, c) == friend:
+                mine.append(c)
+                break  # a window is one task: it names its frame's window
+            continue
+        if c.subject not in verifier_of:
+            verifier_of[c.subject] = checker(j, c.subject)
+        if verifier_of[c.subject] == friend and c.frame not in frames:
+            mine.append(c)
+            frames.add(c.frame)
+            if len(mine) == j.settings.max_chunk:
+                break
+    if not mine:
+        return False
+    mine.sort(key=lambda c: c.frame)  # a check task reads like any run of frames (Rule 4)
+    d.emit(
+        TaskAssigned(
+            job=j.job,
+            task=j.tasks.next_task,
+            friend=friend,
+            kind=TaskKind.CHECK,
+            frames=tuple(c.frame for c in mine),
+            checks=tuple(c.check for c in mine),
+            deadline=j.settings.deadline(d.now, len(mine)),
+            now=d.now,
+        )
+    )
+    return True

@@ -1,0 +1,191 @@
+"""Crop checks in the requester's core: a secret window over every delivered frame, checkers drawn at random, trusted first."""
+
+from __future__ import annotations
+
+import pytest
+
+from frender import codec
+from frender.core import job as J
+from test_job_schedule import Run, image, of  # the hand-driven job (pytest puts tests/core on sys.path)
+
+BLACK = "b" * 64
+
+
+def crop_run(frames=range(1, 13), reputations=None, **settings) -> Run:
+    reputations = reputations or {"a": 0, "b": 0, "c": 0}
+    settings = {"crop_checks": True, "random_order": True, "max_chunk": 2, "batch_size": 2, **settings}
+    run = Run(frames=frames, friends=(), escrow=J.JobSettings(**settings).checks_to_escrow(len(frames), len(reputations)), **settings)
+    run.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner="o-" + f, reputation=r) for f, r in reputations.items()))
+    return run
+
+
+def play(run: Run, cheats: dict[str, str] | None = None, rounds: int = 400) -> list[object]:
+    """Friends pull in turn; a crop of a frame hashes as the frame's own image, so honest crops agree at once."""
+    cheats = cheats or {}
+    out: list[object] = []
+    names = sorted(run.job.friends)
+    for i in range(rounds):
+        if run.finished:
+            break
+        friend = names[i % len(names)]
+        asked = run.do(J.AskForTask, friend=friend)
+        out += asked
+        answer(run, out)
+        tasks = of(asked, J.TaskAssigned)
+        if not tasks:
+            continue
+        task = tasks[0]
+        out += run.deliver(task, sha=(lambda f: BLACK) if cheats.get(friend) == "black" else image)
+        answer(run, out)
+    return out
+
+
+def answer(run: Run, events: list[object]) -> None:
+    """The shell: a comparator on content hashes and the requester's own honest renders, each request answered once."""
+    done = run.__dict__.setdefault("answered", set())
+    for e in list(events):
+        key = (type(e).__name__, getattr(e, "check", None), getattr(e, "against", None))
+        if key in done or not isinstance(e, (J.ComparisonRequested, J.OwnRenderRequested)):
+            continue
+        done.add(key)
+        if isinstance(e, J.ComparisonRequested):
+            same = e.a_sha256 == e.b_sha256
+            more = run.do(J.RecordComparison, check=e.check, against=e.against, a_sha256=e.a_sha256, b_sha256=e.b_sha256,
+                          verdict="identical" if same else "disagree", fraction_off=0.0 if same else 0.9, psnr=99.0 if same else 9.0)
+        else:
+            more = run.do(J.RecordOwnRender, check=e.check, sha256=image(e.frame))
+        answer(run, more)  # extends ``more`` with what follows
+        events += more
+
+
+def test_every_delivered_frame_gets_a_crop_check_over_a_secret_window_of_a_sixteenth() -> None:
+    """Each delivered frame is drawn once for a crop check whose window covers at least 1/16 of the grid, inside it."""
+    run = crop_run()
+    events = play(run)
+    assert run.finished
+    drawn = of(events, J.ChecksDrawn)
+    tests = [f for d in drawn for f in d.tests]
+    assert sorted(tests) == list(range(1, 13))
+    for d in drawn:
+        assert len(d.windows) == len(d.tests) == len(d.draws)
+        for w in d.windows:
+            assert w.w * w.h * 16 >= J.events.WINDOW_GRID ** 2
+            assert 0 <= w.x and w.x + w.w <= J.events.WINDOW_GRID and 0 <= w.y and w.y + w.h <= J.events.WINDOW_GRID
+    assert len({(w.x, w.y) for d in drawn for w in d.windows}) > 1  # placed at random, not in one spot
+
+
+def test_a_crop_check_is_one_task_of_one_frame_rendered_by_another_owner() -> None:
+    """A crop check task holds one frame, and its verifier never is the subject nor a friend of the subject's owner."""
+    run = crop_run()
+    events = play(run)
+    checks = {c.check: c for c in J.checks(run.state, 1)}
+    for t in of(events, J.TaskAssigned):
+        if t.kind == "check":
+            assert len(t.frames) == 1
+            c = checks[t.checks[0]]
+            assert c.window is not None and t.friend != c.subject
+            assert run.job.friends[t.friend].owner != run.job.friends[c.subject].owner
+
+
+def test_trusted_friends_check_before_probationary_ones() -> None:
+    """With a trusted friend eligible, probationary friends never check each other: every check of theirs goes to it."""
+    run = crop_run(reputations={"a": 0, "b": 0, "t": 5})
+    events = play(run)
+    checks = {c.check: c for c in J.checks(run.state, 1)}
+    for t in of(events, J.TaskAssigned):
+        if t.kind == "check" and checks[t.checks[0]].subject != "t":
+            assert t.friend == "t"
+
+
+def test_checkers_are_drawn_at_random_among_eligible_friends() -> None:
+    """Among several eligible friends of one tier, a subject's checks go to more than one of them."""
+    run = crop_run(frames=range(1, 41), reputations={f: 0 for f in "abcdef"})
+    events = play(run, rounds=2000)
+    checks = {c.check: c for c in J.checks(run.state, 1)}
+    by_subject: dict[str, set[str]] = {}
+    for t in of(events, J.TaskAssigned):
+        if t.kind == "check":
+            by_subject.setdefault(checks[t.checks[0]].subject, set()).add(t.friend)
+    assert any(len(v) > 1 for v in by_subject.values())
+
+
+def test_a_lone_forger_is_caught_and_none_of_its_frames_is_final() -> None:
+    """A friend delivering black frames meets a crop check on its first batch: evicted, and every final frame is honest."""
+    run = crop_run()
+    events = play(run, cheats={"b": "black"})
+    assert run.finished
+    assert {e.friend for e in of(events, J.CheaterEvicted)} == {"b"}
+    finals = [ff for e in of(events, J.FramesFinal) for ff in e.frames]
+    assert sorted(ff.frame for ff in finals) == list(range(1, 13))
+    assert all(ff.sha256 == image(ff.frame) for ff in finals)
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_settings_and_draws_round_trip_and_old_bodies_keep_their_bytes(crop: bool) -> None:
+    """New settings and fields are left out of a body at their defaults; every event decodes to itself."""
+    run = crop_run(crop_checks=crop)
+    for e in play(run):
+        assert codec.from_json(codec.tag_of(e), codec.to_json(e)) == e
+    body = codec.to_json(J.JobStarted(job=1, frames=(1,), settings=J.JobSettings(), adaptive=False, checks_escrowed=1, now=0.0))
+    assert "crop_checks" not in body and "trusted_from" not in body
+    assert '"crop_checks":false' in codec.to_json(J.JobStarted(job=1, frames=(1,), settings=J.JobSettings(crop_checks=False), adaptive=False,
+                                                                checks_escrowed=1, now=0.0))
+
+
+def owners_run(owners: dict[str, str], reputations: dict[str, int], frames=range(1, 25), **settings) -> Run:
+    settings = {"crop_checks": True, "random_order": True, "max_chunk": 2, "batch_size": 2, **settings}
+    run = Run(frames=frames, friends=(), escrow=J.JobSettings(**settings).checks_to_escrow(len(frames), len(owners)), **settings)
+    run.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner=o, reputation=reputations.get(f, 0)) for f, o in owners.items()))
+    return run
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_colluders_vouching_for_each_other_are_both_evicted_and_no_forgery_is_final(seed: int) -> None:
+    """Two probationary friends of different owners forge the same image and vouch for each other: the requester's
+    spot check on every probationary batch convicts both, no forged frame becomes final, the honest friend stays."""
+    run = owners_run({"a": "m1", "b": "m2", "c": "honest"}, {}, frames=range(1, 13 + seed))
+    run.n = seed * 1000  # another entropy stream per case
+    events = play(run, cheats={"a": "black", "b": "black"}, rounds=4000)
+    assert run.finished
+    assert {e.friend for e in of(events, J.CheaterEvicted)} == {"a", "b"}
+    finals = [ff for e in of(events, J.FramesFinal) for ff in e.frames]
+    assert sorted(ff.frame for ff in finals) == list(range(1, 13 + seed))
+    assert all(ff.sha256 == image(ff.frame) for ff in finals)
+
+
+def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> None:
+    """A probationary friend's every batch carries one spot check; a long-trusted friend's fewer, never none in the long run."""
+    trusted_friends = {f: 1000 for f in "tuvw"}
+    run = owners_run({"p": "o1"} | {f: "o-" + f for f in trusted_friends}, trusted_friends, frames=range(1, 301), spot_floor=0.15)
+    events = play(run, rounds=9000)
+    assert run.finished
+    drawn = of(events, J.ChecksDrawn)
+    probation = [d for d in drawn if d.subject == "p"]
+    trusted = [d for d in drawn if d.subject != "p"]
+    assert probation and all(len(d.spots) == 1 for d in probation)
+    spotted = sum(len(d.spots) for d in trusted)
+    assert 0 < spotted < len(trusted) / 2  # the floor (15% here), far from every batch
+    [finished] = of(events, J.JobFinished)
+    assert finished.report.spot_checks == sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
+
+
+def test_renders_are_handed_out_from_random_places_so_order_tells_no_re_render_apart() -> None:
+    """With random order, first renders often start below frames the friend already had: "lower than before" marks no check."""
+    run = owners_run({f: f"o{f}" for f in "abcdefgh"}, {}, frames=range(1, 241), checks_per_friend=0)
+    seen: dict[str, int] = {}
+    lower = renders = 0
+    for i in range(4000):
+        if run.finished:
+            break
+        friend = "abcdefgh"[i % 8]
+        task = run.ask(friend)
+        if task is None:
+            continue
+        assert list(task.frames) == sorted(task.frames)
+        if task.kind == "render" and friend in seen:
+            renders += 1
+            lower += min(task.frames) <= seen[friend]
+        seen[friend] = max(seen.get(friend, 0), max(task.frames))
+        run.deliver(task)
+    assert run.finished
+    assert renders > 20 and lower / renders > 0.3
