@@ -75,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender.apps import messages as msg  # noqa: E402
 from frender.apps import requester as _shell_events  # noqa: E402,F401  (registers the requester's log events)
-from frender.apps.client import operator_call  # noqa: E402
+from frender.apps.client import create_account, operator_call  # noqa: E402
 from frender.apps.demo import Cluster, start_master  # noqa: E402
 from frender.apps.requester import RequesterSettings, run_requester  # noqa: E402
 from frender.blender import ModelledBackend, RenderedFrame, frame_name  # noqa: E402
@@ -288,6 +288,7 @@ class SimFriend:
 
     async def _live(self, registered: trio.Semaphore | None, nursery: trio.Nursery) -> None:
         async with connect(self.master, self.identity, limits=CLIENT_LIMITS) as session:
+            await session.call(msg.CreateAccount(user=self.user))  # an account is a key: the friend's user binds its name first
             reply = await session.call(msg.RegisterFriend(user=self.user, name="box", profile=MODELLED_PROFILE, capacity=1))
             every = max(reply.heartbeat_every, 0.05)
             first = True
@@ -524,6 +525,7 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
 
         async def operate() -> None:
             await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="bench-requester"))
+            await create_account(master, root / "homes" / "artist", "artist")
             await operator_call(master, master_home, msg.Grant(user="artist", amount=10**9, reason="bench"))
 
         trio.run(operate)

@@ -170,6 +170,8 @@ def _parse_ours(rest: str) -> OutputEvent | None:
                 if not fields:
                     return Ready()
                 ready = json.loads(fields)
+                if not {"resolution", "extension"} & ready.keys():
+                    return None  # garbled: it names nothing a session reads
                 extension = ready.get("extension", ".png")
                 if not re.fullmatch(r"\.[a-z0-9]{1,5}", extension):
                     return None
