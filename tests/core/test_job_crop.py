@@ -189,3 +189,24 @@ def test_renders_are_handed_out_from_random_places_so_order_tells_no_re_render_a
         run.deliver(task)
     assert run.finished
     assert renders > 20 and lower / renders > 0.3
+
+
+def test_frames_beyond_the_escrowed_budget_are_checked_by_the_requester_never_left_unchecked() -> None:
+    """When the escrow pays for fewer crop checks than frames, the rest are the requester's own (unpaid) crop checks:
+    every delivered frame is still checked before it is final, and a forger is still caught."""
+    frames = range(1, 13)
+    settings = {"crop_checks": True, "random_order": True, "max_chunk": 2, "batch_size": 2}
+    run = Run(frames=frames, friends=(), escrow=1, **settings)  # one check per friend: 3 of the 12 frames
+    run.do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner="o-" + f, reputation=5) for f in ("a", "b", "c")))
+    events = play(run, cheats={"c": "black"})
+    assert run.finished
+    drawn = of(events, J.ChecksDrawn)
+    assert sorted(f for d in drawn for f in d.tests) == sorted({f for d in drawn for f in d.frames})  # every frame drawn
+    own = {f for d in drawn for f in d.own}
+    assert own  # the budget ran out: the requester took the rest
+    rendered_by_us = {e.frame for e in of(events, J.OwnRenderRequested) if e.purpose == "check"}
+    assert own <= rendered_by_us
+    assert "c" in {e.friend for e in of(events, J.CheaterEvicted)}
+    report = J.report(run.state, 1)
+    assert report is not None and sum(report.check_points.values()) <= 3  # friends are paid within the escrow only
+    assert all(J.final_copy(run.state, 1, f).sha256 == image(f) for f in frames)  # the forger's frames were all redone

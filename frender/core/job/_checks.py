@@ -70,6 +70,7 @@ class Check:
     window: CropWindow | None = None  # crop checks: the secret window the verifier renders
     draw: int = 0  # crop checks: the random draw that picks the verifier
     spot: bool = False  # the requester renders the window too, even when the pair agrees (Rule 11)
+    by_requester: bool = False  # drawn beyond the escrowed budget: only the requester renders it (Rule 7)
     pair: Figures | None = None
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
@@ -344,6 +345,7 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
         covers = (frame,) if window is not None and not spot else e.frames  # a crop check its frame; a spot check its batch
         ch.by_number[cid] = Check(
             check=cid, kind=CheckKind.TEST, frame=frame, subject=e.subject, subject_sha256=sha, covers=covers, window=window, draw=draw, spot=spot,
+            by_requester=frame in e.own,
         )
         ch.pending[cid] = None
     ch.next_check = e.first_check + len(e.tests)

@@ -62,6 +62,8 @@ def crop_checker(j: Job, subject: str, draw: int) -> str | None:
 
 def check_verifier(j: Job, c: Check) -> str | None:
     """Who renders pending check ``c`` now; None: the requester."""
+    if c.by_requester:
+        return None
     return crop_checker(j, c.subject, c.draw) if c.window is not None else checker(j, c.subject)
 
 
@@ -102,16 +104,19 @@ def close_batches(d: Draft) -> None:
             frames = frames[: s.batch_size]
         label = f"{j.job}/{friend}/{j.checks.next_batch}"
         if s.crop_checks:
-            k = max(0, min(len(frames), room(j, Use.DRAW))) if s.checks_per_friend else 0  # 0: checking is off
-            tests = tuple(frames[:k])
+            # Every frame is checked (checks_per_friend 0 turns checking off). Friends check what the escrow
+            # pays for; the requester renders the rest itself, unpaid, so no frame goes final unchecked.
+            tests = tuple(frames) if s.checks_per_friend else ()
+            k = max(0, min(len(tests), room(j, Use.DRAW)))
+            own = tests[k:]
             windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
             draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)
-            spots = _spots(j, rec.reputation, d.entropy, label, tests)
+            spots = _spots(j, rec.reputation, d.entropy, label, tests[:k])
         else:
             want = s.checks_per_friend if rec.checked else 0
             k = max(0, min(want, len(frames), room(j, Use.DRAW)))
             tests = _circle.sample(d.entropy, label, frames, k)
-            windows, draws, spots = (), (), ()
+            windows, draws, spots, own = (), (), (), ()
         d.emit(
             ChecksDrawn(
                 job=j.job,
@@ -125,6 +130,7 @@ def close_batches(d: Draft) -> None:
                 windows=windows,
                 draws=draws,
                 spots=spots,
+                own=own,
             )
         )
 

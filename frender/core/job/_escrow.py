@@ -133,13 +133,14 @@ def _copy_received(j: Job, e: CopyReceived) -> None:
 
 
 def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
-    j.escrow.used += len(e.tests)
+    j.escrow.used += len(e.tests) - len(e.own)  # the requester's own renders are unpaid
 
 
 def _check_resolved(j: Job, e: CheckResolved) -> None:
     es = j.escrow
     if e.outcome == Outcome.VOID:
-        es.used -= 1
+        if not j.checks.by_number[e.check].by_requester:  # those were never drawn on the budget
+            es.used -= 1
         return
     clean = _SUBJECT_CLEAN.get(e.outcome)
     if clean is not None:

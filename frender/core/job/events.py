@@ -8,10 +8,11 @@ string old logs hold, so logged bodies stay byte-identical.
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 from typing import ClassVar
 
 from attrs import Factory, field, frozen
+
+from frender.core.job._words import (  # re-exported: the events name their words here
 
 __all__ = [
     # words
@@ -60,79 +61,18 @@ __all__ = [
 ]
 
 
-class CheckTiming(StrEnum):
-    END = "end"  # test frames over a friend's whole share (the paper)
-    BATCH = "batch"  # test frames per batch of delivered frames
-
-
-class TaskKind(StrEnum):
-    RENDER = "render"
-    CHECK = "check"
-    BACKUP = "backup"
-
-
-class CheckKind(StrEnum):
-    TEST = "test"  # drawn from a batch
-    PAIR = "pair"  # two copies of a backed-up frame
-
-
-class Role(StrEnum):
-    """What a delivered copy became."""
-
-    CANDIDATE = "candidate"
-    PAIR = "pair"
-    CHECK = "check"
-    DUPLICATE = "duplicate"
-    UNNEEDED = "unneeded"  # its live check task's check was voided meanwhile
-    LATE = "late"  # its task was dropped
-
-
-class DropReason(StrEnum):
-    DEADLINE = "deadline"
-    GONE = "gone"
-    RETURNED = "returned"
-    EVICTED = "evicted"
-    REPLACED = "replaced"
-
-
-class Verdict(StrEnum):
-    IDENTICAL = "identical"
-    AGREE = "agree"
-    DISAGREE = "disagree"
-
-
-VERDICTS = tuple(Verdict)
-
-
-class Against(StrEnum):
-    """What a comparison is of: the two copies, or the arbitration render against one party."""
-
-    PAIR = "pair"
-    SUBJECT = "subject"
-    VERIFIER = "verifier"
-
-
-class Purpose(StrEnum):
-    CHECK = "check"
-    ARBITRATION = "arbitration"
-
-
-class Outcome(StrEnum):
-    AGREED = "agreed"
-    SUBJECT_WRONG = "subject_wrong"
-    VERIFIER_WRONG = "verifier_wrong"
-    BOTH_WRONG = "both_wrong"
-    CALIBRATION = "calibration"
-    VOID = "void"
-
-
-class Judgement(StrEnum):
-    """A party's image against the arbitration render."""
-
-    NONE = ""  # not arbitrated
-    RIGHT = "right"  # agrees
-    CLOSE = "close"  # within the calibration tier
-    WRONG = "wrong"  # a cheat
+    VERDICTS,
+    Against,
+    CheckKind,
+    CheckTiming,
+    DropReason,
+    Judgement,
+    Outcome,
+    Purpose,
+    Role,
+    TaskKind,
+    Verdict,
+)
 
 
 # ---------------------------------------------------------------- records
@@ -414,6 +354,7 @@ class ChecksDrawn:
     windows: tuple[CropWindow, ...] = field(default=(), metadata=OMIT)  # crop checks: one per test frame
     draws: tuple[int, ...] = field(default=(), metadata=OMIT)  # crop checks: the random draw choosing each checker
     spots: tuple[int, ...] = field(default=(), metadata=OMIT)  # test frames the requester also renders (spot checks)
+    own: tuple[int, ...] = field(default=(), metadata=OMIT)  # crop checks beyond the escrowed budget: the requester renders them, unpaid
 
 
 @frozen(kw_only=True)

@@ -1,0 +1,82 @@
+"""The words the job's events carry: each a ``StrEnum`` whose values are the strings old logs hold."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["CheckTiming", "TaskKind", "CheckKind", "Role", "DropReason", "Verdict", "VERDICTS", "Against", "Purpose", "Outcome", "Judgement"]
+
+
+class CheckTiming(StrEnum):
+    END = "end"  # test frames over a friend's whole share (the paper)
+    BATCH = "batch"  # test frames per batch of delivered frames
+
+
+class TaskKind(StrEnum):
+    RENDER = "render"
+    CHECK = "check"
+    BACKUP = "backup"
+
+
+class CheckKind(StrEnum):
+    TEST = "test"  # drawn from a batch
+    PAIR = "pair"  # two copies of a backed-up frame
+
+
+class Role(StrEnum):
+    """What a delivered copy became."""
+
+    CANDIDATE = "candidate"
+    PAIR = "pair"
+    CHECK = "check"
+    DUPLICATE = "duplicate"
+    UNNEEDED = "unneeded"  # its live check task's check was voided meanwhile
+    LATE = "late"  # its task was dropped
+
+
+class DropReason(StrEnum):
+    DEADLINE = "deadline"
+    GONE = "gone"
+    RETURNED = "returned"
+    EVICTED = "evicted"
+    REPLACED = "replaced"
+
+
+class Verdict(StrEnum):
+    IDENTICAL = "identical"
+    AGREE = "agree"
+    DISAGREE = "disagree"
+
+
+VERDICTS = tuple(Verdict)
+
+
+class Against(StrEnum):
+    """What a comparison is of: the two copies, or the arbitration render against one party."""
+
+    PAIR = "pair"
+    SUBJECT = "subject"
+    VERIFIER = "verifier"
+
+
+class Purpose(StrEnum):
+    CHECK = "check"
+    ARBITRATION = "arbitration"
+
+
+class Outcome(StrEnum):
+    AGREED = "agreed"
+    SUBJECT_WRONG = "subject_wrong"
+    VERIFIER_WRONG = "verifier_wrong"
+    BOTH_WRONG = "both_wrong"
+    CALIBRATION = "calibration"
+    VOID = "void"
+
+
+class Judgement(StrEnum):
+    """A party's image against the arbitration render."""
+
+    NONE = ""  # not arbitrated
+    RIGHT = "right"  # agrees
+    CLOSE = "close"  # within the calibration tier
+    WRONG = "wrong"  # a cheat
