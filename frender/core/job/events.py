@@ -13,6 +13,18 @@ from typing import ClassVar
 from attrs import Factory, field, frozen
 
 from frender.core.job._words import (  # re-exported: the events name their words here
+    VERDICTS,
+    Against,
+    CheckKind,
+    CheckTiming,
+    DropReason,
+    Judgement,
+    Outcome,
+    Purpose,
+    Role,
+    TaskKind,
+    Verdict,
+)
 
 __all__ = [
     # words
@@ -59,20 +71,6 @@ __all__ = [
     "JobCancelled",
     "EVENTS",
 ]
-
-
-    VERDICTS,
-    Against,
-    CheckKind,
-    CheckTiming,
-    DropReason,
-    Judgement,
-    Outcome,
-    Purpose,
-    Role,
-    TaskKind,
-    Verdict,
-)
 
 
 # ---------------------------------------------------------------- records
