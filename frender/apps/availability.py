@@ -242,7 +242,9 @@ class IdleSensor:
     this process's and its children's (Blender's), between two readings.
     """
 
-    def __init__(self, policy: IdlePolicy, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, policy: IdlePolicy, clock: Callable[[], float] = time.time, *, window: float = 1.0) -> None:
+        """``window``: the shortest span CPU use is judged over; the kernel counts busy time in
+        ticks (10 ms), so a span of microseconds would read as hundreds of cores busy."""
         import psutil
 
         self.psutil = psutil
@@ -250,6 +252,7 @@ class IdleSensor:
         self.clock = clock
         self.me = psutil.Process()
         self.started = clock()
+        self.window = window
         self.cpu_busy_at = self.started  # the owner counts as active until N quiet minutes pass
         self.last = self._cpu_sample()
 
@@ -257,10 +260,11 @@ class IdleSensor:
         now = self.clock()
         sample = self._cpu_sample()
         (t0, busy0, mine0), (t1, busy1, mine1) = self.last, sample
-        self.last = sample
         elapsed = t1 - t0
-        if elapsed > 0 and (busy1 - busy0) - (mine1 - mine0) > self.policy.cpu_cores * elapsed:
-            self.cpu_busy_at = now
+        if elapsed >= self.window:  # shorter spans are judged with the next reading
+            self.last = sample
+            if (busy1 - busy0) - (mine1 - mine0) > self.policy.cpu_cores * elapsed:
+                self.cpu_busy_at = now
         return IdleReading(input_age=now - self._last_input(now), cpu_age=now - self.cpu_busy_at)
 
     def _cpu_sample(self) -> tuple[float, float, float]:

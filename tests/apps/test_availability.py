@@ -131,13 +131,15 @@ def test_pause_file_is_private_and_round_trips(tmp_path):
 
 
 def test_idle_sensor_reads_ages_since_its_start():
-    """With nothing measured yet the owner counts as active since the sensor started; any CPU use counts under a negative threshold."""
+    """With nothing measured yet the owner counts as active since the sensor started; CPU use is judged over spans of
+    at least the sensor's window (a span of microseconds is not read as the machine being busy); any use counts under a
+    negative threshold."""
     now = [1000.0]
     sensor = IdleSensor(IdlePolicy(minutes=1, cpu_cores=len(psutil.cpu_percent(percpu=True)) + 1.0), clock=lambda: now[0])
     now[0] += 120
     reading = sensor.read()
     assert 0 <= reading.input_age <= 120
     assert reading.cpu_age == 120  # nobody can use more cores than the machine has
-    eager = IdleSensor(IdlePolicy(minutes=1, cpu_cores=-1.0), clock=lambda: now[0])
+    eager = IdleSensor(IdlePolicy(minutes=1, cpu_cores=-1.0), clock=lambda: now[0], window=0.0)
     now[0] += 5
     assert eager.read().cpu_age == 0
