@@ -838,7 +838,8 @@ class RequesterNode(Handler):
         target = self._copy_path(job, task, header.frame)
         linked = False
         if ok:
-            # No await from here to the commit: nobody sees the link before the core decides.
+            # Nothing serves or compares this link before the commit: copies are found through the log (self.copies),
+            # and the link is removed again if the core does not accept the delivery.
             try:
                 os.link(path, target)
             except FileExistsError:
