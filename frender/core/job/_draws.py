@@ -54,17 +54,31 @@ def crop_checker(j: Job, subject: str, draw: int) -> str | None:
     The draw is fixed when the check is drawn; the pool is read when the check is handed out, so a
     checker that left or was evicted is replaced by another draw from the same pool.
     """
-    pool = [f for f in j.checks.ring if _eligible(j, subject, f)]
-    trusted = [f for f in pool if j.friends[f].reputation >= j.settings.trusted_from]
-    pool = trusted or pool
+    pool = crop_pool(j, subject)
     return pool[draw % len(pool)] if pool else None
 
 
-def check_verifier(j: Job, c: Check) -> str | None:
-    """Who renders pending check ``c`` now; None: the requester."""
+def crop_pool(j: Job, subject: str) -> tuple[str, ...]:
+    """The friends a crop check of ``subject`` is drawn among: the trusted eligible ones, else all eligible."""
+    pool = [f for f in j.checks.ring if _eligible(j, subject, f)]
+    trusted = [f for f in pool if j.friends[f].reputation >= j.settings.trusted_from]
+    return tuple(trusted or pool)
+
+
+def check_verifier(j: Job, c: Check, pools: dict[str, tuple[str, ...]] | None = None) -> str | None:
+    """Who renders pending check ``c`` now; None: the requester.
+
+    ``pools`` memoises each subject's crop pool across one policy pass (the job does not change within it)."""
     if c.by_requester:
         return None
-    return crop_checker(j, c.subject, c.draw) if c.window is not None else checker(j, c.subject)
+    if c.window is None:
+        return checker(j, c.subject)
+    if pools is None:
+        return crop_checker(j, c.subject, c.draw)
+    pool = pools.get(c.subject)
+    if pool is None:
+        pool = pools[c.subject] = crop_pool(j, c.subject)
+    return pool[c.draw % len(pool)] if pool else None
 
 
 def draw_window(entropy: str, label: str) -> CropWindow:
@@ -138,9 +152,10 @@ def close_batches(d: Draft) -> None:
 def orphan_checks(d: Draft) -> None:
     """Rules 5 and 10: a check no live friend may render is rendered by the requester."""
     j = d.job
+    pools: dict[str, tuple[str, ...]] = {}
     for cid in list(j.checks.pending):
         c = j.checks.by_number[cid]
-        if check_verifier(j, c) is None:
+        if check_verifier(j, c, pools) is None:
             d.emit(OwnRenderRequested(job=j.job, check=cid, frame=c.frame, purpose=Purpose.CHECK, now=d.now))
 
 
@@ -150,10 +165,11 @@ def give_checks(d: Draft, friend: str) -> bool:
     mine: list[Check] = []
     frames: set[int] = set()
     verifier_of: dict[str, str | None] = {}
+    pools: dict[str, tuple[str, ...]] = {}
     for cid in j.checks.pending:
         c = j.checks.by_number[cid]
         if c.window is not None:
-            if not mine and check_verifier(j, c) == friend:
+            if not mine and check_verifier(j, c, pools) == friend:
                 mine.append(c)
                 break  # a window is one task: it names its frame's window
             continue
