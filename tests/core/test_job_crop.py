@@ -210,3 +210,40 @@ def test_frames_beyond_the_escrowed_budget_are_checked_by_the_requester_never_le
     report = J.report(run.state, 1)
     assert report is not None and sum(report.check_points.values()) <= 3  # friends are paid within the escrow only
     assert all(J.final_copy(run.state, 1, f).sha256 == image(f) for f in frames)  # the forger's frames were all redone
+
+
+def test_a_friend_holds_at_most_its_batches_of_unverified_frames_so_a_fast_forger_cannot_take_the_queue() -> None:
+    """Rule 13: a probationary friend that delivers at once gets no more renders while two batches of its frames
+    await their checks (a trusted one, four); once its checks pass it renders again."""
+    run = owners_run({"p": "o1", "t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 61))
+    taken = 0
+    while (task := run.ask("p")) is not None and task.kind == "render":
+        taken += len(task.frames)
+        run.deliver(task)
+    assert taken == 2 * 2  # two batches of two: nothing more until a check passes
+    assert J.queued(run.state, 1)  # frames are left: the limit, not the queue, stopped it
+    run_t = owners_run({"t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 61))
+    taken = 0
+    while (task := run_t.ask("t")) is not None and task.kind == "render":
+        taken += len(task.frames)
+        run_t.deliver(task)
+    assert taken == 4 * 2
+    events = play(run, rounds=4000)  # everyone renders and checks: the job completes, the limit lifting as checks pass
+    assert run.finished and not of(events, J.CheaterEvicted)
+
+
+def test_a_fast_forger_loses_at_most_its_unverified_batches() -> None:
+    """While its checkers are busy rendering, a forger delivering black at once takes at most two batches: the rest of
+    the queue waits for honest friends instead of being forged and rendered again. It is then evicted."""
+    run = owners_run({"x": "o1", "t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 41))
+    busy = [run.ask("t"), run.ask("u")]  # the trusted friends are rendering their first tasks
+    forged = 0
+    while (task := run.ask("x")) is not None and task.kind == "render":
+        forged += len(task.frames)
+        run.deliver(task, sha=lambda f: BLACK)
+    assert forged == 2 * 2
+    events = [e for task in busy if task is not None for e in run.deliver(task)]
+    events += play(run, cheats={"x": "black"}, rounds=4000)
+    assert run.finished
+    assert {e.friend for e in of(events, J.CheaterEvicted)} == {"x"}
+    assert all(ff.sha256 == image(ff.frame) for e in of(events, J.FramesFinal) for ff in e.frames)

@@ -67,6 +67,14 @@ Rule 11: the requester's own spot checks (crop checks): one test frame of
         so none of its frames is final before it. At most one per batch: the
         requester's own load is bounded by M / batch_size windows, and
         reported (``JobSummary.own_renders``, ``JobReport.spot_checks``).
+Rule 12: renders are handed out as runs from a random place in the queue,
+        so a task says nothing about which frames are re-renders or checks.
+Rule 13: a friend holds at most ``unverified_batches`` batches of frames no
+        check has passed yet (``unverified_batches_trusted`` once trusted):
+        the undelivered frames of its live renders and backups and its
+        candidate copies. Beyond that it gets checks only, so a forger that
+        delivers at once cannot take the queue before its first batch is
+        judged: its harm is bounded by those batches.
 
 How a shell drives this
 -----------------------

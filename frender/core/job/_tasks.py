@@ -23,6 +23,7 @@ from frender.core.job._states import FRIEND
 from frender.core.job.commands import AskForTask, DropFriend, ReturnTask, Tick
 from frender.core.job.events import (
     CheaterEvicted,
+    CheckTiming,
     CopyFaulted,
     CopyReceived,
     DropReason,
@@ -123,6 +124,23 @@ def ask(d: Draft, c: AskForTask) -> None:
         _give_render(d, c.friend)
 
 
+def unverified(j: Job, friend: str) -> int:
+    """Frames ``friend`` holds that no check has passed yet: undelivered frames of its live render and backup
+    tasks, and its candidate copies (delivered, not final)."""
+    t = j.tasks
+    held = sum(len(t.live[n]) for n in t.live_of.get(friend, ()) if t.by_number[n].kind != _CHECK)
+    return held + sum(1 for c in j.frames.copy.values() if c.friend == friend)
+
+
+def room_unverified(j: Job, friend: str) -> int:
+    """Rule 13: how many more frames ``friend`` may take before its checks catch up."""
+    s = j.settings
+    batches = s.unverified_batches_trusted if j.friends[friend].reputation >= s.trusted_from else s.unverified_batches
+    if not batches or not (s.crop_checks or s.check_timing == CheckTiming.BATCH):
+        return 1 << 30  # no limit; nor when checks wait for the end (frames stay candidates until then)
+    return batches * s.batch_size - unverified(j, friend)
+
+
 def _give_render(d: Draft, friend: str) -> bool:
     j = d.job
     t = j.tasks
@@ -130,6 +148,9 @@ def _give_render(d: Draft, friend: str) -> bool:
         return False
     active = j.active()
     size = chunk_size(len(t.queue), len(active), j.settings.max_chunk, j.settings.min_chunk())
+    size = min(size, room_unverified(j, friend))
+    if size < 1:
+        return False
     frames: list[int] = []
     queue = t.queue
     if j.settings.random_order and len(queue) > size:
@@ -193,7 +214,9 @@ def _give_backup(d: Draft, friend: str) -> bool:
     if slowest is None:
         return False
     original = slowest[2]
-    frames = uncopied[original][: min(left, j.settings.max_chunk)]
+    frames = uncopied[original][: min(left, j.settings.max_chunk, room_unverified(j, friend))]
+    if not frames:
+        return False
     d.emit(
         TaskAssigned(
             job=j.job,

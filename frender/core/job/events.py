@@ -133,6 +133,10 @@ class JobSettings:
     random_order: bool = field(default=True, metadata=OMIT)
     spot_floor: float = field(default=0.05, metadata=OMIT)
     spot_scale: float = field(default=1.0, metadata=OMIT)
+    # Rule 13: a friend holds at most this many batches of frames no check has passed yet (live and
+    # delivered, not final), probationary and trusted; 0: no limit. A fast forger cannot take the queue.
+    unverified_batches: int = field(default=2, metadata=OMIT)
+    unverified_batches_trusted: int = field(default=4, metadata=OMIT)
 
     def problems(self) -> list[str]:
         out = []
@@ -148,6 +152,8 @@ class JobSettings:
             out.append("calibration_fraction is a fraction")
         if self.trusted_from < 0:
             out.append("trusted_from is never negative")
+        if self.unverified_batches < 0 or self.unverified_batches_trusted < 0:
+            out.append("unverified_batches are never negative")
         if not (0 <= self.spot_floor <= 1 and self.spot_scale >= 0):
             out.append("spot_floor is a fraction and spot_scale never negative")
         return out
