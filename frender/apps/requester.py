@@ -104,6 +104,10 @@ class JobAccepted:
     color_mode: str = "RGBA"
     # A packed job tree: blend_sha256 names its manifest, this its main .blend ("" for a lone .blend).
     tree_main: str = ""
+    # How a crop check's window is rendered: padded and aligned for a denoised file, as it is otherwise
+    # (blender.crop_margins). Logs from before this choice padded every window: the defaults.
+    crop_padding: int = attrs.field(default=blender.CROP_PADDING, metadata={"omit_if_default": True})
+    crop_alignment: int = attrs.field(default=blender.CROP_ALIGNMENT, metadata={"omit_if_default": True})
 
     @property
     def output(self) -> blender.OutputFormat:
@@ -508,8 +512,13 @@ class RequesterNode(Handler):
             raise Refused("bad-job", "checks per friend are 0 to 16")
         # The job's profile: this machine's, naming the file's engine; a GPU engine's friends share its GL renderer.
         profile = (await blender.probe(self.backend)).for_engine(info.engine)
-        # Crop windows are compared as 8-bit PNG: other formats are checked on whole frames, in their own precision.
+        # Crop windows are compared as 8-bit PNG: other formats are checked on whole frames, in their own precision;
+        # so are files whose compositor or sequencer makes a window differ from the frame (info.crop_unsafe).
         crops = self.settings.job.crop_checks and (asked.output.file_format, asked.output.color_depth) == ("PNG", "8")
+        if crops and info.crop_unsafe:
+            log.info("checking on whole frames: a window of this file differs from the frame (%s)", ", ".join(info.crop_unsafe))
+            crops = False
+        crop_padding, crop_alignment = blender.crop_margins(denoised=info.denoiser is not None)
         settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend, crop_checks=crops)
         granted = await self._ask_master(
             msg.AskFriends(
@@ -548,6 +557,8 @@ class RequesterNode(Handler):
                 color_depth=asked.output.color_depth,
                 color_mode=asked.output.color_mode,
                 tree_main=manifest.main if manifest is not None else "",
+                crop_padding=crop_padding,
+                crop_alignment=crop_alignment,
             ),
             FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
@@ -728,7 +739,7 @@ class RequesterNode(Handler):
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]
                 # Rule 4 of the core: the friend learns task, frames and deadline only.
-                crop = _crop(core.window_of(self.state, job, event.task), accepted.width, accepted.height)
+                crop = _crop(core.window_of(self.state, job, event.task), accepted)
                 return msg.Work(
                     job=job,
                     task=event.task,
@@ -829,7 +840,7 @@ class RequesterNode(Handler):
         task = int(path.name.split("-")[0])
         accepted = self.jobs[job]
         ok, reason = True, ""
-        crop = _crop(core.window_of(self.state, int(job), task), accepted.width, accepted.height)
+        crop = _crop(core.window_of(self.state, int(job), task), accepted)
         width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
         try:
             await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=width, height=height))
@@ -1022,7 +1033,7 @@ class RequesterNode(Handler):
             log.error("job %d: check %d not compared: %s", event.job, event.check, exc.reason)
             return
         check = core.check_of(self.state, event.job, event.check)
-        crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
+        crop = _crop(check.window if check is not None else None, accepted)
         try:
             result = await trio.to_thread.run_sync(lambda: _compare_copies(a, b, event.against, crop, accepted))
             verdict, figures = result.verdict, (result.fraction_off, result.max_diff, result.psnr)
@@ -1064,7 +1075,7 @@ class RequesterNode(Handler):
             try:
                 check = core.check_of(self.state, event.job, event.check)
                 accepted = self.jobs[event.job]
-                crop = _crop(check.window if check is not None else None, accepted.width, accepted.height)
+                crop = _crop(check.window if check is not None else None, accepted)
                 frames = await blender.render(
                     self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits, window=None if crop is None else crop[1]
                 )
@@ -1219,13 +1230,15 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _crop(window: core.CropWindow | None, width: int, height: int) -> tuple[blender.Window, blender.Window] | None:
-    """A crop check's secret window in pixels and the padded, aligned box rendered for it; None: whole frames."""
+def _crop(window: core.CropWindow | None, accepted: JobAccepted) -> tuple[blender.Window, blender.Window] | None:
+    """A crop check's secret window in pixels and the box rendered for it (padded and aligned for a denoised
+    file); None: whole frames."""
     if window is None:
         return None
+    width, height = accepted.width, accepted.height
     left, top, w, h = window.pixels(width, height)
     box = blender.Window(left=left, top=top, width=w, height=h)
-    return box, box.padded(blender.CROP_PADDING, width, height, align=blender.CROP_ALIGNMENT)
+    return box, box.padded(accepted.crop_padding, width, height, align=accepted.crop_alignment)
 
 
 def _compare_copies(a: Path, b: Path, against: str, crop: tuple[blender.Window, blender.Window] | None, accepted: JobAccepted) -> blender.Comparison:
@@ -1235,7 +1248,7 @@ def _compare_copies(a: Path, b: Path, against: str, crop: tuple[blender.Window, 
     if crop is None:
         return blender.compare_output(a, b, accepted.output, width=width, height=height)
     box, rendered = crop
-    pad, align = blender.CROP_PADDING, blender.CROP_ALIGNMENT
+    pad, align = accepted.crop_padding, accepted.crop_alignment
     if against == "pair":  # a: the subject's frame, b: the verifier's (or our own) crop
         return blender.compare_window(a, b, box, width=width, height=height, pad=pad, align=align)
     if against == "subject":  # a: our own crop, b: the subject's frame

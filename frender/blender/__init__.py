@@ -40,11 +40,13 @@ from ._modelled import ModelledBackend, forge_frame, modelled_frame
 from ._runner import Limits
 from ._sandbox import sandbox_available
 from ._scene import build_demo_scene, parse_resolution, scene_command
-from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window
+from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window, crop_margins, crop_region
 
 __all__ = [
     "CROP_ALIGNMENT",
     "CROP_PADDING",
+    "crop_margins",
+    "crop_region",
     "MIN_WINDOW_FRACTION",
     "Backend",
     "BadImage",

@@ -97,6 +97,9 @@ class BlendInfo:
     refusals: tuple[str, ...]  # what the guard would refuse; empty means renderable
     output: dict[str, Any] = attrs.field(factory=dict)  # the file's output settings (see _inblender.output_settings)
     missing: tuple[tuple[str, str], ...] = ()  # (path as written, what uses it) for each file not on disk
+    # Why a crop render of this file may differ from the whole frame (compositor filters, sequencer strips):
+    # such a job is checked on whole frames. Empty: crop checks are sound.
+    crop_unsafe: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):
@@ -361,6 +364,7 @@ class BlenderBackend(Backend):
             refusals=tuple(info["refusals"]),
             output=dict(info["output"]),
             missing=tuple((m["path"], m["used_by"]) for m in info["missing"]),
+            crop_unsafe=tuple(info.get("crop_unsafe", ())),
         )
 
     async def render(

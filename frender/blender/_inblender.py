@@ -222,6 +222,45 @@ def needs_oidn(bpy, scene):
     return any(node.bl_idname == DENOISE_NODE for tree in node_trees(bpy) for node in tree.nodes)
 
 
+# Compositor nodes whose every output pixel depends only on the same pixel of their inputs: a window of
+# a frame composited with these equals the same pixels of the whole frame. Anything else (blur, glare,
+# filters, lens distortion, a Denoise node, tone mapping and levels that read the whole image) makes a
+# crop render differ from the frame near its edges or everywhere.
+POINTWISE_COMPOSITOR_NODES = frozenset({
+    "R_LAYERS", "COMPOSITE", "VIEWER", "GROUP_INPUT", "GROUP_OUTPUT", "REROUTE", "FRAME",
+    "MIX_RGB", "MIX", "CURVE_RGB", "HUECORRECT", "BRIGHTCONTRAST", "HUE_SAT", "GAMMA", "INVERT", "VALTORGB",
+    "RGBTOBW", "SEPARATE_COLOR", "COMBINE_COLOR", "SEPRGBA", "COMBRGBA", "SEPARATE_XYZ", "COMBINE_XYZ",
+    "MATH", "VECT_MATH", "COLORBALANCE", "EXPOSURE", "ALPHAOVER", "SETALPHA", "PREMULKEY", "MAP_VALUE",
+    "MAP_RANGE", "CONVERT_COLORSPACE", "VALUE", "RGB", "CLAMP", "COLORCORRECTION", "CURVE_VEC",
+})
+
+
+def crop_unsafe(scene):
+    """Why a window of this scene's frames may differ from the same pixels of a whole frame: the names of
+    non-pointwise compositor nodes, and a sequencer with strips. Empty: crop checks are sound."""
+    reasons = []
+    tree = getattr(scene, "compositing_node_group", None)  # Blender 5; up to 4.x, scene.node_tree with use_nodes
+    if tree is None and getattr(scene, "use_nodes", False):
+        tree = getattr(scene, "node_tree", None)
+    if scene.render.use_compositing and tree is not None:
+        seen, trees = set(), [tree]
+        while trees:
+            current = trees.pop()
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            for node in current.nodes:
+                if node.type == "GROUP" and node.node_tree is not None:
+                    trees.append(node.node_tree)
+                elif node.type not in POINTWISE_COMPOSITOR_NODES and not node.mute:
+                    reasons.append(f"compositor node {node.name!r} ({node.type.lower()})")
+    editor = scene.sequence_editor
+    strips = getattr(editor, "strips_all", None) or getattr(editor, "sequences_all", None) if editor is not None else None
+    if scene.render.use_sequencer and strips:
+        reasons.append("sequencer strips")
+    return sorted(set(reasons))
+
+
 # The image formats fRender can verify; anything else (video, BMP, DPX...) is refused at inspection.
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "OPEN_EXR", "OPEN_EXR_MULTILAYER")
 
@@ -323,6 +362,7 @@ def inspect(bpy, request):
         "engine": render.engine,
         "samples": cycles.samples if cycles is not None and render.engine == "CYCLES" else None,
         "denoiser": denoiser(scene),
+        "crop_unsafe": crop_unsafe(scene),
         "external_files": external,
         "output": output_settings(scene),
         "missing": missing_files(bpy),

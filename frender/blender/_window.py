@@ -25,6 +25,11 @@ Rules:
    unaligned and only by Blender's dither (2/255) aligned, for about 20% more
    area (docs/verification.md). `CROP_PADDING` and `CROP_ALIGNMENT` are those
    measured settings.
+4. Without the denoiser a window needs neither: a Cycles pixel depends only on
+   its own samples (the pixel filter is importance-sampled), so an unpadded crop
+   equals the frame up to the dither; measured on the demo and test scenes.
+   `crop_margins` says which applies; padding is a fixed number of pixels, so it
+   costs most on small frames (bench/crop_cost.py).
 """
 
 from __future__ import annotations
@@ -36,11 +41,22 @@ from attrs import frozen
 
 from ._compare import BadImage, Comparison, Tolerance, compare_pixels, decode_png
 
-__all__ = ["CROP_ALIGNMENT", "CROP_PADDING", "MIN_WINDOW_FRACTION", "BadWindow", "Window", "compare_window"]
+__all__ = ["CROP_ALIGNMENT", "CROP_PADDING", "MIN_WINDOW_FRACTION", "BadWindow", "Window", "compare_window", "crop_margins", "crop_region"]
 
 MIN_WINDOW_FRACTION = 1 / 16
 CROP_PADDING = 16  # pixels added on each side of a window before it is rendered
 CROP_ALIGNMENT = 16  # the grid the padded window's edges are pushed out to
+
+
+def crop_margins(*, denoised: bool) -> tuple[int, int]:
+    """The padding and alignment a window of a file is rendered with (Rules 2 to 4)."""
+    return (CROP_PADDING, CROP_ALIGNMENT) if denoised else (0, 1)
+
+
+def crop_region(box: Window, frame_width: int, frame_height: int, *, denoised: bool) -> Window:
+    """The box a checker renders for window ``box`` of a file with or without the denoiser."""
+    pad, align = crop_margins(denoised=denoised)
+    return box.padded(pad, frame_width, frame_height, align=align)
 
 
 class BadWindow(ValueError):

@@ -112,6 +112,19 @@ scene, cube = base(frames=5)
 output(scene, "IMAGE", "PNG", "16", "RGB", "/tmp/")
 save("png16_list", "p.blend", names=["frame_0001.png", "frame_0004.png", "frame_0005.png"])
 
+# A compositor Glare (fog glow) over the render: every pixel of the result depends on the whole image, so
+# a window rendered alone differs from the frame and the job is checked on whole frames.
+scene, cube = base()
+tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
+tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+scene.compositing_node_group = tree
+glare = tree.nodes.new("CompositorNodeGlare")
+glare.inputs["Threshold"].default_value = 0.2
+tree.links.new(tree.nodes.new("CompositorNodeRLayers").outputs["Image"], glare.inputs["Image"])
+tree.links.new(glare.outputs[0], tree.nodes.new("NodeGroupOutput").inputs[0])
+output(scene, "IMAGE", "PNG", "8", "RGBA", "//glow/g_")
+save("composited", "glow.blend", names=["g_0001.png", "g_0002.png", "g_0003.png"])
+
 # A texture packed into the file.
 scene, cube = base()
 image = wood(os.path.join(OUT, "scratch", "wood.png"))

@@ -34,6 +34,7 @@ RENDERED = {
     "exr_half_step": ((), blender.OutputFormat(file_format="OPEN_EXR", color_depth="16", color_mode="RGBA")),
     "jpeg": ((), blender.OutputFormat(file_format="JPEG", color_depth="8", color_mode="RGB")),
     "png16_list": ((1, 4, 5), blender.OutputFormat(file_format="PNG", color_depth="16", color_mode="RGB")),
+    "composited": ((), blender.PNG8),  # a compositor glare: checked on whole frames, no honest friend evicted
     "deps": ((), blender.PNG8),  # textures beside and outside its folder, a sequence, a font, a library chain, a cache
 }
 # What packing the "deps" shot puts in its job tree (besides the sibling texture, under _outside_project/).
@@ -88,6 +89,7 @@ async def test_each_format_comes_back_as_the_file_says_and_matches_a_direct_rend
             assert blender.output_size(path, fmt) == SIZE
             verdict = blender.compare_output(path, direct_art[case][frame], fmt, width=SIZE[0], height=SIZE[1]).verdict
             assert verdict == "identical", (case, frame)
+        assert not result.progress.evictions and not result.progress.disagreements, (case, result.progress.evictions)
     pixels = np.stack([blender.decode_output(p, blender.PNG8, width=64, height=36)[""] for p in direct_art["deps"].values()]).astype(int)
     magenta = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] > 200)
     assert not magenta.any(), "a texture of the deps shot rendered as missing"

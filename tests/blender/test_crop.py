@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from frender.blender import (
@@ -12,6 +16,7 @@ from frender.blender import (
     build_demo_scene,
     compare,
     compare_window,
+    inspect,
     open_session,
     render,
 )
@@ -70,3 +75,25 @@ async def test_cli_session_renders_windows(cli_backend, cli_scene, tmp_path, cop
         (crop,) = await session.render([1], window=BOX)
     result = compare_window(full.path, crop.path, BOX, width=W, height=H)
     assert result.max_diff <= 2 and result.verdict != "disagree"
+
+
+@pytest.mark.parametrize("kind", ["glare", "bright"])
+async def test_a_compositor_that_reads_the_whole_image_makes_crops_unsound_and_inspection_says_so(
+    bpy_backend, demo_scene, tmp_path, copy_job, kind
+):
+    """A Glare node draws each pixel from the whole image: a window rendered alone differs from the frame, so
+    inspection names the node (the requester then checks whole frames). A pointwise node (Brightness/Contrast)
+    keeps crops sound, and inspection names nothing."""
+    job = tmp_path / kind
+    job.mkdir()
+    blend = job / "composited.blend"
+    subprocess.run([sys.executable, "-E", "-P", str(Path(__file__).with_name("make_composited.py")), "--", str(demo_scene),
+                    str(blend), kind], check=True, capture_output=True)  # fmt: skip
+    info = await inspect(bpy_backend, blend)
+    assert info.crop_unsafe == (("compositor node 'Glare' (glare)",) if kind == "glare" else ())
+    box = Window(left=24, top=9, width=16, height=9)
+    async with open_session(bpy_backend, blend, job, threads=1) as session:
+        (full,) = await session.render([2])
+        (crop,) = await session.render([2], window=box)
+    verdict = compare_window(full.path, crop.path, box, width=W, height=H).verdict
+    assert (verdict == "disagree") == (kind == "glare")
