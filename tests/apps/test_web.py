@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from frender.apps import messages as msg
+from frender.apps.web._page import job_state
 from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
 from frender.transports import Identity
 from test_security import World, refused
@@ -158,7 +159,7 @@ class _Node:
         self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
 
     def progress_of(self, job):
-        return msg.ProgressReply(
+        return msg.msg.ProgressReply(
             job=job, total=len(self.frames), delivered=len(self.final), final=tuple(self.final), friends=(), checks=0, disagreements=0,
             evictions=(), finished=self.finished,
         )
@@ -260,3 +261,13 @@ def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsy
     assert f"frender submit {tmp_path / 'shot.blend'} --requester 'frender://h:1#sha256:ab' --user alice --out {tmp_path}" in said
     reason = f"refused: uploads/{'ab' * 32}.blend has an auto-run script"
     assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
+
+
+def test_a_job_says_whether_it_waits_runs_stopped_or_ended():
+    """The pages name a job's state from its progress: a job no friend renders for yet is waiting, not running."""
+    base = dict(job=1, total=4, delivered=0, final=(), friends=(), checks=0, disagreements=0, evictions=(), finished=False)
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=0)) == "waiting for friends"
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=1)) == "running"
+    assert job_state(msg.ProgressReply(**base, active=0, problem="no friends left")) == "stopped"
+    assert job_state(msg.ProgressReply(**{**base, "finished": True})) == "finished"
+    assert job_state(msg.ProgressReply(**{**base, "finished": True}, cancelled=True)) == "cancelled"

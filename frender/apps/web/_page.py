@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 import trio
@@ -13,6 +14,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from frender.apps.web._token import BadToken, Claims, read_token
+
+if TYPE_CHECKING:
+    from frender.apps.messages import ProgressReply
 
 __all__ = [
     "HEADERS",
@@ -29,6 +33,20 @@ TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+
+
+def job_state(progress: ProgressReply) -> str:
+    """A job's state in a word or three, from its progress reply."""
+    if progress.cancelled:
+        return "cancelled"
+    if progress.finished:
+        return "finished"
+    if progress.problem:
+        return "stopped"
+    return "running" if progress.active else "waiting for friends"
+
+
+TEMPLATES.filters["job_state"] = job_state
 # The token rides in the query string, so no page may leak it to another site.
 HEADERS = {
     "Cache-Control": "no-store",
