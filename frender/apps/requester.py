@@ -785,14 +785,14 @@ class RequesterNode(Handler):
         folder = self.home / "uploads"
         if not folder.is_dir():
             return
-        oldest = time.time() - self.settings.upload_ttl
+        oldest = self.clock() - self.settings.upload_ttl  # file times are wall-clock times
         for path in folder.glob("*.blend"):
             try:
                 if path.stat().st_mtime < oldest:
                     path.unlink()
             except FileNotFoundError:
                 pass
-        now = time.monotonic()  # an upload counts while its file is here, or while its body may still arrive
+        now = trio.current_time()  # an upload counts while its file is here, or while its body may still arrive
         for held in self._uploads.values():
             for sha in [sha for sha, (_, due) in held.items() if now > due and not self._upload_path(sha).exists()]:
                 del held[sha]
@@ -808,7 +808,7 @@ class RequesterNode(Handler):
             if used + header.size > self.settings.upload_quota:
                 raise Refused("quota", f"your uploads here hold {used} bytes; the quota is {self.settings.upload_quota}")
             # Reserved now, so concurrent puts cannot pass the quota together; the transport's body deadline bounds the wait.
-            due = time.monotonic() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
+            due = trio.current_time() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
             held[header.sha256] = (header.size, due)
             path = self._upload_path(header.sha256)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,12 @@ tree.links.new(glare.outputs[0], tree.nodes.new("NodeGroupOutput").inputs[0])
 output(scene, "IMAGE", "PNG", "8", "RGBA", "//glow/g_")
 save("composited", "glow.blend", names=["g_0001.png", "g_0002.png", "g_0003.png"])
 
+# The denoiser on: crop checks render their windows padded and aligned to the denoiser's grid.
+scene, cube = base()
+scene.cycles.use_denoising = True
+output(scene, "IMAGE", "PNG", "8", "RGBA", "//dn/d_")
+save("denoised", "dn.blend", names=["d_0001.png", "d_0002.png", "d_0003.png"])
+
 # A texture packed into the file.
 scene, cube = base()
 image = wood(os.path.join(OUT, "scratch", "wood.png"))

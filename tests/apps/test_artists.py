@@ -34,6 +34,7 @@ RENDERED = {
     "exr_half_step": ((), blender.OutputFormat(file_format="OPEN_EXR", color_depth="16", color_mode="RGBA")),
     "jpeg": ((), blender.OutputFormat(file_format="JPEG", color_depth="8", color_mode="RGB")),
     "png16_list": ((1, 4, 5), blender.OutputFormat(file_format="PNG", color_depth="16", color_mode="RGB")),
+    "denoised": ((), blender.PNG8),  # crop checks padded and aligned for the denoiser: honest crops agree
     "composited": ((), blender.PNG8),  # a compositor glare: checked on whole frames, no honest friend evicted
     "deps": ((), blender.PNG8),  # textures beside and outside its folder, a sequence, a font, a library chain, a cache
 }
