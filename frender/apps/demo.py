@@ -164,7 +164,7 @@ def run_demo(
         trio.run(_accounts, master, homes)
         if web:
             _print_operator_link(cluster, master_home)
-        trio.run(_operate, master, master_home, requester)
+        trio.run(_operate, master, master_home, requester, [u for u in homes if u != "artist"])
         names = [start_friend(cluster, master, i + 1, cheat=(cheat_kind or CHEATS[i % 3]) if i < cheaters else None) for i in range(friends)]
         trio.run(wait_for_friends, master, master_home, friends)
         t0 = time.monotonic()
@@ -208,9 +208,14 @@ async def _accounts(master: Address, homes: dict[str, Path]) -> None:
         await create_account(master, home, user)
 
 
-async def _operate(master: Address, master_home: Path, requester: Address) -> None:
+STAKE = 20  # points each friend's user starts with, as if earned before: what a cheater's fine is taken from
+
+
+async def _operate(master: Address, master_home: Path, requester: Address, friend_users: list[str]) -> None:
     await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="demo-requester"))
     await operator_call(master, master_home, msg.Grant(user="artist", amount=1000, reason="demo"))
+    for user in friend_users:  # a stake, so a cheater's owner has something to lose
+        await operator_call(master, master_home, msg.Grant(user=user, amount=STAKE, reason="demo stake"))
 
 
 async def _settled(master: Address, home: Path, job: int) -> msg.StatusReply:
@@ -238,7 +243,7 @@ def _summary(result, final: msg.StatusReply, names, cheaters, farm_seconds, dire
     job = next(j for j in final.jobs if j.job == result.job)
     progress = result.progress
     table = Table(title=f"job {result.job}: {len(result.frames)} frames", header_style="bold")
-    for column in ("friend", "final frames", "checks", "points", ""):
+    for column in ("friend", "final frames", "checks", "balance", ""):
         table.add_column(column)
     lines = {line.friend: line for line in progress.friends}
     for name in names:
@@ -250,9 +255,10 @@ def _summary(result, final: msg.StatusReply, names, cheaters, farm_seconds, dire
             str(line.final if line else 0),
             str(line.checks if line else 0),
             str(final.balances.get(user, 0)),
-            "[red]cheater, evicted[/red]" if evicted else ("cheats" if names.index(name) < cheaters else ""),
+            "[red]cheat: evicted, fined[/red]" if evicted else ("cheats" if names.index(name) < cheaters else ""),
         )
     console.print(table)
+    console.print(f"each friend's user started with {STAKE} points; a cheater's fine went to the artist")
     console.print(
         f"farm wall time {farm_seconds:.1f} s (direct Blender, one process, all threads: {direct_seconds:.1f} s); "
         f"demo total {total_seconds:.1f} s"
