@@ -1,23 +1,30 @@
 """Attacks on verification: the requester's pure core against simulated cheaters (no Blender, virtual clock).
 
-Each row runs many jobs of M frames on N friends. Friends pull tasks in turn
-(one frame per step of a virtual clock); the shell is simulated: a copy is a
-token (the frame's true image, or a forgery), a crop of a copy is the copy's
+Each row runs many jobs of M frames on N friends, on a virtual clock: a frame
+takes an honest friend 1 unit, a lazy one 1/4, a forgery next to nothing; a
+crop check takes ``--crop-cost`` units (measured on real Blender by
+bench/crop_cost.py: 8.8% of a 1920x1080 frame with the denoiser, the default;
+12.2% at 480x270). Friends pull work when idle and deliver each frame when it
+is done; the requester's comparisons and own renders answer at once. A copy is
+a token (the frame's true image, or a forgery); a crop of a copy is the copy's
 own token (an honest crop agrees with an honest frame; a forger's crop of a
 forged frame agrees with it), and the comparator judges tokens with the
 figures measured on real Blender (docs/verification.md): a lazy render (a
 quarter of the samples, denoised crop) is 0.86% off at 50.3 dB, everything
 else forged is far off. Honest friends are trusted (the master's reputation
 10) unless the row says otherwise; cheaters are fresh (probationary), except
-the reputation farmer.
+the reputation farmer (20).
 
-Columns: the share of jobs in which every cheater was evicted; forged frames
-that became final per 1,000 forged deliveries; points paid to cheaters minus
-fines (a fine: the points the cheater would have earned in that job); extra
-render work by friends as a fraction of M (crop checks at 16.4% of a frame
-each, measured with the denoiser and a session's per-render cost, plus whole
-frames rendered again); the requester's own render work (its windows) as a
-fraction of M; honest friends evicted.
+Columns: jobs (those in which a cheater delivered a forgery: a cheater that
+forged nothing in a job was honest there and cannot be caught); the share of
+those in which every cheater that forged was evicted; forged frames that
+became final per 1,000 forged deliveries; points paid to cheaters minus fines
+(a fine: the points the cheater would have earned in that job); the friends'
+check work as a fraction of M (crop checks, by area and a render's fixed
+cost); frames rendered again as a fraction of M (a forger's, after it is
+caught: work the forger never did); the requester's own render work (its
+windows) as a fraction of M; honest friends evicted; the job's span on the
+virtual clock (frames of render time).
 
     python bench/attacks.py            # >= 200 jobs a row (1,000 honest-only), N=8 and N=32
     python bench/attacks.py --jobs 20  # quicker, for a look
@@ -28,7 +35,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
 import json
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,9 +46,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender.core import job as J  # noqa: E402
+from frender.core._decider import Rejected  # noqa: E402
 
 M = 240
-CROP_COST = 0.164  # a padded, aligned 1/16 crop with the denoiser, in frames (measured, incl. per-render cost)
+CROP_COST = 0.088  # a 1/16 window of a 1920x1080 frame, padded and aligned for the denoiser, in frames (bench/crop_cost.py)
 LAZY = dict(verdict="disagree", fraction_off=0.0086, max_diff=10, psnr=50.3)
 FAR = dict(verdict="disagree", fraction_off=0.3, max_diff=200, psnr=9.0)
 SAME = dict(verdict="identical", fraction_off=0.0, max_diff=0, psnr=99.0)
@@ -90,31 +101,41 @@ def compare(a: str, b: str) -> dict:
     return FAR
 
 
-def run_job(number: int, friends: list[Friend], settings: J.JobSettings) -> dict:
+POLL = 0.5  # an idle friend asks again after this long (frames of render time)
+FORGE_TIME = 0.05  # a forged frame costs its forger next to nothing: it asks for work again at once
+
+
+def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_cost: float) -> dict:
+    """One job on a virtual clock: a frame takes a friend 1 unit (a lazy one 1/4, a forgery FORGE_TIME), a crop
+    check ``crop_cost``; friends pull work when idle, deliver each frame when it is done, and poll when given nothing."""
     state = J.Requester()
     n = [0]
     events: list[object] = []
 
-    def do(command: type, **kw) -> list[object]:
+    def do(command: type, now: float, **kw) -> list[object]:
         n[0] += 1
-        decided = J.decide(state, command(job=1, now=float(n[0]), entropy=f"{number:08x}{n[0]:08x}", **kw))
+        try:
+            decided = J.decide(state, command(job=1, now=now, entropy=f"{number:08x}{n[0]:08x}", **kw))
+        except Rejected:
+            return []  # a delivery for a task given up meanwhile: refused, as the shell would refuse it
         for e in decided:
             J.evolve(state, e)
         events.extend(decided)
         return decided
 
-    state_start = J.StartJob(job=1, frames=tuple(range(1, M + 1)), settings=settings,
-                             checks_escrowed=settings.checks_to_escrow(M, len(friends)), now=0.0)
-    for e in J.decide(state, state_start):
+    for e in J.decide(state, J.StartJob(job=1, frames=tuple(range(1, M + 1)), settings=settings,
+                                        checks_escrowed=settings.checks_to_escrow(M, len(friends)), now=0.0)):
         J.evolve(state, e)
-    do(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f.name, owner="o-" + f.name, reputation=f.reputation) for f in friends))
+    do(J.AddFriends, 0.0, friends=tuple(J.GrantedFriend(friend=f.name, owner="o-" + f.name, reputation=f.reputation) for f in friends))
     by_name = {f.name: f for f in friends}
     copies: dict[str, str] = {}  # sha -> token
-    forged_delivered = rendered = 0
-    own_windows = 0
+    forged_delivered = rendered = own_windows = 0
+    forgers: set[str] = set()
     answered: set[tuple] = set()
+    clock = 0.0
 
     def answer(start: int) -> None:
+        """The shell's side, at once: comparisons of stored copies, and the requester's own renders."""
         nonlocal own_windows
         i = start
         while i < len(events):
@@ -122,49 +143,60 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings) -> dict
             i += 1
             if isinstance(e, J.ComparisonRequested):
                 key = ("c", e.check, e.against, e.a_sha256, e.b_sha256)
-                if key in answered:
-                    continue
-                answered.add(key)
-                do(J.RecordComparison, check=e.check, against=e.against, a_sha256=e.a_sha256, b_sha256=e.b_sha256,
-                   **compare(copies[e.a_sha256], copies[e.b_sha256]))
-            elif isinstance(e, J.OwnRenderRequested):
-                key = ("o", e.check)
-                if key in answered:
-                    continue
-                answered.add(key)
+                if key not in answered:
+                    answered.add(key)
+                    do(J.RecordComparison, clock, check=e.check, against=e.against, a_sha256=e.a_sha256, b_sha256=e.b_sha256,
+                       **compare(copies[e.a_sha256], copies[e.b_sha256]))
+            elif isinstance(e, J.OwnRenderRequested) and ("o", e.check) not in answered:
+                answered.add(("o", e.check))
                 own_windows += 1
                 token = truth(e.frame)
                 sha = hashlib.sha256(f"own/{e.check}/{token}".encode()).hexdigest()
                 copies[sha] = token
-                do(J.RecordOwnRender, check=e.check, sha256=sha)
+                do(J.RecordOwnRender, clock, check=e.check, sha256=sha)
 
-    names = [f.name for f in friends]
-    step = 0
-    while not J.is_finished(state, 1) and step < 200 * M:
-        friend = by_name[names[step % len(names)]]
-        step += 1
+    queue: list[tuple[float, int, str, object]] = [(0.0, i, f.name, None) for i, f in enumerate(friends)]
+    heapq.heapify(queue)
+    seq = len(queue)
+    while queue and not J.is_finished(state, 1):
+        clock, _, name, delivery = heapq.heappop(queue)
+        friend = by_name[name]
         start = len(events)
-        got = [e for e in do(J.AskForTask, friend=friend.name, keeping=()) if isinstance(e, J.TaskAssigned)]
+        if delivery is not None:  # a frame done: deliver it
+            task, frame, token, last = delivery
+            sha = hashlib.sha256(f"{name}/{task}/{frame}/{token}".encode()).hexdigest()
+            copies[sha] = token
+            do(J.DeliverFrame, clock, friend=name, task=task, frame=frame, sha256=sha, ok=True)
+            answer(start)
+            if last:
+                seq += 1
+                heapq.heappush(queue, (clock, seq, name, None))
+            continue
+        got = [e for e in do(J.AskForTask, clock, friend=name, keeping=()) if isinstance(e, J.TaskAssigned)]
         answer(start)
         if not got:
+            if J.friend_status(state, 1, name) != J.FriendStatus.EVICTED:
+                seq += 1
+                heapq.heappush(queue, (clock + POLL, seq, name, None))
             continue
         task = got[0]
-        for frame in task.frames:
-            window = False
-            subject_copy = None
+        at = clock
+        for index, frame in enumerate(task.frames):
+            window, subject_copy = False, None
             if task.kind == "check":
-                c = J.check_of(state, 1, task.checks[task.frames.index(frame)])
+                c = J.check_of(state, 1, task.checks[index])
                 window = c is not None and c.window is not None
                 subject_copy = copies.get(c.subject_sha256) if c is not None else None
             token = friend.render(number, frame, subject_copy, window)
+            honest_work = token == truth(frame) or token.startswith("lazy:")
+            at += (crop_cost if window else 1.0) * (0.25 if token.startswith("lazy:") else 1.0) if honest_work else FORGE_TIME
             if task.kind != "check":
                 rendered += 1
-                forged_delivered += token != truth(frame)
-            sha = hashlib.sha256(f"{friend.name}/{task.task}/{frame}/{token}".encode()).hexdigest()
-            copies[sha] = token
-            start = len(events)
-            do(J.DeliverFrame, friend=friend.name, task=task.task, frame=frame, sha256=sha, ok=True)
-            answer(start)
+                if token != truth(frame):
+                    forged_delivered += 1
+                    forgers.add(name)
+            seq += 1
+            heapq.heappush(queue, (at, seq, name, (task.task, frame, token, index == len(task.frames) - 1)))
     report = J.report(state, 1)
     assert report is not None, "the job did not finish"
     finals = [ff for e in events if isinstance(e, J.FramesFinal) for ff in e.frames]
@@ -179,10 +211,10 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings) -> dict
     paid = sum(report.payouts.get(c, 0) for c in cheaters)
     fines = sum(earned.get(c, 0) for c in cheaters & evicted)
     return dict(
-        caught=bool(cheaters) and cheaters <= evicted,
+        forged=bool(forgers), caught=bool(forgers) and forgers <= evicted,
         forged_delivered=forged_delivered, forged_final=forged_final, points=paid - fines,
-        extra=(crop_tasks * CROP_COST + (rendered - M)) / M, own=own_windows * CROP_COST / M,
-        honest_evicted=len(evicted - cheaters),
+        checks=crop_tasks * crop_cost / M, again=(rendered - M) / M, own=own_windows * crop_cost / M,
+        honest_evicted=len(evicted - cheaters), span=clock,
     )
 
 
@@ -209,44 +241,65 @@ ROWS = [
 ]
 
 
+def _one(args: tuple[str, int, int, float, dict]) -> dict:
+    row, n, number, crop_cost, overrides = args
+    settings = J.JobSettings(**{"seconds_per_frame": 1.0, "startup_seconds": 0.0, "adaptive": False, **overrides})
+    return run_job(number, roster(row, n, number), settings, crop_cost)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    return key, json.loads(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--honest-jobs", type=int, default=1000)
     parser.add_argument("--n", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--rows", nargs="*", default=ROWS)
+    parser.add_argument("--crop-cost", type=float, default=CROP_COST, help="a crop check's render time, in frames")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--setting", type=_setting, action="append", default=[], metavar="KEY=JSON",
+                        help="a JobSettings field for every job, e.g. unverified_batches=0")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
-    settings = J.JobSettings(seconds_per_frame=1.0, startup_seconds=0.0, adaptive=False)
     results = []
-    for n in args.n:
-        for row in args.rows:
-            jobs = args.honest_jobs if row == "honest only" else args.jobs
-            started = time.monotonic()
-            runs = [run_job(number, roster(row, n, number), settings) for number in range(jobs)]
-            forged = sum(r["forged_delivered"] for r in runs)
-            out = dict(
-                row=row, n=n, jobs=jobs,
-                caught=sum(r["caught"] for r in runs) / jobs if row != "honest only" else None,
-                forged_final_per_1000=1000 * sum(r["forged_final"] for r in runs) / forged if forged else 0.0,
-                points_minus_fines=sum(r["points"] for r in runs) / jobs,
-                extra_work=sum(r["extra"] for r in runs) / jobs,
-                own_work=sum(r["own"] for r in runs) / jobs,
-                honest_evicted=sum(r["honest_evicted"] for r in runs),
-                seconds=round(time.monotonic() - started, 1),
-            )
-            results.append(out)
-            print(json.dumps(out), flush=True)
+    with multiprocessing.Pool(args.processes) as pool:
+        for n in args.n:
+            for row in args.rows:
+                jobs = args.honest_jobs if row == "honest only" else args.jobs
+                started = time.monotonic()
+                runs = pool.map(_one, [(row, n, number, args.crop_cost, dict(args.setting)) for number in range(jobs)], chunksize=4)
+                forged = sum(r["forged_delivered"] for r in runs)
+                with_forgery = sum(r["forged"] for r in runs)
+                out = dict(
+                    row=row, n=n, jobs=jobs, jobs_with_forgery=with_forgery,
+                    caught=sum(r["caught"] for r in runs) / with_forgery if with_forgery else None,
+                    forged_final_per_1000=1000 * sum(r["forged_final"] for r in runs) / forged if forged else 0.0,
+                    points_minus_fines=sum(r["points"] for r in runs) / jobs,
+                    check_work=sum(r["checks"] for r in runs) / jobs,
+                    rendered_again=sum(r["again"] for r in runs) / jobs,
+                    own_work=sum(r["own"] for r in runs) / jobs,
+                    honest_evicted=sum(r["honest_evicted"] for r in runs),
+                    span=sum(r["span"] for r in runs) / jobs,
+                    seconds=round(time.monotonic() - started, 1),
+                )
+                results.append(out)
+                print(json.dumps(out), flush=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data["attacks"] = dict(M=M, crop_cost=CROP_COST, rows=results)
+    command = "python bench/attacks.py " + " ".join(sys.argv[1:])
+    data["attacks" if not args.setting else "attacks_with_" + "_".join(k for k, _ in args.setting)] = dict(
+        M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)
     args.out.write_text(json.dumps(data, indent=2) + "\n")
-    print("\n| N | attack | jobs | caught in the job | forged final per 1,000 | points minus fines per job"
-          " | extra work / M | requester's own / M | honest evicted |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final per 1,000 | points minus fines per job"
+          " | checks / M | rendered again / M | requester's own / M | honest evicted | job's span |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         caught = "-" if r["caught"] is None else f"{r['caught']:.1%}"
-        print(f"| {r['n']} | {r['row']} | {r['jobs']} | {caught} | {r['forged_final_per_1000']:.1f} | {r['points_minus_fines']:.1f} |"
-              f" {r['extra_work']:.1%} | {r['own_work']:.2%} | {r['honest_evicted']} |")
+        print(f"| {r['n']} | {r['row']} | {r['jobs']} ({r['jobs_with_forgery']}) | {caught} | {r['forged_final_per_1000']:.1f}"
+              f" | {r['points_minus_fines']:.1f} | {r['check_work']:.1%} | {r['rendered_again']:.1%} | {r['own_work']:.2%}"
+              f" | {r['honest_evicted']} | {r['span']:.1f} |")
 
 
 if __name__ == "__main__":
