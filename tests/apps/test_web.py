@@ -159,7 +159,7 @@ class _Node:
         self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
 
     def progress_of(self, job):
-        return msg.msg.ProgressReply(
+        return msg.ProgressReply(
             job=job, total=len(self.frames), delivered=len(self.final), final=tuple(self.final), friends=(), checks=0, disagreements=0,
             evictions=(), finished=self.finished,
         )
