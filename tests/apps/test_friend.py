@@ -426,6 +426,8 @@ async def test_blend_cache_keeps_the_newest_and_those_in_use(tmp_path):
 def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path):
     """Ctrl-C (SIGINT under trio.run, as the CLI runs the friend) gives the open task back,
     then raises a plain KeyboardInterrupt."""
+    state = signal.getsignal(signal.SIGINT), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert state == (signal.default_int_handler, False), f"this process's SIGINT is not Python's default: {state}"
     farms: list[Farm] = []
     servers_up = threading.Event()
 
