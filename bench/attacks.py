@@ -234,7 +234,7 @@ def roster(row: str, n: int, number: int) -> list[Friend]:
 
 
 ROWS = [
-    "naive-black f=0.05", "naive-noise f=0.2", "naive-stale f=1", "naive-black f=1",
+    *(f"naive-{kind} f={f}" for f in ("0.05", "0.2", "1") for kind in ("black", "noise", "stale")),
     "lazy f=1", "smart f=0.05", "smart f=0.2",
     "colluding 25%", "colluding 50%", "colluding 50% nobody trusted",
     "farmer f=0.2", "honest only",
@@ -289,8 +289,16 @@ def main() -> None:
                 print(json.dumps(out), flush=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     command = "python bench/attacks.py " + " ".join(sys.argv[1:])
-    data["attacks" if not args.setting else "attacks_with_" + "_".join(k for k, _ in args.setting)] = dict(
-        M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)
+    key = "attacks" if not args.setting else "attacks_with_" + "_".join(k for k, _ in args.setting)
+    kept = data.get(key, {})
+    if kept.get("crop_cost") == args.crop_cost and kept.get("settings", {}) == dict(args.setting):
+        # The same conditions: rows run now replace their earlier runs, the others stay (in the table's order).
+        fresh = {(r["row"], r["n"]) for r in results}
+        order = {row: i for i, row in enumerate(ROWS)}
+        results = sorted([r for r in kept["rows"] if (r["row"], r["n"]) not in fresh] + results,
+                         key=lambda r: (r["n"], order.get(r["row"], len(order))))
+        command = "; ".join(dict.fromkeys([*kept.get("command", "").split("; "), command.strip()])).strip("; ")
+    data[key] = dict(M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)
     args.out.write_text(json.dumps(data, indent=2) + "\n")
     print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final per 1,000 | points minus fines per job"
           " | checks / M | rendered again / M | requester's own / M | honest evicted | job's span |")

@@ -43,8 +43,13 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        """Start ``frender ARGS`` logging to logs/NAME.log. Ctrl-C (SIGINT) is its graceful stop, so it is handled even
+        when this process was started with SIGINT ignored (as a shell's background job is)."""
+        with open(self.logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_sigint_default,
+            )
         self.procs[name] = proc
         return proc
 
@@ -83,8 +88,23 @@ class Cluster:
             proc.wait()
 
     def stop_all(self) -> None:
-        for name in [n for n in self.procs if n.startswith("friend")] + [n for n in self.procs if not n.startswith("friend")]:
-            self.stop(name)
+        """Friends first (they hand back what they hold), then the servers; each group stopped together."""
+        friends = [n for n in self.procs if n.startswith("friend")]
+        for group in (friends, [n for n in self.procs if n not in friends]):
+            procs = [p for p in (self.procs.pop(n) for n in group) if p.poll() is None]
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 10
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before exec: Python then turns Ctrl-C into KeyboardInterrupt
 
 
 def start_master(

@@ -423,11 +423,13 @@ async def test_blend_cache_keeps_the_newest_and_those_in_use(tmp_path):
     assert sorted(path.stem[0] for path in cache.root.iterdir()) == ["a", "b", "d"]  # "c" was least recent
 
 
-def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path):
+def test_ctrl_c_gives_back_and_raises_keyboard_interrupt(tmp_path, request):
     """Ctrl-C (SIGINT under trio.run, as the CLI runs the friend) gives the open task back,
     then raises a plain KeyboardInterrupt."""
-    state = signal.getsignal(signal.SIGINT), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert state == (signal.default_int_handler, False), f"this process's SIGINT is not Python's default: {state}"
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a shell's background job: Ctrl-C as a terminal gives it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        request.addfinalizer(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     farms: list[Farm] = []
     servers_up = threading.Event()
 
