@@ -38,6 +38,7 @@ import hashlib
 import heapq
 import json
 import multiprocessing
+import shlex
 import os
 import sys
 import time
@@ -288,7 +289,7 @@ def main() -> None:
                 results.append(out)
                 print(json.dumps(out), flush=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    command = "python bench/attacks.py " + " ".join(sys.argv[1:])
+    command = "python bench/attacks.py " + shlex.join(sys.argv[1:])
     key = "attacks" if not args.setting else "attacks_with_" + "_".join(k for k, _ in args.setting)
     kept = data.get(key, {})
     if kept.get("crop_cost") == args.crop_cost and kept.get("settings", {}) == dict(args.setting):
