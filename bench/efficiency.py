@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,19 +67,8 @@ async def _bounded(seconds: float, coroutine):
 
 
 def stop_all_at_once(cluster: Cluster, grace: float = 10.0) -> None:
-    """SIGINT every process at once (Cluster.stop_all waits for each in turn), then kill what is left."""
-    procs = list(cluster.procs.values())
-    cluster.procs.clear()
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """SIGINT every process at once, then kill what is left."""
+    cluster.stop_together(list(cluster.procs), grace=grace)
 
 
 def run(friends: int = 8, frames: int = 240, seconds: float = 0.2, startup: float = 0.05, checks: int = 1, keep: Path | None = None) -> dict:

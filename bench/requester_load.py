@@ -661,18 +661,7 @@ def profile_top(path: Path, count: int = 12) -> dict:
 
 
 def _stop(cluster: Cluster) -> None:
-    procs = list(cluster.procs.values())
-    cluster.procs.clear()
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 20
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    cluster.stop_together(list(cluster.procs), grace=20)
 
 
 def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:

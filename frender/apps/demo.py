@@ -90,17 +90,21 @@ class Cluster:
     def stop_all(self) -> None:
         """Friends first (they hand back what they hold), then the servers; each group stopped together."""
         friends = [n for n in self.procs if n.startswith("friend")]
-        for group in (friends, [n for n in self.procs if n not in friends]):
-            procs = [p for p in (self.procs.pop(n) for n in group) if p.poll() is None]
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 10
-            for proc in procs:
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        self.stop_together(friends)
+        self.stop_together(list(self.procs))
+
+    def stop_together(self, names: list[str], grace: float = 10.0) -> None:
+        """SIGINT each of ``names`` at once, then kill what has not exited within ``grace`` seconds."""
+        procs = [p for p in (self.procs.pop(n) for n in names) if p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _sigint_default() -> None:
