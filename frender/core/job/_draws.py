@@ -48,13 +48,19 @@ def checker(j: Job, subject: str) -> str | None:
     return _circle.checker(j.checks.ring, j.checks.position, subject, lambda candidate: _eligible(j, subject, candidate))
 
 
-def crop_checker(j: Job, subject: str, draw: int) -> str | None:
+def crop_checker(j: Job, subject: str, draw: int, pools: dict[str, tuple[str, ...]] | None = None) -> str | None:
     """Rule 10: the eligible friend ``draw`` picks, among trusted ones while any is eligible; None: the requester.
 
     The draw is fixed when the check is drawn; the pool is read when the check is handed out, so a
-    checker that left or was evicted is replaced by another draw from the same pool.
+    checker that left or was evicted is replaced by another draw from the same pool. ``pools`` memoises
+    each subject's pool across one policy pass (the job does not change within it).
     """
-    pool = crop_pool(j, subject)
+    if pools is None:
+        pool = crop_pool(j, subject)
+    else:
+        if subject not in pools:
+            pools[subject] = crop_pool(j, subject)
+        pool = pools[subject]
     return pool[draw % len(pool)] if pool else None
 
 
@@ -66,19 +72,10 @@ def crop_pool(j: Job, subject: str) -> tuple[str, ...]:
 
 
 def check_verifier(j: Job, c: Check, pools: dict[str, tuple[str, ...]] | None = None) -> str | None:
-    """Who renders pending check ``c`` now; None: the requester.
-
-    ``pools`` memoises each subject's crop pool across one policy pass (the job does not change within it)."""
+    """Who renders pending check ``c`` now; None: the requester (``pools``: see crop_checker)."""
     if c.by_requester:
         return None
-    if c.window is None:
-        return checker(j, c.subject)
-    if pools is None:
-        return crop_checker(j, c.subject, c.draw)
-    pool = pools.get(c.subject)
-    if pool is None:
-        pool = pools[c.subject] = crop_pool(j, c.subject)
-    return pool[c.draw % len(pool)] if pool else None
+    return crop_checker(j, c.subject, c.draw, pools) if c.window is not None else checker(j, c.subject)
 
 
 def draw_window(entropy: str, label: str) -> CropWindow:
