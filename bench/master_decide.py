@@ -60,7 +60,7 @@ def _farm(home: Path, friends: int) -> tuple[MasterNode, MemoryLog, _Clock, dict
     requester = _peer("requester")
     node.apply(core.TrustRequester(key=requester.fingerprint, name="requester"))
     node.apply(core.CreateAccount(user="alice", key=_peer("alice").fingerprint))
-    node.apply(core.GrantPoints(user="alice", amount=10**12))
+    node.apply(core.GrantPoints(user="alice", key=_peer("alice").fingerprint, amount=10**12))
     owners: dict[str, Peer] = {}
     for i in range(friends):
         user = f"u{i // PER_USER}"

@@ -525,8 +525,8 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
 
         async def operate() -> None:
             await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="bench-requester"))
-            await create_account(master, root / "homes" / "artist", "artist")
-            await operator_call(master, master_home, msg.Grant(user="artist", amount=10**9, reason="bench"))
+            artist = await create_account(master, root / "homes" / "artist", "artist")
+            await operator_call(master, master_home, msg.Grant(user="artist", key=artist.key, amount=10**9, reason="bench"))
 
         trio.run(operate)
         per = [friends // workers + (1 if w < friends % workers else 0) for w in range(workers)]

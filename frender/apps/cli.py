@@ -11,6 +11,9 @@ from typing import Optional
 
 import typer
 
+from frender.apps.accounts import account_app, operator_app
+from frender.apps.terminal import DEFAULT_HOME, fail, safe
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -18,26 +21,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 run_app = typer.Typer(no_args_is_help=True, help="Run a master, a requester or a friend.")
-operator_app = typer.Typer(no_args_is_help=True, help="Operator commands, signed with the master's key (its --home).")
-account_app = typer.Typer(no_args_is_help=True, help="Your account: a username bound to your key.")
 app.add_typer(run_app, name="run")
 app.add_typer(operator_app, name="operator")
 friend_app = typer.Typer(no_args_is_help=True, help="Control a running friend through its --home: pause, resume, status.")
 app.add_typer(friend_app, name="friend")
 app.add_typer(account_app, name="account")
 
-DEFAULT_HOME = Path(os.environ.get("FRENDER_HOME", Path.home() / ".frender"))
-
-
 @app.callback()
 def root() -> None:
     """fRender: friends render, requesters verify, a master keeps the points."""
-
-
-def fail(message: str) -> None:
-    """One clear line on stderr and exit status 1: the contract for bad input."""
-    typer.echo(f"frender: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _address(text: str):
@@ -166,11 +158,15 @@ def run_master(
 
     _logging(verbose)
     host, port = _listen(listen)
+    from frender.core.names import NAME_RULE, is_valid_name
+
     pairs = []
     for item in trust:
         name, _, key = item.partition("=")
         if not key.startswith("sha256:"):
             fail(f"--trust wants NAME=sha256:..., not {item!r}")
+        if not is_valid_name(name):
+            fail(f"--trust {item!r}: the requester's name must be {NAME_RULE}")
         pairs.append((key, name))
     if sync not in ("full", "normal"):
         fail(f"--sync is full or normal, not {sync!r}")
@@ -241,8 +237,11 @@ def run_friend(
     """Lend this computer: render other people's Blender jobs, earn points."""
     from frender.apps.availability import IdlePolicy, Schedule
     from frender.apps.friend import FriendRefused, FriendSettings, run_friend as run
+    from frender.core.names import NAME_RULE, is_valid_name
 
     _logging(verbose)
+    if not is_valid_name(name):
+        fail(f"--name {name!r}: a friend's name must be {NAME_RULE} (give --name, e.g. --name laptop)")
     if cheat not in (None, "black", "noise", "stale", "smart", "colluding"):
         fail("--cheat is black, noise, stale, smart or colluding")
     try:
@@ -258,7 +257,7 @@ def run_friend(
     backend = _backend(blender)
 
     def say(line: str) -> None:
-        typer.echo(line, err=True)
+        typer.echo(safe(line, lines=True), err=True)
 
     async def main() -> None:
         await run(
@@ -314,7 +313,7 @@ def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The f
     if line is None:
         typer.echo(f"no friend is running in {home}" + ("; it will start paused" if read_pause(home) else ""))
     else:
-        typer.echo(line)
+        typer.echo(safe(line))
 
 
 def _control(home: Path, mode: str | None, wait: float, done) -> None:
@@ -334,6 +333,7 @@ def _control(home: Path, mode: str | None, wait: float, done) -> None:
     while not done(line) and time.monotonic() < deadline:
         time.sleep(0.2)
         line = read_status(home) or "stopped"
+    line = safe(line)
     typer.echo(f"{verb}: {line}" if done(line) or wait <= 0 else f"{verb}, but after {wait:g} s the friend says: {line}")
 
 
@@ -526,94 +526,6 @@ def status(
         typer.echo(json.dumps(codec.converter.unstructure(reply), indent=2))
     else:
         print_status(reply)
-
-
-@account_app.command("create")
-def account_create(
-    user: str = typer.Argument(..., help="The username to bind to your key."),
-    master: str = typer.Option(..., help="The master's address."),
-    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key; run your friends with this key too (--home)."),
-) -> None:
-    """Bind a username to your key. Only then can the operator grant it points and your friends register under it."""
-    import trio
-
-    from frender.apps.client import create_account
-    from frender.transports import RemoteError, TransportError
-
-    try:
-        created = trio.run(create_account, _address(master), home, user)
-    except RemoteError as exc:
-        fail(f"the master refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
-    typer.echo(f"account {created.user} bound to key {created.key}; balance {created.balance}")
-
-
-@operator_app.command("grant")
-def operator_grant(
-    user: str,
-    amount: int,
-    master: str = typer.Option(..., help="The master's address."),
-    home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
-    reason: str = typer.Option("operator grant"),
-) -> None:
-    """Grant points to a user whose owner has bound the name (frender account create)."""
-    _operator(master, home, "grant", user=user, amount=amount, reason=reason)
-
-
-@operator_app.command("trust")
-def operator_trust(
-    key: str = typer.Argument(..., help="The requester's key fingerprint, sha256:..."),
-    name: str = typer.Option("requester", help="A name for the log."),
-    master: str = typer.Option(..., help="The master's address."),
-    home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
-) -> None:
-    """Trust a requester's key to ask for friends."""
-    _operator(master, home, "trust", key=key, name=name)
-
-
-@operator_app.command("web-token")
-def operator_web_token(
-    home: Path = typer.Option(DEFAULT_HOME / "master", help="The master's home (its key)."),
-    hours: float = typer.Option(12.0, help="How long the token is valid."),
-    url: Optional[str] = typer.Option(None, help="The dashboard's address (what `run master --web` printed), to print a whole link."),
-) -> None:
-    """Print a token that opens the operator's dashboard (the master's, and every job's on trusted requesters)."""
-    import time
-
-    from frender.apps.web import OPERATOR, sign_token
-    from frender.transports import Identity
-
-    if not 0 < hours <= 24 * 366:
-        fail("--hours is above 0 and at most a year")
-    if not (home / "identity.pem").is_file():
-        fail(f"{home} holds no key: give the master's --home")
-    token = sign_token(Identity.load_or_create(home), OPERATOR, now=time.time(), seconds=hours * 3600)
-    typer.echo(f"{url.rstrip('/')}/?t={token}" if url else token)
-
-
-def _operator(master: str, home: Path, what: str, **fields) -> None:
-    import trio
-
-    from frender.apps import messages as msg
-    from frender.apps.client import operator_call
-    from frender.transports import RemoteError, TransportError
-
-    from frender.apps.client import status as get_status
-
-    request = msg.Grant(**fields) if what == "grant" else msg.Trust(**fields)
-    address = _address(master)
-    try:
-        trio.run(operator_call, address, home, request)
-        reply = trio.run(get_status, address, home)
-    except RemoteError as exc:
-        fail(f"the master refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
-    if isinstance(request, msg.Grant):
-        typer.echo(f"granted {request.amount} points to {request.user}: balance now {reply.balances.get(request.user, 0)}")
-    else:
-        typer.echo(f"trusted requester {request.name} ({request.key}): it may now ask for friends")
 
 
 @app.command()

@@ -185,10 +185,10 @@ def run_demo(
         console.print(f"master    {master}\nrequester {requester}", soft_wrap=True)
         # Accounts are keys: each friend's user and the artist bind their names before the grant.
         homes = {f"friend{i + 1}": cluster.root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": out / "homes" / "artist"}
-        trio.run(_accounts, master, homes)
+        keys = trio.run(_accounts, master, homes)
         if web:
             _print_operator_link(cluster, master_home)
-        trio.run(_operate, master, master_home, requester, [u for u in homes if u != "artist"])
+        trio.run(_operate, master, master_home, requester, keys)
         names = [start_friend(cluster, master, i + 1, cheat=(cheat_kind or CHEATS[i % 3]) if i < cheaters else None) for i in range(friends)]
         trio.run(wait_for_friends, master, master_home, friends)
         t0 = time.monotonic()
@@ -227,19 +227,19 @@ def _print_operator_link(cluster: Cluster, master_home: Path) -> None:
     console.print(f"operator  {url}?t={token}", soft_wrap=True)
 
 
-async def _accounts(master: Address, homes: dict[str, Path]) -> None:
-    for user, home in homes.items():
-        await create_account(master, home, user)
+async def _accounts(master: Address, homes: dict[str, Path]) -> dict[str, str]:
+    """Bind each user to the key in its home; each user's key fingerprint, as the operator's grants name it."""
+    return {user: (await create_account(master, home, user)).key for user, home in homes.items()}
 
 
 STAKE = 20  # points each friend's user starts with, as if earned before: what a cheater's fine is taken from
 
 
-async def _operate(master: Address, master_home: Path, requester: Address, friend_users: list[str]) -> None:
+async def _operate(master: Address, master_home: Path, requester: Address, keys: dict[str, str]) -> None:
     await operator_call(master, master_home, msg.Trust(key=requester.fingerprint, name="demo-requester"))
-    await operator_call(master, master_home, msg.Grant(user="artist", amount=1000, reason="demo"))
-    for user in friend_users:  # a stake, so a cheater's owner has something to lose
-        await operator_call(master, master_home, msg.Grant(user=user, amount=STAKE, reason="demo stake"))
+    await operator_call(master, master_home, msg.Grant(user="artist", key=keys["artist"], amount=1000, reason="demo"))
+    for user in [u for u in keys if u != "artist"]:  # a stake, so a cheater's owner has something to lose
+        await operator_call(master, master_home, msg.Grant(user=user, key=keys[user], amount=STAKE, reason="demo stake"))
 
 
 async def _settled(master: Address, home: Path, job: int) -> msg.StatusReply:

@@ -252,8 +252,8 @@ class MasterNode(Handler):
                 self._apply_later(core.CreateAccount(user=user, key=peer.fingerprint))
                 return msg.AccountCreated(user=user, key=peer.fingerprint, balance=self._draft.accounts[user].balance)
             case msg.AccountOf(key=key):
-                if peer.fingerprint not in self._draft.requesters:
-                    raise Refused("untrusted", "only a trusted requester asks whose a key is")
+                if peer.fingerprint not in self._draft.requesters and key != peer.fingerprint:
+                    raise Refused("untrusted", "only a trusted requester asks whose a key is (anyone may ask of its own)")
                 user = self._draft.owners.get(key, "")
                 return msg.AccountInfo(user=user, balance=self._draft.accounts[user].balance if user else 0)
             case msg.AskFriends():
@@ -278,9 +278,9 @@ class MasterNode(Handler):
             case msg.KnownProfiles():
                 live = {f.profile for f in self._draft.friends.values() if core.is_live(self._draft, f.friend, now)}
                 return msg.Profiles(live=tuple(sorted(live, key=str)))
-            case msg.Grant(user=user, amount=amount, reason=reason):
+            case msg.Grant(user=user, amount=amount, reason=reason, key=key):
                 self._operator(peer)
-                self._apply_later(core.GrantPoints(user=user, amount=amount, reason=reason))
+                self._apply_later(core.GrantPoints(user=user, key=key, amount=amount, reason=reason))
                 return msg.Ok()
             case msg.Trust(key=key, name=name):
                 self._operator(peer)

@@ -242,6 +242,7 @@ class Grant:
     user: str
     amount: int
     reason: str = "operator grant"
+    key: str = ""  # the fingerprint of the account's key, as its owner gave it; the master refuses any other (and none)
 
 
 @frozen(kw_only=True)

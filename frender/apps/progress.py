@@ -1,4 +1,9 @@
-"""What people see: the live progress of a job and the master's status, with rich."""
+"""What people see: the live progress of a job and the master's status, with rich.
+
+Every name and reason here comes from a peer, so each goes in as ``safe_text``
+(``frender.apps.terminal``): shown as it reads, never parsed as markup, its
+control characters escaped.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from frender.apps import messages as msg
 from frender.apps.client import SubmitResult, UploadProgress, submit
+from frender.apps.terminal import safe, safe_text
 from frender.transports import Address
 
 __all__ = ["follow", "job_view", "print_status", "print_jobs"]
@@ -27,18 +34,20 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
     for column in ("friend", "delivered", "final", "checks", ""):
         table.add_column(column, justify="right" if column in ("delivered", "final", "checks") else "left")
     for line in p.friends:
-        table.add_row(line.friend, str(line.delivered), str(line.final), str(line.checks), "[red]evicted[/red]" if line.evicted else "")
-    summary = f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements"
+        table.add_row(
+            safe_text(line.friend), str(line.delivered), str(line.final), str(line.checks), Text("evicted", style="red") if line.evicted else ""
+        )
+    summary = safe_text(f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements")
     if p.evictions:
-        summary += f", evicted: {', '.join(p.evictions)}"
+        summary.append(safe(f", evicted: {', '.join(p.evictions)}"))
     if p.cancelled:
-        summary += f"\n[yellow]cancelled: {len(p.final)} of {p.total} frames final and kept[/yellow]"
+        summary.append(f"\ncancelled: {len(p.final)} of {p.total} frames final and kept", style="yellow")
     elif p.wanted and not p.active and not p.finished:
-        summary += f"\nwaiting for friends: none free yet ({p.wanted} asked for); the job starts as friends free up"
+        summary.append(f"\nwaiting for friends: none free yet ({p.wanted} asked for); the job starts as friends free up")
     elif p.wanted and p.active < p.wanted and not p.finished:
-        summary += f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up"
+        summary.append(f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up")
     if p.problem:
-        summary += f"\n[yellow]{p.problem}[/yellow]"
+        summary.append("\n" + safe(p.problem), style="yellow")
     return Group(bars, table, summary)
 
 
@@ -63,10 +72,10 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
             live.update(job_view(p, bars, ids))
 
         def link(url: str) -> None:
-            live.console.print(f"dashboard: {url}", soft_wrap=True)
+            live.console.print(safe_text(f"dashboard: {url}"), soft_wrap=True)
 
         def uploading(u: UploadProgress) -> None:
-            live.update(Group(bars, u.text()))
+            live.update(Group(bars, safe_text(u.text())))
 
         return trio.run(
             lambda: submit(
@@ -93,7 +102,7 @@ def print_jobs(reply: msg.JobsReply) -> None:
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else _duration(j.eta)
-        table.add_row(str(j.job), j.state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+        table.add_row(str(j.job), safe_text(j.state), f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
     Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 
@@ -104,14 +113,19 @@ def print_status(reply: msg.StatusReply) -> None:
         friends.add_column(column)
     for f in reply.friends:
         busy = f.away or ("yes" if f.busy else "")  # "paused", "outside schedule": the master assigns it nothing
-        friends.add_row(f.friend, "yes" if f.live else "no", busy, str(f.job or ""), str(f.profile), str(f.clean_run))
+        friends.add_row(
+            safe_text(f.friend), "yes" if f.live else "no", safe_text(busy), str(f.job or ""), safe_text(f.profile), str(f.clean_run)
+        )
     jobs = Table(title="Jobs", header_style="bold")
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)
     for j in reply.jobs:
         evicted = ", ".join(j.evicted) + (f" (+{j.evicted_count - len(j.evicted)})" if j.evicted_count > len(j.evicted) else "")
         friends_count = str(max(len(j.friends), j.friend_count))
-        jobs.add_row(str(j.job), j.submitter, str(j.frames), friends_count, evicted, str(j.escrow), str(j.paid), "closed" if j.closed else "open")
+        jobs.add_row(
+            str(j.job), safe_text(j.submitter), str(j.frames), friends_count, safe_text(evicted), str(j.escrow), str(j.paid),
+            "closed" if j.closed else "open",
+        )
     balances = Table(
         title=f"Balances: yours (all, for the operator); {reply.granted} points granted, "
         f"{reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow",
@@ -120,5 +134,5 @@ def print_status(reply: msg.StatusReply) -> None:
     balances.add_column("user")
     balances.add_column("points", justify="right")
     for user, points in sorted(reply.balances.items()):
-        balances.add_row(user, str(points))
+        balances.add_row(safe_text(user), str(points))
     out.print(friends, jobs, balances)

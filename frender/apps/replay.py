@@ -1,7 +1,9 @@
 """`frender replay`: verify a log's hash chain, fold it, and tell its story.
 
 The same deciders that ran live fold the log here, so what this prints is what
-the process believed: an audit of a dispute needs nothing but the file.
+the process believed: an audit of a dispute needs nothing but the file. A log
+may hold any name bound before today's alphabet, so every line of the text is
+made safe to show (``frender.apps.terminal.safe``); the JSON escapes by itself.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from frender.apps import requester as r
+from frender.apps.terminal import safe
 from frender.core import job as j
 from frender.core import master as m
 from frender.store import SqliteLog, replay
@@ -22,7 +25,7 @@ _STORY: dict[type, Callable[[Any], str]] = {
     m.FriendRegistered: lambda e: f"friend {e.friend} registered: {e.profile}, {e.capacity} thread(s)",
     m.FriendReleased: lambda e: f"friend {e.friend} released from job {e.job} ({e.why})",
     m.RequesterTrusted: lambda e: f"requester {e.name} ({_short(e.key)}) trusted by the operator",
-    m.PointsGranted: lambda e: f"{e.amount} points granted to {e.user} ({e.reason})",
+    m.PointsGranted: lambda e: f"{e.amount} points granted to {e.user}" + (f" (key {_short(e.key)})" if e.key else "") + f" ({e.reason})",
     m.JobOpened: lambda e: f"job {e.job} opened for {e.submitter}: {e.frames} frames, {e.checks_per_friend} check(s) per friend, {e.profile}",
     m.JobPrioritised: lambda e: f"job {e.job}: priority {e.priority}",
     m.FriendsAssigned: lambda e: f"job {e.job}: assigned {', '.join(e.friends)}"
@@ -255,5 +258,5 @@ def render_text(report: dict) -> str:
     out.append("")
     out.append("Story:")
     out.extend(f"  {s['seq']:>6}  {s['text']}" for s in report["story"])
-    return "\n".join(out)
+    return "\n".join(safe(line) for line in out)
 

@@ -5,9 +5,12 @@ points (escrow) and holds friends in the same step. Invariants it keeps:
 
 Rule 1: an account is a key. A username is bound only by its owner (an
         explicit CreateAccount, or the first job it submits); nobody else acts
-        under that name, a key holds one name, grants go only to bound
-        accounts, and a friend registers under a user only with that user's key
-        (a user's machines share its key).
+        under that name, a key holds one name, a grant names the account's key
+        as well as its name and is refused unless that key is the one bound
+        (the event records it), and a friend registers under a user only with
+        that user's key (a user's machines share its key). A new username or
+        friend name is in the safe alphabet and unique in its normalised form
+        (``frender.core.names``); names already logged replay as they were.
 Rule 2: only requesters the operator trusts get friends, and a requester
         reports only on its own jobs.
 Rule 3: a friend holds at most one job; it is free again when a heartbeat says
@@ -68,6 +71,7 @@ from typing import Any, Callable, ClassVar, Iterator, TypeVar
 from attrs import Factory, define, field, fields, frozen
 
 from frender.core._decider import Rejected
+from frender.core.names import NAME_RULE, is_valid_name, normalised
 from frender.core.profile import RenderProfile
 
 __all__ = [
@@ -163,7 +167,10 @@ class TrustRequester:
 
 @frozen(kw_only=True)
 class GrantPoints:
+    """The operator funds the account ``user`` bound to ``key``: the fingerprint its owner gave, never the name alone (Rule 1)."""
+
     user: str
+    key: str
     amount: int
     reason: str = "operator grant"
 
@@ -260,6 +267,7 @@ class PointsGranted:
     user: str
     amount: int
     reason: str
+    key: str = field(default="", metadata={"omit_if_default": True})  # the account's key; "" in logs from before grants named it
 
 
 @frozen(kw_only=True)
@@ -476,6 +484,9 @@ class Master:
     granted: int = 0  # points ever granted (Rule 5)
     assignments: int = 0  # counts grants, orders friends least-recently-assigned first
     owners: dict[str, str] = field(factory=dict, eq=False)  # key -> its one username (Rule 1); derived
+    # Derived, for uniqueness (Rule 1): a normalised username -> the bound name; a normalised "user/name" -> the friend.
+    names: dict[str, str] = field(factory=dict, eq=False)
+    friend_names: dict[str, str] = field(factory=dict, eq=False)
     # Soft state (Rule 6): friend -> (last heartbeat time, busy). Not compared.
     seen: dict[str, tuple[float, bool]] = field(factory=dict, eq=False)
     # Derived from ``friends``, for assignment (see _ProfileQueue). Not compared.
@@ -558,18 +569,21 @@ def decide(state: Master, command: object) -> list[object]:
 
 
 def _bind(state: Master, user: str, key: str) -> list[object]:
-    """Rule 1: bind a new name to its key; refuse another key."""
-    if not user or len(user) > 64 or not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise Rejected("bad-user", f"username {user!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    """Rule 1: bind a new name (in the alphabet, unique once normalised) to its key; refuse another key."""
     account = state.accounts.get(user)
-    if account is None or account.key is None:
-        held = state.owners.get(key)
-        if held is not None and held != user:
-            raise Rejected("key-taken", f"this key already holds the account {held!r}; one key, one account")
-        return [UserBound(user=user, key=key, grant=state.settings.starting_grant if account is None else 0)]
-    if account.key != key:
-        raise Rejected("name-taken", f"username {user!r} belongs to another key")
-    return []
+    if account is not None and account.key is not None:  # bound already, perhaps before today's alphabet: its owner goes on
+        if account.key != key:
+            raise Rejected("name-taken", f"username {user!r} belongs to another key")
+        return []
+    if not is_valid_name(user):
+        raise Rejected("bad-user", f"username {user[:64]!r} must be {NAME_RULE}")
+    holder = state.names.get(normalised(user))
+    if holder is not None:
+        raise Rejected("name-taken", f"username {user!r} is the name {holder!r} (names are compared without case): choose another")
+    held = state.owners.get(key)
+    if held is not None and held != user:
+        raise Rejected("key-taken", f"this key already holds the account {held!r}; one key, one account")
+    return [UserBound(user=user, key=key, grant=state.settings.starting_grant if account is None else 0)]
 
 
 def _bound(state: Master, user: str) -> Account:
@@ -590,11 +604,18 @@ def _register_friend(state: Master, c: RegisterFriend) -> list[object]:
         raise Rejected("name-taken", f"username {c.user!r} belongs to another key: a friend registers with its user's key")
     events: list[object] = []
     if not c.friend.startswith(c.user + "/") or len(c.friend) > 64 + 1 + 256:
-        raise Rejected("bad-friend", f"friend name {c.friend!r} must be '{c.user}/<name>'")
+        raise Rejected("bad-friend", f"friend name {c.friend[:64]!r} must be '{c.user}/<name>'")
+    known = state.friends.get(c.friend)
+    if known is None:  # a new friend: its name is checked as a username is (one logged before keeps its name)
+        name = c.friend.removeprefix(c.user + "/")
+        if not is_valid_name(name):
+            raise Rejected("bad-friend", f"friend name {name[:64]!r} must be {NAME_RULE}")
+        holder = state.friend_names.get(normalised(c.friend))
+        if holder is not None:
+            raise Rejected("name-taken", f"friend {c.friend!r} is the friend {holder!r} (names are compared without case): choose another")
     if not 1 <= c.capacity <= 1024:
         raise Rejected("bad-friend", "capacity is 1 to 1024 threads")
     _check_availability(c.away, c.refuse)
-    known = state.friends.get(c.friend)
     if known is None or known.profile != c.profile or known.capacity != c.capacity:
         events.append(FriendRegistered(friend=c.friend, user=c.user, profile=c.profile, capacity=c.capacity, now=c.now))
     events.append(FriendSeen(friend=c.friend, busy=False, now=c.now, away=c.away, refuse=c.refuse))
@@ -628,14 +649,25 @@ def _heartbeat(state: Master, c: Heartbeat) -> list[object]:
 def _trust(state: Master, c: TrustRequester) -> list[object]:
     if state.requesters.get(c.key) == c.name:
         return []
+    if not is_valid_name(c.name):
+        raise Rejected("bad-name", f"a requester's name {c.name[:64]!r} must be {NAME_RULE}")
     return [RequesterTrusted(key=c.key, name=c.name)]
 
 
 def _grant(state: Master, c: GrantPoints) -> list[object]:
     if c.amount <= 0:
         raise Rejected("bad-grant", "a grant is a positive number of points")
-    _bound(state, c.user)
-    return [PointsGranted(user=c.user, amount=c.amount, reason=c.reason)]
+    account = _bound(state, c.user)
+    if not c.key:
+        raise Rejected("no-key", f"a grant names the key of the account it funds: ask {c.user!r}'s owner for the fingerprint `frender account show` prints")
+    if account.key != c.key:
+        raise Rejected(
+            "wrong-key",
+            f"the account {c.user!r} is bound to another key than {c.key}: these points would go to someone else. "
+            "Ask its owner for the fingerprint `frender account show` prints; if that is the key you gave, "
+            "someone else bound the name first and its owner binds another one",
+        )
+    return [PointsGranted(user=c.user, amount=c.amount, reason=c.reason, key=c.key)]
 
 
 def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
@@ -676,6 +708,7 @@ def _candidates(
     """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live."""
     by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}
     live = not trusted  # only the trusted part's liveness matters (Rule 8)
+    refused = normalised(c.submitter)  # friends refuse users by their normalised names
     queue = state.queues.get((c.profile.machine(), trusted))  # then each friend's GL renderer, for GPU engines
     if queue is None:
         return by_owner, False
@@ -685,7 +718,7 @@ def _candidates(
             continue
         if not live and is_live(state, rec.friend, c.now):
             live = True
-        if rec.user == c.submitter or c.submitter in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
+        if rec.user == c.submitter or refused in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
             continue
         by_owner.setdefault(rec.user, []).append((position, rec))
         position += 1
@@ -794,8 +827,9 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
 
 def _any_could_serve(state: Master, c: RequestFriends) -> bool:
     """Whether some registered friend of the profile could ever render the submitter's job (Rule 11): not its own, not refusing it."""
+    refused = normalised(c.submitter)
     return any(
-        rec.user != c.submitter and c.submitter not in rec.refuses and rec.profile.renders(c.profile)
+        rec.user != c.submitter and refused not in rec.refuses and rec.profile.renders(c.profile)
         for trusted in (True, False)
         if (queue := state.queues.get((c.profile.machine(), trusted))) is not None
         for rec in queue.ordered()
@@ -890,6 +924,7 @@ def _user_bound(state: Master, e: UserBound) -> None:
     account = _account(state, e.user)
     account.key = e.key
     state.owners[e.key] = e.user
+    state.names.setdefault(normalised(e.user), e.user)
     account.balance += e.grant
     state.granted += e.grant
 
@@ -900,6 +935,7 @@ def _friend_registered(state: Master, e: FriendRegistered) -> None:
         rec = state.friends[e.friend] = FriendRecord(
             friend=e.friend, user=e.user, profile=e.profile, capacity=e.capacity, registered=len(state.friends)
         )
+        state.friend_names.setdefault(normalised(e.friend), e.friend)
         # The newest registration, never assigned: the end of the never-assigned part.
         state.queues.setdefault((e.profile.machine(), is_trusted(state, rec)), _ProfileQueue()).fresh[e.friend] = rec
     else:
@@ -913,7 +949,7 @@ def _friend_seen(state: Master, e: FriendSeen) -> None:
     state.seen[e.friend] = (e.now, e.busy)
     rec = state.friends.get(e.friend)
     if rec is not None:
-        rec.away, rec.refuses = e.away, frozenset(e.refuse)
+        rec.away, rec.refuses = e.away, frozenset(normalised(user) for user in e.refuse)
 
 
 def _friend_released(state: Master, e: FriendReleased) -> None:

@@ -57,8 +57,8 @@ class Farm:
         self.master, self.master_home = await trio.to_thread.run_sync(lambda: start_master(self.cluster))
         await self.start_requester()
         await operator_call(self.master, self.master_home, msg.Trust(key=self.requester.fingerprint, name="test"))
-        await create_account(self.master, self.root / "homes" / "artist", "artist")
-        await operator_call(self.master, self.master_home, msg.Grant(user="artist", amount=500))
+        artist = await create_account(self.master, self.root / "homes" / "artist", "artist")
+        await operator_call(self.master, self.master_home, msg.Grant(user="artist", key=artist.key, amount=500))
         for i in range(friends):
             await self.add_friend(cheat=cheats[i] if i < len(cheats) else None)
         await wait_for_friends(self.master, self.master_home, friends)

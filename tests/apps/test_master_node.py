@@ -35,7 +35,7 @@ def farm(tmp_path):
     node.apply(core.CreateAccount(user="alice", key="sha256:" + "a" * 64))
     node.apply(core.CreateAccount(user="bob", key=bob.fingerprint))
     node.apply(core.CreateAccount(user="carol", key="sha256:" + "c" * 64))
-    node.apply(core.GrantPoints(user="alice", amount=100))
+    node.apply(core.GrantPoints(user="alice", key="sha256:" + "a" * 64, amount=100))
     return node, log, clock, bob, requester
 
 
@@ -68,7 +68,7 @@ async def test_an_uncommitted_event_about_the_friend_holds_its_heartbeat_back(fa
     """An answer must not reveal an uncommitted change to the friend, its owner's key or its job; others go on."""
     node, _, clock, bob, requester = farm
     await _register(node, bob)
-    node._apply_later(core.GrantPoints(user="carol", amount=1))  # nothing a heartbeat reads
+    node._apply_later(core.GrantPoints(user="carol", key="sha256:" + "c" * 64, amount=1))  # nothing a heartbeat reads
     clock.now += 1
     assert node.call_at_once(bob, msg.Heartbeat(friend="bob/pc")) == msg.HeartbeatReply()
     node._apply_later(

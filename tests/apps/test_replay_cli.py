@@ -26,7 +26,7 @@ def master_log(tmp_path):
     state, log = m.Master(), SqliteLog(tmp_path / "master.db")
     for command in [
         m.CreateAccount(user="artist", key="k-art"),
-        m.GrantPoints(user="artist", amount=50),
+        m.GrantPoints(user="artist", key="k-art", amount=50),
         m.TrustRequester(key="R", name="studio"),
         m.CreateAccount(user="ann", key="k-ann"),
         m.CreateAccount(user="bob", key="k-bob"),

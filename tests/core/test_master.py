@@ -40,7 +40,7 @@ def master(friends: list[tuple[str, RenderProfile, float]], *, timeout=2.0, poin
     state = Master(settings=MasterSettings(friend_timeout=timeout))
     apply(state, TrustRequester(key="R", name="requester"))
     apply(state, CreateAccount(user="artist", key="key-artist"))
-    apply(state, GrantPoints(user="artist", amount=points))
+    apply(state, GrantPoints(user="artist", key="key-artist", amount=points))
     for name, profile, seen in friends:
         user = name.split("/")[0]
         if user not in state.accounts:
@@ -336,7 +336,7 @@ def test_accounts_are_bound_only_by_their_owner():
         decide(state, RegisterFriend(user="alice", key="key-mallory", friend="alice/pc", profile=P5, now=1))
     assert err.value.code == "unknown-user"
     with pytest.raises(Rejected) as err:
-        decide(state, GrantPoints(user="alice", amount=500))
+        decide(state, GrantPoints(user="alice", key="key-alice", amount=500))
     assert err.value.code == "unknown-user"
     apply(state, CreateAccount(user="alice", key="key-alice"))
     assert apply(state, CreateAccount(user="alice", key="key-alice")) == []  # idempotent for the owner
@@ -349,7 +349,7 @@ def test_accounts_are_bound_only_by_their_owner():
     with pytest.raises(Rejected) as err:
         decide(state, RegisterFriend(user="alice", key="key-mallory", friend="alice/pc", profile=P5, now=1))
     assert err.value.code == "name-taken"
-    apply(state, GrantPoints(user="alice", amount=500))
+    apply(state, GrantPoints(user="alice", key="key-alice", amount=500))
     apply(state, RegisterFriend(user="alice", key="key-alice", friend="alice/pc", profile=P5, now=1))
     assert state.accounts["alice"].balance == 500
 
@@ -394,7 +394,7 @@ def test_an_evicted_friend_forfeits_and_its_owner_is_fined_to_the_submitter():
     from frender.core.master import FriendFined, ReputationChanged
 
     state = master([("a/1", P5, 10), ("b/1", P5, 10)], points=100)
-    apply(state, GrantPoints(user="a", amount=3))
+    apply(state, GrantPoints(user="a", key="key-a", amount=3))
     apply(state, ask(state, want=2, frames=8))  # escrow 8 + 2; a fair share is 4 frames + 1 check
     evolve(state, ReputationChanged(friend="a/1", job=1, reputation=7, passed=7, failed=0))
     events = apply(state, ReportJob(requester="R", job=1, payouts={"b/1": 9}, evicted=("a/1",), evidence={"a/1": "frame 3: black"}, now=20))

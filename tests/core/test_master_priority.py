@@ -60,7 +60,7 @@ def test_a_closed_job_stops_waiting() -> None:
 
     record(TrustRequester(key="R", name="requester"))
     record(CreateAccount(user="artist", key="key-artist"))
-    record(GrantPoints(user="artist", amount=100))
+    record(GrantPoints(user="artist", key="key-artist", amount=100))
     for user, now in (("a", 10.0), ("b", 12.0)):
         record(CreateAccount(user=user, key="key-" + user))
         record(RegisterFriend(user=user, key="key-" + user, friend=user + "/1", profile=P5, now=now))

@@ -70,7 +70,7 @@ class MasterMachine(RuleBasedStateMachine):
         self.fined: dict[str, int] = {}  # model: job -> points fined so far
         for user in USERS:
             self.apply(CreateAccount(user=user, key=key_of(user, False)))
-            self.apply(GrantPoints(user=user, amount=30))
+            self.apply(GrantPoints(user=user, key=key_of(user, False), amount=30))
 
     @initialize()
     def a_pool_of_friends(self):
@@ -185,9 +185,10 @@ class MasterMachine(RuleBasedStateMachine):
         self.trusted.add(requester)
         self.apply(TrustRequester(key=requester, name=requester.lower()))
 
-    @rule(user=users, amount=st.integers(-1, 40))
-    def grant(self, user, amount):
-        self.apply(GrantPoints(user=user, amount=amount))
+    @rule(user=users, forged=forged, amount=st.integers(-1, 40))
+    def grant(self, user, forged, amount):
+        if self.apply(GrantPoints(user=user, key=key_of(user, forged), amount=amount)):
+            assert self.state.accounts[user].key == key_of(user, forged)  # points go only to the key the grant names
 
     @rule(
         requester=requesters,

@@ -225,7 +225,7 @@ def test_batch_is_one_transaction(tmp_path):
     log = SqliteLog(tmp_path / "events.db")
     log.append(grants(1))
     with pytest.raises(TypeError):
-        log.append(grants(2) + [GrantPoints(user="x", amount=1)])  # a command is not an event
+        log.append(grants(2) + [GrantPoints(user="x", key="k-x", amount=1)])  # a command is not an event
     assert log.head.seq == 1 and len(list(log.records())) == 1
     assert codec.tag_of(grants(1)[0]) == "points_granted.v1"
 
