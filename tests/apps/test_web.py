@@ -222,7 +222,7 @@ def test_a_port_in_use_is_one_line_from_the_cli(tmp_path, flag):
 
 
 async def test_operator_commands_print_what_they_did_and_the_web_token_opens_the_page(web):
-    """`operator grant` prints the new balance, `trust` the key trusted; `web-token --url` prints a link that opens the master's page."""
+    """`operator grant` prints the key funded and the new balance, `trust` the key trusted; `web-token --url` prints a link that opens the master's page."""
     from typer.testing import CliRunner
 
     from frender.apps.cli import app
@@ -233,8 +233,9 @@ async def test_operator_commands_print_what_they_did_and_the_web_token_opens_the
     def run(*args: str):
         return runner.invoke(app, list(args))
 
-    result = await trio.to_thread.run_sync(run, "operator", "grant", "alice", "25", "--master", str(web.master), "--home", home)
-    assert result.exit_code == 0 and "granted 25 points to alice: balance now" in result.output, result.output
+    alice = web.people["alice"].fingerprint
+    result = await trio.to_thread.run_sync(run, "operator", "grant", "alice", "25", "--key", alice, "--master", str(web.master), "--home", home)
+    assert result.exit_code == 0 and f"granted 25 points to alice (key {alice}): balance now" in result.output, result.output
     key = web.people["mallory"].fingerprint
     result = await trio.to_thread.run_sync(run, "operator", "trust", key, "--name", "spare", "--master", str(web.master), "--home", home)
     assert result.exit_code == 0 and f"trusted requester spare ({key})" in result.output, result.output

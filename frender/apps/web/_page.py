@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = [
     "render",
 ]
 
+# Every name on a page comes from a peer: every template escapes what it shows, and the live part the
+# page's script puts in place (innerHTML) is this same escaped HTML, never a name as the server got it.
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True,
@@ -57,7 +60,7 @@ HEADERS = {
 
 
 def forbidden(why: str) -> Response:
-    return HTMLResponse(f"<!doctype html><title>403</title><h1>403 forbidden</h1><p>{why}</p>", status_code=403, headers=HEADERS)
+    return HTMLResponse(f"<!doctype html><title>403</title><h1>403 forbidden</h1><p>{html.escape(why)}</p>", status_code=403, headers=HEADERS)
 
 
 def claims_of(request: Request, allowed: Callable[[Claims], bool]) -> Claims | Response:
