@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from frender.apps.accounts import account_app, operator_app
-from frender.apps.terminal import DEFAULT_HOME, fail, safe
+from frender.apps.terminal import DEFAULT_HOME, fail, log_handler, safe
 
 app = typer.Typer(
     add_completion=False,
@@ -73,7 +73,7 @@ def _announce(address_file: Path | None):
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[log_handler("%(asctime)s %(name)s: %(message)s")])
 
 
 def _backend(blender_path: str | None):

@@ -24,6 +24,7 @@ from frender.apps import messages as msg
 from frender.apps import video
 from frender.apps.client import create_account, operator_call, remembered_fps, status
 from frender.apps.progress import follow
+from frender.apps.terminal import safe_text
 from frender.apps.web import OPERATOR, sign_token
 from frender.transports import Address, Identity, RemoteError, TransportError
 
@@ -202,7 +203,7 @@ def run_demo(
             except KeyboardInterrupt:
                 pass
     except (RemoteError, TransportError, RuntimeError, blender.BlenderError) as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
+        console.print("[red]demo failed:[/red]", safe_text(exc))  # a peer's reason: text, never markup
         return 1
     finally:
         cluster.stop_all()

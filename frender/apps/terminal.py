@@ -12,7 +12,9 @@ Rich never parses as markup.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import unicodedata
 from pathlib import Path
 from typing import NoReturn
@@ -20,7 +22,7 @@ from typing import NoReturn
 import typer
 from rich.text import Text
 
-__all__ = ["DEFAULT_HOME", "fail", "safe", "safe_text"]
+__all__ = ["DEFAULT_HOME", "fail", "log_handler", "safe", "safe_text"]
 
 DEFAULT_HOME = Path(os.environ.get("FRENDER_HOME", Path.home() / ".frender"))
 
@@ -51,3 +53,17 @@ def fail(message: str) -> NoReturn:
     """One clear line on stderr and exit status 1: the contract for bad input."""
     typer.echo(f"frender: {safe(message, lines=True)}", err=True)
     raise typer.Exit(1)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines carry peers' names and reasons: their control characters are shown escaped, never sent to the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe(super().format(record), lines=True)
+
+
+def log_handler(form: str) -> logging.Handler:
+    """A handler writing log lines in ``form`` to stderr, each made ``safe``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter(form))
+    return handler
