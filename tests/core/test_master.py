@@ -275,6 +275,7 @@ def test_points_are_paid_only_by_the_closing_report():
         ({"away": "paused"}, ("b/1",)),
         ({"away": "outside schedule"}, ("b/1",)),
         ({"refuse": ("artist",)}, ("b/1",)),
+        ({"refuse": ("ARTIST",)}, ("b/1",)),  # names are one name without case
         ({"refuse": ("someone-else",)}, ("a/1",)),
     ],
 )
