@@ -174,7 +174,7 @@ def test_every_page_escapes_the_names_it_shows():
     for name in TEMPLATES.list_templates():
         source = TEMPLATES.loader.get_source(TEMPLATES, name)[0]
         # Only the live part, itself rendered by an escaping template, is put in as it is.
-        assert "autoescape" not in source and set(re.findall(r"{{\s*(\w+)\s*\|\s*safe", source)) <= {"live"}, name
+        assert "autoescape" not in source and {e.strip() for e in re.findall(r"{{([^}]*)\|\s*safe", source)} <= {"live"}, name
     script = "<script>alert(1)</script>"
     status = msg.StatusReply(
         friends=(msg.FriendStatus(friend=f"bob/{script}", live=True, busy=False, job=None, profile=PROFILE, clean_run=0),),
@@ -183,3 +183,21 @@ def test_every_page_escapes_the_names_it_shows():
     )  # fmt: skip
     page = render("master_live.html", s=status, held=0, balances_sum=3)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("café 東京", "café 東京"),
+        ("a\x1b[31mb", "a\\x1b[31mb"),
+        ("bell\x07 del\x7f c1\x85", "bell\\x07 del\\x7f c1\\x85"),
+        ("evil\u202etxt.exe", "evil\\u202etxt.exe"),  # a right-to-left override would show 'exe.txt'
+        ("two\nlines\u2028", "two\\x0alines\\u2028"),
+    ],
+)
+def test_safe_shows_every_control_character_as_an_escape(text, shown):
+    """The one function for terminal text keeps what prints and escapes what would act on the terminal or reorder text."""
+    from frender.apps.terminal import safe
+
+    assert safe(text) == shown
+    assert safe("two\nlines", lines=True) == "two\nlines"
