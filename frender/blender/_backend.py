@@ -451,7 +451,7 @@ class BlenderBackend(Backend):
     async def _check_header(self, blend: Path) -> None:
         header = read_blend_header(blend)
         facts = await self._probe_facts()
-        if header.version is not None and header.version > facts.version:
+        if header.version > facts.version:
             raise NewerBlendFile(
                 f"{blend.name} was saved by Blender {header.version_string},"
                 f" newer than this Blender {facts.profile.blender_version}"
