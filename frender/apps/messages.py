@@ -194,6 +194,7 @@ class GrantedFriendInfo:
     user: str
     key: str
     reputation: int = 0  # the requester's own checks this friend passed in a row (the master's count)
+    clean_run: int = 0  # checks of any kind this friend passed in a row (the master's count): adaptive checks thin with it
 
 
 @frozen(kw_only=True)

@@ -560,7 +560,7 @@ class RequesterNode(Handler):
                 crop_padding=crop_padding,
                 crop_alignment=crop_alignment,
             ),
-            FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
+            _keys(granted),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
             core.StartJob(
                 job=granted.job,
@@ -571,12 +571,7 @@ class RequesterNode(Handler):
             ),
             *(
                 [  # none granted: the job waits in the master's queue, and grow_forever asks for its friends
-                    core.AddFriends(
-                        job=granted.job,
-                        friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
-                        entropy=self._entropy(),
-                        now=now,
-                    )
+                    _joining(granted, entropy=self._entropy(), now=now)
                 ]
                 if granted.friends
                 else []
@@ -1119,13 +1114,8 @@ class RequesterNode(Handler):
             await self._settle(
                 self.owed.more_friends,
                 event.job,
-                core.AddFriends(
-                    job=event.job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
-                    entropy=self._entropy(),
-                    now=self._now(),
-                ),
-                FriendKeys(job=event.job, keys={f.friend: f.key for f in granted.friends}),
+                _joining(granted, entropy=self._entropy(), now=self._now()),
+                _keys(granted),
             )
             return
 
@@ -1171,13 +1161,8 @@ class RequesterNode(Handler):
             return
         try:
             await self.apply(
-                core.AddFriends(
-                    job=job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
-                    entropy=self._entropy(),
-                    now=self._now(),
-                ),
-                FriendKeys(job=job, keys={f.friend: f.key for f in granted.friends}),
+                _joining(granted, entropy=self._entropy(), now=self._now()),
+                _keys(granted),
             )
         except Refused as exc:  # finished or cancelled meanwhile: the closing report releases them at the master
             log.info("job %d: friends granted too late: %s", job, exc)
@@ -1220,6 +1205,23 @@ class RequesterNode(Handler):
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
                         await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+
+
+def _joining(granted: msg.FriendsGranted, *, entropy: str, now: float) -> core.AddFriends:
+    """The one way granted friends join a job: with the standing the master gave them (reputation, clean run).
+
+    Every grant (a new job, more friends after evictions, a job that grows) goes through here, so no path
+    can treat a trusted friend as a stranger, or thin checks for nobody.
+    """
+    friends = tuple(
+        core.GrantedFriend(friend=f.friend, owner=f.user, clean_run=max(0, f.clean_run), reputation=max(0, f.reputation)) for f in granted.friends
+    )
+    return core.AddFriends(job=granted.job, friends=friends, entropy=entropy, now=now)
+
+
+def _keys(granted: msg.FriendsGranted) -> FriendKeys:
+    """The key each granted friend proves, logged with the grant."""
+    return FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends})
 
 
 def _sha256_of(path: Path) -> str:
