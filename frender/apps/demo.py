@@ -128,7 +128,8 @@ def start_master(
 
 
 def start_requester(
-    cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None
+    cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None,
+    blenders: tuple[str, ...] = (),
 ) -> Address:
     home = cluster.root / "homes" / "requester"
     address_file = home / "address"
@@ -138,16 +139,18 @@ def start_requester(
         "requester", "run", "requester", "--master", str(master), "--listen", listen,
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
-        "--max-per-host", "4096", *(("--web", web) if web else ()),
+        "--max-per-host", "4096", *(("--web", web) if web else ()), *(a for b in blenders for a in ("--blender", b)),
     )
     return cluster.wait_for_address("requester", address_file)
 
 
-def start_friend(cluster: Cluster, master: Address, index: int, *, cheat: str | None = None, threads: int = 1) -> str:
+def start_friend(cluster: Cluster, master: Address, index: int, *, cheat: str | None = None, threads: int = 1, blender: str | None = None) -> str:
     name = f"friend{index}"
     args = ["run", "friend", "--master", str(master), "--user", name, "--name", "box", "--threads", str(threads), "--home", str(cluster.root / "homes" / name)]
     if cheat:
         args += ["--cheat", cheat]
+    if blender:
+        args += ["--blender", blender]
     cluster.start(name, *args)
     return f"{name}/box"
 

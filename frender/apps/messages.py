@@ -327,6 +327,7 @@ class Submit:
     allow_outside: bool = False  # frames outside the file's range are refused unless this is set
     allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
     tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
+    blender: str = ""  # the Blender to render with ("4.2", "5.0.1"); empty: the series that saved the file
 
 
 @frozen(kw_only=True)
