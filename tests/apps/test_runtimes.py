@@ -68,3 +68,38 @@ async def test_each_job_renders_with_its_files_blender(farm, tiny_scene, direct,
     newer.write_bytes(zstandard.ZstdCompressor().compress(plain.replace(b"v0500", b"v0503", 1)))
     with pytest.raises(RemoteError, match=r"saved by Blender 5.3, newer than every Blender held here \(5.0.1, 4.2.23\)"):
         await submit(newer, requester=farm.requester, user="artist", home=home, friends=1, out=tmp_path / "newer")
+
+
+def cpuinfo_without_simd(tmp_path):
+    """This machine's /proc/cpuinfo with its AVX2 and AVX-512 flags removed: another CPU class, the same kernels.
+
+    Cycles picks its kernel from the processor itself (CPUID), so only the class a friend reports changes.
+    """
+    lines = []
+    for line in open("/proc/cpuinfo").read().splitlines():
+        if line.split(":")[0].strip() == "flags":
+            name, _, flags = line.partition(":")
+            line = name + ":" + " ".join(f for f in flags.split() if not f.startswith(("avx2", "avx512")))
+        lines.append(line)
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("\n".join(lines) + "\n")
+    return fake
+
+
+@pytest.mark.skipif(not blender.sandbox_available(), reason="needs bubblewrap to show a friend another /proc/cpuinfo")
+async def test_a_friend_of_another_cpu_class_that_renders_alike_takes_work(farm, tiny_scene, direct, tmp_path):
+    """A friend reporting another CPU class than the requester's, whose calibration agrees, is granted the job,
+    passes its checks and is paid; its frames are identical to a direct render."""
+    fake = cpuinfo_without_simd(tmp_path)
+    await farm.start(friends=1)
+    await farm.add_friend(wrap=("bwrap", "--dev-bind", "/", "/", "--ro-bind", str(fake), "/proc/cpuinfo"))
+    await wait_for_friends(farm.master, farm.master_home, 2)
+    friends = farm.audit("master")["master"]["friends"]
+    classes = {name: f["profile"].split("/")[1].split()[0] for name, f in friends.items()}
+    assert classes["friend2/box"] != classes["friend1/box"], classes  # friend2 reports another CPU class
+    with trio.fail_after(200):
+        result = await submit(tiny_scene, requester=farm.requester, user="artist", home=farm.root / "homes" / "artist",
+                              friends=2, out=tmp_path / "out")  # fmt: skip
+    assert all(identical(result.out / blender.frame_name(f), direct[f]) for f in result.frames)
+    job = next(j for j in farm.audit("master")["master"]["jobs"] if j["job"] == result.job)
+    assert sorted(job["friends"]) == ["friend1/box", "friend2/box"] and job["evicted"] == []
