@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Optional
@@ -243,7 +244,7 @@ def run_requester(
 def run_friend(
     master: str = typer.Option(..., help="The master's address, frender://HOST:PORT#sha256:..."),
     user: str = typer.Option(..., help="Your username; its points are yours."),
-    name: str = typer.Option(os.uname().nodename.split(".")[0], help="This computer's name among your friends."),
+    name: str = typer.Option(platform.node().split(".")[0] or "friend", help="This computer's name among your friends."),
     blender: Optional[str] = typer.Option(
         None, help="The Blender to render with: a version added by `frender blender add` (4.2), or an executable (default: bpy, else blender on PATH)."
     ),
