@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import platform
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from frender.apps.accounts import account_app, operator_app
+from frender.apps.blenders import blender_app
 from frender.apps.terminal import DEFAULT_HOME, fail, log_handler, safe
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ app.add_typer(operator_app, name="operator")
 friend_app = typer.Typer(no_args_is_help=True, help="Control a running friend through its --home: pause, resume, status.")
 app.add_typer(friend_app, name="friend")
 app.add_typer(account_app, name="account")
+app.add_typer(blender_app, name="blender")
+
 
 @app.callback()
 def root() -> None:
@@ -77,8 +80,9 @@ def _logging(verbose: bool) -> None:
 
 
 def _backend(blender_path: str | None):
-    """A real Blender, or "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
-    from frender.blender import BlenderNotFound, ModelledBackend, find_backend, parse_resolution
+    """A Blender: a version held here ("4.2", see `frender blender`), an executable, or
+    "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
+    from frender.blender import BlenderNotFound, ModelledBackend, find_backend, held_runtimes, parse_resolution
 
     if blender_path and blender_path.startswith("modelled:"):
         seconds, _, rest = blender_path.removeprefix("modelled:").partition(":")
@@ -89,7 +93,19 @@ def _backend(blender_path: str | None):
         except ValueError as exc:
             fail(f"--blender {blender_path}: {exc}")
     try:
-        return find_backend(blender_path)
+        return find_backend() if blender_path is None else held_runtimes([blender_path])[0]
+    except BlenderNotFound as exc:
+        fail(str(exc))
+
+
+def _runtimes(blenders: list[str]):
+    """Every Blender a requester holds: those given (versions, executables, modelled), else all held here."""
+    from frender.blender import BlenderNotFound, Runtimes, held_runtimes
+
+    if blenders:
+        return Runtimes([_backend(given) for given in blenders])
+    try:
+        return Runtimes(held_runtimes())
     except BlenderNotFound as exc:
         fail(str(exc))
 
@@ -188,7 +204,9 @@ def run_requester(
     listen: str = typer.Option("127.0.0.1:7100", help="HOST:PORT to listen on (port 0: any)."),
     db: Path = typer.Option(Path("requester.db"), help="The requester's event log."),
     home: Path = typer.Option(DEFAULT_HOME / "requester", help="Key, uploads and job files."),
-    blender: Optional[str] = typer.Option(None, help="A blender executable (default: the bpy module, else blender on PATH)."),
+    blender: list[str] = typer.Option(
+        [], help="A Blender to hold: a version added with `frender blender add`, or an executable (repeatable; default: every Blender held here)."
+    ),
     seconds_per_frame: float = typer.Option(5.0, help="Render time estimate per frame, for deadlines."),
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
@@ -204,7 +222,7 @@ def run_requester(
 
     _logging(verbose)
     host, port = _listen(listen)
-    backend = _backend(blender)
+    backend = _runtimes(blender)
     settings = RequesterSettings(job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds))
 
     async def main() -> None:
@@ -221,8 +239,10 @@ def run_requester(
 def run_friend(
     master: str = typer.Option(..., help="The master's address, frender://HOST:PORT#sha256:..."),
     user: str = typer.Option(..., help="Your username; its points are yours."),
-    name: str = typer.Option(os.uname().nodename.split(".")[0], help="This computer's name among your friends."),
-    blender: Optional[str] = typer.Option(None, help="A blender executable (default: the bpy module, else blender on PATH)."),
+    name: str = typer.Option(platform.node().split(".")[0] or "friend", help="This computer's name among your friends."),
+    blender: Optional[str] = typer.Option(
+        None, help="The Blender to render with: a version added by `frender blender add` (4.2), or an executable (default: bpy, else blender on PATH)."
+    ),
     threads: Optional[int] = typer.Option(None, help="Render threads to lend (default: all)."),
     home: Path = typer.Option(DEFAULT_HOME / "friend", help="Key and the .blend cache."),
     schedule: Optional[str] = typer.Option(None, help='Render only in these local-time windows, e.g. "mon-fri 19:00-07:00, sat-sun 00:00-24:00".'),
@@ -353,6 +373,7 @@ def submit(
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Render although files the .blend uses are missing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, then stop."),
     priority: int = typer.Option(0, min=-100, max=100, help="Jobs waiting for friends get them by priority, higher first."),
+    blender: str = typer.Option("", help="Render with this Blender (4.2, 5.0.1) instead of the one that saved the file."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import follow
@@ -378,7 +399,7 @@ def submit(
     try:
         result = follow(
             blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
-            name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority,
+            name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority, blender=blender,
         )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass

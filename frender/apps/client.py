@@ -154,12 +154,14 @@ async def submit(
     allow_outside: bool = False,
     allow_missing: bool = False,
     on_upload: Callable[[UploadProgress], None] = lambda u: None,
+    blender: str = "",
 ) -> SubmitResult:
     """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
 
     ``on_link`` gets the job's dashboard link (with its signed token) when the requester serves one.
 
     ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
+    ``blender``: the Blender to render with ("4.2"); by default the series that saved the file.
     A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``.
     """
     if name is not None:
@@ -189,6 +191,7 @@ async def submit(
                         allow_missing=allow_missing,
                         tree=True,
                         priority=priority,
+                        blender=blender,
                     )
                 )
             saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -43,12 +44,13 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        """Start ``frender ARGS`` logging to logs/NAME.log. Ctrl-C (SIGINT) is its graceful stop, so it is handled even
-        when this process was started with SIGINT ignored (as a shell's background job is)."""
+    def start(self, name: str, *args: str, wrap: Sequence[str] = ()) -> subprocess.Popen:
+        """Start ``frender ARGS`` logging to logs/NAME.log, under ``wrap`` (a command such as bwrap) if given. Ctrl-C
+        (SIGINT) is its graceful stop, so it is handled even when this process was started with SIGINT ignored (as a
+        shell's background job is)."""
         with open(self.logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [*wrap, sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=_sigint_default,
             )
         self.procs[name] = proc
@@ -129,7 +131,8 @@ def start_master(
 
 
 def start_requester(
-    cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None
+    cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None,
+    blenders: tuple[str, ...] = (),
 ) -> Address:
     home = cluster.root / "homes" / "requester"
     address_file = home / "address"
@@ -139,17 +142,21 @@ def start_requester(
         "requester", "run", "requester", "--master", str(master), "--listen", listen,
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
-        "--max-per-host", "4096", *(("--web", web) if web else ()),
+        "--max-per-host", "4096", *(("--web", web) if web else ()), *(a for b in blenders for a in ("--blender", b)),
     )
     return cluster.wait_for_address("requester", address_file)
 
 
-def start_friend(cluster: Cluster, master: Address, index: int, *, cheat: str | None = None, threads: int = 1) -> str:
+def start_friend(
+    cluster: Cluster, master: Address, index: int, *, cheat: str | None = None, threads: int = 1, blender: str | None = None, wrap: Sequence[str] = ()
+) -> str:
     name = f"friend{index}"
     args = ["run", "friend", "--master", str(master), "--user", name, "--name", "box", "--threads", str(threads), "--home", str(cluster.root / "homes" / name)]
     if cheat:
         args += ["--cheat", cheat]
-    cluster.start(name, *args)
+    if blender:
+        args += ["--blender", blender]
+    cluster.start(name, *args, wrap=wrap)
     return f"{name}/box"
 
 

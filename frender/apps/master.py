@@ -320,7 +320,7 @@ class MasterNode(Handler):
         friends = tuple(
             msg.GrantedFriendInfo(
                 friend=f, user=draft.friends[f].user, key=draft.accounts[draft.friends[f].user].key or "",
-                reputation=draft.friends[f].reputation,
+                reputation=draft.friends[f].reputation, clean_run=draft.friends[f].clean_run,
             )
             for f in grant.friends
         )

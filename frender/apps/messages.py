@@ -194,6 +194,7 @@ class GrantedFriendInfo:
     user: str
     key: str
     reputation: int = 0  # the requester's own checks this friend passed in a row (the master's count)
+    clean_run: int = 0  # checks of any kind this friend passed in a row (the master's count): adaptive checks thin with it
 
 
 @frozen(kw_only=True)
@@ -327,6 +328,7 @@ class Submit:
     allow_outside: bool = False  # frames outside the file's range are refused unless this is set
     allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
     tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
+    blender: str = ""  # the Blender to render with ("4.2", "5.0.1"); empty: the series that saved the file
 
 
 @frozen(kw_only=True)

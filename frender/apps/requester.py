@@ -232,7 +232,7 @@ class RequesterNode(Handler):
         log: SqliteLog,
         master: Address,
         address: Address,
-        backend: blender.Backend,
+        backend: blender.Backend | blender.Runtimes,
         settings: RequesterSettings = RequesterSettings(),
         limits: Limits = Limits(),
         clock: Callable[[], float] = time.time,
@@ -242,7 +242,7 @@ class RequesterNode(Handler):
         self.log = log
         self.master = master
         self.address = address
-        self.backend = backend
+        self.runtimes = blender.Runtimes.of(backend)  # the Blenders held: a job renders with its file's (blender.Runtimes)
         self.settings = settings
         self.limits = limits
         self.clock = clock  # the wall clock for commands' ``now``; waits and silences use trio's clock
@@ -493,10 +493,11 @@ class RequesterNode(Handler):
             raise Refused("bad-job", f"ask for 1 to {self.settings.max_friends} friends")
         manifest = None
         if submit.tree:
-            manifest, info = await self._inspect_tree(submit.blend_sha256)
+            manifest, info, backend = await self._inspect_tree(submit.blend_sha256, submit.blender)
         else:
+            backend = await self._runtime_for(blend_path, submit.blender)
             try:
-                info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
+                info = await blender.inspect(backend, blend_path, limits=self.settings.render_limits)
             except blender.BlenderError as exc:
                 raise Refused("bad-blend", str(exc).splitlines()[0]) from None
         if info.refusals:
@@ -510,8 +511,9 @@ class RequesterNode(Handler):
             raise Refused("bad-job", f"a job is 1 to {self.settings.max_frames} distinct frames")
         if not 0 <= submit.checks_per_friend <= 16:
             raise Refused("bad-job", "checks per friend are 0 to 16")
-        # The job's profile: this machine's, naming the file's engine; a GPU engine's friends share its GL renderer.
-        profile = (await blender.probe(self.backend)).for_engine(info.engine)
+        # The job's profile: the file's Blender on this machine, naming the file's engine; a GPU engine's friends
+        # share its GL renderer.
+        profile = (await blender.probe(backend)).for_engine(info.engine)
         # Crop windows are compared as 8-bit PNG: other formats are checked on whole frames, in their own precision;
         # so are files whose compositor or sequencer makes a window differ from the frame (info.crop_unsafe).
         crops = self.settings.job.crop_checks and (asked.output.file_format, asked.output.color_depth) == ("PNG", "8")
@@ -560,7 +562,7 @@ class RequesterNode(Handler):
                 crop_padding=crop_padding,
                 crop_alignment=crop_alignment,
             ),
-            FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends}),
+            _keys(granted),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
             core.StartJob(
                 job=granted.job,
@@ -571,12 +573,7 @@ class RequesterNode(Handler):
             ),
             *(
                 [  # none granted: the job waits in the master's queue, and grow_forever asks for its friends
-                    core.AddFriends(
-                        job=granted.job,
-                        friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
-                        entropy=self._entropy(),
-                        now=now,
-                    )
+                    _joining(granted, entropy=self._entropy(), now=now)
                 ]
                 if granted.friends
                 else []
@@ -643,8 +640,15 @@ class RequesterNode(Handler):
             spot_checks=j.spot_checks,
         )
 
-    async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
-        """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it.
+    async def _runtime_for(self, blend: Path, requested: str) -> blender.Backend:
+        """The Blender that renders ``blend``: its own series, or the one the artist named (blender.Runtimes)."""
+        try:
+            return await self.runtimes.for_file(blend, requested)
+        except (blender.NoRuntime, blender.NewerBlendFile, blender.NotABlendFile) as exc:
+            raise Refused("no-blender", str(exc)) from None
+
+    async def _inspect_tree(self, manifest_sha256: str, requested: str = "") -> tuple[pack.Manifest, blender.BlendInfo, blender.Backend]:
+        """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it with the main file's Blender.
 
         The main file's facts stand for the job; every library's refusals and
         missing files are added to them, named by the library's path.
@@ -658,10 +662,11 @@ class RequesterNode(Handler):
             raise Refused("no-upload", "upload these files of the tree first: " + ", ".join(absent[:8]))
         root = self.home / "trees" / manifest_sha256
         await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, root, self._upload_path, link=True))
+        backend = await self._runtime_for(root / manifest.blends[0], requested)
         infos = []
         for path in manifest.blends:
             try:
-                infos.append(await blender.inspect(self.backend, root / path, limits=self.settings.render_limits, job_dir=root))
+                infos.append(await blender.inspect(backend, root / path, limits=self.settings.render_limits, job_dir=root))
             except blender.BlenderError as exc:
                 raise Refused("bad-blend", f"{path}: {str(exc).splitlines()[0]}") from None
         main = infos[0]
@@ -670,7 +675,7 @@ class RequesterNode(Handler):
         for path, info in zip(manifest.blends[1:], infos[1:]):
             refusals += [f"library {path}: {reason}" for reason in info.refusals]
             missing += [m for m in info.missing if m not in missing]
-        return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing))
+        return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing)), backend
 
     def _tree_files(self, job: int) -> frozenset[str]:
         """The sha256 of every file in a tree job (read from its manifest once)."""
@@ -1076,8 +1081,9 @@ class RequesterNode(Handler):
                 check = core.check_of(self.state, event.job, event.check)
                 accepted = self.jobs[event.job]
                 crop = _crop(check.window if check is not None else None, accepted)
+                backend = await self.runtimes.for_version(accepted.profile.blender_version)
                 frames = await blender.render(
-                    self.backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits, window=None if crop is None else crop[1]
+                    backend, blend, work, [event.frame], threads=None, limits=self.settings.render_limits, window=None if crop is None else crop[1]
                 )
             except blender.BlenderError as exc:
                 log.error("job %d: our own render of frame %d failed: %s", event.job, event.frame, exc)
@@ -1119,13 +1125,8 @@ class RequesterNode(Handler):
             await self._settle(
                 self.owed.more_friends,
                 event.job,
-                core.AddFriends(
-                    job=event.job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user, reputation=max(0, f.reputation)) for f in granted.friends),
-                    entropy=self._entropy(),
-                    now=self._now(),
-                ),
-                FriendKeys(job=event.job, keys={f.friend: f.key for f in granted.friends}),
+                _joining(granted, entropy=self._entropy(), now=self._now()),
+                _keys(granted),
             )
             return
 
@@ -1171,13 +1172,8 @@ class RequesterNode(Handler):
             return
         try:
             await self.apply(
-                core.AddFriends(
-                    job=job,
-                    friends=tuple(core.GrantedFriend(friend=f.friend, owner=f.user) for f in granted.friends),
-                    entropy=self._entropy(),
-                    now=self._now(),
-                ),
-                FriendKeys(job=job, keys={f.friend: f.key for f in granted.friends}),
+                _joining(granted, entropy=self._entropy(), now=self._now()),
+                _keys(granted),
             )
         except Refused as exc:  # finished or cancelled meanwhile: the closing report releases them at the master
             log.info("job %d: friends granted too late: %s", job, exc)
@@ -1220,6 +1216,23 @@ class RequesterNode(Handler):
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
                         await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+
+
+def _joining(granted: msg.FriendsGranted, *, entropy: str, now: float) -> core.AddFriends:
+    """The one way granted friends join a job: with the standing the master gave them (reputation, clean run).
+
+    Every grant (a new job, more friends after evictions, a job that grows) goes through here, so no path
+    can treat a trusted friend as a stranger, or thin checks for nobody.
+    """
+    friends = tuple(
+        core.GrantedFriend(friend=f.friend, owner=f.user, clean_run=max(0, f.clean_run), reputation=max(0, f.reputation)) for f in granted.friends
+    )
+    return core.AddFriends(job=granted.job, friends=friends, entropy=entropy, now=now)
+
+
+def _keys(granted: msg.FriendsGranted) -> FriendKeys:
+    """The key each granted friend proves, logged with the grant."""
+    return FriendKeys(job=granted.job, keys={f.friend: f.key for f in granted.friends})
 
 
 def _sha256_of(path: Path) -> str:
@@ -1303,7 +1316,7 @@ async def run_requester(
     port: int,
     db: Path,
     home: Path,
-    backend: blender.Backend,
+    backend: blender.Backend | blender.Runtimes,
     settings: RequesterSettings = RequesterSettings(),
     limits: Limits = Limits(),
     announce=print,

@@ -38,6 +38,7 @@ from ._formats import PNG8, FloatTolerance, OutputFormat, compare_output, decode
 from ._header import BlendHeader, read_blend_header
 from ._modelled import ModelledBackend, forge_frame, modelled_frame
 from ._runner import Limits
+from ._runtimes import NoRuntime, Runtimes, add_runtime, bpy_python, choose_version, held_runtimes, runtimes_dir
 from ._sandbox import sandbox_available
 from ._scene import build_demo_scene, parse_resolution, scene_command
 from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window, crop_margins, crop_region
@@ -96,6 +97,13 @@ __all__ = [
     "png_size",
     "probe",
     "read_blend_header",
+    "NoRuntime",
+    "Runtimes",
+    "add_runtime",
+    "bpy_python",
+    "choose_version",
+    "held_runtimes",
+    "runtimes_dir",
     "render",
     "sandbox_available",
     "scene_command",

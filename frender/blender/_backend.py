@@ -36,6 +36,7 @@ from attrs import frozen
 
 from ..core.profile import RenderProfile
 from ._errors import BlenderCrashed, BlenderError, BlenderNotFound, NewerBlendFile
+from ._agreement import calibrate
 from ._header import read_blend_header
 from ._output import BatchDone, FrameSaved, OutputEvent, Ready, Reported
 from ._runner import Limits, Sandbox, ScriptProcess, run_inblender
@@ -336,14 +337,21 @@ class BlenderBackend(Backend):
     def __init__(self) -> None:
         self._facts: _Facts | None = None
         self._probing = trio.Lock()
+        self._profile: RenderProfile | None = None
+        self._calibrating = trio.Lock()
 
     @abc.abstractmethod
     def command(self, script: str, request: str) -> list[str]:
         """The command line that runs `script` with `request` after a `--`."""
 
     async def probe(self) -> RenderProfile:
-        """The render profile, probed once per backend."""
-        return (await self._probe_facts()).profile
+        """The render profile, probed once per backend, with this machine's agreement class (see _agreement.py)."""
+        async with self._calibrating:  # the calibration renders probe the facts first: outside their lock
+            if self._profile is None:
+                profile = (await self._probe_facts()).profile
+                agreement = await calibrate(self, profile.blender_version, profile.build_hash)
+                self._profile = attrs.evolve(profile, agreement=agreement)
+            return self._profile
 
     async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
         """Describe a .blend; job_dir (by default its folder) is the job directory, mounted read-only."""
@@ -451,7 +459,7 @@ class BlenderBackend(Backend):
     async def _check_header(self, blend: Path) -> None:
         header = read_blend_header(blend)
         facts = await self._probe_facts()
-        if header.version is not None and header.version > facts.version:
+        if header.version > facts.version:
             raise NewerBlendFile(
                 f"{blend.name} was saved by Blender {header.version_string},"
                 f" newer than this Blender {facts.profile.blender_version}"

@@ -485,6 +485,9 @@ def build_scene(bpy, request):
     scene.cycles.use_adaptive_sampling = False  # a fixed sample count renders in a predictable time
     scene.render.resolution_x, scene.render.resolution_y = request["resolution"]
     scene.render.resolution_percentage = 100
+    if request.get("exr"):  # full float precision: what calibration hashes
+        scene.render.image_settings.file_format = "OPEN_EXR"
+        scene.render.image_settings.color_depth = "32"
 
     def material(name, color, checker=False):
         mat = bpy.data.materials.new(name)

@@ -40,7 +40,8 @@ def sandbox_available() -> bool:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return False
-    probe = [bwrap, "--unshare-all", "--ro-bind", "/", "/", "true"]
+    # The mounts every sandbox makes: a container may let bwrap in but refuse it a /proc (a render would fail).
+    probe = [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):

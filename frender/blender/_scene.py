@@ -27,15 +27,17 @@ def build_demo_scene(
     samples: int = 16,
     denoise: bool = False,
     backend: BlenderBackend | None = None,
+    exr: bool = False,
 ) -> Path:
-    """Save the demo scene to `out`: Cycles CPU, every frame different, the denoiser off unless `denoise`."""
+    """Save the demo scene to `out`: Cycles CPU, every frame different, the denoiser off unless `denoise`;
+    PNG frames, or 32-bit float OpenEXR with `exr`."""
     if frames < 1 or min(resolution) < 1 or samples < 1:
         raise ValueError("frames, resolution and samples must be positive")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     backend = backend or find_backend()
     request = {"mode": "scene", "nonce": "scene", "out": str(out), "frames": frames,
-               "resolution": list(resolution), "samples": samples, "denoise": denoise}  # fmt: skip
+               "resolution": list(resolution), "samples": samples, "denoise": denoise, "exr": exr}  # fmt: skip
     # Our own script and no untrusted file: no sandbox needed.
     with staged_script() as (_, script, env):
         command = backend.command(str(script), json.dumps(request))

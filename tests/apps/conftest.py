@@ -73,11 +73,11 @@ class Farm:
         (self.master_home / "address").unlink(missing_ok=True)
         self.master, _ = await trio.to_thread.run_sync(lambda: start_master(self.cluster, listen=f"127.0.0.1:{self.master.port}"))
 
-    async def add_friend(self, cheat: str | None = None) -> str:
+    async def add_friend(self, cheat: str | None = None, blender: str | None = None, wrap: tuple[str, ...] = ()) -> str:
         index = len(self.friends) + 1
         if index not in self.accounts:
             await self.prepare_friends(1)
-        name = start_friend(self.cluster, self.master, index, cheat=cheat)
+        name = start_friend(self.cluster, self.master, index, cheat=cheat, blender=blender, wrap=wrap)
         self.friends.append(name)
         return name
 

@@ -43,12 +43,18 @@ async def _register(node: MasterNode, bob: Peer) -> None:
     await node.call(bob, msg.RegisterFriend(user="bob", name="pc", profile=PROFILE))
 
 
-async def _assign(node: MasterNode, requester: Peer, want: int = 1) -> int:
+async def _ask(node: MasterNode, requester: Peer, want: int = 1) -> msg.FriendsGranted:
     ask = msg.AskFriends(
         submitter="alice", submitter_key="sha256:" + "a" * 64, frames=4, want=want, profile=PROFILE,
         blend_sha256="0" * 64, address=str(Address("127.0.0.1", 1, requester.fingerprint)),
     )
     granted = await node.call(requester, ask)
+    assert isinstance(granted, msg.FriendsGranted)
+    return granted
+
+
+async def _assign(node: MasterNode, requester: Peer, want: int = 1) -> int:
+    granted = await _ask(node, requester, want)
     assert len(granted.friends) == want
     return granted.job
 
@@ -241,3 +247,14 @@ async def test_the_draft_and_the_state_are_level_whenever_nothing_is_pending(far
     await _assign(node, requester, want=1)
     assert [row.tag for row in log.rows].count(core.FriendReleased.tag) == 2
     assert _level(node._draft, node.state) and not node._pending
+
+
+async def test_a_grant_carries_the_friends_standing(farm) -> None:
+    """A granted friend comes with the master's reputation and clean run, so the requester checks it as what it is."""
+    node, _log, _clock, bob, requester = farm
+    await _register(node, bob)
+    for state in (node.state, node._draft):  # bob earned both in earlier jobs
+        core.evolve(state, core.CheckRunUpdated(friend="bob/pc", run=12))
+        core.evolve(state, core.ReputationChanged(friend="bob/pc", job=0, reputation=2, passed=2, failed=0))
+    granted = await _ask(node, requester)
+    assert [(f.friend, f.reputation, f.clean_run) for f in granted.friends] == [("bob/pc", 2, 12)]

@@ -14,7 +14,7 @@ import trio
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps.replay import audit
-from frender.apps.requester import FriendKeys, JobAccepted, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings
+from frender.apps.requester import FriendKeys, JobAccepted, JobWants, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings
 from frender.core import job as core
 from frender.store import SqliteLog, events
 from frender.transports import Address, Handler, Identity, Peer, PeerGone, Refused, RemoteError, file_header, put_file, serve
@@ -280,6 +280,37 @@ async def test_a_failing_master_is_redialled_with_a_capped_backoff(tmp_path, nur
     assert 10 <= master.reports <= 30
     assert not any(isinstance(e, (ReportRefused, ReportDelivered)) for _, e in events(node.log))
     assert 1 in node.owed.reports
+
+
+class GrantingMaster(Handler):
+    """A master that grants one friend of standing (trusted, a long clean run) to every job that asks."""
+
+    async def call(self, peer: Peer, request: object) -> object:
+        if isinstance(request, msg.AskFriends):
+            friend = msg.GrantedFriendInfo(friend="carol/pc", user="carol", key="key-carol", reputation=7, clean_run=30)
+            return msg.FriendsGranted(job=request.job, friends=(friend,), shortfall=0)
+        raise Refused("unsupported", type(request).__name__)
+
+
+@pytest.mark.parametrize("path", ["grow", "more friends"])
+async def test_every_grant_path_keeps_the_friends_standing(tmp_path, nursery, path):
+    """A friend that joins a running job (it grows, or replaces an evicted friend) keeps the reputation and
+    clean run the master granted it with: trusted friends are not treated as strangers on any path."""
+    master_id = Identity.load_or_create(tmp_path / "master")
+    port = await nursery.start(functools.partial(serve, master_id, "127.0.0.1", 0, GrantingMaster(), limits=LIMITS))
+    node = requester(tmp_path, Address(host="127.0.0.1", port=port, fingerprint=master_id.fingerprint))
+    run = Job(node, (1, 2, 3, 4), {"a": "bob"})
+    await run.start()
+    await node.apply(JobWants(job=1, friends=2))
+    if path == "grow":
+        await node._grow(1, node._short_of(1))
+    else:
+        wanted = core.MoreFriendsWanted(job=1, count=1, exclude=(), now=node._now())
+        node.owed.more_friends[1] = wanted
+        await node._more_friends(wanted)
+    carol = node.state.jobs[1].friends["carol/pc"]
+    assert (carol.reputation, carol.clean_run) == (7, 30)
+    assert node.keys[1]["carol/pc"] == "key-carol"
 
 
 # ------------------------------------------------------------ group commit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 
 import pytest
+import zstandard
 
 from frender.blender import NotABlendFile, read_blend_header
 
@@ -15,10 +16,10 @@ def raw_zstd_frame(content: bytes) -> bytes:
     return b"\x28\xb5\x2f\xfd" + bytes([0x20, len(content)]) + block_header + content
 
 
-def huffman_zstd_frame() -> bytes:
-    """A compressed block whose literals are Huffman-coded: the header is unreadable."""
-    block_header = (40 << 3 | 2 << 1 | 1).to_bytes(3, "little")
-    return b"\x28\xb5\x2f\xfd" + bytes([0x20, 200]) + block_header + b"\x02" + bytes(40)
+def saved_by_blender(header: bytes) -> bytes:
+    """A file as Blender compresses it: zstd with Huffman-coded literals over a body that repeats."""
+    body = b"".join(b"DATA%08d" % (i % 97) + bytes(i % 13) for i in range(5000))
+    return zstandard.ZstdCompressor(level=3).compress(header + b"REND" + body)
 
 
 @pytest.mark.parametrize(
@@ -29,11 +30,13 @@ def huffman_zstd_frame() -> bytes:
         (b"BLENDER17-01v0500REND", (5, 0), 8, None),
         (gzip.compress(b"BLENDER-v293REND" + bytes(100), mtime=0), (2, 93), 8, "gzip"),
         (raw_zstd_frame(b"BLENDER17-01v0501REND" + bytes(20)), (5, 1), 8, "zstd"),
-        (huffman_zstd_frame(), None, None, "zstd"),
+        (saved_by_blender(b"BLENDER17-01v0503"), (5, 3), 8, "zstd"),
+        (saved_by_blender(b"BLENDER-v402"), (4, 2), 8, "zstd"),
     ],
+    ids=["3.4", "2.79-32bit", "5.0", "gzip-2.93", "zstd-raw-5.1", "zstd-5.3", "zstd-4.2"],
 )
 def test_reads_header(tmp_path, data, version, pointer_size, compression):
-    """Plain, gzip and zstd headers give the saving version, or None when only Blender can tell."""
+    """Plain, gzip and zstd headers give the saving version, however the compressor coded them."""
     path = tmp_path / "x.blend"
     path.write_bytes(data)
     header = read_blend_header(path)
@@ -46,6 +49,14 @@ def test_not_a_blend(tmp_path, data):
     path = tmp_path / "x.blend"
     path.write_bytes(data)
     with pytest.raises(NotABlendFile, match="not a .blend file"):
+        read_blend_header(path)
+
+
+def test_zstd_that_does_not_decompress(tmp_path):
+    """zstd magic followed by garbage is not a .blend, said plainly."""
+    path = tmp_path / "x.blend"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(60)))
+    with pytest.raises(NotABlendFile, match="does not decompress"):
         read_blend_header(path)
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import trio
+import zstandard
 
 from frender.blender import (
     Limits,
@@ -98,6 +99,18 @@ async def test_patched_header_is_newer(bpy_backend, cli_scene, tmp_path, copy_jo
     blend.write_bytes(data[:9] + b"999" + data[12:])
     with pytest.raises(NewerBlendFile, match="9.99"):
         await inspect(bpy_backend, blend)
+
+
+async def test_zstd_file_from_newer_blender(bpy_backend, demo_scene, tmp_path, copy_job):
+    """A zstd file saved by Blender 5.3 (Huffman-coded, as 5.3 writes it) is refused by 5.0.1 before it renders."""
+    blend = copy_job(demo_scene, tmp_path)
+    plain = zstandard.ZstdDecompressor().stream_reader(blend.read_bytes()).read()
+    assert plain.startswith(b"BLENDER17-01v0500")
+    blend.write_bytes(zstandard.ZstdCompressor(level=19).compress(plain.replace(b"v0500", b"v0503", 1)))
+    with pytest.raises(NewerBlendFile, match="saved by Blender 5.3, newer than this Blender 5.0"):
+        await inspect(bpy_backend, blend)
+    with pytest.raises(NewerBlendFile, match="5.3"):
+        await render(bpy_backend, blend, tmp_path, [1])
 
 
 async def test_text_file_named_blend(bpy_backend, tmp_path):

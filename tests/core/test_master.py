@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from frender.core._decider import Rejected
@@ -111,6 +112,20 @@ def test_an_eevee_job_pairs_only_friends_of_the_requesters_gl_renderer():
     with pytest.raises(Rejected, match="BLENDER_EEVEE") as err:  # a requester that knows no GL renderer pairs nobody for EEVEE
         decide(state, ask(state, want=9, profile=unknown.for_engine("BLENDER_EEVEE")))
     assert err.value.code == "no-friends"
+
+
+def test_friends_pair_by_agreement_class_not_by_cpu_flags():
+    """A Cycles job pairs friends whose calibration agrees with the requester's, whatever SIMD level their CPU
+    reports; a friend of another class is left out; profiles without a class pair with each other by CPU class."""
+    server = RenderProfile(blender_version="5.0.1", build_hash="a", cpu_class="x86_64-avx512f", agreement="cal-1-denoised")
+    laptop = attrs.evolve(server, cpu_class="x86_64-avx2")  # another CPU class, the same renders
+    old_cpu = attrs.evolve(server, cpu_class="x86_64-sse4_2", agreement="cal-2-denoised")  # renders differently
+    unclassed = attrs.evolve(server, agreement="")  # registered before classes: paired by CPU class
+    friends = [("a/1", laptop, 10), ("b/1", old_cpu, 10), ("c/1", unclassed, 10), ("d/1", attrs.evolve(unclassed, cpu_class="x86_64-avx2"), 10)]
+    state = master(friends)
+    assert set(assigned(apply(state, ask(state, want=9, profile=server.for_engine("CYCLES"))))) == {"a/1"}
+    state = master(friends)
+    assert set(assigned(apply(state, ask(state, want=9, profile=unclassed.for_engine("CYCLES"))))) == {"c/1"}
 
 
 def test_profiles_logged_before_engines_and_gl_renderers_decode_as_cycles_profiles():

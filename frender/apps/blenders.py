@@ -1,0 +1,56 @@
+"""``frender blender list|add``: the Blenders this machine holds for friends and requesters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["blender_app"]
+
+blender_app = typer.Typer(no_args_is_help=True, help="The Blenders this machine holds: a job renders with the Blender that saved its file.")
+
+
+@blender_app.command("list")
+def list_runtimes(
+    root: Optional[Path] = typer.Option(None, help="Where added Blenders live (default: $FRENDER_BLENDERS, else ~/.local/share/frender/blender)."),
+) -> None:
+    """List the Blenders a friend or requester started here would hold, newest first."""
+    import trio
+
+    from frender import blender
+
+    try:
+        held = blender.held_runtimes(root=root)
+    except blender.BlenderNotFound as exc:
+        typer.echo(f"no Blender here: {exc}. `frender blender add 5.0` installs one.", err=True)
+        raise typer.Exit(1) from None
+    runtimes = blender.Runtimes(held)
+    versions = trio.run(runtimes.versions)  # each Blender runs once, to say its version
+    for version, backend in sorted(versions.items(), key=lambda item: _key(item[0]), reverse=True):
+        typer.echo(f"{version:<10} {backend!r}")
+
+
+@blender_app.command("add")
+def add(
+    version: str = typer.Argument(..., help="A bpy version: 4.2, 4.5, 5.0 (Python 3.11) or 5.1 and later (Python 3.13); 4.2 takes its newest patch."),
+    root: Optional[Path] = typer.Option(None, help="Where to install (default: $FRENDER_BLENDERS, else ~/.local/share/frender/blender)."),
+) -> None:
+    """Install a Blender (the bpy module, about 375 MB) in an environment of its own; pip shows the download."""
+    from frender import blender
+
+    try:
+        typer.echo(f"installing bpy {version} for Python {blender.bpy_python(version)}...", err=True)
+        where = blender.add_runtime(version, root=root)
+    except blender.BlenderNotFound as exc:
+        typer.echo(f"frender: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Blender {where.name} added in {where}; friends and requesters started from now on hold it")
+
+
+def _key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return ()
