@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-__all__ = ["blender_app"]
+from frender.apps.terminal import fail
+
+__all__ = ["backend_of", "blender_app", "runtimes_of"]
 
 blender_app = typer.Typer(no_args_is_help=True, help="The Blenders this machine holds: a job renders with the Blender that saved its file.")
 
@@ -54,3 +56,34 @@ def _key(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in version.split("."))
     except ValueError:
         return ()
+
+
+def backend_of(blender_path: str | None):
+    """A Blender: a version held here ("4.2", see `frender blender`), an executable, or
+    "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
+    from frender.blender import BlenderNotFound, ModelledBackend, find_backend, held_runtimes, parse_resolution
+
+    if blender_path and blender_path.startswith("modelled:"):
+        seconds, _, rest = blender_path.removeprefix("modelled:").partition(":")
+        size, _, span = rest.partition(":")
+        first, _, last = (span or "1-24").partition("-")
+        try:
+            return ModelledBackend(float(seconds), resolution=parse_resolution(size or "160x90"), frame_range=(int(first), int(last)))
+        except ValueError as exc:
+            fail(f"--blender {blender_path}: {exc}")
+    try:
+        return find_backend() if blender_path is None else held_runtimes([blender_path])[0]
+    except BlenderNotFound as exc:
+        fail(str(exc))
+
+
+def runtimes_of(blenders: list[str]):
+    """Every Blender a requester holds: those given (versions, executables, modelled), else all held here."""
+    from frender.blender import BlenderNotFound, Runtimes, held_runtimes
+
+    if blenders:
+        return Runtimes([backend_of(given) for given in blenders])
+    try:
+        return Runtimes(held_runtimes())
+    except BlenderNotFound as exc:
+        fail(str(exc))

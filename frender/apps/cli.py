@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from frender.apps.accounts import account_app, operator_app
-from frender.apps.blenders import blender_app
+from frender.apps.blenders import backend_of, blender_app, runtimes_of
 from frender.apps.terminal import DEFAULT_HOME, fail, log_handler, safe
 
 app = typer.Typer(
@@ -77,37 +77,6 @@ def _announce(address_file: Path | None):
 
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[log_handler("%(asctime)s %(name)s: %(message)s")])
-
-
-def _backend(blender_path: str | None):
-    """A Blender: a version held here ("4.2", see `frender blender`), an executable, or
-    "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
-    from frender.blender import BlenderNotFound, ModelledBackend, find_backend, held_runtimes, parse_resolution
-
-    if blender_path and blender_path.startswith("modelled:"):
-        seconds, _, rest = blender_path.removeprefix("modelled:").partition(":")
-        size, _, span = rest.partition(":")
-        first, _, last = (span or "1-24").partition("-")
-        try:
-            return ModelledBackend(float(seconds), resolution=parse_resolution(size or "160x90"), frame_range=(int(first), int(last)))
-        except ValueError as exc:
-            fail(f"--blender {blender_path}: {exc}")
-    try:
-        return find_backend() if blender_path is None else held_runtimes([blender_path])[0]
-    except BlenderNotFound as exc:
-        fail(str(exc))
-
-
-def _runtimes(blenders: list[str]):
-    """Every Blender a requester holds: those given (versions, executables, modelled), else all held here."""
-    from frender.blender import BlenderNotFound, Runtimes, held_runtimes
-
-    if blenders:
-        return Runtimes([_backend(given) for given in blenders])
-    try:
-        return Runtimes(held_runtimes())
-    except BlenderNotFound as exc:
-        fail(str(exc))
 
 
 def _web(text: str | None) -> tuple[str, int] | None:
@@ -222,7 +191,7 @@ def run_requester(
 
     _logging(verbose)
     host, port = _listen(listen)
-    backend = _runtimes(blender)
+    backend = runtimes_of(blender)
     settings = RequesterSettings(job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds))
 
     async def main() -> None:
@@ -274,7 +243,7 @@ def run_friend(
         fail("--idle-minutes must be positive")
     settings = FriendSettings(nice=nice, max_memory=_size(max_memory, "--max-memory"))
     idle = IdlePolicy(minutes=idle_minutes) if when_idle else None
-    backend = _backend(blender)
+    backend = backend_of(blender)
 
     def say(line: str) -> None:
         typer.echo(safe(line, lines=True), err=True)
