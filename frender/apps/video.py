@@ -62,7 +62,7 @@ def frames_in(folder: Path) -> list[Path]:
     if not found:
         job = saved or {}
         named = "frame_####.png, .jpg or .exr" if pattern is FRAME_PATTERN else out_folder.shown(job.get("name") or "frame_####", job.get("extension", ".png"))
-        raise VideoError(f"{folder}: no frames named {named}; for frames named otherwise give --glob, e.g. --glob '{folder}/*.png'")
+        raise VideoError(f"{folder}: no {named} files; for frames named otherwise give --glob, e.g. --glob '{folder}/*.png'")
     return [p for _, p in found]
 
 
