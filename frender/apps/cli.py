@@ -353,7 +353,7 @@ def _control(home: Path, mode: str | None, wait: float, done) -> None:
         time.sleep(0.2)
         line = read_status(home) or "stopped"
     if done(line) or wait <= 0:
-        typer.echo(verb if line == verb else f"{verb}; the friend says: {line}")
+        typer.echo(verb if line == verb else f"{verb}: {line}")  # "paused", not "paused: paused"
     else:
         typer.echo(f"{verb}, but after {wait:g} s the friend says: {line}")
 
@@ -365,7 +365,10 @@ def submit(
     user: str = typer.Option(..., help="Your username (its points pay for the job)."),
     friends: int = typer.Option(4, help="How many friends to render on."),
     frames: Optional[str] = typer.Option(None, help="A-B, A-BxSTEP or a list 1,5,10-20 (default: the file's range and step)."),
-    checks: int = typer.Option(1, help="Check renders per friend's share of the job; 0: no checks."),
+    checks: int = typer.Option(
+        1, help="0 turns checking off. Otherwise every frame of an 8-bit PNG job is crop-checked;"
+        " other formats get this many whole test frames per friend's batch.",
+    ),
     out: Path = typer.Option(Path("frames"), help="Where the frames go, in the file's own format and names."),
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
     video: Optional[Path] = typer.Option(None, help="Also assemble the final frames into this H.264 video (.mp4)."),

@@ -8,11 +8,14 @@ same job again by its number.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from frender.apps.cli import DEFAULT_HOME, _address, app, fail
+from frender.apps.cli import DEFAULT_HOME, _address, _leaves, app, fail
+
+if TYPE_CHECKING:
+    from frender.apps.client import SubmitResult
 
 __all__ = ["cancel", "fetch", "interrupted", "points", "say_ended", "video", "write_video"]
 
@@ -79,12 +82,12 @@ def fetch(
     except* KeyboardInterrupt:
         pass
     except* SubmitRefused as group:
-        fail(str(group.exceptions[0]))
+        fail(str(_leaves(group)[0]))
     except* RemoteError as group:
-        exc = group.exceptions[0]
+        exc = _leaves(group)[0]
         fail(f"the requester refused: {exc.reason} ({exc.code})")
     except* TransportError as group:
-        fail(str(group.exceptions[0]))
+        fail(str(_leaves(group)[0]))
     if result is None:
         interrupted(out, requester, home)
     say_ended(result, out)
@@ -92,7 +95,7 @@ def fetch(
         write_video(video, out, None)
 
 
-def say_ended(result, out: Path) -> None:
+def say_ended(result: SubmitResult, out: Path) -> None:
     """The last line of a submit or a fetch; a job cancelled before any frame was final is an error (exit 1)."""
     if not result.progress.cancelled:
         typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
@@ -146,7 +149,7 @@ def write_video(target: Path, folder: Path | None, fps: float | None, pattern: s
         if rate is None:
             where = f"{folder} does not say its frame rate (it was not filled by `frender submit`)" if folder else "a glob says no frame rate"
             fail(f"{where}: give --fps")
-        made = assemble(frames, target, fps=rate)  # type: ignore[arg-type]
+        made = assemble(frames, target, fps=rate)
     except VideoError as exc:
         fail(str(exc))
     typer.echo(f"wrote {made.path}: {made.frames} frames, {made.width}x{made.height}, {float(made.fps):g} fps, H.264")
