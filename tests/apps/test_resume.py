@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 
 from frender.apps import messages as msg
@@ -143,3 +144,19 @@ async def test_a_requester_dashboard_on_a_port_in_use_says_which_and_what_to_do(
     assert done.returncode == 1, done.stderr
     assert f"frender: the dashboard cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "choose another --web" in done.stderr and "Trio nursery" not in done.stderr
+
+
+def test_a_jobs_frame_names_are_logged_and_old_logs_read_the_same():
+    """job_accepted.v1 keeps the frames' name and extension for `frender fetch`; a body from before them is
+    byte for byte what it was, and reads as no name (frame_####)."""
+    from frender import codec
+    from frender.apps.requester import JobAccepted
+    from frender.blender import ModelledBackend
+
+    profile = trio.run(ModelledBackend(0.1).probe)
+    old = JobAccepted(job=1, submitter="alice", submitter_key="k", blend_sha256="0" * 64, width=8, height=8, profile=profile)
+    body = codec.to_json(old)
+    assert '"name"' not in body and '"extension"' not in body
+    assert codec.from_json(JobAccepted.tag, body) == old and old.name == "" and old.extension is None
+    named = attrs.evolve(old, name="shot_####", extension=".exr")
+    assert codec.from_json(JobAccepted.tag, codec.to_json(named)) == named
