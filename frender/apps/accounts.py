@@ -114,7 +114,9 @@ def operator_grant(
         )
     key = key.strip()
     reply = _operator(master, home, msg.Grant(user=user, amount=amount, reason=reason, key=key))
-    typer.echo(f"granted {amount} points to {safe(user)} (key {safe(key)}): balance now {reply.balances.get(user, 0)}")
+    from frender.apps.cli_artist import points
+
+    typer.echo(f"granted {points(amount)} to {safe(user)} (key {safe(key)}): balance now {reply.balances.get(user, 0)}")
 
 
 @operator_app.command("trust")

@@ -85,9 +85,10 @@ def check_request(
     outside = [f for f in frames if not info.frame_start <= f <= info.frame_end]
     if outside and not allow_outside:
         shown = ", ".join(str(f) for f in outside[:MAX_LISTED]) + (" ..." if len(outside) > MAX_LISTED else "")
+        shown = f"frame {shown} lies" if len(outside) == 1 else f"frames {shown} lie"
         raise RequestRefused(
             "outside-range",
-            f"frames {shown} lie outside the file's range {info.frame_start}-{info.frame_end} (allow-outside renders them)",
+            f"{shown} outside the file's range {info.frame_start}-{info.frame_end} (allow-outside renders them)",
         )
     fmt = blender.OutputFormat(
         file_format=str(out.get("file_format", "PNG")),

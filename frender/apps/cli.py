@@ -30,8 +30,21 @@ app.add_typer(account_app, name="account")
 app.add_typer(blender_app, name="blender")
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"frender {version('frender')}")
+        except PackageNotFoundError:
+            typer.echo("frender (not installed: run `python3.11 -m pip install -e .` in its folder)")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and stop."),
+) -> None:
     """fRender: friends render, requesters verify, a master keeps the points."""
 
 
@@ -100,15 +113,20 @@ def _serving(main, listen: str) -> None:
     problem = None
     try:
         _trio_run(main)
-    except* WebUnavailable as group:
-        problem = str(group.exceptions[0])
+    except* WebUnavailable as group:  # nested as deep as the nurseries it came through
+        problem = f"{_leaves(group)[0]} (is another frender already running there? choose another --web)"
     except* OSError as group:
-        bind = [e for e in group.exceptions if e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)]
-        if len(bind) != len(group.exceptions):
+        bind = [e for e in _leaves(group) if e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)]
+        if len(bind) != len(_leaves(group)):
             raise
         problem = f"cannot listen on {listen}: {bind[0].strerror} (is another frender already running there? choose another --listen)"
     if problem is not None:
         fail(problem)
+
+
+def _leaves(group: BaseExceptionGroup) -> list:
+    """The exceptions in a group, however deeply nested."""
+    return [leaf for e in group.exceptions for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
 
 
 def _trio_run(fn, *args) -> None:
@@ -323,7 +341,10 @@ def _control(home: Path, mode: str | None, wait: float, done) -> None:
         time.sleep(0.2)
         line = read_status(home) or "stopped"
     line = safe(line)
-    typer.echo(f"{verb}: {line}" if done(line) or wait <= 0 else f"{verb}, but after {wait:g} s the friend says: {line}")
+    if done(line) or wait <= 0:
+        typer.echo(verb if line == verb else f"{verb}: {line}")  # "paused", not "paused: paused"
+    else:
+        typer.echo(f"{verb}, but after {wait:g} s the friend says: {line}")
 
 
 @app.command()
@@ -333,7 +354,10 @@ def submit(
     user: str = typer.Option(..., help="Your username (its points pay for the job)."),
     friends: int = typer.Option(4, help="How many friends to render on."),
     frames: Optional[str] = typer.Option(None, help="A-B, A-BxSTEP or a list 1,5,10-20 (default: the file's range and step)."),
-    checks: int = typer.Option(1, help="Test frames per friend (per batch)."),
+    checks: int = typer.Option(
+        1, help="0 turns checking off. Otherwise every frame of an 8-bit PNG job is crop-checked;"
+        " other formats get this many whole test frames per friend's batch.",
+    ),
     out: Path = typer.Option(Path("frames"), help="Where the frames go, in the file's own format and names."),
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
     video: Optional[Path] = typer.Option(None, help="Also assemble the final frames into this H.264 video (.mp4)."),
@@ -345,10 +369,11 @@ def submit(
     blender: str = typer.Option("", help="Render with this Blender (4.2, 5.0.1) instead of the one that saved the file."),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
-    from frender.apps.progress import follow
+    from frender.apps.progress import console, follow
     from frender.transports import RemoteError, TransportError
 
     from frender.apps.client import SubmitRefused
+    from frender.apps.cli_artist import say_ended, interrupted, write_video
 
     if not blend.is_file():
         fail(f"{blend}: no such file")
@@ -369,6 +394,7 @@ def submit(
         result = follow(
             blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
             name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority, blender=blender,
+            on_note=lambda line: console.print(line, soft_wrap=True),
         )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass
@@ -378,17 +404,19 @@ def submit(
         fail(f"--name {name}: {group.exceptions[0]}")
     except* RemoteError as group:
         exc = group.exceptions[0]
+        if exc.code == "untrusted":  # the master's words to the requester, passed on
+            fail(
+                f"the requester's master does not trust it yet, so it takes no job: its operator must run"
+                f" `frender operator trust {address.fingerprint} --name NAME --master MASTER` (then submit again)"
+            )
         fail(f"the requester refused {blend}: {_named(exc.reason, blend)} ({exc.code})")
     except* TransportError as group:
         fail(str(group.exceptions[0]))
     if result is None:
-        _interrupted(out, blend, requester, user)
-    if result.progress.cancelled:
-        typer.echo(f"job {result.job} was cancelled: {len(result.frames)} of {result.progress.total} frames final, in {out}")
-        return
-    typer.echo(f"job {result.job}: {len(result.frames)} frames in {out}")
-    if video is not None:
-        _video(video, out, None)
+        interrupted(out, requester, home)
+    say_ended(result, out)
+    if video is not None and not result.progress.cancelled:
+        write_video(video, out, None)
 
 
 def _named(reason: str, blend: Path) -> str:
@@ -396,38 +424,6 @@ def _named(reason: str, blend: Path) -> str:
     import re
 
     return re.sub(r"\S*[0-9a-f]{64}(\.blend)?", blend.name, reason)
-
-
-def _interrupted(out: Path, blend: Path, requester: str, user: str) -> None:
-    """What Ctrl-C of `submit` leaves: the job goes on at the requester; the same command resumes it."""
-    from frender.apps.client import STATE_FILE
-
-    try:
-        job = json.loads((out / STATE_FILE).read_text())["job"]
-    except (OSError, ValueError, KeyError):
-        typer.echo("\nstopped before the job was submitted; nothing runs", err=True)
-        raise typer.Exit(130)
-    typer.echo(
-        f"\nstopped following job {job}; it goes on at the requester, which keeps its final frames.\n"
-        f"resume (only missing frames are fetched): frender submit {blend} --requester '{requester}' --user {user} --out {out}\n"
-        f"or stop it: frender cancel {job} --requester '{requester}'",
-        err=True,
-    )
-    raise typer.Exit(130)
-
-
-def _video(target: Path, folder: Path, fps: float | None) -> None:
-    from frender.apps.client import remembered_fps
-    from frender.apps.video import VideoError, assemble, frames_in
-
-    rate = fps or remembered_fps(folder)
-    if rate is None:
-        fail(f"{folder} does not say its frame rate (it was not filled by `frender submit`): give --fps")
-    try:
-        made = assemble(frames_in(folder), target, fps=rate)
-    except VideoError as exc:
-        fail(str(exc))
-    typer.echo(f"wrote {made.path}: {made.frames} frames, {made.width}x{made.height}, {float(made.fps):g} fps, H.264")
 
 
 @app.command()
@@ -455,42 +451,6 @@ def jobs(
         typer.echo(json.dumps(codec.converter.unstructure(reply), indent=2))
     else:
         print_jobs(reply)
-
-
-@app.command()
-def cancel(
-    job: int = typer.Argument(..., help="The job number (`frender jobs` lists them)."),
-    requester: str = typer.Option(..., help="The requester's address."),
-    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
-) -> None:
-    """Stop my job: its friends are released, final frames kept, the points not earned refunded."""
-    import trio
-
-    from frender.apps.client import cancel as cancel_job
-    from frender.transports import RemoteError, TransportError
-
-    try:
-        done = trio.run(cancel_job, _address(requester), home, job)
-    except RemoteError as exc:
-        fail(f"job {job} was not cancelled: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
-    typer.echo(
-        f"job {done.job} cancelled: {done.final} of {done.total} frames final and kept (`frender submit` with the same --out fetches them); "
-        f"{done.spent} of {done.escrowed} escrowed points paid to friends, {done.escrowed - done.spent} refunded when the master closes the job"
-    )
-
-
-@app.command()
-def video(
-    target: Path = typer.Argument(..., help="The video to write (.mp4)."),
-    source: Path = typer.Option(..., "--from", help="A folder of frame_####.png (or .exr) files, e.g. what `frender submit` wrote."),
-    fps: Optional[float] = typer.Option(None, help="Frames per second (default: the .blend's, remembered by `frender submit`)."),
-) -> None:
-    """Assemble final frames, in frame order, into an H.264 video. EXR frames get the Standard view (sRGB, clipped)."""
-    if fps is not None and not 0 < fps <= 1000:
-        fail("--fps is above 0 and at most 1000")
-    _video(target, source, fps)
 
 
 @app.command()
@@ -578,6 +538,9 @@ def replay(
     except LogError as exc:
         fail(str(exc))
     typer.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+
+
+from frender.apps import cli_artist  # noqa: E402,F401  (registers fetch, cancel and video on app)
 
 
 def main() -> None:

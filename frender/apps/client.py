@@ -3,9 +3,11 @@
 ``submit`` is resumable: the job it started is remembered in
 ``OUT/.frender-job.json`` (with the file's sha256, the requester and the frames
 asked for), so running it again after an interruption follows the same job and
-fetches only the frames that are not in OUT yet. Only the same request
-resumes: another file or other frames start a new job, unless OUT already holds
-frames of the first one, which is refused (use another OUT).
+fetches only the frames that are not in OUT yet; ``frender fetch J`` (see
+``frender.apps.fetch``) finds a job again by its number. Only the same request
+resumes: another file or other frames are refused while OUT holds frames of
+the first job or that job still runs (the refusal prints the command that
+fetches it); a job that is over and left nothing in OUT is let go, and said.
 
 Frames are named as the file's output path names them (``shot_####.exr`` ->
 ``shot_0001.exr``), or by ``name`` (a pattern with ``#`` for the frame number). The job's state file is JSON:
@@ -28,14 +30,14 @@ import attrs
 import trio
 from attrs import frozen
 
-from frender.apps import artist, pack
+from frender.apps import artist, out_folder, pack
 from frender.apps import messages as msg
 from frender.blender import frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, single_error
 
 __all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel"]
 
-STATE_FILE = ".frender-job.json"
+STATE_FILE = out_folder.STATE_FILE
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
 
 
@@ -107,25 +109,48 @@ class SubmitResult:
     files: tuple[Path, ...] = ()  # the frames' files in OUT, in frame order
 
 
-def _remembered(out: Path, request: dict[str, object]) -> dict[str, object] | None:
-    """The saved job when OUT's state names this very request; None when OUT holds no job.
+async def _remembered(
+    out: Path, request: dict[str, object], *, requester: Address, identity: Identity, home: Path, on_note: Callable[[str], None]
+) -> dict[str, object] | None:
+    """The saved job when OUT's state names this very request; None when OUT may take a new job.
 
-    Raises SubmitRefused when OUT holds frames of a different request.
+    OUT's job file is never replaced silently: a different request is refused
+    while OUT holds frames of its job or that job still runs (the refusal says
+    how to fetch it); a job that is over and left nothing in OUT is let go, and
+    ``on_note`` says so.
     """
-    try:
-        saved = json.loads((out / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or "job" not in saved:
+    saved = out_folder.read_state(out)
+    if saved is None:
         return None
     if all(saved.get(key) == value for key, value in request.items()):
         return saved
-    held = [f for f in saved.get("frames", []) if (out / _file_name(saved, f)).exists()] if saved.get("frames") else []
+    job, at = int(saved["job"]), str(saved.get("requester") or requester)
+    fetch = out_folder.fetch_command(job, at, out, home)
+    held = out_folder.held(out, saved)
     if held:
         raise SubmitRefused(
-            f"{out} holds {len(held)} frames of job {saved['job']}, asked with another file or other frames;"
-            " choose another output folder (or empty this one) for a new job"
+            f"{out} holds {len(held)} frames of job {job}, asked with another file or other frames;"
+            f" fetch the rest of that job with `{fetch}`, or choose another output folder (or empty this one) for a new job"
         )
+    try:
+        with trio.fail_after(30):
+            async with connect(Address.parse(at), identity) as session:
+                progress = await session.call(msg.Progress(job=job))
+    except RemoteError:  # the requester no longer knows it as ours: nothing to lose
+        on_note(f"{out} followed job {job}, which {at} does not know as yours; a new job starts here")
+        return None
+    except (PeerGone, OSError, ValueError, trio.TooSlowError):
+        raise SubmitRefused(
+            f"{out} follows job {job} (another file or other frames), and its requester does not answer, so it may still run;"
+            f" fetch it later with `{fetch}`, or choose another output folder for a new job"
+        ) from None
+    if not progress.finished:
+        raise SubmitRefused(
+            f"{out} follows job {job} (another file or other frames), still running: {len(progress.final)} of {progress.total} frames final;"
+            f" fetch it with `{fetch}`, stop it with `{out_folder.cancel_command(job, at, home)}`, or choose another output folder for a new job"
+        )
+    kept = f"its {len(progress.final)} final frames are not in it; `{fetch}` gets them" if progress.final else "it left no final frames"
+    on_note(f"{out} followed job {job}, which is over ({kept}); a new job starts here")
     return None
 
 
@@ -154,6 +179,7 @@ async def submit(
     allow_outside: bool = False,
     allow_missing: bool = False,
     on_upload: Callable[[UploadProgress], None] = lambda u: None,
+    on_note: Callable[[str], None] = lambda line: None,
     blender: str = "",
 ) -> SubmitResult:
     """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
@@ -176,7 +202,7 @@ async def submit(
         manifest.write_bytes(packed.manifest.encode())
         header = await file_header(manifest, kind="upload", job="upload")
         request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
-        saved = _remembered(out, request)
+        saved = await _remembered(out, request, requester=requester, identity=identity, home=home, on_note=on_note)
         if saved is None:
             await _upload_tree(requester, identity, packed, manifest, header.sha256, on_upload)
             async with connect(requester, identity) as session:
@@ -200,8 +226,9 @@ async def submit(
     finally:
         shutil.rmtree(packed.root, ignore_errors=True)
         packed.root.with_name(packed.root.name + ".manifest").unlink(missing_ok=True)
-    if name is not None:
+    if name is not None and saved.get("name") != name:
         saved = {**saved, "name": name}
+        (out / STATE_FILE).write_text(json.dumps(saved))  # `frender video` and a resume find the frames by this name
     job = int(saved["job"])  # type: ignore[call-overload]
     await _dashboard_link(requester, identity, job, on_link)
     fetched: set[int] = set()

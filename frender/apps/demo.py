@@ -218,11 +218,11 @@ def run_demo(
     t0 = time.monotonic()
     direct = _direct_render(scene, out / "direct", frames)
     direct_seconds = time.monotonic() - t0
-    wrong = [
-        f for f in result.frames
-        if blender.compare(out / "frames" / blender.frame_name(f), direct[f], width=160, height=90).verdict == "disagree"
+    wrong = [  # the frames as the job named them (result.files), not by a fixed frame_####
+        f for f, path in zip(result.frames, result.files)
+        if blender.compare(path, direct[f], width=160, height=90).verdict == "disagree"
     ]
-    made = video.assemble(video.frames_in(out / "frames"), out / "demo.mp4", fps=remembered_fps(out / "frames") or 24.0)
+    made = video.assemble(result.files, out / "demo.mp4", fps=remembered_fps(out / "frames") or 24.0)
     _summary(result, final, names, cheaters, farm_seconds, direct_seconds, time.monotonic() - started, wrong, out)
     console.print(f"video: {made.path} ({made.frames} frames, {float(made.fps):g} fps)", soft_wrap=True)
     return 1 if wrong else 0

@@ -558,6 +558,9 @@ class JobLine:
     escrowed: int
     spent: int  # earned by friends so far (paid when the job closes)
     priority: int = 0
+    name: str = "frame_####"  # how its frames are named (as in Submitted), for `frender fetch`
+    extension: str = ".png"
+    fps: float = 0.0
 
 
 @frozen(kw_only=True)

@@ -108,6 +108,10 @@ class JobAccepted:
     # (blender.crop_margins). Logs from before this choice padded every window: the defaults.
     crop_padding: int = attrs.field(default=blender.CROP_PADDING, metadata={"omit_if_default": True})
     crop_alignment: int = attrs.field(default=blender.CROP_ALIGNMENT, metadata={"omit_if_default": True})
+    # How the client names the frames (artist.frame_file), so `frender fetch J` names them as the submit did.
+    # Logs from before this kept no name: "" reads as frame_#### with the format's extension.
+    name: str = attrs.field(default="", metadata={"omit_if_default": True})
+    extension: str | None = attrs.field(default=None, metadata={"omit_if_default": True})
 
     @property
     def output(self) -> blender.OutputFormat:
@@ -561,6 +565,8 @@ class RequesterNode(Handler):
                 tree_main=manifest.main if manifest is not None else "",
                 crop_padding=crop_padding,
                 crop_alignment=crop_alignment,
+                name=asked.name,
+                extension=asked.extension,
             ),
             _keys(granted),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
@@ -704,6 +710,9 @@ class RequesterNode(Handler):
             escrowed=escrowed,
             spent=spent,
             priority=wants.priority if wants is not None else 0,
+            name=accepted.name or "frame_####",
+            extension=accepted.output.extension if accepted.extension is None else accepted.extension,
+            fps=accepted.fps,
         )
 
     async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:
@@ -1324,6 +1333,8 @@ async def run_requester(
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Replay ``db``, listen, and serve clients and friends until cancelled; with ``web``, the dashboard too."""
+    from frender.apps.trust_check import say_if_untrusted
+
     identity = Identity.load_or_create(home)
     log_ = SqliteLog(db)
     try:
@@ -1335,6 +1346,7 @@ async def run_requester(
             bound = await nursery.start(functools.partial(serve, identity, host, port, node, limits=limits))
             node.address = Address(host=host, port=bound, fingerprint=identity.fingerprint)
             announce(f"requester listening at {node.address} (key {identity.fingerprint})")
+            nursery.start_soon(say_if_untrusted, master, identity, announce)
             nursery.start_soon(node.stop_on_log_failure)
             nursery.start_soon(node.react_forever, nursery)
             nursery.start_soon(node.tick_forever)

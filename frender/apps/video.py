@@ -1,6 +1,7 @@
 """Final frames to an H.264 video with PyAV (ffmpeg inside the wheel, no system ffmpeg).
 
-Frames are taken in frame-number order. PNG and JPEG frames (8 or 16 bits)
+Frames are taken in frame-number order, found by the job's own naming pattern
+(``frames_in``) or by a glob (``frames_glob``, for frames made elsewhere). PNG and JPEG frames (8 or 16 bits)
 are decoded with Pillow. OpenEXR frames are decoded by PyAV's EXR decoder and
 hold scene-linear light with no view transform recorded in the file, so they
 are tone-mapped with the stated default: Blender's "Standard" view (the sRGB
@@ -11,6 +12,7 @@ padded by repeating the last column or row, and the size is reported.
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -21,7 +23,9 @@ import numpy as np
 from attrs import frozen
 from PIL import Image
 
-__all__ = ["FRAME_PATTERN", "TONE_MAP", "Video", "VideoError", "assemble", "frames_in", "read_rgb"]
+from frender.apps import out_folder
+
+__all__ = ["FRAME_PATTERN", "TONE_MAP", "Video", "VideoError", "assemble", "frames_glob", "frames_in", "read_rgb"]
 
 FRAME_PATTERN = re.compile(r"^frame_(\d+)\.(png|jpg|jpeg|exr)$", re.IGNORECASE)
 TONE_MAP = "Standard (sRGB transfer, clipped), exposure 0"
@@ -41,17 +45,38 @@ class Video:
 
 
 def frames_in(folder: Path) -> list[Path]:
-    """``frame_####.{png,jpg,exr}`` files in ``folder``, in frame-number order."""
+    """The frames in ``folder``, in frame-number order, found by their names.
+
+    A folder ``frender submit`` or ``frender fetch`` filled names its job's pattern
+    in its job file (``long_####``, ``shot_####.exr``, ``take_###``): those are the
+    frames. Any other folder: ``frame_####.{png,jpg,exr}``.
+    """
     if not folder.is_dir():
         raise VideoError(f"{folder}: no such folder")
-    found = []
-    for path in folder.iterdir():
-        match = FRAME_PATTERN.match(path.name)
-        if match and path.is_file():
-            found.append((int(match.group(1)), path))
+    saved = out_folder.read_state(folder)
+    try:
+        pattern = out_folder.frame_regex(saved.get("name") or "frame_####", saved.get("extension", ".png")) if saved else FRAME_PATTERN
+    except ValueError:
+        pattern = FRAME_PATTERN
+    found = out_folder.numbered(list(folder.iterdir()), pattern)
     if not found:
-        raise VideoError(f"{folder}: no frame_####.png, .jpg or .exr files")
-    return [p for _, p in sorted(found)]
+        job = saved or {}
+        named = "frame_####.png, .jpg or .exr" if pattern is FRAME_PATTERN else out_folder.shown(job.get("name") or "frame_####", job.get("extension", ".png"))
+        raise VideoError(f"{folder}: no {named} files; for frames named otherwise give --glob, e.g. --glob '{folder}/*.png'")
+    return [p for _, p in found]
+
+
+def frames_glob(pattern: str) -> list[Path]:
+    """The files a shell glob names (``render/*.png``), ordered by the last number in each name, then by name."""
+    paths = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
+    if not paths:
+        raise VideoError(f"no files match {pattern!r}")
+
+    def order(path: Path) -> tuple[int, int, str]:
+        numbers = re.findall(r"-?\d+", path.stem)
+        return (0, int(numbers[-1]), path.name) if numbers else (1, 0, path.name)
+
+    return sorted(paths, key=order)
 
 
 def _srgb(linear: np.ndarray) -> np.ndarray:

@@ -45,6 +45,8 @@ def test_a_request_is_checked_against_its_file():
     with pytest.raises(artist.RequestRefused, match="frames 9, 21 lie outside the file's range 10-20") as refused:
         artist.check_request(INFO, (9, 10, 21), allow_outside=False, allow_missing=False)
     assert refused.value.code == "outside-range"
+    with pytest.raises(artist.RequestRefused, match="frame 0 lies outside the file's range 10-20"):  # one frame: singular
+        artist.check_request(INFO, (0,), allow_outside=False, allow_missing=False)
     assert artist.check_request(INFO, (9, 21), allow_outside=True, allow_missing=False).frames == (9, 21)
 
 

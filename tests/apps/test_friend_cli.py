@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,24 @@ def test_pause_refuses_a_home_that_does_not_exist(tmp_path):
     done = frender("friend", "pause", "--home", str(tmp_path / "nowhere"))
     assert done.returncode == 1 and "no such friend home" in done.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_pause_of_a_friend_that_is_paused_says_it_once(tmp_path):
+    """A friend that answers "paused" is reported as "paused", not "paused: paused"."""
+    write_status(tmp_path, "paused")
+    done = frender("friend", "pause", "--home", str(tmp_path), "--wait", "5")
+    assert done.returncode == 0 and done.stdout.strip() == "paused", done.stdout
+
+
+def test_a_developer_after_the_readme_first_line(tmp_path):
+    """`frender --version` answers; the README's developer section installs the test extra (pytest) and runs one file."""
+    done = frender("--version")
+    assert done.returncode == 0 and done.stdout.startswith("frender 0."), done.stdout + done.stderr
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    assert readme.splitlines()[3].startswith("python3.11 -m pip install -e '.[bpy]' && python3.11 -m frender demo")
+    assert "python3.11 -m pip install -e '.[bpy,test]'" in readme and "python3.11 -m pytest tests/core/test_circle.py" in readme
+    assert "frender scene shot.blend" in readme
+    test_extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    assert any(dependency.startswith("pytest>=") for dependency in test_extra)
+    assert (root / "tests" / "core" / "test_circle.py").is_file()

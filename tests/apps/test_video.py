@@ -95,3 +95,44 @@ def test_frender_video_uses_the_rate_submit_remembered(tmp_path):
     assert "4 frames" in result.output and _decode(tmp_path / "a.mp4")[1] == 12
     result = runner.invoke(app, ["video", str(tmp_path / "b.mp4"), "--from", str(tmp_path / "frames"), "--fps", "50"])
     assert result.exit_code == 0 and _decode(tmp_path / "b.mp4")[1] == 50
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "first"),
+    [("long_", ".png", "long_0001.png"), ("shot_####", ".exr", "shot_0001.exr"), ("take_###", ".png", "take_001.png")],
+)
+def test_frender_video_finds_frames_by_the_jobs_own_names(tmp_path, name, extension, first):
+    """`frender video --from DIR` takes the frames named as DIR's job names them (the file's output path or --name), in order."""
+    folder = tmp_path / "shot"
+    _pngs(tmp_path / "src", 3)
+    folder.mkdir()
+    for n in range(1, 4):
+        target = folder / first.replace("1" + extension, f"{n}{extension}")
+        if extension == ".exr":
+            _exr(target, np.full((36, 64, 3), 0.1 * n, np.float32))
+        else:
+            (tmp_path / "src" / f"frame_{n:04d}.png").rename(target)
+    assert (folder / first).is_file()
+    (folder / "notes_0009.png").write_bytes(b"not a frame of the job")  # another name: not taken
+    (folder / ".frender-job.json").write_text(json.dumps({"job": 3, "sha256": "x", "requester": "y", "name": name, "extension": extension, "fps": 24.0}))
+    result = CliRunner().invoke(app, ["video", str(tmp_path / "a.mp4"), "--from", str(folder)])
+    assert result.exit_code == 0, result.output
+    frames = _decode(tmp_path / "a.mp4")[0]
+    assert len(frames) == 3 and frames[0].mean() < frames[1].mean() < frames[2].mean()
+
+
+def test_frender_video_takes_a_glob_and_names_a_missing_folder(tmp_path):
+    """--glob takes frames made elsewhere in the order of their numbers; a --from folder that does not exist is said as such."""
+    folder = tmp_path / "render"
+    _pngs(folder, 3)
+    for n in (1, 2, 3):  # render9.png must come before render10.png: numbers, not text order
+        (folder / f"frame_{n:04d}.png").rename(folder / f"render{n + 8}.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["video", str(tmp_path / "a.mp4"), "--glob", str(folder / "*.png"), "--fps", "10"])
+    assert result.exit_code == 0, result.output
+    frames, rate, _ = _decode(tmp_path / "a.mp4")
+    assert rate == 10 and len(frames) == 3 and frames[0].mean() < frames[1].mean() < frames[2].mean()
+    result = runner.invoke(app, ["video", str(tmp_path / "b.mp4"), "--from", str(tmp_path / "nosuch")])
+    assert result.exit_code == 1 and "nosuch: no such folder" in result.output and "--fps" not in result.output
+    result = runner.invoke(app, ["video", str(tmp_path / "b.mp4"), "--glob", str(tmp_path / "none*.png"), "--fps", "10"])
+    assert result.exit_code == 1 and "no files match" in result.output

@@ -248,18 +248,19 @@ async def test_operator_commands_print_what_they_did_and_the_web_token_opens_the
 
 
 def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsys):
-    """After Ctrl-C, submit names the job, says it goes on, and prints the command that resumes it."""
+    """After Ctrl-C, submit names the job, says it goes on, and prints the command that fetches that very job."""
     import typer
 
-    from frender.apps.cli import _interrupted, _named
+    from frender.apps.cli import _named
+    from frender.apps.cli_artist import interrupted
 
-    (tmp_path / ".frender-job.json").write_text('{"job": 7, "sha256": "x", "requester": "y"}')
+    (tmp_path / ".frender-job.json").write_text('{"job": 7, "sha256": "x", "requester": "frender://h:1#sha256:ab"}')
     with pytest.raises(typer.Exit) as stopped:
-        _interrupted(tmp_path, tmp_path / "shot.blend", "frender://h:1#sha256:ab", "alice")
+        interrupted(tmp_path, "frender://h:1#sha256:ab", tmp_path / "key")
     said = capsys.readouterr().err
     assert stopped.value.exit_code == 130
     assert said.startswith("\nstopped following job 7; it goes on at the requester")
-    assert f"frender submit {tmp_path / 'shot.blend'} --requester 'frender://h:1#sha256:ab' --user alice --out {tmp_path}" in said
+    assert f"frender fetch 7 --requester 'frender://h:1#sha256:ab' --out {tmp_path} --home {tmp_path / 'key'}" in said
     reason = f"refused: uploads/{'ab' * 32}.blend has an auto-run script"
     assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
 
