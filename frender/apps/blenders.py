@@ -58,32 +58,47 @@ def _key(version: str) -> tuple[int, ...]:
         return ()
 
 
-def backend_of(blender_path: str | None):
-    """A Blender: a version held here ("4.2", see `frender blender`), an executable, or
+DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI")
+
+
+def backend_of(blender_path: str | None, device: str = "CPU"):
+    """A Blender rendering on ``device``: a version held here ("4.2", see `frender blender`), an executable, or
     "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
+    import attrs
+
     from frender.blender import BlenderNotFound, ModelledBackend, find_backend, held_runtimes, parse_resolution
 
+    if device not in DEVICES:
+        fail(f"--device is one of {', '.join(DEVICES)}")
     if blender_path and blender_path.startswith("modelled:"):
         seconds, _, rest = blender_path.removeprefix("modelled:").partition(":")
         size, _, span = rest.partition(":")
         first, _, last = (span or "1-24").partition("-")
         try:
-            return ModelledBackend(float(seconds), resolution=parse_resolution(size or "160x90"), frame_range=(int(first), int(last)))
+            modelled = ModelledBackend(float(seconds), resolution=parse_resolution(size or "160x90"), frame_range=(int(first), int(last)))
         except ValueError as exc:
             fail(f"--blender {blender_path}: {exc}")
+        modelled.profile = attrs.evolve(modelled.profile, device=device)  # a modelled GPU pairs with modelled GPUs only
+        return modelled
     try:
-        return find_backend() if blender_path is None else held_runtimes([blender_path])[0]
+        backend = find_backend() if blender_path is None else held_runtimes([blender_path])[0]
     except BlenderNotFound as exc:
         fail(str(exc))
+    backend.device = device  # checked against what Blender finds when it is first probed
+    return backend
 
 
-def runtimes_of(blenders: list[str]):
-    """Every Blender a requester holds: those given (versions, executables, modelled), else all held here."""
+def runtimes_of(blenders: list[str], device: str = "CPU"):
+    """Every Blender a requester holds, rendering on ``device``: those given (versions, executables, modelled),
+    else all held here."""
     from frender.blender import BlenderNotFound, Runtimes, held_runtimes
 
     if blenders:
-        return Runtimes([backend_of(given) for given in blenders])
+        return Runtimes([backend_of(given, device) for given in blenders])
     try:
-        return Runtimes(held_runtimes())
+        held = held_runtimes()
     except BlenderNotFound as exc:
         fail(str(exc))
+    for backend in held:
+        backend.device = device
+    return Runtimes(held)

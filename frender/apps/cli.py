@@ -194,6 +194,7 @@ def run_requester(
     blender: list[str] = typer.Option(
         [], help="A Blender to hold: a version added with `frender blender add`, or an executable (repeatable; default: every Blender held here)."
     ),
+    device: str = typer.Option("CPU", help="Render own checks on: CPU, or a GPU type (CUDA, OPTIX, HIP, METAL, ONEAPI); jobs go to friends on the same."),
     seconds_per_frame: float = typer.Option(5.0, help="Render time estimate per frame, for deadlines."),
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
@@ -209,7 +210,7 @@ def run_requester(
 
     _logging(verbose)
     host, port = _listen(listen)
-    backend = runtimes_of(blender)
+    backend = runtimes_of(blender, device.upper())
     settings = RequesterSettings(job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds))
 
     async def main() -> None:
@@ -230,6 +231,7 @@ def run_friend(
     blender: Optional[str] = typer.Option(
         None, help="The Blender to render with: a version added by `frender blender add` (4.2), or an executable (default: bpy, else blender on PATH)."
     ),
+    device: str = typer.Option("CPU", help="Render on: CPU, or your GPU (CUDA, OPTIX, HIP, METAL, ONEAPI): GPU friends take jobs of requesters on the same."),
     threads: Optional[int] = typer.Option(None, help="Render threads to lend (default: all)."),
     home: Path = typer.Option(DEFAULT_HOME / "friend", help="Key and the .blend cache."),
     schedule: Optional[str] = typer.Option(None, help='Render only in these local-time windows, e.g. "mon-fri 19:00-07:00, sat-sun 00:00-24:00".'),
@@ -261,7 +263,7 @@ def run_friend(
         fail("--idle-minutes must be positive")
     settings = FriendSettings(nice=nice, max_memory=_size(max_memory, "--max-memory"))
     idle = IdlePolicy(minutes=idle_minutes) if when_idle else None
-    backend = backend_of(blender)
+    backend = backend_of(blender, device.upper())
 
     def say(line: str) -> None:
         typer.echo(safe(line, lines=True), err=True)

@@ -78,7 +78,7 @@ async def calibrate(backend: BlenderBackend, version: str, build_hash: str) -> s
     """This machine's agreement class for ``backend``: "cal-" and a digest of its calibration renders' pixels."""
     from ._scene import build_demo_scene
 
-    cached = _cache_dir() / f"{version}-{build_hash}-{machine_digest()}"
+    cached = _cache_dir() / f"{version}-{build_hash}-{backend.device}-{machine_digest()}"
     try:
         return cached.read_text().strip()
     except OSError:

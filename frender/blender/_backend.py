@@ -46,6 +46,7 @@ from ._window import MIN_WINDOW_FRACTION, BadWindow, Window
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "check_device",
     "Backend",
     "BlendInfo",
     "BlenderBackend",
@@ -334,7 +335,8 @@ class _Facts:
 class BlenderBackend(Backend):
     """A real Blender; subclasses say how to start it with a script."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "CPU") -> None:
+        self.device = device  # the Cycles device it renders on: "CPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI"
         self._facts: _Facts | None = None
         self._probing = trio.Lock()
         self._profile: RenderProfile | None = None
@@ -411,6 +413,7 @@ class BlenderBackend(Backend):
             "job_dir": str(job_dir),
             "out_dir": str(out_dir),
             "threads": threads,
+            "device": self.device,
         }
         facts = await self._probe_facts()
         sandbox = None
@@ -435,7 +438,8 @@ class BlenderBackend(Backend):
                 )
                 (facts,) = [event.payload for event in events if isinstance(event, Reported)]
                 install_dirs = tuple(facts["install_dirs"])
-                self._facts = _facts_from({**facts, **await self._probe_gl(install_dirs)})
+                check_device(self.device, facts.get("devices", ["CPU"]), facts["version"])
+                self._facts = _facts_from({**facts, **await self._probe_gl(install_dirs)}, self.device)
             return self._facts
 
     async def _probe_gl(self, install_dirs: tuple[str, ...]) -> dict[str, Any]:
@@ -483,11 +487,17 @@ class BlenderBackend(Backend):
         )
 
 
-def _facts_from(payload: dict[str, Any]) -> _Facts:
+def check_device(device: str, found: Sequence[str], version: str) -> None:
+    """Refuse a device this Blender cannot render on here, naming those it can."""
+    if device not in found:
+        raise BlenderNotFound(f"Blender {version} finds no {device} device here; it can render on: {', '.join(found)}")
+
+
+def _facts_from(payload: dict[str, Any], device: str = "CPU") -> _Facts:
     profile = RenderProfile(
         blender_version=payload["version"],
         build_hash=payload["build_hash"],
-        device="CPU",
+        device=device,
         cpu_class=cpu_class(),
         **{key: str(payload.get(key, "")) for key in ("gl_backend", "gl_renderer", "gl_version")},
     )
@@ -498,8 +508,8 @@ def _facts_from(payload: dict[str, Any]) -> _Facts:
 class CliBackend(BlenderBackend):
     """A `blender` executable, run as `blender -b --factory-startup -Y ...`."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
+    def __init__(self, path: str | Path, device: str = "CPU") -> None:
+        super().__init__(device)
         self.path = Path(path)
 
     def command(self, script: str, request: str) -> list[str]:
@@ -514,8 +524,8 @@ class CliBackend(BlenderBackend):
 class BpyBackend(BlenderBackend):
     """The `bpy` module, imported by a fresh Python interpreter."""
 
-    def __init__(self, python: str | Path = sys.executable) -> None:
-        super().__init__()
+    def __init__(self, python: str | Path = sys.executable, device: str = "CPU") -> None:
+        super().__init__(device)
         self.python = Path(python)
 
     def command(self, script: str, request: str) -> list[str]:

@@ -64,12 +64,47 @@ def blender_facts(bpy):
     dirs.update(path for path in sys.path if os.path.isabs(path))
     build_hash = bpy.app.build_hash
     return {
+        "devices": compute_devices(bpy),
         "version": bpy.app.version_string.split()[0],
         "version_tuple": list(bpy.app.version),
         "build_hash": build_hash.decode() if isinstance(build_hash, bytes) else build_hash,
         "has_oidn": bool(_cycles.with_openimagedenoise),
         "install_dirs": sorted(d for d in dirs if d and os.path.isdir(d)),
     }
+
+
+GPU_DEVICE_TYPES = ("CUDA", "OPTIX", "HIP", "METAL", "ONEAPI")
+
+
+def compute_devices(bpy):
+    """The Cycles device types with at least one device here: always "CPU", then e.g. "CUDA", "OPTIX"."""
+    found = ["CPU"]
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except (KeyError, AttributeError):
+        return found
+    for kind in GPU_DEVICE_TYPES:
+        try:
+            devices = prefs.get_devices_for_type(kind)
+        except (TypeError, ValueError, RuntimeError):  # a type this build does not know
+            continue
+        if any(device.type == kind for device in devices):
+            found.append(kind)
+    return found
+
+
+def use_device(bpy, scene, device):
+    """Render on ``device``: "CPU", or every device of one GPU type (Cycles' compute device type)."""
+    if getattr(scene, "cycles", None) is None:
+        return
+    if device == "CPU":
+        scene.cycles.device = "CPU"
+        return
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    prefs.compute_device_type = device
+    for each in prefs.get_devices_for_type(device):
+        each.use = each.type == device
+    scene.cycles.device = "GPU"
 
 
 def gl_facts(bpy):
@@ -300,8 +335,6 @@ def force_output(scene, out_dir, threads):
     render.use_stamp = False  # burnt-in stamps hold render times: honest renders would differ
     render.use_multiview = False
     render.filepath = os.path.join(out_dir, "frame_####")
-    if getattr(scene, "cycles", None) is not None:
-        scene.cycles.device = "CPU"
     if threads:
         render.threads_mode = "FIXED"
         render.threads = threads
@@ -375,6 +408,7 @@ def prepare_render(bpy, request):
     """Force the output settings, then guard the file; stop unless it may render here."""
     scene = bpy.context.scene
     force_output(scene, request["out_dir"], request.get("threads"))
+    use_device(bpy, scene, request.get("device", "CPU"))
     reasons = guard(bpy, request["job_dir"])
     if reasons:
         for reason in reasons:
