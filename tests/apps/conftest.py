@@ -52,8 +52,11 @@ class Farm:
         self.requester: Address | None = None
         self.friends: list[str] = []
         self.accounts: set[int] = set()  # friend indices whose user's account is bound
+        self.blenders: tuple[str, ...] = ()  # what the requester holds; empty: every Blender held here
 
-    async def start(self, friends: int = 0, cheats: tuple[str | None, ...] = ()) -> None:
+    async def start(self, friends: int = 0, cheats: tuple[str | None, ...] = (), blenders: tuple[str, ...] = ()) -> None:
+        """Start the master and the requester (holding ``blenders``, default every Blender held here), then friends."""
+        self.blenders = blenders
         self.master, self.master_home = await trio.to_thread.run_sync(lambda: start_master(self.cluster))
         await self.start_requester()
         await operator_call(self.master, self.master_home, msg.Trust(key=self.requester.fingerprint, name="test"))
@@ -66,7 +69,7 @@ class Farm:
     async def start_requester(self) -> None:
         listen = f"127.0.0.1:{self.requester.port}" if self.requester else "127.0.0.1:0"
         self.requester = await trio.to_thread.run_sync(
-            lambda: start_requester(self.cluster, self.master, seconds_per_frame=0.5, startup_seconds=2.0, listen=listen)
+            lambda: start_requester(self.cluster, self.master, seconds_per_frame=0.5, startup_seconds=2.0, listen=listen, blenders=self.blenders)
         )
 
     async def restart_master(self) -> None:

@@ -16,13 +16,17 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(300)]
 FRAMES, SIZE = 4, (64, 36)
 
 
+def held(version: str) -> blender.BlenderBackend:
+    """Blender ``version`` as `frender blender add` installs it (scripts/test.sh adds 4.2, and 5.3 where Python 3.13 is)."""
+    try:
+        return blender.held_runtimes([version])[0]
+    except blender.NoRuntime:
+        pytest.skip(f"no Blender {version} held here: `frender blender add {version}` installs it")
+
+
 @pytest.fixture(scope="module")
 def blender42() -> blender.BlenderBackend:
-    """Blender 4.2 LTS as `frender blender add 4.2` installs it (scripts/test.sh adds it)."""
-    try:
-        return blender.held_runtimes(["4.2"])[0]
-    except blender.NoRuntime:
-        pytest.skip("no Blender 4.2 held here: `frender blender add 4.2` installs it")
+    return held("4.2")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ async def test_each_job_renders_with_its_files_blender(farm, tiny_scene, direct,
     otherwise); a 5.0 file renders with 5.0 on the same farm; a 5.3 file is refused naming what the farm holds."""
     scene, by = scene42
     assert not all(identical(by["4.2"][f], by["5.0"][f]) for f in range(1, FRAMES + 1)), "4.2 and 5.0 render alike: the test proves nothing"
-    await farm.start(friends=0)
+    await farm.start(friends=0, blenders=("5.0", "4.2"))
     for version in ("4.2", "4.2", None):
         await farm.add_friend(blender=version)
     await wait_for_friends(farm.master, farm.master_home, 3)
@@ -103,3 +107,22 @@ async def test_a_friend_of_another_cpu_class_that_renders_alike_takes_work(farm,
     assert all(identical(result.out / blender.frame_name(f), direct[f]) for f in result.frames)
     job = next(j for j in farm.audit("master")["master"]["jobs"] if j["job"] == result.job)
     assert sorted(job["friends"]) == ["friend1/box", "friend2/box"] and job["evicted"] == []
+
+
+async def test_a_file_saved_by_the_newest_blender_renders_where_it_is_held(farm, tmp_path):
+    """A file saved by Blender 5.3 (bpy for Python 3.13 only) renders with 5.3 on a farm run from Python 3.11 that
+    holds it beside 5.0, identical to a direct 5.3 render."""
+    current = held("5.3")
+    scene = blender.build_demo_scene(tmp_path / "new.blend", frames=2, resolution=SIZE, samples=4, backend=current)
+    work = tmp_path / "direct"
+    work.mkdir()
+    (work / "new.blend").write_bytes(scene.read_bytes())
+    direct = {r.frame: r.path for r in await blender.render(current, work / "new.blend", work, [1, 2])}
+    await farm.start(friends=0)  # the requester holds every Blender added here
+    await farm.add_friend(blender="5.3")
+    await wait_for_friends(farm.master, farm.master_home, 1)
+    with trio.fail_after(200):
+        result = await submit(scene, requester=farm.requester, user="artist", home=farm.root / "homes" / "artist", friends=1, out=tmp_path / "out")
+    assert result.frames == (1, 2) and all(identical(result.out / blender.frame_name(f), direct[f]) for f in result.frames)
+    job = next(j for j in farm.audit("master")["master"]["jobs"] if j["job"] == result.job)
+    assert "Blender 5.3" in job["profile"]
