@@ -44,7 +44,6 @@ import hashlib
 import logging
 import os
 import random
-import re
 import shutil
 import secrets
 import time
@@ -57,6 +56,7 @@ from attrs import define, field, frozen
 
 from frender import blender, codec
 from frender.apps import artist, pack
+from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
@@ -271,7 +271,7 @@ class RequesterNode(Handler):
         self._trees: dict[int, frozenset[str]] = {}  # tree job -> the sha256 of its files
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
-        self._uploads: dict[str, dict[str, tuple[int, float]]] = {}  # soft: uploader key -> sha256 -> (size, body due by)
+        self.uploads = Uploads(home / "uploads")  # the artists' files, each owned by the keys that uploaded it
         self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
 
     # ------------------------------------------------------------ the core
@@ -433,7 +433,7 @@ class RequesterNode(Handler):
         return self._job_dir(job) / "own" / f"{check}{self._extension(job)}"
 
     def _upload_path(self, sha256: str) -> Path:
-        return self.home / "uploads" / f"{sha256}.blend"
+        return self.uploads.path(sha256)
 
     # ------------------------------------------------------------ the RPC
 
@@ -446,9 +446,9 @@ class RequesterNode(Handler):
                 self._own_job(peer, j)
                 return msg.DashboardLinkReply(url=self.dashboard_link(j) if self.dashboard_link else "")
             case msg.HaveUploads(sha256s=wanted):
-                if len(wanted) > pack.MAX_FILES + 1 or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s) for s in wanted):
+                if len(wanted) > pack.MAX_FILES + 1 or not all(is_sha256(s) for s in wanted):
                     raise Refused("bad-request", f"ask about at most {pack.MAX_FILES + 1} sha256 digests")
-                return msg.UploadsWanted(missing=tuple(s for s in wanted if not self._upload_path(s).is_file()))
+                return msg.UploadsWanted(missing=self.uploads.missing(peer.fingerprint, wanted))  # the caller's own uploads only
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.Cancel(job=j):
@@ -487,13 +487,13 @@ class RequesterNode(Handler):
         if account.user != submit.user:
             raise Refused("name-taken", f"your key holds the account {account.user!r}, not {submit.user!r}")
         blend_path = self._upload_path(submit.blend_sha256)
-        if not blend_path.is_file():
-            raise Refused("no-upload", "upload the .blend first (put kind 'upload' named by its sha256)")
+        if not self.uploads.owns(peer.fingerprint, submit.blend_sha256):  # whoever else uploaded it
+            raise Refused("no-upload", "upload the .blend yourself first (put kind 'upload' named by its sha256)")
         if not 1 <= submit.friends <= self.settings.max_friends:
             raise Refused("bad-job", f"ask for 1 to {self.settings.max_friends} friends")
         manifest = None
         if submit.tree:
-            manifest, info = await self._inspect_tree(submit.blend_sha256)
+            manifest, info = await self._inspect_tree(submit.blend_sha256, peer.fingerprint)
         else:
             try:
                 info = await blender.inspect(self.backend, blend_path, limits=self.settings.render_limits)
@@ -643,8 +643,11 @@ class RequesterNode(Handler):
             spot_checks=j.spot_checks,
         )
 
-    async def _inspect_tree(self, manifest_sha256: str) -> tuple[pack.Manifest, blender.BlendInfo]:
+    async def _inspect_tree(self, manifest_sha256: str, submitter_key: str) -> tuple[pack.Manifest, blender.BlendInfo]:
         """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it.
+
+        Every file of the tree must be the submitter's own upload: another
+        account's file is never reached by naming its sha256.
 
         The main file's facts stand for the job; every library's refusals and
         missing files are added to them, named by the library's path.
@@ -653,9 +656,9 @@ class RequesterNode(Handler):
             manifest = pack.read_manifest(self._upload_path(manifest_sha256).read_bytes())
         except (OSError, ValueError) as exc:
             raise Refused("bad-tree", f"the job tree's manifest is unusable: {exc}") from None
-        absent = [f.path for f in manifest.files if not self._upload_path(f.sha256).is_file()]
+        absent = [f.path for f in manifest.files if not self.uploads.owns(submitter_key, f.sha256)]
         if absent:
-            raise Refused("no-upload", "upload these files of the tree first: " + ", ".join(absent[:8]))
+            raise Refused("no-upload", "upload these files of the tree yourself first: " + ", ".join(absent[:8]))
         root = self.home / "trees" / manifest_sha256
         await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, root, self._upload_path, link=True))
         infos = []
@@ -782,34 +785,21 @@ class RequesterNode(Handler):
 
     def _expire_uploads(self) -> None:
         """Delete uploads older than upload_ttl (a submitted job holds its own link to its file)."""
-        folder = self.home / "uploads"
-        if not folder.is_dir():
-            return
-        oldest = self.clock() - self.settings.upload_ttl  # file times are wall-clock times
-        for path in folder.glob("*.blend"):
-            try:
-                if path.stat().st_mtime < oldest:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
-        now = trio.current_time()  # an upload counts while its file is here, or while its body may still arrive
-        for held in self._uploads.values():
-            for sha in [sha for sha, (_, due) in held.items() if now > due and not self._upload_path(sha).exists()]:
-                del held[sha]
+        # File times are wall-clock times; an open put counts until its body is due (trio time).
+        self.uploads.expire(self.clock() - self.settings.upload_ttl, trio.current_time())
 
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
         if header.kind == "upload":
-            if header.job != header.sha256 or len(header.sha256) != 64 or not header.sha256.isalnum():
-                raise Refused("bad-upload", "an upload is named by its own sha256")
+            if header.job != header.sha256 or not is_sha256(header.sha256):
+                raise Refused("bad-upload", "an upload is named by its own sha256 (64 lowercase hex digits)")
             await self._account_of(peer)  # before a byte is stored: anonymous or penniless keys upload nothing
             self._expire_uploads()
-            held = self._uploads.setdefault(peer.fingerprint, {})
-            used = sum(size for sha, (size, _) in held.items() if sha != header.sha256)
+            now = trio.current_time()
+            used = self.uploads.used(peer.fingerprint, now, besides=header.sha256)
             if used + header.size > self.settings.upload_quota:
                 raise Refused("quota", f"your uploads here hold {used} bytes; the quota is {self.settings.upload_quota}")
             # Reserved now, so concurrent puts cannot pass the quota together; the transport's body deadline bounds the wait.
-            due = trio.current_time() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
-            held[header.sha256] = (header.size, due)
+            self.uploads.reserve(peer.fingerprint, header.sha256, header.size, now + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate)
             path = self._upload_path(header.sha256)
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
@@ -819,14 +809,34 @@ class RequesterNode(Handler):
                 raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
             self._heard_from(header.job, friend)
             task = self._live_task(header.job, friend, header.frame)
+            await self._bound_frame(header, friend, task)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
             return self._copy_path(header.job, task, header.frame).with_suffix(f".{secrets.token_hex(8)}.put")
         raise Refused("not-accepted", f"no {header.kind} is accepted for job {header.job!r}")
 
+    async def _bound_frame(self, header: FileHeader, friend: str, task: int) -> None:
+        """Refuse a frame larger than its job's format can need, before a byte is stored: a bad frame (a fault, as today)."""
+        accepted = self.jobs[header.job]
+        crop = _crop(core.window_of(self.state, header.job, task), accepted)
+        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
+        out = accepted.output
+        bound = blender.max_frame_bytes(out.file_format, out.color_depth, out.color_mode, width, height)
+        if header.size <= bound:
+            return
+        reason = f"a {width}x{height} {out.describe()} frame takes at most {bound} bytes; this one announced {header.size}"
+        try:  # the core treats it as it treats any frame that does not decode
+            await self.apply(
+                core.DeliverFrame(
+                    job=header.job, friend=friend, task=task, frame=header.frame, ok=False, reason=reason, entropy=self._entropy(), now=self._now()
+                )
+            )
+        except Refused:
+            pass
+        raise Refused("frame-too-large", f"{reason}: render the job's own format and size, and send the image alone")
+
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         if header.kind == "upload":
-            held = self._uploads.setdefault(peer.fingerprint, {})
-            held[header.sha256] = (header.size, 0.0)  # arrived: it counts while its file is here
+            self.uploads.arrived(peer.fingerprint, header.sha256, header.size)  # hers now: it counts while its file is here
             return msg.Ok()
         try:
             return await self._frame_done(peer, header, path)
