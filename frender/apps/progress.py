@@ -7,6 +7,7 @@ from pathlib import Path
 import trio
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -93,7 +94,8 @@ def print_jobs(reply: msg.JobsReply) -> None:
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else _duration(j.eta)
-        table.add_row(str(j.job), j.state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+        state = f"failed: {escape(j.failed)}" if j.failed else j.state  # why its file cannot render
+        table.add_row(str(j.job), state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
     Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 

@@ -155,7 +155,7 @@ SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWant
 codec.register(*SHELL_EVENTS)
 
 # Core events that ask this shell to act (see ``Owed``).
-_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled)
+_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
 
@@ -187,7 +187,7 @@ class Owed:
     comparisons: dict[tuple[int, int, str], core.ComparisonRequested] = field(factory=dict)
     own_renders: dict[tuple[int, int], core.OwnRenderRequested] = field(factory=dict)
     more_friends: dict[int, core.MoreFriendsWanted] = field(factory=dict)
-    reports: dict[int, core.JobFinished | core.JobCancelled] = field(factory=dict)
+    reports: dict[int, core.JobFinished | core.JobCancelled | core.JobFailed] = field(factory=dict)
 
     def see(self, event: object) -> None:
         match event:
@@ -211,7 +211,7 @@ class Owed:
                 self.more_friends[j] = event
             case core.FriendsJoined(job=j):
                 self.more_friends.pop(j, None)
-            case core.JobFinished(job=j) | core.JobCancelled(job=j):  # a finished or cancelled job owes its report, nothing else
+            case core.JobFinished(job=j) | core.JobCancelled(job=j) | core.JobFailed(job=j):  # an ended job owes its report, nothing else
                 self.reports[j] = event
                 self.more_friends.pop(j, None)
                 for owed in (self.comparisons, self.own_renders):
@@ -457,9 +457,13 @@ class RequesterNode(Handler):
                 return msg.JobsReply(jobs=tuple(self._job_line(a) for a in self.jobs.values() if a.submitter_key == peer.fingerprint))
             case msg.WantWork(assignment=signed, keeping=keeping):
                 return await self._want_work(peer, signed, keeping)
-            case msg.GiveBack(assignment=signed, task=task):
+            case msg.GiveBack(assignment=signed, task=task, error=error):
                 assignment = self._check(peer, signed)
-                await self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
+                await self.apply(
+                    core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, error=error, entropy=self._entropy(), now=self._now())
+                )
+                if error and core.summary(self.state, assignment.job).failed:
+                    log.warning("job %d failed: its friends cannot render the file (%s)", assignment.job, error)
                 return msg.Ok()
         raise Refused("unsupported", f"the requester does not answer {type(request).__name__}")
 
@@ -615,6 +619,8 @@ class RequesterNode(Handler):
         problem = ""
         if j.stalled:
             problem = "every friend of this job is gone; waiting for the master to grant more"
+        if j.failed:
+            problem = f"the file cannot render on the friends: {j.failure}"
         if (refusal := self.refused.get(accepted.job)) is not None:
             problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
         elif self.master_problem:
@@ -641,6 +647,7 @@ class RequesterNode(Handler):
             active=active,
             own_renders=j.own_renders,
             spot_checks=j.spot_checks,
+            failed=j.failure,
         )
 
     async def _inspect_tree(self, manifest_sha256: str, submitter_key: str) -> tuple[pack.Manifest, blender.BlendInfo]:
@@ -702,6 +709,7 @@ class RequesterNode(Handler):
             escrowed=escrowed,
             spent=spent,
             priority=wants.priority if wants is not None else 0,
+            failed=j.failure,
         )
 
     async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:
@@ -758,20 +766,29 @@ class RequesterNode(Handler):
         return None
 
     def _over(self, job: int) -> str:
-        return "the job was cancelled" if core.summary(self.state, job).cancelled else "the job is finished"
+        j = core.summary(self.state, job)
+        if j.failed:
+            return f"the job failed: its file cannot render ({j.failure})"
+        return "the job was cancelled" if j.cancelled else "the job is finished"
 
     # ------------------------------------------------------------ the files
 
-    def _friend_of(self, peer: Peer, job: int) -> str:
-        for friend, key in self.keys.get(job, {}).items():
-            if key == peer.fingerprint:
-                return friend
-        raise Refused("not-assigned", f"your key is not a friend of job {job} here")
+    def _friends_of(self, peer: Peer, job: int) -> list[str]:
+        """The job's friends whose key the peer proved: one owner may run several friends with one key."""
+        mine = [friend for friend, key in self.keys.get(job, {}).items() if key == peer.fingerprint]
+        if not mine:
+            raise Refused("not-assigned", f"your key is not a friend of job {job} here")
+        return mine
 
-    def _live_task(self, job: int, friend: str, frame: int) -> int:
-        task = core.holder_of(self.state, job, friend, frame)
-        if task is not None:
-            return task
+    def _sender_of(self, peer: Peer, job: int, frame: int) -> tuple[str, int]:
+        """The friend, of those the peer's key proves, whose live task waits for ``frame``; and that task.
+
+        The key proves the owner; the task (the friend's name holds it) picks the friend among that owner's friends.
+        """
+        for friend in self._friends_of(peer, job):
+            task = core.holder_of(self.state, job, friend, frame)
+            if task is not None:
+                return friend, task
         raise Refused("not-yours", f"frame {frame} of job {job} is not in a task you hold")
 
     async def _account_of(self, peer: Peer) -> msg.AccountInfo:
@@ -804,11 +821,11 @@ class RequesterNode(Handler):
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
         if header.kind == "frame" and isinstance(header.job, int) and header.job in self.jobs:
-            friend = self._friend_of(peer, header.job)
+            self._friends_of(peer, header.job)
             if core.is_finished(self.state, header.job):  # before a byte is sent: a finished or cancelled job takes no frames
                 raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
+            friend, task = self._sender_of(peer, header.job, header.frame)
             self._heard_from(header.job, friend)
-            task = self._live_task(header.job, friend, header.frame)
             await self._bound_frame(header, friend, task)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
             return self._copy_path(header.job, task, header.frame).with_suffix(f".{secrets.token_hex(8)}.put")
@@ -846,8 +863,10 @@ class RequesterNode(Handler):
     async def _frame_done(self, peer: Peer, header: FileHeader, path: Path) -> msg.FrameStored:
         """Decode the put's own file, link it to the copy's name (never over an accepted copy), then deliver."""
         job = header.job
-        friend = self._friend_of(peer, job)
         task = int(path.name.split("-")[0])
+        friend = core.task_friend(self.state, job, task) or ""
+        if friend not in self._friends_of(peer, job):
+            raise Refused("not-yours", f"task {task} of job {job} is not one of your friends'")
         accepted = self.jobs[job]
         ok, reason = True, ""
         crop = _crop(core.window_of(self.state, int(job), task), accepted)
@@ -913,7 +932,7 @@ class RequesterNode(Handler):
         if not isinstance(job, int) or job not in self.jobs:
             raise Refused("unknown-job", f"no job {job!r} here")
         if header.kind == "blend":
-            self._friend_of(peer, job)
+            self._friends_of(peer, job)
             accepted = self.jobs[job]
             if accepted.tree_main and header.sha256 and header.sha256 != accepted.blend_sha256:
                 if header.sha256 not in self._tree_files(job):  # a file of the job's tree, and nothing else
@@ -1194,7 +1213,7 @@ class RequesterNode(Handler):
             return
         log.info("job %d grew by %d friends (%s)", job, len(granted.friends), ", ".join(f.friend for f in granted.friends))
 
-    async def _report(self, event: core.JobFinished | core.JobCancelled) -> None:
+    async def _report(self, event: core.JobFinished | core.JobCancelled | core.JobFailed) -> None:
         head = self.log.head
         report = event.report
         request = msg.Report(
@@ -1216,7 +1235,8 @@ class RequesterNode(Handler):
                 await self.apply(ReportRefused(job=event.job, code=exc.code, reason=exc.reason))
                 return
         await self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
-        log.info("job %d %s and reported", event.job, "cancelled" if isinstance(event, core.JobCancelled) else "finished")
+        ended = {core.JobCancelled: "cancelled", core.JobFailed: "failed"}.get(type(event), "finished")
+        log.info("job %d %s and reported", event.job, ended)
 
     async def tick_forever(self) -> None:
         """Deadlines, and friends that went silent: the core learns of both here."""

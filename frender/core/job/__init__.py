@@ -127,7 +127,7 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 
 The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
 ``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
-``holder_of``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
+``holder_of``, ``task_friend``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
 ``verifier_of``, ``report``.
 """
@@ -219,6 +219,7 @@ from frender.core.job.queries import (
     running_jobs,
     silent_candidates,
     summary,
+    task_friend,
     verifier_of,
     window_of,
 )
@@ -303,6 +304,7 @@ __all__ = [
     "final_copy",
     "holder_of",
     "live_tasks",
+    "task_friend",
     "silent_candidates",
     "friend_status",
     "outlook",

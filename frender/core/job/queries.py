@@ -150,6 +150,12 @@ def holder_of(state: Requester, job: int, friend: str, frame: int) -> int | None
     return None
 
 
+def task_friend(state: Requester, job: int, task: int) -> str | None:
+    """The friend a task was assigned to, live or not; None: no such task."""
+    t = _job(state, job).tasks.by_number.get(task)
+    return None if t is None else t.friend
+
+
 def live_tasks(state: Requester, job: int, friend: str) -> frozenset[int]:
     return _job(state, job).tasks.live_of.get(friend, frozenset())
 
