@@ -178,6 +178,8 @@ async def test_a_file_no_friend_can_render_fails_with_its_reason_unpunished_and_
     assert closed["closed"] and closed["evicted"] == [] and closed["paid"] == 0
     assert master["users"]["artist"] == 500 and master["ledger"]["balanced"]  # the whole escrow came back
     assert all(master["users"][f"friend{i}"] == 0 for i in (1, 2))  # nobody fined
+    assert all(f["reputation"] == 0 and f["clean_run"] == 0 for f in master["friends"].values())  # nor judged
+    assert farm.audit("requester")["jobs"][0]["phase"] == "failed"
     for name in ("friend1", "friend2"):
         assert "Cannot render, no camera" in farm.log_of(name)
 
