@@ -11,7 +11,8 @@ Rule 2: ownership survives a restart: each owner's upload leaves a marker
         upload's; it expires with the file (``ttl``), and a marker whose file is
         gone owns nothing.
 Rule 3: a key's quota counts its markers whose file is still here, plus the
-        puts it has open (soft, reserved until their body is due).
+        puts it has open (soft, reserved until their body is due). A key's
+        markers are read from disk once, then kept in memory beside them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Uploads:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._open: dict[str, dict[str, tuple[int, float]]] = {}  # soft: key -> sha256 -> (size, body due by, trio time)
+        self._held: dict[str, dict[str, int]] = {}  # key -> sha256 -> size: its markers, read from disk once per key
 
     def path(self, sha256: str) -> Path:
         return self.root / f"{sha256}.blend"
@@ -51,20 +53,21 @@ class Uploads:
         """Those of ``sha256s`` that ``key`` must upload itself (whoever else holds them)."""
         return tuple(s for s in sha256s if not self.owns(key, s))
 
+    def _held_by(self, key: str) -> dict[str, int]:
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = {}
+            folder = self._owner_dir(key)
+            for marker in folder.iterdir() if folder.is_dir() else ():
+                if is_sha256(marker.name) and self.path(marker.name).is_file():
+                    held[marker.name] = _size_in(marker)
+        return held
+
     def used(self, key: str, now: float, *, besides: str = "") -> int:
         """Bytes ``key`` holds here: its files still on disk and its open puts (``besides`` left out)."""
-        total = 0
-        folder = self._owner_dir(key)
-        held: set[str] = set()
-        if folder.is_dir():
-            for marker in folder.iterdir():
-                if marker.name != besides and is_sha256(marker.name) and self.path(marker.name).is_file():
-                    held.add(marker.name)
-                    total += _size_in(marker)
-        for sha, (size, due) in self._open.get(key, {}).items():
-            if sha != besides and sha not in held and now <= due:
-                total += size
-        return total
+        held = self._held_by(key)
+        total = sum(size for sha, size in held.items() if sha != besides)
+        return total + sum(size for sha, (size, due) in self._open.get(key, {}).items() if sha != besides and sha not in held and now <= due)
 
     def reserve(self, key: str, sha256: str, size: int, due: float) -> None:
         """An open put counts against the quota until ``due`` (trio time), so concurrent puts cannot pass it together."""
@@ -82,6 +85,7 @@ class Uploads:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, marker)
+        self._held_by(key)[sha256] = size
 
     def expire(self, oldest: float, now: float) -> None:
         """Delete files and markers from before ``oldest`` (wall-clock, file times), markers of gone files,
@@ -97,8 +101,12 @@ class Uploads:
                         marker.unlink(missing_ok=True)
                     else:
                         _unlink_if_older(marker, oldest)
-        for held in self._open.values():
-            for sha in [sha for sha, (_, due) in held.items() if now > due]:
+        for opened in self._open.values():
+            for sha in [sha for sha, (_, due) in opened.items() if now > due]:
+                del opened[sha]
+        for key, held in self._held.items():
+            folder = self._owner_dir(key)
+            for sha in [sha for sha in held if not (folder / sha).is_file()]:
                 del held[sha]
 
 
