@@ -268,7 +268,7 @@ class RequesterNode(Handler):
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
-        self._trees: dict[int, frozenset[str]] = {}  # tree job -> the sha256 of its files
+        self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
         self.uploads = Uploads(home / "uploads")  # the artists' files, each owned by the keys that uploaded it
@@ -682,11 +682,16 @@ class RequesterNode(Handler):
             missing += [m for m in info.missing if m not in missing]
         return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing))
 
-    def _tree_files(self, job: int) -> frozenset[str]:
-        """The sha256 of every file in a tree job (read from its manifest once)."""
+    def _tree_files(self, job: int) -> dict[str, str]:
+        """The sha256 of every file in a tree job -> its path in the tree (read from its manifest once)."""
         if job not in self._trees:
-            self._trees[job] = frozenset(f.sha256 for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files)
+            self._trees[job] = {f.sha256: f.path for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files}
         return self._trees[job]
+
+    def _tree_file(self, job: int, sha256: str) -> Path:
+        """The job's own link to a file of its tree: what its friends fetch and its own renders read, whatever
+        becomes of the uploads (they expire, and are never another owner's to hand out)."""
+        return self._job_dir(job) / "tree" / self._tree_files(job)[sha256]
 
     def _job_line(self, accepted: JobAccepted) -> msg.JobLine:
         """One line of ``frender jobs``: state, frames, friends, an estimate from the pace so far, points."""
@@ -937,7 +942,7 @@ class RequesterNode(Handler):
             if accepted.tree_main and header.sha256 and header.sha256 != accepted.blend_sha256:
                 if header.sha256 not in self._tree_files(job):  # a file of the job's tree, and nothing else
                     raise Refused("not-in-tree", f"no file {header.sha256} in job {job}'s tree")
-                return await self._checked(self._upload_path(header.sha256), header.sha256)
+                return await self._checked(self._tree_file(job, header.sha256), header.sha256)
             return await self._checked(self._job_dir(job) / "job.blend", accepted.blend_sha256)
         if header.kind == "frame":
             self._own_job(peer, job)
@@ -1098,7 +1103,8 @@ class RequesterNode(Handler):
             blend = work / "job.blend"
             if self.jobs[event.job].tree_main:
                 manifest = pack.read_manifest((job_dir / "job.blend").read_bytes())
-                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", self._upload_path, link=True))
+                source = functools.partial(self._tree_file, event.job)
+                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", source, link=True))
             elif not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:

@@ -83,3 +83,16 @@ def test_a_return_without_an_error_is_no_failure_and_failures_replay() -> None:
     for e in logged:
         J.evolve(state, e)
     assert state.jobs[1] == run.state.jobs[1]
+
+
+@pytest.mark.parametrize("command", [J.AskForTask, J.Tick, J.CancelJob, J.DropFriend, J.ReturnTask])
+def test_a_failed_job_takes_no_more_commands(command: type) -> None:
+    """After a failure every command is refused by the job's transition table, and nothing changes."""
+    run = Run(frames=range(1, 5), friends=("a",), checks_per_friend=0, check_timing="batch", batch_size=1)
+    _fail(run, "a")
+    before = run.state.jobs[1].clone()
+    kw = {"friend": "a"} if command in (J.AskForTask, J.DropFriend) else {"friend": "a", "task": 0, "error": NO_CAMERA} if command is J.ReturnTask else {}
+    with pytest.raises(Rejected) as err:
+        run.do(command, **kw)
+    assert err.value.code == "job-state" and "failed" in err.value.reason
+    assert run.state.jobs[1] == before
