@@ -306,13 +306,18 @@ async def _follow(
                             queued.add(frame)
                             send.send_nowait(frame)
                     on_progress(progress)
-                    if progress.finished and (len(queued) == progress.total or progress.cancelled):  # cancelled: its final frames are all
+                    if progress.finished and (len(queued) == progress.total or progress.cancelled or progress.failed):  # its final frames are all
                         break
                     if (len(progress.final), progress.delivered) == (known, delivered):
                         await trio.sleep_until(asked + poll)  # one that answers at once is not asked in a loop
                     known, delivered = len(progress.final), progress.delivered
     # The downloads drained the queue before the nursery closed.
     frames = tuple(sorted(fetched))
+    if progress.failed:
+        raise SubmitRefused(
+            f"job {job} failed: its file cannot render on the friends: {progress.failed}"
+            f" ({len(frames)} of {progress.total} frames final, in {out}; the points not earned are refunded)"
+        )
     return SubmitResult(job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames))
 
 

@@ -91,7 +91,11 @@ from frender.apps.messages import (
 )
 from frender.blender import (
     Backend,
+    BlenderCrashed,
     BlenderError,
+    GuardRefused,
+    NewerBlendFile,
+    NotABlendFile,
     RenderedFrame,
     Window,
     forge_frame,
@@ -575,6 +579,7 @@ class _Friend:
                 stop.cancel()  # the frame in hand is finished and on its way: hand back the rest
 
         delivered = False
+        error = ""  # why Blender could not render the file: handed back with the task
         stop = trio.CancelScope()
         with single_error():
             async with trio.open_nursery() as nursery:
@@ -593,6 +598,8 @@ class _Friend:
                         self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
                 except BlenderError as exc:
                     self.log(f"job {job} task {work.task}: {exc}")
+                    if isinstance(exc, _FILE_ERRORS):  # the file's fault, not this machine's: the requester hears why
+                        error = str(exc)
                 finally:
                     self.stoppable.discard(stop)
                     if not delivered:
@@ -600,7 +607,7 @@ class _Friend:
                         if stop.cancelled_caught and drained is not None:
                             with trio.move_on_after(self.settings.give_back_within):
                                 await drained()  # what was rendered is sent first, not requeued
-                        await self._give_back(job, work.task)
+                        await self._give_back(job, work.task, error)
         if failure:
             raise failure[0]
         return ahead[0] if ahead else None
@@ -638,13 +645,15 @@ class _Friend:
         else:
             self.log(f"job {job}: frame {frame.frame} refused: {getattr(reply, 'reason', reply)}")
 
-    async def _give_back(self, job: int, task: int) -> None:
-        """Hand an unfinished task back, even while being cancelled, within a short deadline.
+    async def _give_back(self, job: int, task: int, error: str = "") -> None:
+        """Hand an unfinished task back, even while being cancelled, within a short deadline; with
+        ``error``, why Blender could not render the file (several friends saying the same fails the job).
 
         A fresh connection: the task's own session may be broken, or (when the
         friend is cancelled) its reader already stopped.
         """
-        request = GiveBack(assignment=self.jobs[job].signed, task=task)
+        first_line = error.strip().splitlines()[0][:_MAX_ERROR] if error.strip() else ""
+        request = GiveBack(assignment=self.jobs[job].signed, task=task, error=first_line)
         with trio.CancelScope(shield=True), trio.move_on_after(self.settings.give_back_within):
             try:
                 async with connect(self.jobs[job].requester, self.identity) as session:
@@ -655,6 +664,10 @@ class _Friend:
 
 
 _OUTBOX_SIZE = 4  # frames saved but not yet sent, at most; then rendering waits
+# Render errors that speak of the file, not of this machine (a timeout, a lack of memory or of a denoiser are
+# this machine's): handed back with the task, so a file no friend can render ends with its reason.
+_FILE_ERRORS = (BlenderCrashed, NotABlendFile, GuardRefused, NewerBlendFile)
+_MAX_ERROR = 300
 
 
 class _Outbox:

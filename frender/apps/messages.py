@@ -413,6 +413,7 @@ class ProgressReply:
     active: int = 0  # friends rendering for it now; fewer than ``wanted``: it grows as friends free up
     own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
     spot_checks: int = 0  # of those, spot checks over agreed crop checks
+    failed: str = ""  # finished because its file cannot render: the error its friends agreed on
 
 
 # ---------------------------------------------------------- friend -> requester
@@ -467,6 +468,7 @@ class GiveBack:
     tag: ClassVar[str] = "give_back.v1"
     assignment: SignedAssignment
     task: int
+    error: str = ""  # the friend's Blender could not render the task's file, and said this (its first line)
 
 
 @frozen(kw_only=True)
@@ -549,7 +551,7 @@ class Jobs:
 class JobLine:
     tag: ClassVar[str] = "job_line.v1"
     job: int
-    state: str  # "running", "waiting" (running with no friend yet, or none left), "finished", "cancelled"
+    state: str  # "running", "waiting" (running with no friend yet, or none left), "finished", "cancelled", "failed"
     final: int
     total: int
     active: int  # friends rendering now
@@ -561,6 +563,7 @@ class JobLine:
     name: str = "frame_####"  # how its frames are named (as in Submitted), for `frender fetch`
     extension: str = ".png"
     fps: float = 0.0
+    failed: str = ""  # a failed job: why its file cannot render
 
 
 @frozen(kw_only=True)
@@ -593,7 +596,7 @@ BOUNDS: dict[tuple[type, str], tuple[float, float]] = {
     (Report, "evidence"): (0, 1024),
     (Status, "page"): (0, 1_000_000),
 }
-_TEXT: dict[tuple[type, str], int] = {(Report, "evidence"): 2048}  # strings longer than NAME, per field (dict values included)
+_TEXT: dict[tuple[type, str], int] = {(Report, "evidence"): 2048, (GiveBack, "error"): 1024}  # strings longer than NAME, per field (dict values included)
 
 
 def check_bounds(message: object) -> None:

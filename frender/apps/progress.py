@@ -102,7 +102,8 @@ def print_jobs(reply: msg.JobsReply) -> None:
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else _duration(j.eta)
-        table.add_row(str(j.job), safe_text(j.state), f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+        state = safe_text(f"failed: {j.failed}") if j.failed else safe_text(j.state)  # a failed job: why its file cannot render
+        table.add_row(str(j.job), state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
     Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 

@@ -80,6 +80,9 @@ _STORY.update(
         f"{e.report.arbitrations} arbitration(s), evicted {', '.join(e.report.evictions) or 'none'}",
         j.JobCancelled: lambda e: f"job {e.job} CANCELLED by its submitter: {sum(e.report.frame_points.values())} of {e.report.frames} frames final, "
         f"pays {dict(sorted(e.report.payouts.items()))}, the rest of {e.report.escrow} escrowed points goes back",
+        j.RenderFailed: lambda e: f"job {e.job}: task {e.task} of {e.friend} could not render the file: {e.error}",
+        j.JobFailed: lambda e: f"job {e.job} FAILED: its file cannot render ({e.error}); {sum(e.report.frame_points.values())} of {e.report.frames} "
+        f"frames final, pays {dict(sorted(e.report.payouts.items()))}, the rest of {e.report.escrow} escrowed points goes back",
     }
 )
 

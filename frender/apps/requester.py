@@ -44,7 +44,6 @@ import hashlib
 import logging
 import os
 import random
-import re
 import shutil
 import secrets
 import time
@@ -57,6 +56,7 @@ from attrs import define, field, frozen
 
 from frender import blender, codec
 from frender.apps import artist, pack
+from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
 from frender.core import job as core
 from frender.core._decider import Rejected, is_durable
@@ -159,7 +159,7 @@ SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWant
 codec.register(*SHELL_EVENTS)
 
 # Core events that ask this shell to act (see ``Owed``).
-_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled)
+_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
 
@@ -191,7 +191,7 @@ class Owed:
     comparisons: dict[tuple[int, int, str], core.ComparisonRequested] = field(factory=dict)
     own_renders: dict[tuple[int, int], core.OwnRenderRequested] = field(factory=dict)
     more_friends: dict[int, core.MoreFriendsWanted] = field(factory=dict)
-    reports: dict[int, core.JobFinished | core.JobCancelled] = field(factory=dict)
+    reports: dict[int, core.JobFinished | core.JobCancelled | core.JobFailed] = field(factory=dict)
 
     def see(self, event: object) -> None:
         match event:
@@ -215,7 +215,7 @@ class Owed:
                 self.more_friends[j] = event
             case core.FriendsJoined(job=j):
                 self.more_friends.pop(j, None)
-            case core.JobFinished(job=j) | core.JobCancelled(job=j):  # a finished or cancelled job owes its report, nothing else
+            case core.JobFinished(job=j) | core.JobCancelled(job=j) | core.JobFailed(job=j):  # an ended job owes its report, nothing else
                 self.reports[j] = event
                 self.more_friends.pop(j, None)
                 for owed in (self.comparisons, self.own_renders):
@@ -272,10 +272,10 @@ class RequesterNode(Handler):
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
-        self._trees: dict[int, frozenset[str]] = {}  # tree job -> the sha256 of its files
+        self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
-        self._uploads: dict[str, dict[str, tuple[int, float]]] = {}  # soft: uploader key -> sha256 -> (size, body due by)
+        self.uploads = Uploads(home / "uploads")  # the artists' files, each owned by the keys that uploaded it
         self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
 
     # ------------------------------------------------------------ the core
@@ -437,7 +437,7 @@ class RequesterNode(Handler):
         return self._job_dir(job) / "own" / f"{check}{self._extension(job)}"
 
     def _upload_path(self, sha256: str) -> Path:
-        return self.home / "uploads" / f"{sha256}.blend"
+        return self.uploads.path(sha256)
 
     # ------------------------------------------------------------ the RPC
 
@@ -450,9 +450,9 @@ class RequesterNode(Handler):
                 self._own_job(peer, j)
                 return msg.DashboardLinkReply(url=self.dashboard_link(j) if self.dashboard_link else "")
             case msg.HaveUploads(sha256s=wanted):
-                if len(wanted) > pack.MAX_FILES + 1 or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s) for s in wanted):
+                if len(wanted) > pack.MAX_FILES + 1 or not all(is_sha256(s) for s in wanted):
                     raise Refused("bad-request", f"ask about at most {pack.MAX_FILES + 1} sha256 digests")
-                return msg.UploadsWanted(missing=tuple(s for s in wanted if not self._upload_path(s).is_file()))
+                return msg.UploadsWanted(missing=self.uploads.missing(peer.fingerprint, wanted))  # the caller's own uploads only
             case msg.Progress(job=j, final_known=final, delivered_known=delivered):
                 return await self._progress_after(self._own_job(peer, j), final, delivered)
             case msg.Cancel(job=j):
@@ -461,9 +461,13 @@ class RequesterNode(Handler):
                 return msg.JobsReply(jobs=tuple(self._job_line(a) for a in self.jobs.values() if a.submitter_key == peer.fingerprint))
             case msg.WantWork(assignment=signed, keeping=keeping):
                 return await self._want_work(peer, signed, keeping)
-            case msg.GiveBack(assignment=signed, task=task):
+            case msg.GiveBack(assignment=signed, task=task, error=error):
                 assignment = self._check(peer, signed)
-                await self.apply(core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, entropy=self._entropy(), now=self._now()))
+                await self.apply(
+                    core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, error=error, entropy=self._entropy(), now=self._now())
+                )
+                if error and core.summary(self.state, assignment.job).failed:
+                    log.warning("job %d failed: its friends cannot render the file (%s)", assignment.job, error)
                 return msg.Ok()
         raise Refused("unsupported", f"the requester does not answer {type(request).__name__}")
 
@@ -491,13 +495,13 @@ class RequesterNode(Handler):
         if account.user != submit.user:
             raise Refused("name-taken", f"your key holds the account {account.user!r}, not {submit.user!r}")
         blend_path = self._upload_path(submit.blend_sha256)
-        if not blend_path.is_file():
-            raise Refused("no-upload", "upload the .blend first (put kind 'upload' named by its sha256)")
+        if not self.uploads.owns(peer.fingerprint, submit.blend_sha256):  # whoever else uploaded it
+            raise Refused("no-upload", "upload the .blend yourself first (put kind 'upload' named by its sha256)")
         if not 1 <= submit.friends <= self.settings.max_friends:
             raise Refused("bad-job", f"ask for 1 to {self.settings.max_friends} friends")
         manifest = None
         if submit.tree:
-            manifest, info, backend = await self._inspect_tree(submit.blend_sha256, submit.blender)
+            manifest, info, backend = await self._inspect_tree(submit.blend_sha256, peer.fingerprint, submit.blender)
         else:
             backend = await self._runtime_for(blend_path, submit.blender)
             try:
@@ -618,6 +622,8 @@ class RequesterNode(Handler):
         problem = ""
         if j.stalled:
             problem = "every friend of this job is gone; waiting for the master to grant more"
+        if j.failed:
+            problem = f"the file cannot render on the friends: {j.failure}"
         if (refusal := self.refused.get(accepted.job)) is not None:
             problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
         elif self.master_problem:
@@ -644,6 +650,7 @@ class RequesterNode(Handler):
             active=active,
             own_renders=j.own_renders,
             spot_checks=j.spot_checks,
+            failed=j.failure,
         )
 
     async def _runtime_for(self, blend: Path, requested: str) -> blender.Backend:
@@ -653,8 +660,13 @@ class RequesterNode(Handler):
         except (blender.NoRuntime, blender.NewerBlendFile, blender.NotABlendFile) as exc:
             raise Refused("no-blender", str(exc)) from None
 
-    async def _inspect_tree(self, manifest_sha256: str, requested: str = "") -> tuple[pack.Manifest, blender.BlendInfo, blender.Backend]:
+    async def _inspect_tree(
+        self, manifest_sha256: str, submitter_key: str, requested: str = ""
+    ) -> tuple[pack.Manifest, blender.BlendInfo, blender.Backend]:
         """Check an uploaded job tree, lay it out, and inspect and guard every .blend in it with the main file's Blender.
+
+        Every file of the tree must be the submitter's own upload: another
+        account's file is never reached by naming its sha256.
 
         The main file's facts stand for the job; every library's refusals and
         missing files are added to them, named by the library's path.
@@ -663,9 +675,9 @@ class RequesterNode(Handler):
             manifest = pack.read_manifest(self._upload_path(manifest_sha256).read_bytes())
         except (OSError, ValueError) as exc:
             raise Refused("bad-tree", f"the job tree's manifest is unusable: {exc}") from None
-        absent = [f.path for f in manifest.files if not self._upload_path(f.sha256).is_file()]
+        absent = [f.path for f in manifest.files if not self.uploads.owns(submitter_key, f.sha256)]
         if absent:
-            raise Refused("no-upload", "upload these files of the tree first: " + ", ".join(absent[:8]))
+            raise Refused("no-upload", "upload these files of the tree yourself first: " + ", ".join(absent[:8]))
         root = self.home / "trees" / manifest_sha256
         await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, root, self._upload_path, link=True))
         backend = await self._runtime_for(root / manifest.blends[0], requested)
@@ -683,11 +695,16 @@ class RequesterNode(Handler):
             missing += [m for m in info.missing if m not in missing]
         return manifest, attrs.evolve(main, refusals=tuple(refusals), missing=tuple(missing)), backend
 
-    def _tree_files(self, job: int) -> frozenset[str]:
-        """The sha256 of every file in a tree job (read from its manifest once)."""
+    def _tree_files(self, job: int) -> dict[str, str]:
+        """The sha256 of every file in a tree job -> its path in the tree (read from its manifest once)."""
         if job not in self._trees:
-            self._trees[job] = frozenset(f.sha256 for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files)
+            self._trees[job] = {f.sha256: f.path for f in pack.read_manifest((self._job_dir(job) / "job.blend").read_bytes()).files}
         return self._trees[job]
+
+    def _tree_file(self, job: int, sha256: str) -> Path:
+        """The job's own link to a file of its tree: what its friends fetch and its own renders read, whatever
+        becomes of the uploads (they expire, and are never another owner's to hand out)."""
+        return self._job_dir(job) / "tree" / self._tree_files(job)[sha256]
 
     def _job_line(self, accepted: JobAccepted) -> msg.JobLine:
         """One line of ``frender jobs``: state, frames, friends, an estimate from the pace so far, points."""
@@ -713,6 +730,7 @@ class RequesterNode(Handler):
             name=accepted.name or "frame_####",
             extension=accepted.output.extension if accepted.extension is None else accepted.extension,
             fps=accepted.fps,
+            failed=j.failure,
         )
 
     async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:
@@ -769,20 +787,29 @@ class RequesterNode(Handler):
         return None
 
     def _over(self, job: int) -> str:
-        return "the job was cancelled" if core.summary(self.state, job).cancelled else "the job is finished"
+        j = core.summary(self.state, job)
+        if j.failed:
+            return f"the job failed: its file cannot render ({j.failure})"
+        return "the job was cancelled" if j.cancelled else "the job is finished"
 
     # ------------------------------------------------------------ the files
 
-    def _friend_of(self, peer: Peer, job: int) -> str:
-        for friend, key in self.keys.get(job, {}).items():
-            if key == peer.fingerprint:
-                return friend
-        raise Refused("not-assigned", f"your key is not a friend of job {job} here")
+    def _friends_of(self, peer: Peer, job: int) -> list[str]:
+        """The job's friends whose key the peer proved: one owner may run several friends with one key."""
+        mine = [friend for friend, key in self.keys.get(job, {}).items() if key == peer.fingerprint]
+        if not mine:
+            raise Refused("not-assigned", f"your key is not a friend of job {job} here")
+        return mine
 
-    def _live_task(self, job: int, friend: str, frame: int) -> int:
-        task = core.holder_of(self.state, job, friend, frame)
-        if task is not None:
-            return task
+    def _sender_of(self, peer: Peer, job: int, frame: int) -> tuple[str, int]:
+        """The friend, of those the peer's key proves, whose live task waits for ``frame``; and that task.
+
+        The key proves the owner; the task (the friend's name holds it) picks the friend among that owner's friends.
+        """
+        for friend in self._friends_of(peer, job):
+            task = core.holder_of(self.state, job, friend, frame)
+            if task is not None:
+                return friend, task
         raise Refused("not-yours", f"frame {frame} of job {job} is not in a task you hold")
 
     async def _account_of(self, peer: Peer) -> msg.AccountInfo:
@@ -796,51 +823,58 @@ class RequesterNode(Handler):
 
     def _expire_uploads(self) -> None:
         """Delete uploads older than upload_ttl (a submitted job holds its own link to its file)."""
-        folder = self.home / "uploads"
-        if not folder.is_dir():
-            return
-        oldest = self.clock() - self.settings.upload_ttl  # file times are wall-clock times
-        for path in folder.glob("*.blend"):
-            try:
-                if path.stat().st_mtime < oldest:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
-        now = trio.current_time()  # an upload counts while its file is here, or while its body may still arrive
-        for held in self._uploads.values():
-            for sha in [sha for sha, (_, due) in held.items() if now > due and not self._upload_path(sha).exists()]:
-                del held[sha]
+        # File times are wall-clock times; an open put counts until its body is due (trio time).
+        self.uploads.expire(self.clock() - self.settings.upload_ttl, trio.current_time())
 
     async def accept_put(self, peer: Peer, header: FileHeader) -> Path:
         if header.kind == "upload":
-            if header.job != header.sha256 or len(header.sha256) != 64 or not header.sha256.isalnum():
-                raise Refused("bad-upload", "an upload is named by its own sha256")
+            if header.job != header.sha256 or not is_sha256(header.sha256):
+                raise Refused("bad-upload", "an upload is named by its own sha256 (64 lowercase hex digits)")
             await self._account_of(peer)  # before a byte is stored: anonymous or penniless keys upload nothing
             self._expire_uploads()
-            held = self._uploads.setdefault(peer.fingerprint, {})
-            used = sum(size for sha, (size, _) in held.items() if sha != header.sha256)
+            now = trio.current_time()
+            used = self.uploads.used(peer.fingerprint, now, besides=header.sha256)
             if used + header.size > self.settings.upload_quota:
                 raise Refused("quota", f"your uploads here hold {used} bytes; the quota is {self.settings.upload_quota}")
             # Reserved now, so concurrent puts cannot pass the quota together; the transport's body deadline bounds the wait.
-            due = trio.current_time() + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate
-            held[header.sha256] = (header.size, due)
+            self.uploads.reserve(peer.fingerprint, header.sha256, header.size, now + 2 * self.limits.message_deadline + header.size / self.limits.min_file_rate)
             path = self._upload_path(header.sha256)
             path.parent.mkdir(parents=True, exist_ok=True)
             return path
         if header.kind == "frame" and isinstance(header.job, int) and header.job in self.jobs:
-            friend = self._friend_of(peer, header.job)
+            self._friends_of(peer, header.job)
             if core.is_finished(self.state, header.job):  # before a byte is sent: a finished or cancelled job takes no frames
                 raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
+            friend, task = self._sender_of(peer, header.job, header.frame)
             self._heard_from(header.job, friend)
-            task = self._live_task(header.job, friend, header.frame)
+            await self._bound_frame(header, friend, task)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
             return self._copy_path(header.job, task, header.frame).with_suffix(f".{secrets.token_hex(8)}.put")
         raise Refused("not-accepted", f"no {header.kind} is accepted for job {header.job!r}")
 
+    async def _bound_frame(self, header: FileHeader, friend: str, task: int) -> None:
+        """Refuse a frame larger than its job's format can need, before a byte is stored: a bad frame (a fault, as today)."""
+        accepted = self.jobs[header.job]
+        crop = _crop(core.window_of(self.state, header.job, task), accepted)
+        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
+        out = accepted.output
+        bound = blender.max_frame_bytes(out.file_format, out.color_depth, out.color_mode, width, height)
+        if header.size <= bound:
+            return
+        reason = f"a {width}x{height} {out.describe()} frame takes at most {bound} bytes; this one announced {header.size}"
+        try:  # the core treats it as it treats any frame that does not decode
+            await self.apply(
+                core.DeliverFrame(
+                    job=header.job, friend=friend, task=task, frame=header.frame, ok=False, reason=reason, entropy=self._entropy(), now=self._now()
+                )
+            )
+        except Refused:
+            pass
+        raise Refused("frame-too-large", f"{reason}: render the job's own format and size, and send the image alone")
+
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         if header.kind == "upload":
-            held = self._uploads.setdefault(peer.fingerprint, {})
-            held[header.sha256] = (header.size, 0.0)  # arrived: it counts while its file is here
+            self.uploads.arrived(peer.fingerprint, header.sha256, header.size)  # hers now: it counts while its file is here
             return msg.Ok()
         try:
             return await self._frame_done(peer, header, path)
@@ -850,8 +884,10 @@ class RequesterNode(Handler):
     async def _frame_done(self, peer: Peer, header: FileHeader, path: Path) -> msg.FrameStored:
         """Decode the put's own file, link it to the copy's name (never over an accepted copy), then deliver."""
         job = header.job
-        friend = self._friend_of(peer, job)
         task = int(path.name.split("-")[0])
+        friend = core.task_friend(self.state, job, task) or ""
+        if friend not in self._friends_of(peer, job):
+            raise Refused("not-yours", f"task {task} of job {job} is not one of your friends'")
         accepted = self.jobs[job]
         ok, reason = True, ""
         crop = _crop(core.window_of(self.state, int(job), task), accepted)
@@ -917,12 +953,12 @@ class RequesterNode(Handler):
         if not isinstance(job, int) or job not in self.jobs:
             raise Refused("unknown-job", f"no job {job!r} here")
         if header.kind == "blend":
-            self._friend_of(peer, job)
+            self._friends_of(peer, job)
             accepted = self.jobs[job]
             if accepted.tree_main and header.sha256 and header.sha256 != accepted.blend_sha256:
                 if header.sha256 not in self._tree_files(job):  # a file of the job's tree, and nothing else
                     raise Refused("not-in-tree", f"no file {header.sha256} in job {job}'s tree")
-                return await self._checked(self._upload_path(header.sha256), header.sha256)
+                return await self._checked(self._tree_file(job, header.sha256), header.sha256)
             return await self._checked(self._job_dir(job) / "job.blend", accepted.blend_sha256)
         if header.kind == "frame":
             self._own_job(peer, job)
@@ -1083,7 +1119,8 @@ class RequesterNode(Handler):
             blend = work / "job.blend"
             if self.jobs[event.job].tree_main:
                 manifest = pack.read_manifest((job_dir / "job.blend").read_bytes())
-                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", self._upload_path, link=True))
+                source = functools.partial(self._tree_file, event.job)
+                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", source, link=True))
             elif not blend.exists():
                 os.link(job_dir / "job.blend", blend)
             try:
@@ -1189,7 +1226,7 @@ class RequesterNode(Handler):
             return
         log.info("job %d grew by %d friends (%s)", job, len(granted.friends), ", ".join(f.friend for f in granted.friends))
 
-    async def _report(self, event: core.JobFinished | core.JobCancelled) -> None:
+    async def _report(self, event: core.JobFinished | core.JobCancelled | core.JobFailed) -> None:
         head = self.log.head
         report = event.report
         request = msg.Report(
@@ -1211,7 +1248,8 @@ class RequesterNode(Handler):
                 await self.apply(ReportRefused(job=event.job, code=exc.code, reason=exc.reason))
                 return
         await self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
-        log.info("job %d %s and reported", event.job, "cancelled" if isinstance(event, core.JobCancelled) else "finished")
+        ended = {core.JobCancelled: "cancelled", core.JobFailed: "failed"}.get(type(event), "finished")
+        log.info("job %d %s and reported", event.job, ended)
 
     async def tick_forever(self) -> None:
         """Deadlines, and friends that went silent: the core learns of both here."""

@@ -35,6 +35,7 @@ from ._errors import (
     OutOfMemory,
     RenderTimeout,
 )
+from ._bounds import max_frame_bytes
 from ._formats import PNG8, FloatTolerance, OutputFormat, compare_output, decode_output, output_name, output_size, unsupported_output
 from ._header import BlendHeader, read_blend_header
 from ._modelled import ModelledBackend, forge_frame, modelled_frame
@@ -45,6 +46,7 @@ from ._scene import build_demo_scene, parse_resolution, scene_command
 from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window, crop_margins, crop_region
 
 __all__ = [
+    "max_frame_bytes",
     "CROP_ALIGNMENT",
     "CROP_PADDING",
     "crop_margins",

@@ -32,6 +32,7 @@ import numpy as np
 from attrs import frozen
 from PIL import Image
 
+from ._bounds import MAX_PASSES, check_frame_bytes
 from ._compare import BadImage, Comparison, Tolerance, decode_png, png_size
 from ._compare import compare as compare_8bit
 
@@ -64,7 +65,6 @@ SIGNATURES = {
     "OPEN_EXR": (b"\x76\x2f\x31\x01",),
     "OPEN_EXR_MULTILAYER": (b"\x76\x2f\x31\x01",),
 }
-MAX_PASSES = 64  # a multilayer file with more parts than this is refused before decoding
 HEADER_BYTES = 1 << 20  # JPEG: the frame header must come within the first MiB
 
 
@@ -222,6 +222,7 @@ def decode_output(path: Path, fmt: OutputFormat, *, width: int, height: int) -> 
     size = output_size(path, fmt)
     if size != (width, height):
         raise BadImage(f"{fmt.describe()} frame is {size[0]}x{size[1]}, the job is {width}x{height}")
+    check_frame_bytes(path, fmt.file_format, width, height)  # nothing after the image; no decompression bomb
     try:
         if fmt.file_format.startswith("OPEN_EXR"):
             return _decode_exr(path)

@@ -158,3 +158,17 @@ def test_sixteen_bit_frames_use_the_eight_bit_rule_scaled(frames, tmp_path):
     assert compare_output(frames / "png16.png", write("one.png", pixels + 1), fmt, width=W, height=H).verdict == "agree"
     assert compare_output(frames / "png16.png", write("far.png", pixels + 8 * 257), fmt, width=W, height=H).verdict == "disagree"
     shutil.rmtree(tmp_path)
+
+
+def test_every_honest_frame_fits_its_jobs_bound_and_nothing_may_follow_a_png_or_jpeg(frames, tmp_path):
+    """Blender's own frame of every format is within max_frame_bytes and decodes; bytes after PNG IEND or JPEG EOI are refused."""
+    from frender.blender import max_frame_bytes
+
+    for name, fmt in FORMATS.items():
+        size = (frames / name).stat().st_size
+        assert size <= max_frame_bytes(fmt.file_format, fmt.color_depth, fmt.color_mode, W, H), name
+        if fmt.file_format in ("PNG", "JPEG"):
+            padded = tmp_path / name
+            padded.write_bytes((frames / name).read_bytes() + b"\0")
+            with pytest.raises(BadImage, match="follow"):
+                decode_output(padded, fmt, width=W, height=H)

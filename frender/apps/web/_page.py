@@ -42,6 +42,8 @@ def job_state(progress: ProgressReply) -> str:
     """A job's state in a word or three, from its progress reply."""
     if progress.cancelled:
         return "cancelled"
+    if progress.failed:
+        return "failed: its file cannot render"  # the reason is the page's problem line
     if progress.finished:
         return "finished"
     if progress.problem:

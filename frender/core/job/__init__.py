@@ -75,6 +75,11 @@ Rule 13: a friend holds at most ``unverified_batches`` batches of frames no
         candidate copies. Beyond that it gets checks only, so a forger that
         delivers at once cannot take the queue before its first batch is
         judged: its harm is bounded by those batches.
+Rule 14: a render error handed back with a task (``_failures``) is the file's,
+        never the friend's: nobody is evicted, fined or judged for it. The
+        same error from friends of two owners, or of every owner the job has,
+        fails the job with it (``JobFailed``): over like a cancel, final frames
+        kept and paid, the rest of the escrow refunded.
 
 How a shell drives this
 -----------------------
@@ -111,6 +116,10 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 - ``MoreFriendsWanted`` -> ``RequestFriends(job=J, want=count, exclude=...)``.
 - ``FramesFinal`` -> serve those frames to the client.
 - ``JobFinished`` -> report ``event.report`` to the master.
+- ``ReturnTask(error=...)`` when a friend's Blender could not render the
+  task (its one-line reason) -> ``RenderFailed``; once friends of two owners
+  (or every owner of the job) report the same error, ``JobFailed``: report it
+  to the master as for ``JobCancelled``, show the error to the artist.
 - ``CancelJob`` when the submitter stops the job -> ``JobCancelled``: report
   ``event.report`` to the master as for ``JobFinished`` (the closing report
   releases the friends and refunds the unearned escrow); final frames stay
@@ -118,7 +127,7 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 
 The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
 ``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
-``holder_of``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
+``holder_of``, ``task_friend``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
 ``verifier_of``, ``report``.
 """
@@ -167,6 +176,7 @@ from frender.core.job.events import (
     FriendsJoined,
     GrantedFriend,
     JobCancelled,
+    JobFailed,
     JobFinished,
     JobReport,
     JobSettings,
@@ -177,6 +187,7 @@ from frender.core.job.events import (
     OwnRenderReceived,
     OwnRenderRequested,
     Purpose,
+    RenderFailed,
     Role,
     TaskAssigned,
     TaskDropped,
@@ -208,6 +219,7 @@ from frender.core.job.queries import (
     running_jobs,
     silent_candidates,
     summary,
+    task_friend,
     verifier_of,
     window_of,
 )
@@ -276,6 +288,8 @@ __all__ = [
     "FramesFinal",
     "JobFinished",
     "JobCancelled",
+    "RenderFailed",
+    "JobFailed",
     "EVENTS",
     # the decider and its queries
     "decide",
@@ -290,6 +304,7 @@ __all__ = [
     "final_copy",
     "holder_of",
     "live_tasks",
+    "task_friend",
     "silent_candidates",
     "friend_status",
     "outlook",

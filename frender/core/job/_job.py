@@ -48,6 +48,8 @@ class Job:
     friends: dict[str, Friend] = Factory(dict)
     wanted: bool = False  # more friends were asked for and none joined yet
     report: JobReport | None = None
+    render_errors: dict[str, frozenset[str]] = Factory(dict)  # a friend's render error -> the owners that reported it
+    failure: str = ""  # why the job failed: the render error its friends agreed on
     tasks: Tasks
     checks: Checks
     frames: Frames
@@ -63,6 +65,8 @@ class Job:
             friends=self.friends.copy(),
             wanted=self.wanted,
             report=self.report,
+            render_errors=self.render_errors.copy(),
+            failure=self.failure,
             tasks=self.tasks.clone(),
             checks=self.checks.clone(),
             frames=self.frames.clone(),

@@ -15,7 +15,7 @@ from typing import Any
 
 from frender.core import _circle
 from frender.core._decider import Rejected
-from frender.core.job import _checks, _escrow, _frames, _tasks
+from frender.core.job import _checks, _escrow, _failures, _frames, _tasks
 from frender.core.job._job import Draft, Friend, Job, Requester
 from frender.core.job._states import FRIEND, JOB, FriendStatus
 from frender.core.job.commands import (
@@ -113,7 +113,9 @@ _ROSTER: dict[type, Callable[[Job, Any], None]] = {
 
 # Per event, the evolvers of the sub-machines it touches, in a fixed order.
 _PLAN: dict[type, tuple[Callable[[Job, Any], None], ...]] = {
-    event: tuple(m[event] for m in (_frames.EVOLVERS, _tasks.EVOLVERS, _checks.EVOLVERS, _escrow.EVOLVERS, _ROSTER) if event in m)
+    event: tuple(
+        m[event] for m in (_frames.EVOLVERS, _tasks.EVOLVERS, _checks.EVOLVERS, _escrow.EVOLVERS, _ROSTER, _failures.EVOLVERS) if event in m
+    )
     for event in EVENTS
     if event is not JobStarted
 }
@@ -194,6 +196,13 @@ def _cancel(d: Draft, c: CancelJob) -> None:
     d.emit(JobCancelled(job=d.job.job, report=_escrow.report(d.job), now=d.now))
 
 
+def _return_task(d: Draft, c: ReturnTask) -> None:
+    """The task goes back to the queue; with the friend's render error, that error is recorded (and may fail the job)."""
+    _tasks.return_task(d, c)
+    if c.error:
+        _failures.render_failed(d, c.friend, c.task, c.error)
+
+
 _DECIDERS: dict[type, Callable[[Draft, Any], None]] = {
     AddFriends: _add_friends,
     AskForTask: _tasks.ask,
@@ -202,7 +211,7 @@ _DECIDERS: dict[type, Callable[[Draft, Any], None]] = {
     RecordOwnRender: _checks.record_own_render,
     Tick: _tasks.tick,
     DropFriend: _tasks.drop_friend,
-    ReturnTask: _tasks.return_task,
+    ReturnTask: _return_task,
     CancelJob: _cancel,
 }
 

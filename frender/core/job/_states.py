@@ -21,6 +21,7 @@ class Phase(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     CANCELLED = "cancelled"  # its submitter stopped it: final frames stay final, the rest is refunded
+    FAILED = "failed"  # its file cannot render (the same error from several friends): as cancelled, with the error
 
 
 class FriendStatus(StrEnum):
@@ -90,6 +91,7 @@ JOB: Table[Phase] = Table(
         },
         (Phase.RUNNING, "finish"): Phase.FINISHED,
         (Phase.RUNNING, "cancel"): Phase.CANCELLED,
+        (Phase.RUNNING, "fail"): Phase.FAILED,
     },
 )
 

@@ -109,6 +109,7 @@ class ReturnTask:
     job: int
     friend: str
     task: int
+    error: str = ""  # the friend's Blender could not render it, and said this (a RenderFailed)
     entropy: str = ""
     now: float
 

@@ -69,6 +69,8 @@ __all__ = [
     "FramesFinal",
     "JobFinished",
     "JobCancelled",
+    "RenderFailed",
+    "JobFailed",
     "EVENTS",
 ]
 
@@ -456,6 +458,30 @@ class JobCancelled:
     now: float
 
 
+@frozen(kw_only=True)
+class RenderFailed:
+    """A friend's Blender could not render the task's file, and said why (handed back with the task)."""
+
+    tag: ClassVar[str] = "render_failed.v1"
+    job: int
+    task: int
+    friend: str
+    error: str  # Blender's one-line reason, as the friend reported it (bounded)
+    now: float
+
+
+@frozen(kw_only=True)
+class JobFailed:
+    """Friends of different owners (or all of them) could not render the file for the same reason: the job
+    stops with it. ``report`` pays what was earned, as for a cancel; nobody is evicted or fined for it."""
+
+    tag: ClassVar[str] = "job_failed.v1"
+    job: int
+    error: str
+    report: JobReport
+    now: float
+
+
 EVENTS: tuple[type, ...] = (
     JobStarted,
     FriendsJoined,
@@ -476,4 +502,6 @@ EVENTS: tuple[type, ...] = (
     FramesFinal,
     JobFinished,
     JobCancelled,
+    RenderFailed,
+    JobFailed,
 )

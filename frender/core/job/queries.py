@@ -83,15 +83,20 @@ class JobSummary:
     stalled: bool  # every friend is gone; more were asked for
     own_renders: int = 0  # the requester's own renders: checks no friend could take and arbitrations (spot checks included)
     spot_checks: int = 0  # arbitrations of agreed crop checks: the requester's spot checks
+    failure: str = ""  # a failed job: the render error its friends agreed on
 
     @property
     def finished(self) -> bool:
-        """Over: every frame final, or cancelled (``cancelled`` tells which)."""
+        """Over: every frame final, cancelled or failed (``cancelled`` and ``failed`` tell which)."""
         return self.phase != Phase.RUNNING
 
     @property
     def cancelled(self) -> bool:
         return self.phase == Phase.CANCELLED
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == Phase.FAILED
 
 
 def _job(state: Requester, job: int) -> Job:
@@ -112,7 +117,7 @@ def running_jobs(state: Requester) -> tuple[int, ...]:
 
 
 def is_finished(state: Requester, job: int) -> bool:
-    """The job is over: finished, or cancelled by its submitter."""
+    """The job is over: finished, cancelled by its submitter, or failed (its file cannot render)."""
     return _job(state, job).phase != Phase.RUNNING
 
 
@@ -143,6 +148,12 @@ def holder_of(state: Requester, job: int, friend: str, frame: int) -> int | None
         if frame in t.live.get(task, ()):
             return task
     return None
+
+
+def task_friend(state: Requester, job: int, task: int) -> str | None:
+    """The friend a task was assigned to, live or not; None: no such task."""
+    t = _job(state, job).tasks.by_number.get(task)
+    return None if t is None else t.friend
 
 
 def live_tasks(state: Requester, job: int, friend: str) -> frozenset[int]:
@@ -216,6 +227,7 @@ def summary(state: Requester, job: int) -> JobSummary:
         stalled=j.wanted and not j.active(),
         own_renders=j.checks.own_checks + j.checks.arbitrations,
         spot_checks=j.checks.spot_checks,
+        failure=j.failure,
     )
 
 
@@ -254,7 +266,7 @@ def verifier_of(state: Requester, job: int, subject: str) -> str | None:
 
 
 def report(state: Requester, job: int) -> JobReport | None:
-    """The report of a finished or cancelled job, else None."""
+    """The report of a finished, cancelled or failed job, else None."""
     return _job(state, job).report
 
 
