@@ -282,7 +282,9 @@ def review(blend: Path, candidates: Iterable[Candidate], *, keys: Sequence[Path]
         why = None
         for path in candidate.files:
             real = path.resolve()
-            why = forbidden_reason(path, project, keys=keys) or forbidden_reason(real, project, keys=keys)
+            why = forbidden_reason(path, project, keys=keys)
+            if why is None and real != path and (why := forbidden_reason(real, project, keys=keys)) is not None:
+                why = f"it is a link to {shown(real)}, and {why}"
             if why is None:
                 kind = candidate.kind
                 why = sniff(real, "movie" if kind == "movie-or-sound" else kind)
