@@ -53,8 +53,10 @@ __all__ = [
     "find_dependencies",
     "is_manifest",
     "missing_text",
+    "outside_text",
     "pack",
     "read_manifest",
+    "review",
 ]
 
 log = logging.getLogger("frender.pack")
@@ -259,7 +261,7 @@ def pack(blend: Path, *, into: Path | None = None, include_outside: bool = False
     outside: tuple[outgoing.Candidate, ...] = ()
     try:
         dependencies, candidates = _trace(blend)
-        checked = outgoing.review(blend, candidates, keys=(*keys, *outgoing.frender_homes()))
+        checked = outgoing.review(blend, candidates, keys=(*keys, *outgoing.frender_homes()))  # as ``review`` does
         if checked.forbidden:
             raise PackRefused(checked.refusal())
         if checked.outside and not include_outside:
@@ -300,6 +302,11 @@ def pack(blend: Path, *, into: Path | None = None, include_outside: bool = False
             files.append(TreeFile(path=relative, sha256=sha256_of(path), size=path.stat().st_size))
     manifest = Manifest(main=main.relative_to(root).as_posix(), files=tuple(files))
     return Packed(root=root, manifest=read_manifest(manifest.encode()), dependencies=dependencies, outside=outside)
+
+
+def review(blend: Path, *, keys: tuple[Path, ...] = ()) -> outgoing.Review:
+    """What packing `blend` would send, judged, without copying anything (raises the tracer's errors)."""
+    return outgoing.review(blend, _trace(blend.resolve())[1], keys=(*keys, *outgoing.frender_homes()))
 
 
 def outside_text(checked: outgoing.Review) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from frender import blender
-from frender.apps import artist, outgoing, pack
+from frender.apps import artist, pack
 
 __all__ = ["check_before_upload", "consent", "dry_run"]
 
@@ -76,20 +76,20 @@ def dry_run(
 
 
 def consent(blend: Path, *, keys: tuple[Path, ...], ask: Callable[[str], bool], interactive: bool | None = None) -> tuple[bool, str | None]:
-    """Whether the artist agrees to send the files from outside the .blend's folder, and why not.
+    """Whether the artist agrees to send files from outside the .blend's folder, and why a submit stops here.
 
-    Nothing to agree to: (True, None). Forbidden files: (False, the refusal). Outside files: asked
-    with ``ask(text)`` when ``interactive`` (default: stdin is a terminal), else (False, what to do).
+    Nothing to agree to: (False, None), and packing sends nothing from outside. Forbidden files: (False,
+    the refusal). Outside files: asked with ``ask(text)`` when ``interactive`` (default: stdin is a
+    terminal), else (False, what to do).
     """
     try:
-        _, candidates = pack._trace(blend.resolve())
-    except Exception:  # the tracer cannot read it: packing sends it alone, with nothing beside it to agree to
-        return True, None
-    checked = outgoing.review(blend, candidates, keys=(*keys, *outgoing.frender_homes()))
+        checked = pack.review(blend, keys=keys)
+    except Exception:  # the tracer cannot read it: packing refuses it or sends it alone, and says so
+        return False, None
     if checked.forbidden:
         return False, checked.refusal()
     if not checked.outside:
-        return True, None
+        return False, None
     if interactive if interactive is not None else sys.stdin.isatty():
         question = pack.outside_text(checked).rsplit("\n", 1)[0] + "\nsend them?"
         return (True, None) if ask(question) else (False, "nothing was sent")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -96,6 +97,31 @@ async def test_files_outside_the_project_leave_only_with_consent(farm, unsafe, t
     # At a terminal the artist is asked; a no sends nothing.
     assert preflight.consent(blend, keys=(), ask=lambda question: str(texture) in question, interactive=True) == (True, None)
     assert preflight.consent(blend, keys=(), ask=lambda question: False, interactive=True) == (False, "nothing was sent")
+
+
+async def test_at_a_terminal_submit_asks_before_sending_outside_files(farm, unsafe, tmp_path):
+    """stdin a terminal: submit lists the outside texture and asks; "n" sends nothing, "y" uploads it."""
+    root, home, cases = unsafe
+    await farm.start()
+    blend, texture = root / cases["outside"]["blend"], Path(cases["outside"]["texture"])
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "frender", "submit", str(blend), "--requester", str(farm.requester), "--user", "artist",
+               "--home", str(farm.root / "homes" / "artist"), "--out", str(tmp_path / "out")]  # fmt: skip
+    for answer in ("n", "y"):
+        terminal, stdin = pty.openpty()
+        os.write(terminal, answer.encode() + b"\n")
+        run = functools.partial(subprocess.run, command, env=env, stdin=stdin, capture_output=True, text=True, timeout=120)
+        try:
+            done = await trio.to_thread.run_sync(run)
+        finally:
+            os.close(stdin)
+            os.close(terminal)
+        assert str(texture) in done.stdout and "send them?" in done.stdout, done.stdout
+        if answer == "n":
+            assert done.returncode == 1 and "nothing was sent" in done.stderr, done.stderr
+            assert texture.read_bytes() not in uploaded(farm)
+        else:  # sent; the requester then refuses the job only because this farm has no friend
+            assert texture.read_bytes() in uploaded(farm), done.stderr
 
 
 def test_a_link_inside_the_project_cannot_smuggle_a_key(unsafe, tmp_path):
