@@ -19,7 +19,8 @@ error. Rules:
    a render proceeds only when the guard found nothing to refuse. A session
    loads the file once, so one guard covers all its batches.
 3. Output settings are forced (the file's own image format into the job's out/
-   directory, no burnt-in stamp, no multiview) before the paths are checked, so
+   directory, no burnt-in stamp, no file or host name in the frames' metadata,
+   no multiview) before the paths are checked, so
    Blender's own output path is never the thing that escapes the job directory.
 """
 
