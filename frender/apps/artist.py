@@ -7,6 +7,7 @@ OUT) and the requester (checking a submit against the inspected file):
   of these (``1,5,10-20x2``); the default is the file's own range and step;
 - a frame outside the file's range is refused unless the artist allows it;
 - a file's output must be an image format fRender can verify (not a video);
+- a file that can never render (no camera, no scene) is refused, saying why;
 - a file whose dependencies are not all there is refused, naming each one
   and what uses it, unless the artist allows it;
 - frames are named as the file's output path names them (``shot_####.exr`` ->
@@ -68,6 +69,8 @@ def check_request(
     info: blender.BlendInfo, frames: tuple[int, ...], *, allow_outside: bool, allow_missing: bool
 ) -> Accepted:
     """The job a submit asks for, or RequestRefused saying plainly why not."""
+    if info.unrenderable:
+        raise RequestRefused("cannot-render", "the file cannot render: " + "; ".join(info.unrenderable))
     out = info.output or {}
     why = blender.unsupported_output(str(out.get("media_type", "IMAGE")), str(out.get("file_format", "PNG")))
     if why is not None:

@@ -366,9 +366,12 @@ def submit(
     name: Optional[str] = typer.Option(None, help="Name frames by this pattern (shot_####) instead of the file's output path."),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Render frames outside the file's frame range."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Render although files the .blend uses are missing."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, then stop."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be packed and uploaded, check the file, then stop."),
     priority: int = typer.Option(0, min=-100, max=100, help="Jobs waiting for friends get them by priority, higher first."),
     blender: str = typer.Option("", help="Render with this Blender (4.2, 5.0.1) instead of the one that saved the file."),
+    include_outside: bool = typer.Option(
+        False, "--include-outside", help="Send the files the .blend uses from outside its folder (asked when run in a terminal)."
+    ),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import console, follow
@@ -379,24 +382,28 @@ def submit(
 
     if not blend.is_file():
         fail(f"{blend}: no such file")
+    from frender.apps import preflight
+
     if dry_run:
-        import shutil
-
-        from frender.apps.pack import describe, pack
-
-        packed = pack(blend)
-        shutil.rmtree(packed.root, ignore_errors=True)
-        typer.echo("\n".join(describe(packed)))
-        if packed.missing and not allow_missing:
-            fail(f"{len(packed.missing)} missing files: a submit would be refused (--allow-missing renders without them)")
+        lines, refused = preflight.dry_run(
+            blend, _frames(frames), include_outside=include_outside, allow_outside=allow_outside, allow_missing=allow_missing, keys=(home,)
+        )
+        if lines:
+            typer.echo("\n".join(lines))
+        if refused:
+            fail(refused)
         return
+    if not include_outside:
+        include_outside, refused = preflight.consent(blend, keys=(home,), ask=lambda question: typer.confirm(question, default=False))
+        if refused:
+            fail(refused)
     address = _address(requester)
     result = None
     try:
         result = follow(
             blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
             name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority, blender=blender,
-            on_note=lambda line: console.print(line, soft_wrap=True),
+            include_outside=include_outside, on_note=lambda line: console.print(line, soft_wrap=True),
         )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass

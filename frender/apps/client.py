@@ -32,7 +32,8 @@ from attrs import frozen
 
 from frender.apps import artist, out_folder, pack
 from frender.apps import messages as msg
-from frender.blender import frame_name
+from frender.apps.preflight import check_before_upload
+from frender.blender import Backend, frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, single_error
 
 __all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel"]
@@ -181,6 +182,8 @@ async def submit(
     on_upload: Callable[[UploadProgress], None] = lambda u: None,
     on_note: Callable[[str], None] = lambda line: None,
     blender: str = "",
+    include_outside: bool = False,
+    backend: Backend | None = None,
 ) -> SubmitResult:
     """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
 
@@ -188,15 +191,24 @@ async def submit(
 
     ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
     ``blender``: the Blender to render with ("4.2"); by default the series that saved the file.
-    A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``.
+    A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``; so does a file
+    that must not leave this machine, one from outside the .blend's folder unless ``include_outside``, and
+    a file the artist's Blender (``backend``, else the one found here) finds cannot render: before any upload.
     """
     if name is not None:
         artist.frame_file(name, 1, "")  # a bad pattern fails here, before anything is sent
     identity = Identity.load_or_create(home)
-    packed = await trio.to_thread.run_sync(pack.pack, blend)
+    try:
+        packed = await trio.to_thread.run_sync(functools.partial(pack.pack, blend, include_outside=include_outside, keys=(home,)))
+    except pack.PackRefused as exc:
+        raise SubmitRefused(str(exc)) from None
     try:
         if packed.missing and not allow_missing:
             raise SubmitRefused(pack.missing_text(packed) + " (--allow-missing renders without them)")
+        try:
+            await check_before_upload(packed, frames, allow_outside=allow_outside, allow_missing=allow_missing, backend=backend)
+        except artist.RequestRefused as exc:
+            raise SubmitRefused(f"{exc.reason} ({exc.code})") from None
         out.mkdir(parents=True, exist_ok=True)
         manifest = packed.root.with_name(packed.root.name + ".manifest")
         manifest.write_bytes(packed.manifest.encode())

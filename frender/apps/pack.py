@@ -4,8 +4,7 @@ An artist's file is a .blend plus what it points to: images and sequences,
 movie clips, fonts, sounds, caches, linked libraries and what they link.
 ``pack`` finds every dependency with Blender Asset Tracer (the packer Flamenco
 uses; it reads .blend files without Blender), copies them into one tree with
-every path rewritten relative inside it (files outside the .blend's folder go
-under ``_outside_project/``), and describes the tree in a manifest:
+every path rewritten relative inside it, and describes the tree in a manifest:
 
     {"frender_tree": 1, "main": "shots/a.blend", "files": [[path, sha256, size], ...]}
 
@@ -14,6 +13,13 @@ names the job's content (the assignment carries it), so a friend checks the
 manifest against the assignment and each file against the manifest. Files are
 uploaded by sha256: what the requester already holds is not sent again, and
 friends cache them by sha256 across jobs.
+
+Before anything is copied, every file is reviewed (``outgoing.review``): a
+file from a hidden folder or a place of secrets, or one that is not what its
+datablock says, is refused by name; files from outside the .blend's folder are
+packed only with the artist's consent (``include_outside``), under
+``_outside_project/N/`` (N numbers their folders), so the tree names no folder
+of the artist's machine.
 
 Rules for a tree (checked by ``read_manifest`` on every side): paths are
 relative, in POSIX form, with no ``..``, no empty or hidden-dot parts, at most
@@ -34,9 +40,12 @@ from pathlib import Path, PurePosixPath
 
 from attrs import frozen
 
+from frender.apps import outgoing
+
 __all__ = [
     "Dependency",
     "Manifest",
+    "PackRefused",
     "Packed",
     "TreeFile",
     "assemble",
@@ -44,8 +53,10 @@ __all__ = [
     "find_dependencies",
     "is_manifest",
     "missing_text",
+    "outside_text",
     "pack",
     "read_manifest",
+    "review",
 ]
 
 log = logging.getLogger("frender.pack")
@@ -89,11 +100,16 @@ class Dependency:
     exists: bool
 
 
+class PackRefused(Exception):
+    """Packing would send what must not leave the artist's machine, or what the artist did not agree to send."""
+
+
 @frozen(kw_only=True)
 class Packed:
     root: Path  # the tree on disk (a temporary folder the caller removes)
     manifest: Manifest
     dependencies: tuple[Dependency, ...]
+    outside: tuple[outgoing.Candidate, ...] = ()  # packed from outside the .blend's folder, with consent
 
     @property
     def missing(self) -> tuple[Dependency, ...]:
@@ -106,6 +122,7 @@ def describe(packed: Packed) -> list[str]:
     total = sum(f.size for f in packed.manifest.files)
     lines.append(f"{total:>12,}  bytes in {len(packed.manifest.files)} files")
     lines += [f"MISSING  {d.written} (used by {d.used_by})" for d in packed.missing]
+    lines += [f"OUTSIDE  {outgoing.shown(path)} (used by {c.used_by})" for c in packed.outside for path in c.files]
     return lines
 
 
@@ -183,10 +200,16 @@ def sha256_of(path: Path) -> str:
 
 def find_dependencies(blend: Path) -> tuple[Dependency, ...]:
     """Every file `blend` uses, recursively through linked libraries, with what uses it."""
+    return _trace(blend)[0]
+
+
+def _trace(blend: Path) -> tuple[tuple[Dependency, ...], tuple[outgoing.Candidate, ...]]:
+    """Every file `blend` uses, and the files a pack would copy for each (sequences expanded)."""
     from blender_asset_tracer import trace
     from blender_asset_tracer.pack import file_sequence
 
     found: dict[tuple[Path, str], Dependency] = {}
+    candidates: dict[tuple[Path, str], outgoing.Candidate] = {}
     with _quiet():
         for usage in trace.deps(blend):
             path = usage.abspath
@@ -197,34 +220,78 @@ def find_dependencies(blend: Path) -> tuple[Dependency, ...]:
                     exists = False
             else:
                 exists = path.exists()
-            kind = usage.block.dna_type_name if hasattr(usage.block, "dna_type_name") else "data"
+            dna = usage.block.dna_type_name if hasattr(usage.block, "dna_type_name") else "data"
             name = usage.block_name.decode(errors="replace")[2:]
-            user = f"{kind.lower()} {name!r} in {usage.block.bfile.filepath.name}"
+            user = f"{outgoing.KIND_NAMES.get(dna, dna.lower())} {name!r} in {usage.block.bfile.filepath.name}"
             written = usage.asset_path.decode(errors="replace") if isinstance(usage.asset_path, bytes) else str(usage.asset_path)
             found.setdefault((path, user), Dependency(path=path, written=written, used_by=user, exists=exists))
-    return tuple(found.values())
+            if exists and (path, user) not in candidates:
+                source = usage.block.get(b"source", default=None) if dna == "Image" else None
+                kind = outgoing.kind_of(dna, image_source=source, is_sequence=usage.is_sequence)
+                files = tuple(Path(os.path.normpath(f)) for f in usage.files())
+                candidates[path, user] = outgoing.Candidate(written=written, used_by=user, kind=kind, files=files)
+    return tuple(found.values()), tuple(candidates.values())
 
 
-def pack(blend: Path, *, into: Path | None = None) -> Packed:
-    """Copy `blend` and its dependencies into one tree with paths rewritten inside it; describe it."""
+def pack(blend: Path, *, into: Path | None = None, include_outside: bool = False, keys: tuple[Path, ...] = ()) -> Packed:
+    """Copy `blend` and its dependencies into one tree with paths rewritten inside it; describe it.
+
+    Raises PackRefused, before anything is copied, for a file that must never
+    leave this machine (a hidden folder, a place of secrets, not what its
+    datablock says) and, unless ``include_outside``, for files from outside the
+    .blend's folder. ``keys``: fRender homes of this machine (the client's own).
+    """
     from blender_asset_tracer.pack import Packer
+
+    class _Packer(Packer):  # type: ignore[misc]
+        """BAT's packer, placing files from outside the project under _outside_project/N/ (no folder of the artist's named)."""
+
+        def _find_new_paths(self) -> None:
+            folders: dict[Path, int] = {}
+            for path in sorted(self._new_location_paths):
+                absolute = Path(os.path.normpath(path))
+                if absolute.is_relative_to(blend.parent):  # inside, written as an absolute path
+                    self._actions[path].new_path = Path(self._target_path, absolute.relative_to(blend.parent))
+                    continue
+                number = folders.setdefault(absolute.parent, len(folders) + 1)
+                self._actions[path].new_path = Path(self._target_path, "_outside_project", str(number), absolute.name)
 
     blend = blend.resolve()
     root = Path(tempfile.mkdtemp(prefix="frender-pack-", dir=into))
+    outside: tuple[outgoing.Candidate, ...] = ()
     try:
-        dependencies = find_dependencies(blend)
-        with _quiet(), Packer(blend, blend.parent, str(root)) as packer:
+        dependencies, candidates = _trace(blend)
+        checked = outgoing.review(blend, candidates, keys=(*keys, *outgoing.frender_homes()))  # as ``review`` does
+        if checked.forbidden:
+            raise PackRefused(checked.refusal())
+        if checked.outside and not include_outside:
+            raise PackRefused(outside_text(checked))
+        outside = checked.outside
+        with _quiet(), _Packer(blend, blend.parent, str(root)) as packer:
             packer.strategise()
+            unreviewed = [p for p in _planned(packer) if p.resolve() not in checked.approved]
+            if unreviewed:  # the packer's own trace found more than ours: send nothing rather than something unchecked
+                raise PackRefused("refused to pack files that were not reviewed: " + ", ".join(map(str, unreviewed[:8])))
             packer.execute()
             main = Path(packer.output_path)
+    except PackRefused:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     except Exception as exc:  # the tracer's own errors for a file it cannot read (corrupt, not a .blend)
-        # The file goes alone; the requester's Blender then says what is wrong
+        unreadable = getattr(exc, "filepath", None)
+        if unreadable is not None and Path(unreadable).resolve() != blend:
+            shutil.rmtree(root, ignore_errors=True)
+            raise PackRefused(
+                f"library {Path(unreadable).name!r} that {blend.name} links ({outgoing.shown(Path(unreadable))}) is not a readable"
+                f" .blend file ({exc}): relink it in Blender (or remove it); nothing was sent"
+            ) from None
+        # The main file goes alone; the requester's Blender then says what is wrong
         # with it, or names each file it uses that is not in the tree.
         log.info("%s cannot be traced (%s); it is sent alone", blend.name, exc)
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir()
         main = Path(shutil.copyfile(blend, root / _plain_name(blend.name)))
-        dependencies = ()
+        dependencies = outside = ()
     (root / "pack-info.txt").unlink(missing_ok=True)
     files = []
     for folder, _, names in os.walk(root):
@@ -234,7 +301,33 @@ def pack(blend: Path, *, into: Path | None = None) -> Packed:
             check_tree_path(relative)
             files.append(TreeFile(path=relative, sha256=sha256_of(path), size=path.stat().st_size))
     manifest = Manifest(main=main.relative_to(root).as_posix(), files=tuple(files))
-    return Packed(root=root, manifest=read_manifest(manifest.encode()), dependencies=dependencies)
+    return Packed(root=root, manifest=read_manifest(manifest.encode()), dependencies=dependencies, outside=outside)
+
+
+def review(blend: Path, *, keys: tuple[Path, ...] = ()) -> outgoing.Review:
+    """What packing `blend` would send, judged, without copying anything (raises the tracer's errors)."""
+    return outgoing.review(blend, _trace(blend.resolve())[1], keys=(*keys, *outgoing.frender_homes()))
+
+
+def outside_text(checked: outgoing.Review) -> str:
+    """Why a submit without consent stops: the files from outside the project, and the flag that sends them."""
+    return (
+        f"{len(checked.outside)} files the .blend uses lie outside its folder and would be uploaded to the requester"
+        f" and every friend of the job:\n{checked.outside_text()}\n"
+        "check them, then submit again with --include-outside to send them (or move them into the .blend's folder)"
+    )
+
+
+def _planned(packer: object) -> list[Path]:
+    """Every file BAT's packer would copy once executed (as its ``_copy_asset_and_deps`` walks them)."""
+    planned: list[Path] = []
+    for asset_path, action in packer._actions.items():  # type: ignore[attr-defined]
+        if "*" not in str(asset_path) and "<UDIM>" not in asset_path.name and not asset_path.is_dir():
+            planned.append(Path(asset_path))
+        sequences = [u for u in action.usages if u.is_sequence]
+        if sequences:
+            planned += [Path(f) for f in sequences[0].files()]
+    return planned
 
 
 def _plain_name(name: str) -> str:

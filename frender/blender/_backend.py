@@ -102,6 +102,8 @@ class BlendInfo:
     # Why a crop render of this file may differ from the whole frame (compositor filters, sequencer strips):
     # such a job is checked on whole frames. Empty: crop checks are sound.
     crop_unsafe: tuple[str, ...] = ()
+    # Why no frame can ever render (no camera, no scene): such a file is refused at submit.
+    unrenderable: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):
@@ -338,6 +340,7 @@ class BlenderBackend(Backend):
     def __init__(self, device: str = "CPU") -> None:
         self.device = device  # the Cycles device it renders on: "CPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI"
         self._facts: _Facts | None = None
+        self._base: dict[str, Any] | None = None  # the probe's payload, before the GL probe
         self._probing = trio.Lock()
         self._profile: RenderProfile | None = None
         self._calibrating = trio.Lock()
@@ -375,6 +378,7 @@ class BlenderBackend(Backend):
             output=dict(info["output"]),
             missing=tuple((m["path"], m["used_by"]) for m in info["missing"]),
             crop_unsafe=tuple(info.get("crop_unsafe", ())),
+            unrenderable=tuple(info.get("unrenderable", ())),
         )
 
     async def render(
@@ -415,7 +419,7 @@ class BlenderBackend(Backend):
             "threads": threads,
             "device": self.device,
         }
-        facts = await self._probe_facts()
+        facts = await self._probe_facts(gl=False)
         sandbox = None
         if sandbox_available():
             sandbox = Sandbox(job_dir=job_dir, job_writable=True, install_dirs=facts.install_dirs)
@@ -428,18 +432,22 @@ class BlenderBackend(Backend):
         assert isinstance(ready, Ready)
         return _BlenderSession(process, out_dir, limits, ready.resolution, ready.extension)
 
-    async def _probe_facts(self) -> _Facts:
+    async def _probe_facts(self, *, gl: bool = True) -> _Facts:
+        """The build's facts, probed once; ``gl=False`` spares the GL probe (a render) where only the version
+        and the install's folders are needed: inspecting and guarding a file (an artist's submit does)."""
         async with self._probing:
-            if self._facts is None:
+            if self._base is None:
                 # The probe opens no file, so it runs unsandboxed: it is what
                 # tells the sandbox where Blender's install lies.
                 events = await run_inblender(
                     self.command, {"mode": "probe"}, cwd=Path.cwd(), limits=Limits(wall_seconds=60), sandbox=None
                 )
-                (facts,) = [event.payload for event in events if isinstance(event, Reported)]
-                install_dirs = tuple(facts["install_dirs"])
-                check_device(self.device, facts.get("devices", ["CPU"]), facts["version"])
-                self._facts = _facts_from({**facts, **await self._probe_gl(install_dirs)}, self.device)
+                (self._base,) = [event.payload for event in events if isinstance(event, Reported)]
+                check_device(self.device, self._base.get("devices", ["CPU"]), self._base["version"])
+            if not gl:
+                return _facts_from(self._base, self.device)
+            if self._facts is None:
+                self._facts = _facts_from({**self._base, **await self._probe_gl(tuple(self._base["install_dirs"]))}, self.device)
             return self._facts
 
     async def _probe_gl(self, install_dirs: tuple[str, ...]) -> dict[str, Any]:
@@ -462,7 +470,7 @@ class BlenderBackend(Backend):
 
     async def _check_header(self, blend: Path) -> None:
         header = read_blend_header(blend)
-        facts = await self._probe_facts()
+        facts = await self._probe_facts(gl=False)
         if header.version > facts.version:
             raise NewerBlendFile(
                 f"{blend.name} was saved by Blender {header.version_string},"
@@ -478,7 +486,7 @@ class BlenderBackend(Backend):
         limits: Limits,
         on_event: Callable[[OutputEvent], Awaitable[None]] | None = None,
     ) -> list[OutputEvent]:
-        facts = await self._probe_facts()
+        facts = await self._probe_facts(gl=False)
         sandbox = None
         if sandbox_available():
             sandbox = Sandbox(job_dir=job_dir, job_writable=job_writable, install_dirs=facts.install_dirs)

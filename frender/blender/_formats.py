@@ -112,8 +112,9 @@ def unsupported_output(media_type: str, file_format: str) -> str | None:
     """Why fRender cannot take a file with this output, or None when it can."""
     if media_type == "VIDEO" or file_format in ("FFMPEG", "AVI_JPEG", "AVI_RAW"):
         return (
-            f"the file's output is a video ({file_format}): fRender verifies frames one by one;"
-            " set the output to an image format (PNG, JPEG, TIFF or OpenEXR) and join the frames afterwards"
+            f"the file's output is a video ({file_format}): fRender renders and verifies frames one by one;"
+            " choose an image format in Output Properties (PNG, JPEG, TIFF or OpenEXR);"
+            " `frender submit --video shot.mp4` (or `frender video` afterwards) makes the video from the frames"
         )
     if file_format not in VALID_EXTENSIONS:
         return f"the file's output format {file_format} cannot be verified here: use PNG, JPEG, TIFF or OpenEXR"

@@ -19,7 +19,8 @@ error. Rules:
    a render proceeds only when the guard found nothing to refuse. A session
    loads the file once, so one guard covers all its batches.
 3. Output settings are forced (the file's own image format into the job's out/
-   directory, no burnt-in stamp, no multiview) before the paths are checked, so
+   directory, no burnt-in stamp, no file or host name in the frames' metadata,
+   no multiview) before the paths are checked, so
    Blender's own output path is never the thing that escapes the job directory.
 """
 
@@ -270,14 +271,54 @@ POINTWISE_COMPOSITOR_NODES = frozenset({
 })
 
 
+def compositor_tree(scene):
+    """The scene's compositor node tree when compositing is on, else None (Blender 5, and 4.x's use_nodes)."""
+    tree = getattr(scene, "compositing_node_group", None)
+    if tree is None and getattr(scene, "use_nodes", False):
+        tree = getattr(scene, "node_tree", None)
+    return tree if scene.render.use_compositing else None
+
+
+def sequencer_strips(scene):
+    """The scene's sequencer strips when the sequencer renders them, else an empty list."""
+    editor = scene.sequence_editor
+    strips = getattr(editor, "strips_all", None) or getattr(editor, "sequences_all", None) if editor is not None else None
+    return list(strips or ()) if scene.render.use_sequencer else []
+
+
+def unrenderable(scene):
+    """Why no frame of this scene can ever render, as Blender would fail each one ("Cannot render, no camera").
+
+    A scene renders from its camera, or from the camera a timeline marker binds
+    (Blender switches to it, for every frame). The sequencer, and a compositor
+    with no Render Layers node, render without one. A file holding no scene (a
+    library file) opens with an empty one, which has no camera either.
+    """
+    if scene is None:
+        return ["the file has no scene to render"]
+    if sequencer_strips(scene):
+        return []
+    reasons = []
+    if not any(layer.use for layer in scene.view_layers):
+        reasons.append(f"no view layer of scene {scene.name!r} is enabled for rendering")
+    tree = compositor_tree(scene)
+    if tree is not None and not any(node.type == "R_LAYERS" for node in tree.nodes):
+        return reasons
+    if scene.camera is None and not any(marker.camera is not None for marker in scene.timeline_markers):
+        if not scene.objects:
+            reasons.append(f"the file has no scene to render (Blender opens it with the empty scene {scene.name!r})")
+        else:
+            reasons.append(f"scene {scene.name!r} has no camera: set its active camera (Scene Properties > Camera)"
+                           " or bind a camera to a timeline marker")
+    return reasons
+
+
 def crop_unsafe(scene):
     """Why a window of this scene's frames may differ from the same pixels of a whole frame: the names of
     non-pointwise compositor nodes, and a sequencer with strips. Empty: crop checks are sound."""
     reasons = []
-    tree = getattr(scene, "compositing_node_group", None)  # Blender 5; up to 4.x, scene.node_tree with use_nodes
-    if tree is None and getattr(scene, "use_nodes", False):
-        tree = getattr(scene, "node_tree", None)
-    if scene.render.use_compositing and tree is not None:
+    tree = compositor_tree(scene)
+    if tree is not None:
         seen, trees = set(), [tree]
         while trees:
             current = trees.pop()
@@ -289,9 +330,7 @@ def crop_unsafe(scene):
                     trees.append(node.node_tree)
                 elif node.type not in POINTWISE_COMPOSITOR_NODES and not node.mute:
                     reasons.append(f"compositor node {node.name!r} ({node.type.lower()})")
-    editor = scene.sequence_editor
-    strips = getattr(editor, "strips_all", None) or getattr(editor, "sequences_all", None) if editor is not None else None
-    if scene.render.use_sequencer and strips:
+    if sequencer_strips(scene):
         reasons.append("sequencer strips")
     return sorted(set(reasons))
 
@@ -333,6 +372,10 @@ def force_output(scene, out_dir, threads):
     render.use_overwrite = True
     render.use_placeholder = False
     render.use_stamp = False  # burnt-in stamps hold render times: honest renders would differ
+    # The metadata stamped into every frame (PNG text, EXR attributes) would name the friend's own
+    # job path ("File") and machine ("Hostname"); the artist gets them back, so they stay out.
+    render.use_stamp_filename = False
+    render.use_stamp_hostname = False
     render.use_multiview = False
     render.filepath = os.path.join(out_dir, "frame_####")
     if threads:
@@ -401,6 +444,7 @@ def inspect(bpy, request):
         "missing": missing_files(bpy),
         "packed_files": packed,
         "refusals": guard(bpy, request["job_dir"]),
+        "unrenderable": unrenderable(scene),
     }))
 
 
