@@ -104,12 +104,14 @@ async def test_wrong_missing_and_expired_tokens_get_403(web):
 
 
 async def test_the_operator_token_opens_the_master_and_every_job(web):
-    """A token signed by the master's key opens the operator's page (friends, jobs, ledger) and any job's page."""
+    """A token signed by the master's key opens the operator's page (friends, jobs, ledger) and any job's page,
+    which names the Blender the job renders with."""
     token = sign_token(web.master_node.identity, OPERATOR, now=time.time(), seconds=60)
     status, html = await get(f"{web.master_web}/?t={token}")
     assert status == 200
     assert "bob/pc" in html and "alice" in html and "Ledger" in html and "100 points granted" in html
-    assert (await get(f"{web.requester_web}/job/{web.job}?t={token}"))[0] == 200
+    status, html = await get(f"{web.requester_web}/job/{web.job}?t={token}")
+    assert status == 200 and "Rendered with Blender modelled on CPU" in html  # the job's own Blender and device
     status, html = await get(f"{web.requester_web}/?t={token}")
     assert status == 200 and f"/job/{web.job}?t=" in html
     event = await trio.to_thread.run_sync(_first_event, f"{web.master_web}/events?t={token}")

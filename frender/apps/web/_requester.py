@@ -196,7 +196,11 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
             return found
         job, token = found
         accepted = node.jobs[job]
-        return page("job.html", job=job, submitter=accepted.submitter, live=body(job, token), events=f"/job/{job}/events?t={token}")
+        profile = accepted.profile
+        return page(
+            "job.html", job=job, submitter=accepted.submitter, blender=f"{profile.blender_version} on {profile.device}", live=body(job, token),
+            events=f"/job/{job}/events?t={token}",
+        )
 
     async def job_events(request: Request) -> Response:
         found = job_of(request)
