@@ -247,8 +247,8 @@ def run(friends: int = 5000, workers: int = 4, sessions_per_worker: int = 12, st
 
         async def setup() -> None:
             await operator_call(master, master_home, msg.Trust(key=asker.fingerprint, name="bench-requester"))
-            await create_account(master, root / "asker", "artist")  # the asker speaks for the artist with its key
-            await operator_call(master, master_home, msg.Grant(user="artist", amount=10**9, reason="bench"))
+            artist = await create_account(master, root / "asker", "artist")  # the asker speaks for the artist with its key
+            await operator_call(master, master_home, msg.Grant(user="artist", amount=10**9, reason="bench", key=artist.key))
 
         trio.run(setup)
         per = [friends // workers + (1 if w < friends % workers else 0) for w in range(workers)]

@@ -27,7 +27,7 @@ def trust_command(requester_key: str, master: Address) -> str:
 
 
 async def say_if_untrusted(master: Address, identity: Identity, say: Callable[[str], None]) -> bool:
-    """Ask the master about this requester's own key (a question only trusted requesters may ask); True when trusted.
+    """Ask the master whose a key is (a question only trusted requesters may ask of another's key); True when trusted.
 
     An untrusted requester is told with the command that trusts it; a master that
     does not answer is said too, and the requester goes on (it retries the master
@@ -37,7 +37,8 @@ async def say_if_untrusted(master: Address, identity: Identity, say: Callable[[s
         try:
             with trio.fail_after(30):
                 async with connect(master, identity) as session:
-                    await session.call(msg.AccountOf(key=identity.fingerprint))
+                    # About another key (the master's own): any caller may ask about its own key.
+                    await session.call(msg.AccountOf(key=master.fingerprint))
             return True
         except RemoteError as exc:
             if exc.code != "untrusted":

@@ -53,6 +53,8 @@ def choose_version(held: Sequence[str], saved_with: tuple[int, int] | None, requ
     if not held:
         raise NoRuntime("no Blender is held here")
     listing = ", ".join(sorted(held, key=lambda v: _parse(v) or (), reverse=True))
+    if len(held) == 1 and _parse(held[0]) is None and requested in ("", held[0]):
+        return held[0]  # a lone stand-in (a modelled Blender) renders whatever it is given
     if requested:
         wanted = _parse(requested)
         if wanted is None:

@@ -48,7 +48,7 @@ async def test_a_tree_naming_another_artists_file_is_refused_and_have_uploads_is
     secret = b"alice's unreleased texture"
     alice_sha = await _upload_bytes(world, "alice", "texture.png", secret)
     await world.call("mallory", world.master, msg.CreateAccount(user="mallory"))
-    world.master_node.apply(master_core.GrantPoints(user="mallory", amount=50))
+    world.master_node.apply(master_core.GrantPoints(user="mallory", amount=50, key=world.person("mallory").fingerprint))
     await _friend_of(world, "accomplice")  # mallory's own friend, under another name
     scene_sha = await _upload_bytes(world, "mallory", "scene.blend", b"mallory's scene")
     manifest = pack.Manifest(
@@ -149,11 +149,12 @@ async def test_frames_larger_than_their_job_or_with_bytes_after_the_image_are_re
 
 
 async def _no_camera(scene: Path, into: Path) -> Path:
-    """The tiny scene with its camera removed: every friend's Blender says "Cannot render, no camera"."""
+    """The tiny scene shot through a timeline marker's camera that the artist hid from renders: inspection sees
+    a camera bound, and every friend's Blender says "Cannot render, no camera" (markers skip hidden cameras)."""
     target = into / "nocam.blend"
     code = (
         "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); s = bpy.context.scene; cam = s.camera; s.camera = None; "
-        "bpy.data.objects.remove(cam); bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])"
+        "cam.hide_render = True; s.timeline_markers.new('shot', frame=1).camera = cam; bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])"
     )
     await trio.run_process([sys.executable, "-c", code, str(scene), str(target)], capture_stdout=True, capture_stderr=True)
     return target
@@ -207,8 +208,8 @@ async def test_two_friends_sharing_one_users_key_both_deliver_accepted_frames(fa
     )
     farm.requester = await trio.to_thread.run_sync(lambda: cluster.wait_for_address("requester", home / "address"))
     await operator_call(farm.master, farm.master_home, msg.Trust(key=farm.requester.fingerprint, name="test"))
-    await create_account(farm.master, farm.root / "homes" / "artist", "artist")
-    await operator_call(farm.master, farm.master_home, msg.Grant(user="artist", amount=500))
+    artist = await create_account(farm.master, farm.root / "homes" / "artist", "artist")
+    await operator_call(farm.master, farm.master_home, msg.Grant(user="artist", amount=500, key=artist.key))
     box_a, box_b = farm.root / "homes" / "bob-a", farm.root / "homes" / "bob-b"
     await create_account(farm.master, box_a, "bob")
     box_b.mkdir(parents=True)

@@ -117,8 +117,8 @@ async def test_an_untrusted_requester_says_so_and_a_submit_says_who_must_trust_i
         master, master_home = await trio.to_thread.run_sync(lambda: start_master(cluster))
         requester = await trio.to_thread.run_sync(lambda: start_requester(cluster, master))
         home = tmp_path / "homes" / "artist"
-        await create_account(master, home, "artist")
-        await operator_call(master, master_home, msg.Grant(user="artist", amount=100))
+        artist = await create_account(master, home, "artist")
+        await operator_call(master, master_home, msg.Grant(user="artist", amount=100, key=artist.key))
         trust = f"frender operator trust {requester.fingerprint} --name NAME --master {shlex.quote(str(master))}"
         with trio.fail_after(60):
             while trust not in (log := (cluster.logs / "requester.log").read_text()):
