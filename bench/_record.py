@@ -34,18 +34,19 @@ def provenance() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(changed)}
 
 
-def stamp(entries: dict[str, Any], keys: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-    """``entries`` with the provenance added to each dict entry (those named by ``keys``, or all)."""
-    mark = provenance()
-    for key, value in entries.items():
-        if isinstance(value, dict) and (keys is None or key in keys):
+def stamp(entries: dict[str, Any], mark: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``entries`` with the provenance (``mark``, taken now if not given) added to each dict entry."""
+    mark = provenance() if mark is None else mark
+    for value in entries.values():
+        if isinstance(value, dict):
             value.update(mark)
     return entries
 
 
-def update(entries: dict[str, Any], out: Path = RESULTS) -> dict[str, Any]:
-    """Merge ``entries`` (stamped) into ``out``, keeping every other key as it was; returns the whole file's content."""
+def update(entries: dict[str, Any], out: Path = RESULTS, mark: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``entries``, stamped with ``mark`` (the provenance when the benchmarks started; now if not given), into
+    ``out``, keeping every other key as it was; returns the whole file's content."""
     data = json.loads(out.read_text()) if out.is_file() else {}
-    data.update(stamp(entries))
+    data.update(stamp(entries, mark))
     out.write_text(json.dumps(data, indent=2) + "\n")
     return data

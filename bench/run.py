@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plot", type=Path, default=HERE.parent / "docs" / "efficiency.png", help="where a full run draws efficiency against N")
     args = parser.parse_args(argv)
     size = "quick" if args.quick else args.size
+    mark = _record.provenance()  # the code that runs: edits made while it runs are not its
     started = time.perf_counter()
     command = " ".join(["python bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     entries: dict = {}
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         entry["machine"] = _machine()
     if args.only is None:
         entries["run"] = {"size": size, "command": command, "seconds": round(time.perf_counter() - started, 1)}
-    res = _record.update(entries, args.out)
+    res = _record.update(entries, args.out, mark)
     if size == "full" and "efficiency" in entries:
         _plot(entries["efficiency"]["by_n"], args.plot)
     _table(res, keys=tuple(entries))
