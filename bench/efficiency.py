@@ -112,11 +112,19 @@ def stop_all_at_once(cluster: Cluster, grace: float = 10.0) -> None:
 
 def run(friends: int = 8, frames: int = 240, seconds: float = 0.2, startup: float = 0.05, checks: int = 1, keep: Path | None = None,
         deadline: float = 300.0) -> dict:
-    """One job of ``frames`` frames on ``friends`` modelled friends; returns the figures."""
+    """One job of ``frames`` frames on ``friends`` modelled friends; returns the figures (TooSlowError after ``deadline`` s)."""
     root = Path(tempfile.mkdtemp(prefix="frender-eff-")) if keep is None else keep
     if keep is not None:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
+    try:
+        return _run(root, friends, frames, seconds, startup, checks, deadline)
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, checks: int, deadline: float) -> dict:
     spec = f"modelled:{seconds}:{RESOLUTION[0]}x{RESOLUTION[1]}:1-{frames}"
     cluster = Cluster(root)
     homes = {f"friend{i + 1}": root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": root / "homes" / "artist"}
@@ -161,8 +169,6 @@ def run(friends: int = 8, frames: int = 240, seconds: float = 0.2, startup: floa
         **figures,
     }
     out["verify_overhead"] = round(figures["check_work_frames"] / frames, 4)
-    if keep is None:
-        shutil.rmtree(root, ignore_errors=True)
     return out
 
 
@@ -199,6 +205,7 @@ def _from_log(db: Path, wall0: float, seconds: float) -> dict:
     last_final = max((e.now for e in evs if isinstance(e, core.FramesFinal)), default=wall0)
     dropped = Counter(e.why for e in evs if isinstance(e, core.TaskDropped))
     friend_checks = sum(cost.get(e.check, 1.0) for e in check_copies if e.check is not None)
+    end = max((e.now for e in evs if isinstance(e, core.FramesFinal)), default=wall0)
     own_checks = sum(cost.get(e.check, 1.0) for e in own if e.purpose == "check")
     return {
         "check_copies": len(check_copies),
@@ -214,7 +221,37 @@ def _from_log(db: Path, wall0: float, seconds: float) -> dict:
         "last_frame_delivered_after_s": round(last_copy - wall0, 3),
         "last_check_delivered_after_s": round(last_check - wall0, 3),
         "last_frame_final_at_requester_after_s": round(last_final - wall0, 3),
+        "per_friend_s": _where_time_went(evs, seconds, cost, end),
     }
+
+
+def _where_time_went(evs: list, seconds: float, cost: dict[int, float], end: float) -> dict[str, float]:
+    """Each friend's time from its first task to the job's last final frame, split up (the mean over friends).
+
+    A friend's copies arrive in the order it rendered them, so the time between two arrivals is the next one's render
+    plus what the friend spent not rendering: ``waits_before_a_check`` and ``waits_before_a_frame`` are those excesses.
+    """
+    by_friend: dict[str, list] = {}
+    for e in evs:
+        if isinstance(e, (core.TaskAssigned, core.CopyReceived)):
+            by_friend.setdefault(e.friend, []).append(e)
+    parts: Counter[str] = Counter()
+    for es in by_friend.values():
+        copies = [e for e in es if isinstance(e, core.CopyReceived)]
+        if not copies:
+            continue
+
+        def render(copy) -> float:
+            return seconds * (cost.get(copy.check, 1.0) if copy.role == "check" else 1.0)
+
+        first = next(e for e in es if isinstance(e, core.TaskAssigned))
+        parts["rendering_frames"] += sum(render(c) for c in copies if c.role != "check")
+        parts["rendering_checks"] += sum(render(c) for c in copies if c.role == "check")
+        parts["start"] += copies[0].now - first.now - render(copies[0])
+        for a, b in zip(copies, copies[1:]):
+            parts["waits_before_a_check" if b.role == "check" else "waits_before_a_frame"] += b.now - a.now - render(b)
+        parts["end"] += end - copies[-1].now
+    return {k: round(v / max(len(by_friend), 1), 3) for k, v in sorted(parts.items())}
 
 
 def main() -> None:
