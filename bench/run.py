@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     size = "quick" if args.quick else args.size
     mark = _record.provenance()  # the code that runs: edits made while it runs are not its
+    load_before = os.getloadavg()[0]  # the machine is shared: its load says how far to trust a figure
     started = time.perf_counter()
     command = " ".join(["python bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     entries: dict = {}
@@ -229,10 +230,12 @@ def main(argv: list[str] | None = None) -> dict:
             entries |= bench_requester_load(size, _safe, args.requester_friends)
         else:
             entries |= BENCHES[name](size, _safe)
+    load = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     for entry in entries.values():
         entry["command"] = command
         entry["size"] = size
         entry["machine"] = _machine()
+        entry["load_average"] = load
     if args.only is None:
         entries["run"] = {"size": size, "command": command, "seconds": round(time.perf_counter() - started, 1)}
     res = _record.update(entries, args.out, mark)

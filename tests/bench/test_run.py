@@ -102,4 +102,4 @@ def test_run_py_only_writes_stamped_entries(tmp_path) -> None:
     entry = json.loads(out.read_text())["replay_events_per_s"]
     assert entry == res["replay_events_per_s"]
     assert entry["value"] > 0 and entry["size"] == "tiny" and entry["command"].endswith("--only replay --size tiny --out " + str(out))
-    assert "commit" in entry and "dirty" in entry
+    assert "commit" in entry and "dirty" in entry and set(entry["load_average"]) == {"start", "end"}
