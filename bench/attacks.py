@@ -45,6 +45,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 
 from frender.core import job as J  # noqa: E402
 from frender.core._decider import Rejected  # noqa: E402
@@ -265,6 +268,7 @@ def main() -> None:
                         help="a JobSettings field for every job, e.g. unverified_batches=0")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
+    mark = _record.provenance()  # the code that runs
     results = []
     with multiprocessing.Pool(args.processes) as pool:
         for n in args.n:
@@ -299,8 +303,7 @@ def main() -> None:
         results = sorted([r for r in kept["rows"] if (r["row"], r["n"]) not in fresh] + results,
                          key=lambda r: (r["n"], order.get(r["row"], len(order))))
         command = "; ".join(dict.fromkeys([*kept.get("command", "").split("; "), command.strip()])).strip("; ")
-    data[key] = dict(M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    _record.update({key: dict(M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)}, args.out, mark)
     print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final per 1,000 | points minus fines per job"
           " | checks / M | rendered again / M | requester's own / M | honest evicted | job's span |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -30,6 +30,9 @@ from typing import Any
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 
 from frender import blender  # noqa: E402
 from frender.blender import Window  # noqa: E402
@@ -76,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
+    mark = _record.provenance()  # the code that runs
     rows = []
     with tempfile.TemporaryDirectory(prefix="frender-crop-cost-") as tmp:
         for size in args.sizes.split(","):
@@ -84,9 +88,7 @@ def main() -> None:
                 row = trio.run(measure, width, height, denoise, args.samples, args.threads, args.repeats, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data["crop_cost"] = {"command": "python bench/crop_cost.py " + " ".join(sys.argv[1:]), "rows": rows}
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
+    _record.update({"crop_cost": {"command": "python bench/crop_cost.py " + " ".join(sys.argv[1:]), "rows": rows}}, args.out, mark)
     print("\n| frame | denoiser | full frame | window | window's area | window's cost |")
     print("|---|---|---|---|---|---|")
     for r in rows:

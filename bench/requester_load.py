@@ -707,6 +707,7 @@ def _from_log(db: Path, t0: float, t1: float, jobs: list[int]) -> dict:
 
 FULL = {"friends": 1000, "workers": 4, "warmup": 60.0, "window": 60.0}
 QUICK = {"friends": 100, "workers": 2, "warmup": 30.0, "window": 20.0}
+TINY = {"friends": 2, "workers": 1, "warmup": 3.0, "window": 5.0, "max_friends": 2}  # every step, in seconds (tests/bench)
 
 
 def main() -> None:

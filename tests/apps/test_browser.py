@@ -28,6 +28,7 @@ DRIVER = shutil.which("chromedriver")
 FRAMES = 12
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.blender,
     pytest.mark.slow,
     pytest.mark.timeout(600),

@@ -1,4 +1,4 @@
-"""The requester load benchmark runs end to end in its smallest mode, and its frames are honest copies."""
+"""The requester load benchmark runs end to end in its smallest mode (as run.py runs it), and its frames are honest copies."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import requester_load  # noqa: E402
+from test_run import bench_run, plain  # noqa: E402
 
 from frender.blender import compare, decode_png  # noqa: E402
 
@@ -27,14 +28,14 @@ def test_variants_differ_in_bytes_not_pixels(tmp_path):
     assert all(np.unique(pixels[::4, ::4, c]).size > 100 for c in range(3))  # a rendered-looking image, not a flat colour
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_smallest_run_measures_the_requester():
     """Two simulated friends over real TLS get frames accepted, and the requester's CPU and memory per frame are reported."""
-    out = requester_load.run(friends=2, workers=1, warmup=3.0, window=5.0, max_friends=2)
+    entries = bench_run.bench_requester_load("tiny", plain)
+    out = entries["requester_cpu_ms_per_frame"]["detail"]
     assert out["params"]["jobs"] == 1
     assert out["accepted_frames_per_s"] > 0
-    assert out["requester_cpu_ms_per_frame"] > 0
-    assert out["requester_rss_end_mb"] > 0 and out["requester_kb_per_friend"] is not None
+    assert entries["requester_cpu_ms_per_frame"]["value"] > 0
+    assert out["requester_rss_end_mb"] > 0 and entries["requester_kb_per_friend"]["value"] is not None
     assert out["generators"].get("put_ok", 0) > 0
     assert not any(key.startswith(("refused", "master error")) for key in out["generators"])

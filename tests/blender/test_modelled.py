@@ -83,3 +83,19 @@ async def test_modelled_session_keeps_its_schedule(autojump_clock, tmp_path):
         with pytest.raises(RenderTimeout):
             await session.render([3, 4], wall_seconds=0.7)
         assert not session.alive
+
+
+async def test_a_window_costs_its_measured_share_of_a_frame(autojump_clock, tmp_path):
+    """A window of 1/16 of the frame takes the fixed start-up plus its area's share of a frame's time (real Blender's crop
+    cost, bench/crop_cost.py), not a whole frame's."""
+    from frender.blender import Window
+    from frender.blender._modelled import WINDOW_STARTUP, window_seconds
+
+    backend = ModelledBackend(1.0, resolution=(W, H))
+    window = Window(left=8, top=9, width=W // 4, height=H // 4)
+    start = trio.current_time()
+    [done] = await render(backend, tmp_path / "x.blend", tmp_path, [3], window=window)
+    took = trio.current_time() - start
+    assert took == pytest.approx(WINDOW_STARTUP + (1 - WINDOW_STARTUP) / 16) == pytest.approx(window_seconds(1.0, 1 / 16))
+    assert 0.07 < took < 0.09  # 7.7% measured for a 1/16 window of a 1920x1080 frame
+    assert done.path.name == "window_0003.png"
