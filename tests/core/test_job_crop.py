@@ -166,7 +166,9 @@ def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> N
     spotted = sum(len(d.spots) for d in trusted)
     assert 0 < spotted < len(trusted) / 2  # the floor (15% here), far from every batch
     [finished] = of(events, J.JobFinished)
-    assert finished.report.spot_checks == sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
+    # Drawn spot checks, plus the agreed checks the requester judged to anchor a friend it had not checked yet (Rule 14).
+    agreed_judged = [c for c in J.checks(run.state, 1) if c.arbitration_sha256 and c.pair is not None and c.pair.verdict != "disagree"]
+    assert finished.report.spot_checks == len(agreed_judged) >= sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
 
 
 def test_renders_are_handed_out_from_random_places_so_order_tells_no_re_render_apart() -> None:
