@@ -297,7 +297,9 @@ def unravel(d: Draft, friend: str) -> None:
     recalled = tuple(sorted(n for n in held if n in f.final))
     if requeued or recalled:
         d.emit(FramesRecalled(job=j.job, friend=friend, requeued=requeued, held=recalled, now=d.now))
-    reopen(d, friend, tuple(again), tuple(sorted(held)))
+    # Its latest copies first: it was caught forging now, so a peer that vouched for a forgery is likeliest found
+    # early, and the rest of that peer's judgements are void once it is caught (above).
+    reopen(d, friend, tuple(sorted(again, reverse=True)), tuple(sorted(held)))
 
 
 def reopen(d: Draft, friend: str, checks: tuple[int, ...], holds: tuple[int, ...]) -> None:

@@ -142,11 +142,11 @@ class JobSettings:
     # Coalitions (Rules 14-16). Each friend's first batch in a job is spot-checked; a trusted friend's later
     # batches with probability max(spot_floor, min(1, spot_trust_scale / (1 + reputation))): every batch until
     # its reputation (own checks passed) reaches spot_trust_scale, half of them at twice that, the floor at
-    # 20 times that. spots_per_batch test frames a spot draws. With anchored_finality a frame vouched by peers
+    # 20 times that. A spot judges spots_per_batch test frames of the batch. With anchored_finality a frame vouched by peers
     # is final only once its author and every friend that vouched for it passed a requester's check in this job.
     spot_first: bool = field(default=True, metadata=OMIT)
     spot_trust_scale: float = field(default=16.0, metadata=OMIT)
-    spots_per_batch: int = field(default=1, metadata=OMIT)
+    spots_per_batch: int = field(default=2, metadata=OMIT)
     anchored_finality: bool = field(default=True, metadata=OMIT)
     # The requester's own renders over untrusted friends' frames, per account (owner) and per job; 0: auto,
     # ceil(M / batch_size) + 4 per account and 2 x ceil(M / batch_size) + 8 per job. Past either bound, those
