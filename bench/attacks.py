@@ -13,17 +13,23 @@ figures measured on real Blender (docs/verification.md): a lazy render (a
 quarter of the samples, denoised crop) is 0.86% off at 50.3 dB, everything
 else forged is far off. Honest friends are trusted (the master's reputation
 10) unless the row says otherwise; cheaters are fresh (probationary), except
-the reputation farmer (20).
+the reputation farmer (20) and the coalitions: "trusted colluders" farmed
+reputation 6 (one job's worth), "seasoned" 100; they render their first batch
+of each job honestly (it is always spot-checked), then forge f and vouch for
+each other; "alone" rows have no other friend and the job starves once they
+are caught (nobody else is granted); "fresh sybils alone" are N fresh
+accounts forging together.
 
 Columns: jobs (those in which a cheater delivered a forgery: a cheater that
 forged nothing in a job was honest there and cannot be caught); the share of
-those in which every cheater that forged was evicted; forged frames that
-became final per 1,000 forged deliveries; points paid to cheaters minus fines
-(a fine: the points the cheater would have earned in that job); the friends'
-check work as a fraction of M (crop checks, by area and a render's fixed
-cost); frames rendered again as a fraction of M (a forger's, after it is
-caught: work the forger never did); the requester's own render work (its
-windows) as a fraction of M; honest friends evicted; the job's span on the
+those in which every cheater that forged was evicted; forged frames final at
+the job's end, and forged frames served then recalled, per 1,000 forged
+deliveries; frames recalled per job; the cheaters' net points after fines
+(the fine modelled from the report: each caught friend's ``forfeited`` points
+plus one per frame in ``forged``); the friends' check work and the
+requester's own windows as fractions of M (crop checks, by area and a
+render's fixed cost); frames rendered again as a fraction of M; honest
+friends evicted; the share of jobs that finished; the job's span on the
 virtual clock (frames of render time).
 
     python bench/attacks.py            # >= 200 jobs a row (1,000 honest-only), N=8 and N=32
