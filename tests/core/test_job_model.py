@@ -320,8 +320,9 @@ class Pool(RuleBasedStateMachine):
     @invariant()
     def no_forgery_of_a_whole_forger_is_ever_final(self) -> None:
         """With crop checks on (and checking on), a friend that forges all it renders never has a forgery final: each of
-        its frames meets a checker's window, and its batch a spot check by the requester (every friend here is
-        probationary), which a forged frame always fails, colluders' vouching or not."""
+        its frames meets a checker's window, and its batch a spot check by the requester (every batch of a friend below
+        the reputation at which spots thin out, the first one of any friend), which a forged frame always fails,
+        colluders' vouching or not, trusted or not."""
         if not self.crop or not self.checking:
             return
         for frame, ff in self.final_seen.items():
