@@ -11,6 +11,9 @@ its own record and module:
 - frames (``_frames``): delivered copies, batches and finality (Rules 1-2);
 - escrow (``_escrow``): the check budget and the report (Rule 7).
 
+Unravelling (``_unravel``, Rule 15) is a policy over checks and frames: it undoes what a caught
+friend's word made final.
+
 ``decide`` validates a command, plays it on a *draft* (``Job.clone``: a few
 container copies) through the same evolvers as ``evolve``, and runs the job's
 policies on the draft until nothing more follows (batches close, orphaned checks

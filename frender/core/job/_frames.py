@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import Factory, define
 
 from frender.core._decider import Rejected
-from frender.core.job import _checks
+from frender.core.job import _checks, _unravel
 from frender.core.job._escrow import Use, room
 from frender.core.job._states import CHECK, Step
 from frender.core.job.commands import DeliverFrame
@@ -145,7 +145,7 @@ def finalise(d: Draft) -> None:
         d.emit(FramesFinal(job=j.job, frames=tuple(final), now=d.now))
     for p, (check, frame) in wanted.items():
         if p not in ch.anchoring and frame in f.ready:
-            _checks.reopen(d, p, (check,), (frame,))
+            _unravel.reopen(d, p, (check,), (frame,))
 
 
 # ---------------------------------------------------------------- evolving
