@@ -13,17 +13,23 @@ figures measured on real Blender (docs/verification.md): a lazy render (a
 quarter of the samples, denoised crop) is 0.86% off at 50.3 dB, everything
 else forged is far off. Honest friends are trusted (the master's reputation
 10) unless the row says otherwise; cheaters are fresh (probationary), except
-the reputation farmer (20).
+the reputation farmer (20) and the coalitions: "trusted colluders" farmed
+reputation 6 (one job's worth), "seasoned" 100; they render their first batch
+of each job honestly (it is always spot-checked), then forge f and vouch for
+each other; "alone" rows have no other friend and the job starves once they
+are caught (nobody else is granted); "fresh sybils alone" are N fresh
+accounts forging together.
 
 Columns: jobs (those in which a cheater delivered a forgery: a cheater that
 forged nothing in a job was honest there and cannot be caught); the share of
-those in which every cheater that forged was evicted; forged frames that
-became final per 1,000 forged deliveries; points paid to cheaters minus fines
-(a fine: the points the cheater would have earned in that job); the friends'
-check work as a fraction of M (crop checks, by area and a render's fixed
-cost); frames rendered again as a fraction of M (a forger's, after it is
-caught: work the forger never did); the requester's own render work (its
-windows) as a fraction of M; honest friends evicted; the job's span on the
+those in which every cheater that forged was evicted; forged frames final at
+the job's end, and forged frames served then recalled, per 1,000 forged
+deliveries; frames recalled per job; the cheaters' net points after fines
+(the fine modelled from the report: each caught friend's ``forfeited`` points
+plus one per frame in ``forged``); the friends' check work and the
+requester's own windows as fractions of M (crop checks, by area and a
+render's fixed cost); frames rendered again as a fraction of M; honest
+friends evicted; the share of jobs that finished; the job's span on the
 virtual clock (frames of render time).
 
     python bench/attacks.py            # >= 200 jobs a row (1,000 honest-only), N=8 and N=32
@@ -64,11 +70,14 @@ def truth(frame: int) -> str:
 
 
 class Friend:
-    def __init__(self, name: str, kind: str, f: float = 0.0, reputation: int = 10) -> None:
+    def __init__(self, name: str, kind: str, f: float = 0.0, reputation: int = 10, owner: str = "", wait: int = 0) -> None:
         self.name, self.kind, self.f, self.reputation = name, kind, f, reputation
+        self.owner = owner or "o-" + name
+        self.wait = wait  # renders this many frames honestly in each job before forging (it knows the first batch is spot-checked)
+        self.rendered = 0
 
     def forges(self, job: int, frame: int) -> bool:
-        if self.kind == "honest":
+        if self.kind == "honest" or (self.wait and self.rendered <= self.wait):
             return False
         h = int(hashlib.sha256(f"{job}/{self.name}/{frame}".encode()).hexdigest()[:8], 16) / 2**32
         return h < self.f
@@ -85,6 +94,7 @@ class Friend:
             if self.kind == "lazy":
                 return f"lazy:{frame}"
             return truth(frame)
+        self.rendered += 1
         if not self.forges(job, frame):
             return truth(frame)
         return self._forge(frame)
@@ -109,7 +119,7 @@ POLL = 0.5  # an idle friend asks again after this long (frames of render time)
 FORGE_TIME = 0.05  # a forged frame costs its forger next to nothing: it asks for work again at once
 
 
-def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_cost: float) -> dict:
+def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_cost: float, m: int = M) -> dict:
     """One job on a virtual clock: a frame takes a friend 1 unit (a lazy one 1/4, a forgery FORGE_TIME), a crop
     check ``crop_cost``; friends pull work when idle, deliver each frame when it is done, and poll when given nothing."""
     state = J.Requester()
@@ -127,10 +137,10 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
         events.extend(decided)
         return decided
 
-    for e in J.decide(state, J.StartJob(job=1, frames=tuple(range(1, M + 1)), settings=settings,
-                                        checks_escrowed=settings.checks_to_escrow(M, len(friends)), now=0.0)):
+    for e in J.decide(state, J.StartJob(job=1, frames=tuple(range(1, m + 1)), settings=settings,
+                                        checks_escrowed=settings.checks_to_escrow(m, len(friends)), now=0.0)):
         J.evolve(state, e)
-    do(J.AddFriends, 0.0, friends=tuple(J.GrantedFriend(friend=f.name, owner="o-" + f.name, reputation=f.reputation) for f in friends))
+    do(J.AddFriends, 0.0, friends=tuple(J.GrantedFriend(friend=f.name, owner=f.owner, reputation=f.reputation) for f in friends))
     by_name = {f.name: f for f in friends}
     copies: dict[str, str] = {}  # sha -> token
     forged_delivered = rendered = own_windows = 0
@@ -153,6 +163,9 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
                        **compare(copies[e.a_sha256], copies[e.b_sha256]))
             elif isinstance(e, J.OwnRenderRequested) and ("o", e.check) not in answered:
                 answered.add(("o", e.check))
+                c = J.check_of(state, 1, e.check)
+                if c is None or c.state not in ("own", "arbitrating"):
+                    continue  # voided meanwhile (its pair was caught already): the shell renders only live requests
                 own_windows += 1
                 token = truth(e.frame)
                 sha = hashlib.sha256(f"own/{e.check}/{token}".encode()).hexdigest()
@@ -162,7 +175,7 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
     queue: list[tuple[float, int, str, object]] = [(0.0, i, f.name, None) for i, f in enumerate(friends)]
     heapq.heapify(queue)
     seq = len(queue)
-    while queue and not J.is_finished(state, 1):
+    while queue and not J.is_finished(state, 1) and not J.starved(state, 1):
         clock, _, name, delivery = heapq.heappop(queue)
         friend = by_name[name]
         start = len(events)
@@ -202,9 +215,14 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
             seq += 1
             heapq.heappush(queue, (at, seq, name, (task.task, frame, token, index == len(task.frames) - 1)))
     report = J.report(state, 1)
-    assert report is not None, "the job did not finish"
-    finals = [ff for e in events if isinstance(e, J.FramesFinal) for ff in e.frames]
-    forged_final = sum(copies[ff.sha256] != truth(ff.frame) for ff in finals)
+    finished = report is not None
+    if report is None:  # starved (Rule 16): every friend caught or blocked, none granted; nobody is paid
+        assert J.starved(state, 1), "the job neither finished nor starved"
+        report = _closing(state)
+    finals = [J.final_copy(state, 1, n) for n in range(1, m + 1)]
+    forged_final = sum(ff is not None and copies[ff.sha256] != truth(ff.frame) for ff in finals)
+    ever_final = [ff for e in events if isinstance(e, J.FramesFinal) for ff in e.frames]
+    forged_served = len({ff.frame for ff in ever_final if copies[ff.sha256] != truth(ff.frame)})
     crop_tasks = sum(1 for e in events if isinstance(e, J.TaskAssigned) and e.kind == "check")
     cheaters = {f.name for f in friends if f.kind != "honest"}
     evicted = set(report.evictions)
@@ -212,22 +230,46 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
     for e in events:
         if isinstance(e, J.CopyReceived):
             earned[e.friend] = earned.get(e.friend, 0) + 1
-    paid = sum(report.payouts.get(c, 0) for c in cheaters)
+    paid = sum(report.payouts.get(c, 0) for c in cheaters) if finished else 0
     fines = sum(earned.get(c, 0) for c in cheaters & evicted)
+    # The fine rule modelled from the report: a caught friend's owner pays what it forfeited here (copies
+    # delivered and checks rendered) plus one point per frame the requester found it forged.
+    fined = sum(report.forfeited.get(c, 0) + len(report.forged.get(c, ())) for c in cheaters & evicted)
     return dict(
         forged=bool(forgers), caught=bool(forgers) and forgers <= evicted,
-        forged_delivered=forged_delivered, forged_final=forged_final, points=paid - fines,
-        checks=crop_tasks * crop_cost / M, again=(rendered - M) / M, own=own_windows * crop_cost / M,
+        forged_delivered=forged_delivered, forged_final=forged_final, forged_served=forged_served, points=paid - fines,
+        net=paid - fined, recalled=len(report.recalled), finished=finished,
+        checks=crop_tasks * crop_cost / m, again=(rendered - m) / m, own=own_windows * crop_cost / m,
         honest_evicted=len(evicted - cheaters), span=clock,
     )
 
 
+def _closing(state: J.Requester) -> J.JobReport:
+    """The report the job would close with now (what the shell sends when it ends a starved job)."""
+    from frender.core.job import _escrow
+
+    return _escrow.report(state.jobs[1])
+
+
 def roster(row: str, n: int, number: int) -> list[Friend]:
     honest = lambda i, rep=10: Friend(f"h{i}", "honest", reputation=rep)  # noqa: E731
+    f = float(row.partition(" f=")[2].split()[0]) if " f=" in row else 1.0
+    if row.startswith("trusted colluders") or row.startswith("seasoned colluders"):
+        # Accounts that farmed trust (reputation 6: one job's spot checks; "seasoned": 100), then forge together,
+        # vouch for each other, and render their first batch of every job honestly (it is always spot-checked).
+        size = row.split()[2]
+        k = 2 if size == "2" else max(2, n // 2) if size == "50%" else n
+        rep = 100 if row.startswith("seasoned") else 6
+        group = [Friend(f"c{i}", "colluding", f, reputation=rep, wait=8) for i in range(k)]
+        return group if "alone" in row or size == "all" else group + [honest(i) for i in range(n - k)]
+    if row.startswith("farmer then forges"):  # honest until trusted (one job), then forging everything
+        return [Friend("x0", "farmer", 1.0, reputation=6, wait=8)] + [honest(i) for i in range(n - 1)]
+    if row.startswith("fresh sybils alone"):  # n fresh free accounts forging one shared image, no trusted friend live
+        return [Friend(f"s{i}", "colluding", 1.0, reputation=0) for i in range(n)]
     if row.startswith("naive") or row.startswith("smart") or row.startswith("lazy") or row.startswith("farmer"):
-        kind, _, f = row.partition(" f=")
+        kind, _, f_ = row.partition(" f=")
         kind = kind.split(" ")[0]
-        cheater = Friend("x0", kind, float(f or 1.0), reputation=20 if kind == "farmer" else 0)
+        cheater = Friend("x0", kind, float(f_ or 1.0), reputation=20 if kind == "farmer" else 0)
         return [cheater] + [honest(i) for i in range(n - 1)]
     if row.startswith("colluding"):
         share = int(row.split()[1].rstrip("%")) / 100
@@ -237,18 +279,28 @@ def roster(row: str, n: int, number: int) -> list[Friend]:
     return [honest(i) for i in range(n)]
 
 
+def frames_of(row: str) -> int:
+    """A row's job length: M, or what its name says (M=48: the farm test's jobs)."""
+    return int(row.split("M=")[1].split()[0]) if "M=" in row else M
+
+
 ROWS = [
     *(f"naive-{kind} f={f}" for f in ("0.05", "0.2", "1") for kind in ("black", "noise", "stale")),
     "lazy f=1", "smart f=0.05", "smart f=0.2",
     "colluding 25%", "colluding 50%", "colluding 50% nobody trusted",
-    "farmer f=0.2", "honest only",
+    "farmer f=0.2", "farmer then forges f=1",
+    "trusted colluders 2 f=1", "trusted colluders 2 f=0.05", "trusted colluders 50% f=1", "trusted colluders 50% f=0.05",
+    "trusted colluders 2 alone f=1", "trusted colluders 2 alone f=0.05", "trusted colluders 2 alone f=1 M=48",
+    "trusted colluders all f=1", "trusted colluders all f=0.05", "seasoned colluders 50% f=1", "seasoned colluders all f=1",
+    "fresh sybils alone f=1",
+    "honest only",
 ]
 
 
 def _one(args: tuple[str, int, int, float, dict]) -> dict:
     row, n, number, crop_cost, overrides = args
     settings = J.JobSettings(**{"seconds_per_frame": 1.0, "startup_seconds": 0.0, "adaptive": False, **overrides})
-    return run_job(number, roster(row, n, number), settings, crop_cost)
+    return run_job(number, roster(row, n, number), settings, crop_cost, frames_of(row))
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -283,6 +335,10 @@ def main() -> None:
                     caught=sum(r["caught"] for r in runs) / with_forgery if with_forgery else None,
                     forged_final_per_1000=1000 * sum(r["forged_final"] for r in runs) / forged if forged else 0.0,
                     points_minus_fines=sum(r["points"] for r in runs) / jobs,
+                    net_after_fines=sum(r["net"] for r in runs) / jobs,
+                    recalled=sum(r["recalled"] for r in runs) / jobs,
+                    forged_served_per_1000=1000 * sum(r["forged_served"] for r in runs) / forged if forged else 0.0,
+                    finished=sum(r["finished"] for r in runs) / jobs,
                     check_work=sum(r["checks"] for r in runs) / jobs,
                     rendered_again=sum(r["again"] for r in runs) / jobs,
                     own_work=sum(r["own"] for r in runs) / jobs,
@@ -304,14 +360,17 @@ def main() -> None:
                          key=lambda r: (r["n"], order.get(r["row"], len(order))))
         command = "; ".join(dict.fromkeys([*kept.get("command", "").split("; "), command.strip()])).strip("; ")
     _record.update({key: dict(M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)}, args.out, mark)
-    print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final per 1,000 | points minus fines per job"
-          " | checks / M | rendered again / M | requester's own / M | honest evicted | job's span |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final at the end per 1,000 | served, then recalled, per 1,000"
+          " | recalled frames per job | net points of the cheaters after fines | checks / M | requester's own / M | checks + own / M"
+          " | rendered again / M | honest evicted | finished | job's span |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         caught = "-" if r["caught"] is None else f"{r['caught']:.1%}"
+        served = r.get("forged_served_per_1000", 0.0) - r["forged_final_per_1000"]
         print(f"| {r['n']} | {r['row']} | {r['jobs']} ({r['jobs_with_forgery']}) | {caught} | {r['forged_final_per_1000']:.1f}"
-              f" | {r['points_minus_fines']:.1f} | {r['check_work']:.1%} | {r['rendered_again']:.1%} | {r['own_work']:.2%}"
-              f" | {r['honest_evicted']} | {r['span']:.1f} |")
+              f" | {served:.1f} | {r.get('recalled', 0.0):.2f} | {r.get('net_after_fines', r['points_minus_fines']):.1f}"
+              f" | {r['check_work']:.1%} | {r['own_work']:.2%} | {r['check_work'] + r['own_work']:.1%} | {r['rendered_again']:.1%}"
+              f" | {r['honest_evicted']} | {r.get('finished', 1.0):.0%} | {r['span']:.1f} |")
 
 
 if __name__ == "__main__":

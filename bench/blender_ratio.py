@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from frender import blender  # noqa: E402
 from frender.apps.client import submit  # noqa: E402
-from efficiency import _bounded, bind_accounts  # noqa: E402
-from frender.apps.demo import Cluster, _operate, start_friend, start_master, start_requester, wait_for_friends  # noqa: E402
+from efficiency import _bounded  # noqa: E402
+from frender.apps.demo import Cluster, _accounts, _operate, start_friend, start_master, start_requester, wait_for_friends  # noqa: E402
 
 
 def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, startup_seconds: float = 5.0, keep: Path | None = None) -> dict:
@@ -73,8 +73,8 @@ def run(frames: int = 48, friends: int = 2, seconds_per_frame: float = 1.0, star
             master, master_home = start_master(cluster)
             requester = start_requester(cluster, master, seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds)
             homes = {f"friend{i + 1}": root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": root / "homes" / "artist"}
-            trio.run(bind_accounts, master, homes)
-            trio.run(_operate, master, master_home, requester, [u for u in homes if u != "artist"])
+            keys = trio.run(_accounts, master, homes)
+            trio.run(_operate, master, master_home, requester, keys)
             for i in range(friends):
                 start_friend(cluster, master, i + 1, threads=1)
             trio.run(wait_for_friends, master, master_home, friends, 120.0)

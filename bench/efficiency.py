@@ -35,8 +35,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from frender.apps.client import create_account, submit  # noqa: E402
-from frender.apps.demo import Cluster, _operate, start_master, wait_for_friends  # noqa: E402
+from frender.apps.client import submit  # noqa: E402
+from frender.blender import ModelledBackend  # noqa: E402
+from frender.apps.demo import Cluster, _accounts, _operate, start_master, wait_for_friends  # noqa: E402
 from frender.apps import requester as _shell_events  # noqa: E402,F401  (registers its log events)
 from frender.blender._modelled import WINDOW_STARTUP, window_seconds  # noqa: E402
 from frender.core import job as core  # noqa: E402
@@ -65,12 +66,6 @@ def start_modelled_friend(cluster: Cluster, master, index: int, *, spec: str) ->
         name, "run", "friend", "--master", str(master), "--user", name, "--name", "box", "--threads", "1",
         "--home", str(cluster.root / "homes" / name), "--blender", spec,
     )
-
-
-async def bind_accounts(master, homes: dict[str, Path]) -> None:
-    """Accounts are keys: each user binds its name with the key in its home before points are granted to it."""
-    for user, home in homes.items():
-        await create_account(master, home, user)
 
 
 async def _bounded(seconds: float, coroutine):
@@ -131,8 +126,8 @@ def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, 
     try:
         master, master_home = start_master(cluster)
         requester = start_modelled_requester(cluster, master, spec=spec, seconds_per_frame=seconds, startup_seconds=startup)
-        trio.run(bind_accounts, master, homes)
-        trio.run(_operate, master, master_home, requester, [u for u in homes if u != "artist"])
+        keys = trio.run(_accounts, master, homes)  # accounts are keys: each user binds its name before points are granted
+        trio.run(_operate, master, master_home, requester, keys)
         for i in range(friends):
             start_modelled_friend(cluster, master, i + 1, spec=spec)
         trio.run(wait_for_friends, master, master_home, friends, 120.0)
@@ -145,6 +140,7 @@ def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, 
             lambda: _bounded(deadline, submit(
                 scene, requester=requester, user="artist", home=homes["artist"], friends=friends,
                 out=root / "frames", frames=tuple(range(1, frames + 1)), checks_per_friend=checks, poll=0.05,
+                backend=ModelledBackend(seconds, resolution=RESOLUTION, frame_range=(1, frames)),  # the artist's check, modelled too
             ))
         )
         actual = time.perf_counter() - t0

@@ -154,7 +154,8 @@ def test_colluders_vouching_for_each_other_are_both_evicted_and_no_forgery_is_fi
 
 
 def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> None:
-    """A probationary friend's every batch carries one spot check; a long-trusted friend's fewer, never none in the long run."""
+    """A probationary friend's every batch carries its spot checks; a long-trusted friend's fewer batches (its first in
+    the job always), never none in the long run."""
     trusted_friends = {f: 1000 for f in "tuvw"}
     run = owners_run({"p": "o1"} | {f: "o-" + f for f in trusted_friends}, trusted_friends, frames=range(1, 301), spot_floor=0.15)
     events = play(run, rounds=9000)
@@ -162,11 +163,13 @@ def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> N
     drawn = of(events, J.ChecksDrawn)
     probation = [d for d in drawn if d.subject == "p"]
     trusted = [d for d in drawn if d.subject != "p"]
-    assert probation and all(len(d.spots) == 1 for d in probation)
-    spotted = sum(len(d.spots) for d in trusted)
-    assert 0 < spotted < len(trusted) / 2  # the floor (15% here), far from every batch
+    assert probation and all(len(d.spots) == min(run.job.settings.spots_per_batch, len(d.tests)) for d in probation)
+    spotted = sum(1 for d in trusted if d.spots)
+    assert 0 < spotted < len(trusted) / 2  # the first batch of each, then the floor (15% here): far from every batch
     [finished] = of(events, J.JobFinished)
-    assert finished.report.spot_checks == sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
+    # Drawn spot checks, plus the agreed checks the requester judged to anchor a friend it had not checked yet (Rule 14).
+    agreed_judged = [c for c in J.checks(run.state, 1) if c.arbitration_sha256 and c.pair is not None and c.pair.verdict != "disagree"]
+    assert finished.report.spot_checks == len(agreed_judged) >= sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
 
 
 def test_renders_are_handed_out_from_random_places_so_order_tells_no_re_render_apart() -> None:

@@ -13,7 +13,9 @@ from frender.core import job as J
 from frender.core._decider import Rejected, fold
 
 HONEST = ("honest", "crashy")
-KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil", "colluding", "smart")
+KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil", "colluding", "smart", "coalition")
+# "coalition": friends of different owners that forge the same frames (half of them, one shared forgery each) and vouch
+# for each other's forgeries while rendering every other check honestly; with trusted=True they start trusted (farmed).
 FORGE_ALL = ("black", "noise", "stale", "sybil", "colluding", "smart")  # forge every frame they render (not checks)
 
 
@@ -31,11 +33,18 @@ def fake(kind: str, friend: str, frame: int) -> str:
     return hashlib.sha256(b"black").hexdigest()  # black; sybils share it, so they would agree
 
 
-def render(kind: str, friend: str, frame: int, is_check: bool) -> str:
+def coalition_forges(frame: int) -> bool:
+    return int(hashlib.sha256(f"coalition {frame}".encode()).hexdigest(), 16) % 2 == 1
+
+
+def render(kind: str, friend: str, frame: int, is_check: bool, subject_kind: str = "") -> str:
     """What a friend of ``kind`` returns for ``frame`` (the liar lies only on test frames, the smart one only off them).
 
     A crop of an image hashes as the image itself: an honest crop agrees with an honest frame, and a
     colluder's crop of the group's forgery agrees with it (the colluders vouch for each other)."""
+    if kind == "coalition":  # forges its share; on a check, vouches for a fellow's forgery and is honest otherwise
+        forge = coalition_forges(frame) and (not is_check or subject_kind == "coalition")
+        return hashlib.sha256(f"coalition forgery {frame}".encode()).hexdigest() if forge else truth(frame)
     if kind in HONEST or (kind == "liar" and not is_check) or (kind == "smart" and is_check):
         return truth(frame)
     if kind == "partial" and int(hashlib.sha256(f"{friend}{frame}".encode()).hexdigest(), 16) % 2:
@@ -51,6 +60,9 @@ def compare(a: str, b: str) -> dict:
     return dict(verdict="disagree", fraction_off=0.3, max_diff=200, psnr=psnr)
 
 
+RULES: dict = {}  # JobSettings overrides for every job (to run the model under other rules)
+
+
 class Pool(RuleBasedStateMachine):
     """Friends pull tasks and deliver; the shell answers comparison and render requests; a clock ticks."""
 
@@ -64,6 +76,7 @@ class Pool(RuleBasedStateMachine):
         self.held: dict[str, list[J.TaskAssigned]] = {}
         self.crashed: set[str] = set()
         self.final_seen: dict[int, J.FinalFrame] = {}
+        self.recalled: set[int] = set()
         self.disagreements = 0
         self.finished: J.JobReport | None = None
         self.cancelled = False
@@ -100,6 +113,11 @@ class Pool(RuleBasedStateMachine):
             self.requests.append(e)
         elif isinstance(e, J.ComparisonMade) and e.against == "pair" and e.figures.verdict == "disagree":
             self.disagreements += 1
+        elif isinstance(e, J.FramesRecalled):
+            for frame in e.requeued + e.held:
+                assert frame in self.final_seen, f"frame {frame} recalled but not final"
+                del self.final_seen[frame]
+                self.recalled.add(frame)
         elif isinstance(e, J.FramesFinal):
             for ff in e.frames:
                 assert ff.frame not in self.final_seen, f"frame {ff.frame} final twice"
@@ -128,7 +146,8 @@ class Pool(RuleBasedStateMachine):
 
     @initialize(
         frames=st.integers(1, 24),
-        kinds=st.lists(st.sampled_from(KINDS), min_size=0, max_size=5) | st.lists(st.just("colluding"), min_size=2, max_size=4),
+        kinds=st.lists(st.sampled_from(KINDS), min_size=0, max_size=5) | st.lists(st.sampled_from(("colluding", "coalition")), min_size=2, max_size=4),
+        trusted=st.booleans(),
         honest=st.integers(1, 3),
         s=st.integers(0, 3),
         timing=st.sampled_from(("end", "batch")),
@@ -138,7 +157,7 @@ class Pool(RuleBasedStateMachine):
         crop=st.booleans(),
         seed=st.integers(0, 2**32),
     )
-    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, crop, seed) -> None:
+    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, crop, seed, trusted) -> None:
         self.crop = crop
         self.checking = s > 0
         self.seed = f"{seed:08x}"
@@ -150,12 +169,14 @@ class Pool(RuleBasedStateMachine):
             self.kind["f99"], owners["f99"] = "sybil", "mallory"
         settings_ = J.JobSettings(
             checks_per_friend=s, check_timing=timing, batch_size=batch, max_chunk=chunk, backups=backups,
-            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=crop, random_order=crop,
+            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=crop, random_order=crop, **RULES,
         )
+        # Trusted: every friend starts with a farmed reputation, colluders included (they behaved until trusted).
+        self.reputation = {f: (10 if trusted else 0) for f in self.kind}
         note(f"friends {self.kind}, settings {settings_}")
         self.apply(J.StartJob(job=1, frames=tuple(range(frames)), settings=settings_,
                               checks_escrowed=settings_.checks_to_escrow(frames, len(self.kind)), now=0.0))
-        self.cmd(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner=owners[f]) for f in self.kind))
+        self.cmd(J.AddFriends, friends=tuple(J.GrantedFriend(friend=f, owner=owners[f], reputation=self.reputation[f]) for f in self.kind))
 
     # ---------------------------------------------------------- rules
 
@@ -193,7 +214,11 @@ class Pool(RuleBasedStateMachine):
         frame = task.frames[0]
         rest = task.frames[1:]
         self.held[friend] = ([J.TaskAssigned(**{**_fields(task), "frames": rest})] if rest else []) + tasks[1:]
-        sha = render(self.kind[friend], friend, frame, task.kind == "check")
+        subject_kind = ""
+        if task.kind == "check":
+            check = J.check_of(self.state, 1, task.checks[task.frames.index(frame)])
+            subject_kind = self.kind.get(check.subject, "") if check is not None else ""
+        sha = render(self.kind[friend], friend, frame, task.kind == "check", subject_kind)
         self.cmd(J.DeliverFrame, friend=friend, task=task.task, frame=frame, sha256=sha, ok=ok, reason="" if ok else "bad png")
 
     @precondition(lambda self: self.running)
@@ -295,13 +320,29 @@ class Pool(RuleBasedStateMachine):
     @invariant()
     def no_forgery_of_a_whole_forger_is_ever_final(self) -> None:
         """With crop checks on (and checking on), a friend that forges all it renders never has a forgery final: each of
-        its frames meets a checker's window, and its batch a spot check by the requester (every friend here is
-        probationary), which a forged frame always fails, colluders' vouching or not."""
+        its frames meets a checker's window, and its batch a spot check by the requester (every batch of a friend below
+        the reputation at which spots thin out, the first one of any friend), which a forged frame always fails,
+        colluders' vouching or not, trusted or not."""
         if not self.crop or not self.checking:
             return
         for frame, ff in self.final_seen.items():
             if self.kind.get(ff.friend) in FORGE_ALL:
                 assert ff.sha256 == truth(frame), f"forged frame {frame} of {ff.friend} ({self.kind[ff.friend]}) is final"
+
+    @invariant()
+    def no_final_frame_rests_on_a_caught_friend(self) -> None:
+        """Unravelling (Rule 15): no final frame's author was caught, and none rests only on the word of caught peers."""
+        evicted = set(self.summary.evicted)
+        by_frame: dict[int, list[J.Check]] = {}
+        for c in J.checks(self.state, 1):
+            by_frame.setdefault(c.frame, []).append(c)
+        for frame, ff in self.final_seen.items():
+            assert ff.friend not in evicted, f"frame {frame} of caught {ff.friend} is final"
+            mine = [c for c in by_frame.get(frame, []) if c.kind == "test" and c.subject_sha256 == ff.sha256 and c.outcome is not None]
+            confirmed = any(c.outcome != "void" and (c.own or (c.arbitration_sha256 and c.outcome in ("agreed", "verifier_wrong"))) for c in mine)
+            vouchers = {c.verifier for c in mine if c.outcome == "agreed" and c.verifier is not None and not c.arbitration_sha256}
+            if self.crop and vouchers and not confirmed:
+                assert vouchers - evicted, f"frame {frame} is final on the word of caught {sorted(vouchers)} only"
 
     @invariant()
     def each_frame_is_accepted_once(self) -> None:
@@ -310,7 +351,7 @@ class Pool(RuleBasedStateMachine):
 
     @invariant()
     def final_frames_only_grow(self) -> None:
-        """Each frame is final once, never withdrawn, and unchanged."""
+        """The final frames are those announced final and not recalled since, unchanged."""
         final = {f: J.final_copy(self.state, 1, f) for f in self.summary.final}
         assert final == self.final_seen
 
@@ -370,6 +411,11 @@ class Pool(RuleBasedStateMachine):
                     self.ask(sorted(self.kind).index(friend))
                     progressed = progressed or bool(self.held.get(friend))
             if not progressed and not self.requests:
+                if J.starved(self.state, 1) and self.running:  # the master answers MoreFriendsWanted with a trusted friend
+                    newcomer = f"n{len(self.kind)}"
+                    self.kind[newcomer] = "honest"
+                    self.cmd(J.AddFriends, friends=(J.GrantedFriend(friend=newcomer, owner="o-" + newcomer, reputation=10),))
+                    continue
                 self.now += 1000.0
                 self.cmd(J.Tick)
         assert not self.running, (
@@ -385,6 +431,11 @@ class Pool(RuleBasedStateMachine):
         self.final_frames_only_grow()
         self.report_pays_honest_work_within_escrow()
         self.no_forgery_of_a_whole_forger_is_ever_final()  # over the whole job, run to its end
+        self.no_final_frame_rests_on_a_caught_friend()
+        if self.crop and self.checking and not self.cancelled:
+            # Run to its end, no forgery is final, whoever forged it and whoever vouched for it (Rules 14-15).
+            for frame, ff in self.final_seen.items():
+                assert ff.sha256 == truth(frame), f"forged frame {frame} of {ff.friend} ({self.kind[ff.friend]}) is final at the end"
         # Replay: the logged events, through the codec's JSON, rebuild the same state.
         events = [codec.from_json(*row.split("\n", 1)) for row in self.log]
         assert fold(J.evolve, J.Requester(), events) == self.state

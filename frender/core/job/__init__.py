@@ -11,6 +11,9 @@ its own record and module:
 - frames (``_frames``): delivered copies, batches and finality (Rules 1-2);
 - escrow (``_escrow``): the check budget and the report (Rule 7).
 
+Unravelling (``_unravel``, Rule 15) is a policy over checks and frames: it undoes what a caught
+friend's word made final.
+
 ``decide`` validates a command, plays it on a *draft* (``Job.clone``: a few
 container copies) through the same evolvers as ``evolve``, and runs the job's
 policies on the draft until nothing more follows (batches close, orphaned checks
@@ -21,8 +24,9 @@ the shell evolves them. Every state change goes through one transition table
 table does not allow raises ``Rejected`` naming the job, the state and the step,
 and changes nothing.
 
-Rule 1: every frame is final exactly once, and a final frame is never
-        withdrawn; the client is served final frames only.
+Rule 1: a frame has at most one final copy at a time, and a final frame is
+        withdrawn only by unravelling (Rule 15); the client is served final
+        frames only, and told of recalled ones (``queries.recalled``).
 Rule 2: a frame becomes final once its batch's checks are drawn and every
         check covering it is resolved in its author's favour.
 Rule 3: a task that misses its deadline, is handed back, or whose friend is
@@ -58,14 +62,16 @@ Rule 10: with ``crop_checks`` (the default) every delivered frame is checked:
         trusted_from``) while any is eligible; with none, by the requester.
         A crop check covers its own frame only. ``crop_checks=False`` keeps
         the full-frame test frames drawn per batch (Rules 4-5).
-Rule 11: the requester's own spot checks (crop checks): one test frame of
-        every probationary friend's batch, and of a trusted friend's with
-        probability max(spot_floor, spot_scale / (1 + reputation)), is
+Rule 11: the requester's own spot checks (crop checks): ``spots_per_batch``
+        test frames of every friend's first batch in the job, of every
+        probationary friend's batch, and of a trusted friend's with
+        probability ``_draws.spot_chance`` (every batch until its reputation
+        reaches ``spot_trust_scale``, then falling to ``spot_floor``), are
         arbitrated even when the pair agrees: the requester renders the same
         window and judges both parties (a checker that vouched for a forgery
         is wrong too: both are evicted). A spot check covers its whole batch,
-        so none of its frames is final before it. At most one per batch: the
-        requester's own load is bounded by M / batch_size windows, and
+        so none of its frames is final before it. The requester's own load is
+        at most spots_per_batch x M / batch_size windows plus Rules 14-15, and
         reported (``JobSummary.own_renders``, ``JobReport.spot_checks``).
 Rule 12: renders are handed out as runs from a random place in the queue,
         so a task says nothing about which frames are re-renders or checks.
@@ -75,7 +81,27 @@ Rule 13: a friend holds at most ``unverified_batches`` batches of frames no
         candidate copies. Beyond that it gets checks only, so a forger that
         delivers at once cannot take the queue before its first batch is
         judged: its harm is bounded by those batches.
-Rule 14: a render error handed back with a task (``_failures``) is the file's,
+Rule 14: peer agreement alone is never the last word (``anchored_finality``,
+        with crop checks): a frame whose checks agreed is final only once the
+        requester's own render has found its author and every peer that
+        vouched for it right in this job; an agreed check with a party not
+        yet so found (nor being judged) is arbitrated like a spot check, and a
+        frame still waiting on one gets one of its checks judged again.
+Rule 15: unravelling: when a friend is caught, every frame that was final on
+        its word is recalled (``FramesRecalled``): its own copies go back to
+        the queue, others' copies it vouched for are held until the
+        requester's render of the same window judges them again
+        (``ChecksReopened``); every agreed peer check over its copies is
+        judged again too, so a peer that vouched for one of its forgeries is
+        caught and unravelled in turn. A job finishes only when every frame,
+        recalled ones included, is final.
+Rule 16: the requester's own renders over untrusted friends' frames are
+        bounded per account (owner) and per job (``own_untrusted_bounds``);
+        past a bound, an untrusted friend the requester has not found right
+        in this job gets no more frames, and a job no friend can go on with
+        asks the master for others (``MoreFriendsWanted``) and says why
+        (``queries.starved``) so the shell can end it.
+Rule 17: a render error handed back with a task (``_failures``) is the file's,
         never the friend's: nobody is evicted, fined or judged for it. The
         same error from friends of two owners, or of every owner the job has,
         fails the job with it (``JobFailed``): over like a cancel, final frames
@@ -115,6 +141,8 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
   ``ReturnTask`` on a give-back.
 - ``MoreFriendsWanted`` -> ``RequestFriends(job=J, want=count, exclude=...)``.
 - ``FramesFinal`` -> serve those frames to the client.
+- ``FramesRecalled`` -> those frames are no longer final: tell the client to
+  drop them (``recalled`` maps each to its new final copy once there is one).
 - ``JobFinished`` -> report ``event.report`` to the master.
 - ``ReturnTask(error=...)`` when a friend's Blender could not render the
   task (its one-line reason) -> ``RenderFailed``; once friends of two owners
@@ -129,7 +157,7 @@ The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs`
 ``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
 ``holder_of``, ``task_friend``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
-``verifier_of``, ``report``.
+``verifier_of``, ``report``, ``recalled``, ``starved``.
 """
 
 from __future__ import annotations
@@ -171,6 +199,8 @@ from frender.core.job.events import (
     Figures,
     FinalFrame,
     FramesFinal,
+    FramesRecalled,
+    ChecksReopened,
     FriendLeft,
     FriendReturned,
     FriendsJoined,
@@ -215,9 +245,11 @@ from frender.core.job.queries import (
     points,
     progress,
     queued,
+    recalled,
     report,
     running_jobs,
     silent_candidates,
+    starved,
     summary,
     task_friend,
     verifier_of,
@@ -290,6 +322,8 @@ __all__ = [
     "JobCancelled",
     "RenderFailed",
     "JobFailed",
+    "FramesRecalled",
+    "ChecksReopened",
     "EVENTS",
     # the decider and its queries
     "decide",
@@ -319,4 +353,6 @@ __all__ = [
     "report",
     "evictions",
     "points",
+    "recalled",
+    "starved",
 ]

@@ -16,6 +16,7 @@ from attrs import Factory, define, frozen
 from attrs import evolve as _replace
 
 from frender.core._decider import Rejected
+from frender.core.job import _unravel
 from frender.core.job._draws import checker, close_batches, give_checks, orphan_checks
 from frender.core.job._states import CHECK, FRIEND, CheckState, Step
 from frender.core.job.commands import RecordComparison, RecordOwnRender
@@ -26,6 +27,7 @@ from frender.core.job.events import (
     CheckKind,
     CheckResolved,
     ChecksDrawn,
+    ChecksReopened,
     ComparisonMade,
     ComparisonRequested,
     CopyFaulted,
@@ -50,7 +52,10 @@ from frender.core.job.events import (
 if TYPE_CHECKING:
     from frender.core.job._job import Draft, Job
 
-__all__ = ["Check", "Checks", "checker", "close_batches", "orphan_checks", "give_checks", "compare_pair", "record_comparison", "record_own_render", "EVOLVERS"]
+__all__ = [
+    "Check", "Checks", "checker", "close_batches", "orphan_checks", "give_checks", "compare_pair", "record_comparison", "record_own_render",
+    "anchoring_on", "EVOLVERS",
+]
 
 
 @frozen(kw_only=True)
@@ -71,6 +76,7 @@ class Check:
     draw: int = 0  # crop checks: the random draw that picks the verifier
     spot: bool = False  # the requester renders the window too, even when the pair agrees (Rule 11)
     by_requester: bool = False  # drawn beyond the escrowed budget: only the requester renders it (Rule 7)
+    reopened: bool = False  # an agreed check judged again by the requester (Rule 15): unpaid, never drawn on the budget
     pair: Figures | None = None
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
@@ -91,13 +97,22 @@ class Checks:
     arbitrations: int = 0
     own_checks: int = 0
     spot_checks: int = 0  # arbitrations of agreed pairs: the requester's own spot checks
+    # Rule 14: friends the requester's own render found right in this job, and those it is judging now.
+    anchored: set[str] = Factory(set)
+    anchoring: set[str] = Factory(set)
+    spotted: set[str] = Factory(set)  # friends whose batch already drew a spot check in this job
+    forged: dict[str, tuple[int, ...]] = Factory(dict)  # friend -> frames the requester found it wrong on
+    # Rule 16: the requester's own renders over untrusted friends' frames, per owner and in all.
+    own_untrusted_of: dict[str, int] = Factory(dict)
+    own_untrusted: int = 0
 
     def clone(self) -> Checks:
         return Checks(
             by_number=self.by_number.copy(), pending=self.pending.copy(), ring=self.ring, position=self.position.copy(),
             open_batch=self.open_batch.copy(), calibrated=self.calibrated.copy(), evictions=self.evictions.copy(),
             next_check=self.next_check, next_batch=self.next_batch, arbitrations=self.arbitrations, own_checks=self.own_checks,
-            spot_checks=self.spot_checks,
+            spot_checks=self.spot_checks, anchored=self.anchored.copy(), anchoring=self.anchoring.copy(), spotted=self.spotted.copy(),
+            forged=self.forged.copy(), own_untrusted_of=self.own_untrusted_of.copy(), own_untrusted=self.own_untrusted,
         )
 
 
@@ -174,7 +189,7 @@ def _after_comparison(d: Draft, cid: int) -> None:
     c = j.checks.by_number[cid]
     if c.state == CheckState.COMPARED:
         assert c.pair is not None
-        if c.pair.verdict != Verdict.DISAGREE and (c.own or not c.spot):
+        if c.pair.verdict != Verdict.DISAGREE and (c.own or not (c.spot or _unanchored(j, c))):
             _resolve(d, c, Outcome.AGREED)
         elif c.own:  # the requester's own render already is the arbitration
             _judge(d, cid, _classify(j, c.pair), Judgement.NONE)
@@ -183,6 +198,21 @@ def _after_comparison(d: Draft, cid: int) -> None:
     elif c.state == CheckState.JUDGED:
         assert c.vs_subject is not None and c.vs_verifier is not None
         _judge(d, cid, _classify(j, c.vs_subject), _classify(j, c.vs_verifier))
+
+
+def anchoring_on(j: Job) -> bool:
+    """Rule 14 applies: crop checks on every frame, and peer agreement is provisional until anchored."""
+    s = j.settings
+    return s.anchored_finality and s.crop_checks and s.checks_per_friend > 0
+
+
+def _unanchored(j: Job, c: Check) -> bool:
+    """Rule 14: an agreed peer crop check with a party the requester has not yet found right in this job (nor
+    is judging now) is arbitrated too, so the friends a frame's finality rests on are each checked early."""
+    if c.verifier is None or c.window is None or not anchoring_on(j):
+        return False
+    ch = j.checks
+    return any(p not in ch.anchored and p not in ch.anchoring for p in (c.subject, c.verifier))
 
 
 def _resolve(d: Draft, c: Check, outcome: Outcome, subject: Judgement = Judgement.NONE, verifier: Judgement = Judgement.NONE) -> None:
@@ -239,6 +269,7 @@ def _evict(d: Draft, friend: str, evidence: Evidence) -> None:
             _resolve(d, c, Outcome.VOID)
     discarded = tuple(sorted(f for f, copy in j.frames.copy.items() if copy.friend == friend))
     d.emit(CheaterEvicted(job=j.job, friend=friend, evidence=evidence, discarded=discarded, now=d.now))
+    _unravel.unravel(d, friend)
 
 
 def record_own_render(d: Draft, c: RecordOwnRender) -> None:
@@ -350,6 +381,22 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
         ch.pending[cid] = None
     ch.next_check = e.first_check + len(e.tests)
     ch.next_batch = e.batch + 1
+    if e.spots:
+        ch.spotted.add(e.subject)
+
+
+def _checks_reopened(j: Job, e: ChecksReopened) -> None:
+    ch = j.checks
+    holds = set(e.holds)
+    for offset, old in enumerate(e.of):
+        c = ch.by_number[old]
+        cid = e.first_check + offset
+        ch.by_number[cid] = Check(
+            check=cid, kind=c.kind, frame=c.frame, subject=c.subject, subject_sha256=c.subject_sha256,
+            covers=(c.frame,) if c.frame in holds else (), state=CheckState.COMPARED, verifier=c.verifier,
+            verifier_sha256=c.verifier_sha256, window=c.window, draw=c.draw, spot=True, by_requester=True, reopened=True, pair=c.pair,
+        )
+    ch.next_check = e.first_check + len(e.of)
 
 
 _FIGURES = {Against.PAIR: "pair", Against.SUBJECT: "vs_subject", Against.VERIFIER: "vs_verifier"}
@@ -361,14 +408,22 @@ def _comparison_made(j: Job, e: ComparisonMade) -> None:
 
 def _own_render_requested(j: Job, e: OwnRenderRequested) -> None:
     c = j.checks.by_number[e.check]
+    ch = j.checks
     if e.purpose == Purpose.CHECK:
         _set(j, c, Step.OWN, own=True, verifier=None)
-        j.checks.pending.pop(e.check, None)
-        j.checks.own_checks += 1
+        ch.pending.pop(e.check, None)
+        ch.own_checks += 1
     else:
         _set(j, c, Step.ARBITRATE)
-        j.checks.arbitrations += 1
-        j.checks.spot_checks += c.spot and c.pair is not None and c.pair.verdict != Verdict.DISAGREE
+        ch.arbitrations += 1
+        ch.spot_checks += c.pair is not None and c.pair.verdict != Verdict.DISAGREE  # a spot check, or an anchoring one
+        ch.anchoring.add(c.subject)
+        if c.verifier is not None:
+            ch.anchoring.add(c.verifier)
+    rec = j.friends.get(c.subject)
+    if rec is not None and rec.reputation < j.settings.trusted_from:  # Rule 16: the requester's work for untrusted friends
+        ch.own_untrusted_of[rec.owner] = ch.own_untrusted_of.get(rec.owner, 0) + 1
+        ch.own_untrusted += 1
 
 
 def _own_render_received(j: Job, e: OwnRenderReceived) -> None:
@@ -382,9 +437,24 @@ def _own_render_received(j: Job, e: OwnRenderReceived) -> None:
 def _check_resolved(j: Job, e: CheckResolved) -> None:
     c = j.checks.by_number[e.check]
     _set(j, c, Step.VOID if e.outcome == Outcome.VOID else Step.RESOLVE, outcome=e.outcome)
-    j.checks.pending.pop(e.check, None)
+    ch = j.checks
+    ch.pending.pop(e.check, None)
     if c.verifier is not None and (Judgement.CLOSE in (e.subject_verdict, e.verifier_verdict) or e.outcome == Outcome.CALIBRATION):
-        j.checks.calibrated.add(pair(c.subject, c.verifier))
+        ch.calibrated.add(pair(c.subject, c.verifier))
+    # Rule 14: who the requester's own render found right (or wrong) in this job.
+    if c.own and e.outcome == Outcome.AGREED:
+        ch.anchored.add(c.subject)
+    for party, verdict in ((c.subject, e.subject_verdict), (c.verifier, e.verifier_verdict)):
+        if party is None:
+            continue
+        if verdict == Judgement.RIGHT:
+            ch.anchored.add(party)
+        elif verdict == Judgement.WRONG:
+            ch.forged[party] = ch.forged.get(party, ()) + (c.frame,)
+    if c.arbitration_sha256 or e.outcome == Outcome.VOID:
+        ch.anchoring.discard(c.subject)
+        if c.verifier is not None:
+            ch.anchoring.discard(c.verifier)
 
 
 def _cheater_evicted(j: Job, e: CheaterEvicted) -> None:
@@ -406,6 +476,7 @@ EVOLVERS: dict[type, Callable[[Job, Any], None]] = {
     CopyReceived: _copy_received,
     CopyFaulted: _copy_faulted,
     ChecksDrawn: _checks_drawn,
+    ChecksReopened: _checks_reopened,
     ComparisonMade: _comparison_made,
     OwnRenderRequested: _own_render_requested,
     OwnRenderReceived: _own_render_received,

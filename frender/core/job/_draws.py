@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from frender.core import _circle
 from frender.core.job._escrow import Use, room
 from frender.core.job._states import FriendStatus
-from frender.core.job.events import WINDOW_GRID, ChecksDrawn, CropWindow, OwnRenderRequested, Purpose, TaskAssigned, TaskKind
+from frender.core.job.events import WINDOW_GRID, ChecksDrawn, CropWindow, JobSettings, OwnRenderRequested, Purpose, TaskAssigned, TaskKind
 
 if TYPE_CHECKING:
     from frender.core.job._checks import Check
     from frender.core.job._job import Draft, Job
 
-__all__ = ["CROP_SIDE", "checker", "check_verifier", "close_batches", "orphan_checks", "give_checks", "draw_window"]
+__all__ = ["CROP_SIDE", "checker", "check_verifier", "close_batches", "orphan_checks", "give_checks", "draw_window", "spot_chance"]
 
 _ACTIVE = FriendStatus.ACTIVE  # a module constant: enum members are slow to look up on their class
 CROP_SIDE = WINDOW_GRID // 4  # a window is a quarter of the frame each way: 1/16 of its area
@@ -84,17 +84,27 @@ def draw_window(entropy: str, label: str) -> CropWindow:
     return CropWindow(x=_circle.draw(entropy, f"{label}/x", room_), y=_circle.draw(entropy, f"{label}/y", room_), w=CROP_SIDE, h=CROP_SIDE)
 
 
-def _spots(j: Job, reputation: int, entropy: str, label: str, tests: tuple[int, ...]) -> tuple[int, ...]:
-    """Rule 11: the test frame of a batch the requester renders too: always for a probationary subject,
-    else with probability max(spot_floor, spot_scale / (1 + reputation)); one at most per batch."""
+def spot_chance(s: JobSettings, reputation: int) -> float:
+    """Rule 14: the chance a trusted friend's batch (past its first in the job) is spot-checked; 1 for a
+    probationary one. It falls with the requester's own checks the friend passed (its reputation), but only
+    slowly: every batch until ``spot_trust_scale``, never below ``spot_floor``."""
+    if reputation < s.trusted_from:
+        return 1.0
+    return max(s.spot_floor, min(1.0, max(s.spot_scale, s.spot_trust_scale) / (1 + reputation)))
+
+
+def _spots(j: Job, subject: str, reputation: int, entropy: str, label: str, tests: tuple[int, ...]) -> tuple[int, ...]:
+    """Rules 11 and 14: the test frames of a batch the requester renders too: every friend's first batch in the
+    job, every probationary friend's batch, a trusted friend's with ``spot_chance``; ``spots_per_batch`` of them."""
     s = j.settings
     if not tests:
         return ()
-    if reputation >= s.trusted_from:
-        p = max(s.spot_floor, min(1.0, s.spot_scale / (1 + reputation)))
-        if _circle.draw(entropy, f"{label}/spot", DRAW_RANGE) >= p * DRAW_RANGE:
-            return ()
-    return (tests[_circle.draw(entropy, f"{label}/spot-frame", len(tests))],)
+    first = s.spot_first and subject not in j.checks.spotted
+    if not first and _circle.draw(entropy, f"{label}/spot", DRAW_RANGE) >= spot_chance(s, reputation) * DRAW_RANGE:
+        return ()
+    if s.spots_per_batch == 1:
+        return (tests[_circle.draw(entropy, f"{label}/spot-frame", len(tests))],)
+    return tuple(sorted(_circle.sample(entropy, f"{label}/spot-frames", tests, min(s.spots_per_batch, len(tests)))))
 
 
 def close_batches(d: Draft) -> None:
@@ -122,7 +132,7 @@ def close_batches(d: Draft) -> None:
             own = tests[k:]
             windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
             draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)
-            spots = _spots(j, rec.reputation, d.entropy, label, tests[:k])
+            spots = _spots(j, friend, rec.reputation, d.entropy, label, tests[:k])
         else:
             want = s.checks_per_friend if rec.checked else 0
             k = max(0, min(want, len(frames), room(j, Use.DRAW)))

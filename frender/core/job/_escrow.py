@@ -101,6 +101,7 @@ def report(j: Job) -> JobReport:
         for f in sorted(set(frame_points) | set(check_points))
         if f not in evicted and frame_points.get(f, 0) + check_points.get(f, 0) > 0
     }
+    caught = sorted(evicted)
     return JobReport(
         job=j.job,
         frames=len(j.frames.numbers),
@@ -114,6 +115,10 @@ def report(j: Job) -> JobReport:
         own_checks=j.checks.own_checks,
         spot_checks=j.checks.spot_checks,
         escrow=len(j.frames.numbers) + j.escrow.budget,
+        caught_owners={f: j.friends[f].owner for f in caught},
+        forged={f: tuple(sorted(set(j.checks.forged[f]))) for f in caught if f in j.checks.forged},
+        forfeited={f: j.frames.delivered.get(f, 0) + j.escrow.paid.get(f, 0) for f in caught},
+        recalled=tuple(sorted(j.frames.recalled)),
     )
 
 
@@ -138,9 +143,14 @@ def _checks_drawn(j: Job, e: ChecksDrawn) -> None:
 
 def _check_resolved(j: Job, e: CheckResolved) -> None:
     es = j.escrow
+    c = j.checks.by_number[e.check]
     if e.outcome == Outcome.VOID:
-        if not j.checks.by_number[e.check].by_requester:  # those were never drawn on the budget
+        if not c.by_requester:  # those were never drawn on the budget
             es.used -= 1
+        return
+    if c.reopened:  # judged again by the requester: its verifier was paid (or not) the first time
+        if e.outcome in (Outcome.VERIFIER_WRONG, Outcome.BOTH_WRONG) and e.verifier is not None:
+            es.outcomes[e.verifier] = es.outcomes.get(e.verifier, ()) + (False,)
         return
     clean = _SUBJECT_CLEAN.get(e.outcome)
     if clean is not None:

@@ -1,8 +1,11 @@
 """Frames: delivered copies, their batches, and finality (Rules 1 and 2).
 
-Invariants: a frame is final exactly once and never withdrawn; it becomes final
-once its batch's checks are drawn and no unresolved check covers it; only final
-frames are served to the client; a frame has at most one candidate copy.
+Invariants: a frame has at most one final copy at a time; it becomes final once
+its batch's checks are drawn, no unresolved check covers it, and (Rule 14) the
+requester has found its author and every friend that vouched for it right in
+this job; a final frame is withdrawn only when unravelling (Rule 15) finds it
+rested on a caught friend's word; only final frames are served to the client;
+a frame has at most one candidate copy.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ from typing import TYPE_CHECKING, Any
 from attrs import Factory, define
 
 from frender.core._decider import Rejected
-from frender.core.job import _checks
+from frender.core.job import _checks, _unravel
 from frender.core.job._escrow import Use, room
 from frender.core.job._states import CHECK, Step
 from frender.core.job.commands import DeliverFrame
 from frender.core.job.events import (
     CheaterEvicted,
+    CheckKind,
     CheckResolved,
     ChecksDrawn,
     CopyFaulted,
     CopyReceived,
+    ChecksReopened,
     FinalFrame,
     FramesFinal,
+    FramesRecalled,
+    Judgement,
     Outcome,
     Role,
     TaskKind,
@@ -45,6 +52,9 @@ class Frames:
     holds: dict[int, int] = Factory(dict)  # frame -> unresolved checks covering it
     ready: dict[int, None] = Factory(dict)  # drawn, unheld candidates: final at the next settle
     delivered: dict[str, int] = Factory(dict)  # friend -> copies that became candidates
+    vouched: dict[int, dict[str, int]] = Factory(dict)  # frame -> peers that agreed with its copy -> their check
+    confirmed: set[int] = Factory(set)  # frames whose copy the requester's own render agreed with
+    recalled: dict[int, int] = Factory(dict)  # frame -> times withdrawn after being final (Rule 15)
 
     def clone(self) -> Frames:
         return Frames(
@@ -55,6 +65,9 @@ class Frames:
             holds=self.holds.copy(),
             ready=self.ready.copy(),
             delivered=self.delivered.copy(),
+            vouched=self.vouched.copy(),
+            confirmed=self.confirmed.copy(),
+            recalled=self.recalled.copy(),
         )
 
 
@@ -103,10 +116,36 @@ def deliver(d: Draft, c: DeliverFrame) -> None:
 
 
 def finalise(d: Draft) -> None:
-    """Rule 2: drawn candidates no check holds become final, in frame order."""
-    f = d.job.frames
-    if f.ready:
-        d.emit(FramesFinal(job=d.job.job, frames=tuple(f.copy[n] for n in sorted(f.ready)), now=d.now))
+    """Rule 2: drawn candidates no check holds become final, in frame order; Rule 14: only once the requester
+    found their author and every peer that vouched for them right in this job. A frame waiting on a friend the
+    requester is not judging yet gets one of its agreed checks judged again (the friend may check no more)."""
+    j = d.job
+    f = j.frames
+    if not f.ready:
+        return
+    if not _checks.anchoring_on(j):
+        d.emit(FramesFinal(job=j.job, frames=tuple(f.copy[n] for n in sorted(f.ready)), now=d.now))
+        return
+    ch = j.checks
+    final: list[FinalFrame] = []
+    wanted: dict[str, tuple[int, int]] = {}  # unanchored friend -> (check to judge again, frame it holds)
+    for n in sorted(f.ready):
+        copy = f.copy[n]
+        vouchers = f.vouched.get(n, {})
+        missing = [] if n in f.confirmed else [p for p in (copy.friend, *vouchers) if p not in ch.anchored]
+        if not missing:
+            final.append(copy)
+            continue
+        for p in missing:
+            if p not in ch.anchoring and p not in wanted and vouchers:
+                wanted[p] = (vouchers[p] if p in vouchers else next(iter(vouchers.values())), n)
+        if not vouchers and copy.friend not in ch.anchoring:
+            final.append(copy)  # no peer's word: its checks were the requester's own (or none was drawn)
+    if final:
+        d.emit(FramesFinal(job=j.job, frames=tuple(final), now=d.now))
+    for p, (check, frame) in wanted.items():
+        if p not in ch.anchoring and frame in f.ready:
+            _unravel.reopen(d, p, (check,), (frame,))
 
 
 # ---------------------------------------------------------------- evolving
@@ -138,20 +177,52 @@ def _check_resolved(j: Job, e: CheckResolved) -> None:
     if e.outcome == Outcome.VOID:
         return
     f = j.frames
-    for frame in j.checks.by_number[e.check].covers:
+    c = j.checks.by_number[e.check]
+    copy = f.copy.get(c.frame) or f.final.get(c.frame)
+    if c.kind == _TEST and copy is not None and copy.sha256 == c.subject_sha256:
+        if (c.own and e.outcome == Outcome.AGREED) or e.subject_verdict == Judgement.RIGHT:
+            f.confirmed.add(c.frame)  # the requester's own render agreed with this copy
+        elif e.outcome == Outcome.AGREED and c.verifier is not None:
+            f.vouched[c.frame] = {**f.vouched.get(c.frame, {}), c.verifier: c.check}
+    for frame in c.covers:
         held = f.holds.get(frame, 0) - 1
         f.holds[frame] = held
         if held == 0 and frame in f.batch_of and frame in f.copy:
             f.ready[frame] = None
 
 
+def _forget(f: Frames, frame: int) -> None:
+    f.ready.pop(frame, None)
+    f.batch_of.pop(frame, None)
+    f.holds[frame] = 0
+    f.vouched.pop(frame, None)
+    f.confirmed.discard(frame)
+
+
 def _cheater_evicted(j: Job, e: CheaterEvicted) -> None:
     f = j.frames
     for frame in e.discarded:
         del f.copy[frame]
+        _forget(f, frame)
+
+
+def _frames_recalled(j: Job, e: FramesRecalled) -> None:
+    """Rule 15: the caught friend's own final frames go back to work; those it vouched for wait for a judgement."""
+    f = j.frames
+    for frame in e.requeued:
+        del f.final[frame]
+        _forget(f, frame)
+        f.recalled[frame] = f.recalled.get(frame, 0) + 1
+    for frame in e.held:
+        f.copy[frame] = f.final.pop(frame)
+        f.recalled[frame] = f.recalled.get(frame, 0) + 1
+
+
+def _checks_reopened(j: Job, e: ChecksReopened) -> None:
+    f = j.frames
+    for frame in e.holds:
+        f.holds[frame] = f.holds.get(frame, 0) + 1
         f.ready.pop(frame, None)
-        f.batch_of.pop(frame, None)
-        f.holds[frame] = 0
 
 
 def _frames_final(j: Job, e: FramesFinal) -> None:
@@ -162,10 +233,15 @@ def _frames_final(j: Job, e: FramesFinal) -> None:
         f.ready.pop(ff.frame, None)
 
 
+_TEST = CheckKind.TEST
+
+
 EVOLVERS: dict[type, Callable[[Job, Any], None]] = {
     CopyReceived: _copy_received,
     ChecksDrawn: _checks_drawn,
     CheckResolved: _check_resolved,
     CheaterEvicted: _cheater_evicted,
     FramesFinal: _frames_final,
+    FramesRecalled: _frames_recalled,
+    ChecksReopened: _checks_reopened,
 }

@@ -233,9 +233,9 @@ def _settle(d: Draft) -> None:
 
 
 def _want_friends(d: Draft) -> None:
-    """Every friend gone with work left: ask the master for as many as the job had, evicted ones excluded."""
+    """Every friend gone (or blocked, Rule 16) with work left: ask the master for as many as the job had, evicted ones excluded."""
     j = d.job
-    if j.wanted or j.escrow.granted == 0 or j.active():
+    if j.wanted or j.escrow.granted == 0 or any(not _tasks.blocked(j, f) for f in j.active()):  # Rule 16: blocked friends cannot go on
         return
     if j.tasks.queue or j.tasks.live or j.frames.copy or j.checks.pending:
         evicted = tuple(sorted(j.checks.evictions))

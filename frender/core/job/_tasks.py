@@ -27,6 +27,7 @@ from frender.core.job.events import (
     CopyFaulted,
     CopyReceived,
     DropReason,
+    FramesRecalled,
     FriendLeft,
     FriendReturned,
     Role,
@@ -38,7 +39,7 @@ from frender.core.job.events import (
 if TYPE_CHECKING:
     from frender.core.job._job import Draft, Friend, Job
 
-__all__ = ["Task", "Tasks", "chunk_size", "known_friend", "ask", "tick", "drop_friend", "return_task", "EVOLVERS"]
+__all__ = ["Task", "Tasks", "chunk_size", "known_friend", "blocked", "ask", "tick", "drop_friend", "return_task", "EVOLVERS"]
 
 
 @frozen(kw_only=True)
@@ -132,9 +133,22 @@ def unverified(j: Job, friend: str) -> int:
     return held + sum(1 for c in j.frames.copy.values() if c.friend == friend)
 
 
-def room_unverified(j: Job, friend: str) -> int:
-    """Rule 13: how many more frames ``friend`` may take before its checks catch up."""
+def blocked(j: Job, friend: str) -> bool:
+    """Rule 16: an untrusted friend the requester has not found right in this job gets no more frames once the
+    requester's own renders over untrusted friends' frames reach their bound, for its owner or for the job."""
+    rec = j.friends[friend]
     s = j.settings
+    if rec.reputation >= s.trusted_from or friend in j.checks.anchored:
+        return False
+    per_account, per_job = s.own_untrusted_bounds(len(j.frames.numbers))
+    return j.checks.own_untrusted_of.get(rec.owner, 0) >= per_account or j.checks.own_untrusted >= per_job
+
+
+def room_unverified(j: Job, friend: str) -> int:
+    """Rule 13: how many more frames ``friend`` may take before its checks catch up (Rule 16: none once blocked)."""
+    s = j.settings
+    if blocked(j, friend):
+        return 0
     batches = s.unverified_batches_trusted if j.friends[friend].reputation >= s.trusted_from else s.unverified_batches
     if not batches or not (s.crop_checks or s.check_timing == CheckTiming.BATCH):
         return 1 << 30  # no limit; nor when checks wait for the end (frames stay candidates until then)
@@ -345,10 +359,16 @@ def _cheater_evicted(j: Job, e: CheaterEvicted) -> None:
         _lost(j, e.friend, frame)
 
 
+def _frames_recalled(j: Job, e: FramesRecalled) -> None:
+    for frame in e.requeued:  # the frames book withdrew them first
+        _lost(j, e.friend, frame)
+
+
 EVOLVERS: dict[type, Callable[[Job, Any], None]] = {
     TaskAssigned: _task_assigned,
     TaskDropped: _task_dropped,
     CopyReceived: _copy_received,
     CopyFaulted: _copy_faulted,
     CheaterEvicted: _cheater_evicted,
+    FramesRecalled: _frames_recalled,
 }

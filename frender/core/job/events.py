@@ -71,6 +71,8 @@ __all__ = [
     "JobCancelled",
     "RenderFailed",
     "JobFailed",
+    "FramesRecalled",
+    "ChecksReopened",
     "EVENTS",
 ]
 
@@ -139,6 +141,20 @@ class JobSettings:
     # delivered, not final), probationary and trusted; 0: no limit. A fast forger cannot take the queue.
     unverified_batches: int = field(default=2, metadata=OMIT)
     unverified_batches_trusted: int = field(default=4, metadata=OMIT)
+    # Coalitions (Rules 14-16). Each friend's first batch in a job is spot-checked; a trusted friend's later
+    # batches with probability max(spot_floor, min(1, spot_trust_scale / (1 + reputation))): every batch until
+    # its reputation (own checks passed) reaches spot_trust_scale, half of them at twice that, the floor at
+    # 20 times that. A spot judges spots_per_batch test frames of the batch. With anchored_finality a frame vouched by peers
+    # is final only once its author and every friend that vouched for it passed a requester's check in this job.
+    spot_first: bool = field(default=True, metadata=OMIT)
+    spot_trust_scale: float = field(default=16.0, metadata=OMIT)
+    spots_per_batch: int = field(default=2, metadata=OMIT)
+    anchored_finality: bool = field(default=True, metadata=OMIT)
+    # The requester's own renders over untrusted friends' frames, per account (owner) and per job; 0: auto,
+    # ceil(M / batch_size) + 4 per account and 2 x ceil(M / batch_size) + 8 per job. Past either bound, those
+    # friends get no more frames to render (the job waits for trusted friends and asks the master for them).
+    own_untrusted_account: int = field(default=0, metadata=OMIT)
+    own_untrusted_job: int = field(default=0, metadata=OMIT)
 
     def problems(self) -> list[str]:
         out = []
@@ -158,7 +174,16 @@ class JobSettings:
             out.append("unverified_batches are never negative")
         if not (0 <= self.spot_floor <= 1 and self.spot_scale >= 0):
             out.append("spot_floor is a fraction and spot_scale never negative")
+        if self.spot_trust_scale < 0 or self.spots_per_batch < 1:
+            out.append("spot_trust_scale is never negative and spots_per_batch at least 1")
+        if self.own_untrusted_account < 0 or self.own_untrusted_job < 0:
+            out.append("own_untrusted_account and own_untrusted_job are never negative (0: automatic)")
         return out
+
+    def own_untrusted_bounds(self, frames: int) -> tuple[int, int]:
+        """The requester's own renders over untrusted friends' frames: (per account, per job) for a job of ``frames``."""
+        batches = math.ceil(frames / self.batch_size)
+        return self.own_untrusted_account or batches + 4, self.own_untrusted_job or 2 * batches + 8
 
     def min_chunk(self) -> int:
         """Frames a task needs so that Blender's start-up costs at most half a frame's time per frame."""
@@ -240,6 +265,14 @@ class JobReport:
     own_checks: int = 0
     escrow: int = 0  # M + checks_escrowed x friends granted
     spot_checks: int = field(default=0, metadata=OMIT)  # the requester's own crop renders over agreed checks
+    # What the master needs to fine a caught friend's owner beyond this job's share: each caught friend's
+    # owner, the frames the requester found it forged (its copy, or a window it vouched with), the points it
+    # forfeited here (copies it delivered plus checks it rendered: what the escrow kept from it), and the
+    # frames recalled after being final (served to the client, then withdrawn).
+    caught_owners: dict[str, str] = field(default=Factory(dict), metadata=OMIT)
+    forged: dict[str, tuple[int, ...]] = field(default=Factory(dict), metadata=OMIT)
+    forfeited: dict[str, int] = field(default=Factory(dict), metadata=OMIT)
+    recalled: tuple[int, ...] = field(default=(), metadata=OMIT)
 
 
 # ------------------------------------------------------------------ events
@@ -471,6 +504,20 @@ class RenderFailed:
 
 
 @frozen(kw_only=True)
+class FramesRecalled:
+    """Unravelling (Rule 15): ``friend`` was caught, so frames that were final on its word are withdrawn.
+    ``requeued``: its own copies, rendered again by others; ``held``: others' copies it vouched for, final again
+    only once the requester's render of their window agrees (``ChecksReopened``). Tell the client to replace them."""
+
+    tag: ClassVar[str] = "frames_recalled.v1"
+    job: int
+    friend: str
+    requeued: tuple[int, ...]
+    held: tuple[int, ...]
+    now: float
+
+
+@frozen(kw_only=True)
 class JobFailed:
     """Friends of different owners (or all of them) could not render the file for the same reason: the job
     stops with it. ``report`` pays what was earned, as for a cancel; nobody is evicted or fined for it."""
@@ -479,6 +526,21 @@ class JobFailed:
     job: int
     error: str
     report: JobReport
+    now: float
+
+
+@frozen(kw_only=True)
+class ChecksReopened:
+    """Unravelling (Rule 15): agreed peer checks that ``friend`` (caught) took part in, judged again by the
+    requester's own render of the same window: checks ``first_check``... copy ``of`` in order; ``holds``: the
+    frames whose finality waits on them (the rest were requeued: the checks judge the peer only)."""
+
+    tag: ClassVar[str] = "checks_reopened.v1"
+    job: int
+    friend: str
+    of: tuple[int, ...]
+    first_check: int
+    holds: tuple[int, ...]
     now: float
 
 
@@ -504,4 +566,6 @@ EVENTS: tuple[type, ...] = (
     JobCancelled,
     RenderFailed,
     JobFailed,
+    FramesRecalled,
+    ChecksReopened,
 )

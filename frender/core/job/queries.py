@@ -11,7 +11,7 @@ from enum import StrEnum
 from attrs import frozen
 
 from frender.core._decider import Rejected
-from frender.core.job import _checks
+from frender.core.job import _checks, _tasks
 from frender.core.job._checks import Check
 from frender.core.job._job import Job, Requester
 from frender.core.job._states import FriendStatus, Phase
@@ -42,6 +42,8 @@ __all__ = [
     "report",
     "evictions",
     "points",
+    "recalled",
+    "starved",
 ]
 
 
@@ -84,6 +86,8 @@ class JobSummary:
     own_renders: int = 0  # the requester's own renders: checks no friend could take and arbitrations (spot checks included)
     spot_checks: int = 0  # arbitrations of agreed crop checks: the requester's spot checks
     failure: str = ""  # a failed job: the render error its friends agreed on
+    recalled: tuple[int, ...] = ()  # frames served once, then withdrawn (Rule 15) and not final again yet
+    provisional: int = 0  # frames whose checks agreed but that wait for the requester to check a friend they rest on (Rule 14)
 
     @property
     def finished(self) -> bool:
@@ -228,6 +232,31 @@ def summary(state: Requester, job: int) -> JobSummary:
         own_renders=j.checks.own_checks + j.checks.arbitrations,
         spot_checks=j.checks.spot_checks,
         failure=j.failure,
+        recalled=tuple(n for n in j.frames.recalled if n not in j.frames.final),
+        provisional=len(j.frames.ready),
+    )
+
+
+def recalled(state: Requester, job: int) -> dict[int, FinalFrame | None]:
+    """Frames withdrawn after being final (Rule 15), in frame order: each maps to its final copy now (serve it in
+    place of the one withdrawn) or None while it is being rendered or judged again (tell the client it is void)."""
+    j = _job(state, job)
+    return {n: j.frames.final.get(n) for n in sorted(j.frames.recalled)}
+
+
+def starved(state: Requester, job: int) -> str:
+    """Why a running job cannot go on with the friends it has (Rule 16), or "" while it can: every friend is
+    gone, evicted, or an untrusted one the requester will check no more. The shell asks the master for others
+    (``MoreFriendsWanted``) and ends the job with this reason when none come."""
+    j = _job(state, job)
+    if j.phase != Phase.RUNNING or any(not _tasks.blocked(j, f) for f in j.active()):
+        return ""
+    s = j.settings
+    per_account, per_job = s.own_untrusted_bounds(len(j.frames.numbers))
+    return (
+        f"job {j.job}: {len(j.checks.evictions)} of its {len(j.friends)} friends were caught forging and the rest are gone or "
+        f"untrusted friends past the requester's own checks for them ({j.checks.own_untrusted} of {per_job} for the job, "
+        f"{per_account} per account); {len(j.frames.final)} of {len(j.frames.numbers)} frames are final"
     )
 
 
