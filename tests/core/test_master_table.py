@@ -231,11 +231,11 @@ def test_each_table_gives_a_state_or_names_the_state_and_the_step(table, states)
     for state in states:
         for step in sorted(steps):
             if table.allows(state, step):
-                assert table.next(state, step, "it") in states
+                assert table.next(state, step, "thing", "it", 3) in states
             else:
                 with pytest.raises(Rejected) as caught:
-                    table.next(state, step, "it")
-                assert f"can't handle {step} when it is {state}" in caught.value.reason
+                    table.next(state, step, "thing", "it", 3)
+                assert f"can't handle {step} when thing 'it' of job 3 is {state}" in caught.value.reason
 
 
 def test_a_closed_job_refuses_every_command_by_its_state() -> None:
@@ -254,3 +254,16 @@ def test_a_closed_job_refuses_every_command_by_its_state() -> None:
             decide(state, command)
         assert caught.value.code == "closed"
         assert caught.value.reason == f"can't handle {type(command).__name__} when job 1 is closed"
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])
+def test_a_command_at_no_finite_time_is_refused(now: float) -> None:
+    """A heartbeat or a request whose time is not a finite number is refused (bad-time): a NaN hold would never expire."""
+    state = a_farm()
+    for command in (
+        Heartbeat(friend="bob/0", key="k-bob", now=now),
+        RequestFriends(requester="R", submitter="ann", submitter_key="k-ann", frames=2, want=1, profile=PROFILES[0], now=now),
+    ):
+        with pytest.raises(Rejected) as caught:
+            decide(state, command)
+        assert caught.value.code == "bad-time"

@@ -58,7 +58,7 @@ def own_job(d: Draft, requester: str, number: int, command: str) -> JobRecord:
     job = d.job(number)
     if job is None or job.requester != requester:
         raise Rejected("unknown-job", f"job {number} is not one of this requester's")
-    JOB.next(job.state, command, f"job {number}")
+    JOB.next(job.state, command, "job", number)
     return job
 
 
@@ -79,7 +79,7 @@ def request_friends(d: Draft, c: RequestFriends) -> None:
     for friend in chosen:
         rec = d.friend(friend)
         assert rec is not None
-        FRIEND.next(friend_state(d.state, rec, c.now), "assign", f"friend {friend!r}")
+        FRIEND.next(friend_state(d.state, rec, c.now), "assign", "friend", friend)
         if rec.job is not None:  # HELD, yet FREE at this time: its hold expired
             d.emit(FriendReleased(friend=friend, job=rec.job, why="expired"))
     if ask.job is None:
@@ -259,14 +259,14 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
     job = state.jobs[e.job]
     job.friends.extend(e.friends)
     job.waiting = max(0, e.shortfall)
-    job.state = JOB.next(job.state, "grant short" if job.waiting else "grant", f"job {e.job}")
+    job.state = JOB.next(job.state, "grant short" if job.waiting else "grant", "job", e.job)
     if job.state is JobState.WAITING:
         state.waiting[e.job] = job
     else:
         state.waiting.pop(e.job, None)
     for friend in e.friends:
         rec = state.friends[friend]
-        rec.state = FRIEND.next(rec.state, "assign", f"friend {friend!r}")
+        rec.state = FRIEND.next(rec.state, "assign", "friend", friend)
         rec.job, rec.held_until, rec.last_assigned = e.job, e.expires, state.assignments
     # The highest counter: these friends move to the end of their profile's order.
     for rec in sorted((state.friends[f] for f in e.friends), key=lambda rec: rec.registered):
@@ -278,7 +278,7 @@ def _friends_assigned(state: Master, e: FriendsAssigned) -> None:
 def _release(rec: FriendRecord, job: int, step: str) -> None:
     """Free ``rec`` if it still holds ``job`` (a release for a job it no longer holds changes nothing)."""
     if rec.job == job:
-        rec.state = FRIEND.next(rec.state, step, f"friend {rec.friend!r}")
+        rec.state = FRIEND.next(rec.state, step, "friend", rec.friend)
         rec.job = None
 
 
@@ -288,12 +288,14 @@ def _friend_released(state: Master, e: FriendReleased) -> None:
 
 def _job_closed(state: Master, e: JobClosed) -> None:
     job = state.jobs[e.job]
-    job.state = JOB.next(job.state, "close", f"job {e.job}")
+    job.state = JOB.next(job.state, "close", "job", e.job)
     job.head_seq, job.head_hash = e.head_seq, e.head_hash
     job.waiting = 0
     state.waiting.pop(e.job, None)
     for friend in job.friends:
-        _release(state.friends[friend], e.job, "release")
+        rec = state.friends.get(friend)  # a draft's view holds only the friends still holding the job
+        if rec is not None:
+            _release(rec, e.job, "release")
 
 
 EVOLVERS: dict[type, Callable[[Master, Any], None]] = {

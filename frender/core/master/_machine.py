@@ -6,7 +6,8 @@ the same evolvers as ``evolve``, so a later rule of the decision reads what the
 earlier events left and a transition the tables refuse is a ``Rejected``
 before anything is logged; ``evolve`` applies a logged event in place, each
 module's evolver changing its own part, in a fixed order (registry, ledger,
-assignment, reports).
+assignment, reports). A command's ``now`` is a finite number (``bad-time``):
+a hold that expires at NaN would never expire.
 """
 
 from __future__ import annotations

@@ -41,18 +41,25 @@ def is_live(state: Master, friend: str, now: float) -> bool:
     return seen is not None and 0 <= now - seen[0] <= state.settings.friend_timeout
 
 
+_FREE, _HELD, _AWAY = FriendState.FREE, FriendState.HELD, FriendState.AWAY  # an enum member costs a lookup on its class
+
+
 def friend_state(state: Master, rec: FriendRecord, now: float) -> FriendState:
     """The friend at ``now``: AWAY when not live, busy or away (paused, outside its schedule); HELD while its hold
     lasts; else FREE (an expired hold counts as none: it is released when the friend is next assigned)."""
     seen = state.seen.get(rec.friend)
     if seen is None or not (0 <= now - seen[0] <= state.settings.friend_timeout) or seen[1] or rec.away:
-        return FriendState.AWAY
-    return FriendState.HELD if rec.state is FriendState.HELD and now < rec.held_until else FriendState.FREE
+        return _AWAY
+    return _HELD if rec.state is _HELD and now < rec.held_until else _FREE
 
 
 def available(state: Master, rec: FriendRecord, now: float) -> bool:
-    """Live, not busy nor away (paused, outside its schedule), and holding no job (an expired hold counts as none)."""
-    return friend_state(state, rec, now) is FriendState.FREE
+    """Live, not busy nor away (paused, outside its schedule), and holding no job (an expired hold counts as none):
+    ``friend_state`` is FREE, inlined for the walk along the queues."""
+    seen = state.seen.get(rec.friend)
+    if seen is None or not (0 <= now - seen[0] <= state.settings.friend_timeout) or seen[1] or rec.away:
+        return False
+    return rec.state is not _HELD or now >= rec.held_until
 
 
 def is_trusted(state: Master, rec: FriendRecord) -> bool:
@@ -76,7 +83,7 @@ def register_friend(d: Draft, c: RegisterFriend) -> None:
     if known is None:
         _check_new_friend_name(d.state, c)
     else:
-        FRIEND.next(known.state, "RegisterFriend", f"friend {c.friend!r}")
+        FRIEND.next(known.state, "RegisterFriend", "friend", c.friend)
     if not 1 <= c.capacity <= 1024:
         raise Rejected("bad-friend", "capacity is 1 to 1024 threads")
     check_availability(c.away, c.refuse)
@@ -109,7 +116,7 @@ def heartbeat(d: Draft, c: Heartbeat) -> None:
         raise Rejected("unknown-friend", f"friend {c.friend!r} is not registered")
     if d.state.accounts[rec.user].key != c.key:
         raise Rejected("wrong-key", f"friend {c.friend!r} belongs to another key")
-    FRIEND.next(rec.state, "Heartbeat", f"friend {c.friend!r}")
+    FRIEND.next(rec.state, "Heartbeat", "friend", c.friend)
     check_availability(c.away, c.refuse)
     d.emit(FriendSeen(friend=c.friend, busy=c.busy, now=c.now, away=c.away, refuse=c.refuse))
     if rec.job is not None and c.last_done == rec.job and FRIEND.allows(rec.state, "release"):

@@ -67,10 +67,10 @@ def _standing(job: JobRecord, c: ReportJob) -> dict[str, MemberState]:
     """The report's friends after its evictions, then its payouts, each a step of ``MEMBER`` (a miss is refused)."""
     standing = {f: member_state(job, f) for f in set(c.evicted) | set(c.payouts)}
     for friend in c.evicted:
-        standing[friend] = MEMBER.next(standing[friend], "evict", f"friend {friend!r} of job {c.job}")
+        standing[friend] = MEMBER.next(standing[friend], "evict", "friend", friend, c.job)
     for friend, points in c.payouts.items():
         if points:
-            standing[friend] = MEMBER.next(standing[friend], "pay", f"friend {friend!r} of job {c.job}")
+            standing[friend] = MEMBER.next(standing[friend], "pay", "friend", friend, c.job)
     return standing
 
 

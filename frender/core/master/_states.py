@@ -57,10 +57,12 @@ class Table(Generic[S]):
     def allows(self, state: S, step: str) -> bool:
         return (state, step) in self.steps
 
-    def next(self, state: S, step: str, who: str) -> S:
-        """The state after ``step``; a miss raises one error naming ``who``, its state and the step."""
+    def next(self, state: S, step: str, thing: str, key: object, job: int | None = None) -> S:
+        """The state after ``step``; a miss raises one error naming the thing (``job 3``, ``friend 'ann/pc' of job 3``),
+        its state and the step."""
         nxt = self.steps.get((state, step))
         if nxt is None:
+            who = f"{thing} {key!r}" + ("" if job is None else f" of job {job}")
             hint = f": {self.hint}" if self.hint else ""
             raise Rejected(self.codes.get(state, self.code), f"can't handle {step} when {who} is {state}{hint}") from None
         return nxt

@@ -1,4 +1,10 @@
-"""The master's events: facts in the past tense, each with a stable tag (never rename one; a new meaning gets a new tag)."""
+"""The master's events: facts in the past tense, each with a stable tag.
+
+Invariants: a tag is never renamed and a new meaning gets a new tag; a field
+added to a logged event has a default left out of the body when default
+(``omit_if_default``), so every log ever written replays byte for byte.
+Events with ``durable = False`` (liveness, Rule 6) are evolved, never logged.
+"""
 
 from __future__ import annotations
 
