@@ -66,6 +66,6 @@ def decide(state: Master, command: object) -> list[object]:
     now = getattr(command, "now", 0.0)
     if not (isinstance(now, (int, float)) and math.isfinite(now)):
         raise Rejected("bad-time", "now is a finite number of seconds")
-    draft = Draft(state, now, evolve)
+    draft = Draft(state, evolve)
     handler(draft, command)
     return draft.events

@@ -212,9 +212,8 @@ class Draft:
     the liveness its own decision set.
     """
 
-    def __init__(self, state: Master, now: float, play: Callable[[Master, Any], object]) -> None:
+    def __init__(self, state: Master, play: Callable[[Master, Any], object]) -> None:
         self.state = state
-        self.now = now
         self.events: list[object] = []
         self._play = play
         self._view: Master | None = None
@@ -253,11 +252,14 @@ class Draft:
             self._play(self.view, event)
 
     def _touch(self, event: object) -> None:
-        if type(event) in _READ_THEIR_JOB and (job := self.job(getattr(event, "job"))) is not None and type(event) is JobClosed:
-            self.account(job.submitter)  # a close refunds the submitter and releases the friends still holding the job
-            for friend in job.friends:
-                if self.state.friends[friend].job == job.job:
-                    self.friend(friend)
+        kind = type(event)
+        if kind in _READ_THEIR_JOB:
+            job = self.job(getattr(event, "job"))
+            if kind is JobClosed and job is not None:  # a close refunds the submitter, releases the friends holding the job
+                self.account(job.submitter)
+                for friend in job.friends:
+                    if self.state.friends[friend].job == job.job:
+                        self.friend(friend)
         for name in (getattr(event, "friend", None), *getattr(event, "friends", ())):
             if name is not None:
                 self.friend(name)
