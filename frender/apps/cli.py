@@ -269,10 +269,23 @@ def run_friend(
         typer.echo(safe(line, lines=True), err=True)
 
     async def main() -> None:
-        await run(
-            master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say,
-            settings=settings, schedule=plan, idle=idle, refuse=refuse_user,
-        )
+        import signal
+
+        import trio
+
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_sigterm() -> None:  # like Ctrl-C: the friend hands back its work and says "stopped"
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_sigterm)
+            await run(
+                master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say,
+                settings=settings, schedule=plan, idle=idle, refuse=refuse_user,
+            )
+            nursery.cancel_scope.cancel()
 
     try:
         _trio_run(main)
@@ -316,11 +329,12 @@ def friend_resume(
 @friend_app.command("status")
 def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home.")) -> None:
     """Print what the friend running in --home is doing: available, rendering, paused, outside schedule..."""
-    from frender.apps.availability import read_pause, read_status
+    from frender.apps.availability import STOPPED, read_pause, read_status
 
     line = read_status(home)
-    if line is None:
-        typer.echo(f"no friend is running in {home}" + ("; it will start paused" if read_pause(home) else ""))
+    if line is None or line == STOPPED:
+        start = "; it will start paused" if read_pause(home) else ""
+        typer.echo(f"no friend is running in {home}{start}" if line is None else f"stopped: no friend is running in {home}{start}")
     else:
         typer.echo(safe(line))
 
@@ -328,13 +342,13 @@ def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The f
 def _control(home: Path, mode: str | None, wait: float, done) -> None:
     import time
 
-    from frender.apps.availability import read_status, write_pause
+    from frender.apps.availability import STOPPED, read_status, write_pause
 
     if not home.is_dir():
         fail(f"{home}: no such friend home")
     write_pause(home, mode)
     verb = "paused" if mode else "resumed"
-    if read_status(home) is None:
+    if read_status(home) in (None, STOPPED):
         typer.echo(f"{verb}: no friend is running in {home}; it will start {'paused' if mode else 'available'}")
         return
     deadline = time.monotonic() + wait

@@ -114,6 +114,7 @@ __all__ = [
     "available",
     "is_trusted",
     "fine_for",
+    "no_friends_cause",
 ]
 
 
@@ -210,6 +211,7 @@ class ReportJob:
     head_hash: str = ""
     close: bool = True
     now: float
+    outcome: str = ""  # how the job ended at the requester: "finished", "cancelled" or "failed" ("": not said)
 
 
 # ------------------------------------------------------------------ events
@@ -361,6 +363,7 @@ class JobClosed:
     head_seq: int
     head_hash: str
     now: float
+    outcome: str = field(default="", metadata={"omit_if_default": True})  # as the report said (ReportJob.outcome)
 
 
 @frozen(kw_only=True)
@@ -435,6 +438,7 @@ class JobRecord:
     paid: int = 0
     refunded: int = 0
     closed: bool = False
+    outcome: str = ""  # once closed: "finished", "cancelled" or "failed", as its report said ("": not said)
     priority: int = 0  # Rule 10
     waiting: int = 0  # friends still missing after its last grant (Rule 10)
     head_seq: int = 0
@@ -836,6 +840,36 @@ def _any_could_serve(state: Master, c: RequestFriends) -> bool:
     )
 
 
+def no_friends_cause(state: Master, c: RequestFriends) -> str:
+    """Why ``c`` was granted no friend, in one machine-readable word (the shell appends it to "no-friends:").
+
+    Read from the registry as it stands: "blender" (no other user's friend
+    holds the job's Blender), "class" (none of its agreement class), "refused"
+    (those that could render it decline the submitter), "away" (none of them
+    live), "paused" or "schedule" (every live one is), "probation" (only
+    probationary ones are free while trusted ones are live), "priority"
+    (free ones are kept for higher-priority jobs), else "busy".
+    """
+    others = [rec for rec in state.friends.values() if rec.user != c.submitter]
+    if not any(rec.profile.blender_version == c.profile.blender_version for rec in others):
+        return "blender"
+    fitting = [rec for rec in others if rec.profile.renders(c.profile)]
+    if not fitting:
+        return "class"
+    serving = [rec for rec in fitting if normalised(c.submitter) not in rec.refuses]
+    if not serving:
+        return "refused"
+    live = [rec for rec in serving if is_live(state, rec.friend, c.now)]
+    if not live:
+        return "away"
+    free = [rec for rec in live if available(state, rec, c.now) and rec.friend not in c.exclude]
+    if free:
+        return "probation" if not any(is_trusted(state, rec) for rec in free) else "priority"
+    if all(rec.away for rec in live):
+        return "paused" if any(rec.away.startswith("paused") for rec in live) else "schedule" if any("schedule" in rec.away for rec in live) else "away"
+    return "busy"
+
+
 def _report(state: Master, c: ReportJob) -> list[object]:
     job = state.jobs.get(c.job)
     if job is None or job.requester != c.requester:
@@ -892,7 +926,8 @@ def _report(state: Master, c: ReportJob) -> list[object]:
             )
     if c.close:
         events.append(
-            JobClosed(job=c.job, refund=job.escrow - job.paid - total, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now)
+            JobClosed(job=c.job, refund=job.escrow - job.paid - total, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now,
+                      outcome=c.outcome)
         )
     return events
 
@@ -1034,7 +1069,7 @@ def _friend_fined(state: Master, e: FriendFined) -> None:
 
 def _job_closed(state: Master, e: JobClosed) -> None:
     job = state.jobs[e.job]
-    job.closed, job.head_seq, job.head_hash = True, e.head_seq, e.head_hash
+    job.closed, job.head_seq, job.head_hash, job.outcome = True, e.head_seq, e.head_hash, e.outcome
     job.waiting = 0
     state.waiting.pop(e.job, None)
     state.accounts[job.submitter].balance += e.refund

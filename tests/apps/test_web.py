@@ -267,11 +267,14 @@ def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsy
     assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
 
 
-def test_a_job_says_whether_it_waits_runs_stopped_or_ended():
-    """The pages name a job's state from its progress: a job no friend renders for yet is waiting, not running."""
+def test_a_job_says_whether_it_waits_runs_or_ended_in_the_one_vocabulary():
+    """The pages name a job's state as `frender jobs` does: waiting (also while its master is unreachable), running,
+    finished, cancelled or failed; never "stopped" for a job that only waits."""
     base = dict(job=1, total=4, delivered=0, final=(), friends=(), checks=0, disagreements=0, evictions=(), finished=False)
-    assert job_state(msg.ProgressReply(**base, wanted=2, active=0)) == "waiting for friends"
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=0)) == "waiting"
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=0, waiting="paused")) == "waiting"
     assert job_state(msg.ProgressReply(**base, wanted=2, active=1)) == "running"
-    assert job_state(msg.ProgressReply(**base, active=0, problem="no friends left")) == "stopped"
+    assert job_state(msg.ProgressReply(**base, active=0, problem="every friend of this job is gone")) == "waiting"
     assert job_state(msg.ProgressReply(**{**base, "finished": True})) == "finished"
+    assert job_state(msg.ProgressReply(**{**base, "finished": True}, failed="Blender said no")) == "failed"
     assert job_state(msg.ProgressReply(**{**base, "finished": True}, cancelled=True)) == "cancelled"
