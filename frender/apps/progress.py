@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -110,16 +111,17 @@ def print_jobs(reply: msg.JobsReply) -> None:
 def print_status(reply: msg.StatusReply) -> None:
     """``frender status``: friends, jobs and balances, readable on an 80-column terminal."""
     out = Console()
-    friends = Table(title="Friends", header_style="bold")
-    for column in ("friend", "live", "busy", "job", "profile", "standing"):
-        friends.add_column(column, no_wrap=column in ("profile", "standing"))
+    friends = Table(title="Friends", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    for column in ("friend", "state", "profile", "standing"):
+        friends.add_column(column, no_wrap=True)
     for f in reply.friends:
-        busy = f.away or ("yes" if f.busy else "")  # "paused", "outside schedule": the master assigns it nothing
+        # "paused", "outside schedule": the master assigns it nothing; "away": no heartbeat within the timeout
+        state = "away" if not f.live else f.away or (f"job {f.job}" if f.job is not None else "busy" if f.busy else "available")
         friends.add_row(
-            safe_text(f.friend), "yes" if f.live else "no", safe_text(busy), str(f.job or ""), safe_text(words.short_profile(f.profile)),
+            safe_text(f.friend), safe_text(state), safe_text(words.short_profile(f.profile)),
             words.standing(f.reputation, f.trust_threshold),
         )
-    jobs = Table(title="Jobs", header_style="bold")
+    jobs = Table(title="Jobs", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)
     for j in reply.jobs:
@@ -129,12 +131,12 @@ def print_status(reply: msg.StatusReply) -> None:
             str(j.job), safe_text(j.submitter), str(j.frames), friends_count, safe_text(evicted), str(j.escrow), str(j.paid),
             j.state or ("closed" if j.closed else "running"),
         )
-    balances = Table(title="Balances", header_style="bold")
+    balances = Table(title="Balances", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     balances.add_column("user")
     balances.add_column("points", justify="right")
     for user, points in sorted(reply.balances.items()):
         balances.add_row(safe_text(user), str(points))
     # Notes go under the tables as lines of their own: a table's caption wraps to the table's width.
-    standing = "standing: trusted or probation, with the requester's own checks passed in a row / those needed to be trusted"
+    standing = "standing: the requester's own checks passed in a row / needed to be trusted"
     totals = f"{reply.granted} points granted: {reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow"
     out.print(friends, Text(standing, style="dim"), jobs, balances, Text(totals))
