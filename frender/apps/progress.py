@@ -116,7 +116,7 @@ def print_status(reply: msg.StatusReply) -> None:
         friends.add_column(column, no_wrap=True)
     for f in reply.friends:
         # "paused", "outside schedule": the master assigns it nothing; "away": no heartbeat within the timeout
-        state = "away" if not f.live else f.away or (f"job {f.job}" if f.job is not None else "busy" if f.busy else "available")
+        state = words.friend_state(live=f.live, away=f.away, busy=f.busy, job=f.job)
         friends.add_row(
             safe_text(f.friend), safe_text(state), safe_text(words.short_profile(f.profile)),
             words.standing(f.reputation, f.trust_threshold),

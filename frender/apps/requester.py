@@ -55,7 +55,7 @@ import trio
 from attrs import define, field, frozen
 
 from frender import blender, codec
-from frender.apps import artist, pack, words
+from frender.apps import artist, job_view, pack, words
 from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
 from frender.core import job as core
@@ -986,6 +986,10 @@ class RequesterNode(Handler):
 
     def evictions_of(self, job: int) -> dict[str, core.Evidence]:
         return core.evictions(self.state, job)
+
+    def frame_states_of(self, job: int) -> dict[int, str]:
+        """Each frame's state, for the job's page (``job_view.frame_states``)."""
+        return job_view.frame_states(self.state, job)
 
     def points_of(self, job: int) -> tuple[int, int]:
         """(escrowed, earned): M + s per friend granted; final frames and paid checks of friends not evicted."""

@@ -13,6 +13,7 @@ __all__ = [
     "JOB_STATES",
     "WAITING_CAUSES",
     "duration",
+    "friend_state",
     "job_state",
     "master_job_state",
     "short_profile",
@@ -58,6 +59,14 @@ def master_job_state(*, closed: bool, outcome: str, friends: int) -> str:
     if closed:
         return outcome if outcome in JOB_STATES else "over"
     return "running" if friends > 0 else "waiting"
+
+
+def friend_state(*, live: bool, away: str, busy: bool, job: int | None) -> str:
+    """A friend as the master sees it: "away" (no heartbeat lately), its away reason ("paused", "outside schedule"),
+    "job J", "busy" or "available"."""
+    if not live:
+        return "away"
+    return away or (f"job {job}" if job is not None else "busy" if busy else "available")
 
 
 def standing(reputation: int, threshold: int) -> str:

@@ -46,6 +46,9 @@ def job_state(progress: ProgressReply) -> str:
 
 
 TEMPLATES.filters["job_state"] = job_state
+TEMPLATES.filters["friend_state"] = lambda f: words.friend_state(live=f.live, away=f.away, busy=f.busy, job=f.job)
+TEMPLATES.filters["standing"] = lambda f: words.standing(f.reputation, f.trust_threshold)
+TEMPLATES.filters["short_profile"] = words.short_profile
 # The token rides in the query string, so no page may leak it to another site.
 HEADERS = {
     "Cache-Control": "no-store",
