@@ -525,11 +525,13 @@ def demo(
     cheaters: int = typer.Option(0, help="How many of the friends cheat (black, noise, stale in turn)."),
     out: Path = typer.Option(Path("frender-demo"), help="Where frames, logs and the event logs go."),
     web: str = typer.Option("127.0.0.1:0", help="Where the dashboards listen, HOST:PORT (port 0: any free port; '' for none)."),
-    linger: float = typer.Option(0.0, help="Seconds to keep the farm and its dashboards up after the job."),
+    linger: Optional[float] = typer.Option(
+        None, help="Seconds to keep the farm and its dashboards up after the job (default: until Ctrl-C at a terminal, else 0)."
+    ),
     cheat_kind: Optional[str] = typer.Option(None, help="What every cheater does: black, noise, stale, smart or colluding (default: the first three in turn)."),
 ) -> None:
     """The whole system on this machine: a master, a requester and friends render the demo scene."""
-    from frender.apps.demo import run_demo
+    from frender.apps.demo import demo_linger, run_demo
 
     if not 1 <= friends <= 32:
         fail("--friends is 1 to 32")
@@ -542,6 +544,9 @@ def demo(
         fail("--frames start at 1")
     if web:
         _web(web)
+    if linger is not None and linger < 0:
+        fail("--linger is 0 or more seconds")
+    linger = demo_linger(linger, terminal=sys.stdin.isatty(), web=web)
     code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger, cheat_kind=cheat_kind)
     raise typer.Exit(code)
 

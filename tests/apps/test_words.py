@@ -67,3 +67,16 @@ def test_standing_and_states_are_one_vocabulary():
             ((False, "", 0), (False, "", 1), (True, "finished", 1), (True, "cancelled", 0), (True, "failed", 0))} == set(words.JOB_STATES)  # fmt: skip
     assert words.waiting_cause("no-friends:paused") == "paused" and words.waiting_cause("short-balance") == "balance"
     assert words.waiting_cause("no-friends") == "" and words.waiting_text("", "the master's own words") == "waiting: the master's own words"
+
+
+def test_the_demo_keeps_its_dashboards_up_until_ctrl_c_at_a_terminal():
+    """`frender demo` at a terminal keeps the farm (and the links it printed) up until Ctrl-C; off a terminal, or
+    without dashboards, it ends with the job; --linger always wins."""
+    import math
+
+    from frender.apps.demo import demo_linger
+
+    assert demo_linger(None, terminal=True, web="127.0.0.1:0") == math.inf
+    assert demo_linger(None, terminal=False, web="127.0.0.1:0") == 0.0
+    assert demo_linger(None, terminal=True, web="") == 0.0
+    assert demo_linger(5.0, terminal=True, web="127.0.0.1:0") == 5.0 and demo_linger(0.0, terminal=True, web="127.0.0.1:0") == 0.0
