@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from frender.apps import messages as msg
+from frender.apps import words
 from frender.apps.web._page import job_state
 from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
 from frender.transports import Identity
@@ -325,3 +326,19 @@ async def test_the_job_page_tells_the_whole_story_and_the_operator_page_links_jo
     status, html = await get(f"{web.master_web}/?t={token}")
     assert status == 200 and "probation 0/3" in html and f'id="job-{web.job}"' in html and f'href="#job-{web.job}"' in html
     assert "closed" not in html and "running" in html
+
+
+def test_the_job_page_says_gone_for_a_friend_that_left_and_why_a_job_waits():
+    """A friend that left reads "gone" (not "ok" or rendering); a job with no friend says it waits and why, in words."""
+    from frender.apps.web._page import render
+
+    gone = msg.FriendLine(friend="bob/pc", delivered=2, final=1, checks=0, evicted=False, gone=True)
+    p = msg.ProgressReply(job=1, total=4, delivered=2, final=(1,), friends=(gone,), checks=0, disagreements=0, evictions=(), finished=False,
+                          wanted=2, active=0, waiting="paused")  # fmt: skip
+    html = render(
+        "job_live.html", job=1, p=p, final=1, delivered_pct="50.00", final_pct="25.00", waiting=words.waiting_text(p.waiting), grid={1: "final"},
+        counts={"final": 1}, stories={}, estimate="", escrowed=0, earned=0, thumbs=[], more=0, video=False, video_error="", t="token",
+    )
+    assert '<tr class="gone">' in html and "gone (its frames went to others)" in html and ">ok<" not in html
+    assert "waiting: its friends are paused by their owners" in html and "<b>0 of 2 friends</b>" in html
+    assert '<span id="state">waiting</span>' in html
