@@ -886,6 +886,8 @@ def _report(state: Master, c: ReportJob) -> list[object]:
         raise Rejected("evicted-paid", "an evicted friend gets nothing for the job, and a paid friend is not evicted after")
     if any(p < 0 for p in c.payouts.values()):
         raise Rejected("bad-report", "payouts are never negative")
+    if c.outcome not in ("", "finished", "cancelled", "failed"):
+        raise Rejected("bad-report", f"a job ends finished, cancelled or failed, not {c.outcome[:32]!r}")
     total = sum(c.payouts.values())
     if job.paid + total > job.escrow:
         raise Rejected("over-escrow", f"job {c.job} has {job.escrow - job.paid} points in escrow, the report pays {total}")
