@@ -47,6 +47,7 @@ __all__ = [
     "local_time",
     "read_pause",
     "read_status",
+    "STOPPED",
     "write_pause",
     "write_status",
 ]
@@ -185,7 +186,8 @@ def decide(
 # ------------------------------------------------------------------ the shell's side
 
 PAUSE_FILE = "pause"  # in the friend's home, 0600: present = paused; holds the mode
-STATUS_FILE = "status"  # in the friend's home: one line the running friend keeps current
+STATUS_FILE = "status"  # in the friend's home: one line the running friend keeps current, then "pid N"
+STOPPED = "stopped"  # what the status says once the friend has stopped (or its process is gone)
 
 
 def read_pause(home: Path) -> str | None:
@@ -209,18 +211,38 @@ def write_pause(home: Path, mode: str | None) -> None:
 
 
 def write_status(home: Path, line: str | None) -> None:
-    """The running friend's one-line status (None: removed, the friend has stopped)."""
+    """The running friend's one-line status, with its process id (None: removed).
+
+    A friend on its way out (Ctrl-C, SIGTERM) writes ``STOPPED``; one that
+    was killed leaves its last line, which ``read_status`` reads as stopped
+    once that process is gone.
+    """
     if line is None:
         (home / STATUS_FILE).unlink(missing_ok=True)
-    else:
+    elif line == STOPPED:
         _write_private(home / STATUS_FILE, line + "\n")
+    else:
+        _write_private(home / STATUS_FILE, f"{line}\npid {os.getpid()}\n")
 
 
 def read_status(home: Path) -> str | None:
+    """What the friend in ``home`` says (None: no friend ever ran there); ``STOPPED`` once its process is gone."""
     try:
-        return (home / STATUS_FILE).read_text(errors="replace").strip()
+        line, _, rest = (home / STATUS_FILE).read_text(errors="replace").strip().partition("\n")
     except FileNotFoundError:
         return None
+    pid = rest.strip().removeprefix("pid ")
+    return STOPPED if pid.isdigit() and not _running(int(pid)) else line
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process holds that number: not ours, but running
+        return True
+    return True
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -269,10 +269,23 @@ def run_friend(
         typer.echo(safe(line, lines=True), err=True)
 
     async def main() -> None:
-        await run(
-            master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say,
-            settings=settings, schedule=plan, idle=idle, refuse=refuse_user,
-        )
+        import signal
+
+        import trio
+
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_sigterm() -> None:  # like Ctrl-C: the friend hands back its work and says "stopped"
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_sigterm)
+            await run(
+                master=_address(master), user=user, name=name, home=home, backend=backend, threads=threads, cheat=cheat, log=say,
+                settings=settings, schedule=plan, idle=idle, refuse=refuse_user,
+            )
+            nursery.cancel_scope.cancel()
 
     try:
         _trio_run(main)
@@ -316,11 +329,12 @@ def friend_resume(
 @friend_app.command("status")
 def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home.")) -> None:
     """Print what the friend running in --home is doing: available, rendering, paused, outside schedule..."""
-    from frender.apps.availability import read_pause, read_status
+    from frender.apps.availability import STOPPED, read_pause, read_status
 
     line = read_status(home)
-    if line is None:
-        typer.echo(f"no friend is running in {home}" + ("; it will start paused" if read_pause(home) else ""))
+    if line is None or line == STOPPED:
+        start = "; it will start paused" if read_pause(home) else ""
+        typer.echo(f"no friend is running in {home}{start}" if line is None else f"stopped: no friend is running in {home}{start}")
     else:
         typer.echo(safe(line))
 
@@ -328,13 +342,13 @@ def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The f
 def _control(home: Path, mode: str | None, wait: float, done) -> None:
     import time
 
-    from frender.apps.availability import read_status, write_pause
+    from frender.apps.availability import STOPPED, read_status, write_pause
 
     if not home.is_dir():
         fail(f"{home}: no such friend home")
     write_pause(home, mode)
     verb = "paused" if mode else "resumed"
-    if read_status(home) is None:
+    if read_status(home) in (None, STOPPED):
         typer.echo(f"{verb}: no friend is running in {home}; it will start {'paused' if mode else 'available'}")
         return
     deadline = time.monotonic() + wait
@@ -511,11 +525,13 @@ def demo(
     cheaters: int = typer.Option(0, help="How many of the friends cheat (black, noise, stale in turn)."),
     out: Path = typer.Option(Path("frender-demo"), help="Where frames, logs and the event logs go."),
     web: str = typer.Option("127.0.0.1:0", help="Where the dashboards listen, HOST:PORT (port 0: any free port; '' for none)."),
-    linger: float = typer.Option(0.0, help="Seconds to keep the farm and its dashboards up after the job."),
+    linger: Optional[float] = typer.Option(
+        None, help="Seconds to keep the farm and its dashboards up after the job (default: until Ctrl-C at a terminal, else 0)."
+    ),
     cheat_kind: Optional[str] = typer.Option(None, help="What every cheater does: black, noise, stale, smart or colluding (default: the first three in turn)."),
 ) -> None:
     """The whole system on this machine: a master, a requester and friends render the demo scene."""
-    from frender.apps.demo import run_demo
+    from frender.apps.demo import demo_linger, run_demo
 
     if not 1 <= friends <= 32:
         fail("--friends is 1 to 32")
@@ -528,6 +544,9 @@ def demo(
         fail("--frames start at 1")
     if web:
         _web(web)
+    if linger is not None and linger < 0:
+        fail("--linger is 0 or more seconds")
+    linger = demo_linger(linger, terminal=sys.stdin.isatty(), web=web)
     code = run_demo(friends=friends, frames=chosen, cheaters=cheaters, out=out, web=web, linger=linger, cheat_kind=cheat_kind)
     raise typer.Exit(code)
 

@@ -17,7 +17,7 @@ from frender.apps.cli import DEFAULT_HOME, _address, _leaves, app, fail
 if TYPE_CHECKING:
     from frender.apps.client import SubmitResult
 
-__all__ = ["cancel", "fetch", "interrupted", "points", "say_ended", "video", "write_video"]
+__all__ = ["cancel", "fetch", "interrupted", "link", "points", "say_ended", "video", "write_video"]
 
 
 def points(n: int) -> str:
@@ -106,6 +106,31 @@ def say_ended(result: SubmitResult, out: Path) -> None:
             f"job {result.job} was cancelled before any frame was final: {out} got no frames;"
             f" to render it anew, submit into another --out (or remove {out / '.frender-job.json'})"
         )
+
+
+@app.command()
+def link(
+    job: int = typer.Argument(..., help="The job number (what submit printed; `frender jobs` lists them)."),
+    requester: str = typer.Option(..., help="The requester's address."),
+    home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key: the one that submitted the job."),
+) -> None:
+    """Print the link to my job's page on the requester's dashboard (as submit does), valid for a week from now."""
+    import trio
+
+    from frender.apps.client import dashboard_link
+    from frender.apps.web import LINK_SECONDS
+    from frender.transports import RemoteError, TransportError
+
+    try:
+        url = trio.run(dashboard_link, _address(requester), home, job)
+    except RemoteError as exc:
+        fail(f"the requester refused: {exc.reason} ({exc.code})")
+    except TransportError as exc:
+        fail(str(exc))
+    if not url:
+        fail("this requester serves no dashboard: its operator starts it with `frender run requester --web HOST:PORT`")
+    typer.echo(url)
+    typer.echo(f"(valid for {LINK_SECONDS // 86400} days; anyone holding it sees the job's page)", err=True)
 
 
 @app.command()

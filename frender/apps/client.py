@@ -36,7 +36,8 @@ from frender.apps.preflight import check_before_upload
 from frender.blender import Backend, frame_name
 from frender.transports import Address, FileHeader, FileLink, Identity, PeerGone, RemoteError, connect, file_header, single_error
 
-__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel"]
+__all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status", "operator_call", "remembered_fps", "create_account", "jobs", "cancel",
+           "dashboard_link"]
 
 STATE_FILE = out_folder.STATE_FILE
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
@@ -338,6 +339,13 @@ async def jobs(requester: Address, home: Path) -> msg.JobsReply:
     identity = Identity.load_or_create(home)
     async with connect(requester, identity) as session:
         return await session.call(msg.Jobs())
+
+
+async def dashboard_link(requester: Address, home: Path, job: int) -> str:
+    """The link to my ``job``'s page on the requester's dashboard ("": it serves none)."""
+    identity = Identity.load_or_create(home)
+    async with connect(requester, identity) as session:
+        return (await session.call(msg.DashboardLink(job=job))).url
 
 
 async def cancel(requester: Address, home: Path, job: int) -> msg.Cancelled:

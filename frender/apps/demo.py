@@ -8,6 +8,7 @@ got against a direct render, and ends with a summary and the audit commands.
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import subprocess
@@ -175,7 +176,8 @@ async def wait_for_friends(master: Address, home: Path, count: int, timeout: flo
 def run_demo(
     *, friends: int, frames: tuple[int, ...], cheaters: int, out: Path, web: str = "127.0.0.1:0", linger: float = 0.0, cheat_kind: str | None = None
 ) -> int:
-    """The demo; with ``web``, both dashboards (their URLs printed), kept up ``linger`` seconds after the job."""
+    """The demo; with ``web``, both dashboards (their URLs printed), kept up ``linger`` seconds after the job and its
+    check (``math.inf``: until Ctrl-C)."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("master.db", "requester.db", "homes", "frames", "logs", "demo.mp4"):
@@ -203,17 +205,45 @@ def run_demo(
         result = follow(scene, requester=requester, user="artist", home=out / "homes" / "artist", friends=friends, out=out / "frames", frames=frames)
         farm_seconds = time.monotonic() - t0
         final = trio.run(_settled, master, master_home, result.job)
-        if linger > 0:
-            console.print(f"the dashboards stay up for {linger:g} s (Ctrl-C: go on now)")
-            try:
-                time.sleep(linger)
-            except KeyboardInterrupt:
-                pass
     except (RemoteError, TransportError, RuntimeError, blender.BlenderError) as exc:
+        cluster.stop_all()
         console.print("[red]demo failed:[/red]", safe_text(exc))  # a peer's reason: text, never markup
         return 1
+    except BaseException:
+        cluster.stop_all()
+        raise
+    try:
+        code = _check(scene, out, frames, result, final, names, cheaters, farm_seconds, started)
+        _linger(linger)
     finally:
         cluster.stop_all()
+    return code
+
+
+def demo_linger(asked: float | None, *, terminal: bool, web: str) -> float:
+    """How long the demo keeps its farm and dashboards up after the job: as asked, else until Ctrl-C when run at a
+    terminal with dashboards (their printed links keep working), else not at all."""
+    if asked is not None:
+        return asked
+    return math.inf if terminal and web else 0.0
+
+
+def _linger(seconds: float) -> None:
+    if seconds <= 0:
+        return
+    until = "until Ctrl-C" if math.isinf(seconds) else f"for {seconds:g} s (Ctrl-C: stop now)"
+    console.print(f"\nthe farm and its dashboards stay up {until}: the links above work until then")
+    try:
+        while seconds > 0:
+            step = min(seconds, 3600.0)
+            time.sleep(step)
+            seconds -= step
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _check(scene, out, frames, result, final, names, cheaters, farm_seconds, started) -> int:
+    """The frames against a direct render, the summary and the video; 1 if a frame is wrong."""
     console.print(f"\nchecking the {len(result.frames)} frames against a direct render ...")
     t0 = time.monotonic()
     direct = _direct_render(scene, out / "direct", frames)

@@ -76,6 +76,7 @@ from frender.apps.availability import (
     local_time,
     read_pause,
     write_status,
+    STOPPED,
 )
 from frender.apps.messages import (
     CropBox,
@@ -224,7 +225,7 @@ async def run_friend(
     except BaseExceptionGroup as group:
         raise _plainest(group) from None
     finally:
-        write_status(home, None)
+        write_status(home, STOPPED)  # `frender friend status` says so, not its last "available"
 
 
 def _plainest(group: BaseExceptionGroup) -> BaseException:

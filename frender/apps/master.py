@@ -49,6 +49,7 @@ from pathlib import Path
 import trio
 
 from frender.apps import messages as msg
+from frender.apps import words
 from frender.core import master as core
 from frender.core._decider import Rejected, is_durable
 from frender.store import LogFailed, SqliteLog, replay
@@ -272,6 +273,7 @@ class MasterNode(Handler):
                         head_hash=request.head_hash,
                         close=request.close,
                         now=now,
+                        outcome=request.outcome,
                     )
                 )
                 return msg.Ok()
@@ -295,23 +297,27 @@ class MasterNode(Handler):
             raise Refused("not-operator", "only the master's operator may do this")
 
     def _ask_friends(self, peer: Peer, ask: msg.AskFriends, now: float) -> msg.FriendsGranted:
-        decided = self._apply_later(
-            core.RequestFriends(
-                requester=peer.fingerprint,
-                job=ask.job,
-                submitter=ask.submitter,
-                submitter_key=ask.submitter_key,
-                frames=ask.frames,
-                want=ask.want,
-                profile=ask.profile,
-                checks_per_friend=ask.checks_per_friend,
-                exclude=ask.exclude,
-                blend_sha256=ask.blend_sha256,
-                address=ask.address,
-                priority=ask.priority,
-                now=now,
-            )
+        request = core.RequestFriends(
+            requester=peer.fingerprint,
+            job=ask.job,
+            submitter=ask.submitter,
+            submitter_key=ask.submitter_key,
+            frames=ask.frames,
+            want=ask.want,
+            profile=ask.profile,
+            checks_per_friend=ask.checks_per_friend,
+            exclude=ask.exclude,
+            blend_sha256=ask.blend_sha256,
+            address=ask.address,
+            priority=ask.priority,
+            now=now,
         )
+        try:
+            decided = self._apply_later(request)
+        except Refused as exc:  # its cause in a word after the code, for the requester to say why the job waits
+            if exc.code != "no-friends":
+                raise
+            raise Refused(f"no-friends:{core.no_friends_cause(self._draft, request)}", exc.reason) from None
         grant = next(e for e in decided if isinstance(e, core.FriendsAssigned))
         for friend in grant.friends:
             if (waiting := self._waiting.pop(friend, None)) is not None:
@@ -380,6 +386,8 @@ class MasterNode(Handler):
                 profile=f.profile,
                 clean_run=f.clean_run,
                 away=f.away,
+                reputation=f.reputation,
+                trust_threshold=state.settings.trust_threshold,
             )
             for f in islice(state.friends.values(), page * per_friends, (page + 1) * per_friends)
         )
@@ -395,6 +403,7 @@ class MasterNode(Handler):
                 closed=j.closed,
                 friend_count=len(j.friends),
                 evicted_count=len(j.evicted),
+                state=words.master_job_state(closed=j.closed, outcome=j.outcome, friends=len(j.friends) - len(j.evicted)),
             )
             for j in islice(state.jobs.values(), page * per_jobs, (page + 1) * per_jobs)
         )

@@ -219,6 +219,7 @@ class Report:
     head_seq: int = 0
     head_hash: str = ""
     close: bool = True
+    outcome: str = ""  # how the job ended: "finished", "cancelled" or "failed", for the master's status
 
 
 @frozen
@@ -280,6 +281,8 @@ class FriendStatus:
     profile: RenderProfile
     clean_run: int
     away: str = ""  # paused, outside schedule, ...: assigned nothing meanwhile
+    reputation: int = 0  # the requester's own checks passed in a row (the master's count)
+    trust_threshold: int = 0  # trusted at or above this reputation, on probation below (0: an older master)
 
 
 @frozen(kw_only=True)
@@ -295,6 +298,7 @@ class JobStatus:
     closed: bool
     friend_count: int = 0  # all of them, shown or not
     evicted_count: int = 0
+    state: str = ""  # one of frender.apps.words.JOB_STATES ("": an older master, which says only closed or not)
 
 
 @frozen(kw_only=True)
@@ -393,6 +397,7 @@ class FriendLine:
     final: int
     checks: int
     evicted: bool
+    gone: bool = False  # it left the job (stopped asking, or its tasks timed out): its frames went to others
 
 
 @frozen(kw_only=True)
@@ -414,6 +419,9 @@ class ProgressReply:
     own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
     spot_checks: int = 0  # of those, spot checks over agreed crop checks
     failed: str = ""  # finished because its file cannot render: the error its friends agreed on
+    eta: float = -1.0  # seconds left at the pace so far (frender.apps.words.time_left); -1: not known yet
+    waiting: str = ""  # with no friend rendering: the master's cause in a word (frender.apps.words.WAITING_CAUSES)
+    waiting_detail: str = ""  # the master's own words for it
 
 
 # ---------------------------------------------------------- friend -> requester
@@ -564,6 +572,7 @@ class JobLine:
     extension: str = ".png"
     fps: float = 0.0
     failed: str = ""  # a failed job: why its file cannot render
+    waiting: str = ""  # as in ProgressReply
 
 
 @frozen(kw_only=True)

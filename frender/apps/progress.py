@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from frender.apps import messages as msg
+from frender.apps import words
 from frender.apps.client import SubmitResult, UploadProgress, submit
 from frender.apps.terminal import safe, safe_text
 from frender.transports import Address
@@ -34,18 +36,20 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
     for column in ("friend", "delivered", "final", "checks", ""):
         table.add_column(column, justify="right" if column in ("delivered", "final", "checks") else "left")
     for line in p.friends:
-        table.add_row(
-            safe_text(line.friend), str(line.delivered), str(line.final), str(line.checks), Text("evicted", style="red") if line.evicted else ""
-        )
+        note = Text("evicted", style="red") if line.evicted else Text("gone", style="yellow") if line.gone else ""
+        table.add_row(safe_text(line.friend), str(line.delivered), str(line.final), str(line.checks), note)
     summary = safe_text(f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements")
     if p.evictions:
         summary.append(safe(f", evicted: {', '.join(p.evictions)}"))
     if p.cancelled:
         summary.append(f"\ncancelled: {len(p.final)} of {p.total} frames final and kept", style="yellow")
     elif p.wanted and not p.active and not p.finished:
-        summary.append(f"\nwaiting for friends: none free yet ({p.wanted} asked for); the job starts as friends free up")
+        why = words.waiting_text(p.waiting, p.waiting_detail) if p.waiting or p.waiting_detail else "waiting for friends: none free yet"
+        summary.append("\n" + safe(f"{why} ({p.wanted} asked for); the job starts as friends free up"))
     elif p.wanted and p.active < p.wanted and not p.finished:
         summary.append(f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up")
+    if not p.finished and p.final:
+        summary.append(f"\n{words.time_left_text(p.eta)}")
     if p.problem:
         summary.append("\n" + safe(p.problem), style="yellow")
     return Group(bars, table, summary)
@@ -86,14 +90,6 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
         )
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 0:
-        return "?"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def print_jobs(reply: msg.JobsReply) -> None:
     """``frender jobs``: one line per job of mine."""
     table = Table(title="Your jobs", header_style="bold")
@@ -101,23 +97,31 @@ def print_jobs(reply: msg.JobsReply) -> None:
         table.add_column(column, justify="left" if column == "state" else "right")
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
-        left = "" if j.state != "running" else _duration(j.eta)
-        state = safe_text(f"failed: {j.failed}") if j.failed else safe_text(j.state)  # a failed job: why its file cannot render
+        left = "" if j.state != "running" else words.duration(j.eta)
+        if j.failed:  # a failed job: why its file cannot render
+            state = safe_text(f"failed: {j.failed}")
+        elif j.state == "waiting" and j.waiting:
+            state = safe_text(words.waiting_text(j.waiting))
+        else:
+            state = safe_text(j.state)
         table.add_row(str(j.job), state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
     Console().print(table if reply.jobs else "no jobs of yours at this requester")
 
 
 def print_status(reply: msg.StatusReply) -> None:
+    """``frender status``: friends, jobs and balances, readable on an 80-column terminal."""
     out = Console()
-    friends = Table(title="Friends", header_style="bold")
-    for column in ("friend", "live", "busy", "job", "profile", "clean checks"):
-        friends.add_column(column)
+    friends = Table(title="Friends", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    for column in ("friend", "state", "profile", "standing"):
+        friends.add_column(column, no_wrap=True)
     for f in reply.friends:
-        busy = f.away or ("yes" if f.busy else "")  # "paused", "outside schedule": the master assigns it nothing
+        # "paused", "outside schedule": the master assigns it nothing; "away": no heartbeat within the timeout
+        state = words.friend_state(live=f.live, away=f.away, busy=f.busy, job=f.job)
         friends.add_row(
-            safe_text(f.friend), "yes" if f.live else "no", safe_text(busy), str(f.job or ""), safe_text(f.profile), str(f.clean_run)
+            safe_text(f.friend), safe_text(state), safe_text(words.short_profile(f.profile)),
+            words.standing(f.reputation, f.trust_threshold),
         )
-    jobs = Table(title="Jobs", header_style="bold")
+    jobs = Table(title="Jobs", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     for column in ("job", "submitter", "frames", "friends", "evicted", "escrow", "paid", "state"):
         jobs.add_column(column)
     for j in reply.jobs:
@@ -125,15 +129,14 @@ def print_status(reply: msg.StatusReply) -> None:
         friends_count = str(max(len(j.friends), j.friend_count))
         jobs.add_row(
             str(j.job), safe_text(j.submitter), str(j.frames), friends_count, safe_text(evicted), str(j.escrow), str(j.paid),
-            "closed" if j.closed else "open",
+            j.state or ("closed" if j.closed else "running"),
         )
-    balances = Table(
-        title=f"Balances: yours (all, for the operator); {reply.granted} points granted, "
-        f"{reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow",
-        header_style="bold",
-    )
+    balances = Table(title="Balances", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     balances.add_column("user")
     balances.add_column("points", justify="right")
     for user, points in sorted(reply.balances.items()):
         balances.add_row(safe_text(user), str(points))
-    out.print(friends, jobs, balances)
+    # Notes go under the tables as lines of their own: a table's caption wraps to the table's width.
+    standing = "standing: the requester's own checks passed in a row / needed to be trusted"
+    totals = f"{reply.granted} points granted: {reply.total_balance} held by {reply.accounts} accounts, {reply.escrow} in escrow"
+    out.print(friends, Text(standing, style="dim"), jobs, balances, Text(totals))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from frender.apps import requester as r
+from frender.apps import words
 from frender.apps.terminal import safe
 from frender.core import job as j
 from frender.core import master as m
@@ -35,10 +36,11 @@ _STORY: dict[type, Callable[[Any], str]] = {
     m.FriendEvicted: lambda e: f"job {e.job}: friend {e.friend} evicted, unpaid",
     m.CheckRunUpdated: lambda e: f"friend {e.friend}: {e.run} clean check(s) in a row",
     m.ReputationChanged: lambda e: f"job {e.job}: friend {e.friend} passed {e.passed}, failed {e.failed} of the requester's own checks; "
-    f"reputation {e.reputation}",
+    f"now {words.standing(e.reputation, m.MasterSettings().trust_threshold)}",
     m.FriendFined: lambda e: f"job {e.job}: friend {e.friend} found wrong, forfeits its points; {e.user} fined {e.points} of {e.forfeited} points, "
     f"paid to {e.to}. Evidence: {e.evidence or '-'}",
-    m.JobClosed: lambda e: f"job {e.job} closed: {e.refund} points back to the submitter; requester log head seq {e.head_seq} {_short(e.head_hash)}",
+    m.JobClosed: lambda e: f"job {e.job} {e.outcome or 'over'}: {e.refund} points back to the submitter; "
+    f"requester log head seq {e.head_seq} {_short(e.head_hash)}",
 }
 
 def _figures(f) -> str:
@@ -175,6 +177,7 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
             "paid": j.paid,
             "refunded": j.refunded,
             "closed": j.closed,
+            "state": words.master_job_state(closed=j.closed, outcome=j.outcome, friends=len(j.friends) - len(j.evicted)),
             "requester_head": {"seq": j.head_seq, "hash": j.head_hash} if j.closed else None,
         }
         for j in state.jobs.values()
@@ -187,6 +190,7 @@ def _master_summary(state: m.Master, job: int | None) -> dict:
         "friends": {
             f.friend: {
                 "user": f.user, "profile": str(f.profile), "capacity": f.capacity, "job": f.job, "clean_run": f.clean_run, "reputation": f.reputation,
+                "standing": words.standing(f.reputation, state.settings.trust_threshold),
             }
             for f in state.friends.values()
         },
@@ -242,9 +246,9 @@ def render_text(report: dict) -> str:
         if part["friends"]:
             out.append("Friends:")
             for name, f in sorted(part["friends"].items()):
-                out.append(f"  {name:<24} {f['profile']}, {f['clean_run']} clean checks in a row")
+                out.append(f"  {name:<24} {f['standing']} (own checks passed in a row / needed to be trusted), {f['profile']}")
         for record in part["jobs"]:
-            state = "closed" if record["closed"] else "open"
+            state = record["state"]
             out.append(
                 f"Job {record['job']} ({state}) by {record['submitter']}: {record['frames']} frames on {len(record['friends'])} friends;"
                 f" escrow {record['escrow']}, paid {record['paid']}, refunded {record['refunded']}"

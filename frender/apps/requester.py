@@ -55,7 +55,7 @@ import trio
 from attrs import define, field, frozen
 
 from frender import blender, codec
-from frender.apps import artist, pack
+from frender.apps import artist, job_view, pack, words
 from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
 from frender.core import job as core
@@ -258,7 +258,7 @@ class RequesterNode(Handler):
         self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
         self.started: dict[int, float] = {}  # job -> when it started (the log's time), for the estimate
         self.master_problem = ""  # soft: why the master does not answer now; "" while it does
-        self.short_why: dict[int, str] = {}  # soft: job -> why the master granted no more friends when last asked
+        self.short_why: dict[int, tuple[str, str]] = {}  # soft: job -> the master's (code, reason) when it last granted none
         self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
@@ -630,15 +630,17 @@ class RequesterNode(Handler):
             problem = self.master_problem
         wants = self.wants.get(accepted.job)
         active = sum(1 for p in lines if p.status == "active")
-        if not problem and not active and not j.finished and (why := self.short_why.get(accepted.job)):
-            problem = f"the master: {why}"
+        code, detail = self.short_why.get(accepted.job, ("", "")) if not active and not j.finished else ("", "")
         return msg.ProgressReply(
             job=accepted.job,
             total=j.total,
             delivered=j.delivered,
             final=j.final,
             friends=tuple(
-                msg.FriendLine(friend=p.friend, delivered=p.delivered, final=p.final, checks=p.checks_paid, evicted=p.evicted) for p in lines
+                msg.FriendLine(
+                    friend=p.friend, delivered=p.delivered, final=p.final, checks=p.checks_paid, evicted=p.evicted, gone=p.status == "gone"
+                )
+                for p in lines
             ),
             checks=j.resolved,
             disagreements=j.disagreements,
@@ -651,7 +653,14 @@ class RequesterNode(Handler):
             own_renders=j.own_renders,
             spot_checks=j.spot_checks,
             failed=j.failure,
+            eta=self._eta(accepted.job, len(j.final), j.total, j.finished),
+            waiting=words.waiting_cause(code) if code else "",
+            waiting_detail=detail,
         )
+
+    def _eta(self, job: int, final: int, total: int, finished: bool) -> float:
+        """The one estimate (``words.time_left``) from the pace of final frames since the job started."""
+        return 0.0 if finished else words.time_left(self._now() - self.started.get(job, self._now()), final, total)
 
     async def _runtime_for(self, blend: Path, requested: str) -> blender.Backend:
         """The Blender that renders ``blend``: its own series, or the one the artist named (blender.Runtimes)."""
@@ -712,13 +721,14 @@ class RequesterNode(Handler):
         j = core.summary(self.state, job)
         escrowed, spent = core.points(self.state, job)
         wants = self.wants.get(job)
-        elapsed = self._now() - self.started.get(job, self._now())
         final = len(j.final)
-        eta = 0.0 if j.finished else (elapsed / final * (j.total - final) if final and elapsed > 0 else -1.0)
+        eta = self._eta(job, final, j.total, j.finished)
         active = sum(1 for p in core.progress(self.state, job) if p.status == "active") if not j.finished else 0
+        code = self.short_why.get(job, ("", ""))[0] if not j.finished and not active else ""
         return msg.JobLine(
             job=job,
-            state="waiting" if not j.finished and not active else str(j.phase),
+            state=words.job_state(finished=j.finished, cancelled=j.cancelled, failed=j.failed, active=active),
+            waiting=words.waiting_cause(code) if code else "",
             final=final,
             total=j.total,
             active=active,
@@ -977,6 +987,10 @@ class RequesterNode(Handler):
     def evictions_of(self, job: int) -> dict[str, core.Evidence]:
         return core.evictions(self.state, job)
 
+    def frame_states_of(self, job: int) -> dict[int, str]:
+        """Each frame's state, for the job's page (``job_view.frame_states``)."""
+        return job_view.frame_states(self.state, job)
+
     def points_of(self, job: int) -> tuple[int, int]:
         """(escrowed, earned): M + s per friend granted; final frames and paid checks of friends not evicted."""
         return core.points(self.state, job)
@@ -1163,11 +1177,13 @@ class RequesterNode(Handler):
                     )
                 )
             except Refused as exc:
+                self.short_why[event.job] = (exc.code, exc.reason)
                 failures += 1
                 delay = self._backoff(failures)
                 log.info("job %d: no more friends yet (%s); asking again in %.1f s", event.job, exc.reason, delay)
                 await trio.sleep(delay)
                 continue
+            self.short_why.pop(event.job, None)
             await self._settle(
                 self.owed.more_friends,
                 event.job,
@@ -1211,7 +1227,7 @@ class RequesterNode(Handler):
             )
         except Refused as exc:  # none free yet (or the balance is spent): asked again later
             log.debug("job %d: still %d friends short (%s)", job, short, exc.reason)
-            self.short_why[job] = exc.reason  # shown in the progress while the job has no friend
+            self.short_why[job] = (exc.code, exc.reason)  # shown in the progress while the job has no friend
             return
         self.short_why.pop(job, None)
         if core.is_finished(self.state, job) or not granted.friends:
@@ -1238,6 +1254,7 @@ class RequesterNode(Handler):
             evidence={friend: _evidence(e, _window_of_check(self.state, event.job, e.check)) for friend, e in report.evictions.items()},
             head_seq=head.seq,
             head_hash=head.hash,
+            outcome=words.job_state(finished=True, cancelled=isinstance(event, core.JobCancelled), failed=isinstance(event, core.JobFailed)),
         )
         try:
             await self._ask_master(request)

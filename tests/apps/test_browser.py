@@ -46,6 +46,11 @@ return {
   loaded: all("#thumbs img").every((i) => i.complete && i.naturalWidth > 0),
   eta: text("#eta"), state: text("#state"),
   evicted: all("#friends tr.evicted").map((r) => r.textContent),
+  evictions: all("#evictions .eviction p").map((p) => p.textContent),
+  numbers: all("#evictions details li").map((li) => li.textContent),
+  bar: [document.querySelector("#bar-delivered"), document.querySelector("#bar-final")].map((b) => b ? b.getBoundingClientRect().width : null),
+  cells: all("#grid .cell").map((c) => c.className.replace("cell ", "")),
+  friendsCount: text("#friends-count"),
   video: video ? video.href : null,
   marker: window.frenderLoaded === true,
 };
@@ -77,7 +82,7 @@ def demo(tmp_path):
     log = tmp_path / "demo.log"
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "frender", "demo", "--friends", "3", "--cheaters", "1", "--frames", f"1-{FRAMES}", "--out", str(out), "--linger", "60"],
+            [sys.executable, "-m", "frender", "demo", "--friends", "3", "--cheaters", "1", "--frames", f"1-{FRAMES}", "--out", str(out), "--linger", "600"],
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "400"},
         )
     yield out, log, proc
@@ -103,17 +108,26 @@ def browser():
 
 
 def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, browser, tmp_path):
-    """Thumbnails appear without a reload, with a time estimate and the cheater's eviction; the operator's page; bad tokens get 403."""
+    """Thumbnails appear without a reload, with the two-layer bar, the frame grid, a time estimate and the cheater's
+    eviction in words; the operator's page shows standing and links jobs; bad tokens get 403; the demo stays up."""
     out, log, proc = demo
     url = _line(log, proc, r"dashboard: (http://\S+)", 240).group(1)
     browser.get(url)
     browser.execute_script("window.frenderLoaded = true;")  # gone if the page reloads
-    seen_thumbs, estimates = set(), set()
+    seen_thumbs, estimates, layered, cell_states, friend_counts = set(), set(), False, set(), set()
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
         page = browser.execute_script(SNAPSHOT)  # one script: the live part may be replaced between two calls
         seen_thumbs.add(len(page["thumbs"]))
         estimates.add(page["eta"])
+        cell_states.update(page["cells"])
+        friend_counts.add(page["friendsCount"])
+        delivered_width, final_width = page["bar"]
+        now_layered = delivered_width is not None and final_width is not None and delivered_width > final_width
+        if now_layered and page["evictions"] and not (tmp_path / "running.png").exists():  # the whole story, mid-job
+            browser.execute_script("const d = document.querySelector('#evictions details'); if (d) d.open = true;")
+            browser.save_screenshot(str(tmp_path / "running.png"))
+        layered = layered or now_layered
         if page["state"] == "finished" and page["evicted"] and page["video"] and page["loaded"]:
             break
         time.sleep(0.3)
@@ -121,15 +135,27 @@ def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, brow
         raise AssertionError(f"the page never showed the finished job with an eviction and a video; estimates {estimates}")
     assert page["marker"], "the page reloaded"
     assert len(page["thumbs"]) == FRAMES and len(seen_thumbs) > 2, f"frames did not appear one by one: counts seen {sorted(seen_thumbs)}"
-    assert any(re.fullmatch(r"about \d+ s left \(.*frames a minute\)", e) for e in estimates), estimates
-    assert "friend1/box" in page["evicted"][0] and "PSNR" in page["evicted"][0], page["evicted"]  # the black cheater, with evidence
+    assert any(re.fullmatch(r"about (\d+m\d\ds|\d+s|\d+h\d\dm) left", e or "") for e in estimates), estimates  # the one estimate
+    assert "friend1/box" in page["evicted"][0], page["evicted"]  # the black cheater
+    # Its eviction in words (what was compared, by whom, the verdict), the hashes and figures folded behind it.
+    assert any(e.startswith("friend1/box: ") and "frame" in e and "evicted, unpaid" in e for e in page["evictions"]), page["evictions"]
+    assert not any("PSNR" in e or "sha256" in e for e in page["evictions"]) and any("PSNR" in n for n in page["numbers"]), page
+    assert layered, "the bar never showed delivered frames ahead of final ones"  # two layers: delivered under final
+    assert len(page["cells"]) == FRAMES and set(page["cells"]) == {"final"}, page["cells"]  # a cell per frame
+    assert len(cell_states) > 1, f"the grid showed one state only: {cell_states}"
+    assert any(c and re.fullmatch(r"\d of 3 friends asked for are rendering.*", c) for c in friend_counts), friend_counts
+    browser.execute_script("document.querySelector('#evictions details').open = true;")
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
+    if os.environ.get("FRENDER_SCREENSHOT"):  # the README's picture (mid-job if one was taken): FRENDER_SCREENSHOT=docs/dashboard.png
+        best = tmp_path / "running.png" if (tmp_path / "running.png").exists() else tmp_path / "dashboard.png"
+        shutil.copy(best, os.environ["FRENDER_SCREENSHOT"])
 
     # The operator's page (the link the demo prints, signed by the master's key): friends, jobs, the ledger.
     browser.get(_line(log, proc, r"operator  (http://\S+)", 5).group(1))
     tables = browser.execute_script("return Array.from(document.querySelectorAll('#friends, #jobs, #ledger')).map(t => t.textContent);")
     assert len(tables) == 3 and all(f"friend{i}/box" in tables[0] for i in (1, 2, 3)) and "friend1/box" in tables[1], tables
-    assert "points granted" in tables[2]
+    assert "points granted" in tables[2] and re.search(r"(probation|trusted) \d+/\d+", tables[0]) and "finished" in tables[1], tables
+    assert browser.execute_script("return document.querySelectorAll('#friends a[href^=\"#job-\"], #jobs a[href^=\"#job-\"]').length;") >= 1
     browser.save_screenshot(str(tmp_path / "operator.png"))
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
@@ -152,9 +178,10 @@ def test_the_dashboard_shows_frames_the_estimate_and_an_eviction_live(demo, brow
     browser.get(f"{base}?t={expired}")
     assert "403" in browser.find_element("tag name", "h1").text
 
-    # The demo goes on to write its own video of the frames it fetched.
-    proc.send_signal(signal.SIGINT)  # ends the linger; the demo checks the frames and writes demo.mp4
-    _line(log, proc, r"video: \S*demo\.mp4", 300) if proc.poll() is None else None
+    # The demo checks the frames and writes its own video while its dashboards stay up, and says so.
+    _line(log, proc, r"video: \S*demo\.mp4", 300)
+    _line(log, proc, r"dashboards stay up for 600 s", 60)
+    proc.send_signal(signal.SIGINT)  # ends the linger
     proc.wait(timeout=120)
     with av.open(str(out / "demo.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == FRAMES

@@ -80,3 +80,38 @@ def test_a_developer_after_the_readme_first_line(tmp_path):
     test_extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
     assert any(dependency.startswith("pytest>=") for dependency in test_extra)
     assert (root / "tests" / "core" / "test_circle.py").is_file()
+
+
+def test_a_friend_stopped_by_sigterm_says_stopped(tmp_path):
+    """`frender friend status` after SIGTERM says "stopped", not the friend's last "available"."""
+    import os
+    import signal
+    import time
+
+    master = "frender://127.0.0.1:1#sha256:" + "0" * 64  # nobody listens: the friend keeps redialling, available
+    friend = subprocess.Popen(
+        [sys.executable, "-m", "frender", "run", "friend", "--master", master, "--user", "bob", "--home", str(tmp_path), "--blender", "modelled:0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "available" not in frender("friend", "status", "--home", str(tmp_path)).stdout and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert frender("friend", "status", "--home", str(tmp_path)).stdout.strip() == "available"
+        friend.send_signal(signal.SIGTERM)
+        friend.wait(timeout=60)
+    finally:
+        friend.kill()
+    assert frender("friend", "status", "--home", str(tmp_path)).stdout.startswith("stopped")
+    assert (tmp_path / "status").read_text().strip() == "stopped"  # written on its way out
+
+
+def test_a_status_file_whose_process_is_gone_reads_stopped(tmp_path):
+    """A friend killed without a goodbye leaves its last line; once its process is gone, that line reads "stopped"."""
+    done = subprocess.run([sys.executable, "-c", "from pathlib import Path; import sys; "
+                           "from frender.apps.availability import write_status; write_status(Path(sys.argv[1]), 'available')", str(tmp_path)],
+                          check=True)  # fmt: skip
+    assert done.returncode == 0 and "pid" in (tmp_path / "status").read_text()
+    assert frender("friend", "status", "--home", str(tmp_path)).stdout.startswith("stopped: no friend is running")
+    write_status(tmp_path, "rendering job 3")  # this process: running
+    assert frender("friend", "status", "--home", str(tmp_path)).stdout.strip() == "rendering job 3"

@@ -13,10 +13,12 @@ from rich.progress import Progress
 from typer.testing import CliRunner
 
 from frender.apps import messages as msg
+from frender.apps import words
 from frender.apps.cli import app
 from frender.apps.friend import run_friend
 from frender.apps.progress import job_view
 from frender.apps.replay import audit
+from frender.apps.web._page import job_state
 from frender.apps.requester import RequesterSettings
 from frender.blender import ModelledBackend
 from frender.core import job as job_core
@@ -149,8 +151,9 @@ async def test_a_submitted_priority_reaches_the_master_and_frender_jobs(tmp_path
 
 
 async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_waiting_cancel_refunds_all(tmp_path, nursery):
-    """With the farm's one friend busy a submit is accepted and waits (progress and `frender jobs` say so, only M
-    escrowed); a waiting job cancelled gets every point back; once the friend frees up the other runs to the end."""
+    """With the farm's one friend busy a submit is accepted and waits (progress and `frender jobs` say so and why, only M
+    escrowed); a waiting job cancelled gets every point back; once the friend frees up the other runs to the end;
+    the master's status then says cancelled and finished, as the requester does."""
     world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=SLOW)
     await world.start(nursery)
     node = world.requester_node
@@ -175,7 +178,10 @@ async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_
     assert lines[waiting].state == "waiting" and (lines[waiting].active, lines[waiting].wanted, lines[waiting].escrowed) == (0, 1, 3)
     await _until(lambda: _true(bool(node.short_why.get(waiting))))  # its requester asked again and heard why not
     p = await world.call("alice", world.requester, msg.Progress(job=waiting))
-    assert p.problem.startswith("the master: ") and "no live, available friend" in p.problem
+    assert p.problem == "" and p.waiting == "busy" and "no live, available friend" in p.waiting_detail  # waiting, not stopped
+    assert job_state(p) == "waiting" and words.waiting_text(p.waiting) == "waiting: every friend that can render it is busy with other jobs"
+    lines = {line.job: line for line in (await world.call("alice", world.requester, msg.Jobs())).jobs}
+    assert (lines[waiting].state, lines[waiting].waiting) == ("waiting", "busy")
 
     # A cancel while it waits: nothing was earned, the master closes it and refunds the whole escrow.
     done = await world.call("alice", world.requester, msg.Cancel(job=cancelled))
@@ -190,11 +196,14 @@ async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_
     assert sorted(finished.final) == [1, 2, 3] and not finished.cancelled and [line.friend for line in finished.friends] == ["bob/pc"]
     await _until(lambda: _true(master.jobs[waiting].closed))
     assert master.jobs[waiting].paid == 3 and master.jobs[waiting].refunded == 0
+    states = {j.job: j.state for j in world.master_node.status().jobs}
+    assert (states[busy], states[cancelled], states[waiting]) == ("cancelled", "cancelled", "finished")
     assert master.balances() + master.escrow() == master.granted
 
 
 def test_the_progress_view_says_a_job_waits_for_friends() -> None:
-    """A job with no friend yet reads "waiting for friends: none free yet (N asked for)"; one short of friends says how many it has."""
+    """A job with no friend yet reads "waiting for friends: none free yet (N asked for)", or the master's cause in words;
+    one short of friends says how many it has."""
     def shown(**kw: object) -> str:
         bars = Progress()
         ids = (bars.add_task("delivered"), bars.add_task("final"))
@@ -206,3 +215,5 @@ def test_the_progress_view_says_a_job_waits_for_friends() -> None:
     assert "waiting for friends: none free yet (3 asked for)" in shown(wanted=3, active=0)
     assert "friends: 1 of the 3 asked for" in shown(wanted=3, active=1) and "waiting" not in shown(wanted=3, active=1)
     assert "waiting" not in shown(wanted=3, active=3)
+    paused = shown(wanted=2, active=0, waiting="paused", waiting_detail="no live, available friend has the profile …")
+    assert "waiting: its friends are paused by their owners (2 asked for)" in paused and "profile" not in paused

@@ -34,7 +34,8 @@ def master_log(tmp_path):
         m.RegisterFriend(user="bob", key="k-bob", friend="bob/pc", profile=PROFILE, now=1),
         m.RequestFriends(requester="R", submitter="artist", submitter_key="k-art", frames=6, want=2, profile=PROFILE, now=2),
         m.ReportJob(
-            requester="R", job=1, payouts={"ann/pc": 7}, evicted=("bob/pc",), evidence={"bob/pc": "frame 4: black"}, head_seq=40, head_hash="ab" * 32, now=3
+            requester="R", job=1, payouts={"ann/pc": 7}, evicted=("bob/pc",), evidence={"bob/pc": "frame 4: black"}, head_seq=40, head_hash="ab" * 32, now=3,
+            own_outcomes={"ann/pc": (True,)}, outcome="finished",
         ),
     ]:
         events = m.decide(state, command)
@@ -55,6 +56,16 @@ def test_replay_tells_the_story_and_the_ledger(master_log):
     report = json.loads(frender("replay", str(master_log), "--json", "--job", "1").stdout)
     assert report["master"]["ledger"]["balanced"] and report["master"]["users"]["ann"] == 7
     assert report["master"]["jobs"][0]["evicted"] == ["bob/pc"]
+
+
+def test_replay_says_states_and_standing_as_status_does(master_log):
+    """Replay names a job's state and a friend's standing in the words `frender status` uses: finished, not closed;
+    probation 1/3, not a bare reputation number."""
+    out = frender("replay", str(master_log))
+    assert out.returncode == 0, out.stderr
+    assert "Job 1 (finished)" in out.stdout and "(closed)" not in out.stdout and "job 1 finished:" in out.stdout
+    assert "ann/pc                   probation 1/3" in out.stdout and "now probation 1/3" in out.stdout
+    assert "reputation 1" not in out.stdout
 
 
 @pytest.mark.parametrize("what", ["missing", "garbage", "foreign", "tampered"])

@@ -29,7 +29,8 @@ def mock_wall_clock() -> float:
 
 
 async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path, nursery):
-    """Silence counts from when a friend joined the job, not from when the requester started."""
+    """Silence counts from when a friend joined the job, not from when the requester started; a friend gone silent
+    reads "gone" in the job's progress (not evicted, not still rendering)."""
     # Real time, not the autojump clock: the upload's body moves in worker threads, and a virtual clock
     # would jump past its deadline while they run.
     world = World(tmp_path, RequesterSettings(tick=0.02, friend_silence=1.0))
@@ -43,6 +44,8 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
     assert core.friend_status(world.requester_node.state, job, "bob/pc") == "active"
     await trio.sleep(1.2)  # now bob has been silent too long: gone
     assert core.friend_status(world.requester_node.state, job, "bob/pc") == "gone"
+    (line,) = world.requester_node.progress_of(job).friends
+    assert line.friend == "bob/pc" and line.gone and not line.evicted
 
 
 # ------------------------------------------------------------ a failing log

@@ -6,6 +6,8 @@ on 127.0.0.1 port 0 with Hypercorn's trio worker; pages are fetched with urllib.
 
 from __future__ import annotations
 
+import attrs
+
 import socket
 import time
 import urllib.error
@@ -16,6 +18,7 @@ import pytest
 import trio
 
 from frender.apps import messages as msg
+from frender.apps import words
 from frender.apps.web._page import job_state
 from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
 from frender.transports import Identity
@@ -135,9 +138,9 @@ async def test_a_port_in_use_is_one_clear_error(nursery):
             await nursery.start(serve_web, None, "127.0.0.1", port)
 
 
-def test_evidence_names_the_evicted_friends_own_copy_and_the_arbitration():
-    """An evicted verifier's line speaks of its copy vs the subject's, with the figures of each comparison."""
-    from frender.apps.web._requester import _evidence_text
+def test_an_eviction_reads_in_words_with_the_numbers_apart():
+    """An eviction says what was compared, by whom and the verdict in words; hashes and figures are the numbers behind it."""
+    from frender.apps.job_view import eviction_story
     from frender.core.job import Evidence, Figures
 
     e = Evidence(
@@ -145,11 +148,17 @@ def test_evidence_names_the_evicted_friends_own_copy_and_the_arbitration():
         arbitration_sha256="c" * 64, pair=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
         vs_subject=Figures(verdict="identical"), vs_verifier=Figures(verdict="disagree", fraction_off=1.0, max_diff=224, psnr=5.1),
     )
-    line = _evidence_text("friend1/box", e)
-    assert line.startswith("checking friend2/box on frame 8 (check 2): its copy bbbbbbbbbbbb…, friend2/box's aaaaaaaaaaaa…")
-    assert "arbitration vs its copy: disagree, 100.0% of pixels off, max diff 224, PSNR 5.1 dB" in line
-    assert "arbitration vs friend2/box's: identical" in line
-    assert _evidence_text("friend2/box", e).startswith("its frame 8 (check 2): its copy aaaaaaaaaaaa…, friend1/box's bbbbbbbbbbbb…")
+    verifier = eviction_story("friend1/box", e)
+    assert verifier.words == (
+        "it checked friend2/box's copy of frame 8; the two copies disagreed, so the requester rendered the frame itself as the referee,"
+        " and its check did not match the requester's render, friend2/box's copy did: evicted, unpaid, its frames rendered again by others."
+    )
+    assert "sha256" not in verifier.words and "PSNR" not in verifier.words
+    assert "friend1/box's copy: sha256 " + "b" * 64 in verifier.numbers
+    figures = "disagree: 100.0% of pixels off by more than 4/255, largest difference 224/255, PSNR 5.1 dB"
+    assert f"the requester's render vs friend1/box's copy: {figures}" in verifier.numbers
+    subject = eviction_story("friend2/box", e)
+    assert subject.words.startswith("its copy of frame 8 was checked by friend1/box;") and "its copy did not match the requester's render" in subject.words
 
 
 class _Node:
@@ -195,7 +204,9 @@ async def test_the_gallery_makes_each_thumbnail_once_and_the_video_when_the_job_
     node.final = [2, 1, 3]
     await gallery._catch_up(1)
     assert set(gallery.thumbs[1]) == {1, 2, 3} and thumb.stat().st_mtime_ns == written and 1 not in gallery.videos
-    assert "about" in gallery.estimate(1, 3, 3, False) or "estimating" in gallery.estimate(1, 3, 3, False)
+    running = node.progress_of(1)
+    assert gallery.estimate(1, running) == "time left: not known until a frame is final"  # the requester's eta: not known
+    assert gallery.estimate(1, attrs.evolve(running, eta=349.0)) == "about 5m49s left"  # the words `frender jobs` uses
     node.finished = True
     await gallery._catch_up(1)
     with av.open(str(gallery.videos[1])) as container:
@@ -267,11 +278,67 @@ def test_ctrl_c_of_submit_says_the_job_goes_on_and_how_to_resume(tmp_path, capsy
     assert _named(reason, tmp_path / "shot.blend") == "refused: shot.blend has an auto-run script"
 
 
-def test_a_job_says_whether_it_waits_runs_stopped_or_ended():
-    """The pages name a job's state from its progress: a job no friend renders for yet is waiting, not running."""
+def test_a_job_says_whether_it_waits_runs_or_ended_in_the_one_vocabulary():
+    """The pages name a job's state as `frender jobs` does: waiting (also while its master is unreachable), running,
+    finished, cancelled or failed; never "stopped" for a job that only waits."""
     base = dict(job=1, total=4, delivered=0, final=(), friends=(), checks=0, disagreements=0, evictions=(), finished=False)
-    assert job_state(msg.ProgressReply(**base, wanted=2, active=0)) == "waiting for friends"
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=0)) == "waiting"
+    assert job_state(msg.ProgressReply(**base, wanted=2, active=0, waiting="paused")) == "waiting"
     assert job_state(msg.ProgressReply(**base, wanted=2, active=1)) == "running"
-    assert job_state(msg.ProgressReply(**base, active=0, problem="no friends left")) == "stopped"
+    assert job_state(msg.ProgressReply(**base, active=0, problem="every friend of this job is gone")) == "waiting"
     assert job_state(msg.ProgressReply(**{**base, "finished": True})) == "finished"
+    assert job_state(msg.ProgressReply(**{**base, "finished": True}, failed="Blender said no")) == "failed"
     assert job_state(msg.ProgressReply(**{**base, "finished": True}, cancelled=True)) == "cancelled"
+
+
+async def test_the_requesters_printed_address_says_how_to_get_a_link_and_frender_link_prints_one(web, tmp_path):
+    """The requester's root without a token is a page that says how to get a job's link (not a 403), and
+    `frender link J` prints the job's link, which opens its page."""
+    from typer.testing import CliRunner
+
+    from frender.apps.cli import app
+
+    status, html = await get(f"{web.requester_web}/")
+    assert status == 200 and "frender link J --requester" in html and "frender submit" in html
+    assert (await get(f"{web.requester_web}/?t=nonsense"))[0] == 403  # a token that is wrong still gets 403
+    args = ["link", str(web.job), "--requester", str(web.requester), "--home", str(tmp_path / "alice")]
+    done = await trio.to_thread.run_sync(lambda: CliRunner().invoke(app, args))
+    assert done.exit_code == 0, done.output
+    url = done.stdout.strip().splitlines()[0]
+    assert url.startswith(f"{web.requester_web}/job/{web.job}?t=")
+    status, html = await get(url)
+    assert status == 200 and f"Job {web.job}" in html
+    done = await trio.to_thread.run_sync(lambda: CliRunner().invoke(app, [*args[:-1], str(tmp_path / "mallory")]))
+    assert done.exit_code == 1 and "unknown-job" in done.output  # not mallory's job: no link
+
+
+async def test_the_job_page_tells_the_whole_story_and_the_operator_page_links_jobs_and_standing(web):
+    """The job page has the two-layer bar (delivered under final), the friends granted of those asked for, and a
+    grid with a cell per frame; the operator's page shows each friend's standing and links its job's row."""
+    url = (await web.call("alice", web.requester, msg.DashboardLink(job=web.job))).url
+    status, html = await get(url)
+    assert status == 200
+    assert 'id="bar-delivered"' in html and 'id="bar-final"' in html and "delivered</span>" in html
+    p = web.requester_node.progress_of(web.job)
+    assert f"{p.active} of {p.wanted} friends" in html
+    assert html.count('class="cell ') == p.total and ('class="cell rendering"' in html or 'class="cell waiting"' in html)
+    token = sign_token(web.master_node.identity, OPERATOR, now=time.time(), seconds=60)
+    status, html = await get(f"{web.master_web}/?t={token}")
+    assert status == 200 and "probation 0/3" in html and f'id="job-{web.job}"' in html and f'href="#job-{web.job}"' in html
+    assert "closed" not in html and "running" in html
+
+
+def test_the_job_page_says_gone_for_a_friend_that_left_and_why_a_job_waits():
+    """A friend that left reads "gone" (not "ok" or rendering); a job with no friend says it waits and why, in words."""
+    from frender.apps.web._page import render
+
+    gone = msg.FriendLine(friend="bob/pc", delivered=2, final=1, checks=0, evicted=False, gone=True)
+    p = msg.ProgressReply(job=1, total=4, delivered=2, final=(1,), friends=(gone,), checks=0, disagreements=0, evictions=(), finished=False,
+                          wanted=2, active=0, waiting="paused")  # fmt: skip
+    html = render(
+        "job_live.html", job=1, p=p, final=1, delivered_pct="50.00", final_pct="25.00", waiting=words.waiting_text(p.waiting), grid={1: "final"},
+        counts={"final": 1}, stories={}, estimate="", escrowed=0, earned=0, thumbs=[], more=0, video=False, video_error="", t="token",
+    )
+    assert '<tr class="gone">' in html and "gone (its frames went to others)" in html and ">ok<" not in html
+    assert "waiting: its friends are paused by their owners" in html and "<b>0 of 2 friends</b>" in html
+    assert '<span id="state">waiting</span>' in html

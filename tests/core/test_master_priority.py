@@ -155,3 +155,36 @@ def test_a_waiting_job_hears_when_no_friend_could_serve_it_any_more() -> None:
     with pytest.raises(Rejected) as err:
         decide(state, ask(state, want=1, job=job))
     assert err.value.code == "no-friends" and "any more" in err.value.reason
+
+
+def test_a_request_granted_no_friend_names_its_cause_in_a_word() -> None:
+    """No friend granted: the cause is paused, schedule, away, busy, probation, blender or class, as the registry stands."""
+    from attrs import evolve as changed
+
+    from frender.core.master import ReputationChanged, no_friends_cause
+
+    state = master([("a/1", P5, 10.0)])
+    assert no_friends_cause(state, ask(state, want=1, now=30.0)) == "away"  # its heartbeat is too old
+    for away, cause in (("paused", "paused"), ("outside schedule", "schedule")):
+        apply(state, Heartbeat(friend="a/1", key="key-a", away=away, now=10.0))
+        assert no_friends_cause(state, ask(state, want=1)) == cause
+    apply(state, Heartbeat(friend="a/1", key="key-a", now=10.0))
+    apply(state, ask(state, want=1))  # a/1 takes a job
+    assert no_friends_cause(state, ask(state, want=1)) == "busy"
+    evolve(state, ReputationChanged(friend="a/1", job=1, reputation=7, passed=7, failed=0))  # trusted, and busy
+    _live(state, "b/1", 10.0)  # free, but probationary: alone it may not fill a job (Rule 8)
+    assert assigned(decide(state, ask(state, want=1))) == () and no_friends_cause(state, ask(state, want=1)) == "probation"
+    assert no_friends_cause(state, ask(state, want=1, profile=changed(P5, blender_version="4.2.0"))) == "blender"
+    assert no_friends_cause(state, ask(state, want=1, profile=changed(P5, cpu_class="arm64"))) == "class"
+
+
+def test_a_closing_report_names_how_the_job_ended_and_nothing_else() -> None:
+    """The closing report's outcome (finished, cancelled, failed) is kept with the job; any other word is refused."""
+    state = master([("a/1", P5, 10.0)])
+    job = next(e for e in apply(state, ask(state, want=1)) if isinstance(e, FriendsAssigned)).job
+    with pytest.raises(Rejected) as err:
+        decide(state, ReportJob(requester="R", job=job, outcome="closed", now=11.0))
+    assert err.value.code == "bad-report"
+    closed = [e for e in apply(state, ReportJob(requester="R", job=job, outcome="cancelled", now=11.0)) if isinstance(e, JobClosed)]
+    assert closed[0].outcome == "cancelled" and state.jobs[job].outcome == "cancelled"
+    assert "outcome" not in codec.converter.unstructure(JobClosed(job=1, refund=0, head_seq=0, head_hash="", now=1.0))  # old logs unchanged

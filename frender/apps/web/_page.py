@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from frender.apps import words
 from frender.apps.web._token import BadToken, Claims, read_token
 
 if TYPE_CHECKING:
@@ -39,19 +40,15 @@ TEMPLATES = jinja2.Environment(
 
 
 def job_state(progress: ProgressReply) -> str:
-    """A job's state in a word or three, from its progress reply."""
-    if progress.cancelled:
-        return "cancelled"
-    if progress.failed:
-        return "failed: its file cannot render"  # the reason is the page's problem line
-    if progress.finished:
-        return "finished"
-    if progress.problem:
-        return "stopped"
-    return "running" if progress.active else "waiting for friends"
+    """A job's state in the one vocabulary (``words.JOB_STATES``), from its progress reply; why it waits or
+    failed is a line of its own."""
+    return words.job_state(finished=progress.finished, cancelled=progress.cancelled, failed=bool(progress.failed), active=progress.active)
 
 
 TEMPLATES.filters["job_state"] = job_state
+TEMPLATES.filters["friend_state"] = lambda f: words.friend_state(live=f.live, away=f.away, busy=f.busy, job=f.job)
+TEMPLATES.filters["standing"] = lambda f: words.standing(f.reputation, f.trust_threshold)
+TEMPLATES.filters["short_profile"] = words.short_profile
 # The token rides in the query string, so no page may leak it to another site.
 HEADERS = {
     "Cache-Control": "no-store",

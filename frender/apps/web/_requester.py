@@ -3,7 +3,8 @@
 The ``Gallery`` runs beside the requester and does the slow work once:
 a thumbnail per final frame (``jobs/J/web/thumb_####.jpg``) and, when the job
 finishes, its video (``jobs/J/web/video.mp4``). Pages only read what it made.
-The time estimate comes from the pace of deliveries this process has watched.
+The time estimate is the one `frender jobs` prints (``ProgressReply.eta``, from
+``words.time_left``); the time a finished job took is what this process watched.
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
-from attrs import frozen
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from frender.apps import video
+from frender.apps import video, words
+from frender.apps.job_view import FRAME_STATES, eviction_story
 from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page, render
 from frender.apps.web._server import serve_web
 from frender.apps.web._token import OPERATOR, Claims, job_scope, sign_token
-from frender.core.job import Evidence, Figures
-
 if TYPE_CHECKING:
+    from frender.apps.messages import ProgressReply
     from frender.apps.requester import RequesterNode
 
 __all__ = ["LINK_SECONDS", "THUMB_SIZE", "Gallery", "requester_app", "serve_requester_web"]
@@ -47,14 +47,6 @@ def _thumb(source: Path, target: Path) -> None:
     temp.replace(target)
 
 
-@frozen(kw_only=True)
-class Pace:
-    """The first sight of a job: when, and how many frames were delivered then."""
-
-    since: float
-    delivered: int
-
-
 class Gallery:
     """Thumbnails of final frames, made once each, and each finished job's video."""
 
@@ -63,7 +55,7 @@ class Gallery:
         self.thumbs: dict[int, dict[int, None]] = {}  # job -> frames with a thumbnail, in the order they were made
         self.videos: dict[int, Path] = {}
         self.video_errors: dict[int, str] = {}
-        self.pace: dict[int, Pace] = {}
+        self.first_seen: dict[int, float] = {}  # job -> when this process first saw it (monotonic)
         self.finished_after: dict[int, float] = {}
 
     def web_dir(self, job: int) -> Path:
@@ -75,18 +67,14 @@ class Gallery:
     def video_path(self, job: int) -> Path:
         return self.web_dir(job) / "video.mp4"
 
-    def estimate(self, job: int, delivered: int, total: int, finished: bool) -> str:
-        """What the page says about time: an estimate while running, the time taken once done."""
-        pace = self.pace.get(job)
-        now = time.monotonic()
-        if finished:
+    def estimate(self, job: int, progress: ProgressReply) -> str:
+        """What the page says about time: the one estimate `frender jobs` prints too, the time taken once done."""
+        if progress.cancelled:
+            return f"cancelled: {len(progress.final)} final frames kept"
+        if progress.finished:
             took = self.finished_after.get(job)
-            return f"finished in {took:.0f} s" if took is not None else "finished"
-        if pace is None or delivered <= pace.delivered:
-            return "estimating the time left (no frame delivered yet)"
-        rate = (delivered - pace.delivered) / max(now - pace.since, 1e-3)
-        left = (total - delivered) / rate
-        return f"about {left:.0f} s left ({rate * 60:.1f} frames a minute)"
+            return f"finished in {words.duration(took)}" if took is not None else "finished"
+        return words.time_left_text(progress.eta)
 
     async def run(self) -> None:
         """Watch every job; make what is missing; wait for the next change."""
@@ -98,10 +86,10 @@ class Gallery:
 
     async def _catch_up(self, job: int) -> None:
         progress = self.node.progress_of(job)
-        if job not in self.pace:
-            self.pace[job] = Pace(since=time.monotonic(), delivered=0 if not progress.finished else progress.delivered)
+        if job not in self.first_seen:
+            self.first_seen[job] = time.monotonic()
         if progress.finished and job not in self.finished_after:
-            self.finished_after[job] = time.monotonic() - self.pace[job].since
+            self.finished_after[job] = time.monotonic() - self.first_seen[job]
         made = self.thumbs.setdefault(job, {})
         for frame in sorted(set(progress.final) - made.keys()):
             target = self.thumb_path(job, frame)
@@ -129,24 +117,8 @@ class Gallery:
             self.videos[job] = target
 
 
-def _figures(f: Figures) -> str:
-    return f"{f.verdict}, {f.fraction_off * 100:.1f}% of pixels off, max diff {f.max_diff}, PSNR {f.psnr:.1f} dB"
-
-
-def _evidence_text(friend: str, e: Evidence) -> str:
-    """Why ``friend`` was evicted, from its Evidence: the frame, both copies, the comparisons, the arbitration."""
-    subject = friend == e.subject
-    other = (e.verifier or "the requester's own render") if subject else e.subject
-    mine, theirs = (e.subject_sha256, e.verifier_sha256) if subject else (e.verifier_sha256, e.subject_sha256)
-    parts = [f"{'its frame' if subject else f'checking {e.subject} on frame'} {e.frame} (check {e.check}): its copy {mine[:12]}…, {other}'s {theirs[:12]}…"]
-    if e.pair is not None:
-        parts.append(f"the two: {_figures(e.pair)}")
-    if e.arbitration_sha256:
-        parts.append(f"the requester's arbitration render {e.arbitration_sha256[:12]}…")
-    for whose, figures in (("its copy", e.vs_subject if subject else e.vs_verifier), (f"{other}'s", e.vs_verifier if subject else e.vs_subject)):
-        if figures is not None:
-            parts.append(f"arbitration vs {whose}: {_figures(figures)}")
-    return "; ".join(parts)
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}" if whole > 0 else "0"
 
 
 def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
@@ -171,7 +143,9 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
     def body(job: int, token: str) -> str:
         p = node.progress_of(job)
         escrowed, earned = node.points_of(job)
-        evidence = {f: _evidence_text(f, e) for f, e in node.evictions_of(job).items()}
+        stories = {f: eviction_story(f, e) for f, e in node.evictions_of(job).items()}
+        grid = node.frame_states_of(job)
+        counts = {state: sum(1 for s in grid.values() if s == state) for state in FRAME_STATES}
         made = list(gallery.thumbs.get(job, ()))
         thumbs = sorted(made[-SHOWN:])
         return render(
@@ -179,10 +153,15 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
             job=job,
             p=p,
             final=len(p.final),
-            estimate=f"cancelled: {len(p.final)} final frames kept" if p.cancelled else gallery.estimate(job, p.delivered, p.total, p.finished),
+            delivered_pct=_percent(p.delivered, p.total),
+            final_pct=_percent(len(p.final), p.total),
+            waiting=words.waiting_text(p.waiting, p.waiting_detail) if p.waiting or p.waiting_detail else "",
+            grid=grid,
+            counts={state: n for state, n in counts.items() if n or state != "recalled"},
+            stories=stories,
+            estimate=gallery.estimate(job, p),
             escrowed=escrowed,
             earned=earned,
-            evidence=evidence,
             thumbs=thumbs,
             more=len(made) - len(thumbs),
             video=job in gallery.videos,
@@ -238,6 +217,8 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         return FileResponse(gallery.videos[job], media_type="video/mp4", filename=f"job-{job}.mp4", content_disposition_type="inline")
 
     async def index(request: Request) -> Response:
+        if not request.query_params.get("t"):  # the address the requester printed: say how to get a job's link
+            return page("how.html")
         claims = claims_of(request, lambda c: c.scope == OPERATOR and c.signer == node.master.fingerprint)
         if isinstance(claims, Response):
             return claims

@@ -78,6 +78,7 @@ from frender.core.master._master import _ProfileQueue as _ProfileQueue  # the qu
 from frender.core.master._master import Account, Draft, FriendRecord, JobRecord, Master, MasterSettings
 from frender.core.master._machine import decide, evolve
 from frender.core.master._registry import MAX_AWAY, MAX_REFUSED, available, friend_state, is_live, is_trusted
+from frender.core.master._assignment import no_friends_cause
 from frender.core.master._ledger import fine_for
 from frender.core.master._reports import member_state
 from frender.core.master._states import FriendState, JobState, MemberState
@@ -156,6 +157,7 @@ __all__ = [
     "friend_state",
     "member_state",
     "fine_for",
+    "no_friends_cause",
     "MAX_AWAY",
     "MAX_REFUSED",
 ]

@@ -36,7 +36,7 @@ from frender.core.master.commands import RequestFriends
 from frender.core.master.events import FriendReleased, FriendsAssigned, JobClosed, JobOpened, JobPrioritised, EscrowFunded
 from frender.core.names import normalised
 
-__all__ = ["request_friends", "own_job", "EVOLVERS"]
+__all__ = ["request_friends", "own_job", "no_friends_cause", "EVOLVERS"]
 
 
 @frozen(kw_only=True)
@@ -159,6 +159,36 @@ def _any_could_serve(state: Master, c: RequestFriends) -> bool:
         if (queue := state.queues.get((c.profile.machine(), trusted))) is not None
         for rec in queue.ordered()
     )
+
+
+def no_friends_cause(state: Master, c: RequestFriends) -> str:
+    """Why ``c`` was granted no friend, in one machine-readable word (the shell appends it to "no-friends:").
+
+    Read from the registry as it stands: "blender" (no other user's friend
+    holds the job's Blender), "class" (none of its agreement class), "refused"
+    (those that could render it decline the submitter), "away" (none of them
+    live), "paused" or "schedule" (every live one is), "probation" (only
+    probationary ones are free while trusted ones are live), "priority"
+    (free ones are kept for higher-priority jobs), else "busy".
+    """
+    others = [rec for rec in state.friends.values() if rec.user != c.submitter]
+    if not any(rec.profile.blender_version == c.profile.blender_version for rec in others):
+        return "blender"
+    fitting = [rec for rec in others if rec.profile.renders(c.profile)]
+    if not fitting:
+        return "class"
+    serving = [rec for rec in fitting if normalised(c.submitter) not in rec.refuses]
+    if not serving:
+        return "refused"
+    live = [rec for rec in serving if is_live(state, rec.friend, c.now)]
+    if not live:
+        return "away"
+    free = [rec for rec in live if available(state, rec, c.now) and rec.friend not in c.exclude]
+    if free:
+        return "probation" if not any(is_trusted(state, rec) for rec in free) else "priority"
+    if all(rec.away for rec in live):
+        return "paused" if any(rec.away.startswith("paused") for rec in live) else "schedule" if any("schedule" in rec.away for rec in live) else "away"
+    return "busy"
 
 
 def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
@@ -289,7 +319,7 @@ def _friend_released(state: Master, e: FriendReleased) -> None:
 def _job_closed(state: Master, e: JobClosed) -> None:
     job = state.jobs[e.job]
     job.state = JOB.next(job.state, "close", "job", e.job)
-    job.head_seq, job.head_hash = e.head_seq, e.head_hash
+    job.head_seq, job.head_hash, job.outcome = e.head_seq, e.head_hash, e.outcome
     job.waiting = 0
     state.waiting.pop(e.job, None)
     for friend in job.friends:

@@ -74,6 +74,7 @@ class JobRecord:
     escrow: int = 0
     paid: int = 0
     refunded: int = 0
+    outcome: str = ""  # once closed: "finished", "cancelled" or "failed", as its report said ("": not said)
     priority: int = 0  # Rule 10
     waiting: int = 0  # friends still missing after its last grant (Rule 10)
     head_seq: int = 0

@@ -44,7 +44,9 @@ def report(d: Draft, c: ReportJob) -> None:
     if c.close:
         closing = d.job(c.job)
         assert closing is not None
-        d.emit(JobClosed(job=c.job, refund=closing.escrow - closing.paid, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now))
+        d.emit(
+            JobClosed(job=c.job, refund=closing.escrow - closing.paid, head_seq=c.head_seq, head_hash=c.head_hash, now=c.now, outcome=c.outcome)
+        )
 
 
 def _check(job: JobRecord, c: ReportJob) -> set[str]:
@@ -57,6 +59,8 @@ def _check(job: JobRecord, c: ReportJob) -> set[str]:
     standing = _standing(job, c)
     if any(p < 0 for p in c.payouts.values()):
         raise Rejected("bad-report", "payouts are never negative")
+    if c.outcome not in ("", "finished", "cancelled", "failed"):
+        raise Rejected("bad-report", f"a job ends finished, cancelled or failed, not {c.outcome[:32]!r}")
     total = sum(c.payouts.values())
     if job.paid + total > job.escrow:
         raise Rejected("over-escrow", f"job {c.job} has {job.escrow - job.paid} points in escrow, the report pays {total}")

@@ -92,6 +92,7 @@ class ReportJob:
     head_hash: str = ""
     close: bool = True
     now: float
+    outcome: str = ""  # how the job ended at the requester: "finished", "cancelled" or "failed" ("": not said)
 
 
 

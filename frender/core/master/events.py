@@ -182,6 +182,7 @@ class JobClosed:
     head_seq: int
     head_hash: str
     now: float
+    outcome: str = field(default="", metadata={"omit_if_default": True})  # as the report said (ReportJob.outcome)
 
 
 @frozen(kw_only=True)
