@@ -18,13 +18,14 @@ OUT) and the requester (checking a submit against the inspected file):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from attrs import frozen
 
 from frender import blender
 from frender.blender._formats import VALID_EXTENSIONS
 
-__all__ = ["Accepted", "RequestRefused", "check_request", "frame_file", "parse_frames"]
+__all__ = ["Accepted", "RequestRefused", "check_request", "frame_file", "frame_ranges", "parse_frames"]
 
 MAX_LISTED = 8  # missing files named in one refusal; the rest are counted
 PART = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:x(\d+))?)?$")
@@ -53,6 +54,25 @@ def parse_frames(text: str) -> tuple[int, ...]:
             raise ValueError(f"{part!r} is an empty range")
         frames.extend(f for f in range(first, last + 1, step) if f not in frames)
     return tuple(frames)
+
+
+def frame_ranges(frames: Sequence[int]) -> str:
+    """Frames in Blender's words, as ``parse_frames`` reads them: (1, 2, 3, 5, 7, 9, 20) -> "1-3,5-9x2,20"."""
+    ordered = sorted(set(frames))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        step = ordered[i + 1] - ordered[i] if i + 1 < len(ordered) else 0
+        j = i + 1
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == step:
+            j += 1
+        if j - i >= 2 or (j - i == 1 and step == 1):
+            parts.append(f"{ordered[i]}-{ordered[j]}" + (f"x{step}" if step > 1 else ""))
+            i = j + 1
+        else:
+            parts.append(str(ordered[i]))
+            i += 1
+    return ",".join(parts)
 
 
 @frozen(kw_only=True)

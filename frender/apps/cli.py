@@ -462,8 +462,11 @@ def jobs(
     from frender.apps.progress import print_jobs
     from frender.transports import RemoteError, TransportError
 
+    from frender.apps.out_folder import job_folders
+
+    address = _address(requester)
     try:
-        reply = trio.run(get_jobs, _address(requester), home)
+        reply = trio.run(get_jobs, address, home)
     except RemoteError as exc:
         fail(f"the requester refused: {exc.reason} ({exc.code})")
     except TransportError as exc:
@@ -473,7 +476,7 @@ def jobs(
 
         typer.echo(json.dumps(codec.converter.unstructure(reply), indent=2))
     else:
-        print_jobs(reply)
+        print_jobs(reply, job_folders(home, str(address)))
 
 
 @app.command()

@@ -236,6 +236,7 @@ async def submit(
             saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension,
                      "fps": submitted.fps}
             (out / STATE_FILE).write_text(json.dumps(saved))
+            out_folder.remember_folder(home, str(requester), submitted.job, out)
     finally:
         shutil.rmtree(packed.root, ignore_errors=True)
         packed.root.with_name(packed.root.name + ".manifest").unlink(missing_ok=True)

@@ -54,6 +54,7 @@ async def fetch(
     if saved is None:
         saved = {**request, "name": line.name, "extension": line.extension, "fps": line.fps}
         (out / out_folder.STATE_FILE).write_text(json.dumps(saved))
+        out_folder.remember_folder(home, str(requester), job, out)
     name = lambda frame: client._file_name(saved, frame)  # noqa: E731
     fetched: set[int] = set()
     while True:

@@ -573,6 +573,8 @@ class JobLine:
     fps: float = 0.0
     failed: str = ""  # a failed job: why its file cannot render
     waiting: str = ""  # as in ProgressReply
+    file: str = ""  # the main .blend's name in the job tree ("" for jobs of a lone .blend)
+    frames: str = ""  # the frames asked for, as ranges: "1-48", "1-24x2", "1,5,10-20"
 
 
 @frozen(kw_only=True)

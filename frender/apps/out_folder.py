@@ -9,6 +9,8 @@ Rules kept here:
    ``artist.frame_file`` applies them), never by a fixed ``frame_####``.
 3. Every command printed to a person is whole: the job, the requester, ``--out``
    and ``--home``, each quoted for a POSIX shell, so pasting it does the same job.
+4. The client's home remembers which folder each of its jobs writes to
+   (``HOME/jobs.json``, by requester and job), so ``frender jobs`` can say.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 
 from frender.apps import artist
 
-__all__ = ["STATE_FILE", "cancel_command", "fetch_command", "frame_regex", "held", "numbered", "read_state", "shown"]
+__all__ = [
+    "STATE_FILE", "cancel_command", "fetch_command", "frame_regex", "held", "job_folders", "numbered", "read_state", "remember_folder", "shown",
+]
 
 STATE_FILE = ".frender-job.json"
 _PROBE = 987654321  # a frame number longer than any padding, to find where the number sits in a name
@@ -33,6 +37,35 @@ def read_state(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return saved if isinstance(saved, dict) and isinstance(saved.get("job"), int) else None
+
+
+def _folders_file(home: Path) -> Path:
+    return home / "jobs.json"
+
+
+def job_folders(home: Path, requester: str) -> dict[int, str]:
+    """The folder each of my jobs at ``requester`` writes to, as the submits and fetches from ``home`` left them (Rule 4)."""
+    try:
+        known = json.loads(_folders_file(home).read_text())
+    except (OSError, ValueError):
+        return {}
+    at = known.get(requester) if isinstance(known, dict) else None
+    return {int(job): str(out) for job, out in at.items() if job.isdigit()} if isinstance(at, dict) else {}
+
+
+def remember_folder(home: Path, requester: str, job: int, out: Path) -> None:
+    """Note that ``job`` at ``requester`` writes to ``out`` (Rule 4); written whole, then renamed."""
+    try:
+        known = json.loads(_folders_file(home).read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    known.setdefault(requester, {})[str(job)] = str(out.resolve())
+    home.mkdir(parents=True, exist_ok=True)
+    partial = _folders_file(home).with_suffix(".json.partial")
+    partial.write_text(json.dumps(known, indent=1))
+    partial.replace(_folders_file(home))
 
 
 def frame_regex(name: str, extension: str) -> re.Pattern[str]:

@@ -90,11 +90,17 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
         )
 
 
-def print_jobs(reply: msg.JobsReply) -> None:
-    """``frender jobs``: one line per job of mine."""
-    table = Table(title="Your jobs", header_style="bold")
-    for column in ("job", "state", "final", "friends", "time left", "escrowed", "spent", "priority"):
-        table.add_column(column, justify="left" if column == "state" else "right")
+def print_jobs(reply: msg.JobsReply, folders: dict[int, str] | None = None) -> None:
+    """``frender jobs``: one line per job of mine: its file and frames, where its frames go (``folders``), how it
+    stands; readable on an 80-column terminal (long paths end in "…")."""
+    folders = folders or {}
+    priorities = any(j.priority for j in reply.jobs)
+    table = Table(title="Your jobs", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    table.add_column("job", justify="right", no_wrap=True)
+    table.add_column("file / frames → folder", no_wrap=True, overflow="ellipsis", max_width=26)  # long paths end in "…"
+    table.add_column("state", overflow="fold", max_width=14)  # a waiting job's reason wraps in its column
+    for column in ("final", "friends", "left", "points", *(("priority",) if priorities else ())):
+        table.add_column(column, no_wrap=True, justify="right")
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else words.duration(j.eta)
@@ -104,8 +110,22 @@ def print_jobs(reply: msg.JobsReply) -> None:
             state = safe_text(words.waiting_text(j.waiting))
         else:
             state = safe_text(j.state)
-        table.add_row(str(j.job), state, f"{j.final}/{j.total}", friends, left, str(j.escrowed), str(j.spent), str(j.priority))
+        what = Path(j.file).name if j.file else "(a lone .blend)"
+        where = " → ".join(part for part in (j.frames, _short_path(folders[j.job]) if j.job in folders else "") if part)
+        points = f"{j.spent}/{j.escrowed}"  # earned by friends so far, of the escrow
+        table.add_row(
+            str(j.job), Text("\n").join([safe_text(what), safe_text(where)]), state, f"{j.final}/{j.total}", friends, left, points,
+            *((str(j.priority),) if priorities else ()),
+        )
     Console().print(table if reply.jobs else "no jobs of yours at this requester")
+    if reply.jobs:
+        Console().print("points: earned by friends so far / escrowed for the job", style="dim")
+
+
+def _short_path(path: str) -> str:
+    """A folder as a person reads it: under the home folder as ~/..., else as it is."""
+    home = str(Path.home())
+    return "~" + path[len(home):] if path == home or path.startswith(home + "/") else path
 
 
 def print_status(reply: msg.StatusReply) -> None:

@@ -741,6 +741,8 @@ class RequesterNode(Handler):
             extension=accepted.output.extension if accepted.extension is None else accepted.extension,
             fps=accepted.fps,
             failed=j.failure,
+            file=accepted.tree_main,
+            frames=artist.frame_ranges(core.frame_numbers(self.state, job)),
         )
 
     async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:

@@ -13,10 +13,10 @@ from rich.progress import Progress
 from typer.testing import CliRunner
 
 from frender.apps import messages as msg
-from frender.apps import words
+from frender.apps import artist, out_folder, words
 from frender.apps.cli import app
 from frender.apps.friend import run_friend
-from frender.apps.progress import job_view
+from frender.apps.progress import job_view, print_jobs
 from frender.apps.replay import audit
 from frender.apps.web._page import job_state
 from frender.apps.requester import RequesterSettings
@@ -96,8 +96,9 @@ async def test_a_short_job_grows_then_a_cancel_releases_refunds_and_keeps_final_
     runner = CliRunner()
     listed = await trio.to_thread.run_sync(lambda: runner.invoke(app, ["jobs", "--requester", str(world.requester), "--home", str(tmp_path / "alice")]))
     assert listed.exit_code == 0, listed.output
-    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in listed.output.splitlines() if line.startswith("│")]
-    assert rows == [[str(job), "cancelled", f"{done.final}/30", "0", "", "30", str(done.spent), "0"]]
+    [row] = [line.split() for line in listed.output.splitlines() if line.strip().startswith(f"{job} ")]
+    assert row == [str(job), "(a", "lone", ".blend)", "cancelled", f"{done.final}/30", "0", f"{done.spent}/30"]
+    assert "1-30" in listed.output  # its frames, on the line below
     again = await trio.to_thread.run_sync(
         lambda: runner.invoke(app, ["cancel", str(job), "--requester", str(world.requester), "--home", str(tmp_path / "alice")])
     )
@@ -147,6 +148,7 @@ async def test_a_submitted_priority_reaches_the_master_and_frender_jobs(tmp_path
     assert world.master_node.state.jobs[submitted.job].waiting == 2  # bob alone was free: two places wait
     [line] = (await world.call("alice", world.requester, msg.Jobs())).jobs
     assert (line.job, line.state, line.priority, line.active, line.wanted, line.final) == (submitted.job, "running", 7, 1, 3, 0)
+    assert line.frames == artist.frame_ranges(submitted.frames) and line.frames  # "1-24": which frames, not just how many
     assert (await world.call("bob", world.requester, msg.Jobs())).jobs == ()
 
 
@@ -217,3 +219,33 @@ def test_the_progress_view_says_a_job_waits_for_friends() -> None:
     assert "waiting" not in shown(wanted=3, active=3)
     paused = shown(wanted=2, active=0, waiting="paused", waiting_detail="no live, available friend has the profile …")
     assert "waiting: its friends are paused by their owners (2 asked for)" in paused and "profile" not in paused
+
+
+def test_frender_jobs_tells_forty_jobs_apart(tmp_path, capsys, monkeypatch) -> None:
+    """`frender jobs` names each job's file, its frames and the folder its frames go to, not numbers only."""
+    monkeypatch.setenv("COLUMNS", "80")
+    home, requester = tmp_path / "client", "frender://127.0.0.1:7100#sha256:" + "0" * 64
+    lines = []
+    for job in range(1, 41):
+        out = tmp_path / f"shot{job:02d}"
+        out_folder.remember_folder(home, requester, job, out)
+        lines.append(msg.JobLine(job=job, state="finished", final=24, total=24, active=0, wanted=2, eta=-1, escrowed=26, spent=24,
+                                 file=f"scenes/shot{job:02d}.blend", frames="1-24" if job % 2 else "1-48x2"))  # fmt: skip
+    assert out_folder.job_folders(home, requester)[7] == str((tmp_path / "shot07").resolve())
+    assert out_folder.job_folders(home, "frender://elsewhere:1#sha256:" + "1" * 64) == {}
+    monkeypatch.setenv("HOME", str(tmp_path))  # folders under the home folder read as ~/...
+    print_jobs(msg.JobsReply(jobs=tuple(lines)), out_folder.job_folders(home, requester))
+    shown = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(shown) if "shot07.blend" in line)
+    assert shown[at].split()[:3] == ["7", "shot07.blend", "finished"] and shown[at + 1].split() == ["1-24", "→", "~/shot07"]
+    at = next(i for i, line in enumerate(shown) if "shot08.blend" in line)
+    assert shown[at + 1].split() == ["1-48x2", "→", "~/shot08"]
+    assert max(len(line) for line in shown) <= 80  # readable at 80 columns
+
+
+def test_frames_read_back_as_blender_ranges() -> None:
+    """A job's frames print as the ranges `--frames` reads, and read back as the same frames."""
+    for frames in [(1, 2, 3, 5, 7, 9, 20), tuple(range(1, 49)), (7,), (1, 3), tuple(range(1, 25, 2))]:
+        text = artist.frame_ranges(frames)
+        assert sorted(artist.parse_frames(text)) == sorted(frames), text
+    assert artist.frame_ranges((1, 2, 3, 5, 7, 9, 20)) == "1-3,5-9x2,20"

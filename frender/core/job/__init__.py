@@ -154,7 +154,7 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
   final and served, friends asking for work hear the job is over.
 
 The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs``,
-``is_finished``, ``frame_count``, ``delivered_and_final``, ``candidates``, ``final_copy``,
+``is_finished``, ``frame_count``, ``frame_numbers``, ``delivered_and_final``, ``candidates``, ``final_copy``,
 ``holder_of``, ``task_friend``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
 ``verifier_of``, ``report``, ``recalled``, ``starved``.
@@ -235,6 +235,7 @@ from frender.core.job.queries import (
     evictions,
     final_copy,
     frame_count,
+    frame_numbers,
     friend_status,
     holder_of,
     holders,
@@ -333,6 +334,7 @@ __all__ = [
     "running_jobs",
     "is_finished",
     "frame_count",
+    "frame_numbers",
     "delivered_and_final",
     "candidates",
     "final_copy",

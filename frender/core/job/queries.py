@@ -18,6 +18,7 @@ from frender.core.job._states import FriendStatus, Phase
 from frender.core.job.events import CropWindow, Evidence, FinalFrame, JobReport, Outcome
 
 __all__ = [
+    "frame_numbers",
     "Outlook",
     "FriendProgress",
     "JobSummary",
@@ -127,6 +128,11 @@ def is_finished(state: Requester, job: int) -> bool:
 
 def frame_count(state: Requester, job: int) -> int:
     return len(_job(state, job).frames.numbers)
+
+
+def frame_numbers(state: Requester, job: int) -> tuple[int, ...]:
+    """The job's frames, in frame order."""
+    return tuple(sorted(_job(state, job).frames.numbers))
 
 
 def delivered_and_final(state: Requester, job: int) -> tuple[int, int]:
