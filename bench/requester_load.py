@@ -220,7 +220,10 @@ def serve_requester(args: argparse.Namespace) -> None:
     backend = BenchBackend(args.seconds, Path(args.image), frames=10_000)
 
     def announce(line: str) -> None:
-        address = line.split()[3]
+        print(line, file=sys.stderr)
+        if " listening at frender://" not in line:  # other news (the dashboard, the master's trust) names no address
+            return
+        address = line.split(" at ", 1)[1].split()[0]
         part = args.address_file.with_suffix(".part")
         part.write_text(address + "\n")
         os.replace(part, args.address_file)

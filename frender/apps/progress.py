@@ -97,8 +97,9 @@ def print_jobs(reply: msg.JobsReply, folders: dict[int, str] | None = None) -> N
     priorities = any(j.priority for j in reply.jobs)
     table = Table(title="Your jobs", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     table.add_column("job", justify="right", no_wrap=True)
-    table.add_column("file / frames → folder", no_wrap=True, overflow="ellipsis", max_width=26)  # long paths end in "…"
-    table.add_column("state", overflow="fold", max_width=14)  # a waiting job's reason wraps in its column
+    narrow = Console().width < 100  # on a narrow terminal long paths end in "…" and a waiting job's reason wraps
+    table.add_column("file / frames → folder", no_wrap=True, overflow="ellipsis", max_width=26 if narrow else None)
+    table.add_column("state", overflow="fold", max_width=14 if narrow else None)
     for column in ("final", "friends", "left", "points", *(("priority",) if priorities else ())):
         table.add_column(column, no_wrap=True, justify="right")
     for j in reply.jobs:
