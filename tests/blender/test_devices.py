@@ -32,3 +32,15 @@ async def test_a_gpu_this_machine_lacks_is_refused_when_probed():
     backend.device = "METAL"  # never on Linux
     with pytest.raises(blender.BlenderNotFound, match="finds no METAL device here; it can render on: CPU"):
         await backend.probe()
+
+
+async def test_a_modelled_gpu_friend_reports_its_device_and_pairs_with_gpu_jobs_only():
+    """`--blender modelled:... --device CUDA`: the friend's profile names CUDA, so it renders a CUDA requester's jobs,
+    not a CPU requester's."""
+    from frender.apps.blenders import backend_of
+
+    gpu = await backend_of("modelled:0.01", "CUDA").probe()
+    cpu = await backend_of("modelled:0.01", "CPU").probe()
+    assert (gpu.device, cpu.device) == ("CUDA", "CPU")
+    assert gpu.renders(gpu.for_engine("CYCLES")) and not gpu.renders(cpu.for_engine("CYCLES"))
+    assert not cpu.renders(gpu.for_engine("CYCLES"))
