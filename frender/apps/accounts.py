@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from frender.apps.terminal import DEFAULT_HOME, fail, safe
+from frender.apps.terminal import DEFAULT_HOME, call_or_fail, fail, safe
 
 __all__ = ["account_app", "operator_app"]
 
@@ -43,17 +43,10 @@ def account_create(
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key; run your friends with this key too (--home)."),
 ) -> None:
     """Bind a username to your key. Only then can the operator grant it points and your friends register under it."""
-    import trio
 
     from frender.apps.client import create_account
-    from frender.transports import RemoteError, TransportError
 
-    try:
-        created = trio.run(create_account, _address(master), home, user)
-    except RemoteError as exc:
-        fail(f"the master refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    created = call_or_fail("the master", create_account, _address(master), home, user)
     typer.echo(f"account {safe(created.user)} bound to key {safe(created.key)}; balance {created.balance}")
     typer.echo(_give(created.user, safe(created.key)))
 
@@ -64,10 +57,9 @@ def account_show(
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key."),
 ) -> None:
     """Print your key's fingerprint (what the operator needs to grant you points) and, with --master, your account."""
-    import trio
 
     from frender.apps import messages as msg
-    from frender.transports import Identity, RemoteError, TransportError, connect
+    from frender.transports import Identity, connect
     from frender.transports.identity import KEY_FILE
 
     if not (home / KEY_FILE).is_file():
@@ -82,12 +74,7 @@ def account_show(
             return await session.call(msg.AccountOf(key=identity.fingerprint))
 
     address = _address(master)
-    try:
-        info = trio.run(ask)
-    except RemoteError as exc:
-        fail(f"the master refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    info = call_or_fail("the master", ask)
     if not info.user:
         typer.echo(f"key {identity.fingerprint} holds no account at this master: `frender account create NAME` binds one")
         return
@@ -155,17 +142,10 @@ def operator_web_token(
 
 def _operator(master: str, home: Path, request: object):
     """Send an operator's ``request``; the master's status after it (for the balance a grant left)."""
-    import trio
 
     from frender.apps.client import operator_call
     from frender.apps.client import status as get_status
-    from frender.transports import RemoteError, TransportError
 
     address = _address(master)
-    try:
-        trio.run(operator_call, address, home, request)
-        return trio.run(get_status, address, home)
-    except RemoteError as exc:
-        fail(f"the master refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    call_or_fail("the master", operator_call, address, home, request)
+    return call_or_fail("the master", get_status, address, home)

@@ -13,7 +13,7 @@ import typer
 
 from frender.apps.accounts import account_app, operator_app
 from frender.apps.blenders import backend_of, blender_app, runtimes_of
-from frender.apps.terminal import DEFAULT_HOME, fail, log_handler, safe
+from frender.apps.terminal import DEFAULT_HOME, call_or_fail, fail, log_handler, safe
 
 app = typer.Typer(
     add_completion=False,
@@ -456,21 +456,14 @@ def jobs(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List my jobs at a requester: state, frames final/total, friends, time left, points escrowed and spent."""
-    import trio
 
     from frender.apps.client import jobs as get_jobs
     from frender.apps.progress import print_jobs
-    from frender.transports import RemoteError, TransportError
 
     from frender.apps.out_folder import job_folders
 
     address = _address(requester)
-    try:
-        reply = trio.run(get_jobs, address, home)
-    except RemoteError as exc:
-        fail(f"the requester refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    reply = call_or_fail("the requester", get_jobs, address, home)
     if as_json:
         from frender import codec
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from frender.apps.cli import DEFAULT_HOME, _address, _leaves, app, fail
+from frender.apps.terminal import call_or_fail
 
 if TYPE_CHECKING:
     from frender.apps.client import SubmitResult
@@ -115,18 +116,11 @@ def link(
     home: Path = typer.Option(DEFAULT_HOME / "client", help="Your key: the one that submitted the job."),
 ) -> None:
     """Print the link to my job's page on the requester's dashboard (as submit does), valid for a week from now."""
-    import trio
 
     from frender.apps.client import dashboard_link
     from frender.apps.web import LINK_SECONDS
-    from frender.transports import RemoteError, TransportError
 
-    try:
-        url = trio.run(dashboard_link, _address(requester), home, job)
-    except RemoteError as exc:
-        fail(f"the requester refused: {exc.reason} ({exc.code})")
-    except TransportError as exc:
-        fail(str(exc))
+    url = call_or_fail("the requester", dashboard_link, _address(requester), home, job)
     if not url:
         fail("this requester serves no dashboard: its operator starts it with `frender run requester --web HOST:PORT`")
     typer.echo(url)

@@ -17,12 +17,13 @@ import os
 import sys
 import unicodedata
 from pathlib import Path
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.text import Text
 
-__all__ = ["DEFAULT_HOME", "fail", "log_handler", "safe", "safe_text"]
+__all__ = ["DEFAULT_HOME", "call_or_fail", "fail", "log_handler", "safe", "safe_text"]
 
 DEFAULT_HOME = Path(os.environ.get("FRENDER_HOME", Path.home() / ".frender"))
 
@@ -53,6 +54,23 @@ def fail(message: str) -> NoReturn:
     """One clear line on stderr and exit status 1: the contract for bad input."""
     typer.echo(f"frender: {safe(message, lines=True)}", err=True)
     raise typer.Exit(1)
+
+
+_R = TypeVar("_R")
+
+
+def call_or_fail(who: str, call: Callable[..., Awaitable[_R]], *args: Any) -> _R:
+    """Run one client call on a fresh trio loop; ``who`` ("the master") refusing, or a peer that is gone, is one line, exit 1."""
+    import trio
+
+    from frender.transports import RemoteError, TransportError
+
+    try:
+        return trio.run(call, *args)
+    except RemoteError as exc:
+        fail(f"{who} refused: {exc.reason} ({exc.code})")
+    except TransportError as exc:
+        fail(str(exc))
 
 
 class _SafeFormatter(logging.Formatter):

@@ -74,7 +74,7 @@ def test_a_developer_after_the_readme_first_line(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith("frender 0."), done.stdout + done.stderr
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
-    assert readme.splitlines()[3].startswith("python3.11 -m pip install -e '.[bpy]' && python3.11 -m frender demo")
+    assert readme.splitlines()[3].startswith("python3 -m pip install -e '.[bpy]' && python3 -m frender demo")
     assert "python3.11 -m pip install -e '.[bpy,test]'" in readme and "python3.11 -m pytest tests/core/test_circle.py" in readme
     assert "frender scene shot.blend" in readme
     test_extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
