@@ -275,6 +275,8 @@ class MasterNode(Handler):
                     )
                 )
                 return msg.Ok()
+            case msg.ReleaseOpening():
+                return self._release_opening(peer, request, now)
             case msg.KnownProfiles():
                 live = {f.profile for f in self._draft.friends.values() if core.is_live(self._draft, f.friend, now)}
                 return msg.Profiles(live=tuple(sorted(live, key=str)))
@@ -309,6 +311,7 @@ class MasterNode(Handler):
                 blend_sha256=ask.blend_sha256,
                 address=ask.address,
                 priority=ask.priority,
+                opening=ask.opening,
                 now=now,
             )
         )
@@ -325,6 +328,19 @@ class MasterNode(Handler):
             for f in grant.friends
         )
         return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)
+
+    def _release_opening(self, peer: Peer, release: msg.ReleaseOpening, now: float) -> msg.OpeningReleased:
+        """Close the job opened for the requester's ``opening``, paying nobody and refunding its escrow; idempotent."""
+        if not release.opening:
+            raise Refused("bad-request", "name the opening to release")
+        found = next((j for j in self._draft.jobs.values() if j.opening == release.opening and j.requester == peer.fingerprint), None)
+        if found is None:
+            return msg.OpeningReleased(job=None)
+        if not found.closed:
+            self._apply_later(
+                core.ReportJob(requester=peer.fingerprint, job=found.job, head_seq=release.head_seq, head_hash=release.head_hash, now=now)
+            )
+        return msg.OpeningReleased(job=found.job)
 
     def _assignment_of(self, state: core.Master, friend: str, now: float) -> msg.HeartbeatReply:
         """The friend's signed assignment in ``state`` while it holds a live one (Rule 3 of the core)."""

@@ -45,6 +45,8 @@ __all__ = [
     "FriendsGranted",
     "GrantedFriendInfo",
     "Report",
+    "ReleaseOpening",
+    "OpeningReleased",
     "KnownProfiles",
     "Profiles",
     # operator -> master
@@ -185,6 +187,7 @@ class AskFriends:
     blend_sha256: str
     address: str  # the requester's address, for the friends
     priority: int = 0  # of a new job: free friends go to waiting jobs of higher priority first
+    opening: str = ""  # of a new job: the requester's name for it, logged before asking (ReleaseOpening finds it)
 
 
 @frozen(kw_only=True)
@@ -219,6 +222,28 @@ class Report:
     head_seq: int = 0
     head_hash: str = ""
     close: bool = True
+
+
+@frozen(kw_only=True)
+class ReleaseOpening:
+    """Close, unpaid and refunded, the job the master opened for ``opening`` (AskFriends.opening), if it opened one.
+
+    The requester logs each opening before it asks; one that never reached its
+    own log as a job (a crash, a failed link or a failed lay-out between the
+    grant and its acceptance) is released, so no points stay held for a job
+    nobody runs.
+    """
+
+    tag: ClassVar[str] = "release_opening.v1"
+    opening: str
+    head_seq: int = 0
+    head_hash: str = ""
+
+
+@frozen(kw_only=True)
+class OpeningReleased:
+    tag: ClassVar[str] = "opening_released.v1"
+    job: int | None  # the job the master had opened for it (now closed); None: it opened none
 
 
 @frozen
@@ -493,6 +518,8 @@ codec.register(
     GrantedFriendInfo,
     FriendsGranted,
     Report,
+    ReleaseOpening,
+    OpeningReleased,
     KnownProfiles,
     Profiles,
     Grant,

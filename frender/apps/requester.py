@@ -79,7 +79,10 @@ from frender.transports import (
     serve,
 )
 
-__all__ = ["JobAccepted", "FriendKeys", "LogFailed", "ReportDelivered", "ReportRefused", "RequesterNode", "RequesterSettings", "run_requester"]
+__all__ = [
+    "JobAccepted", "JobOpening", "JobOpeningReleased", "FriendKeys", "LogFailed", "ReportDelivered", "ReportRefused", "RequesterNode",
+    "RequesterSettings", "run_requester",
+]
 
 log = logging.getLogger("frender.requester")
 
@@ -112,10 +115,41 @@ class JobAccepted:
     # Logs from before this kept no name: "" reads as frame_#### with the format's extension.
     name: str = attrs.field(default="", metadata={"omit_if_default": True})
     extension: str | None = attrs.field(default=None, metadata={"omit_if_default": True})
+    # The JobOpening this job settles; "" in logs from before openings were logged.
+    opening: str = attrs.field(default="", metadata={"omit_if_default": True})
 
     @property
     def output(self) -> blender.OutputFormat:
         return blender.OutputFormat(file_format=self.file_format, color_depth=self.color_depth, color_mode=self.color_mode)
+
+
+@frozen(kw_only=True)
+class JobOpening:
+    """About to ask the master to open a job: logged before asking, so a job the master opens is never lost.
+
+    An opening that no ``JobAccepted`` (same ``opening``) follows in the log is
+    released at the master (``ReleaseOpening``) and then ``JobOpeningReleased``:
+    a crash, a lost reply or a failed lay-out between the grant and the
+    acceptance leaves no points held for a job nobody runs.
+    """
+
+    tag: ClassVar[str] = "job_opening.v1"
+    opening: str  # fresh, secret: the master files the job under it (AskFriends.opening)
+    submitter: str
+    submitter_key: str
+    blend_sha256: str
+    frames: int
+    friends: int
+    priority: int = 0
+
+
+@frozen(kw_only=True)
+class JobOpeningReleased:
+    """An opening that never became a job here: the master closed what it opened for it (``job``), or opened nothing."""
+
+    tag: ClassVar[str] = "job_opening_released.v1"
+    opening: str
+    job: int | None = None
 
 
 @frozen(kw_only=True)
@@ -155,13 +189,15 @@ class JobWants:
     priority: int = 0
 
 
-SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants)
+SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants, JobOpening, JobOpeningReleased)
 codec.register(*SHELL_EVENTS)
 
 # Core events that ask this shell to act (see ``Owed``).
 _REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
+# Failures of an AskFriends after which the master may have opened the job: its opening is released to be sure.
+_UNSETTLED = _TRANSIENT | {"master-unreachable"}
 
 
 @frozen(kw_only=True)
@@ -192,9 +228,14 @@ class Owed:
     own_renders: dict[tuple[int, int], core.OwnRenderRequested] = field(factory=dict)
     more_friends: dict[int, core.MoreFriendsWanted] = field(factory=dict)
     reports: dict[int, core.JobFinished | core.JobCancelled | core.JobFailed] = field(factory=dict)
+    openings: dict[str, JobOpening] = field(factory=dict)  # asked or about to be asked of the master, not yet settled
 
     def see(self, event: object) -> None:
         match event:
+            case JobOpening(opening=o):
+                self.openings[o] = event
+            case JobAccepted(opening=o) | JobOpeningReleased(opening=o):
+                self.openings.pop(o, None)
             case core.ComparisonRequested(job=j, check=c, against=a):
                 self.comparisons[(j, c, a)] = event
             case core.ComparisonMade(job=j, check=c, against=a):
@@ -272,6 +313,7 @@ class RequesterNode(Handler):
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
+        self._opening_now: set[str] = set()  # soft: openings whose submit still runs (the reactor leaves them alone)
         self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self._master_lock = trio.Lock()
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
@@ -286,7 +328,7 @@ class RequesterNode(Handler):
                 self.jobs[j] = event
             case FriendKeys(job=j, keys=keys):
                 self.keys.setdefault(j, {}).update(keys)
-            case ReportDelivered():
+            case ReportDelivered() | JobOpening() | JobOpeningReleased():
                 pass
             case ReportRefused(job=j):
                 self.refused[j] = event
@@ -528,22 +570,51 @@ class RequesterNode(Handler):
         if crops and info.crop_unsafe:
             log.info("checking on whole frames: a window of this file differs from the frame (%s)", ", ".join(info.crop_unsafe))
             crops = False
-        crop_padding, crop_alignment = blender.crop_margins(denoised=info.denoiser is not None)
         settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend, crop_checks=crops)
-        granted = await self._ask_master(
-            msg.AskFriends(
-                submitter=submit.user,
-                submitter_key=peer.fingerprint,
-                frames=len(frames),
-                want=submit.friends,
-                profile=profile,
-                checks_per_friend=settings.checks_to_escrow(len(frames), submit.friends),
-                blend_sha256=submit.blend_sha256,
-                address=str(self.address),
-                priority=submit.priority,
-            ),
-            retry=False,
+        opening = JobOpening(
+            opening=self._entropy(),
+            submitter=submit.user,
+            submitter_key=peer.fingerprint,
+            blend_sha256=submit.blend_sha256,
+            frames=len(frames),
+            friends=submit.friends,
+            priority=submit.priority,
         )
+        await self.apply(opening)  # before the master escrows anything: every job it opens is one we will settle
+        self._opening_now.add(opening.opening)
+        try:
+            return await self._open(submit, peer, opening, frames=frames, settings=settings, profile=profile, info=info, asked=asked, manifest=manifest)
+        finally:
+            self._opening_now.discard(opening.opening)
+            if opening.opening in self.owed.openings:  # not accepted: the reactor releases it at the master
+                self.wake.set()
+
+    async def _open(
+        self, submit: msg.Submit, peer: Peer, opening: JobOpening, *, frames, settings, profile, info, asked, manifest
+    ) -> msg.Submitted:
+        """Ask the master to open the logged ``opening``, lay the job out, and accept it (``JobAccepted``)."""
+        try:
+            granted = await self._ask_master(
+                msg.AskFriends(
+                    submitter=submit.user,
+                    submitter_key=peer.fingerprint,
+                    frames=len(frames),
+                    want=submit.friends,
+                    profile=profile,
+                    checks_per_friend=settings.checks_to_escrow(len(frames), submit.friends),
+                    blend_sha256=submit.blend_sha256,
+                    address=str(self.address),
+                    priority=submit.priority,
+                    opening=opening.opening,
+                ),
+                retry=False,
+            )
+        except Refused as exc:
+            if exc.code not in _UNSETTLED:  # the master answered: it opened nothing
+                await self.apply(JobOpeningReleased(opening=opening.opening))
+            raise
+        blend_path = self._upload_path(submit.blend_sha256)
+        crop_padding, crop_alignment = blender.crop_margins(denoised=info.denoiser is not None)
         job_dir = self._job_dir(granted.job)
         (job_dir / "copies").mkdir(parents=True, exist_ok=True)
         (job_dir / "own").mkdir(exist_ok=True)
@@ -571,6 +642,7 @@ class RequesterNode(Handler):
                 crop_alignment=crop_alignment,
                 name=asked.name,
                 extension=asked.extension,
+                opening=opening.opening,
             ),
             _keys(granted),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
@@ -1041,6 +1113,9 @@ class RequesterNode(Handler):
             ):
                 for key, event in list(owed.items()):
                     self._start(nursery, owed, key, worker, event)
+            for opening, event in list(self.owed.openings.items()):
+                if opening not in self._opening_now:
+                    self._start(nursery, self.owed.openings, opening, self._release_opening, event)
             await self.wake.wait()
 
     def _start(self, nursery: trio.Nursery, owed: dict, key: object, worker, event: object) -> None:
@@ -1143,6 +1218,18 @@ class RequesterNode(Handler):
                 self.owed.own_renders, key, core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now())
             )
         shutil.rmtree(work, ignore_errors=True)
+
+    async def _release_opening(self, event: JobOpening) -> None:
+        """Close, unpaid, whatever job the master opened for an opening that never became a job here."""
+        head = self.log.head
+        try:
+            released = await self._ask_master(msg.ReleaseOpening(opening=event.opening, head_seq=head.seq, head_hash=head.hash))
+        except Refused as exc:  # owed still: asked again after a backoff
+            log.error("the opening for %s's job was not released: %s", event.submitter, exc)
+            return
+        await self.apply(JobOpeningReleased(opening=event.opening, job=released.job))
+        if released.job is not None:
+            log.warning("job %d was opened at the master but never accepted here: closed, its points refunded", released.job)
 
     async def _more_friends(self, event: core.MoreFriendsWanted) -> None:
         accepted = self.jobs[event.job]

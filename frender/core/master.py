@@ -191,6 +191,7 @@ class RequestFriends:
     blend_sha256: str = ""  # named in each friend's signed assignment
     address: str = ""  # where the job's friends reach the requester
     priority: int = 0  # of a new job (Rule 10); a later request uses the job's own
+    opening: str = ""  # of a new job: the requester's name for it, logged before it asked (found again by it)
     now: float
 
 
@@ -282,6 +283,7 @@ class JobOpened:
     blend_sha256: str = ""
     address: str = ""
     now: float
+    opening: str = field(default="", metadata={"omit_if_default": True})  # RequestFriends.opening
 
 
 @frozen(kw_only=True)
@@ -439,6 +441,7 @@ class JobRecord:
     waiting: int = 0  # friends still missing after its last grant (Rule 10)
     head_seq: int = 0
     head_hash: str = ""
+    opening: str = ""  # the requester's name for the job (JobOpened.opening)
 
 
 class _ProfileQueue:
@@ -808,6 +811,7 @@ def _request_friends(state: Master, c: RequestFriends) -> list[object]:
                 blend_sha256=c.blend_sha256,
                 address=c.address,
                 now=c.now,
+                opening=c.opening,
             )
         )
         if c.priority:
@@ -977,6 +981,7 @@ def _job_opened(state: Master, e: JobOpened) -> None:
         profile=e.profile,
         blend_sha256=e.blend_sha256,
         address=e.address,
+        opening=e.opening,
     )
 
 
