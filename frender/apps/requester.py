@@ -23,13 +23,9 @@ anything of a finished job); a reaction that failed is retried after a
 jittered, capped backoff; a report the master refuses for good is logged once
 (``ReportRefused``), shown to the client, and not retried.
 
-Commit, then evolve. Commands are decided on a *draft*: the committed state
-plus the events decided but not yet committed (``decide``). The first call to
-reach ``commit`` after a scheduler pass appends every pending event in one
-transaction (group commit: many commands, one fsync), and only then are they
-evolved into ``state`` and reacted to. Every answer, a refusal included, waits
-for that commit. A failed append ends the process (``LogFailed``): it restarts
-from its log, which holds everything anyone was told.
+Commit, then evolve: the requester is a ``Node`` (frender/apps/node.py), which
+decides on a draft, commits every ready call's events in one transaction (one
+fsync), evolves ``state`` after, and stops on a failed append (``LogFailed``).
 
 Files on disk are named from ids only: ``jobs/{job}/job.blend``,
 ``jobs/{job}/copies/{task}-{frame}.{ext}``, ``jobs/{job}/own/{check}.{ext}`` (ext: the file's output format),
@@ -56,12 +52,12 @@ from attrs import define, field, frozen
 
 from frender import blender, codec
 from frender.apps import artist, pack
+from frender.apps.node import Node, Step
 from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
 from frender.core import job as core
-from frender.core._decider import Rejected, is_durable
 from frender.core.profile import RenderProfile
-from frender.store import LogFailed, SqliteLog, replay
+from frender.store import LogFailed, SqliteLog
 from frender.transports import (
     Address,
     AssignmentRefused,
@@ -266,8 +262,8 @@ class Owed:
                 self.reports.pop(j, None)
 
 
-class RequesterNode(Handler):
-    """The requester's jobs, their files, and its answers to clients and friends."""
+class RequesterNode(Node[core.Requester], Handler):
+    """The requester's jobs, their files, and its answers to clients and friends: a ``Node`` over ``frender.core.job``."""
 
     def __init__(
         self,
@@ -284,14 +280,12 @@ class RequesterNode(Handler):
     ) -> None:
         self.identity = identity
         self.home = home
-        self.log = log
         self.master = master
         self.address = address
         self.runtimes = blender.Runtimes.of(backend)  # the Blenders held: a job renders with its file's (blender.Runtimes)
         self.settings = settings
         self.limits = limits
         self.clock = clock  # the wall clock for commands' ``now``; waits and silences use trio's clock
-        self.state = core.Requester()  # committed: only ``commit`` evolves it
         self.jobs: dict[int, JobAccepted] = {}
         self.keys: dict[int, dict[str, str]] = {}  # job -> friend -> key
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
@@ -304,12 +298,6 @@ class RequesterNode(Handler):
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
         self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> trio time we last heard from it
-        replay(log, self._evolve)  # verifies the chain as it folds
-        self._pending: list[object] = []  # decided, not yet committed (shell events too), in order
-        self._drafted: core.Requester | None = None  # the draft, built on demand (``_draft``)
-        self._copied: set[int] = set()  # jobs the draft holds its own copy of
-        self.broken: BaseException | None = None  # why the log failed; nothing is decided or answered after
-        self._log_failed = trio.Event()
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
         self._own_render_lock = trio.Lock()
@@ -319,134 +307,51 @@ class RequesterNode(Handler):
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
         self.uploads = Uploads(home / "uploads")  # the artists' files, each owned by the keys that uploaded it
         self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
+        super().__init__(log, core.Requester(), _evolve_core)  # folds the log, verifying its chain
 
     # ------------------------------------------------------------ the core
 
-    def _evolve(self, event: object) -> None:
+    def _fold(self, event: object) -> None:
+        """A committed (or replayed) event: the core's state, and what this shell keeps of its own events."""
         match event:
             case JobAccepted(job=j):
                 self.jobs[j] = event
             case FriendKeys(job=j, keys=keys):
                 self.keys.setdefault(j, {}).update(keys)
-            case ReportDelivered() | JobOpening() | JobOpeningReleased():
-                pass
             case ReportRefused(job=j):
                 self.refused[j] = event
             case JobWants(job=j):
                 self.wants[j] = event
             case core.JobStarted(job=j, now=now):
                 self.started[j] = now
-                core.evolve(self.state, event)
             case core.CopyReceived(job=j, task=t, frame=f, sha256=sha):
                 self.copies.setdefault((j, sha), self._copy_path(j, t, f))
-                core.evolve(self.state, event)
             case core.OwnRenderReceived(job=j, check=c, sha256=sha):
                 self.copies.setdefault((j, sha), self._own_path(j, c))
-                core.evolve(self.state, event)
             case core.FriendsJoined(job=j, friends=granted):
                 for g in granted:  # silence is counted from joining (or from this process's start, on replay)
                     self._heard_from(j, g.friend)
-                core.evolve(self.state, event)
-            case _:
-                core.evolve(self.state, event)
+        super()._fold(event)
         self.owed.see(event)
 
-    async def apply(self, *commands_or_events: object) -> list[object]:
-        """Decide (``decide``), then return once the events are committed and evolved (``commit``).
-
-        A refusal also leaves only after the commit: it may have read events
-        that other calls decided and have not committed yet.
-        """
-        try:
-            return self.decide(*commands_or_events)
-        finally:
-            await self.commit()
-
-    def decide(self, *commands_or_events: object) -> list[object]:
-        """Decide each core command in turn on the draft (shell events pass through); the events wait for ``commit``.
-
-        Each decision sees the events of those before it, pending ones of
-        other calls included. A refusal of any command withdraws every event
-        of this call, so the draft keeps no trace of it.
-        """
-        if self.broken is not None:
-            raise LogFailed(f"the event log failed: {self.broken}")
-        mark = len(self._pending)
-        try:
-            for item in commands_or_events:
-                batch = core.decide(self._draft(item.job), item) if type(item) in core.COMMANDS else [item]  # type: ignore[attr-defined]
-                self._pending.extend(batch)
-                self._play(batch)
-        except BaseException as exc:
-            del self._pending[mark:]
-            self._drafted = None  # rebuilt from what is still pending when next asked for
-            if isinstance(exc, Rejected):
-                raise Refused(exc.code, exc.reason) from None
-            raise
-        return self._pending[mark:]
-
-    def _draft(self, job: int) -> core.Requester:
-        """The state to decide on for ``job``: the committed one, plus every pending event of that job.
-
-        Only a job that a pending event touches is copied (``Job.clone``
-        copies its containers, not its records), once per commit; with
-        nothing pending, deciding reads the committed state (decide never
-        writes to it).
-        """
-        if not self._pending:
-            return self.state
-        if self._drafted is None:
-            self._drafted = core.Requester(jobs=dict(self.state.jobs))
-            self._copied = set()
-        draft = self._drafted
-        if job not in self._copied:
-            if job in self.state.jobs:
-                draft.jobs[job] = self.state.jobs[job].clone()
-            self._copied.add(job)
-            self._play([e for e in self._pending if getattr(e, "job", None) == job])
-        return draft
-
-    def _play(self, events: list[object]) -> None:
-        """Evolve the draft's own copies with newly decided events (other jobs catch up in ``_draft``)."""
-        if self._drafted is None:
-            return
-        for event in events:
-            if type(event) in core.EVENTS and event.job in self._copied:  # type: ignore[attr-defined]
-                core.evolve(self._drafted, event)
-
-    async def commit(self) -> None:
-        """Return once every event decided so far is committed, in one transaction with those of the other ready calls.
-
-        The first caller after a scheduler pass appends everything pending
-        (one fsync), then evolves the committed state and wakes reactions and
-        held calls. If the append fails, the process ends (``LogFailed``) and
-        nobody is answered after: the state never runs ahead of the log.
-        """
-        if self._pending:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls decide first
-        if self.broken is not None:
-            raise LogFailed(f"the event log failed: {self.broken}")
-        if not self._pending:
-            return
-        batch, self._pending, self._drafted = self._pending, [], None
-        try:
-            self.log.append([e for e in batch if is_durable(e)])
-        except BaseException as exc:
-            self.broken = exc
-            self._log_failed.set()
-            log.critical("the event log refused an append (%s): stopping; a restart replays the log", exc)
-            raise LogFailed(f"the event log failed: {exc}") from exc
-        for event in batch:
-            self._evolve(event)
+    def _committed(self, batch: list[object]) -> None:
+        """Wake held calls (a change of state) and reactions (a change of what is owed)."""
         self._changed.set()
         self._changed = trio.Event()
         if any(isinstance(e, _REACTIONS) for e in batch):
             self.wake.set()
 
-    async def stop_on_log_failure(self) -> None:
-        """Raise LogFailed once an append has failed, ending the process (run it in the process's nursery)."""
-        await self._log_failed.wait()
-        raise LogFailed(f"the event log failed: {self.broken}") from self.broken
+    async def apply(self, *commands_or_events: object) -> list[object]:
+        """Decide each core command in turn on the draft (shell events pass through), then return once the
+        events are committed and evolved (``Node``: a refusal of any withdraws the call's events).
+
+        A refusal also leaves only after the commit: it may have read events
+        that other calls decided and have not committed yet.
+        """
+        try:
+            return self.decide(*(_step(item) for item in commands_or_events))
+        finally:
+            await self.commit()
 
     def _now(self) -> float:
         return self.clock()
@@ -1350,6 +1255,19 @@ class RequesterNode(Handler):
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
                         await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+
+
+def _evolve_core(state: core.Requester, event: object) -> None:
+    """The core's evolve, for the core's events (the shell's own pass by)."""
+    if type(event) in core.EVENTS:
+        core.evolve(state, event)
+
+
+def _step(item: object) -> Step[core.Requester]:
+    """A core command decided on the draft, or a shell event that passes through as it is."""
+    if type(item) in core.COMMANDS:
+        return functools.partial(core.decide, command=item)
+    return lambda draft: [item]
 
 
 def _joining(granted: msg.FriendsGranted, *, entropy: str, now: float) -> core.AddFriends:

@@ -516,6 +516,7 @@ class Master:
             copy = draft.queues[key] = _ProfileQueue()
             copy.fresh = {friend: draft.friends[friend] for friend in queue.fresh}
             copy.used = {friend: draft.friends[friend] for friend in queue.used}
+        draft.waiting = {job: draft.jobs[job] for job in self.waiting}  # the clone's own records, as ``jobs`` holds them
         return draft
 
 
