@@ -16,10 +16,11 @@ events ask this shell to act:
   the master opened with no friend free at all starts with none and waits
   the same way (the master's last reason is shown in its progress)
 
-What is still owed after a restart is derived from the folded log (``Owed``),
-so a crash between an event and its reaction only delays the reaction. What no
-longer applies is dropped (a comparison whose check was un-assigned or voided,
-anything of a finished job); a reaction that failed is retried after a
+What is owed is a query of the core's state (``core.owed``: a check COMPARING
+owes a comparison, one OWN or ARBITRATING a render, an ended job its report),
+so a crash between an event and its reaction only delays the reaction, and what
+no longer applies (a check un-assigned or voided, anything of an ended job) is
+not owed by construction; a reaction that failed is retried after a
 jittered, capped backoff; a report the master refuses for good is logged once
 (``ReportRefused``), shown to the client, and not retried.
 
@@ -44,11 +45,12 @@ import shutil
 import secrets
 import time
 from pathlib import Path
-from typing import Callable, ClassVar
+from collections.abc import Awaitable
+from typing import Any, Callable, ClassVar
 
 import attrs
 import trio
-from attrs import define, field, frozen
+from attrs import frozen
 
 from frender import blender, codec
 from frender.apps import artist, pack
@@ -188,7 +190,7 @@ class JobWants:
 SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants, JobOpening, JobOpeningReleased)
 codec.register(*SHELL_EVENTS)
 
-# Core events that ask this shell to act (see ``Owed``).
+# Core events after which the core may owe new reactions (``core.owed``): they wake the reactor.
 _REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed)
 # What a master's refusal may say that asking again can cure: it failed, and restarts from its log.
 _TRANSIENT = frozenset({"internal"})
@@ -216,50 +218,15 @@ class RequesterSettings:
     grow_every: float = 2.0  # seconds between asks for the friends a job still lacks
 
 
-@define
+@frozen(kw_only=True)
 class Owed:
-    """Reactions the folded log still owes; rebuilt by replay, so none is lost to a crash."""
+    """The reactions owed now, by key: what the core's state waits for (``core.owed``), and openings to release."""
 
-    comparisons: dict[tuple[int, int, str], core.ComparisonRequested] = field(factory=dict)
-    own_renders: dict[tuple[int, int], core.OwnRenderRequested] = field(factory=dict)
-    more_friends: dict[int, core.MoreFriendsWanted] = field(factory=dict)
-    reports: dict[int, core.JobFinished | core.JobCancelled | core.JobFailed] = field(factory=dict)
-    openings: dict[str, JobOpening] = field(factory=dict)  # asked or about to be asked of the master, not yet settled
-
-    def see(self, event: object) -> None:
-        match event:
-            case JobOpening(opening=o):
-                self.openings[o] = event
-            case JobAccepted(opening=o) | JobOpeningReleased(opening=o):
-                self.openings.pop(o, None)
-            case core.ComparisonRequested(job=j, check=c, against=a):
-                self.comparisons[(j, c, a)] = event
-            case core.ComparisonMade(job=j, check=c, against=a):
-                self.comparisons.pop((j, c, a), None)
-            case core.CheaterEvicted(job=j, friend=f):  # the core un-assigns the pair checks it had delivered
-                for key, wanted in list(self.comparisons.items()):
-                    if key[0] == j and wanted.against == "pair" and wanted.b_friend == f:
-                        del self.comparisons[key]
-            case core.OwnRenderRequested(job=j, check=c):
-                self.own_renders[(j, c)] = event
-            case core.OwnRenderReceived(job=j, check=c):
-                self.own_renders.pop((j, c), None)
-            case core.CheckResolved(job=j, check=c):  # a void check needs nothing more
-                self.own_renders.pop((j, c), None)
-                for key in [k for k in self.comparisons if k[:2] == (j, c)]:
-                    del self.comparisons[key]
-            case core.MoreFriendsWanted(job=j):
-                self.more_friends[j] = event
-            case core.FriendsJoined(job=j):
-                self.more_friends.pop(j, None)
-            case core.JobFinished(job=j) | core.JobCancelled(job=j) | core.JobFailed(job=j):  # an ended job owes its report, nothing else
-                self.reports[j] = event
-                self.more_friends.pop(j, None)
-                for owed in (self.comparisons, self.own_renders):
-                    for key in [k for k in owed if k[0] == j]:
-                        del owed[key]
-            case ReportDelivered(job=j) | ReportRefused(job=j):
-                self.reports.pop(j, None)
+    comparisons: dict[tuple[int, int, str], core.OwedComparison]
+    own_renders: dict[tuple[int, int], core.OwedRender]
+    more_friends: dict[int, core.OwedFriends]
+    reports: dict[int, core.OwedReport]
+    openings: dict[str, JobOpening]
 
 
 class RequesterNode(Node[core.Requester], Handler):
@@ -290,11 +257,13 @@ class RequesterNode(Node[core.Requester], Handler):
         self.keys: dict[int, dict[str, str]] = {}  # job -> friend -> key
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
         self.refused: dict[int, ReportRefused] = {}  # job -> the master's lasting refusal of its report
+        self.reported: set[int] = set()  # ended jobs whose report the master took or refused for good
+        self.openings: dict[str, JobOpening] = {}  # logged openings that are neither accepted nor released yet
+        self._dropped: set[tuple[str, object]] = set()  # soft: reactions whose result the core refused (stale)
         self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
         self.started: dict[int, float] = {}  # job -> when it started (the log's time), for the estimate
         self.master_problem = ""  # soft: why the master does not answer now; "" while it does
         self.short_why: dict[int, str] = {}  # soft: job -> why the master granted no more friends when last asked
-        self.owed = Owed()
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
         self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> trio time we last heard from it
@@ -314,12 +283,20 @@ class RequesterNode(Node[core.Requester], Handler):
     def _fold(self, event: object) -> None:
         """A committed (or replayed) event: the core's state, and what this shell keeps of its own events."""
         match event:
-            case JobAccepted(job=j):
+            case JobAccepted(job=j, opening=o):
                 self.jobs[j] = event
+                self.openings.pop(o, None)
             case FriendKeys(job=j, keys=keys):
                 self.keys.setdefault(j, {}).update(keys)
             case ReportRefused(job=j):
                 self.refused[j] = event
+                self.reported.add(j)
+            case ReportDelivered(job=j):
+                self.reported.add(j)
+            case JobOpening(opening=o):
+                self.openings[o] = event
+            case JobOpeningReleased(opening=o):
+                self.openings.pop(o, None)
             case JobWants(job=j):
                 self.wants[j] = event
             case core.JobStarted(job=j, now=now):
@@ -332,7 +309,23 @@ class RequesterNode(Node[core.Requester], Handler):
                 for g in granted:  # silence is counted from joining (or from this process's start, on replay)
                     self._heard_from(j, g.friend)
         super()._fold(event)
-        self.owed.see(event)
+
+    @property
+    def owed(self) -> Owed:
+        """What the state waits for now (``core.owed``), less results the core refused, and the openings to release."""
+        now = core.owed(self.state, reported=self.reported)
+        dropped = self._dropped
+
+        def keyed(kind: str, items: tuple) -> dict:
+            return {item.key: item for item in items if (kind, item.key) not in dropped}
+
+        return Owed(
+            comparisons=keyed("comparisons", now.comparisons),
+            own_renders=keyed("own_renders", now.own_renders),
+            more_friends=keyed("more_friends", now.more_friends),
+            reports=keyed("reports", now.reports),
+            openings=dict(self.openings),
+        )
 
     def _committed(self, batch: list[object]) -> None:
         """Wake held calls (a change of state) and reactions (a change of what is owed)."""
@@ -491,7 +484,7 @@ class RequesterNode(Node[core.Requester], Handler):
             return await self._open(submit, peer, opening, frames=frames, settings=settings, profile=profile, info=info, asked=asked, manifest=manifest)
         finally:
             self._opening_now.discard(opening.opening)
-            if opening.opening in self.owed.openings:  # not accepted: the reactor releases it at the master
+            if opening.opening in self.openings:  # not accepted: the reactor releases it at the master
                 self.wake.set()
 
     async def _open(
@@ -1007,34 +1000,40 @@ class RequesterNode(Node[core.Requester], Handler):
     # ------------------------------------------------------- reactions
 
     async def react_forever(self, nursery: trio.Nursery) -> None:
-        """Start a worker for every reaction owed, now and whenever more are owed."""
+        """Start a worker for every reaction owed (``owed``), now and whenever more are owed."""
+        workers: dict[str, Callable[[Any], Awaitable[None]]] = {
+            "comparisons": self._compare,
+            "own_renders": self._own_render,
+            "more_friends": self._more_friends,
+            "reports": self._report,
+            "openings": self._release_opening,
+        }
         while True:
             self.wake = trio.Event()
-            for owed, worker in (
-                (self.owed.comparisons, self._compare),
-                (self.owed.own_renders, self._own_render),
-                (self.owed.more_friends, self._more_friends),
-                (self.owed.reports, self._report),
-            ):
-                for key, event in list(owed.items()):
-                    self._start(nursery, owed, key, worker, event)
-            for opening, event in list(self.owed.openings.items()):
-                if opening not in self._opening_now:
-                    self._start(nursery, self.owed.openings, opening, self._release_opening, event)
+            owed = self.owed
+            for kind, worker in workers.items():
+                for key, item in getattr(owed, kind).items():
+                    if kind != "openings" or key not in self._opening_now:
+                        self._start(nursery, kind, key, worker, item)
             await self.wake.wait()
 
-    def _start(self, nursery: trio.Nursery, owed: dict, key: object, worker, event: object) -> None:
-        """Run ``worker(event)`` unless it runs already; one that ends with its event still owed failed:
+    def _owes(self, kind: str, key: object) -> object | None:
+        """The reaction of ``kind`` owed under ``key`` now, or None."""
+        owed: dict[Any, object] = getattr(self.owed, kind)
+        return owed.get(key)
+
+    def _start(self, nursery: trio.Nursery, kind: str, key: object, worker: Callable[[Any], Awaitable[None]], item: object) -> None:
+        """Run ``worker(item)`` unless it runs already; one that ends with its item still owed failed:
         its slot is held through a backoff, so a failing reaction is retried slowly, never in a loop."""
-        slot = (worker.__name__, key)
+        slot = (kind, key)
         if slot in self._in_flight:
             return
         self._in_flight.add(slot)
 
         async def run() -> None:
             try:
-                await worker(event)
-                if owed.get(key) == event:
+                await worker(item)
+                if self._owes(kind, key) == item:
                     failures = self._failures[slot] = self._failures.get(slot, 0) + 1
                     await trio.sleep(self._backoff(failures))
                 else:
@@ -1045,16 +1044,16 @@ class RequesterNode(Node[core.Requester], Handler):
 
         nursery.start_soon(run)
 
-    async def _settle(self, owed: dict, key: object, command: object, *more: object) -> None:
+    async def _settle(self, kind: str, key: object, command: object, *more: object) -> None:
         """Apply a reaction's result. The core refuses a stale one (its check moved on meanwhile):
-        that reaction is no longer owed (after a restart it may run once more, and is refused again)."""
+        that reaction is no longer owed here (after a restart it may run once more, and is refused again)."""
         try:
             await self.apply(command, *more)
         except Refused as exc:
             log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)  # type: ignore[attr-defined]
-            owed.pop(key, None)
+            self._dropped.add((kind, key))
 
-    async def _compare(self, event: core.ComparisonRequested) -> None:
+    async def _compare(self, event: core.OwedComparison) -> None:
         accepted = self.jobs[event.job]
         try:  # never compare a copy that is not, byte for byte, the one the log accepted
             a = await self._checked(self.copies[(event.job, event.a_sha256)], event.a_sha256)
@@ -1070,10 +1069,10 @@ class RequesterNode(Node[core.Requester], Handler):
         except blender.BadImage:  # stored copies were decoded on arrival; a bad one now is a disagreement
             verdict, figures = "disagree", (1.0, 255, 0.0)
         key = (event.job, event.check, event.against)
-        if self.owed.comparisons.get(key) != event:
+        if self._owes("comparisons", key) != event:
             return  # voided or superseded meanwhile
         await self._settle(
-            self.owed.comparisons,
+            "comparisons",
             key,
             core.RecordComparison(
                 job=event.job,
@@ -1090,7 +1089,7 @@ class RequesterNode(Node[core.Requester], Handler):
             )
         )
 
-    async def _own_render(self, event: core.OwnRenderRequested) -> None:
+    async def _own_render(self, event: core.OwedRender) -> None:
         """Render one frame with our own Blender, for a check or an arbitration."""
         job_dir = self._job_dir(event.job)
         work = job_dir / f"own-{event.check}"
@@ -1118,9 +1117,9 @@ class RequesterNode(Node[core.Requester], Handler):
         os.replace(frames[0].path, target)
         sha = (await file_header(target, kind="frame", job=event.job, frame=event.frame)).sha256
         key = (event.job, event.check)
-        if key in self.owed.own_renders:
+        if self._owes("own_renders", key) == event:
             await self._settle(
-                self.owed.own_renders, key, core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now())
+                "own_renders", key, core.RecordOwnRender(job=event.job, check=event.check, sha256=sha, entropy=self._entropy(), now=self._now())
             )
         shutil.rmtree(work, ignore_errors=True)
 
@@ -1136,10 +1135,10 @@ class RequesterNode(Node[core.Requester], Handler):
         if released.job is not None:
             log.warning("job %d was opened at the master but never accepted here: closed, its points refunded", released.job)
 
-    async def _more_friends(self, event: core.MoreFriendsWanted) -> None:
+    async def _more_friends(self, event: core.OwedFriends) -> None:
         accepted = self.jobs[event.job]
         failures = 0
-        while event.job in self.owed.more_friends:
+        while self._owes("more_friends", event.job) is not None:
             try:
                 granted = await self._ask_master(
                     msg.AskFriends(
@@ -1161,7 +1160,7 @@ class RequesterNode(Node[core.Requester], Handler):
                 await trio.sleep(delay)
                 continue
             await self._settle(
-                self.owed.more_friends,
+                "more_friends",
                 event.job,
                 _joining(granted, entropy=self._entropy(), now=self._now()),
                 _keys(granted),
@@ -1218,7 +1217,7 @@ class RequesterNode(Node[core.Requester], Handler):
             return
         log.info("job %d grew by %d friends (%s)", job, len(granted.friends), ", ".join(f.friend for f in granted.friends))
 
-    async def _report(self, event: core.JobFinished | core.JobCancelled | core.JobFailed) -> None:
+    async def _report(self, event: core.OwedReport) -> None:
         head = self.log.head
         report = event.report
         request = msg.Report(
@@ -1240,8 +1239,7 @@ class RequesterNode(Node[core.Requester], Handler):
                 await self.apply(ReportRefused(job=event.job, code=exc.code, reason=exc.reason))
                 return
         await self.apply(ReportDelivered(job=event.job, head_seq=head.seq, head_hash=head.hash))
-        ended = {core.JobCancelled: "cancelled", core.JobFailed: "failed"}.get(type(event), "finished")
-        log.info("job %d %s and reported", event.job, ended)
+        log.info("job %d %s and reported", event.job, event.ended)
 
     async def tick_forever(self) -> None:
         """Deadlines, and friends that went silent: the core learns of both here."""

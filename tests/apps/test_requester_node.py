@@ -289,7 +289,9 @@ async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path,
     assert ca.kind == cb.kind == "check"
     [stale] = of(await run.deliver(cb, "black"), core.ComparisonRequested)  # b's copy of a's frame: owed
     [disputed] = of(await run.deliver(ca), core.ComparisonRequested)  # a's honest copy of b's black frame
-    assert node.owed.comparisons[(1, stale.check, "pair")] == stale
+    assert (node.owed.comparisons[(1, stale.check, "pair")].a_sha256, node.owed.comparisons[(1, stale.check, "pair")].b_sha256) == (
+        stale.a_sha256, stale.b_sha256,
+    )  # fmt: skip
     # The comparator's answers for b's check, given by hand: disagree, arbitrate, b is wrong.
     decided = await node.apply(
         core.RecordComparison(job=1, check=disputed.check, against="pair", a_sha256=disputed.a_sha256, b_sha256=disputed.b_sha256,
@@ -398,9 +400,8 @@ async def test_every_grant_path_keeps_the_friends_standing(tmp_path, nursery, pa
     if path == "grow":
         await node._grow(1, node._short_of(1))
     else:
-        wanted = core.MoreFriendsWanted(job=1, count=1, exclude=(), now=node._now())
-        node.owed.more_friends[1] = wanted
-        await node._more_friends(wanted)
+        await node.apply(core.DropFriend(job=1, friend="a", entropy=node._entropy(), now=node._now()))  # none left: more wanted
+        await node._more_friends(node.owed.more_friends[1])
     carol = node.state.jobs[1].friends["carol/pc"]
     assert (carol.reputation, carol.clean_run) == (7, 30)
     assert node.keys[1]["carol/pc"] == "key-carol"
@@ -474,7 +475,8 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
     await run.deliver(tb, "black")  # a's honest check copy of it differs by hash: a comparison is owed
     ca, cb = await run.ask("a"), await run.ask("b")
     assert ca.kind == cb.kind == "check"
-    [owed] = of(await run.deliver(ca), core.ComparisonRequested)
+    [requested] = of(await run.deliver(ca), core.ComparisonRequested)
+    owed = node.owed.comparisons[(1, requested.check, requested.against)]
     tampered = node.copies[(1, owed.a_sha256)]
     tampered.write_bytes(blender.forge_frame("noise", width=SIZE[0], height=SIZE[1], other=None))
 

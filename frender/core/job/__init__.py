@@ -194,6 +194,7 @@ from frender.core.job.events import (
     TaskKind,
     Verdict,
 )
+from frender.core.job._owed import Owed, OwedComparison, OwedFriends, OwedRender, OwedReport, owed
 from frender.core.job.queries import (
     FriendProgress,
     JobSummary,
@@ -319,4 +320,5 @@ __all__ = [
     "report",
     "evictions",
     "points",
+    "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport",  # what the shell's reactions are
 ]
