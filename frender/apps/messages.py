@@ -14,7 +14,7 @@ message out of bounds is refused with code "bad-input", naming the field.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 from attrs import Factory, frozen
@@ -24,6 +24,8 @@ from frender.core.profile import RenderProfile
 from frender.transports import Refused, SignedAssignment
 
 __all__ = [
+    "Asks",
+    "reply_of",
     "Ok",
     "check_bounds",
     "BOUNDS",
@@ -81,6 +83,15 @@ __all__ = [
 ]
 
 
+
+R = TypeVar("R")
+
+
+class Asks(Generic[R]):
+    """A request whose reply is an ``R``: ``call(request: Asks[R]) -> R`` (the reply's class is in ``REPLIES``)."""
+
+    __slots__ = ()
+
 @frozen
 class Ok:
     tag: ClassVar[str] = "ok.v1"
@@ -90,7 +101,7 @@ class Ok:
 
 
 @frozen(kw_only=True)
-class CreateAccount:
+class CreateAccount(Asks["AccountCreated"]):
     """Bind ``user`` to the key this connection proves (the artist's, shared by the user's friends)."""
 
     tag: ClassVar[str] = "create_account.v1"
@@ -109,7 +120,7 @@ class AccountCreated:
 
 
 @frozen(kw_only=True)
-class AccountOf:
+class AccountOf(Asks["AccountInfo"]):
     """Which account a key holds, and its balance: a requester checks an uploader before storing anything."""
 
     tag: ClassVar[str] = "account_of.v1"
@@ -127,7 +138,7 @@ class AccountInfo:
 
 
 @frozen(kw_only=True)
-class RegisterFriend:
+class RegisterFriend(Asks["Registered"]):
     """A friend announces itself under the user its key is bound to."""
 
     tag: ClassVar[str] = "register_friend.v1"
@@ -147,7 +158,7 @@ class Registered:
 
 
 @frozen(kw_only=True)
-class Heartbeat:
+class Heartbeat(Asks["HeartbeatReply"]):
     """I am alive. With ``wait`` > 0 and no assignment held, the reply may wait that long for one."""
 
     tag: ClassVar[str] = "heartbeat.v1"
@@ -172,7 +183,7 @@ class HeartbeatReply:
 
 
 @frozen(kw_only=True)
-class AskFriends:
+class AskFriends(Asks["FriendsGranted"]):
     """A trusted requester asks for friends for a new job (job=None) or more for job J."""
 
     tag: ClassVar[str] = "ask_friends.v1"
@@ -209,7 +220,7 @@ class FriendsGranted:
 
 
 @frozen(kw_only=True)
-class Report:
+class Report(Asks["Ok"]):
     """The requester's account of a job (see core.master.ReportJob)."""
 
     tag: ClassVar[str] = "report.v1"
@@ -225,7 +236,7 @@ class Report:
 
 
 @frozen(kw_only=True)
-class ReleaseOpening:
+class ReleaseOpening(Asks["OpeningReleased"]):
     """Close, unpaid and refunded, the job the master opened for ``opening`` (AskFriends.opening), if it opened one.
 
     The requester logs each opening before it asks; one that never reached its
@@ -247,7 +258,7 @@ class OpeningReleased:
 
 
 @frozen
-class KnownProfiles:
+class KnownProfiles(Asks["Profiles"]):
     """Which render profiles live friends offer (a requester refuses jobs nobody can render)."""
 
     tag: ClassVar[str] = "known_profiles.v1"
@@ -263,7 +274,7 @@ class Profiles:
 
 
 @frozen(kw_only=True)
-class Grant:
+class Grant(Asks["Ok"]):
     tag: ClassVar[str] = "grant.v1"
     user: str
     amount: int
@@ -272,7 +283,7 @@ class Grant:
 
 
 @frozen(kw_only=True)
-class Trust:
+class Trust(Asks["Ok"]):
     tag: ClassVar[str] = "trust.v1"
     key: str
     name: str
@@ -288,7 +299,7 @@ JOB_FRIENDS_SHOWN = 100
 
 
 @frozen(kw_only=True)
-class Status:
+class Status(Asks["StatusReply"]):
     """One page of the master's status; ``pages`` in the reply says how many there are."""
 
     tag: ClassVar[str] = "status.v1"
@@ -340,7 +351,7 @@ class StatusReply:
 
 
 @frozen(kw_only=True)
-class Submit:
+class Submit(Asks["Submitted"]):
     """Render the uploaded .blend (already put as kind "upload" with this sha256)."""
 
     tag: ClassVar[str] = "submit.v1"
@@ -357,7 +368,7 @@ class Submit:
 
 
 @frozen(kw_only=True)
-class HaveUploads:
+class HaveUploads(Asks["UploadsWanted"]):
     """Which of these files (by sha256) does the requester still need? Asked before uploading a job tree."""
 
     tag: ClassVar[str] = "have_uploads.v1"
@@ -386,7 +397,7 @@ class Submitted:
 
 
 @frozen(kw_only=True)
-class DashboardLink:
+class DashboardLink(Asks["DashboardLinkReply"]):
     """The web page of one of my jobs, as a link carrying a signed, expiring token."""
 
     tag: ClassVar[str] = "dashboard_link.v1"
@@ -400,7 +411,7 @@ class DashboardLinkReply:
 
 
 @frozen(kw_only=True)
-class Progress:
+class Progress(Asks["ProgressReply"]):
     """How the job stands. With ``final_known`` >= 0 the reply is held until more than that many
     frames are final, the delivered count differs from ``delivered_known`` (when >= 0), or the job finishes."""
 
@@ -445,7 +456,7 @@ class ProgressReply:
 
 
 @frozen(kw_only=True)
-class WantWork:
+class WantWork(Asks["Work | NoWork"]):
     """A task, please; ``keeping`` names tasks still being rendered (asking ahead), every other one is given up."""
 
     tag: ClassVar[str] = "want_work.v1"
@@ -489,7 +500,7 @@ class NoWork:
 
 
 @frozen(kw_only=True)
-class GiveBack:
+class GiveBack(Asks["Ok"]):
     tag: ClassVar[str] = "give_back.v1"
     assignment: SignedAssignment
     task: int
@@ -550,7 +561,7 @@ codec.register(
 
 
 @frozen(kw_only=True)
-class Cancel:
+class Cancel(Asks["Cancelled"]):
     """Stop my job: its friends are released, final frames kept, the unearned escrow refunded."""
 
     tag: ClassVar[str] = "cancel.v1"
@@ -568,7 +579,7 @@ class Cancelled:
 
 
 @frozen(kw_only=True)
-class Jobs:
+class Jobs(Asks["JobsReply"]):
     """The jobs this key submitted here."""
 
     tag: ClassVar[str] = "jobs.v1"
@@ -600,6 +611,35 @@ class JobsReply:
 
 
 codec.register(Cancel, Cancelled, Jobs, JobLine, JobsReply)
+
+
+# What each request is answered with (``Asks``): a reply of another class is the peer's fault.
+REPLIES: dict[type, type | tuple[type, ...]] = {
+    CreateAccount: AccountCreated,
+    AccountOf: AccountInfo,
+    RegisterFriend: Registered,
+    Heartbeat: HeartbeatReply,
+    AskFriends: FriendsGranted,
+    Report: Ok,
+    ReleaseOpening: OpeningReleased,
+    KnownProfiles: Profiles,
+    Grant: Ok,
+    Trust: Ok,
+    Status: StatusReply,
+    Submit: Submitted,
+    HaveUploads: UploadsWanted,
+    DashboardLink: DashboardLinkReply,
+    Progress: ProgressReply,
+    Cancel: Cancelled,
+    Jobs: JobsReply,
+    GiveBack: Ok,
+    WantWork: (Work, NoWork),
+}
+
+
+def reply_of(request: Asks[Any]) -> type | tuple[type, ...]:
+    """The class (or classes) of the reply ``request`` asks for."""
+    return REPLIES[type(request)]
 
 
 # ------------------------------------------------------------------ bounds

@@ -46,7 +46,7 @@ import secrets
 import time
 from pathlib import Path
 from collections.abc import Awaitable
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import attrs
 import trio
@@ -54,6 +54,7 @@ from attrs import frozen
 
 from frender import blender, codec
 from frender.apps import artist, pack
+from frender.apps.master_link import MasterLink
 from frender.apps.node import Node, Step
 from frender.apps.uploads import Uploads, is_sha256
 from frender.apps import messages as msg
@@ -72,7 +73,6 @@ from frender.transports import (
     Refused,
     RemoteError,
     check_assignment,
-    connect,
     file_header,
     serve,
 )
@@ -83,6 +83,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("frender.requester")
+R = TypeVar("R")
 
 # ------------------------------------------------------------ shell events
 # The core knows frames and friends; these record what only the shell knows.
@@ -272,7 +273,7 @@ class RequesterNode(Node[core.Requester], Handler):
         self._own_render_lock = trio.Lock()
         self._opening_now: set[str] = set()  # soft: openings whose submit still runs (the reactor leaves them alone)
         self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
-        self._master_lock = trio.Lock()
+        self.master_link = MasterLink(master, identity, limits=limits)  # every call to the master, on one session
         self.dashboard_link: Callable[[int], str] | None = None  # set when a web dashboard serves this node
         self.uploads = Uploads(home / "uploads")  # the artists' files, each owned by the keys that uploaded it
         self._verified: dict[tuple[Path, int, int, int], str] = {}  # soft: (path, inode, size, mtime) -> sha256 read
@@ -965,8 +966,8 @@ class RequesterNode(Node[core.Requester], Handler):
 
     # --------------------------------------------------------- the master
 
-    async def _ask_master(self, request: object, *, retry: bool = True) -> object:
-        """One call to the master; with ``retry``, until it answers (it may be restarting), backing off.
+    async def _ask_master(self, request: msg.Asks[R], *, retry: bool = True) -> R:
+        """One call to the master over the link; with ``retry``, until it answers (it may be restarting), backing off.
 
         A refusal is the master's answer and is raised as Refused, except
         "internal" (the master failed and restarts from its log), which is
@@ -975,10 +976,8 @@ class RequesterNode(Node[core.Requester], Handler):
         failures = 0
         while True:
             try:
-                async with self._master_lock:
-                    with trio.fail_after(30):
-                        async with connect(self.master, self.identity, limits=self.limits) as session:
-                            reply = await session.call(request)
+                with trio.fail_after(30):
+                    reply = await self.master_link.call(request)
                 self.master_problem = ""
                 return reply
             except RemoteError as exc:

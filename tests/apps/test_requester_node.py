@@ -492,3 +492,30 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
     assert tampered.name not in compared
     assert node.owed.comparisons.get((1, owed.check, owed.against)) == owed
     assert not any(isinstance(e, core.ComparisonMade) and e.check == owed.check for _, e in events(node.log))
+
+
+# ------------------------------------------------------------ one link to the master
+
+
+async def test_every_call_to_the_master_goes_over_one_session_and_calls_run_together(tmp_path, nursery):
+    """A requester's calls to the master (account checks for uploads, submits, reports) share one session,
+    several in flight at once; a session the master closed is redialled, and a reply is of the type asked."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    node = world.requester_node
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    await world.alice_submits()  # an upload (the account is asked), then a submit (account, then friends)
+    key = world.people["alice"].fingerprint
+    async with trio.open_nursery() as calls:  # many at once: no lock, no new handshake
+        for _ in range(8):
+            calls.start_soon(node._ask_master, msg.AccountOf(key=key))
+    assert node.master_link.dials == 1
+    info = await node._ask_master(msg.AccountOf(key=key))
+    assert isinstance(info, msg.AccountInfo) and info.user == "alice"
+    session = node.master_link._session
+    assert session is not None
+    node.master_link._lost.set()  # as when the master closes an idle session
+    await trio.testing.wait_all_tasks_blocked()
+    assert (await node._ask_master(msg.AccountOf(key=key))).user == "alice"
+    assert node.master_link.dials == 2
