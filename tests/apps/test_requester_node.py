@@ -149,7 +149,7 @@ async def test_a_job_whose_lay_out_fails_after_the_grant_is_released_at_the_mast
     def failing_link(*args, **kw):
         raise OSError("no space left on device")
 
-    monkeypatch.setattr("frender.apps.requester.os.link", failing_link)
+    monkeypatch.setattr("frender.apps.submits.os.link", failing_link)
     with pytest.raises(RemoteError):
         await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=blend, friends=1, checks_per_friend=1))
     await settled(node)

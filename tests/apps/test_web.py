@@ -10,12 +10,12 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from types import SimpleNamespace
 
 import pytest
 import trio
 
 from frender.apps import messages as msg
+from frender.apps.views import JobFacts
 from frender.apps.web._page import job_state
 from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
 from frender.transports import Identity
@@ -158,7 +158,12 @@ class _Node:
     def __init__(self, home, frames):
         self.home, self.final, self.finished = home, [], False
         self.frames = frames
-        self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
+
+    def job_numbers(self):
+        return [1]
+
+    def job_facts(self, job):  # the gallery reads only the .blend's rate
+        return JobFacts(submitter="alice", blender="5.0.1 on CPU", fps=12.0, extension=".png")
 
     def progress_of(self, job):
         return msg.ProgressReply(
@@ -275,3 +280,32 @@ def test_a_job_says_whether_it_waits_runs_stopped_or_ended():
     assert job_state(msg.ProgressReply(**base, active=0, problem="no friends left")) == "stopped"
     assert job_state(msg.ProgressReply(**{**base, "finished": True})) == "finished"
     assert job_state(msg.ProgressReply(**{**base, "finished": True}, cancelled=True)) == "cancelled"
+
+
+def _headers(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        reply.read()
+        return reply.headers["Content-Type"], reply.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize("extension, media", [(".exr", "image/x-exr"), (".tif", "image/tiff"), (".jpg", "image/jpeg"), (".png", "image/png")])
+async def test_a_final_frame_is_served_in_its_own_format(tmp_path, nursery, extension, media):
+    """The dashboard serves an EXR, TIFF, JPEG or PNG job's frame with that format's media type and extension."""
+    from frender.apps.web import Gallery, requester_app
+
+    identity = Identity.load_or_create(tmp_path / "requester")
+    frame = tmp_path / f"frame{extension}"
+    frame.write_bytes(b"the frame's bytes")
+
+    class Formats(_Node):
+        key, master_key = identity.fingerprint, "sha256:" + "0" * 64
+
+        def job_facts(self, job):
+            return JobFacts(submitter="alice", blender="5.0.1 on CPU", fps=24.0, extension=extension)
+
+    node = Formats(tmp_path, {1: frame})
+    node.final = [1]
+    url = await nursery.start(serve_web, requester_app(node, Gallery(node)), "127.0.0.1", 0)
+    token = sign_token(identity, job_scope(1), now=time.time(), seconds=60)
+    kind, disposition = await trio.to_thread.run_sync(_headers, f"{url}/job/1/frame/1?t={token}")
+    assert kind == media and f'filename="frame_0001{extension}"' in disposition
