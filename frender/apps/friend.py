@@ -46,7 +46,6 @@ Friends open every connection themselves, so they need no open port.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import shutil
@@ -56,13 +55,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
-import numpy as np
 import trio
 from attrs import define, field, frozen
 from attrs.validators import gt
-from PIL import Image
 
 from frender.apps import pack
 from frender.apps.availability import (
@@ -78,7 +76,6 @@ from frender.apps.availability import (
     write_status,
 )
 from frender.apps.messages import (
-    CropBox,
     FrameStored,
     GiveBack,
     Heartbeat,
@@ -98,7 +95,6 @@ from frender.blender import (
     NotABlendFile,
     RenderedFrame,
     Window,
-    forge_frame,
     probe,
     sandbox_available,
     start_session,
@@ -125,11 +121,13 @@ from frender.transports import (
 )
 from frender.transports.messages import FileHeader
 
-__all__ = ["CHEATS", "FriendRefused", "FriendSettings", "run_friend"]
+if TYPE_CHECKING:  # loaded at run time only for a cheat (frender/apps/cheats.py)
+    from frender.apps.cheats import Cheat
+
+__all__ = ["FriendRefused", "FriendSettings", "run_friend"]
 
 GiB = 1 << 30
 TREE_FILES_CACHED = 256  # files of job trees kept by sha256 across jobs
-CHEATS = (None, "black", "noise", "stale", "smart", "colluding")
 # Refusals at registration that no retry can cure: the name or the key is wrong.
 FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key", "unknown-user", "bad-input"})
 # What a broken link looks like: a lost or garbled connection, or a reply that never came.
@@ -180,7 +178,7 @@ async def run_friend(
     ``backend`` is a frender.blender backend; ``threads`` the render threads
     (None: all cores); ``busy`` says when the owner wants the machine to
     itself (reported to the master, which then assigns no new job). ``cheat``
-    forges every frame sent ("black", "noise", "stale"), for demos and tests
+    forges every frame sent (frender/apps/cheats.py, loaded only then), for demos and tests
     of verification only. ``clock`` is the wall clock that assignments'
     expiry is read against (waits use trio's clock). ``schedule``, ``idle``
     (read with ``sense_idle``, psutil by default) and the pause file in ``home``
@@ -189,8 +187,11 @@ async def run_friend(
     when the master refuses the name, and a plain KeyboardInterrupt on Ctrl-C
     after giving unfinished work back.
     """
-    if cheat not in CHEATS:
-        raise ValueError(f"cheat is one of {CHEATS}, not {cheat!r}")
+    if cheat is not None:  # the demo's cheats live in the demo's module, loaded only for them
+        from frender.apps.cheats import CHEATS
+
+        if cheat not in CHEATS:
+            raise ValueError(f"cheat is one of {CHEATS}, not {cheat!r}")
     home = Path(home)
     identity = Identity.load_or_create(home)
     profile = await probe(backend)
@@ -431,7 +432,11 @@ class _Friend:
 
     async def _work_on(self, job: int) -> None:
         """Ask the job's requester for work until the job is over for this friend."""
-        cheat = _Cheat(self.cheat) if self.cheat else None
+        cheat = None
+        if self.cheat:
+            from frender.apps.cheats import Cheat
+
+            cheat = Cheat(self.cheat)
         backoff = _Backoff(self.settings)
         renderer = _JobRenderer(self, job)
         try:
@@ -462,7 +467,7 @@ class _Friend:
             del self.jobs[job]
             self.show()
 
-    async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None, renderer: _JobRenderer) -> str:
+    async def _ask_for_work(self, session: Session, job: int, cheat: Cheat | None, renderer: _JobRenderer) -> str:
         """Take tasks until the requester has none left for us; returns why the job is over.
 
         Frames leave through an outbox, delivered in order by their own task
@@ -483,7 +488,7 @@ class _Friend:
         self,
         session: Session,
         job: int,
-        cheat: _Cheat | None,
+        cheat: Cheat | None,
         renderer: _JobRenderer,
         outbox: _Outbox,
         send: trio.MemorySendChannel[tuple[int, RenderedFrame]],
@@ -541,7 +546,7 @@ class _Friend:
         want: Callable[..., Awaitable[Work | NoWork | str]],
         job: int,
         work: Work,
-        cheat: _Cheat | None,
+        cheat: Cheat | None,
         renderer: _JobRenderer,
         post: Callable[[RenderedFrame], Awaitable[None]],
         drained: Callable[[], Awaitable[None]] | None = None,
@@ -855,57 +860,6 @@ class _BlendCache:
         unused = [path for path in cached if path.stem not in self.users]
         for path in unused[: max(len(cached) - self.size, 0)]:
             path.unlink(missing_ok=True)
-
-
-class _Cheat:
-    """Replaces each honestly rendered frame with a forged one before it is sent.
-
-    A cheat cannot tell test frames from others, so it forges them all. The
-    "stale" cheat sends the image of the frame it rendered before; for the
-    first frame of a job there is none, so that one goes out as noise (not
-    black: a black cheater checking it would agree, as if the two colluded).
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.previous: dict[tuple[int, int], bytes] = {}
-
-    async def forge(self, frame: RenderedFrame, *, width: int, height: int, work: Work | None = None) -> None:
-        """Forge ``frame`` (``width`` x ``height``: the task's window when it has one).
-
-        "smart" renders what it recognises as a check (a task with a window) honestly and forges the
-        rest black; "colluding" forges a pattern every colluder draws alike for a frame, and renders a
-        window of it when checking, so colluders checking each other agree.
-        """
-        if self.kind == "smart":
-            if work is None or work.window is None:
-                await trio.to_thread.run_sync(lambda: frame.path.write_bytes(forge_frame("black", width=width, height=height)))
-            return
-        if self.kind == "colluding":
-            box = None if work is None else work.window
-            full = (width, height) if work is None else (work.width, work.height)
-            await trio.to_thread.run_sync(lambda: frame.path.write_bytes(_colluders_image(frame.frame, full, box)))
-            return
-        honest = frame.path.read_bytes()
-        previous = self.previous.get((width, height))  # a crop's stale image is the previous crop of its size
-        kind = "noise" if self.kind == "stale" and previous is None else self.kind
-        forge = partial(forge_frame, kind, width=width, height=height, other=previous)
-        frame.path.write_bytes(await trio.to_thread.run_sync(forge))
-        self.previous[(width, height)] = honest
-
-
-def _colluders_image(frame: int, full: tuple[int, int], box: CropBox | None) -> bytes:
-    """The forgery every colluder makes of ``frame``: stripes of a colour from the frame number; a window of it."""
-    width, height = full
-    pixels = np.zeros((height, width, 4), np.uint8)
-    pixels[..., 0] = (np.arange(width)[None, :] * 7 + frame * 37) % 256
-    pixels[..., 1] = (frame * 91) % 256
-    pixels[..., 3] = 255
-    if box is not None:
-        pixels = pixels[box.top : box.top + box.height, box.left : box.left + box.width]
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def _frames_text(frames: Iterable[int]) -> str:
