@@ -309,3 +309,17 @@ async def test_a_final_frame_is_served_in_its_own_format(tmp_path, nursery, exte
     token = sign_token(identity, job_scope(1), now=time.time(), seconds=60)
     kind, disposition = await trio.to_thread.run_sync(_headers, f"{url}/job/1/frame/1?t={token}")
     assert kind == media and f'filename="frame_0001{extension}"' in disposition
+
+
+def test_the_web_depends_on_the_views_not_on_the_nodes() -> None:
+    """No module of the dashboards imports a node module, not even for type checking: pages read the view protocols."""
+    import ast
+
+    from pathlib import Path
+
+    import frender.apps.web as web_package
+
+    for module in Path(web_package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module not in ("frender.apps.requester", "frender.apps.master"), module.name
