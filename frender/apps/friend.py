@@ -46,66 +46,22 @@ Friends open every connection themselves, so they need no open port.
 
 from __future__ import annotations
 
-import io
 import os
-import random
 import shutil
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import attrs
-import numpy as np
 import trio
-from attrs import define, field, frozen
-from attrs.validators import gt
-from PIL import Image
+from attrs import define, field
 
-from frender.apps import pack
-from frender.apps.availability import (
-    AVAILABLE,
-    Away,
-    IdlePolicy,
-    IdleReading,
-    IdleSensor,
-    Schedule,
-    decide,
-    local_time,
-    read_pause,
-    write_status,
-    STOPPED,
-)
-from frender.apps.messages import (
-    CropBox,
-    FrameStored,
-    GiveBack,
-    Heartbeat,
-    HeartbeatReply,
-    NoWork,
-    RegisterFriend,
-    Registered,
-    WantWork,
-    Work,
-)
-from frender.blender import (
-    Backend,
-    BlenderCrashed,
-    BlenderError,
-    GuardRefused,
-    NewerBlendFile,
-    NotABlendFile,
-    RenderedFrame,
-    Window,
-    forge_frame,
-    probe,
-    sandbox_available,
-    start_session,
-)
-from frender.blender import Limits as RenderLimits
-from frender.blender import Session as RenderSession
+from frender.apps.friend_work import FILE_ERRORS, MAX_ERROR, OUTBOX_SIZE, Backoff, BlendCache, JobRenderer, Outbox, Unworkable, frames_text, plainest
+from frender.apps.friend_work import FriendRefused, FriendSettings  # this module's public names too
+from frender.apps.availability import AVAILABLE, Away, IdlePolicy, IdleReading, IdleSensor, Schedule, decide, local_time, read_pause, write_status, STOPPED
+from frender.apps.messages import FrameStored, GiveBack, Heartbeat, HeartbeatReply, NoWork, RegisterFriend, Registered, WantWork, Work
+from frender.blender import Backend, BlenderError, RenderedFrame, probe, sandbox_available
 from frender.core.profile import RenderProfile
 from frender.transports import (
     Address,
@@ -126,35 +82,16 @@ from frender.transports import (
 )
 from frender.transports.messages import FileHeader
 
-__all__ = ["CHEATS", "FriendRefused", "FriendSettings", "run_friend"]
+if TYPE_CHECKING:  # loaded at run time only for a cheat (frender/apps/cheats.py)
+    from frender.apps.cheats import Cheat
 
-GiB = 1 << 30
+__all__ = ["FriendRefused", "FriendSettings", "run_friend"]
+
 TREE_FILES_CACHED = 256  # files of job trees kept by sha256 across jobs
-CHEATS = (None, "black", "noise", "stale", "smart", "colluding")
 # Refusals at registration that no retry can cure: the name or the key is wrong.
 FATAL_REFUSALS = frozenset({"name-taken", "bad-user", "bad-friend", "wrong-key", "unknown-user", "bad-input"})
 # What a broken link looks like: a lost or garbled connection, or a reply that never came.
 LINK_FAILURES = (PeerGone, OSError, trio.TooSlowError)
-
-
-class FriendRefused(Exception):
-    """The master will not have this friend (name taken, bad name, another key): retrying cannot help."""
-
-
-@frozen(kw_only=True)
-class FriendSettings:
-    """How patient and how thrifty a friend is; the heartbeat interval is the master's to set."""
-
-    reconnect_first: float = field(default=0.1, validator=gt(0))  # seconds before the first redial
-    reconnect_max: float = field(default=2.0, validator=gt(0))  # the backoff doubles up to this
-    call_deadline: float = field(default=10.0, validator=gt(0))  # one reply from the master or requester
-    blend_cache_size: int = field(default=3, validator=gt(0))  # .blend files kept between tasks
-    max_blend_size: int = field(default=4 * GiB, validator=gt(0))
-    give_back_within: float = field(default=5.0, validator=gt(0))  # on the way out, shielded
-    session_seconds: float = field(default=3600.0, validator=gt(0))  # one Blender process's whole life
-    poll: float = field(default=1.0, validator=gt(0))  # seconds between looks at the pause file, schedule and idleness
-    nice: int = 10  # Blender runs this much below normal priority (0: normal)
-    max_memory: int | None = 8 * GiB  # Blender's address space, at most
 
 
 async def run_friend(
@@ -181,7 +118,7 @@ async def run_friend(
     ``backend`` is a frender.blender backend; ``threads`` the render threads
     (None: all cores); ``busy`` says when the owner wants the machine to
     itself (reported to the master, which then assigns no new job). ``cheat``
-    forges every frame sent ("black", "noise", "stale"), for demos and tests
+    forges every frame sent (frender/apps/cheats.py, loaded only then), for demos and tests
     of verification only. ``clock`` is the wall clock that assignments'
     expiry is read against (waits use trio's clock). ``schedule``, ``idle``
     (read with ``sense_idle``, psutil by default) and the pause file in ``home``
@@ -190,8 +127,11 @@ async def run_friend(
     when the master refuses the name, and a plain KeyboardInterrupt on Ctrl-C
     after giving unfinished work back.
     """
-    if cheat not in CHEATS:
-        raise ValueError(f"cheat is one of {CHEATS}, not {cheat!r}")
+    if cheat is not None:  # the demo's cheats live in the demo's module, loaded only for them
+        from frender.apps.cheats import CHEATS
+
+        if cheat not in CHEATS:
+            raise ValueError(f"cheat is one of {CHEATS}, not {cheat!r}")
     home = Path(home)
     identity = Identity.load_or_create(home)
     profile = await probe(backend)
@@ -223,27 +163,9 @@ async def run_friend(
             workers.start_soon(friend.watch)
             await friend.keep_master(task_status)
     except BaseExceptionGroup as group:
-        raise _plainest(group) from None
+        raise plainest(group) from None
     finally:
         write_status(home, STOPPED)  # `frender friend status` says so, not its last "available"
-
-
-def _plainest(group: BaseExceptionGroup) -> BaseException:
-    """What a caller should see of a nursery's group: its only exception, or Ctrl-C if one was pressed."""
-    leaves = list(_leaves(group))
-    if len(leaves) == 1:
-        return leaves[0]
-    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
-        return KeyboardInterrupt()
-    return group
-
-
-def _leaves(exc: BaseException) -> Iterable[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 @define
@@ -286,15 +208,15 @@ class _Friend:
     finished: set[int] = field(factory=set)  # jobs over for this friend: never taken again
     rejected: set[int] = field(factory=set)  # assignments that failed their check (logged once)
     last_done: int | None = None
-    cache: _BlendCache = field(init=False)
-    files: _BlendCache = field(init=False)  # the files of job trees, by sha256, kept across jobs
+    cache: BlendCache = field(init=False)
+    files: BlendCache = field(init=False)  # the files of job trees, by sha256, kept across jobs
 
     def __attrs_post_init__(self) -> None:
         # Job directories and unsent frames left by a friend that was killed hold nothing worth keeping.
         shutil.rmtree(self.home / "jobs", ignore_errors=True)
         shutil.rmtree(self.home / "outbox", ignore_errors=True)
-        self.cache = _BlendCache(self.home / "cache", self.settings.blend_cache_size)
-        self.files = _BlendCache(self.home / "files", TREE_FILES_CACHED)
+        self.cache = BlendCache(self.home / "cache", self.settings.blend_cache_size)
+        self.files = BlendCache(self.home / "files", TREE_FILES_CACHED)
 
     @property
     def friend(self) -> str:
@@ -339,7 +261,7 @@ class _Friend:
 
     async def keep_master(self, task_status: trio.TaskStatus[None]) -> None:
         """Stay registered and heartbeating, redialling whenever the link breaks; never returns."""
-        backoff = _Backoff(self.settings)
+        backoff = Backoff(self.settings)
         started = False
         while True:
             try:
@@ -432,9 +354,13 @@ class _Friend:
 
     async def _work_on(self, job: int) -> None:
         """Ask the job's requester for work until the job is over for this friend."""
-        cheat = _Cheat(self.cheat) if self.cheat else None
-        backoff = _Backoff(self.settings)
-        renderer = _JobRenderer(self, job)
+        cheat = None
+        if self.cheat:
+            from frender.apps.cheats import Cheat
+
+            cheat = Cheat(self.cheat)
+        backoff = Backoff(self.settings)
+        renderer = JobRenderer(self, job)
         try:
             try:
                 while True:
@@ -443,7 +369,7 @@ class _Friend:
                             backoff.reset()
                             why = await self._ask_for_work(session, job, cheat, renderer)
                         break
-                    except _Unworkable as exc:
+                    except Unworkable as exc:
                         why = str(exc)
                         break
                     except WrongFingerprint as exc:
@@ -463,17 +389,17 @@ class _Friend:
             del self.jobs[job]
             self.show()
 
-    async def _ask_for_work(self, session: Session, job: int, cheat: _Cheat | None, renderer: _JobRenderer) -> str:
+    async def _ask_for_work(self, session: Session, job: int, cheat: Cheat | None, renderer: JobRenderer) -> str:
         """Take tasks until the requester has none left for us; returns why the job is over.
 
         Frames leave through an outbox, delivered in order by their own task
         while Blender renders on; the outbox is emptied before this returns.
         """
-        outbox = _Outbox(self.home / "outbox" / str(job))
+        outbox = Outbox(self.home / "outbox" / str(job))
         try:
             with single_error():
                 async with trio.open_nursery() as nursery:
-                    send, receive = trio.open_memory_channel[tuple[int, RenderedFrame]](_OUTBOX_SIZE)
+                    send, receive = trio.open_memory_channel[tuple[int, RenderedFrame]](OUTBOX_SIZE)
                     nursery.start_soon(self._deliver_all, job, outbox, receive)
                     async with send:
                         return await self._take_tasks(session, job, cheat, renderer, outbox, send)
@@ -484,9 +410,9 @@ class _Friend:
         self,
         session: Session,
         job: int,
-        cheat: _Cheat | None,
-        renderer: _JobRenderer,
-        outbox: _Outbox,
+        cheat: Cheat | None,
+        renderer: JobRenderer,
+        outbox: Outbox,
         send: trio.MemorySendChannel[tuple[int, RenderedFrame]],
     ) -> str:
         want = partial(self._want_work, session, job, outbox)
@@ -510,7 +436,7 @@ class _Friend:
                     ahead = await want()  # its hold may have run out mid-task
                 reply = ahead if ahead is not None else "stopped"
 
-    async def _want_work(self, session: Session, job: int, outbox: _Outbox, rendering: int | None = None) -> Work | NoWork | str:
+    async def _want_work(self, session: Session, job: int, outbox: Outbox, rendering: int | None = None) -> Work | NoWork | str:
         """The requester's answer to WantWork: a task, NoWork, or (a string) why it refused us.
 
         The call keeps the task still ``rendering`` and every task with frames
@@ -542,8 +468,8 @@ class _Friend:
         want: Callable[..., Awaitable[Work | NoWork | str]],
         job: int,
         work: Work,
-        cheat: _Cheat | None,
-        renderer: _JobRenderer,
+        cheat: Cheat | None,
+        renderer: JobRenderer,
         post: Callable[[RenderedFrame], Awaitable[None]],
         drained: Callable[[], Awaitable[None]] | None = None,
     ) -> Work | NoWork | str | None:
@@ -555,7 +481,7 @@ class _Friend:
         An away friend stops after the frame in hand (or at once, ``Away.now``):
         the frames it rendered are sent (``drained``) before the rest is given back.
         """
-        self.log(f"job {job} task {work.task}: rendering frames {_frames_text(work.frames)}")
+        self.log(f"job {job} task {work.task}: rendering frames {frames_text(work.frames)}")
         ahead: list[Work | NoWork | str] = []
         failure: list[BaseException] = []
 
@@ -599,7 +525,7 @@ class _Friend:
                         self.log(f"job {job} task {work.task}: deadline of {work.deadline:g} s passed")
                 except BlenderError as exc:
                     self.log(f"job {job} task {work.task}: {exc}")
-                    if isinstance(exc, _FILE_ERRORS):  # the file's fault, not this machine's: the requester hears why
+                    if isinstance(exc, FILE_ERRORS):  # the file's fault, not this machine's: the requester hears why
                         error = str(exc)
                 finally:
                     self.stoppable.discard(stop)
@@ -620,10 +546,10 @@ class _Friend:
             await get_file(self.jobs[job].requester, self.identity, header, dest, max_size=self.settings.max_blend_size)
         except (RemoteError, ProtocolError) as exc:
             # The wrong file, a file too large, or a refusal: asking again gets the same.
-            raise _Unworkable(f"cannot fetch the .blend: {exc}") from None
+            raise Unworkable(f"cannot fetch the .blend: {exc}") from None
 
     async def _deliver_all(
-        self, job: int, outbox: _Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]]
+        self, job: int, outbox: Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]]
     ) -> None:
         """Send posted frames to the requester, in order, over one connection, until the outbox closes."""
         async with frames, FileLink(self.jobs[job].requester, self.identity) as link:
@@ -653,7 +579,7 @@ class _Friend:
         A fresh connection: the task's own session may be broken, or (when the
         friend is cancelled) its reader already stopped.
         """
-        first_line = error.strip().splitlines()[0][:_MAX_ERROR] if error.strip() else ""
+        first_line = error.strip().splitlines()[0][:MAX_ERROR] if error.strip() else ""
         request = GiveBack(assignment=self.jobs[job].signed, task=task, error=first_line)
         with trio.CancelScope(shield=True), trio.move_on_after(self.settings.give_back_within):
             try:
@@ -662,256 +588,3 @@ class _Friend:
                 self.log(f"job {job} task {task}: given back")
             except (*LINK_FAILURES, RemoteError, WrongFingerprint) as exc:
                 self.log(f"job {job} task {task}: could not give it back ({exc}); its deadline will")
-
-
-_OUTBOX_SIZE = 4  # frames saved but not yet sent, at most; then rendering waits
-# Render errors that speak of the file, not of this machine (a timeout, a lack of memory or of a denoiser are
-# this machine's): handed back with the task, so a file no friend can render ends with its reason.
-_FILE_ERRORS = (BlenderCrashed, NotABlendFile, GuardRefused, NewerBlendFile)
-_MAX_ERROR = 300
-
-
-class _Outbox:
-    """Saved frames waiting to be sent, and the tasks they belong to.
-
-    A frame is moved out of Blender's output folder, so the next task's
-    render cannot remove or rewrite it before it has left; its task stays
-    "kept" in every WantWork until it has.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.count = 0
-        self.unsent: Counter[int] = Counter()
-        self.changed = trio.Event()
-
-    def tasks(self) -> set[int]:
-        return set(self.unsent)
-
-    async def post(self, send: trio.MemorySendChannel[tuple[int, RenderedFrame]], task: int, frame: RenderedFrame) -> None:
-        self.count += 1
-        moved = attrs.evolve(frame, path=self.root / f"{self.count:06d}-{frame.path.name}")
-        os.replace(frame.path, moved.path)
-        self.unsent[task] += 1
-        try:
-            await send.send((task, moved))
-        except BaseException:
-            self.sent(task, moved)
-            raise
-
-    def sent(self, task: int, frame: RenderedFrame) -> None:
-        frame.path.unlink(missing_ok=True)
-        self.unsent[task] -= 1
-        if self.unsent[task] <= 0:
-            del self.unsent[task]
-        self.changed.set()
-        self.changed = trio.Event()
-
-    async def drained(self, task: int) -> None:
-        """Return once every frame of ``task`` posted so far has been sent (or refused)."""
-        while task in self.unsent:
-            await self.changed.wait()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class _JobRenderer:
-    """One job's renders on this friend: its directory, its .blend copied in, one Blender session.
-
-    The session opens with the job's first task and serves every later one;
-    it is closed after a task that failed (the next task opens a fresh one,
-    in a fresh job directory) and when the job is over for this friend.
-    """
-
-    def __init__(self, friend: _Friend, job: int) -> None:
-        self.friend = friend
-        self.job = job
-        self.job_dir = friend.home / "jobs" / str(job)
-        self.session: RenderSession | None = None
-
-    async def render(self, work: Work, on_frame: Callable[[RenderedFrame], Awaitable[None]]) -> None:
-        """Render the task's frames, handing each to on_frame as Blender saves it."""
-        if self.session is not None and (not self.session.alive or self.session.remaining < work.deadline):
-            await self.close()
-        if self.session is None:
-            self.session = await self._open(work.deadline)
-        window = None if work.window is None else Window(left=work.window.left, top=work.window.top, width=work.window.width, height=work.window.height)
-        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0), window=window)
-
-    async def _open(self, deadline: float) -> RenderSession:
-        friend = self.friend
-        shutil.rmtree(self.job_dir, ignore_errors=True)
-        self.job_dir.mkdir(parents=True)
-        blend = self.job_dir / "scene.blend"
-        sha256 = friend.jobs[self.job].signed.assignment.blend_sha256
-        async with friend.cache.use(sha256, partial(friend._fetch_blend, self.job, sha256)) as cached:
-            # Copied, not hard-linked: the render may write in its job dir, and
-            # through a link it could change the cached file under later jobs.
-            await trio.to_thread.run_sync(shutil.copyfile, cached, blend)
-        with open(blend, "rb") as file:
-            head = file.read(len(pack.MAGIC))
-        if pack.is_manifest(head):  # a packed job tree: the assignment named its manifest
-            blend = await self._lay_out_tree(blend)
-        # Long enough for this task at least, or every task would reopen it.
-        settings = friend.settings
-        limits = RenderLimits(wall_seconds=max(settings.session_seconds, deadline), memory_bytes=settings.max_memory, nice=settings.nice)
-        return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits)
-
-    async def _lay_out_tree(self, manifest_path: Path) -> Path:
-        """Fetch each file of the job's tree (each checked against the manifest's sha256) and copy it in."""
-        friend = self.friend
-        try:
-            manifest = pack.read_manifest(manifest_path.read_bytes())
-        except ValueError as exc:
-            raise _Unworkable(f"the job tree is unusable: {exc}") from None
-        root = self.job_dir / "tree"
-        for entry in manifest.files:
-            async with friend.files.use(entry.sha256, partial(friend._fetch_blend, self.job, entry.sha256)) as cached:
-                dest = root / entry.path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                await trio.to_thread.run_sync(shutil.copyfile, cached, dest)
-        return root / manifest.main
-
-    async def close(self) -> None:
-        """End the session, if one is open (shielded: Blender is stopped even while cancelled)."""
-        session, self.session = self.session, None
-        if session is not None:
-            with trio.CancelScope(shield=True):
-                await session.aclose()
-
-    async def finish(self) -> None:
-        """The job is over for this friend: end the session and remove the job directory."""
-        await self.close()
-        shutil.rmtree(self.job_dir, ignore_errors=True)
-
-
-class _Unworkable(Exception):
-    """This friend cannot work on the job at all (e.g. its .blend is too large)."""
-
-
-class _Backoff:
-    """Redial delays: doubling from ``reconnect_first`` up to ``reconnect_max``, each jittered down to
-    half, so friends that lost the same master do not all redial it at the same moment."""
-
-    def __init__(self, settings: FriendSettings) -> None:
-        self.first = settings.reconnect_first
-        self.cap = settings.reconnect_max
-        self.delay = self.first
-
-    @property
-    def first_try(self) -> bool:
-        """Whether this is the first failure since the link last worked (log it, not every retry)."""
-        return self.delay == self.first
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-    async def sleep(self) -> None:
-        await trio.sleep(self.delay * random.uniform(0.5, 1.0))
-        self.delay = min(self.delay * 2, self.cap)
-
-
-class _BlendCache:
-    """Job .blend files by sha256 in ``root``, at most ``size`` of them; the oldest unused go first."""
-
-    def __init__(self, root: Path, size: int) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        for leftover in root.glob(".*.part"):  # an interrupted download
-            leftover.unlink(missing_ok=True)
-        self.root = root
-        self.size = size
-        self.users: Counter[str] = Counter()
-        self._fetching = trio.Lock()  # one download at a time: no file is fetched twice
-
-    def path(self, sha256: str) -> Path:
-        return self.root / f"{sha256}.blend"
-
-    @asynccontextmanager
-    async def use(self, sha256: str, fetch: Callable[[Path], Awaitable[None]]) -> AsyncIterator[Path]:
-        """The cached file, fetched with ``fetch(dest)`` if missing; not evicted while in use."""
-        self.users[sha256] += 1
-        try:
-            async with self._fetching:
-                path = self.path(sha256)
-                if path.exists():
-                    os.utime(path)  # the eviction order is the order of use
-                else:
-                    await fetch(path)
-                    self._evict()
-            yield path
-        finally:
-            self.users[sha256] -= 1
-            if not self.users[sha256]:
-                del self.users[sha256]
-
-    def drop(self, sha256: str) -> None:
-        """Forget a job's file (its job is over), unless a task is using it."""
-        if sha256 not in self.users:
-            self.path(sha256).unlink(missing_ok=True)
-
-    def _evict(self) -> None:
-        cached = sorted(self.root.glob("*.blend"), key=lambda path: path.stat().st_mtime_ns)
-        unused = [path for path in cached if path.stem not in self.users]
-        for path in unused[: max(len(cached) - self.size, 0)]:
-            path.unlink(missing_ok=True)
-
-
-class _Cheat:
-    """Replaces each honestly rendered frame with a forged one before it is sent.
-
-    A cheat cannot tell test frames from others, so it forges them all. The
-    "stale" cheat sends the image of the frame it rendered before; for the
-    first frame of a job there is none, so that one goes out as noise (not
-    black: a black cheater checking it would agree, as if the two colluded).
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.previous: dict[tuple[int, int], bytes] = {}
-
-    async def forge(self, frame: RenderedFrame, *, width: int, height: int, work: Work | None = None) -> None:
-        """Forge ``frame`` (``width`` x ``height``: the task's window when it has one).
-
-        "smart" renders what it recognises as a check (a task with a window) honestly and forges the
-        rest black; "colluding" forges a pattern every colluder draws alike for a frame, and renders a
-        window of it when checking, so colluders checking each other agree.
-        """
-        if self.kind == "smart":
-            if work is None or work.window is None:
-                await trio.to_thread.run_sync(lambda: frame.path.write_bytes(forge_frame("black", width=width, height=height)))
-            return
-        if self.kind == "colluding":
-            box = None if work is None else work.window
-            full = (width, height) if work is None else (work.width, work.height)
-            await trio.to_thread.run_sync(lambda: frame.path.write_bytes(_colluders_image(frame.frame, full, box)))
-            return
-        honest = frame.path.read_bytes()
-        previous = self.previous.get((width, height))  # a crop's stale image is the previous crop of its size
-        kind = "noise" if self.kind == "stale" and previous is None else self.kind
-        forge = partial(forge_frame, kind, width=width, height=height, other=previous)
-        frame.path.write_bytes(await trio.to_thread.run_sync(forge))
-        self.previous[(width, height)] = honest
-
-
-def _colluders_image(frame: int, full: tuple[int, int], box: CropBox | None) -> bytes:
-    """The forgery every colluder makes of ``frame``: stripes of a colour from the frame number; a window of it."""
-    width, height = full
-    pixels = np.zeros((height, width, 4), np.uint8)
-    pixels[..., 0] = (np.arange(width)[None, :] * 7 + frame * 37) % 256
-    pixels[..., 1] = (frame * 91) % 256
-    pixels[..., 3] = 255
-    if box is not None:
-        pixels = pixels[box.top : box.top + box.height, box.left : box.left + box.width]
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def _frames_text(frames: Iterable[int]) -> str:
-    """Frames for a log line: "1-4" for a run of three or more, else "1, 3, 7"."""
-    frames = list(frames)
-    if len(frames) > 2 and frames == list(range(frames[0], frames[-1] + 1)):
-        return f"{frames[0]}-{frames[-1]}"
-    return ", ".join(map(str, frames))

@@ -5,26 +5,10 @@ The shell around ``frender.core.master``: every RPC becomes a command whose
 one the peer claims), the decision's durable events are committed to
 ``master.db`` before anyone is answered, then the state evolves.
 
-trio runs every handler on one thread and ``apply`` never awaits, so each
-decide-append-evolve step is atomic: the state has exactly one owner at a time
-without a dedicated task and channels.
-
-Commit, then evolve. ``state`` is the log's fold: only a commit evolves it.
-Commands are decided on a *draft* beside it: ``state`` plus the events decided
-but not committed yet. The draft is one ``Master.clone()`` taken at start-up
-and kept level: every event decided is evolved into it at once, and into
-``state`` after its commit, in the same order, so the two agree whenever
-nothing is pending and no commit ever copies the state.
-
-Group commit. An RPC's durable events are committed in a batch with those of
-the other calls that are ready at the same moment: the call yields once, then
-the first call to run commits everything pending in one transaction (one
-fsync) and evolves ``state``. Every answer, a refusal included, waits until
-nothing it could have seen is pending, so nobody is answered before the events
-behind the answer are committed. ``log.append`` never awaits, so "nothing
-pending" means "all committed". If the append fails, the master stops
-(``LogFailed``) and answers nobody after; ``state`` still equals its log, and a
-restart replays the log, which holds everything anyone was told.
+Commit, then evolve: the master is a ``Node`` (frender/apps/node.py), which
+decides on a draft, commits every ready call's events in one transaction,
+evolves ``state`` after and stops on a failed append. This module adds the
+master's messages and what a heartbeat's answer reads.
 
 Heartbeats are the exception that keeps this cheap: one that changes soft
 state only is answered on the spot (``call_at_once``) unless an uncommitted
@@ -43,6 +27,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -50,9 +35,10 @@ import trio
 
 from frender.apps import messages as msg
 from frender.apps import words
+from frender.apps.node import Node
 from frender.core import master as core
 from frender.core._decider import Rejected, is_durable
-from frender.store import LogFailed, SqliteLog, replay
+from frender.store import SqliteLog
 from frender.transports import (
     Address,
     Assignment,
@@ -70,8 +56,8 @@ __all__ = ["MasterNode", "run_master"]
 _NOTHING_HELD = msg.HeartbeatReply()  # frozen: one instance serves every idle friend
 
 
-class MasterNode(Handler):
-    """The master's state, its log and its answers to peers."""
+class MasterNode(Node[core.Master], Handler):
+    """The master's state, its log and its answers to peers: a ``Node`` over ``frender.core.master``."""
 
     def __init__(
         self,
@@ -80,95 +66,38 @@ class MasterNode(Handler):
         settings: core.MasterSettings,
         *,
         operators: frozenset[str] = frozenset(),
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
-        self.log = log
         self.clock = clock
         # The master's own key is always an operator: `frender operator` run with its home.
         self.operators = operators | {identity.fingerprint}
-        self.state = core.Master(settings=settings)  # committed: the log's fold, evolved only after a commit
-        replay(log, lambda event: core.evolve(self.state, event))  # verifies the chain as it folds
-        self._draft = self.state.clone()  # what is decided on: ``state`` plus ``_pending``
         # The reply to a heartbeat while the friend holds (friend, job), signed once.
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
-        self._pending: list[object] = []  # evolved into the draft, not yet into ``state``: durable ones await their commit
         self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
         self._unsaved: Counter[tuple[str, str]] = Counter()  # what uncommitted events change (_touches)
-        self.broken: BaseException | None = None  # why the log failed: nothing is decided or answered after
-        self._log_failed = trio.Event()
+        super().__init__(log, core.Master(settings=settings), core.evolve)
+
+    def _committed(self, batch: list[object]) -> None:
+        self._unsaved.clear()  # nothing is uncommitted any more
 
     def apply(self, command: object) -> list[object]:
-        """Decide on the draft, commit the durable events (with any pending), then evolve; Rejected becomes Refused."""
+        """Decide on the draft and commit at once, with anything pending (used before serving, and by tests)."""
         decided = self._apply_later(command)
-        self._write()
+        if self._pending:
+            self.commit_now()
         return decided
-
-    def _decide(self, command: object, state: core.Master | None = None) -> list[object]:
-        """Decide ``command`` on the draft (or on ``state``); ``Rejected`` becomes ``Refused``."""
-        if self.broken is not None:
-            raise LogFailed(f"the event log failed: {self.broken}")
-        try:
-            return core.decide(self._draft if state is None else state, command)
-        except Rejected as rejection:
-            raise Refused(rejection.code, rejection.reason) from None
 
     def _apply_later(self, command: object) -> list[object]:
-        """Decide on the draft and evolve it; ``state`` evolves once the durable events are committed (``_commit``)."""
-        decided = self._decide(command)
-        self._took(decided, durable=any(is_durable(event) for event in decided))
+        """Decide on the draft; ``state`` evolves once the durable events are committed (``commit``)."""
+        decided = self.decide(lambda draft: core.decide(draft, command))
+        for event in decided:
+            if is_durable(event):
+                self._unsaved.update(_touches(self._draft, event))
         return decided
 
-    def _took(self, decided: list[object], *, durable: bool) -> None:
-        """Evolve the draft with ``decided`` now, and ``state`` after their commit in the draft's order.
-
-        Soft events decided while nothing is pending (``durable`` False: none
-        of ``decided`` is) evolve both at once: there is nothing to commit, and
-        the two states stay level.
-        """
-        for event in decided:
-            if durable and is_durable(event):
-                self._unsaved.update(_touches(self._draft, event))
-            core.evolve(self._draft, event)
-        if durable or self._pending:
-            self._pending.extend(decided)
-        else:
-            for event in decided:
-                core.evolve(self.state, event)
-
     async def _commit(self) -> None:
-        """Return once every event decided so far is committed and evolved, batching with other ready calls."""
-        if not self._pending:
-            return
-        await trio.lowlevel.cancel_shielded_checkpoint()  # let the other ready calls add theirs
-        if self.broken is not None:
-            raise LogFailed(f"the event log failed: {self.broken}")
-        if self._pending:
-            self._write()
-
-    def _write(self) -> None:
-        """Append the pending durable events in one transaction, then evolve ``state`` with every pending event, in order."""
-        durable = [event for event in self._pending if is_durable(event)]
-        if durable:
-            self._append(durable)
-        batch, self._pending = self._pending, []
-        self._unsaved.clear()  # nothing is uncommitted any more
-        for event in batch:
-            core.evolve(self.state, event)
-
-    def _append(self, events: list[object]) -> None:
-        """Commit ``events``; a failure stops the master (``stop_on_log_failure``) and every answer after it."""
-        try:
-            self.log.append(events)
-        except BaseException as exc:
-            self.broken = exc
-            self._log_failed.set()
-            raise LogFailed(f"the event log failed: {exc}") from exc
-
-    async def stop_on_log_failure(self) -> None:
-        """Raise LogFailed once an append has failed, ending the process (run it in the process's nursery)."""
-        await self._log_failed.wait()
-        raise LogFailed(f"the event log failed: {self.broken}") from self.broken
+        await self.commit()
 
     def call_at_once(self, peer: Peer, request: object) -> object | None:
         """A heartbeat that changes soft state only, answered on the spot when no uncommitted event touches it.
@@ -189,19 +118,20 @@ class MasterNode(Handler):
             if ("friend", request.friend) in self._unsaved or (rec is not None and ("user", rec.user) in self._unsaved):
                 return None
         now = self.clock()
-        decided = self._decide(
-            core.Heartbeat(
-                friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done,
-                away=request.away, refuse=request.refuse, now=now,
-            ),
-            self.state,
+        heartbeat = core.Heartbeat(
+            friend=request.friend, key=peer.fingerprint, busy=request.busy, last_done=request.last_done,
+            away=request.away, refuse=request.refuse, now=now,
         )
+        try:
+            decided = core.decide(self.state, heartbeat)
+        except Rejected as rejection:
+            raise Refused(rejection.code, rejection.reason) from None
         if any(is_durable(event) for event in decided):
             return None
         reply = self._assignment_of(self.state, request.friend, now)
         if reply is _NOTHING_HELD and request.wait > 0:
             return None  # an idle friend's heartbeat waits for a grant: ``call`` holds it
-        self._took(decided, durable=False)
+        self.took(decided)
         return reply
 
     async def call(self, peer: Peer, request: object) -> object:
@@ -277,6 +207,8 @@ class MasterNode(Handler):
                     )
                 )
                 return msg.Ok()
+            case msg.ReleaseOpening():
+                return self._release_opening(peer, request, now)
             case msg.KnownProfiles():
                 live = {f.profile for f in self._draft.friends.values() if core.is_live(self._draft, f.friend, now)}
                 return msg.Profiles(live=tuple(sorted(live, key=str)))
@@ -310,6 +242,7 @@ class MasterNode(Handler):
             blend_sha256=ask.blend_sha256,
             address=ask.address,
             priority=ask.priority,
+            opening=ask.opening,
             now=now,
         )
         try:
@@ -331,6 +264,19 @@ class MasterNode(Handler):
             for f in grant.friends
         )
         return msg.FriendsGranted(job=grant.job, friends=friends, shortfall=grant.shortfall)
+
+    def _release_opening(self, peer: Peer, release: msg.ReleaseOpening, now: float) -> msg.OpeningReleased:
+        """Close the job opened for the requester's ``opening``, paying nobody and refunding its escrow; idempotent."""
+        if not release.opening:
+            raise Refused("bad-request", "name the opening to release")
+        found = next((j for j in self._draft.jobs.values() if j.opening == release.opening and j.requester == peer.fingerprint), None)
+        if found is None:
+            return msg.OpeningReleased(job=None)
+        if not found.closed:
+            self._apply_later(
+                core.ReportJob(requester=peer.fingerprint, job=found.job, head_seq=release.head_seq, head_hash=release.head_hash, now=now)
+            )
+        return msg.OpeningReleased(job=found.job)
 
     def _assignment_of(self, state: core.Master, friend: str, now: float) -> msg.HeartbeatReply:
         """The friend's signed assignment in ``state`` while it holds a live one (Rule 3 of the core)."""

@@ -20,10 +20,35 @@ import attrs
 from attrs import Factory, frozen
 
 from frender import codec
+from frender.apps.asks import Asks, Ok
+from frender.apps.requester_messages import (
+    Cancel,
+    Cancelled,
+    CropBox,
+    DashboardLink,
+    DashboardLinkReply,
+    FrameStored,
+    FriendLine,
+    GiveBack,
+    HaveUploads,
+    JobLine,
+    Jobs,
+    JobsReply,
+    NoWork,
+    Progress,
+    ProgressReply,
+    Submit,
+    Submitted,
+    UploadsWanted,
+    WantWork,
+    Work,
+)
 from frender.core.profile import RenderProfile
 from frender.transports import Refused, SignedAssignment
 
 __all__ = [
+    "Asks",
+    "reply_of",
     "Ok",
     "check_bounds",
     "BOUNDS",
@@ -45,6 +70,8 @@ __all__ = [
     "FriendsGranted",
     "GrantedFriendInfo",
     "Report",
+    "ReleaseOpening",
+    "OpeningReleased",
     "KnownProfiles",
     "Profiles",
     # operator -> master
@@ -79,16 +106,12 @@ __all__ = [
 ]
 
 
-@frozen
-class Ok:
-    tag: ClassVar[str] = "ok.v1"
-
 
 # ------------------------------------------------------------- owner -> master
 
 
 @frozen(kw_only=True)
-class CreateAccount:
+class CreateAccount(Asks["AccountCreated"]):
     """Bind ``user`` to the key this connection proves (the artist's, shared by the user's friends)."""
 
     tag: ClassVar[str] = "create_account.v1"
@@ -107,7 +130,7 @@ class AccountCreated:
 
 
 @frozen(kw_only=True)
-class AccountOf:
+class AccountOf(Asks["AccountInfo"]):
     """Which account a key holds, and its balance: a requester checks an uploader before storing anything."""
 
     tag: ClassVar[str] = "account_of.v1"
@@ -125,7 +148,7 @@ class AccountInfo:
 
 
 @frozen(kw_only=True)
-class RegisterFriend:
+class RegisterFriend(Asks["Registered"]):
     """A friend announces itself under the user its key is bound to."""
 
     tag: ClassVar[str] = "register_friend.v1"
@@ -145,7 +168,7 @@ class Registered:
 
 
 @frozen(kw_only=True)
-class Heartbeat:
+class Heartbeat(Asks["HeartbeatReply"]):
     """I am alive. With ``wait`` > 0 and no assignment held, the reply may wait that long for one."""
 
     tag: ClassVar[str] = "heartbeat.v1"
@@ -170,7 +193,7 @@ class HeartbeatReply:
 
 
 @frozen(kw_only=True)
-class AskFriends:
+class AskFriends(Asks["FriendsGranted"]):
     """A trusted requester asks for friends for a new job (job=None) or more for job J."""
 
     tag: ClassVar[str] = "ask_friends.v1"
@@ -185,6 +208,7 @@ class AskFriends:
     blend_sha256: str
     address: str  # the requester's address, for the friends
     priority: int = 0  # of a new job: free friends go to waiting jobs of higher priority first
+    opening: str = ""  # of a new job: the requester's name for it, logged before asking (ReleaseOpening finds it)
 
 
 @frozen(kw_only=True)
@@ -206,7 +230,7 @@ class FriendsGranted:
 
 
 @frozen(kw_only=True)
-class Report:
+class Report(Asks["Ok"]):
     """The requester's account of a job (see core.master.ReportJob)."""
 
     tag: ClassVar[str] = "report.v1"
@@ -222,8 +246,30 @@ class Report:
     outcome: str = ""  # how the job ended: "finished", "cancelled" or "failed", for the master's status
 
 
+@frozen(kw_only=True)
+class ReleaseOpening(Asks["OpeningReleased"]):
+    """Close, unpaid and refunded, the job the master opened for ``opening`` (AskFriends.opening), if it opened one.
+
+    The requester logs each opening before it asks; one that never reached its
+    own log as a job (a crash, a failed link or a failed lay-out between the
+    grant and its acceptance) is released, so no points stay held for a job
+    nobody runs.
+    """
+
+    tag: ClassVar[str] = "release_opening.v1"
+    opening: str
+    head_seq: int = 0
+    head_hash: str = ""
+
+
+@frozen(kw_only=True)
+class OpeningReleased:
+    tag: ClassVar[str] = "opening_released.v1"
+    job: int | None  # the job the master had opened for it (now closed); None: it opened none
+
+
 @frozen
-class KnownProfiles:
+class KnownProfiles(Asks["Profiles"]):
     """Which render profiles live friends offer (a requester refuses jobs nobody can render)."""
 
     tag: ClassVar[str] = "known_profiles.v1"
@@ -239,7 +285,7 @@ class Profiles:
 
 
 @frozen(kw_only=True)
-class Grant:
+class Grant(Asks["Ok"]):
     tag: ClassVar[str] = "grant.v1"
     user: str
     amount: int
@@ -248,7 +294,7 @@ class Grant:
 
 
 @frozen(kw_only=True)
-class Trust:
+class Trust(Asks["Ok"]):
     tag: ClassVar[str] = "trust.v1"
     key: str
     name: str
@@ -264,7 +310,7 @@ JOB_FRIENDS_SHOWN = 100
 
 
 @frozen(kw_only=True)
-class Status:
+class Status(Asks["StatusReply"]):
     """One page of the master's status; ``pages`` in the reply says how many there are."""
 
     tag: ClassVar[str] = "status.v1"
@@ -315,178 +361,6 @@ class StatusReply:
     pages: int = 1
 
 
-# ---------------------------------------------------------- client -> requester
-
-
-@frozen(kw_only=True)
-class Submit:
-    """Render the uploaded .blend (already put as kind "upload" with this sha256)."""
-
-    tag: ClassVar[str] = "submit.v1"
-    user: str
-    blend_sha256: str
-    frames: tuple[int, ...] = ()  # empty: the file's own frame range
-    friends: int = 4
-    checks_per_friend: int = 1
-    priority: int = 0  # higher first, when jobs wait for friends to free up
-    allow_outside: bool = False  # frames outside the file's range are refused unless this is set
-    allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
-    tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
-    blender: str = ""  # the Blender to render with ("4.2", "5.0.1"); empty: the series that saved the file
-
-
-@frozen(kw_only=True)
-class HaveUploads:
-    """Which of these files (by sha256) does the requester still need? Asked before uploading a job tree."""
-
-    tag: ClassVar[str] = "have_uploads.v1"
-    sha256s: tuple[str, ...]
-
-
-@frozen(kw_only=True)
-class UploadsWanted:
-    tag: ClassVar[str] = "uploads_wanted.v1"
-    missing: tuple[str, ...]  # those it does not hold: upload these
-
-
-@frozen(kw_only=True)
-class Submitted:
-    tag: ClassVar[str] = "submitted.v1"
-    job: int
-    frames: tuple[int, ...]
-    width: int
-    height: int
-    fps: float = 0.0  # the .blend's frame rate (0: not known), for the video
-    # How the file names its frames: the last part of its output path, and the
-    # extension Blender adds ("" when the file turns extensions off).
-    name: str = "frame_####"
-    extension: str = ".png"
-    output: str = "PNG 8-bit RGBA"  # the format frames come back in, for people
-
-
-@frozen(kw_only=True)
-class DashboardLink:
-    """The web page of one of my jobs, as a link carrying a signed, expiring token."""
-
-    tag: ClassVar[str] = "dashboard_link.v1"
-    job: int
-
-
-@frozen(kw_only=True)
-class DashboardLinkReply:
-    tag: ClassVar[str] = "dashboard_link_reply.v1"
-    url: str  # "" when the requester serves no dashboard
-
-
-@frozen(kw_only=True)
-class Progress:
-    """How the job stands. With ``final_known`` >= 0 the reply is held until more than that many
-    frames are final, the delivered count differs from ``delivered_known`` (when >= 0), or the job finishes."""
-
-    tag: ClassVar[str] = "progress.v1"
-    job: int
-    final_known: int = -1
-    delivered_known: int = -1
-
-
-@frozen(kw_only=True)
-class FriendLine:
-    tag: ClassVar[str] = "friend_line.v1"
-    friend: str
-    delivered: int
-    final: int
-    checks: int
-    evicted: bool
-    gone: bool = False  # it left the job (stopped asking, or its tasks timed out): its frames went to others
-
-
-@frozen(kw_only=True)
-class ProgressReply:
-    tag: ClassVar[str] = "progress_reply.v1"
-    job: int
-    total: int
-    delivered: int
-    final: tuple[int, ...]  # frame numbers the client may fetch
-    friends: tuple[FriendLine, ...]
-    checks: int
-    disagreements: int
-    evictions: tuple[str, ...]
-    finished: bool
-    problem: str = ""  # set when the job cannot go on (e.g. no friends left)
-    cancelled: bool = False  # finished because its submitter cancelled it: ``final`` is all there will be
-    wanted: int = 0  # friends the job asked for (0: not known)
-    active: int = 0  # friends rendering for it now; fewer than ``wanted``: it grows as friends free up
-    own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
-    spot_checks: int = 0  # of those, spot checks over agreed crop checks
-    failed: str = ""  # finished because its file cannot render: the error its friends agreed on
-    eta: float = -1.0  # seconds left at the pace so far (frender.apps.words.time_left); -1: not known yet
-    waiting: str = ""  # with no friend rendering: the master's cause in a word (frender.apps.words.WAITING_CAUSES)
-    waiting_detail: str = ""  # the master's own words for it
-
-
-# ---------------------------------------------------------- friend -> requester
-
-
-@frozen(kw_only=True)
-class WantWork:
-    """A task, please; ``keeping`` names tasks still being rendered (asking ahead), every other one is given up."""
-
-    tag: ClassVar[str] = "want_work.v1"
-    assignment: SignedAssignment
-    keeping: tuple[int, ...] = ()
-
-
-@frozen(kw_only=True)
-class CropBox:
-    """A box of a frame in pixels from its top-left corner: what a crop check renders."""
-
-    tag: ClassVar[str] = "crop_box.v1"
-    left: int
-    top: int
-    width: int
-    height: int
-
-
-@frozen(kw_only=True)
-class Work:
-    """Render these frames of the job's .blend; deliver each as it is saved."""
-
-    tag: ClassVar[str] = "work.v1"
-    job: int
-    task: int
-    frames: tuple[int, ...]
-    deadline: float  # seconds from now
-    width: int
-    height: int
-    window: CropBox | None = None  # a crop check: render only this box of the frame (pixels, padded and aligned)
-
-
-@frozen(kw_only=True)
-class NoWork:
-    """Nothing now: poll again after ``retry_after`` seconds, unless ``over``."""
-
-    tag: ClassVar[str] = "no_work.v1"
-    retry_after: float = 0.5
-    over: bool = False
-    why: str = ""
-
-
-@frozen(kw_only=True)
-class GiveBack:
-    tag: ClassVar[str] = "give_back.v1"
-    assignment: SignedAssignment
-    task: int
-    error: str = ""  # the friend's Blender could not render the task's file, and said this (its first line)
-
-
-@frozen(kw_only=True)
-class FrameStored:
-    tag: ClassVar[str] = "frame_stored.v1"
-    frame: int
-    ok: bool
-    reason: str = ""
-
-
 codec.register(
     Ok,
     CreateAccount,
@@ -501,6 +375,8 @@ codec.register(
     GrantedFriendInfo,
     FriendsGranted,
     Report,
+    ReleaseOpening,
+    OpeningReleased,
     KnownProfiles,
     Profiles,
     Grant,
@@ -509,81 +385,36 @@ codec.register(
     FriendStatus,
     JobStatus,
     StatusReply,
-    Submit,
-    HaveUploads,
-    UploadsWanted,
-    Submitted,
-    DashboardLink,
-    DashboardLinkReply,
-    Progress,
-    FriendLine,
-    ProgressReply,
-    WantWork,
-    Work,
-    CropBox,
-    NoWork,
-    GiveBack,
-    FrameStored,
 )
 
 
-# ---------------------------------------------------------- client -> requester: my jobs
+# What each request is answered with (``Asks``): a reply of another class is the peer's fault.
+REPLIES: dict[type, type | tuple[type, ...]] = {
+    CreateAccount: AccountCreated,
+    AccountOf: AccountInfo,
+    RegisterFriend: Registered,
+    Heartbeat: HeartbeatReply,
+    AskFriends: FriendsGranted,
+    Report: Ok,
+    ReleaseOpening: OpeningReleased,
+    KnownProfiles: Profiles,
+    Grant: Ok,
+    Trust: Ok,
+    Status: StatusReply,
+    Submit: Submitted,
+    HaveUploads: UploadsWanted,
+    DashboardLink: DashboardLinkReply,
+    Progress: ProgressReply,
+    Cancel: Cancelled,
+    Jobs: JobsReply,
+    GiveBack: Ok,
+    WantWork: (Work, NoWork),
+}
 
 
-@frozen(kw_only=True)
-class Cancel:
-    """Stop my job: its friends are released, final frames kept, the unearned escrow refunded."""
-
-    tag: ClassVar[str] = "cancel.v1"
-    job: int
-
-
-@frozen(kw_only=True)
-class Cancelled:
-    tag: ClassVar[str] = "cancelled.v1"
-    job: int
-    final: int  # frames final and kept (fetch them with ``submit`` again)
-    total: int
-    escrowed: int  # points the job escrowed
-    spent: int  # paid to friends: final frames + agreeing checks; the rest goes back to the submitter
-
-
-@frozen(kw_only=True)
-class Jobs:
-    """The jobs this key submitted here."""
-
-    tag: ClassVar[str] = "jobs.v1"
-
-
-@frozen(kw_only=True)
-class JobLine:
-    tag: ClassVar[str] = "job_line.v1"
-    job: int
-    state: str  # "running", "waiting" (running with no friend yet, or none left), "finished", "cancelled", "failed"
-    final: int
-    total: int
-    active: int  # friends rendering now
-    wanted: int  # friends asked for
-    eta: float  # seconds left, from the pace of final frames so far; -1: not known yet
-    escrowed: int
-    spent: int  # earned by friends so far (paid when the job closes)
-    priority: int = 0
-    name: str = "frame_####"  # how its frames are named (as in Submitted), for `frender fetch`
-    extension: str = ".png"
-    fps: float = 0.0
-    failed: str = ""  # a failed job: why its file cannot render
-    waiting: str = ""  # as in ProgressReply
-    file: str = ""  # the main .blend's name in the job tree ("" for jobs of a lone .blend)
-    frames: str = ""  # the frames asked for, as ranges: "1-48", "1-24x2", "1,5,10-20"
-
-
-@frozen(kw_only=True)
-class JobsReply:
-    tag: ClassVar[str] = "jobs_reply.v1"
-    jobs: tuple[JobLine, ...]
-
-
-codec.register(Cancel, Cancelled, Jobs, JobLine, JobsReply)
+def reply_of(request: Asks[Any]) -> type | tuple[type, ...]:
+    """The class (or classes) of the reply ``request`` asks for."""
+    return REPLIES[type(request)]
 
 
 # ------------------------------------------------------------------ bounds

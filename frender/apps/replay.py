@@ -107,6 +107,11 @@ def _frames(frames: tuple[int, ...]) -> str:
 _STORY.update(
     {
         r.JobAccepted: lambda e: f"job {e.job} accepted from {e.submitter}: .blend {e.blend_sha256[:12]}…, {e.width}x{e.height}, {e.profile}",
+        r.JobOpening: lambda e: f"opening a job for {e.submitter}: {e.frames} frames on {e.friends} friends, .blend {e.blend_sha256[:12]}…",
+        r.JobOpeningReleased: lambda e: (
+            f"job {e.job} opened at the master but never accepted here: released, its points refunded"
+            if e.job is not None else "an opening the master never granted: nothing to release"
+        ),
         r.FriendKeys: lambda e: f"job {e.job}: keys of {', '.join(sorted(e.keys))} recorded",
         r.ReportDelivered: lambda e: f"job {e.job}: report delivered to the master (log head seq {e.head_seq} {e.head_hash[:12]}…)",
         r.ReportRefused: lambda e: f"job {e.job}: the master REFUSED the report ({e.code}: {e.reason}); not retried",

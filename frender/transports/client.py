@@ -44,6 +44,11 @@ class Session:
         self._waiting: dict[int, _Waiter] = {}
         self._broken: PeerGone | None = None
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is known to be gone (every call would fail with PeerGone)."""
+        return self._broken is not None
+
     async def call(self, request: object) -> object:
         """Send ``request`` and return the server's reply message.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frender import blender
-from frender.apps.friend import CHEATS, _colluders_image
+from frender.apps.cheats import CHEATS, colluders_image as _colluders_image
 from frender.apps.messages import CropBox
 
 
@@ -18,5 +18,13 @@ def test_a_colluders_window_is_the_same_pixels_as_another_colluders_frame() -> N
 
 
 def test_the_friend_knows_the_smart_and_colluding_cheats() -> None:
-    """The demo's cheat kinds are all known to the friend."""
+    """The demo's cheat kinds are all known to the cheats' module, which a friend without --cheat never loads."""
+    import subprocess
+    import sys
+
     assert {"black", "noise", "stale", "smart", "colluding"} <= set(CHEATS)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, frender.apps.friend, frender.apps.cli; print('frender.apps.cheats' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert loaded.stdout.strip() == "False"

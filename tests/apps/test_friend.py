@@ -25,7 +25,8 @@ import pytest
 import trio
 
 from frender.apps.availability import IdlePolicy, IdleReading, Schedule, local_time, read_status, write_pause
-from frender.apps.friend import FriendRefused, FriendSettings, _BlendCache, run_friend
+from frender.apps.friend import FriendRefused, FriendSettings, run_friend
+from frender.apps.friend_work import BlendCache as _BlendCache
 from frender.apps.messages import (
     FrameStored,
     GiveBack,

@@ -11,7 +11,8 @@ from frender import codec
 from frender.apps import messages as msg
 from frender.transports import Assignment, Identity, SignedAssignment, sign_assignment
 
-MESSAGES = [obj for obj in vars(msg).values() if isinstance(obj, type) and attrs.has(obj) and obj.__module__ == msg.__name__]
+_MODULES = {msg.__name__, "frender.apps.requester_messages", "frender.apps.asks"}  # messages re-exports the other two's names
+MESSAGES = [obj for obj in vars(msg).values() if isinstance(obj, type) and attrs.has(obj) and obj.__module__ in _MODULES]
 text = st.text(max_size=20)
 
 

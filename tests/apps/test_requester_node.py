@@ -14,7 +14,9 @@ import trio
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps.replay import audit
-from frender.apps.requester import FriendKeys, JobAccepted, JobWants, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings
+from frender.apps.requester import (
+    FriendKeys, JobAccepted, JobOpening, JobOpeningReleased, JobWants, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings,
+)
 from frender.core import job as core
 from frender.store import SqliteLog, events
 from frender.transports import Address, Handler, Identity, Peer, PeerGone, Refused, RemoteError, file_header, put_file, serve
@@ -54,7 +56,7 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
 class FailingLog(SqliteLog):
     """requester.db on a disk that fails: every append after the first ``good`` ones raises, as SQLite does."""
 
-    good = 3
+    good = 4
 
     def append(self, events):
         if events:
@@ -81,13 +83,13 @@ async def test_a_failed_append_stops_the_requester_and_nothing_told_is_lost(tmp_
     nursery.start_soon(watch)
     await world.register_bob()
     signed = (await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))).assignment
-    job = (await world.alice_submits()).job  # append 1
+    job = (await world.alice_submits()).job  # appends 1 (the opening) and 2 (the job)
     signed = (await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))).assignment
     tasks: list[int] = []  # tasks bob was given
     stored: dict[int, str] = {}  # frames bob was told were stored -> sha256
     try:
         while True:
-            work = await world.call("bob", world.requester, msg.WantWork(assignment=signed))  # append 2, ...
+            work = await world.call("bob", world.requester, msg.WantWork(assignment=signed))  # append 3, ...
             if not isinstance(work, msg.Work):
                 break
             tasks.append(work.task)
@@ -116,6 +118,97 @@ async def test_a_failed_append_stops_the_requester_and_nothing_told_is_lost(tmp_
     accepted = reborn.jobs[job]
     assert reborn._progress(accepted) == node._progress(accepted)  # memory never ran ahead of the log
     log.close()
+
+
+# ------------------------------------------------------------ a job opened at the master, never accepted here
+
+
+async def settled(node: RequesterNode) -> None:
+    """Wait until the node owes no opening (the guard's limit only stops a hung test)."""
+    with trio.fail_after(30):
+        while node.owed.openings:
+            await trio.sleep(0.01)
+
+
+def nothing_held(world: World, job: int) -> None:
+    """The master holds no points for ``job``: closed, its escrow refunded, alice whole again."""
+    record = world.master_node.state.jobs[job]
+    assert record.closed and record.escrow == record.refunded > 0 and record.paid == 0
+    assert world.master_node.state.escrow() == 0
+    assert world.master_node.state.accounts["alice"].balance == 100
+
+
+async def test_a_job_whose_lay_out_fails_after_the_grant_is_released_at_the_master(tmp_path, nursery, monkeypatch):
+    """A submit that fails between the master's grant and JobAccepted (linking the file fails) leaves no
+    points held: the opening logged before the ask is released, the master closes that job and refunds it."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    node = world.requester_node
+    nursery.start_soon(node.react_forever, nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    blend = await world.upload("alice")
+
+    def failing_link(*args, **kw):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr("frender.apps.submits.os.link", failing_link)
+    with pytest.raises(RemoteError):
+        await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=blend, friends=1, checks_per_friend=1))
+    await settled(node)
+    [opened] = world.master_node.state.jobs
+    nothing_held(world, opened)
+    assert not node.jobs
+    released = [e for _, e in events(node.log) if isinstance(e, JobOpeningReleased)]
+    assert [e.job for e in released] == [opened]
+
+
+async def test_a_requester_that_stops_between_the_grant_and_its_job_releases_it_on_restart(tmp_path, nursery):
+    """When the append of JobAccepted fails (the master already granted and escrowed), the requester
+    stops; restarted from its log, it releases that job at the master: no points stay held."""
+
+    class FailsAfterTheOpening(SqliteLog):
+        good = 1
+
+        def append(self, events):
+            if events:
+                if self.good <= 0:
+                    raise sqlite3.OperationalError("disk I/O error")
+                self.good -= 1
+            return super().append(events)
+
+    world = World(tmp_path, requester_log=FailsAfterTheOpening)
+    await world.start(nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    with pytest.raises((RemoteError, PeerGone)):
+        await world.alice_submits()
+    node = world.requester_node
+    assert node.broken is not None
+    [opened] = world.master_node.state.jobs
+    assert world.master_node.state.escrow() > 0  # held for a job nobody runs, until the requester restarts
+    reborn = RequesterNode(
+        identity=node.identity, home=node.home, log=SqliteLog(tmp_path / "requester.db"), master=node.master,
+        address=node.address, backend=BACKEND, limits=LIMITS,
+    )  # fmt: skip
+    assert list(reborn.owed.openings)
+    nursery.start_soon(reborn.react_forever, nursery)
+    await settled(reborn)
+    nothing_held(world, opened)
+    assert any("never accepted here" in line["text"] for line in audit(tmp_path / "requester.db")["story"])
+
+
+async def test_a_submit_the_master_refuses_settles_its_opening_at_once(tmp_path, nursery):
+    """An opening the master answered with a refusal (no friend of the farm could serve it) opened nothing
+    there: it is settled in the log at once, with no job, and nothing is asked of the master again."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    blend = await world.upload("alice")
+    with pytest.raises(RemoteError):
+        await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=blend, friends=1, checks_per_friend=1))
+    assert not world.requester_node.owed.openings and not world.master_node.state.jobs
+    logged = [e for _, e in events(world.requester_node.log) if isinstance(e, (JobOpening, JobOpeningReleased))]
+    assert [type(e) for e in logged] == [JobOpening, JobOpeningReleased] and logged[1] == JobOpeningReleased(opening=logged[0].opening)
 
 
 # ------------------------------------------------------------ reactions that cannot spin
@@ -199,7 +292,9 @@ async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path,
     assert ca.kind == cb.kind == "check"
     [stale] = of(await run.deliver(cb, "black"), core.ComparisonRequested)  # b's copy of a's frame: owed
     [disputed] = of(await run.deliver(ca), core.ComparisonRequested)  # a's honest copy of b's black frame
-    assert node.owed.comparisons[(1, stale.check, "pair")] == stale
+    assert (node.owed.comparisons[(1, stale.check, "pair")].a_sha256, node.owed.comparisons[(1, stale.check, "pair")].b_sha256) == (
+        stale.a_sha256, stale.b_sha256,
+    )  # fmt: skip
     # The comparator's answers for b's check, given by hand: disagree, arbitrate, b is wrong.
     decided = await node.apply(
         core.RecordComparison(job=1, check=disputed.check, against="pair", a_sha256=disputed.a_sha256, b_sha256=disputed.b_sha256,
@@ -308,9 +403,8 @@ async def test_every_grant_path_keeps_the_friends_standing(tmp_path, nursery, pa
     if path == "grow":
         await node._grow(1, node._short_of(1))
     else:
-        wanted = core.MoreFriendsWanted(job=1, count=1, exclude=(), now=node._now())
-        node.owed.more_friends[1] = wanted
-        await node._more_friends(wanted)
+        await node.apply(core.DropFriend(job=1, friend="a", entropy=node._entropy(), now=node._now()))  # none left: more wanted
+        await node._more_friends(node.owed.more_friends[1])
     carol = node.state.jobs[1].friends["carol/pc"]
     assert (carol.reputation, carol.clean_run) == (7, 30)
     assert node.keys[1]["carol/pc"] == "key-carol"
@@ -384,7 +478,8 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
     await run.deliver(tb, "black")  # a's honest check copy of it differs by hash: a comparison is owed
     ca, cb = await run.ask("a"), await run.ask("b")
     assert ca.kind == cb.kind == "check"
-    [owed] = of(await run.deliver(ca), core.ComparisonRequested)
+    [requested] = of(await run.deliver(ca), core.ComparisonRequested)
+    owed = node.owed.comparisons[(1, requested.check, requested.against)]
     tampered = node.copies[(1, owed.a_sha256)]
     tampered.write_bytes(blender.forge_frame("noise", width=SIZE[0], height=SIZE[1], other=None))
 
@@ -400,3 +495,30 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
     assert tampered.name not in compared
     assert node.owed.comparisons.get((1, owed.check, owed.against)) == owed
     assert not any(isinstance(e, core.ComparisonMade) and e.check == owed.check for _, e in events(node.log))
+
+
+# ------------------------------------------------------------ one link to the master
+
+
+async def test_every_call_to_the_master_goes_over_one_session_and_calls_run_together(tmp_path, nursery):
+    """A requester's calls to the master (account checks for uploads, submits, reports) share one session,
+    several in flight at once; a session the master closed is redialled, and a reply is of the type asked."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    node = world.requester_node
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    await world.alice_submits()  # an upload (the account is asked), then a submit (account, then friends)
+    key = world.people["alice"].fingerprint
+    async with trio.open_nursery() as calls:  # many at once: no lock, no new handshake
+        for _ in range(8):
+            calls.start_soon(node._ask_master, msg.AccountOf(key=key))
+    assert node.master_link.dials == 1
+    info = await node._ask_master(msg.AccountOf(key=key))
+    assert isinstance(info, msg.AccountInfo) and info.user == "alice"
+    session = node.master_link._session
+    assert session is not None
+    node.master_link._lost.set()  # as when the master closes an idle session
+    await trio.testing.wait_all_tasks_blocked()
+    assert (await node._ask_master(msg.AccountOf(key=key))).user == "alice"
+    assert node.master_link.dials == 2

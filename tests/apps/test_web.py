@@ -12,13 +12,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from types import SimpleNamespace
 
 import pytest
 import trio
 
 from frender.apps import messages as msg
 from frender.apps import words
+from frender.apps.views import JobFacts
 from frender.apps.web._page import job_state
 from frender.apps.web import OPERATOR, BadToken, WebUnavailable, job_scope, read_token, serve_master_web, serve_requester_web, serve_web, sign_token
 from frender.transports import Identity
@@ -167,7 +167,12 @@ class _Node:
     def __init__(self, home, frames):
         self.home, self.final, self.finished = home, [], False
         self.frames = frames
-        self.jobs = {1: SimpleNamespace(fps=12.0)}  # the gallery reads only the .blend's rate from JobAccepted
+
+    def job_numbers(self):
+        return [1]
+
+    def job_facts(self, job):  # the gallery reads only the .blend's rate
+        return JobFacts(submitter="alice", blender="5.0.1 on CPU", fps=12.0, extension=".png")
 
     def progress_of(self, job):
         return msg.ProgressReply(
@@ -342,3 +347,44 @@ def test_the_job_page_says_gone_for_a_friend_that_left_and_why_a_job_waits():
     assert '<tr class="gone">' in html and "gone (its frames went to others)" in html and ">ok<" not in html
     assert "waiting: its friends are paused by their owners" in html and "<b>0 of 2 friends</b>" in html
     assert '<span id="state">waiting</span>' in html
+def _headers(url: str) -> tuple[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        reply.read()
+        return reply.headers["Content-Type"], reply.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize("extension, media", [(".exr", "image/x-exr"), (".tif", "image/tiff"), (".jpg", "image/jpeg"), (".png", "image/png")])
+async def test_a_final_frame_is_served_in_its_own_format(tmp_path, nursery, extension, media):
+    """The dashboard serves an EXR, TIFF, JPEG or PNG job's frame with that format's media type and extension."""
+    from frender.apps.web import Gallery, requester_app
+
+    identity = Identity.load_or_create(tmp_path / "requester")
+    frame = tmp_path / f"frame{extension}"
+    frame.write_bytes(b"the frame's bytes")
+
+    class Formats(_Node):
+        key, master_key = identity.fingerprint, "sha256:" + "0" * 64
+
+        def job_facts(self, job):
+            return JobFacts(submitter="alice", blender="5.0.1 on CPU", fps=24.0, extension=extension)
+
+    node = Formats(tmp_path, {1: frame})
+    node.final = [1]
+    url = await nursery.start(serve_web, requester_app(node, Gallery(node)), "127.0.0.1", 0)
+    token = sign_token(identity, job_scope(1), now=time.time(), seconds=60)
+    kind, disposition = await trio.to_thread.run_sync(_headers, f"{url}/job/1/frame/1?t={token}")
+    assert kind == media and f'filename="frame_0001{extension}"' in disposition
+
+
+def test_the_web_depends_on_the_views_not_on_the_nodes() -> None:
+    """No module of the dashboards imports a node module, not even for type checking: pages read the view protocols."""
+    import ast
+
+    from pathlib import Path
+
+    import frender.apps.web as web_package
+
+    for module in Path(web_package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module not in ("frender.apps.requester", "frender.apps.master"), module.name

@@ -15,6 +15,7 @@ from frender.apps.web._requester import (
     serve_requester_web,
 )
 from frender.apps.web._server import WebUnavailable, parse_bind, serve_web
+from frender.apps.views import JobFacts, MasterView, RequesterView, media_type_of
 from frender.apps.web._token import (
     OPERATOR,
     BadToken,
@@ -25,6 +26,10 @@ from frender.apps.web._token import (
 )
 
 __all__ = [
+    "JobFacts",
+    "MasterView",
+    "RequesterView",
+    "media_type_of",
     "LINK_SECONDS",
     "OPERATOR",
     "BadToken",

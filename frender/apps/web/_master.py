@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,14 +11,12 @@ from starlette.routing import Route
 from frender.apps.web._page import HEADERS, claims_of, live, page, render
 from frender.apps.web._server import serve_web
 from frender.apps.web._token import OPERATOR, Claims
-
-if TYPE_CHECKING:
-    from frender.apps.master import MasterNode
+from frender.apps.views import MasterView
 
 __all__ = ["master_app", "serve_master_web"]
 
 
-def master_app(node: MasterNode) -> Starlette:
+def master_app(node: MasterView) -> Starlette:
     """``/`` (the page) and ``/events`` (its live part), for tokens signed by an operator's key."""
 
     def allowed(claims: Claims) -> bool:
@@ -50,6 +46,6 @@ def master_app(node: MasterNode) -> Starlette:
     return Starlette(routes=[Route("/", index), Route("/events", events), Route("/favicon.ico", no_icon)])
 
 
-async def serve_master_web(node: MasterNode, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_master_web(node: MasterView, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve the operator's dashboard; ``started`` gets the base URL."""
     await serve_web(master_app(node), host, port, task_status=task_status)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import trio
 from PIL import Image
 from starlette.applications import Starlette
@@ -25,10 +23,9 @@ from frender.apps import video, words
 from frender.apps.job_view import FRAME_STATES, eviction_story
 from frender.apps.web._page import HEADERS, claims_of, forbidden, live, page, render
 from frender.apps.web._server import serve_web
-from frender.apps.web._token import OPERATOR, Claims, job_scope, sign_token
-if TYPE_CHECKING:
-    from frender.apps.messages import ProgressReply
-    from frender.apps.requester import RequesterNode
+from frender.apps.web._token import OPERATOR, Claims, job_scope
+from frender.apps.requester_messages import ProgressReply
+from frender.apps.views import RequesterView, media_type_of
 
 __all__ = ["LINK_SECONDS", "THUMB_SIZE", "Gallery", "requester_app", "serve_requester_web"]
 
@@ -50,7 +47,7 @@ def _thumb(source: Path, target: Path) -> None:
 class Gallery:
     """Thumbnails of final frames, made once each, and each finished job's video."""
 
-    def __init__(self, node: RequesterNode) -> None:
+    def __init__(self, node: RequesterView) -> None:
         self.node = node
         self.thumbs: dict[int, dict[int, None]] = {}  # job -> frames with a thumbnail, in the order they were made
         self.videos: dict[int, Path] = {}
@@ -79,7 +76,7 @@ class Gallery:
     async def run(self) -> None:
         """Watch every job; make what is missing; wait for the next change."""
         while True:
-            for job in list(self.node.jobs):
+            for job in self.node.job_numbers():
                 await self._catch_up(job)
             with trio.move_on_after(5.0):
                 await self.node.changed()
@@ -107,7 +104,7 @@ class Gallery:
             target = self.video_path(job)
             if not target.exists():
                 frames = [self.node.final_path(job, f) for f in sorted(progress.final)]
-                fps = self.node.jobs[job].fps
+                fps = self.node.job_facts(job).fps
                 try:
                     await trio.to_thread.run_sync(lambda: video.assemble([f for f in frames if f is not None], target, fps=fps))
                 except video.VideoError as exc:
@@ -121,13 +118,13 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}" if whole > 0 else "0"
 
 
-def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
+def requester_app(node: RequesterView, gallery: Gallery) -> Starlette:
     """The ASGI app: ``/job/J`` (page), ``/events``, ``/thumb/N``, ``/frame/N``, ``/video.mp4``; ``/`` for the operator."""
 
     def may_see(job: int):
         def allowed(claims: Claims) -> bool:
-            own = claims.scope == job_scope(job) and claims.signer == node.identity.fingerprint
-            return own or (claims.scope == OPERATOR and claims.signer == node.master.fingerprint)
+            own = claims.scope == job_scope(job) and claims.signer == node.key
+            return own or (claims.scope == OPERATOR and claims.signer == node.master_key)
 
         return allowed
 
@@ -136,7 +133,7 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         claims = claims_of(request, may_see(job))
         if isinstance(claims, Response):
             return claims
-        if job not in node.jobs:
+        if job not in node.job_numbers():
             return forbidden(f"no job {job} here")
         return job, request.query_params["t"]
 
@@ -174,10 +171,9 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         if isinstance(found, Response):
             return found
         job, token = found
-        accepted = node.jobs[job]
-        profile = accepted.profile
+        facts = node.job_facts(job)
         return page(
-            "job.html", job=job, submitter=accepted.submitter, blender=f"{profile.blender_version} on {profile.device}", live=body(job, token),
+            "job.html", job=job, submitter=facts.submitter, blender=facts.blender, live=body(job, token),
             events=f"/job/{job}/events?t={token}",
         )
 
@@ -205,7 +201,8 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
         path = node.final_path(job, number)
         if path is None:
             return Response("that frame is not final", status_code=404)
-        return FileResponse(path, media_type="image/png", filename=f"frame_{number:04d}.png", content_disposition_type="inline")
+        extension = node.job_facts(job).extension  # each frame in its own format: PNG, JPEG, TIFF or OpenEXR
+        return FileResponse(path, media_type=media_type_of(extension), filename=f"frame_{number:04d}{extension}", content_disposition_type="inline")
 
     async def job_video(request: Request) -> Response:
         found = job_of(request)
@@ -219,11 +216,11 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
     async def index(request: Request) -> Response:
         if not request.query_params.get("t"):  # the address the requester printed: say how to get a job's link
             return page("how.html")
-        claims = claims_of(request, lambda c: c.scope == OPERATOR and c.signer == node.master.fingerprint)
+        claims = claims_of(request, lambda c: c.scope == OPERATOR and c.signer == node.master_key)
         if isinstance(claims, Response):
             return claims
         token = request.query_params["t"]
-        rows = [(j, node.jobs[j].submitter, node.progress_of(j)) for j in sorted(node.jobs)]
+        rows = [(j, node.job_facts(j).submitter, node.progress_of(j)) for j in sorted(node.job_numbers())]
         return page("jobs.html", rows=rows, t=token)
 
     async def no_icon(request: Request) -> Response:
@@ -242,16 +239,11 @@ def requester_app(node: RequesterNode, gallery: Gallery) -> Starlette:
     )
 
 
-async def serve_requester_web(node: RequesterNode, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve the requester's dashboard and run its gallery; ``started`` gets the base URL."""
+async def serve_requester_web(node: RequesterView, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the requester's dashboard and run its gallery; ``started`` gets the base URL, which the node is told."""
     gallery = Gallery(node)
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_web, requester_app(node, gallery), host, port)
-
-        def link(job: int) -> str:
-            token = sign_token(node.identity, job_scope(job), now=time.time(), seconds=LINK_SECONDS)
-            return f"{url}/job/{job}?t={token}"
-
-        node.dashboard_link = link
+        node.dashboard_at(url)
         nursery.start_soon(gallery.run)
         task_status.started(url)

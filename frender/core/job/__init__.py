@@ -224,6 +224,7 @@ from frender.core.job.events import (
     TaskKind,
     Verdict,
 )
+from frender.core.job._owed import Owed, OwedComparison, OwedFriends, OwedRender, OwedReport, owed
 from frender.core.job.queries import (
     FriendProgress,
     JobSummary,
@@ -357,4 +358,5 @@ __all__ = [
     "points",
     "recalled",
     "starved",
+    "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport",  # what the shell's reactions are
 ]

@@ -83,6 +83,10 @@ class Requester:
 
     jobs: dict[int, Job] = Factory(dict)
 
+    def clone(self) -> Requester:
+        """A draft of every job (``Job.clone``): deciding on it never touches this state."""
+        return Requester(jobs={number: job.clone() for number, job in self.jobs.items()})
+
 
 class Draft:
     """A decision in progress: events played on a copy of the job as they are emitted."""

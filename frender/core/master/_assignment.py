@@ -144,6 +144,7 @@ def _open(d: Draft, c: RequestFriends, ask: _Ask) -> None:
             blend_sha256=c.blend_sha256,
             address=c.address,
             now=c.now,
+            opening=c.opening,
         )
     )
     if c.priority:
@@ -277,6 +278,7 @@ def _job_opened(state: Master, e: JobOpened) -> None:
         profile=e.profile,
         blend_sha256=e.blend_sha256,
         address=e.address,
+        opening=e.opening,
     )
 
 

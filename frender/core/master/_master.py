@@ -79,6 +79,7 @@ class JobRecord:
     waiting: int = 0  # friends still missing after its last grant (Rule 10)
     head_seq: int = 0
     head_hash: str = ""
+    opening: str = ""  # the requester's name for the job (JobOpened.opening)
 
     @property
     def closed(self) -> bool:
@@ -161,6 +162,7 @@ class Master:
             twin = draft.queues[key] = _ProfileQueue()
             twin.fresh = {friend: draft.friends[friend] for friend in queue.fresh}
             twin.used = {friend: draft.friends[friend] for friend in queue.used}
+        draft.waiting = {job: draft.jobs[job] for job in self.waiting}  # the clone's own records, as ``jobs`` holds them
         return draft
 
 

@@ -73,6 +73,7 @@ class RequestFriends:
     blend_sha256: str = ""  # named in each friend's signed assignment
     address: str = ""  # where the job's friends reach the requester
     priority: int = 0  # of a new job (Rule 10); a later request uses the job's own
+    opening: str = ""  # of a new job: the requester's name for it, logged before it asked (found again by it)
     now: float
 
 

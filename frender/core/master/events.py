@@ -103,6 +103,7 @@ class JobOpened:
     blend_sha256: str = ""
     address: str = ""
     now: float
+    opening: str = field(default="", metadata={"omit_if_default": True})  # RequestFriends.opening
 
 
 @frozen(kw_only=True)

@@ -1,0 +1,284 @@
+"""What clients and friends say to the requester (``messages`` re-exports every name; docs/protocol.md lists them)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from attrs import frozen
+
+from frender import codec
+from frender.apps.asks import Asks, Ok  # noqa: F401 (Ok: the reply GiveBack names)
+from frender.transports import SignedAssignment
+
+__all__ = [
+    "Submit",
+    "HaveUploads",
+    "UploadsWanted",
+    "Submitted",
+    "DashboardLink",
+    "DashboardLinkReply",
+    "Progress",
+    "FriendLine",
+    "ProgressReply",
+    "WantWork",
+    "Work",
+    "CropBox",
+    "NoWork",
+    "GiveBack",
+    "FrameStored",
+    "Cancel",
+    "Cancelled",
+    "Jobs",
+    "JobLine",
+    "JobsReply",
+]
+
+
+# ---------------------------------------------------------- client -> requester
+
+
+@frozen(kw_only=True)
+class Submit(Asks["Submitted"]):
+    """Render the uploaded .blend (already put as kind "upload" with this sha256)."""
+
+    tag: ClassVar[str] = "submit.v1"
+    user: str
+    blend_sha256: str
+    frames: tuple[int, ...] = ()  # empty: the file's own frame range
+    friends: int = 4
+    checks_per_friend: int = 1
+    priority: int = 0  # higher first, when jobs wait for friends to free up
+    allow_outside: bool = False  # frames outside the file's range are refused unless this is set
+    allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
+    tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
+    blender: str = ""  # the Blender to render with ("4.2", "5.0.1"); empty: the series that saved the file
+
+
+@frozen(kw_only=True)
+class HaveUploads(Asks["UploadsWanted"]):
+    """Which of these files (by sha256) does the requester still need? Asked before uploading a job tree."""
+
+    tag: ClassVar[str] = "have_uploads.v1"
+    sha256s: tuple[str, ...]
+
+
+@frozen(kw_only=True)
+class UploadsWanted:
+    tag: ClassVar[str] = "uploads_wanted.v1"
+    missing: tuple[str, ...]  # those it does not hold: upload these
+
+
+@frozen(kw_only=True)
+class Submitted:
+    tag: ClassVar[str] = "submitted.v1"
+    job: int
+    frames: tuple[int, ...]
+    width: int
+    height: int
+    fps: float = 0.0  # the .blend's frame rate (0: not known), for the video
+    # How the file names its frames: the last part of its output path, and the
+    # extension Blender adds ("" when the file turns extensions off).
+    name: str = "frame_####"
+    extension: str = ".png"
+    output: str = "PNG 8-bit RGBA"  # the format frames come back in, for people
+
+
+@frozen(kw_only=True)
+class DashboardLink(Asks["DashboardLinkReply"]):
+    """The web page of one of my jobs, as a link carrying a signed, expiring token."""
+
+    tag: ClassVar[str] = "dashboard_link.v1"
+    job: int
+
+
+@frozen(kw_only=True)
+class DashboardLinkReply:
+    tag: ClassVar[str] = "dashboard_link_reply.v1"
+    url: str  # "" when the requester serves no dashboard
+
+
+@frozen(kw_only=True)
+class Progress(Asks["ProgressReply"]):
+    """How the job stands. With ``final_known`` >= 0 the reply is held until more than that many
+    frames are final, the delivered count differs from ``delivered_known`` (when >= 0), or the job finishes."""
+
+    tag: ClassVar[str] = "progress.v1"
+    job: int
+    final_known: int = -1
+    delivered_known: int = -1
+
+
+@frozen(kw_only=True)
+class FriendLine:
+    tag: ClassVar[str] = "friend_line.v1"
+    friend: str
+    delivered: int
+    final: int
+    checks: int
+    evicted: bool
+    gone: bool = False  # it left the job (stopped asking, or its tasks timed out): its frames went to others
+
+
+@frozen(kw_only=True)
+class ProgressReply:
+    tag: ClassVar[str] = "progress_reply.v1"
+    job: int
+    total: int
+    delivered: int
+    final: tuple[int, ...]  # frame numbers the client may fetch
+    friends: tuple[FriendLine, ...]
+    checks: int
+    disagreements: int
+    evictions: tuple[str, ...]
+    finished: bool
+    problem: str = ""  # set when the job cannot go on (e.g. no friends left)
+    cancelled: bool = False  # finished because its submitter cancelled it: ``final`` is all there will be
+    wanted: int = 0  # friends the job asked for (0: not known)
+    active: int = 0  # friends rendering for it now; fewer than ``wanted``: it grows as friends free up
+    own_renders: int = 0  # the requester's own renders so far: checks no friend could take, arbitrations, spot checks
+    spot_checks: int = 0  # of those, spot checks over agreed crop checks
+    failed: str = ""  # finished because its file cannot render: the error its friends agreed on
+    eta: float = -1.0  # seconds left at the pace so far (frender.apps.words.time_left); -1: not known yet
+    waiting: str = ""  # with no friend rendering: the master's cause in a word (frender.apps.words.WAITING_CAUSES)
+    waiting_detail: str = ""  # the master's own words for it
+
+
+# ---------------------------------------------------------- friend -> requester
+
+
+@frozen(kw_only=True)
+class WantWork(Asks["Work | NoWork"]):
+    """A task, please; ``keeping`` names tasks still being rendered (asking ahead), every other one is given up."""
+
+    tag: ClassVar[str] = "want_work.v1"
+    assignment: SignedAssignment
+    keeping: tuple[int, ...] = ()
+
+
+@frozen(kw_only=True)
+class CropBox:
+    """A box of a frame in pixels from its top-left corner: what a crop check renders."""
+
+    tag: ClassVar[str] = "crop_box.v1"
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+@frozen(kw_only=True)
+class Work:
+    """Render these frames of the job's .blend; deliver each as it is saved."""
+
+    tag: ClassVar[str] = "work.v1"
+    job: int
+    task: int
+    frames: tuple[int, ...]
+    deadline: float  # seconds from now
+    width: int
+    height: int
+    window: CropBox | None = None  # a crop check: render only this box of the frame (pixels, padded and aligned)
+
+
+@frozen(kw_only=True)
+class NoWork:
+    """Nothing now: poll again after ``retry_after`` seconds, unless ``over``."""
+
+    tag: ClassVar[str] = "no_work.v1"
+    retry_after: float = 0.5
+    over: bool = False
+    why: str = ""
+
+
+@frozen(kw_only=True)
+class GiveBack(Asks["Ok"]):
+    tag: ClassVar[str] = "give_back.v1"
+    assignment: SignedAssignment
+    task: int
+    error: str = ""  # the friend's Blender could not render the task's file, and said this (its first line)
+
+
+@frozen(kw_only=True)
+class FrameStored:
+    tag: ClassVar[str] = "frame_stored.v1"
+    frame: int
+    ok: bool
+    reason: str = ""
+
+
+# ---------------------------------------------------------- client -> requester: my jobs
+
+
+@frozen(kw_only=True)
+class Cancel(Asks["Cancelled"]):
+    """Stop my job: its friends are released, final frames kept, the unearned escrow refunded."""
+
+    tag: ClassVar[str] = "cancel.v1"
+    job: int
+
+
+@frozen(kw_only=True)
+class Cancelled:
+    tag: ClassVar[str] = "cancelled.v1"
+    job: int
+    final: int  # frames final and kept (fetch them with ``submit`` again)
+    total: int
+    escrowed: int  # points the job escrowed
+    spent: int  # paid to friends: final frames + agreeing checks; the rest goes back to the submitter
+
+
+@frozen(kw_only=True)
+class Jobs(Asks["JobsReply"]):
+    """The jobs this key submitted here."""
+
+    tag: ClassVar[str] = "jobs.v1"
+
+
+@frozen(kw_only=True)
+class JobLine:
+    tag: ClassVar[str] = "job_line.v1"
+    job: int
+    state: str  # "running", "waiting" (running with no friend yet, or none left), "finished", "cancelled", "failed"
+    final: int
+    total: int
+    active: int  # friends rendering now
+    wanted: int  # friends asked for
+    eta: float  # seconds left, from the pace of final frames so far; -1: not known yet
+    escrowed: int
+    spent: int  # earned by friends so far (paid when the job closes)
+    priority: int = 0
+    name: str = "frame_####"  # how its frames are named (as in Submitted), for `frender fetch`
+    extension: str = ".png"
+    fps: float = 0.0
+    failed: str = ""  # a failed job: why its file cannot render
+    waiting: str = ""  # as in ProgressReply
+    file: str = ""  # the main .blend's name in the job tree ("" for jobs of a lone .blend)
+    frames: str = ""  # the frames asked for, as ranges: "1-48", "1-24x2", "1,5,10-20"
+
+
+@frozen(kw_only=True)
+class JobsReply:
+    tag: ClassVar[str] = "jobs_reply.v1"
+    jobs: tuple[JobLine, ...]
+
+
+codec.register(Cancel, Cancelled, Jobs, JobLine, JobsReply)
+
+
+codec.register(
+    Submit,
+    HaveUploads,
+    UploadsWanted,
+    Submitted,
+    DashboardLink,
+    DashboardLinkReply,
+    Progress,
+    FriendLine,
+    ProgressReply,
+    WantWork,
+    Work,
+    CropBox,
+    NoWork,
+    GiveBack,
+    FrameStored,
+)
