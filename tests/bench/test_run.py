@@ -66,8 +66,9 @@ def test_efficiency_counts_the_checks_in_windows_and_every_frame_arrives() -> No
     assert 0 < out["check_work_frames"] < out["check_copies"] + out["own_check_renders"] + out["arbitrations"]
     assert out["ideal_s"] < out["ideal_with_checks_s"]
     assert 0 < out["efficiency"] < out["efficiency_with_checks"]
-    where = out["per_friend_s"]  # where each friend's time went: every frame's render is in it once
-    assert where["rendering_frames"] == pytest.approx(8 * 0.05 / 2)
+    where = out["per_friend_s"]  # where each friend's time went: every frame copy's render is in it once
+    frame_copies = sum(n for role, n in out["copies_by_role"].items() if role != "check")  # backups of late tasks too, on a busy machine
+    assert frame_copies >= 8 and where["rendering_frames"] == pytest.approx(frame_copies * 0.05 / 2, abs=1e-3)
     assert 0 < where["rendering_checks"] < where["rendering_frames"]
 
 
