@@ -21,6 +21,7 @@ import trio
 
 from frender.apps import messages as msg
 from frender.apps.requester_events import (
+    EvictionsReported,
     FriendKeys,
     JobOpening,
     JobOpeningReleased,
@@ -84,6 +85,7 @@ class Reactions:
             "more_friends": self._more_friends,
             "reports": self._report,
             "openings": self._release_opening,
+            "evictions": self._report_evictions,
         }
         while True:
             self.wake = trio.Event()
@@ -225,6 +227,27 @@ class Reactions:
             log.info("job %d: friends granted too late: %s", job, exc)
             return
         log.info("job %d grew by %d friends (%s)", job, len(granted.friends), ", ".join(f.friend for f in granted.friends))
+
+    async def _report_evictions(self, owed: core.OwedEvictions) -> None:
+        """Tell the master now of friends caught in a running job (an interim report: evictions and evidence, nothing
+        paid), so their owners are fined and their trust is gone farm-wide before the job ends."""
+        evictions = core.evictions(self.state, owed.job)
+        head = self.log.head
+        request = msg.Report(
+            job=owed.job,
+            evicted=owed.friends,
+            evidence={f: _evidence(evictions[f], _window_of_check(self.state, owed.job, evictions[f].check)) for f in owed.friends},
+            head_seq=head.seq,
+            head_hash=head.hash,
+            close=False,
+        )
+        try:
+            await self._ask_master(request)
+        except Refused as exc:  # "closed": the job's closing report got there first and named them; anything else lasts
+            log.warning("job %d: the master did not take the eviction of %s now (%s); the closing report names it", owed.job,
+                        ", ".join(owed.friends), exc)  # fmt: skip
+        await self.apply(EvictionsReported(job=owed.job, friends=owed.friends))
+        log.info("job %d: the master knows %s was caught", owed.job, ", ".join(owed.friends))
 
     async def _report(self, event: core.OwedReport) -> None:
         head = self.log.head

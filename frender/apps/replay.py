@@ -114,6 +114,7 @@ _STORY.update(
         ),
         r.FriendKeys: lambda e: f"job {e.job}: keys of {', '.join(sorted(e.keys))} recorded",
         r.ReportDelivered: lambda e: f"job {e.job}: report delivered to the master (log head seq {e.head_seq} {e.head_hash[:12]}…)",
+        r.EvictionsReported: lambda e: f"job {e.job}: the master told at once that {', '.join(e.friends)} {'was' if len(e.friends) == 1 else 'were'} caught",
         r.ReportRefused: lambda e: f"job {e.job}: the master REFUSED the report ({e.code}: {e.reason}); not retried",
     }
 )

@@ -39,6 +39,7 @@ from frender.apps.own_renders import OwnRenders
 from frender.apps.reactions import Reactions
 from frender.apps.requester_events import (
     crop_boxes,
+    EvictionsReported,
     FriendKeys,
     JobAccepted,
     JobOpening,
@@ -74,7 +75,10 @@ __all__ = [
 log = logging.getLogger("frender.requester")
 
 # Core events after which the core may owe new reactions (``core.owed``): they wake the reactor.
-_REACTIONS = (core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed)
+_REACTIONS = (
+    core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed,
+    core.CheaterEvicted,
+)
 
 
 @frozen(kw_only=True)
@@ -106,6 +110,7 @@ class Owed:
     more_friends: dict[int, core.OwedFriends]
     reports: dict[int, core.OwedReport]
     openings: dict[str, JobOpening]
+    evictions: dict[tuple[int, tuple[str, ...]], core.OwedEvictions]
 
 
 class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRenders, Handler):
@@ -137,6 +142,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
         self.copies: dict[tuple[int, str], Path] = {}  # (job, sha256) -> a stored copy
         self.refused: dict[int, ReportRefused] = {}  # job -> the master's lasting refusal of its report
         self.reported: set[int] = set()  # ended jobs whose report the master took or refused for good
+        self.told: dict[int, set[str]] = {}  # job -> caught friends the master heard of while it ran
         self.openings: dict[str, JobOpening] = {}  # logged openings that are neither accepted nor released yet
         self._dropped: set[tuple[str, object]] = set()  # soft: reactions whose result the core refused (stale)
         self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
@@ -172,6 +178,8 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
                 self.reported.add(j)
             case ReportDelivered(job=j):
                 self.reported.add(j)
+            case EvictionsReported(job=j, friends=friends):
+                self.told.setdefault(j, set()).update(friends)
             case JobOpening(opening=o):
                 self.openings[o] = event
             case JobOpeningReleased(opening=o):
@@ -192,7 +200,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
     @property
     def owed(self) -> Owed:
         """What the state waits for now (``core.owed``), less results the core refused, and the openings to release."""
-        now = core.owed(self.state, reported=self.reported)
+        now = core.owed(self.state, reported=self.reported, told=self.told)
         dropped = self._dropped
 
         def keyed(kind: str, items: tuple) -> dict:
@@ -204,6 +212,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
             more_friends=keyed("more_friends", now.more_friends),
             reports=keyed("reports", now.reports),
             openings=dict(self.openings),
+            evictions=keyed("evictions", now.evictions),
         )
 
     def _committed(self, batch: list[object]) -> None:

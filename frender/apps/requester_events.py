@@ -16,7 +16,18 @@ from frender import blender, codec
 from frender.core.job import CropWindow
 from frender.core.profile import RenderProfile
 
-__all__ = ["JobAccepted", "JobOpening", "JobOpeningReleased", "FriendKeys", "ReportDelivered", "ReportRefused", "JobWants", "SHELL_EVENTS", "crop_boxes"]
+__all__ = [
+    "EvictionsReported",
+    "JobAccepted",
+    "JobOpening",
+    "JobOpeningReleased",
+    "FriendKeys",
+    "ReportDelivered",
+    "ReportRefused",
+    "JobWants",
+    "SHELL_EVENTS",
+    "crop_boxes",
+]
 
 
 
@@ -100,6 +111,15 @@ class ReportDelivered:
 
 
 @frozen(kw_only=True)
+class EvictionsReported:
+    """The master heard, while the job ran, that these friends were caught (or refused to hear of it for good)."""
+
+    tag: ClassVar[str] = "evictions_reported.v1"
+    job: int
+    friends: tuple[str, ...]
+
+
+@frozen(kw_only=True)
 class ReportRefused:
     """The master refused the job's report for good (any reason but "closed"): logged once, never retried."""
 
@@ -119,7 +139,7 @@ class JobWants:
     priority: int = 0
 
 
-SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants, JobOpening, JobOpeningReleased)
+SHELL_EVENTS = (JobAccepted, FriendKeys, ReportDelivered, ReportRefused, JobWants, JobOpening, JobOpeningReleased, EvictionsReported)
 codec.register(*SHELL_EVENTS)
 
 

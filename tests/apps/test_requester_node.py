@@ -15,7 +15,8 @@ from frender import blender
 from frender.apps import messages as msg
 from frender.apps.replay import audit
 from frender.apps.requester import (
-    FriendKeys, JobAccepted, JobOpening, JobOpeningReleased, JobWants, LogFailed, ReportDelivered, ReportRefused, RequesterNode, RequesterSettings,
+    EvictionsReported, FriendKeys, JobAccepted, JobOpening, JobOpeningReleased, JobWants, LogFailed, ReportDelivered, ReportRefused,
+    RequesterNode, RequesterSettings,
 )
 from frender.core import job as core
 from frender.store import SqliteLog, events
@@ -279,10 +280,9 @@ def of(decided: list[object], kind: type) -> list:
     return [e for e in decided if isinstance(e, kind)]
 
 
-async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path, nursery, autojump_clock, monkeypatch):
-    """A pair comparison owed when its verifier is evicted (the core un-assigns that check) is no longer
-    owed: the comparator never runs on it, and the reactions settle instead of spinning."""
-    node = requester(tmp_path)
+async def catch_b(node: RequesterNode) -> core.ComparisonRequested:
+    """A 2-frame job on friends a and b where b forges and is caught (the comparator's answers given by hand);
+    the pair comparison of b's own check copy that was owed before, now void."""
     run = Job(node, (1, 2), {"a": "alice2", "b": "bob"}, checks_per_friend=1, check_timing="end", max_chunk=1)
     await run.start()
     ta, tb = await run.ask("a"), await run.ask("b")
@@ -309,6 +309,14 @@ async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path,
                               entropy="3" * 32, now=node._now())
     )  # fmt: skip
     assert [e.friend for e in of(decided, core.CheaterEvicted)] == ["b"]
+    return stale
+
+
+async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path, nursery, autojump_clock, monkeypatch):
+    """A pair comparison owed when its verifier is evicted (the core un-assigns that check) is no longer
+    owed: the comparator never runs on it, and the reactions settle instead of spinning."""
+    node = requester(tmp_path)
+    stale = await catch_b(node)
     assert (1, stale.check, "pair") not in node.owed.comparisons  # un-assigned with b's eviction: dropped
 
     compared: list[tuple[str, str]] = []
@@ -339,6 +347,37 @@ class RefusingMaster(Handler):
             self.reports += 1
             raise Refused(self.code, "the payouts exceed the escrow")
         raise Refused("unsupported", type(request).__name__)
+
+
+class ListeningMaster(Handler):
+    """A master that takes every report and keeps it."""
+
+    def __init__(self) -> None:
+        self.reports: list[msg.Report] = []
+
+    async def call(self, peer: Peer, request: object) -> object:
+        if isinstance(request, msg.Report):
+            self.reports.append(request)
+            return msg.Ok()
+        raise Refused("unsupported", type(request).__name__)
+
+
+async def test_a_caught_friend_reaches_the_master_while_the_job_runs(tmp_path, nursery, autojump_clock):
+    """A friend caught forging is reported to the master at once (evicted, with its evidence, nothing paid), not at
+    the job's end: its owner is fined and its trust gone farm-wide while the job still runs; told once, even after a restart."""
+    master_id = Identity.load_or_create(tmp_path / "master")
+    master = ListeningMaster()
+    port = await nursery.start(functools.partial(serve, master_id, "127.0.0.1", 0, master, limits=LIMITS))
+    node = requester(tmp_path, Address(host="127.0.0.1", port=port, fingerprint=master_id.fingerprint))
+    await catch_b(node)
+    nursery.start_soon(node.react_forever, nursery)
+    await trio.sleep(30)
+    assert not core.is_finished(node.state, 1)  # frame 2 is still to be rendered again: the job runs
+    [told] = [r for r in master.reports if not r.close]
+    assert told.evicted == ("b",) and "b" in told.evidence and not told.payouts and not told.own_outcomes
+    assert not node.owed.evictions and any(isinstance(e, EvictionsReported) for _, e in events(node.log))
+    reborn = requester(tmp_path, node.master)
+    assert not reborn.owed.evictions  # the log says the master knows
 
 
 async def finished_job(tmp_path: Path, nursery: trio.Nursery, code: str) -> tuple[RequesterNode, RefusingMaster]:

@@ -9,6 +9,7 @@ from frender.core._decider import Rejected
 from frender.core.master import (
     CreateAccount,
     EscrowFunded,
+    FriendFined,
     FriendReleased,
     FriendsAssigned,
     GrantPoints,
@@ -18,10 +19,12 @@ from frender.core.master import (
     MasterSettings,
     RegisterFriend,
     ReportJob,
+    ReputationChanged,
     RequestFriends,
     TrustRequester,
     decide,
     evolve,
+    is_trusted,
 )
 from frender.core.profile import RenderProfile
 
@@ -281,6 +284,22 @@ def test_points_are_paid_only_by_the_closing_report():
     with pytest.raises(Rejected) as err:
         decide(state, ReportJob(requester="R", job=1, payouts={"b/1": 1}, now=21))
     assert err.value.code == "evicted-paid"
+
+
+def test_an_eviction_told_while_the_job_runs_takes_trust_and_fines_at_once():
+    """An interim report that evicts a trusted friend drops its reputation to 0 and fines its owner then, not at the
+    job's end: the next job is granted it as probationary; the closing report naming it again changes nothing."""
+    state = master([("a/1", P5, 10), ("b/1", P5, 10)])
+    for friend in ("a/1", "b/1"):
+        evolve(state, ReputationChanged(friend=friend, job=0, reputation=9, passed=9, failed=0))
+    apply(state, GrantPoints(user="b", amount=20, key="key-b"))  # b's owner has a stake to lose
+    apply(state, ask(state, want=2, frames=4))
+    events = apply(state, ReportJob(requester="R", job=1, evicted=("b/1",), evidence={"b/1": "black frame"}, close=False, now=20))
+    assert state.friends["b/1"].reputation == 0 and not is_trusted(state, state.friends["b/1"])
+    [fine] = [e for e in events if isinstance(e, FriendFined)]
+    assert fine.user == "b" and fine.points > 0 and state.accounts["b"].balance == 20 - fine.points
+    closing = apply(state, ReportJob(requester="R", job=1, evicted=("b/1",), payouts={"a/1": 2}, now=21))
+    assert not any(isinstance(e, FriendFined) for e in closing)  # fined once, when it was told
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,7 @@ from frender.core.job.events import (
     TaskKind,
     Verdict,
 )
-from frender.core.job._owed import Owed, OwedComparison, OwedFriends, OwedRender, OwedReport, owed
+from frender.core.job._owed import Owed, OwedComparison, OwedEvictions, OwedFriends, OwedRender, OwedReport, owed
 from frender.core.job.queries import (
     FriendProgress,
     JobSummary,
@@ -358,5 +358,5 @@ __all__ = [
     "points",
     "recalled",
     "starved",
-    "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport",  # what the shell's reactions are
+    "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport", "OwedEvictions",  # what the shell's reactions are
 ]

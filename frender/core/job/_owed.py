@@ -10,12 +10,15 @@ is dropped by construction, and a restart owes what the log's fold owes.
 - a check OWN owes the requester's own render (it is the verifier), one
   ARBITRATING owes its arbitration render;
 - a running job that wants more friends and has none joined since owes an ask;
-- an ended job owes its report until the shell has settled it with the master.
+- an ended job owes its report until the shell has settled it with the master;
+- a friend caught in a running job owes the master word of it at once (an
+  interim report: the eviction and its evidence, nothing paid), so its trust
+  is gone farm-wide before the job ends; the closing report names it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
 
 from attrs import frozen
 
@@ -25,7 +28,7 @@ from frender.core.job._states import CheckState, Phase
 from frender.core.job._words import Against, Purpose
 from frender.core.job.events import JobReport
 
-__all__ = ["Owed", "OwedComparison", "OwedFriends", "OwedRender", "OwedReport", "owed"]
+__all__ = ["Owed", "OwedComparison", "OwedEvictions", "OwedFriends", "OwedRender", "OwedReport", "owed"]
 
 
 @frozen(kw_only=True)
@@ -86,11 +89,24 @@ class OwedReport:
 
 
 @frozen(kw_only=True)
+class OwedEvictions:
+    """Tell the master now that ``friends`` were caught in the running ``job`` (their evidence is in the state)."""
+
+    job: int
+    friends: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[int, tuple[str, ...]]:
+        return (self.job, self.friends)
+
+
+@frozen(kw_only=True)
 class Owed:
     comparisons: tuple[OwedComparison, ...] = ()
     own_renders: tuple[OwedRender, ...] = ()
     more_friends: tuple[OwedFriends, ...] = ()
     reports: tuple[OwedReport, ...] = ()
+    evictions: tuple[OwedEvictions, ...] = ()
 
 
 _PARTIES = {
@@ -100,12 +116,15 @@ _PARTIES = {
 }
 
 
-def owed(state: Requester, reported: Container[int] = ()) -> Owed:
-    """Every reaction ``state`` waits for; ``reported``: ended jobs whose report the shell has settled."""
+def owed(state: Requester, reported: Container[int] = (), told: Mapping[int, Container[str]] | None = None) -> Owed:
+    """Every reaction ``state`` waits for; ``reported``: ended jobs whose report the shell has settled; ``told``: by
+    job, the caught friends the master has heard of already."""
     comparisons: list[OwedComparison] = []
     renders: list[OwedRender] = []
     friends: list[OwedFriends] = []
     reports: list[OwedReport] = []
+    evictions: list[OwedEvictions] = []
+    told = told or {}
     for number, job in state.jobs.items():
         if job.phase != Phase.RUNNING:
             if job.report is not None and number not in reported:
@@ -115,7 +134,12 @@ def owed(state: Requester, reported: Container[int] = ()) -> Owed:
             _owed_by_check(number, check, comparisons, renders)
         if job.wanted:
             friends.append(_more_friends(job))
-    return Owed(comparisons=tuple(comparisons), own_renders=tuple(renders), more_friends=tuple(friends), reports=tuple(reports))
+        caught = tuple(f for f in job.checks.evictions if f not in told.get(number, ()))
+        if caught:
+            evictions.append(OwedEvictions(job=number, friends=caught))
+    return Owed(
+        comparisons=tuple(comparisons), own_renders=tuple(renders), more_friends=tuple(friends), reports=tuple(reports), evictions=tuple(evictions)
+    )
 
 
 def _owed_by_check(job: int, c: Check, comparisons: list[OwedComparison], renders: list[OwedRender]) -> None:
