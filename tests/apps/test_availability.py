@@ -131,15 +131,21 @@ def test_pause_file_is_private_and_round_trips(tmp_path):
 
 
 def test_idle_sensor_reads_ages_since_its_start():
-    """With nothing measured yet the owner counts as active since the sensor started; CPU use is judged over spans of
-    at least the sensor's window (a span of microseconds is not read as the machine being busy); any use counts under a
-    negative threshold."""
+    """With nothing measured yet the owner counts as active since the sensor started; others' CPU use is judged over
+    spans of at least the sensor's window (a span of microseconds is not read as the machine being busy), and more
+    cores than allowed over such a span makes the owner active."""
     now = [1000.0]
     sensor = IdleSensor(IdlePolicy(minutes=1, cpu_cores=len(psutil.cpu_percent(percpu=True)) + 1.0), clock=lambda: now[0])
     now[0] += 120
     reading = sensor.read()
     assert 0 <= reading.input_age <= 120
     assert reading.cpu_age == 120  # nobody can use more cores than the machine has
-    eager = IdleSensor(IdlePolicy(minutes=1, cpu_cores=-1.0), clock=lambda: now[0], window=0.0)
+    # Others' CPU from given samples (monotonic seconds, the machine's busy CPU-seconds, ours): the kernel's real
+    # counters move in ticks, and what this test process itself spends between two reads would make them flaky.
+    judged = IdleSensor(IdlePolicy(minutes=1, cpu_cores=0.5), clock=lambda: now[0], window=1.0)
+    samples = iter([(10.5, 100.2, 1.0), (12.0, 102.5, 1.5)])
+    judged.last = (10.0, 100.0, 1.0)
+    judged._cpu_sample = lambda: next(samples)
     now[0] += 5
-    assert eager.read().cpu_age == 0
+    assert judged.read().cpu_age == 5  # 0.5 s is shorter than the window: judged with the next reading
+    assert judged.read().cpu_age == 0  # 2 s in which others used 2.0 CPU-seconds: one core, over the 0.5 allowed
