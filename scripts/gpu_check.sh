@@ -20,8 +20,7 @@ SIZE = (480, 270)
 
 
 async def on(device: str) -> blender.BlenderBackend:
-    backend = blender.find_backend()
-    backend.device = device
+    backend = blender.find_backend(device=device)
     await backend.probe()  # BlenderNotFound when Cycles finds no such device here
     return backend
 

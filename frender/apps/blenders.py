@@ -80,12 +80,10 @@ def backend_of(blender_path: str | None, device: str = "CPU"):
             fail(f"--blender {blender_path}: {exc}")
         modelled.profile = attrs.evolve(modelled.profile, device=device)  # a modelled GPU pairs with modelled GPUs only
         return modelled
-    try:
-        backend = find_backend() if blender_path is None else held_runtimes([blender_path])[0]
+    try:  # the device is checked against what Blender finds when it is first probed
+        return find_backend(device=device) if blender_path is None else held_runtimes([blender_path], device=device)[0]
     except BlenderNotFound as exc:
         fail(str(exc))
-    backend.device = device  # checked against what Blender finds when it is first probed
-    return backend
 
 
 def runtimes_of(blenders: list[str], device: str = "CPU"):
@@ -96,9 +94,6 @@ def runtimes_of(blenders: list[str], device: str = "CPU"):
     if blenders:
         return Runtimes([backend_of(given, device) for given in blenders])
     try:
-        held = held_runtimes()
+        return Runtimes(held_runtimes(device=device))
     except BlenderNotFound as exc:
         fail(str(exc))
-    for backend in held:
-        backend.device = device
-    return Runtimes(held)

@@ -113,6 +113,10 @@ class Backend(abc.ABC):
     async def probe(self) -> RenderProfile:
         """The render profile of this backend's renders."""
 
+    async def version(self) -> str:
+        """The Blender version it renders with ("5.0.1"); a real Blender says it without calibrating (``probe``)."""
+        return (await self.probe()).blender_version
+
     @abc.abstractmethod
     async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
         """Describe a .blend file, sandboxed like a render; paths must lie in job_dir (default: its folder)."""
@@ -432,6 +436,10 @@ class BlenderBackend(Backend):
         assert isinstance(ready, Ready)
         return _BlenderSession(process, out_dir, limits, ready.resolution, ready.extension)
 
+    async def version(self) -> str:
+        """The version alone: one start of Blender, no GL probe and no calibration renders."""
+        return (await self._probe_facts(gl=False)).profile.blender_version
+
     async def _probe_facts(self, *, gl: bool = True) -> _Facts:
         """The build's facts, probed once; ``gl=False`` spares the GL probe (a render) where only the version
         and the install's folders are needed: inspecting and guarding a file (an artist's submit does)."""
@@ -544,18 +552,18 @@ class BpyBackend(BlenderBackend):
         return f"BpyBackend({str(self.python)!r})"
 
 
-def find_backend(blender: str | None = None) -> BlenderBackend:
-    """The named blender executable; else bpy if it imports; else `blender` on PATH."""
+def find_backend(blender: str | None = None, *, device: str = "CPU") -> BlenderBackend:
+    """The named blender executable; else bpy if it imports; else `blender` on PATH; rendering on ``device``."""
     if blender is not None:
         path = shutil.which(blender)
         if path is None:
             raise BlenderNotFound(f"no Blender executable at {blender!r}")
-        return CliBackend(path)
+        return CliBackend(path, device)
     check = [sys.executable, "-E", "-P", "-c", "import importlib.util, sys; sys.exit(not importlib.util.find_spec('bpy'))"]
     if subprocess.run(check, capture_output=True).returncode == 0:
-        return BpyBackend(sys.executable)
+        return BpyBackend(sys.executable, device)
     if path := shutil.which("blender"):
-        return CliBackend(path)
+        return CliBackend(path, device)
     raise BlenderNotFound("no Blender found: install the bpy extra (pip install 'frender[bpy]') or put blender on PATH")
 
 

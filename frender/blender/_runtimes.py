@@ -102,7 +102,7 @@ class Runtimes:
         if self._versions is None:
             versions: dict[str, Backend] = {}
             for backend in self.backends:
-                versions.setdefault((await backend.probe()).blender_version, backend)
+                versions.setdefault(await backend.version(), backend)  # the chosen one alone is calibrated, when probed
             self._versions = versions
         return self._versions
 
@@ -187,15 +187,15 @@ def add_runtime(version: str, *, root: Path | None = None) -> Path:
     return final
 
 
-def held_runtimes(blenders: Sequence[str] = (), *, root: Path | None = None) -> list[BlenderBackend]:
+def held_runtimes(blenders: Sequence[str] = (), *, root: Path | None = None, device: str = "CPU") -> list[BlenderBackend]:
     """The Blenders a node holds: each ``--blender`` given (a version added here, or an executable), else all added
     here plus the default (this Python's bpy, else blender on PATH)."""
     root = root or runtimes_dir()
     added = {p.name: p for p in sorted(root.glob("[0-9]*")) if (p / "bin" / "python").exists()} if root.is_dir() else {}
     if not blenders:
-        held: list[BlenderBackend] = [BpyBackend(p / "bin" / "python") for p in added.values()]
+        held: list[BlenderBackend] = [BpyBackend(p / "bin" / "python", device) for p in added.values()]
         try:
-            held.insert(0, find_backend())
+            held.insert(0, find_backend(device=device))
         except BlenderNotFound:
             if not held:
                 raise
@@ -204,13 +204,13 @@ def held_runtimes(blenders: Sequence[str] = (), *, root: Path | None = None) -> 
     for given in blenders:
         wanted = _parse(given)
         if wanted is None:
-            backends.append(find_backend(given))  # an executable, by path or name
+            backends.append(find_backend(given, device=device))  # an executable, by path or name
             continue
         matching = [name for name in added if (_parse(name) or ())[: len(wanted)] == wanted]
         if matching:
-            backends.append(BpyBackend(added[max(matching, key=lambda v: _parse(v) or ())] / "bin" / "python"))
+            backends.append(BpyBackend(added[max(matching, key=lambda v: _parse(v) or ())] / "bin" / "python", device))
         elif (own := _bpy_version(Path(sys.executable))) is not None and (_parse(own) or ())[: len(wanted)] == wanted:
-            backends.append(BpyBackend(sys.executable))
+            backends.append(BpyBackend(sys.executable, device))
         else:
             raise NoRuntime(f"--blender {given}: no Blender {given} is held here; `frender blender add {given}` installs it")
     return backends

@@ -28,8 +28,7 @@ def test_gpu_friends_pair_only_with_jobs_on_their_device_and_class():
 @pytest.mark.blender
 async def test_a_gpu_this_machine_lacks_is_refused_when_probed():
     """Real Blender asked for a GPU type this machine lacks: the probe says so and names what it can render on."""
-    backend = blender.find_backend()
-    backend.device = "METAL"  # never on Linux
+    backend = blender.find_backend(device="METAL")  # never on Linux
     with pytest.raises(blender.BlenderNotFound, match="finds no METAL device here; it can render on: CPU"):
         await backend.probe()
 
