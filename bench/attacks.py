@@ -11,10 +11,12 @@ own token (an honest crop agrees with an honest frame; a forger's crop of a
 forged frame agrees with it), and the comparator judges tokens with the
 figures measured on real Blender (docs/verification.md): a lazy render (a
 quarter of the samples, denoised crop) is 0.86% off at 50.3 dB, everything
-else forged is far off. Honest friends are trusted (the master's reputation
+else forged is far off. Every job runs with ``BENCH_SETTINGS`` (the requester
+renders each spotted window alone, all 8 of a spotted batch) unless
+``--setting`` says otherwise. Honest friends are trusted (the master's reputation
 10) unless the row says otherwise; cheaters are fresh (probationary), except
 the reputation farmer (20) and the coalitions: "trusted colluders" farmed
-reputation 6 (one job's worth), "seasoned" 100; they render their first batch
+reputation 6 (three jobs of two requesters at two a job: the master's Rule 7), "seasoned" 100; they render their first batch
 of each job honestly (it is always spot-checked), then forge f and vouch for
 each other; "alone" rows have no other friend and the job starves once they
 are caught (nobody else is granted); "fresh sybils alone" are N fresh
@@ -24,9 +26,11 @@ Columns: jobs (those in which a cheater delivered a forgery: a cheater that
 forged nothing in a job was honest there and cannot be caught); the share of
 those in which every cheater that forged was evicted; forged frames final at
 the job's end, and forged frames served then recalled, per 1,000 forged
-deliveries; frames recalled per job; the cheaters' net points after fines
-(the fine modelled from the report: each caught friend's ``forfeited`` points
-plus one per frame in ``forged``); the friends' check work and the
+deliveries; frames recalled per job; the net points of the owners of the
+cheaters that forged in the job, after fines, counted from before they farmed trust (the master's Rules 9 and 12: the
+farming pay is the stake, the last farming job's pay still held; a caught
+friend forfeits the hold, is paid nothing for the job and is fined a friend's
+share of it plus the rest of its stake, the fine asked); the friends' check work and the
 requester's own windows as fractions of M (crop checks, by area and a
 render's fixed cost); frames rendered again as a fraction of M; honest
 friends evicted; the share of jobs that finished; the job's span on the
@@ -59,6 +63,10 @@ from frender.core import job as J  # noqa: E402
 from frender.core._decider import Rejected  # noqa: E402
 
 M = 240
+FARM_JOB = 24  # what a farming job pays a friend (a 48-frame job on two friends): trust takes three such jobs (Rule 7)
+# The settings measured by default (the table in docs/verification.md): the requester renders each spotted window
+# alone, and every window of a spotted batch; ``--setting`` overrides them.
+BENCH_SETTINGS: dict[str, object] = {"spot_alone": True, "spots_per_batch": 8}
 CROP_COST = 0.088  # a 1/16 window of a 1920x1080 frame, padded and aligned for the denoiser, in frames (bench/crop_cost.py)
 LAZY = dict(verdict="disagree", fraction_off=0.0086, max_diff=10, psnr=50.3)
 FAR = dict(verdict="disagree", fraction_off=0.3, max_diff=200, psnr=9.0)
@@ -70,8 +78,9 @@ def truth(frame: int) -> str:
 
 
 class Friend:
-    def __init__(self, name: str, kind: str, f: float = 0.0, reputation: int = 10, owner: str = "", wait: int = 0) -> None:
+    def __init__(self, name: str, kind: str, f: float = 0.0, reputation: int = 10, owner: str = "", wait: int = 0, farmed: int = 0) -> None:
         self.name, self.kind, self.f, self.reputation = name, kind, f, reputation
+        self.farmed = farmed  # points paid to it while it earned its trust (the master's stake: FriendRecord.earned)
         self.owner = owner or "o-" + name
         self.wait = wait  # renders this many frames honestly in each job before forging (it knows the first batch is spot-checked)
         self.rendered = 0
@@ -161,12 +170,13 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
                     answered.add(key)
                     do(J.RecordComparison, clock, check=e.check, against=e.against, a_sha256=e.a_sha256, b_sha256=e.b_sha256,
                        **compare(copies[e.a_sha256], copies[e.b_sha256]))
-            elif isinstance(e, J.OwnRenderRequested) and ("o", e.check) not in answered:
-                answered.add(("o", e.check))
+            elif isinstance(e, J.OwnRenderRequested) and ("o", e.check, e.purpose) not in answered:
+                answered.add(("o", e.check, e.purpose))
                 c = J.check_of(state, 1, e.check)
-                if c is None or c.state not in ("own", "arbitrating"):
+                if c is None or c.state not in ("own", "arbitrating", "framing"):
                     continue  # voided meanwhile (its pair was caught already): the shell renders only live requests
-                own_windows += 1
+                # A whole frame (Rule 19: a window found its subject wrong) costs a frame, not a window.
+                own_windows += 1 if e.purpose != J.Purpose.FRAME else 1 / crop_cost
                 token = truth(e.frame)
                 sha = hashlib.sha256(f"own/{e.check}/{token}".encode()).hexdigest()
                 copies[sha] = token
@@ -235,10 +245,23 @@ def run_job(number: int, friends: list[Friend], settings: J.JobSettings, crop_co
     # The fine rule modelled from the report: a caught friend's owner pays what it forfeited here (copies
     # delivered and checks rendered) plus one point per frame the requester found it forged.
     fined = sum(report.forfeited.get(c, 0) + len(report.forged.get(c, ())) for c in cheaters & evicted)
+    # The master's rules (Rules 9, 12): what a cheater's owner ends with, counted from before it farmed trust. Its
+    # farming pay (its stake) is in hand, but the last job's is still held; caught, it forfeits the hold and is fined
+    # a friend's share of the job plus the rest of its stake (the fine asked; the master takes it up to the balance).
+    share = -(-m // len(friends)) + settings.checks_to_escrow(m, len(friends))
+    net = 0
+    for f in friends:
+        if f.name not in forgers:  # honest here, or a cheater that forged nothing in this job: paid for honest work
+            continue
+        held = min(f.farmed, FARM_JOB)
+        if f.name in evicted:
+            net += f.farmed - held - (share + f.farmed - held)
+        else:
+            net += f.farmed + (report.payouts.get(f.name, 0) if finished else 0)
     return dict(
         forged=bool(forgers), caught=bool(forgers) and forgers <= evicted,
         forged_delivered=forged_delivered, forged_final=forged_final, forged_served=forged_served, points=paid - fines,
-        net=paid - fined, recalled=len(report.recalled), finished=finished,
+        net=net, net_report=paid - fined, recalled=len(report.recalled), finished=finished,
         checks=crop_tasks * crop_cost / m, again=(rendered - m) / m, own=own_windows * crop_cost / m,
         honest_evicted=len(evicted - cheaters), span=clock,
     )
@@ -259,17 +282,17 @@ def roster(row: str, n: int, number: int) -> list[Friend]:
         # vouch for each other, and render their first batch of every job honestly (it is always spot-checked).
         size = row.split()[2]
         k = 2 if size == "2" else max(2, n // 2) if size == "50%" else n
-        rep = 100 if row.startswith("seasoned") else 6
-        group = [Friend(f"c{i}", "colluding", f, reputation=rep, wait=8) for i in range(k)]
+        rep, farmed = (100, 50 * FARM_JOB) if row.startswith("seasoned") else (6, 3 * FARM_JOB)
+        group = [Friend(f"c{i}", "colluding", f, reputation=rep, wait=8, farmed=farmed) for i in range(k)]
         return group if "alone" in row or size == "all" else group + [honest(i) for i in range(n - k)]
     if row.startswith("farmer then forges"):  # honest until trusted (one job), then forging everything
-        return [Friend("x0", "farmer", 1.0, reputation=6, wait=8)] + [honest(i) for i in range(n - 1)]
+        return [Friend("x0", "farmer", 1.0, reputation=6, wait=8, farmed=3 * FARM_JOB)] + [honest(i) for i in range(n - 1)]
     if row.startswith("fresh sybils alone"):  # n fresh free accounts forging one shared image, no trusted friend live
         return [Friend(f"s{i}", "colluding", 1.0, reputation=0) for i in range(n)]
     if row.startswith("naive") or row.startswith("smart") or row.startswith("lazy") or row.startswith("farmer"):
         kind, _, f_ = row.partition(" f=")
         kind = kind.split(" ")[0]
-        cheater = Friend("x0", kind, float(f_ or 1.0), reputation=20 if kind == "farmer" else 0)
+        cheater = Friend("x0", kind, float(f_ or 1.0), reputation=20 if kind == "farmer" else 0, farmed=10 * FARM_JOB if kind == "farmer" else 0)
         return [cheater] + [honest(i) for i in range(n - 1)]
     if row.startswith("colluding"):
         share = int(row.split()[1].rstrip("%")) / 100
@@ -299,7 +322,7 @@ ROWS = [
 
 def _one(args: tuple[str, int, int, float, dict]) -> dict:
     row, n, number, crop_cost, overrides = args
-    settings = J.JobSettings(**{"seconds_per_frame": 1.0, "startup_seconds": 0.0, "adaptive": False, **overrides})
+    settings = J.JobSettings(**{"seconds_per_frame": 1.0, "startup_seconds": 0.0, "adaptive": False, **BENCH_SETTINGS, **overrides})
     return run_job(number, roster(row, n, number), settings, crop_cost, frames_of(row))
 
 
@@ -350,16 +373,17 @@ def main() -> None:
                 print(json.dumps(out), flush=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     command = "python bench/attacks.py " + shlex.join(sys.argv[1:])
-    key = "attacks" if not args.setting else "attacks_with_" + "_".join(k for k, _ in args.setting)
+    key = "attacks" if not args.setting else "attacks_with_" + "_".join(f"{k}={json.dumps(v)}" for k, v in args.setting)
+    settings = {**BENCH_SETTINGS, **dict(args.setting)}  # what every job ran with, beyond the bench's fixed ones
     kept = data.get(key, {})
-    if kept.get("crop_cost") == args.crop_cost and kept.get("settings", {}) == dict(args.setting):
+    if kept.get("crop_cost") == args.crop_cost and kept.get("settings", {}) == settings:
         # The same conditions: rows run now replace their earlier runs, the others stay (in the table's order).
         fresh = {(r["row"], r["n"]) for r in results}
         order = {row: i for i, row in enumerate(ROWS)}
         results = sorted([r for r in kept["rows"] if (r["row"], r["n"]) not in fresh] + results,
                          key=lambda r: (r["n"], order.get(r["row"], len(order))))
         command = "; ".join(dict.fromkeys([*kept.get("command", "").split("; "), command.strip()])).strip("; ")
-    _record.update({key: dict(M=M, crop_cost=args.crop_cost, settings=dict(args.setting), command=command.strip(), rows=results)}, args.out, mark)
+    _record.update({key: dict(M=M, crop_cost=args.crop_cost, settings=settings, command=command.strip(), rows=results)}, args.out, mark)
     print("\n| N | attack | jobs (with a forgery) | caught in the job | forged final at the end per 1,000 | served, then recalled, per 1,000"
           " | recalled frames per job | net points of the cheaters after fines | checks / M | requester's own / M | checks + own / M"
           " | rendered again / M | honest evicted | finished | job's span |")

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from frender.apps.client import submit  # noqa: E402
 from frender.blender import ModelledBackend  # noqa: E402
 from frender.apps.demo import Cluster, _accounts, _operate, start_master, wait_for_friends  # noqa: E402
+from frender.transports import Address  # noqa: E402
 from frender.apps import requester as _shell_events  # noqa: E402,F401  (registers its log events)
 from frender.blender._modelled import WINDOW_STARTUP, window_seconds  # noqa: E402
 from frender.core import job as core  # noqa: E402
@@ -46,18 +47,44 @@ from frender.store import SqliteLog, events  # noqa: E402
 RESOLUTION = (160, 90)
 
 
-def start_modelled_requester(cluster: Cluster, master, *, spec: str, seconds_per_frame: float, startup_seconds: float):
-    home = cluster.root / "homes" / "requester"
+def start_modelled_requester(cluster: Cluster, master, *, spec: str, seconds_per_frame: float, startup_seconds: float, extra: tuple[str, ...] = (),
+                             name: str = "requester"):
+    """A requester rendering with the modelled Blender: its log ``NAME.db``, its home ``homes/NAME`` (a farm may run several)."""
+    home = cluster.root / "homes" / name
     home.mkdir(parents=True, exist_ok=True)
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
     cluster.start(
-        "requester", "run", "requester", "--master", str(master), "--listen", "127.0.0.1:0",
-        "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
+        name, "run", "requester", "--master", str(master), "--listen", "127.0.0.1:0",
+        "--db", str(cluster.root / f"{name}.db"), "--home", str(home), "--address-file", str(address_file),
         "--blender", spec, "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
         "--max-per-host", "4096",  # every process of a local farm is 127.0.0.1
+        *extra,
     )
-    return cluster.wait_for_address("requester", address_file)
+    return cluster.wait_for_address(name, address_file)
+
+
+def farm_homes(root: Path, friends: int) -> dict[str, Path]:
+    """The homes of a bench farm's users: friend1..N and the artist."""
+    return {f"friend{i + 1}": root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": root / "homes" / "artist"}
+
+
+def start_modelled_farm(
+    cluster: Cluster, homes: dict[str, Path], friends: int, *, spec: str, seconds: float, startup: float, extra: tuple[str, ...] = ()
+) -> tuple[Address, Path]:
+    """A master, a modelled requester (``extra``: more of its options) and ``friends`` modelled friends, every account
+    bound and funded and the requester trusted, each friend heartbeating; the requester's address and a scene to submit."""
+    master, master_home = start_master(cluster)
+    requester = start_modelled_requester(cluster, master, spec=spec, seconds_per_frame=seconds, startup_seconds=startup, extra=extra)
+    keys = trio.run(_accounts, master, homes)  # accounts are keys: each user binds its name before points are granted
+    trio.run(_operate, master, master_home, requester, keys)
+    for i in range(friends):
+        start_modelled_friend(cluster, master, i + 1, spec=spec)
+    trio.run(wait_for_friends, master, master_home, friends, 120.0)
+    time.sleep(0.5)  # let every friend's first heartbeat settle
+    scene = cluster.root / "scene.blend"
+    scene.write_bytes(b"modelled scene: the modelled backend never reads it\n")
+    return requester, scene
 
 
 def start_modelled_friend(cluster: Cluster, master, index: int, *, spec: str) -> None:
@@ -122,18 +149,9 @@ def run(friends: int = 8, frames: int = 240, seconds: float = 0.2, startup: floa
 def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, checks: int, deadline: float) -> dict:
     spec = f"modelled:{seconds}:{RESOLUTION[0]}x{RESOLUTION[1]}:1-{frames}"
     cluster = Cluster(root)
-    homes = {f"friend{i + 1}": root / "homes" / f"friend{i + 1}" for i in range(friends)} | {"artist": root / "homes" / "artist"}
+    homes = farm_homes(root, friends)
     try:
-        master, master_home = start_master(cluster)
-        requester = start_modelled_requester(cluster, master, spec=spec, seconds_per_frame=seconds, startup_seconds=startup)
-        keys = trio.run(_accounts, master, homes)  # accounts are keys: each user binds its name before points are granted
-        trio.run(_operate, master, master_home, requester, keys)
-        for i in range(friends):
-            start_modelled_friend(cluster, master, i + 1, spec=spec)
-        trio.run(wait_for_friends, master, master_home, friends, 120.0)
-        time.sleep(0.5)  # let every friend's first heartbeat settle
-        scene = root / "scene.blend"
-        scene.write_bytes(b"modelled scene: the modelled backend never reads it\n")
+        requester, scene = start_modelled_farm(cluster, homes, friends, spec=spec, seconds=seconds, startup=startup)
         cpu0 = cpu_seconds(cluster)
         wall0, t0 = time.time(), time.perf_counter()
         result = trio.run(
@@ -175,17 +193,7 @@ def _from_log(db: Path, wall0: float, seconds: float) -> dict:
         evs = [e for _, e in events(log)]
     finally:
         log.close()
-    # Each check's cost in frames: a crop check's window by its modelled time, a whole test frame 1.
-    width, height = RESOLUTION
-    cost: dict[int, float] = {}
-    for e in evs:
-        if isinstance(e, core.ChecksDrawn):
-            for i in range(len(e.tests)):
-                if i < len(e.windows):
-                    _, _, w, h = e.windows[i].pixels(width, height)
-                    cost[e.first_check + i] = window_seconds(seconds, w * h / (width * height)) / seconds
-                else:
-                    cost[e.first_check + i] = 1.0
+    cost = check_costs(evs, seconds, RESOLUTION)
     roles = Counter(e.role for e in evs if isinstance(e, core.CopyReceived))
     check_copies = [e for e in evs if isinstance(e, core.CopyReceived) and e.role == "check"]
     own = [e for e in evs if isinstance(e, core.OwnRenderRequested)]
@@ -221,11 +229,28 @@ def _from_log(db: Path, wall0: float, seconds: float) -> dict:
     }
 
 
+def check_costs(evs: list, seconds: float, resolution: tuple[int, int]) -> dict[int, float]:
+    """Each check's cost in frames, from a requester's log: a crop check's window by its modelled time (area plus the
+    fixed start-up ``window_seconds`` charges), a whole test frame 1."""
+    width, height = resolution
+    cost: dict[int, float] = {}
+    for e in evs:
+        if isinstance(e, core.ChecksDrawn):
+            for i in range(len(e.tests)):
+                if i < len(e.windows):
+                    _, _, w, h = e.windows[i].pixels(width, height)
+                    cost[e.first_check + i] = window_seconds(seconds, w * h / (width * height)) / seconds
+                else:
+                    cost[e.first_check + i] = 1.0
+    return cost
+
+
 def _where_time_went(evs: list, seconds: float, cost: dict[int, float], end: float) -> dict[str, float]:
     """Each friend's time from its first task to the job's last final frame, split up (the mean over friends).
 
-    A friend's copies arrive in the order it rendered them, so the time between two arrivals is the next one's render
-    plus what the friend spent not rendering: ``waits_before_a_check`` and ``waits_before_a_frame`` are those excesses.
+    The time between two of a friend's arrivals is the next one's render plus what the friend spent not rendering:
+    ``waits_before_a_check`` and ``waits_before_a_frame`` are those excesses. A friend sends two files side by side, so
+    two copies may arrive out of their render order: the split between the two waits is rough, their sum is not.
     """
     by_friend: dict[str, list] = {}
     for e in evs:

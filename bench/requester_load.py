@@ -25,8 +25,11 @@ path-traced frame keeps (about 2.6 MB at Pillow's default compression). Like
 Blender's PNGs, each copy carries its own metadata (a ``tEXt`` render time),
 so honest copies differ byte-wise and agree on pixels: every check is a real
 pixel comparison, as between honest friends. The requester verifies them as
-configured by default: each frame decoded on arrival, one test frame per
-friend per batch of 8 (adaptive) compared on decoded pixels.
+configured by default: on arrival each frame's container and size only; every
+frame crop-checked (a 1/16 window of it rendered by another friend, and by the
+requester's own renderer for spot checks and arbitrations), each comparison
+decoding the frame and the crop in the requester's worker processes. A crop
+task is answered with the window's pixels of the same image (made once per box).
 
 The driver (this file) starts everything, trusts the requester and grants
 points as the master's operator, uploads a scene and submits jobs of at most
@@ -36,10 +39,11 @@ one, then measures over a window after a warm-up:
 - accepted frames per second: frames final (accepted for the client) in the
   window, from the requester's log; copies received (check copies included)
   beside it;
-- requester CPU per accepted frame: the requester process's CPU seconds
-  (utime + stime of all its threads, from /proc) over the window / frames final
-  in it; the master's and the load generators' CPU over the same window say
-  who else took the cores;
+- requester CPU per accepted frame: the event loop's own (the CPU of the
+  requester's main thread, where trio runs, from /proc/PID/task/PID/stat) and
+  the total (every thread of the requester and its comparison workers), each
+  over the window / copies accepted in it; the master's and the load
+  generators' CPU over the same window say who else took the cores;
 - p50/p99 from delivery to final: per frame, from the commit of the copy
   that became final to the ``FramesFinal`` that made it so (both in the log);
 - memory per friend: the requester's RSS at the end of the window minus its
@@ -69,6 +73,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,9 +82,9 @@ from frender.apps import messages as msg  # noqa: E402
 from frender.apps import requester as _shell_events  # noqa: E402,F401  (registers the requester's log events)
 from frender.apps.client import create_account, operator_call  # noqa: E402
 from frender.apps.demo import Cluster, start_master  # noqa: E402
-from frender.apps.requester import RequesterSettings, run_requester  # noqa: E402
-from frender.blender import ModelledBackend, RenderedFrame, frame_name  # noqa: E402
-from frender.blender._modelled import MODELLED_PROFILE  # noqa: E402
+from frender.apps.requester import NEW_JOBS, RequesterSettings, run_requester  # noqa: E402
+from frender.blender import ModelledBackend, RenderedFrame, frame_name, window_name  # noqa: E402
+from frender.blender._modelled import MODELLED_PROFILE, window_seconds  # noqa: E402
 from frender.core import job as core  # noqa: E402
 from frender.store import SqliteLog, events  # noqa: E402
 from frender.transports import (  # noqa: E402
@@ -184,22 +189,61 @@ def write_variants(folder: Path) -> list[dict]:
     return out
 
 
-class BenchBackend(ModelledBackend):
-    """The requester's own renderer here: modelled time, and the friends' image (so its checks agree)."""
+class Crops:
+    """Crop renders of the frame, as a friend's Blender makes them for a crop check: the box's pixels of the frame (so
+    they agree with every honest copy), made once per box and kept as files."""
 
-    def __init__(self, seconds_per_frame: float, image: Path, frames: int) -> None:
+    def __init__(self, image: Path, folder: Path) -> None:
+        self.image = image
+        self.folder = folder
+        self._pixels = None
+        self.made: dict[tuple[int, int, int, int], dict] = {}
+
+    def of(self, left: int, top: int, width: int, height: int) -> dict:
+        """The crop's file, size and sha256."""
+        key = (left, top, width, height)
+        if key not in self.made:
+            from PIL import Image
+
+            if self._pixels is None:
+                with Image.open(self.image) as image:
+                    self._pixels = np.asarray(image.convert("RGBA"))
+            buffer = io.BytesIO()
+            Image.fromarray(self._pixels[top:top + height, left:left + width].copy(), "RGBA").save(buffer, "PNG", compress_level=1)
+            data = buffer.getvalue()
+            path = self.folder / f"crop-{left}-{top}-{width}x{height}.png"
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            self.made[key] = {"path": str(path), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return self.made[key]
+
+
+class BenchBackend(ModelledBackend):
+    """The requester's own renderer here: modelled time (a window's share of a frame's, as real Blender's crops take),
+    and the friends' image or its crop (so its checks agree)."""
+
+    def __init__(self, seconds_per_frame: float, image: Path, frames: int, crops: Path) -> None:
         super().__init__(seconds_per_frame, resolution=(WIDTH, HEIGHT), frame_range=(1, frames))
         self.image = image
+        self.crops = Crops(image, crops)
 
-    async def render(self, blend, job_dir, frames, *, threads=None, limits=None, on_frame=None):  # type: ignore[override]
+    async def render(self, blend, job_dir, frames, *, threads=None, limits=None, on_frame=None, window=None):  # type: ignore[override]
         out_dir = job_dir / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         done = []
+        seconds = self.seconds_per_frame
+        if window is not None:
+            seconds = window_seconds(seconds, window.width * window.height / (WIDTH * HEIGHT))
         for frame in frames:
-            await trio.sleep(self.seconds_per_frame)
-            path = out_dir / frame_name(frame)
-            shutil.copyfile(self.image, path)
-            done.append(RenderedFrame(frame=frame, path=path, seconds=self.seconds_per_frame))
+            await trio.sleep(seconds)
+            if window is None:
+                path = out_dir / frame_name(frame)
+                shutil.copyfile(self.image, path)
+            else:
+                path = out_dir / window_name(frame)
+                crop = await trio.to_thread.run_sync(self.crops.of, window.left, window.top, window.width, window.height)
+                shutil.copyfile(crop["path"], path)
+            done.append(RenderedFrame(frame=frame, path=path, seconds=seconds, window=window))
             if on_frame is not None:
                 await on_frame(done[-1])
         return done
@@ -211,13 +255,16 @@ class BenchBackend(ModelledBackend):
 def serve_requester(args: argparse.Namespace) -> None:
     """One real requester, as ``frender run requester`` starts it, with room for every friend's connections."""
     settings = RequesterSettings(
-        job=core.JobSettings(seconds_per_frame=args.seconds, startup_seconds=args.startup),
+        # The checks ``frender run requester`` runs: its rules for new jobs (NEW_JOBS) and its admission (own_backlog).
+        job=core.JobSettings(seconds_per_frame=args.seconds, startup_seconds=args.startup, **NEW_JOBS),
         max_friends=args.max_friends,
         # Friends granted together dial in together: a thousand TLS handshakes on two shared cores take longer than
         # the default 5 s of silence after which a friend that never asked for work counts as gone.
         friend_silence=args.friend_silence,
+        own_renders_at_once=args.own_renders,
     )
-    backend = BenchBackend(args.seconds, Path(args.image), frames=10_000)
+    backend = BenchBackend(args.seconds, Path(args.image), frames=10_000, crops=args.home / "bench-crops")
+    backend.crops.of(0, 0, 8, 8)  # the frame's pixels decoded once, before the idle RSS is read
 
     def announce(line: str) -> None:
         print(line, file=sys.stderr)
@@ -228,11 +275,36 @@ def serve_requester(args: argparse.Namespace) -> None:
         part.write_text(address + "\n")
         os.replace(part, args.address_file)
 
+    # The log's commits, counted where they happen (on the event loop): how many frames one fsync carries.
+    commits = {"appends": 0, "events": 0, "seconds": 0.0}
+    append = SqliteLog.append
+
+    def counted_append(self, batch):
+        t0 = time.perf_counter()
+        try:
+            return append(self, batch)
+        finally:
+            commits["appends"] += 1
+            commits["events"] += len(batch)
+            commits["seconds"] += time.perf_counter() - t0
+
+    SqliteLog.append = counted_append  # type: ignore[method-assign]
+
+    async def tell_commits() -> None:
+        out = args.home / "bench-commits.json"
+        while True:
+            part = out.with_suffix(".part")
+            part.write_text(json.dumps(commits))
+            os.replace(part, out)
+            await trio.sleep(0.5)
+
     async def main() -> None:
-        await run_requester(
-            master=Address.parse(args.master), host="127.0.0.1", port=0, db=args.db, home=args.home,
-            backend=backend, settings=settings, limits=REQUESTER_LIMITS, announce=announce,
-        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tell_commits)
+            await run_requester(
+                master=Address.parse(args.master), host="127.0.0.1", port=0, db=args.db, home=args.home,
+                backend=backend, settings=settings, limits=REQUESTER_LIMITS, announce=announce,
+            )
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -255,8 +327,9 @@ class SimFriend:
     """One simulated friend: the real messages of ``frender run friend``, with a modelled 2-second render."""
 
     def __init__(self, *, index: int, user: str, identity: Identity, master: Address, variants: list[dict], seconds: float,
-                 home: Path, stats: _Stats, dialling: trio.Semaphore) -> None:
+                 home: Path, stats: _Stats, dialling: trio.Semaphore, crops: Crops) -> None:
         self.dialling = dialling
+        self.crops = crops
         self.index = index
         self.user = user
         self.friend = f"{user}/box"
@@ -353,7 +426,7 @@ class SimFriend:
                     self.stats.counts["want_work"] += 1
                     return await session.call(msg.WantWork(assignment=signed, keeping=tuple(sorted(keeping))))
 
-                send, receive = trio.open_memory_channel[tuple[int, int]](4)  # the real friend's outbox holds 4
+                send, receive = trio.open_memory_channel[tuple[int, int, object]](4)  # the real friend's outbox holds 4
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.deliver, job, link, receive, unsent)
                     async with send:
@@ -367,12 +440,14 @@ class SimFriend:
                                 continue
                             ahead: list[object] = []
                             begin = trio.current_time()
+                            box = reply.window  # a crop check: the box alone, in a window's share of a frame's time
+                            seconds = self.seconds if box is None else window_seconds(self.seconds, box.width * box.height / (WIDTH * HEIGHT))
                             for i, frame in enumerate(reply.frames):
                                 if i == len(reply.frames) - 1:  # the last frame renders: ask ahead (Rule 9)
                                     nursery.start_soon(self._ask_ahead, want, reply.task, ahead)
-                                await trio.sleep_until(begin + (i + 1) * self.seconds)
+                                await trio.sleep_until(begin + (i + 1) * seconds)
                                 unsent[reply.task] += 1
-                                await send.send((reply.task, frame))
+                                await send.send((reply.task, frame, box))
                             while not ahead:
                                 await trio.sleep(0.01)
                             reply = ahead[0]
@@ -388,8 +463,12 @@ class SimFriend:
         ahead.append(await want(rendering=task))
 
     async def deliver(self, job: int, link: FileLink, frames, unsent: Counter[int]) -> None:
-        async for task, frame in frames:
-            variant = self.variants[(self.index * 7 + frame) % len(self.variants)]
+        async for task, frame, box in frames:
+            if box is None:
+                variant = self.variants[(self.index * 7 + frame) % len(self.variants)]
+            else:
+                variant = self.crops.of(box.left, box.top, box.width, box.height)
+                self.stats.counts["crops_sent"] += 1
             header = FileHeader(kind="frame", job=job, frame=frame, size=variant["size"], sha256=variant["sha256"])
             t0 = trio.current_time()
             try:
@@ -413,11 +492,13 @@ async def _worker(args: argparse.Namespace) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     stats = _Stats()
     dialling = trio.Semaphore(8)
+    crops = Crops(Path(variants[0]["path"]), home / "crops")
     friends = []
     for i in range(args.friends):
         user = f"rl{args.worker}x{i}"
         friends.append(SimFriend(index=args.worker * 100_000 + i, user=user, identity=Identity.load_or_create(home / user), master=master,
-                                 variants=variants, seconds=args.seconds, home=home, stats=stats, dialling=dialling))
+                                 variants=variants, seconds=args.seconds, home=home, stats=stats, dialling=dialling,
+                                 crops=crops))
     registered = trio.Semaphore(0, max_value=len(friends))
     out: dict = {}
     async with trio.open_nursery() as nursery:
@@ -452,9 +533,58 @@ async def _worker(args: argparse.Namespace) -> dict:
 # -------------------------------------------------------------------- driver
 
 
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: every thread of the process
+def _cpu_of(pid: int, stat: str = "stat") -> float:
+    fields = Path(f"/proc/{pid}/{stat}").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: every thread of the process (of the one thread: task/TID/stat)
+
+
+def _commits_of(cluster: Cluster) -> dict:
+    path = cluster.root / "homes" / "requester" / "bench-commits.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"appends": 0, "events": 0, "seconds": 0.0}
+
+
+def _rss_parts_of(pid: int) -> dict[str, float]:
+    """The requester's resident memory by kind, in MB: anonymous (its heap), file-backed (libraries, mapped frames)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile") if k in fields}
+
+
+def _loop_cpu_of(pid: int) -> float:
+    """The event loop's own CPU: the requester runs trio on its main thread, whose id is the process's."""
+    return _cpu_of(pid, f"task/{pid}/stat")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process under ``pid`` (the comparison pool's fork server and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _tree_cpu_of(pid: int) -> tuple[float, float]:
+    """(CPU of ``pid`` and every live process under it, RSS of those under it): the requester with its pool workers."""
+    cpu, rss = _cpu_of(pid), 0
+    for child in _descendants(pid):
+        try:
+            cpu += _cpu_of(child)
+            rss += _rss_of(child)
+        except OSError:
+            continue
+    return cpu, rss
 
 
 def _rss_of(pid: int) -> int:
@@ -469,43 +599,50 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def _start_requester(cluster: Cluster, master: Address, image: Path, *, seconds: float, startup: float, max_friends: int,
-                     friend_silence: float) -> Address:
+                     friend_silence: float, own_renders: int = 1) -> Address:
     home = cluster.root / "homes" / "requester"
     home.mkdir(parents=True, exist_ok=True)
     address_file = home / "address"
     args = [sys.executable, __file__, "--serve-requester", "--master", str(master), "--home", str(home),
             "--db", str(cluster.root / "requester.db"), "--address-file", str(address_file), "--image", str(image),
-            "--seconds", str(seconds), "--startup", str(startup), "--max-friends", str(max_friends), "--friend-silence", str(friend_silence)]
+            "--seconds", str(seconds), "--startup", str(startup), "--max-friends", str(max_friends), "--friend-silence", str(friend_silence),
+            "--own-renders", str(own_renders)]
     with open(cluster.logs / "requester.log", "ab") as log:
         cluster.procs["requester"] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return cluster.wait_for_address("requester", address_file)
 
 
 async def _submit_jobs(requester: Address, home: Path, scene: Path, sizes: list[int], frames_per_job: int) -> list[int]:
+    """Upload the scene, then submit every job over one session, opened before any friend dials the requester (a fresh
+    handshake per job competed with a thousand friends' for the requester's CPU, and lost)."""
     identity = Identity.load_or_create(home)
     data = scene.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     await put_file(requester, identity, FileHeader(kind="upload", job=sha, size=len(data), sha256=sha), scene)
-    jobs = []
-    for n in sizes:
-        for attempt in range(60):
-            try:
-                async with connect(requester, identity) as session:
+    jobs: list[int] = []
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(connect(requester, identity))
+        for n in sizes:
+            for attempt in range(120):
+                try:
                     reply = await session.call(msg.Submit(user="artist", blend_sha256=sha, frames=tuple(range(1, frames_per_job + 1)), friends=n))
-                break
-            except RemoteError as exc:  # friends not live yet, or the master too busy to answer the requester's ask in time
-                if exc.code not in ("no-friends", "master-unreachable") or attempt == 59:
-                    raise
-            except PeerGone:
-                if attempt == 59:
-                    raise
-            await trio.sleep(1.0)
-        jobs.append(reply.job)
+                    break
+                except RemoteError as exc:  # friends not live yet, or the master too busy to answer the requester's ask in time
+                    if exc.code not in ("no-friends", "master-unreachable") or attempt == 119:
+                        raise
+                except PeerGone:
+                    if attempt == 119:
+                        raise
+                    await stack.aclose()
+                    session = await stack.enter_async_context(connect(requester, identity))
+                await trio.sleep(1.0)
+            jobs.append(reply.job)
     return jobs
 
 
 def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: float = 60.0, window: float = 60.0, max_friends: int = 64,
-        startup: float = 5.0, friend_silence: float = 120.0, profile: Path | None = None, keep: Path | None = None) -> dict:
+        startup: float = 5.0, friend_silence: float = 120.0, profile: Path | None = None, keep: Path | None = None,
+        own_renders: int = 1) -> dict:
     """One measured run; returns the figures."""
     root = Path(tempfile.mkdtemp(prefix="frender-rload-")) if keep is None else keep
     if keep is not None:
@@ -523,7 +660,7 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         master, master_home = start_master(cluster, friend_timeout_ms=20_000)  # heartbeats every 5 s: the master stays light
         master_pid = cluster.procs["master"].pid
         requester = _start_requester(cluster, master, Path(variants[0]["path"]), seconds=seconds, startup=startup, max_friends=max_friends,
-                                     friend_silence=friend_silence)
+                                     friend_silence=friend_silence, own_renders=own_renders)
         rpid = cluster.procs["requester"].pid
 
         async def operate() -> None:
@@ -548,6 +685,7 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         register_s = time.perf_counter() - t_start
         time.sleep(1.0)
         rss_idle = _rss_of(rpid)
+        rss_idle_parts = _rss_parts_of(rpid)
         scene = root / "scene.blend"
         scene.write_bytes(b"modelled scene: the benchmark's backend never reads it\n")
         t_submit = time.time()
@@ -563,6 +701,8 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         while time.time() < t0:
             time.sleep(0.05)
         cpu0 = {name: _cpu_of(pid) for name, pid in pids.items()}
+        loop0, (tree0, _) = _loop_cpu_of(rpid), _tree_cpu_of(rpid)
+        commits0 = _commits_of(cluster)
         if profile is not None:  # every thread's stacks over the window: decoding runs in worker threads, out of cProfile's sight
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(rpid), "--threads", "--rate", "50", "--duration", str(int(window)),
                                     "--format", "raw", "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -571,7 +711,10 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
             timeline.append((time.time(), _cpu_of(rpid), _rss_of(rpid)))
             time.sleep(min(1.0, max(t1 - time.time(), 0.0)))
         cpu1 = {name: _cpu_of(pid) for name, pid in pids.items()}
+        loop1, (tree1, pool_rss) = _loop_cpu_of(rpid), _tree_cpu_of(rpid)
+        commits1 = _commits_of(cluster)
         rss_end = _rss_of(rpid)
+        rss_end_parts = _rss_parts_of(rpid)
         results = []
         for p in procs[:workers]:
             line = p.stdout.readline() if p.stdout else ""
@@ -597,16 +740,20 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
     accepted, final = figures["copies_received"], figures["frames_final"]
     out = {
         "params": {"friends": friends, "workers": workers, "seconds_per_frame": seconds, "warmup_s": warmup, "window_s": window,
-                   "max_friends": max_friends, "jobs": len(sizes), "frames_per_job": frames_per_job, "startup_seconds": startup,
+                   "max_friends": max_friends, "own_renders": own_renders, "jobs": len(sizes), "frames_per_job": frames_per_job, "startup_seconds": startup,
                    "friend_silence_s": friend_silence,
-                   "frame": f"{WIDTH}x{HEIGHT} RGBA PNG, {variants[0]['size']} bytes", "checks": "default: 1 per friend per batch of 8, adaptive",
+                   "frame": f"{WIDTH}x{HEIGHT} RGBA PNG, {variants[0]['size']} bytes",
+                   "checks": "frender run requester's: crop checks on every frame (a 1/16 window), every window of a friend below "
+                             "reputation 16 rendered by the requester itself (spots), admission at 60 s of own renders owed",
                    "cpus": os.cpu_count()},
         "offered_frames_per_s": round(friends / seconds, 1),
         "accepted_frames_per_s": round(accepted / window, 2),
         "final_frames_per_s": round(final / window, 2),
-        "requester_cpu_ms_per_frame": round(cpu["requester"] / accepted * 1000, 2) if accepted else None,
-        "requester_cpu_ms_per_final_frame": round(cpu["requester"] / final * 1000, 2) if final else None,
-        "requester_cpu_cores": round(cpu["requester"] / window, 2),
+        "requester_loop_ms_per_frame": round((loop1 - loop0) / accepted * 1000, 2) if accepted else None,
+        "requester_cpu_ms_per_frame": round((tree1 - tree0) / accepted * 1000, 2) if accepted else None,
+        "requester_cpu_ms_per_final_frame": round((tree1 - tree0) / final * 1000, 2) if final else None,
+        "requester_cpu_cores": round((tree1 - tree0) / window, 2),
+        "requester_loop_cores": round((loop1 - loop0) / window, 2),
         "delivery_to_final_p50_ms": figures["delivery_to_final_p50_ms"],
         "delivery_to_final_p99_ms": figures["delivery_to_final_p99_ms"],
         "put_p50_ms": round(_pct(latency, 0.5) * 1000, 1) if latency else None,
@@ -615,8 +762,17 @@ def run(friends: int = 1000, workers: int = 4, seconds: float = 2.0, warmup: flo
         "requester_rss_end_mb": round(rss_end / 2**20, 1),
         "requester_rss_peak_mb": round(max([rss_end, *(r for _, _, r in timeline)]) / 2**20, 1),
         "requester_kb_per_friend": round((rss_end - rss_idle) / friends / 1024, 1),
-        "cpu_s_in_window": {**{k: v for k, v in cpu.items() if not k.startswith("worker")}, "load_generators": generators_cpu},
-        "cores_used_in_window": round(sum(cpu.values()) / window, 2),
+        "requester_rss_by_kind_mb": {"idle": rss_idle_parts, "end": rss_end_parts},
+        "log_commits": {  # group commit: one transaction (one fsync) per append
+            "per_s": round((commits1["appends"] - commits0["appends"]) / window, 1),
+            "copies_per_commit": round(accepted / max(commits1["appends"] - commits0["appends"], 1), 2),
+            "events_per_commit": round((commits1["events"] - commits0["events"]) / max(commits1["appends"] - commits0["appends"], 1), 2),
+            "loop_ms_per_commit": round((commits1["seconds"] - commits0["seconds"]) * 1000 / max(commits1["appends"] - commits0["appends"], 1), 2),
+        },
+        "comparison_workers_rss_mb": round(pool_rss / 2**20, 1),
+        "cpu_s_in_window": {**{k: v for k, v in cpu.items() if not k.startswith("worker")}, "requester_loop": round(loop1 - loop0, 2),
+                            "requester_with_workers": round(tree1 - tree0, 2), "load_generators": generators_cpu},
+        "cores_used_in_window": round((sum(cpu.values()) - cpu["requester"] + tree1 - tree0) / window, 2),
         "machine_load_avg_1min": round(os.getloadavg()[0], 2),
         "register_s": round(register_s, 1),
         "submit_s": round(submit_s, 1),
@@ -722,6 +878,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--max-friends", type=int, default=64, help="friends per job (the requester's limit)")
     parser.add_argument("--startup", type=float, default=5.0, help="the requester's Blender start-up estimate (task sizes, deadlines)")
+    parser.add_argument("--own-renders", type=int, default=1, help="the requester's own renders at once (frender run requester --own-renders)")
     parser.add_argument("--friend-silence", type=float, default=120.0, help="the requester's friend_silence (its default is 5 s)")
     parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK}")
     parser.add_argument("--profile", type=Path, help="sample the requester's threads with py-spy into this file (raw format)")
@@ -745,7 +902,7 @@ def main() -> None:
     if args.quick:
         kwargs.update(QUICK)
     print(json.dumps(run(**kwargs, seconds=args.seconds, max_friends=args.max_friends, startup=args.startup, friend_silence=args.friend_silence,
-                         profile=args.profile,
+                         profile=args.profile, own_renders=args.own_renders,
                          keep=args.keep), indent=2))
 
 

@@ -11,11 +11,15 @@ is not the one bound to that name. What the master sends back is shown through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from frender.apps.terminal import DEFAULT_HOME, call_or_fail, fail, safe
+
+if TYPE_CHECKING:  # the commands import what they use when they run: the CLI starts fast
+    from frender.apps import messages as msg
+    from frender.transports import Address
 
 __all__ = ["account_app", "operator_app"]
 
@@ -23,7 +27,7 @@ operator_app = typer.Typer(no_args_is_help=True, help="Operator commands, signed
 account_app = typer.Typer(no_args_is_help=True, help="Your account: a username bound to your key.")
 
 
-def _address(text: str):
+def _address(text: str) -> Address:
     from frender.transports import Address
 
     try:
@@ -71,7 +75,7 @@ def account_show(
 
     async def ask() -> msg.AccountInfo:
         async with connect(address, identity) as session:
-            return await session.call(msg.AccountOf(key=identity.fingerprint))
+            return await msg.ask(session, msg.AccountOf(key=identity.fingerprint))
 
     address = _address(master)
     info = call_or_fail("the master", ask)
@@ -140,7 +144,7 @@ def operator_web_token(
     typer.echo(f"{url.rstrip('/')}/?t={token}" if url else token)
 
 
-def _operator(master: str, home: Path, request: object):
+def _operator(master: str, home: Path, request: msg.Asks[msg.Ok]) -> msg.StatusReply:
     """Send an operator's ``request``; the master's status after it (for the balance a grant left)."""
 
     from frender.apps.client import operator_call

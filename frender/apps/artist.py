@@ -117,6 +117,7 @@ def check_request(
         file_format=str(out.get("file_format", "PNG")),
         color_depth=str(out.get("color_depth") or "8"),
         color_mode=str(out.get("color_mode", "RGBA")),
+        quality=int(out.get("quality") or 90),
     )
     name = str(out.get("name") or "")
     if not _plain(name):

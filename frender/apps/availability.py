@@ -30,8 +30,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
+
+if TYPE_CHECKING:
+    import psutil  # imported when the sensor is made: only --when-idle needs it
 
 __all__ = [
     "AVAILABLE",
@@ -301,7 +305,7 @@ class IdleSensor:
                 pass
         return time.monotonic(), busy, mine
 
-    def _children(self) -> list:
+    def _children(self) -> list[psutil.Process]:
         try:
             return self.me.children(recursive=True)
         except self.psutil.Error:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from frender.apps.terminal import fail
+
+if TYPE_CHECKING:  # the commands import what they use when they run: the CLI starts fast
+    from frender.blender import Backend, Runtimes
 
 __all__ = ["backend_of", "blender_app", "runtimes_of"]
 
@@ -61,7 +64,7 @@ def _key(version: str) -> tuple[int, ...]:
 DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI")
 
 
-def backend_of(blender_path: str | None, device: str = "CPU"):
+def backend_of(blender_path: str | None, device: str = "CPU") -> Backend:
     """A Blender rendering on ``device``: a version held here ("4.2", see `frender blender`), an executable, or
     "modelled:SECONDS[:WxH[:A-B]]": a stand-in that sleeps and writes real PNGs (benchmarks, tests)."""
     import attrs
@@ -86,7 +89,7 @@ def backend_of(blender_path: str | None, device: str = "CPU"):
         fail(str(exc))
 
 
-def runtimes_of(blenders: list[str], device: str = "CPU"):
+def runtimes_of(blenders: list[str], device: str = "CPU") -> Runtimes:
     """Every Blender a requester holds, rendering on ``device``: those given (versions, executables, modelled),
     else all held here."""
     from frender.blender import BlenderNotFound, Runtimes, held_runtimes

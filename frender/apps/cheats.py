@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from functools import partial
+from typing import Literal
 
 import numpy as np
 import trio
@@ -38,6 +39,8 @@ class Cheat:
     """
 
     def __init__(self, kind: str) -> None:
+        if kind not in CHEATS:
+            raise ValueError(f"a cheat is one of {CHEATS}, not {kind!r}")
         self.kind = kind
         self.previous: dict[tuple[int, int], bytes] = {}
 
@@ -59,7 +62,7 @@ class Cheat:
             return
         honest = frame.path.read_bytes()
         previous = self.previous.get((width, height))  # a crop's stale image is the previous crop of its size
-        kind = "noise" if self.kind == "stale" and previous is None else self.kind
+        kind: Literal["black", "noise", "stale"] = "black" if self.kind == "black" else "stale" if self.kind == "stale" and previous is not None else "noise"
         forge = partial(forge_frame, kind, width=width, height=height, other=previous)
         frame.path.write_bytes(await trio.to_thread.run_sync(forge))
         self.previous[(width, height)] = honest

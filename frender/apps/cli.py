@@ -7,13 +7,19 @@ import logging
 import platform
 import sys
 from pathlib import Path
-from typing import Optional
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 import typer
 
 from frender.apps.accounts import account_app, operator_app
 from frender.apps.blenders import backend_of, blender_app, runtimes_of
 from frender.apps.terminal import DEFAULT_HOME, call_or_fail, fail, log_handler, safe
+
+if TYPE_CHECKING:  # the commands import what they use when they run: the CLI starts fast
+    from frender.transports import Address
+
+E = TypeVar("E", bound=BaseException)
 
 app = typer.Typer(
     add_completion=False,
@@ -48,7 +54,7 @@ def root(
     """fRender: friends render, requesters verify, a master keeps the points."""
 
 
-def _address(text: str):
+def _address(text: str) -> Address:
     from frender.transports import Address
 
     try:
@@ -76,7 +82,7 @@ def _frames(text: str | None) -> tuple[int, ...]:
     return ()
 
 
-def _announce(address_file: Path | None):
+def _announce(address_file: Path | None) -> Callable[[str], None]:
     def announce(line: str) -> None:
         typer.echo(line, err=True)
         if address_file is not None and " at frender://" in line:
@@ -104,7 +110,7 @@ def _web(text: str | None) -> tuple[str, int] | None:
         fail(str(exc))
 
 
-def _serving(main, listen: str) -> None:
+def _serving(main: Callable[[], Awaitable[object]], listen: str) -> None:
     """Run a server's ``main``; a port in use (its own or the dashboard's) is one line, not a traceback."""
     import errno
 
@@ -124,12 +130,12 @@ def _serving(main, listen: str) -> None:
         fail(problem)
 
 
-def _leaves(group: BaseExceptionGroup) -> list:
+def _leaves(group: BaseExceptionGroup[E]) -> list[E]:
     """The exceptions in a group, however deeply nested."""
     return [leaf for e in group.exceptions for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
 
 
-def _trio_run(fn, *args) -> None:
+def _trio_run(fn: Callable[..., Awaitable[object]], *args: object) -> None:
     import trio
 
     try:
@@ -146,6 +152,8 @@ def run_master(
     friend_timeout: int = typer.Option(2000, "--friend-timeout", help="Milliseconds after its last heartbeat a friend is live."),
     trust: list[str] = typer.Option([], help="Trust a requester key: NAME=sha256:..."),
     starting_grant: int = typer.Option(0, help="Points a new username starts with (0: no free points)."),
+    trust_jobs: int = typer.Option(3, min=1, help="Jobs whose own checks a friend must pass to be trusted (Rule 7)."),
+    trust_requesters: int = typer.Option(2, min=1, help="Distinct requesters among those jobs (a farm with one requester: 1, or no friend is ever trusted)."),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     sync: str = typer.Option(
         "full", help="full: every commit reaches the disk before its answer; normal: faster, but a power cut may lose the last commits."
@@ -173,7 +181,7 @@ def run_master(
         pairs.append((key, name))
     if sync not in ("full", "normal"):
         fail(f"--sync is full or normal, not {sync!r}")
-    settings = MasterSettings(friend_timeout=friend_timeout / 1000, starting_grant=starting_grant)
+    settings = MasterSettings(friend_timeout=friend_timeout / 1000, starting_grant=starting_grant, trust_jobs=trust_jobs, trust_requesters=trust_requesters)
 
     async def main() -> None:
         await run(
@@ -197,21 +205,36 @@ def run_requester(
     device: str = typer.Option("CPU", help="Render own checks on: CPU, or a GPU type (CUDA, OPTIX, HIP, METAL, ONEAPI); jobs go to friends on the same."),
     seconds_per_frame: float = typer.Option(5.0, help="Render time estimate per frame, for deadlines."),
     startup_seconds: float = typer.Option(5.0, help="Blender start-up estimate per task, for deadlines."),
+    starved_after: float = typer.Option(
+        600.0, min=0.001, help="Seconds a job that no friend can go on with waits for the master's others before it fails."
+    ),
+    own_renders: int = typer.Option(1, min=1, help="Own check renders side by side (1: the requester's CPU is shared)."),
+    own_backlog: float = typer.Option(
+        60.0, min=0.0, help="Seconds of own check renders, owed and to come, past which friends get checks only, no frames (admission)."
+    ),
     max_per_host: int = typer.Option(64, help="Connections allowed from one IP address."),
     max_connections: int = typer.Option(1024, min=1, help="Connections at once (each friend holds two: work and files)."),
     address_file: Optional[Path] = typer.Option(None, help="Also write the address here."),
     web: Optional[str] = typer.Option(None, help="Serve the artists' dashboard on HOST:PORT (e.g. 127.0.0.1:8100; default: none)."),
+    measure_crops: bool = typer.Option(
+        True, "--measure-crops/--no-measure-crops", help="At submit, render a job's first frame whole and windows of it; crop-check only if they equal.",
+    ),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a requester: hosts clients' jobs, hands out work, verifies frames, reports to the master."""
-    from frender.apps.requester import RequesterSettings, run_requester as run
+    from frender.apps.requester import NEW_JOBS, RequesterSettings, run_requester as run
     from frender.core.job import JobSettings
     from frender.transports import Limits
 
     _logging(verbose)
     host, port = _listen(listen)
     backend = runtimes_of(blender, device.upper())
-    settings = RequesterSettings(job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds))
+    settings = RequesterSettings(
+        job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds, starved_after=starved_after, **NEW_JOBS),
+        measure_crops=measure_crops,
+        own_renders_at_once=own_renders,
+        own_backlog=own_backlog,
+    )
 
     async def main() -> None:
         await run(
@@ -307,62 +330,6 @@ def _size(text: str, option: str) -> int:
     return int(value)
 
 
-@friend_app.command("pause")
-def friend_pause(
-    home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home."),
-    now: bool = typer.Option(False, "--now", help="Stop the frame in hand too, instead of finishing it."),
-    wait: float = typer.Option(60.0, help="Seconds to wait for the friend to hand its work back (0: do not wait)."),
-) -> None:
-    """Pause a friend: it finishes the frame in hand (or stops it, --now), hands the rest back, takes no job."""
-    _control(home, "now" if now else "frame", wait, done=lambda line: line == "paused")
-
-
-@friend_app.command("resume")
-def friend_resume(
-    home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home."),
-    wait: float = typer.Option(10.0, help="Seconds to wait for the friend to see it (0: do not wait)."),
-) -> None:
-    """Resume a paused friend (it may still be outside its schedule, or wait for the computer to be idle)."""
-    _control(home, None, wait, done=lambda line: line != "paused" and not line.startswith("paused;"))
-
-
-@friend_app.command("status")
-def friend_status(home: Path = typer.Option(DEFAULT_HOME / "friend", help="The friend's home.")) -> None:
-    """Print what the friend running in --home is doing: available, rendering, paused, outside schedule..."""
-    from frender.apps.availability import STOPPED, read_pause, read_status
-
-    line = read_status(home)
-    if line is None or line == STOPPED:
-        start = "; it will start paused" if read_pause(home) else ""
-        typer.echo(f"no friend is running in {home}{start}" if line is None else f"stopped: no friend is running in {home}{start}")
-    else:
-        typer.echo(safe(line))
-
-
-def _control(home: Path, mode: str | None, wait: float, done) -> None:
-    import time
-
-    from frender.apps.availability import STOPPED, read_status, write_pause
-
-    if not home.is_dir():
-        fail(f"{home}: no such friend home")
-    write_pause(home, mode)
-    verb = "paused" if mode else "resumed"
-    if read_status(home) in (None, STOPPED):
-        typer.echo(f"{verb}: no friend is running in {home}; it will start {'paused' if mode else 'available'}")
-        return
-    deadline = time.monotonic() + wait
-    line = read_status(home) or ""
-    while not done(line) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        line = read_status(home) or "stopped"
-    line = safe(line)
-    if done(line) or wait <= 0:
-        typer.echo(verb if line == verb else f"{verb}: {line}")  # "paused", not "paused: paused"
-    else:
-        typer.echo(f"{verb}, but after {wait:g} s the friend says: {line}")
-
-
 @app.command()
 def submit(
     blend: Path = typer.Argument(..., help="The .blend to render."),
@@ -386,6 +353,9 @@ def submit(
     include_outside: bool = typer.Option(
         False, "--include-outside", help="Send the files the .blend uses from outside its folder (asked when run in a terminal)."
     ),
+    tiles: str = typer.Option(
+        "", help="Render each frame in tiles on many friends and stitch it: COLSxROWS (4x4), or auto (when friends outnumber frames)."
+    ),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
     from frender.apps.progress import console, follow
@@ -397,6 +367,12 @@ def submit(
     if not blend.is_file():
         fail(f"{blend}: no such file")
     from frender.apps import preflight
+    from frender.apps.tiles import parse_tiles
+
+    try:
+        parse_tiles(tiles)
+    except ValueError as exc:
+        fail(str(exc))
 
     if dry_run:
         lines, refused = preflight.dry_run(
@@ -417,24 +393,24 @@ def submit(
         result = follow(
             blend, requester=address, user=user, home=home, friends=friends, out=out, frames=_frames(frames), checks=checks,
             name=name, allow_outside=allow_outside, allow_missing=allow_missing, priority=priority, blender=blender,
-            include_outside=include_outside, on_note=lambda line: console.print(line, soft_wrap=True),
+            include_outside=include_outside, on_note=lambda line: console.print(line, soft_wrap=True), tiles=tiles,
         )  # fmt: skip
     except* KeyboardInterrupt:  # Ctrl-C, also when it came out of a nursery in a group
         pass
     except* SubmitRefused as group:
-        fail(str(group.exceptions[0]))
+        fail(str(_leaves(group)[0]))
     except* ValueError as group:
-        fail(f"--name {name}: {group.exceptions[0]}")
+        fail(f"--name {name}: {_leaves(group)[0]}")
     except* RemoteError as group:
-        exc = group.exceptions[0]
-        if exc.code == "untrusted":  # the master's words to the requester, passed on
+        refusal = _leaves(group)[0]
+        if refusal.code == "untrusted":  # the master's words to the requester, passed on
             fail(
                 f"the requester's master does not trust it yet, so it takes no job: its operator must run"
                 f" `frender operator trust {address.fingerprint} --name NAME --master MASTER` (then submit again)"
             )
-        fail(f"the requester refused {blend}: {_named(exc.reason, blend)} ({exc.code})")
+        fail(f"the requester refused {blend}: {_named(refusal.reason, blend)} ({refusal.code})")
     except* TransportError as group:
-        fail(str(group.exceptions[0]))
+        fail(str(_leaves(group)[0]))
     if result is None:
         interrupted(out, requester, home)
     say_ended(result, out)
@@ -565,6 +541,7 @@ def replay(
 
 
 from frender.apps import cli_artist  # noqa: E402,F401  (registers fetch, cancel and video on app)
+from frender.apps import cli_friend  # noqa: E402,F401  (registers friend pause, resume and status)
 
 
 def main() -> None:
@@ -572,4 +549,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

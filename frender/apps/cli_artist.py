@@ -8,12 +8,12 @@ same job again by its number.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
-from frender.apps.cli import DEFAULT_HOME, _address, _leaves, app, fail
-from frender.apps.terminal import call_or_fail
+from frender.apps.cli import _address, _leaves, app
+from frender.apps.terminal import DEFAULT_HOME, call_or_fail, fail
 
 if TYPE_CHECKING:
     from frender.apps.client import SubmitResult
@@ -26,7 +26,7 @@ def points(n: int) -> str:
     return f"{n} point" if n == 1 else f"{n} points"
 
 
-def interrupted(out: Path, requester: str, home: Path) -> None:
+def interrupted(out: Path, requester: str, home: Path) -> NoReturn:
     """What Ctrl-C of `submit` leaves: the job goes on at the requester; `frender fetch` resumes that very job."""
     from frender.apps.out_folder import cancel_command, fetch_command, read_state
 

@@ -24,13 +24,13 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import attrs
 import trio
 from attrs import frozen
 
-from frender.apps import artist, out_folder, pack
+from frender.apps import artist, out_folder, pack, words
 from frender.apps import messages as msg
 from frender.apps.preflight import check_before_upload
 from frender.blender import Backend, frame_name
@@ -41,6 +41,7 @@ __all__ = ["SubmitRefused", "SubmitResult", "UploadProgress", "submit", "status"
 
 STATE_FILE = out_folder.STATE_FILE
 FETCHES_AT_ONCE = 6  # final frames downloaded side by side
+R = TypeVar("R")
 
 
 class SubmitRefused(Exception):
@@ -82,7 +83,7 @@ async def _upload_tree(
     by_sha = {f.sha256: packed.root / f.path for f in packed.manifest.files}
     by_sha[manifest_sha256] = manifest
     async with connect(requester, identity) as session:
-        wanted = await session.call(msg.HaveUploads(sha256s=tuple(by_sha)))
+        wanted = await msg.ask(session, msg.HaveUploads(sha256s=tuple(by_sha)))
     missing = set(wanted.missing)
     order = [sha for sha in by_sha if sha in missing and sha != manifest_sha256]
     order += [manifest_sha256] if manifest_sha256 in missing else []
@@ -109,11 +110,12 @@ class SubmitResult:
     out: Path
     progress: msg.ProgressReply
     files: tuple[Path, ...] = ()  # the frames' files in OUT, in frame order
+    replaced: tuple[int, ...] = ()  # frames recalled after OUT got them, written again with their re-verified copies
 
 
 async def _remembered(
     out: Path, request: dict[str, object], *, requester: Address, identity: Identity, home: Path, on_note: Callable[[str], None]
-) -> dict[str, object] | None:
+) -> out_folder.JobState | None:
     """The saved job when OUT's state names this very request; None when OUT may take a new job.
 
     OUT's job file is never replaced silently: a different request is refused
@@ -137,7 +139,7 @@ async def _remembered(
     try:
         with trio.fail_after(30):
             async with connect(Address.parse(at), identity) as session:
-                progress = await session.call(msg.Progress(job=job))
+                progress = await msg.ask(session, msg.Progress(job=job))
     except RemoteError:  # the requester no longer knows it as ours: nothing to lose
         on_note(f"{out} followed job {job}, which {at} does not know as yours; a new job starts here")
         return None
@@ -156,7 +158,7 @@ async def _remembered(
     return None
 
 
-def _file_name(saved: dict, frame: int) -> str:
+def _file_name(saved: out_folder.JobState, frame: int) -> str:
     try:
         return artist.frame_file(saved.get("name") or "frame_####", frame, saved.get("extension", ".png"))
     except ValueError:
@@ -185,6 +187,7 @@ async def submit(
     blender: str = "",
     include_outside: bool = False,
     backend: Backend | None = None,
+    tiles: str = "",
 ) -> SubmitResult:
     """Pack ``blend`` with its dependencies, render it on ``friends`` friends; returns once every frame is in ``out``.
 
@@ -192,6 +195,8 @@ async def submit(
 
     ``name``: a pattern for the files in ``out`` ("shot_####"), instead of the file's own output name.
     ``blender``: the Blender to render with ("4.2"); by default the series that saved the file.
+    ``tiles``: "4x4" or "auto" renders each frame in tiles on many friends and stitches it (``on_note`` hears
+    why when the file cannot be tiled and renders in whole frames instead).
     A dependency that is missing raises SubmitRefused naming it, unless ``allow_missing``; so does a file
     that must not leave this machine, one from outside the .blend's folder unless ``include_outside``, and
     a file the artist's Blender (``backend``, else the one found here) finds cannot render: before any upload.
@@ -215,11 +220,14 @@ async def submit(
         manifest.write_bytes(packed.manifest.encode())
         header = await file_header(manifest, kind="upload", job="upload")
         request: dict[str, object] = {"sha256": header.sha256, "requester": str(requester), "asked": list(frames)}
+        if tiles:  # another split of the same frames is another request
+            request["tiles"] = tiles
         saved = await _remembered(out, request, requester=requester, identity=identity, home=home, on_note=on_note)
         if saved is None:
             await _upload_tree(requester, identity, packed, manifest, header.sha256, on_upload)
             async with connect(requester, identity) as session:
-                submitted = await session.call(
+                submitted = await msg.ask(
+                    session,
                     msg.Submit(
                         user=user,
                         blend_sha256=header.sha256,
@@ -231,8 +239,13 @@ async def submit(
                         tree=True,
                         priority=priority,
                         blender=blender,
+                        tiles=tiles,
                     )
                 )
+            if submitted.untiled:
+                on_note(submitted.untiled)
+            if submitted.denoised_after:
+                on_note(submitted.denoised_after)
             saved = {**request, "job": submitted.job, "frames": list(submitted.frames), "name": submitted.name, "extension": submitted.extension,
                      "fps": submitted.fps}
             (out / STATE_FILE).write_text(json.dumps(saved))
@@ -243,12 +256,12 @@ async def submit(
     if name is not None and saved.get("name") != name:
         saved = {**saved, "name": name}
         (out / STATE_FILE).write_text(json.dumps(saved))  # `frender video` and a resume find the frames by this name
-    job = int(saved["job"])  # type: ignore[call-overload]
+    job = int(saved["job"])
     await _dashboard_link(requester, identity, job, on_link)
     fetched: set[int] = set()
     while True:
         try:
-            return await _follow(requester, identity, job, out, fetched, on_progress, poll, functools.partial(_file_name, saved))
+            return await _follow(requester, identity, job, out, fetched, on_progress, poll, functools.partial(_file_name, saved), on_note)
         except* PeerGone:  # from the progress calls or any of the downloads
             pass
         await trio.sleep(1.0)  # the requester may be restarting: its log keeps the job
@@ -258,7 +271,7 @@ async def _dashboard_link(requester: Address, identity: Identity, job: int, on_l
     """Hand the job's dashboard link to ``on_link``; a requester without one (or an older one, or a gone one) is no error."""
     try:
         async with connect(requester, identity) as session:
-            reply = await session.call(msg.DashboardLink(job=job))
+            reply = await msg.ask(session, msg.DashboardLink(job=job))
     except (RemoteError, PeerGone):  # following the job retries a requester that is gone
         return
     if reply.url:
@@ -283,23 +296,45 @@ async def _follow(
     on_progress: Callable[[msg.ProgressReply], None],
     poll: float,
     file_name: Callable[[int], str] = frame_name,
+    on_note: Callable[[str], None] = lambda line: None,
 ) -> SubmitResult:
     """Follow the job until it finished and every final frame is in ``out``.
 
     Progress calls are held by the requester until more frames are delivered or final;
     meanwhile a few downloads run side by side, each over one connection for
     many frames, so frames come down while the job goes on and the last ones
-    follow their finality at once.
+    follow their finality at once. A frame recalled after it was final (a friend
+    it rested on was caught forging) is deleted from ``out`` and said through
+    ``on_note``; its re-verified copy is written once it is final again
+    (``out_folder.Recalls``: a copy fetched before the latest recall never lands).
     """
-    send, receive = trio.open_memory_channel[int](math.inf)
+    send, receive = trio.open_memory_channel[tuple[int, int]](math.inf)
+    recalls = out_folder.Recalls(out, file_name)
+    withdrawn: set[int] = set()  # frames recalled after OUT got them (or while they came down): the artist was told
+    replaced: set[int] = set()
 
     async def download() -> None:
         async with FileLink(requester, identity) as link:  # one connection for many frames
-            async for frame in receive:
+            async for frame, generation in receive:
                 target = out / file_name(frame)
                 if not target.exists():
-                    await link.get(FileHeader(kind="frame", job=job, frame=frame), target, max_size=1 << 30)
-                    os.chmod(target, mode)  # downloads land private (0600); a frame is the user's file like any other
+                    partial = out / f".{target.name}.{generation}.partial"
+                    try:
+                        await link.get(FileHeader(kind="frame", job=job, frame=frame), partial, max_size=1 << 30)
+                    except RemoteError as exc:
+                        if exc.code != "not-final":
+                            raise
+                        if recalls.generation(frame) == generation:  # recalled since it was listed: fetched again once final again
+                            queued.discard(frame)
+                        continue
+                    if recalls.generation(frame) != generation:  # recalled while it came down: never lands
+                        partial.unlink(missing_ok=True)
+                        continue
+                    os.chmod(partial, mode)  # downloads land private (0600); a frame is the user's file like any other
+                    partial.replace(target)
+                    if frame in withdrawn:  # OUT had (or was getting) the copy withdrawn: said replaced
+                        replaced.add(frame)
+                        on_note(words.replaced_text(frame, str(target)))
                 fetched.add(frame)
 
     umask = os.umask(0o022)
@@ -314,11 +349,17 @@ async def _follow(
             async with send:
                 while True:
                     asked = trio.current_time()
-                    progress = await session.call(msg.Progress(job=job, final_known=known, delivered_known=delivered))
+                    progress = await msg.ask(session, msg.Progress(job=job, final_known=known, delivered_known=delivered))
+                    for recall, held in recalls.take(progress.recalled):
+                        if held or recall.frame in queued:
+                            withdrawn.add(recall.frame)
+                            on_note(words.recall_text(recall.frame, rendered=recall.rendered))
+                        queued.discard(recall.frame)
+                        fetched.discard(recall.frame)
                     for frame in progress.final:
                         if frame not in queued:
                             queued.add(frame)
-                            send.send_nowait(frame)
+                            send.send_nowait((frame, recalls.generation(frame)))
                     on_progress(progress)
                     if progress.finished and (len(queued) == progress.total or progress.cancelled or progress.failed):  # its final frames are all
                         break
@@ -329,41 +370,43 @@ async def _follow(
     frames = tuple(sorted(fetched))
     if progress.failed:
         raise SubmitRefused(
-            f"job {job} failed: its file cannot render on the friends: {progress.failed}"
+            f"job {job} failed: {words.failure_text(progress.failed_cause, progress.failed)}"
             f" ({len(frames)} of {progress.total} frames final, in {out}; the points not earned are refunded)"
         )
-    return SubmitResult(job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames))
+    return SubmitResult(
+        job=job, frames=frames, out=out, progress=progress, files=tuple(out / file_name(f) for f in frames), replaced=tuple(sorted(replaced))
+    )
 
 
 async def jobs(requester: Address, home: Path) -> msg.JobsReply:
     """The jobs the key in ``home`` submitted to ``requester``."""
     identity = Identity.load_or_create(home)
     async with connect(requester, identity) as session:
-        return await session.call(msg.Jobs())
+        return await msg.ask(session, msg.Jobs())
 
 
 async def dashboard_link(requester: Address, home: Path, job: int) -> str:
     """The link to my ``job``'s page on the requester's dashboard ("": it serves none)."""
     identity = Identity.load_or_create(home)
     async with connect(requester, identity) as session:
-        return (await session.call(msg.DashboardLink(job=job))).url
+        return (await msg.ask(session, msg.DashboardLink(job=job))).url
 
 
 async def cancel(requester: Address, home: Path, job: int) -> msg.Cancelled:
     """Cancel my ``job``: friends released, final frames kept (``submit`` again fetches them), the rest refunded."""
     identity = Identity.load_or_create(home)
     async with connect(requester, identity) as session:
-        return await session.call(msg.Cancel(job=job))
+        return await msg.ask(session, msg.Cancel(job=job))
 
 
 async def status(master: Address, home: Path) -> msg.StatusReply:
     """The master's whole status as the key in ``home`` may see it, fetched page by page and joined."""
     identity = Identity.load_or_create(home)
     async with connect(master, identity) as session:
-        first = await session.call(msg.Status())
+        first = await msg.ask(session, msg.Status())
         friends, jobs, balances = list(first.friends), list(first.jobs), dict(first.balances)
         for page in range(1, first.pages):
-            more = await session.call(msg.Status(page=page))
+            more = await msg.ask(session, msg.Status(page=page))
             friends.extend(more.friends)
             jobs.extend(more.jobs)
             balances.update(more.balances)
@@ -374,12 +417,12 @@ async def create_account(master: Address, home: Path, user: str) -> msg.AccountC
     """Bind ``user`` to the key in ``home`` (created if missing); the user's friends use this key too."""
     identity = Identity.load_or_create(home)
     async with connect(master, identity) as session:
-        return await session.call(msg.CreateAccount(user=user))
+        return await msg.ask(session, msg.CreateAccount(user=user))
 
 
-async def operator_call(master: Address, home: Path, request: object) -> object:
+async def operator_call(master: Address, home: Path, request: msg.Asks[R]) -> R:
     """An operator command (grant, trust), signed by the key in ``home``."""
     identity = Identity.load_or_create(home)
     async with connect(master, identity) as session:
-        return await session.call(request)
+        return await msg.ask(session, request)
 

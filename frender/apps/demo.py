@@ -24,7 +24,7 @@ from rich.table import Table
 from frender import blender
 from frender.apps import messages as msg
 from frender.apps import video
-from frender.apps.client import create_account, operator_call, remembered_fps, status
+from frender.apps.client import SubmitResult, create_account, operator_call, remembered_fps, status
 from frender.apps.progress import follow
 from frender.apps.terminal import safe_text
 from frender.apps.web import OPERATOR, sign_token
@@ -43,9 +43,9 @@ class Cluster:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str, wrap: Sequence[str] = ()) -> subprocess.Popen:
+    def start(self, name: str, *args: str, wrap: Sequence[str] = ()) -> subprocess.Popen[bytes]:
         """Start ``frender ARGS`` logging to logs/NAME.log, under ``wrap`` (a command such as bwrap) if given. Ctrl-C
         (SIGINT) is its graceful stop, so it is handled even when this process was started with SIGINT ignored (as a
         shell's background job is)."""
@@ -133,8 +133,9 @@ def start_master(
 
 def start_requester(
     cluster: Cluster, master: Address, *, seconds_per_frame: float = 2.0, startup_seconds: float = 5.0, listen: str = "127.0.0.1:0", web: str | None = None,
-    blenders: tuple[str, ...] = (),
+    blenders: tuple[str, ...] = (), measure_crops: bool = True, extra: Sequence[str] = (),
 ) -> Address:
+    """Start `frender run requester` in ``cluster`` (``extra``: more of its options) and wait for its address."""
     home = cluster.root / "homes" / "requester"
     address_file = home / "address"
     address_file.unlink(missing_ok=True)
@@ -144,6 +145,7 @@ def start_requester(
         "--db", str(cluster.root / "requester.db"), "--home", str(home), "--address-file", str(address_file),
         "--seconds-per-frame", str(seconds_per_frame), "--startup-seconds", str(startup_seconds),
         "--max-per-host", "4096", *(("--web", web) if web else ()), *(a for b in blenders for a in ("--blender", b)),
+        *(() if measure_crops else ("--no-measure-crops",)), *extra,
     )
     return cluster.wait_for_address("requester", address_file)
 
@@ -242,7 +244,10 @@ def _linger(seconds: float) -> None:
         console.print("stopped")
 
 
-def _check(scene, out, frames, result, final, names, cheaters, farm_seconds, started) -> int:
+def _check(
+    scene: Path, out: Path, frames: tuple[int, ...], result: SubmitResult, final: msg.StatusReply, names: list[str], cheaters: int,
+    farm_seconds: float, started: float,
+) -> int:
     """The frames against a direct render, the summary and the video; 1 if a frame is wrong."""
     console.print(f"\nchecking the {len(result.frames)} frames against a direct render ...")
     t0 = time.monotonic()
@@ -301,7 +306,10 @@ def _direct_render(scene: Path, work: Path, frames: tuple[int, ...]) -> dict[int
     return {r.frame: r.path for r in rendered}
 
 
-def _summary(result, final: msg.StatusReply, names, cheaters, farm_seconds, direct_seconds, total_seconds, wrong, out: Path) -> None:
+def _summary(
+    result: SubmitResult, final: msg.StatusReply, names: list[str], cheaters: int, farm_seconds: float, direct_seconds: float,
+    total_seconds: float, wrong: list[int], out: Path,
+) -> None:
     job = next(j for j in final.jobs if j.job == result.job)
     progress = result.progress
     table = Table(title=f"job {result.job}: {len(result.frames)} frames", header_style="bold")

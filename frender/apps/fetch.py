@@ -28,7 +28,7 @@ __all__ = ["AlreadyOver", "cancel", "fetch"]
 
 async def _job_line(requester: Address, identity: Identity, job: int) -> msg.JobLine:
     async with connect(requester, identity) as session:
-        reply = await session.call(msg.Jobs())
+        reply = await msg.ask(session, msg.Jobs())
     line = next((j for j in reply.jobs if j.job == job), None)
     if line is None:
         raise client.SubmitRefused(f"job {job} is not one of yours at {requester} (`frender jobs --requester ...` lists them; is --home your key?)")
@@ -59,7 +59,7 @@ async def fetch(
     fetched: set[int] = set()
     while True:
         try:
-            return await client._follow(requester, identity, job, out, fetched, on_progress, poll, name)
+            return await client._follow(requester, identity, job, out, fetched, on_progress, poll, name, on_note)
         except* PeerGone:  # the requester may be restarting: its log keeps the job
             pass
         await trio.sleep(1.0)
@@ -79,12 +79,12 @@ async def cancel(requester: Address, home: Path, job: int) -> msg.Cancelled:
     identity = Identity.load_or_create(home)
     try:
         async with connect(requester, identity) as session:
-            return await session.call(msg.Cancel(job=job))
+            return await msg.ask(session, msg.Cancel(job=job))
     except RemoteError as exc:
         if exc.code != "job-state":
             raise
     async with connect(requester, identity) as session:
-        progress = await session.call(msg.Progress(job=job))
+        progress = await msg.ask(session, msg.Progress(job=job))
     if not progress.finished:
         raise RemoteError("job-state", f"job {job} cannot be cancelled now; try again")
     raise AlreadyOver(progress)

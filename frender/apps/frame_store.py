@@ -9,18 +9,21 @@ is checked against its logged sha256 whenever it is served or compared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
 
 from frender import blender
 from frender.apps import messages as msg
-from frender.apps.requester_events import crop_boxes
+from frender.apps import tiles
 from frender.apps.uploads import is_sha256
+from frender.apps.requester_room import Room
 from frender.core import job as core
 from frender.transports import (
     FileHeader,
@@ -31,21 +34,31 @@ from frender.transports import (
 log = logging.getLogger("frender.requester")
 
 
-class FrameStore:
+class FrameStore(Room):
     """The requester's files (a part of ``RequesterNode``): paths, puts and gets, hashes."""
+
+    def _unit_view(self, job: int, unit: int, task: int) -> tiles.UnitView:
+        """What a task's frame (a tile's work unit) renders and holds: its image's size, its crop window."""
+        return tiles.unit_view(core.tile_grid(self.state, job), self.jobs[job], unit, core.window_of(self.state, job, task))
 
     def _job_dir(self, job: int) -> Path:
         return self.home / "jobs" / str(job)
 
+    def _unit_output(self, job: int) -> blender.OutputFormat:
+        """The format of a work unit's image: the job's own, or a tile's (``tiles.unit_output``); a job accepted and not
+        yet started in the core (its ``StartJob`` follows its acceptance) is read as the artist's own format."""
+        tiled = job in core.job_numbers(self.state) and core.tile_grid(self.state, job) is not None
+        return tiles.unit_output(self.jobs[job], tiled)
+
     def _extension(self, job: int) -> str:
-        accepted = self.jobs.get(job)
-        return ".png" if accepted is None else accepted.output.extension
+        return ".png" if job not in self.jobs else self._unit_output(job).extension
 
     def _copy_path(self, job: int, task: int, frame: int) -> Path:
         return self._job_dir(job) / "copies" / f"{task}-{frame}{self._extension(job)}"
 
-    def _own_path(self, job: int, check: int) -> Path:
-        return self._job_dir(job) / "own" / f"{check}{self._extension(job)}"
+    def _own_path(self, job: int, check: int, *, whole: bool = False) -> Path:
+        """The requester's own render for ``check``: its window (or whole test frame), or ``whole``, the whole frame of a crop check (Rule 19)."""
+        return self._job_dir(job) / "own" / f"{check}{'-frame' if whole else ''}{self._extension(job)}"
 
     def _upload_path(self, sha256: str) -> Path:
         return self.uploads.path(sha256)
@@ -103,17 +116,15 @@ class FrameStore:
                 raise Refused("job-over", f"{self._over(header.job)}: frames of job {header.job} are no longer taken")
             friend, task = self._sender_of(peer, header.job, header.frame)
             self._heard_from(header.job, friend)
-            await self._bound_frame(header, friend, task)
+            await self._bound_frame(header, header.job, friend, task)
             # Each put has a file of its own; put_done links it to the copy's name only once it is accepted.
             return self._copy_path(header.job, task, header.frame).with_suffix(f".{secrets.token_hex(8)}.put")
         raise Refused("not-accepted", f"no {header.kind} is accepted for job {header.job!r}")
 
-    async def _bound_frame(self, header: FileHeader, friend: str, task: int) -> None:
+    async def _bound_frame(self, header: FileHeader, job: int, friend: str, task: int) -> None:
         """Refuse a frame larger than its job's format can need, before a byte is stored: a bad frame (a fault, as today)."""
-        accepted = self.jobs[header.job]
-        crop = crop_boxes(core.window_of(self.state, header.job, task), accepted)
-        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
-        out = accepted.output
+        width, height = self._unit_view(job, header.frame, task).rendered_size
+        out = self._unit_output(job)
         bound = blender.max_frame_bytes(out.file_format, out.color_depth, out.color_mode, width, height)
         if header.size <= bound:
             return
@@ -121,12 +132,28 @@ class FrameStore:
         try:  # the core treats it as it treats any frame that does not decode
             await self.apply(
                 core.DeliverFrame(
-                    job=header.job, friend=friend, task=task, frame=header.frame, ok=False, reason=reason, entropy=self._entropy(), now=self._now()
+                    job=job, friend=friend, task=task, frame=header.frame, ok=False, reason=reason, entropy=self._entropy(), now=self._now()
                 )
             )
         except Refused:
             pass
         raise Refused("frame-too-large", f"{reason}: render the job's own format and size, and send the image alone")
+
+    def receiving(self, peer: Peer, header: FileHeader) -> contextlib.AbstractAsyncContextManager[object]:
+        """Frame bodies take turns (``RequesterSettings.frame_bodies``); uploads, bounded by quotas, do not wait."""
+        if header.kind != "frame":
+            return contextlib.nullcontext()
+        return self._bodies.turn(peer.fingerprint, first=self._closes_batches(peer, header))
+
+    def _closes_batches(self, peer: Peer, header: FileHeader) -> bool:
+        """Whether the put is a check's render (a crop or a whole frame): its body goes before frames (``Turns``)."""
+        if not isinstance(header.job, int) or header.job not in self.jobs:
+            return False
+        try:
+            _, task = self._sender_of(peer, header.job, header.frame)
+        except Refused:
+            return False
+        return core.is_check_task(self.state, header.job, task)
 
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         if header.kind == "upload":
@@ -138,18 +165,19 @@ class FrameStore:
             path.unlink(missing_ok=True)
 
     async def _frame_done(self, peer: Peer, header: FileHeader, path: Path) -> msg.FrameStored:
-        """Decode the put's own file, link it to the copy's name (never over an accepted copy), then deliver."""
+        """Check the put's own file (its container and size), link it to the copy's name (never over an accepted copy), then deliver."""
         job = header.job
+        if not isinstance(job, int):  # accept_put takes frames of its own jobs only, named by number
+            raise Refused("not-accepted", f"no frame is accepted for job {job!r}")
         task = int(path.name.split("-")[0])
         friend = core.task_friend(self.state, job, task) or ""
         if friend not in self._friends_of(peer, job):
             raise Refused("not-yours", f"task {task} of job {job} is not one of your friends'")
-        accepted = self.jobs[job]
+        out = self._unit_output(job)
         ok, reason = True, ""
-        crop = crop_boxes(core.window_of(self.state, int(job), task), accepted)
-        width, height = (accepted.width, accepted.height) if crop is None else (crop[1].width, crop[1].height)
-        try:
-            await trio.to_thread.run_sync(lambda: blender.decode_output(path, accepted.output, width=width, height=height))
+        width, height = self._unit_view(job, header.frame, task).rendered_size
+        try:  # the container only: pixels are decoded where a comparison needs them, in a worker process (``comparisons``)
+            await trio.to_thread.run_sync(lambda: blender.check_output(path, out, width=width, height=height))
         except blender.BadImage as exc:
             ok, reason = False, str(exc)
         target = self._copy_path(job, task, header.frame)
@@ -218,6 +246,8 @@ class FrameStore:
             return await self._checked(self._job_dir(job) / "job.blend", accepted.blend_sha256)
         if header.kind == "frame":
             self._own_job(peer, job)
+            if core.tile_grid(self.state, job) is not None:  # a still in tiles: its frame stitched from its final tiles
+                return await self._stitched(job, header.frame)
             final = core.final_copy(self.state, job, header.frame)
             if final is None:
                 raise Refused("not-final", f"frame {header.frame} of job {job} is not final yet")
@@ -225,7 +255,9 @@ class FrameStore:
         raise Refused("unsupported", f"no {header.kind} files are served")
 
     def final_path(self, job: int, frame: int) -> Path | None:
-        """The stored copy of a final frame; None while it is not final."""
+        """The stored copy of a final frame; None while it is not final (a still in tiles: its stitch, once made)."""
+        if core.tile_grid(self.state, job) is not None:
+            return self._stitched_path(job, frame)
         final = core.final_copy(self.state, job, frame)
         return None if final is None else self.copies[(job, final.sha256)]
 
@@ -239,3 +271,93 @@ def _sha256_of(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+RANKS_KEPT = 4096  # keys whose place in the turns is remembered (``Turns``)
+
+
+class Turns:
+    """At most ``total`` holders at once and ``per_key`` of one key. A freed turn goes to the waiting put that ranks first:
+
+    1. a check's body (``first``) before a frame's: it closes batches, whose frames become final only once checked;
+    2. then the key first served earliest (stickiness): a friend already
+       sending keeps sending, so its batch of frames fills and is checked, where turns taken strictly in order spread
+       what the requester accepts over every friend and no batch fills for minutes. The keys served grow only while a
+       turn is free and no served key waits: as many friends as the requester can take at their pace;
+    3. then first come, first served.
+
+    The per-key bound keeps one friend's links (a slow drip over each) from holding every turn: taking them all
+    takes ``total / per_key`` keys, each a friend granted to the job. A key keeps its place between its puts (a friend
+    sends as it renders, with gaps); of more than ``RANKS_KEPT`` keys, the one served least recently is forgotten.
+    """
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self.per_key = per_key
+        self._free = total
+        self._keys: dict[str, list[int]] = {}  # key -> [turns held, puts holding or waiting]
+        self._waiting: list[_Waiter] = []
+        self._ranks: dict[str, int] = {}  # key -> the order it was first served in, least recently served first
+        self._served = 0  # ranks given
+        self._arrived = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str, *, first: bool = False) -> AsyncIterator[None]:
+        entry = self._keys.setdefault(key, [0, 0])
+        entry[1] += 1
+        try:
+            if self._free and entry[0] < self.per_key:  # a waiting put that could take this turn would have been given it
+                self._grant(key)
+            else:
+                self._arrived += 1
+                waiter = _Waiter(key, first, self._arrived)
+                self._waiting.append(waiter)
+                try:
+                    await waiter.event.wait()
+                except BaseException:
+                    if not waiter.event.is_set():
+                        self._waiting.remove(waiter)
+                    else:  # given the turn as it was cancelled: give it on
+                        self._give(key)
+                    raise
+            try:
+                yield
+            finally:
+                self._give(key)
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._keys[key]
+
+    def _grant(self, key: str) -> None:
+        entry = self._keys[key]
+        entry[0] += 1
+        self._free -= 1
+        rank = self._ranks.pop(key, None)
+        if rank is None:
+            rank, self._served = self._served, self._served + 1
+            if len(self._ranks) >= RANKS_KEPT:  # the key served least recently leaves
+                del self._ranks[next(iter(self._ranks))]
+        self._ranks[key] = rank
+
+    def _give(self, key: str) -> None:
+        self._keys[key][0] -= 1
+        self._free += 1
+        while self._free and self._waiting:
+            ready = [w for w in self._waiting if self._keys[w.key][0] < self.per_key]
+            if not ready:
+                return
+            chosen = min(ready, key=self._rank)
+            self._waiting.remove(chosen)
+            self._grant(chosen.key)
+            chosen.event.set()
+
+    def _rank(self, waiter: _Waiter) -> tuple[bool, int, int]:
+        return (not waiter.first, self._ranks.get(waiter.key, self._served), waiter.arrived)
+
+
+class _Waiter:
+    __slots__ = ("arrived", "event", "first", "key")
+
+    def __init__(self, key: str, first: bool, arrived: int) -> None:
+        self.key, self.first, self.arrived = key, first, arrived
+        self.event = trio.Event()

@@ -57,10 +57,11 @@ from typing import TYPE_CHECKING
 import trio
 from attrs import define, field
 
-from frender.apps.friend_work import FILE_ERRORS, MAX_ERROR, OUTBOX_SIZE, Backoff, BlendCache, JobRenderer, Outbox, Unworkable, frames_text, plainest
+from frender.apps.friend_work import FILE_ERRORS, MAX_ERROR, OUTBOX_SIZE, SENDERS, Backoff, BlendCache, JobRenderer, Outbox, Unworkable, frames_text, plainest
 from frender.apps.friend_work import FriendRefused, FriendSettings  # this module's public names too
+from frender.apps import standing
 from frender.apps.availability import AVAILABLE, Away, IdlePolicy, IdleReading, IdleSensor, Schedule, decide, local_time, read_pause, write_status, STOPPED
-from frender.apps.messages import FrameStored, GiveBack, Heartbeat, HeartbeatReply, NoWork, RegisterFriend, Registered, WantWork, Work
+from frender.apps.messages import FrameStored, GiveBack, Heartbeat, NoWork, RegisterFriend, WantWork, Work, ask
 from frender.blender import Backend, BlenderError, RenderedFrame, probe, sandbox_available
 from frender.core.profile import RenderProfile
 from frender.transports import (
@@ -134,6 +135,7 @@ async def run_friend(
             raise ValueError(f"cheat is one of {CHEATS}, not {cheat!r}")
     home = Path(home)
     identity = Identity.load_or_create(home)
+    standing.note(home, master, f"{user}/{name}")  # `frender friend status` asks this master how the friend stands
     profile = await probe(backend)
     sandbox = "sandbox: bubblewrap" if sandbox_available() else "no sandbox: install bubblewrap"
     log(f"friend {user}/{name}: {profile}; {sandbox}")
@@ -291,9 +293,7 @@ class _Friend:
             user=self.user, name=self.name, profile=self.profile, capacity=capacity, away=self.away.reason, refuse=self.refuse
         )
         with trio.fail_after(self.settings.call_deadline):
-            reply = await session.call(request)
-        if not isinstance(reply, Registered):
-            raise ProtocolError(f"expected Registered, got {type(reply).__name__}")
+            reply = await ask(session, request)
         self.log(f"registered as {reply.friend} with the master at {self.master.host}:{self.master.port}")
         # A floor, so a misconfigured master cannot make the friend spin.
         return max(reply.heartbeat_every, 0.01)
@@ -307,9 +307,7 @@ class _Friend:
                 friend=self.friend, busy=self.busy(), last_done=self.last_done, wait=wait, away=self.away.reason, refuse=self.refuse
             )
             with trio.fail_after(self.settings.call_deadline):
-                reply = await session.call(beat)
-            if not isinstance(reply, HeartbeatReply):
-                raise ProtocolError(f"expected HeartbeatReply, got {type(reply).__name__}")
+                reply = await ask(session, beat)
             if reply.assignment is not None:
                 self._take(reply.assignment, reply.requester)
             await trio.sleep_until(sent + every)
@@ -392,15 +390,17 @@ class _Friend:
     async def _ask_for_work(self, session: Session, job: int, cheat: Cheat | None, renderer: JobRenderer) -> str:
         """Take tasks until the requester has none left for us; returns why the job is over.
 
-        Frames leave through an outbox, delivered in order by their own task
-        while Blender renders on; the outbox is emptied before this returns.
-        """
+        Frames leave through an outbox, sent in the order they were saved by ``SENDERS`` tasks side
+        by side while Blender renders on; the outbox is emptied before this returns."""
         outbox = Outbox(self.home / "outbox" / str(job))
         try:
             with single_error():
                 async with trio.open_nursery() as nursery:
                     send, receive = trio.open_memory_channel[tuple[int, RenderedFrame]](OUTBOX_SIZE)
-                    nursery.start_soon(self._deliver_all, job, outbox, receive)
+                    first = trio.Event()  # later senders dial only once the first has a frame through
+                    with receive:
+                        for n in range(SENDERS):
+                            nursery.start_soon(self._deliver_all, job, outbox, receive.clone(), first, n > 0)
                     async with send:
                         return await self._take_tasks(session, job, cheat, renderer, outbox, send)
         finally:
@@ -439,16 +439,16 @@ class _Friend:
     async def _want_work(self, session: Session, job: int, outbox: Outbox, rendering: int | None = None) -> Work | NoWork | str:
         """The requester's answer to WantWork: a task, NoWork, or (a string) why it refused us.
 
-        The call keeps the task still ``rendering`` and every task with frames
-        still in the outbox; the requester takes every other task as given up.
-        """
-        keeping = outbox.tasks() | ({rendering} if rendering is not None else set())
+        It keeps the task still ``rendering`` and, as ``sending`` (not a task ahead: Blender goes on while they
+        leave), every task with frames in the outbox; the requester takes every other task as given up."""
+        keeping = () if rendering is None else (rendering,)
+        sending = tuple(sorted(outbox.tasks() - set(keeping)))
         try:
             with trio.fail_after(self.settings.call_deadline):
-                reply = await session.call(WantWork(assignment=self.jobs[job].signed, keeping=tuple(sorted(keeping))))
+                reply = await ask(session, WantWork(assignment=self.jobs[job].signed, keeping=keeping, sending=sending))
         except RemoteError as exc:
             return f"the requester refused: {exc.reason}"
-        if isinstance(reply, NoWork) or (isinstance(reply, Work) and reply.job == job):
+        if isinstance(reply, NoWork) or reply.job == job:
             return reply
         raise ProtocolError(f"expected Work for job {job} or NoWork, got {reply!r}"[:300])
 
@@ -499,7 +499,8 @@ class _Friend:
             if left == 1:
                 nursery.start_soon(ask_ahead)
             if cheat is not None:
-                size = (work.width, work.height) if work.window is None else (work.window.width, work.window.height)
+                box = work.window
+                size = (work.width, work.height) if box is None or box.in_place else (box.width, box.height)
                 await cheat.forge(frame, width=size[0], height=size[1], work=work)
             await post(frame)
             if self.away:
@@ -549,15 +550,23 @@ class _Friend:
             raise Unworkable(f"cannot fetch the .blend: {exc}") from None
 
     async def _deliver_all(
-        self, job: int, outbox: Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]]
+        self, job: int, outbox: Outbox, frames: trio.MemoryReceiveChannel[tuple[int, RenderedFrame]], first: trio.Event, wait: bool
     ) -> None:
-        """Send posted frames to the requester, in order, over one connection, until the outbox closes."""
+        """Send posted frames, one after another over one connection, until the outbox closes. With ``wait``, only
+        once another sender is through with its ``first`` frame (or done): a job's start costs the requester one
+        handshake a friend, not one a sender."""
         async with frames, FileLink(self.jobs[job].requester, self.identity) as link:
-            async for task, frame in frames:
-                try:
-                    await self._deliver(job, link, frame)
-                finally:
-                    outbox.sent(task, frame)
+            try:
+                if wait:
+                    await first.wait()
+                async for task, frame in frames:
+                    try:
+                        await self._deliver(job, link, frame)
+                    finally:
+                        outbox.sent(task, frame)
+                        first.set()
+            finally:
+                first.set()
 
     async def _deliver(self, job: int, link: FileLink, frame: RenderedFrame) -> None:
         """Send one saved frame to the requester; a refused frame is logged, the task goes on."""

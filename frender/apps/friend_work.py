@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from frender.apps.friend import _Friend
 
 __all__ = [
-    "FILE_ERRORS", "GiB", "MAX_ERROR", "OUTBOX_SIZE", "Backoff", "BlendCache", "FriendRefused", "FriendSettings", "JobRenderer", "Outbox",
+    "FILE_ERRORS", "GiB", "MAX_ERROR", "OUTBOX_SIZE", "SENDERS", "Backoff", "BlendCache", "FriendRefused", "FriendSettings", "JobRenderer", "Outbox",
     "Unworkable", "frames_text", "plainest",
 ]
 
@@ -68,6 +68,10 @@ class FriendSettings:
 
 
 OUTBOX_SIZE = 4  # frames saved but not yet sent, at most; then rendering waits
+# Frames sent side by side, each sender over its own connection (opened by its first file): a small file's put is
+# round trips, an fsync and the requester's commit, not bandwidth, so one sender alone holds back a run of crop
+# checks (a window renders in a fraction of a frame's time).
+SENDERS = 2
 # Render errors that speak of the file, not of this machine (a timeout, a lack of memory or of a denoiser are
 # this machine's): handed back with the task, so a file no friend can render ends with its reason.
 FILE_ERRORS = (BlenderCrashed, NotABlendFile, GuardRefused, NewerBlendFile)
@@ -133,17 +137,29 @@ class JobRenderer:
         self.job = job
         self.job_dir = friend.home / "jobs" / str(job)
         self.session: RenderSession | None = None
+        self.noisy = False  # the session renders a denoised file's tiles noisy (Work.noisy)
 
     async def render(self, work: Work, on_frame: Callable[[RenderedFrame], Awaitable[None]]) -> None:
         """Render the task's frames, handing each to on_frame as Blender saves it."""
-        if self.session is not None and (not self.session.alive or self.session.remaining < work.deadline):
+        if self.session is not None and (not self.session.alive or self.session.remaining < work.deadline or self.noisy != work.noisy):
             await self.close()
         if self.session is None:
-            self.session = await self._open(work.deadline)
-        window = None if work.window is None else Window(left=work.window.left, top=work.window.top, width=work.window.width, height=work.window.height)
+            self.session = await self._open(work.deadline, noisy=work.noisy)
+            self.noisy = work.noisy
+        box = work.window
+        window = None if box is None else Window(
+            left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless
+        )
+        if work.deliver_as:  # a tile: its render is delivered under its work unit's number
+            named = dict(zip(work.frames, work.deliver_as))
+            deliver = on_frame
+
+            async def on_frame(frame: RenderedFrame) -> None:
+                await deliver(attrs.evolve(frame, frame=named.get(frame.frame, frame.frame)))
+
         await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0), window=window)
 
-    async def _open(self, deadline: float) -> RenderSession:
+    async def _open(self, deadline: float, *, noisy: bool = False) -> RenderSession:
         friend = self.friend
         shutil.rmtree(self.job_dir, ignore_errors=True)
         self.job_dir.mkdir(parents=True)
@@ -160,7 +176,7 @@ class JobRenderer:
         # Long enough for this task at least, or every task would reopen it.
         settings = friend.settings
         limits = RenderLimits(wall_seconds=max(settings.session_seconds, deadline), memory_bytes=settings.max_memory, nice=settings.nice)
-        return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits)
+        return await start_session(friend.backend, blend, self.job_dir, threads=friend.threads, limits=limits, noisy=noisy)
 
     async def _lay_out_tree(self, manifest_path: Path) -> Path:
         """Fetch each file of the job's tree (each checked against the manifest's sha256) and copy it in."""

@@ -19,7 +19,8 @@ FRAME_STATES = ("waiting", "rendering", "delivered", "checked", "final", "recall
 
 def frame_states(state: core.Requester, job: int) -> dict[int, str]:
     """Frame -> its state: waiting (queued), rendering (in a friend's live task), delivered (a copy is in),
-    checked (a check over it agreed, others may be pending), final. Frames in frame order."""
+    checked (a check over it agreed, others may be pending), final, recalled (final once, withdrawn by unravelling and
+    not final again yet). Frames in frame order."""
     out: dict[int, str] = {}
     for frame in core.queued(state, job):
         out[frame] = "waiting"
@@ -34,8 +35,11 @@ def frame_states(state: core.Requester, job: int) -> dict[int, str]:
     }
     for frame in delivered:
         out[frame] = "checked" if frame in agreed else "delivered"
-    for frame in core.summary(state, job).final:
+    summary = core.summary(state, job)
+    for frame in summary.final:
         out[frame] = "final"
+    for frame in summary.recalled:  # withdrawn and not final again: whatever it waits for now, the artist must know
+        out[frame] = "recalled"
     return dict(sorted(out.items()))
 
 

@@ -36,6 +36,7 @@ import trio
 from frender.apps import messages as msg
 from frender.apps import words
 from frender.apps.node import Node
+from frender.apps.standing import Tally, standing_of
 from frender.core import master as core
 from frender.core._decider import Rejected, is_durable
 from frender.store import SqliteLog
@@ -76,7 +77,12 @@ class MasterNode(Node[core.Master], Handler):
         self._held: dict[tuple[str, int], msg.HeartbeatReply] = {}
         self._waiting: dict[str, trio.Event] = {}  # idle friends whose heartbeat waits for a grant
         self._unsaved: Counter[tuple[str, str]] = Counter()  # what uncommitted events change (_touches)
+        self.tally = Tally()  # per friend: points paid, fines, evictions, as the log has them (``frender friend status``)
         super().__init__(log, core.Master(settings=settings), core.evolve)
+
+    def _fold(self, event: object) -> None:
+        self.tally.fold(event)
+        super()._fold(event)
 
     def _committed(self, batch: list[object]) -> None:
         self._unsaved.clear()  # nothing is uncommitted any more
@@ -222,6 +228,8 @@ class MasterNode(Node[core.Master], Handler):
                 return msg.Ok()
             case msg.Status(page=page):
                 return self._status(self._draft, peer, page, now)
+            case msg.FriendStanding(friend=friend):  # read-only: the committed records and the tally folded from them
+                return standing_of(self.state, self.tally, friend, key=peer.fingerprint, operator=peer.fingerprint in self.operators, now=now)
         raise Refused("unsupported", f"the master does not answer {type(request).__name__}")
 
     def _operator(self, peer: Peer) -> None:
@@ -259,7 +267,7 @@ class MasterNode(Node[core.Master], Handler):
         friends = tuple(
             msg.GrantedFriendInfo(
                 friend=f, user=draft.friends[f].user, key=draft.accounts[draft.friends[f].user].key or "",
-                reputation=draft.friends[f].reputation, clean_run=draft.friends[f].clean_run,
+                reputation=core.standing(draft, draft.friends[f]), clean_run=draft.friends[f].clean_run,
             )
             for f in grant.friends
         )
@@ -332,7 +340,7 @@ class MasterNode(Node[core.Master], Handler):
                 profile=f.profile,
                 clean_run=f.clean_run,
                 away=f.away,
-                reputation=f.reputation,
+                reputation=core.standing(state, f),  # below the threshold until trusted (Rule 7)
                 trust_threshold=state.settings.trust_threshold,
             )
             for f in islice(state.friends.values(), page * per_friends, (page + 1) * per_friends)
@@ -353,13 +361,13 @@ class MasterNode(Node[core.Master], Handler):
             )
             for j in islice(state.jobs.values(), page * per_jobs, (page + 1) * per_jobs)
         )
-        balances = {a.user: a.balance for a in visible[page * per_balances : (page + 1) * per_balances]}
+        balances = {a.user: a.balance + a.held for a in visible[page * per_balances : (page + 1) * per_balances]}  # held pay included
         return msg.StatusReply(
             friends=friends,
             jobs=jobs,
             balances=balances,
             granted=state.granted,
-            total_balance=state.balances(),
+            total_balance=state.balances() + state.held(),
             escrow=state.escrow(),
             accounts=len(state.accounts),
             page=page,
@@ -392,7 +400,7 @@ async def run_master(
     operators: frozenset[str] = frozenset(),
     limits: Limits = Limits(),
     sync: str = "full",
-    announce=print,
+    announce: Callable[[str], None] = print,
     web: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -11,7 +11,7 @@ master may have acted on it (callers retry what is safe to retry; a new job's
 opening is released otherwise).
 
 ``call(request: Asks[R]) -> R``: each request message names its reply
-(``messages.reply_of``); any other reply is the master's fault, a
+(``messages.checked_reply``); any other reply is the master's fault, a
 ``ProtocolError``.
 """
 
@@ -23,7 +23,7 @@ from typing import TypeVar
 import trio
 
 from frender.apps import messages as msg
-from frender.transports import Address, Identity, Limits, PeerGone, ProtocolError, Session, TransportError, connect
+from frender.transports import Address, Identity, Limits, PeerGone, Session, TransportError, connect
 
 __all__ = ["MasterLink"]
 
@@ -106,7 +106,4 @@ class MasterLink:
                 raise
             finally:
                 self._used = trio.current_time()
-        expected = msg.reply_of(request)
-        if not isinstance(reply, expected):
-            raise ProtocolError(f"the master answered {type(request).__name__} with {type(reply).__name__}, not {expected}")
-        return reply  # type: ignore[return-value]  # checked against the reply the request names
+        return msg.checked_reply(request, reply)

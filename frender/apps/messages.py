@@ -14,7 +14,7 @@ message out of bounds is refused with code "bad-input", naming the field.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 from attrs import Factory, frozen
@@ -37,6 +37,7 @@ from frender.apps.requester_messages import (
     NoWork,
     Progress,
     ProgressReply,
+    Recall,
     Submit,
     Submitted,
     UploadsWanted,
@@ -44,10 +45,12 @@ from frender.apps.requester_messages import (
     Work,
 )
 from frender.core.profile import RenderProfile
-from frender.transports import Refused, SignedAssignment
+from frender.transports import ProtocolError, Refused, Session, SignedAssignment
 
 __all__ = [
     "Asks",
+    "ask",
+    "checked_reply",
     "reply_of",
     "Ok",
     "check_bounds",
@@ -80,16 +83,21 @@ __all__ = [
     # anyone -> master
     "Status",
     "StatusReply",
+    "FriendStanding",
+    "Standing",
     "FriendStatus",
     "JobStatus",
     # client -> requester
     "Submit",
     "Submitted",
+    "HaveUploads",
+    "UploadsWanted",
     "DashboardLink",
     "DashboardLinkReply",
     "Progress",
     "ProgressReply",
     "FriendLine",
+    "Recall",
     # friend -> requester
     "WantWork",
     "Work",
@@ -104,6 +112,8 @@ __all__ = [
     "JobLine",
     "JobsReply",
 ]
+
+R = TypeVar("R")
 
 
 
@@ -361,6 +371,44 @@ class StatusReply:
     pages: int = 1
 
 
+@frozen(kw_only=True)
+class FriendStanding(Asks["Standing"]):
+    """How one of my friends stands at the master (its owner's key, or the operator's, asks)."""
+
+    tag: ClassVar[str] = "friend_standing.v1"
+    friend: str
+
+
+@frozen(kw_only=True)
+class Standing:
+    """A friend's trust and points as the master's log has them."""
+
+    tag: ClassVar[str] = "standing.v1"
+    friend: str
+    user: str  # its owner: earns its points, pays its fines
+    reputation: int  # the requester's own checks passed in a row
+    trust_threshold: int  # trusted at or above this reputation, on probation below
+    clean_run: int
+    earned: int  # points paid for it, all jobs (final frames and agreeing checks)
+    jobs_paid: int  # jobs whose closing report paid it
+    fined: int  # points its owner was fined for it (Rule 9: caught forging)
+    evictions: int  # jobs it was caught in
+    balance: int  # its owner's balance: what its points went to, and what a fine is taken from
+    job: int | None = None  # the job it holds now: its points there are held until that job closes
+    live: bool = False
+    # Rule 12: points paid for it that are held (not spendable) until a later job's own checks confirm it or the hold
+    # ends; forfeited if it is caught. Rule 7: trust also needs passes in enough jobs of enough requesters.
+    held: int = 0
+    trusted: bool = False
+    trust_jobs: int = 0
+    trust_jobs_needed: int = 0
+    requesters: int = 0
+    requesters_needed: int = 0
+
+
+codec.register(FriendStanding, Standing)
+
+
 codec.register(
     Ok,
     CreateAccount,
@@ -401,6 +449,7 @@ REPLIES: dict[type, type | tuple[type, ...]] = {
     Grant: Ok,
     Trust: Ok,
     Status: StatusReply,
+    FriendStanding: Standing,
     Submit: Submitted,
     HaveUploads: UploadsWanted,
     DashboardLink: DashboardLinkReply,
@@ -415,6 +464,19 @@ REPLIES: dict[type, type | tuple[type, ...]] = {
 def reply_of(request: Asks[Any]) -> type | tuple[type, ...]:
     """The class (or classes) of the reply ``request`` asks for."""
     return REPLIES[type(request)]
+
+
+def checked_reply(request: Asks[R], reply: object) -> R:
+    """``reply`` as the ``R`` that ``request`` asks for; a reply of any other class is the peer's fault (``ProtocolError``)."""
+    expected = reply_of(request)
+    if not isinstance(reply, expected):
+        raise ProtocolError(f"{type(request).__name__} was answered with {type(reply).__name__}, not {expected}")
+    return reply  # type: ignore[return-value]  # checked against the reply the request names
+
+
+async def ask(session: Session, request: Asks[R]) -> R:
+    """``session.call``, typed: the reply ``request`` asks for (``checked_reply``). Raises as ``Session.call`` does."""
+    return checked_reply(request, await session.call(request))
 
 
 # ------------------------------------------------------------------ bounds

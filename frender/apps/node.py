@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 import trio
 
@@ -45,7 +45,7 @@ log = logging.getLogger("frender.node")
 
 
 class Clonable(Protocol):
-    def clone(self) -> Clonable: ...
+    def clone(self) -> Self: ...
 
 
 S = TypeVar("S", bound=Clonable)
@@ -55,13 +55,14 @@ Step = Callable[[S], Sequence[object]]  # decides on the draft: the events it de
 class Node(Generic[S]):
     """A core's state, its draft and its log: the one decide-commit-evolve loop (see the module's rules)."""
 
-    def __init__(self, log: SqliteLog, state: S, evolve: Callable[[S, object], None]) -> None:
-        """Fold ``log`` into ``state`` (verifying its chain), then take the draft; ``evolve`` is the core's."""
+    def __init__(self, log: SqliteLog, state: S, evolve: Callable[[S, object], object]) -> None:
+        """Fold ``log`` into ``state`` (verifying its chain), then take the draft; ``evolve`` is the core's (it evolves
+        the state in place: what it returns is not used)."""
         self.log = log
         self.state = state  # committed: the log's fold (Rule 1)
         self._evolve = evolve
         replay(log, self._fold)
-        self._draft: S = state.clone()  # type: ignore[assignment]  # Rule 2
+        self._draft = state.clone()  # Rule 2
         self._pending: list[object] = []  # evolved into the draft, not yet into ``state``, in order
         self.broken: BaseException | None = None  # why the log failed: nothing is decided or answered after
         self._log_failed = trio.Event()
@@ -93,7 +94,7 @@ class Node(Generic[S]):
         except BaseException as exc:
             if len(self._pending) > mark:  # withdraw the call: the draft again is ``state`` plus the rest
                 del self._pending[mark:]
-                self._draft = self.state.clone()  # type: ignore[assignment]
+                self._draft = self.state.clone()
                 for event in self._pending:
                     self._evolve(self._draft, event)
             if isinstance(exc, Rejected):

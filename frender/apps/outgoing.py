@@ -225,7 +225,7 @@ def _library(path: Path) -> bool:
     if header.version is not None:
         return True
     try:  # a zstd header the stdlib-only reader could not see: decompress its first bytes where zstandard is installed
-        import zstandard  # type: ignore[import-not-found]
+        import zstandard
     except ImportError:
         return True
     with open(path, "rb") as file, zstandard.ZstdDecompressor().stream_reader(file) as reader:

@@ -206,7 +206,7 @@ def find_dependencies(blend: Path) -> tuple[Dependency, ...]:
 def _trace(blend: Path) -> tuple[tuple[Dependency, ...], tuple[outgoing.Candidate, ...]]:
     """Every file `blend` uses, and the files a pack would copy for each (sequences expanded)."""
     from blender_asset_tracer import trace
-    from blender_asset_tracer.pack import file_sequence
+    from blender_asset_tracer.trace import file_sequence
 
     found: dict[tuple[Path, str], Dependency] = {}
     candidates: dict[tuple[Path, str], outgoing.Candidate] = {}
@@ -243,7 +243,7 @@ def pack(blend: Path, *, into: Path | None = None, include_outside: bool = False
     """
     from blender_asset_tracer.pack import Packer
 
-    class _Packer(Packer):  # type: ignore[misc]
+    class _Packer(Packer):
         """BAT's packer, placing files from outside the project under _outside_project/N/ (no folder of the artist's named)."""
 
         def _find_new_paths(self) -> None:

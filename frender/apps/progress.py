@@ -7,13 +7,15 @@ control characters escaped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import trio
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -28,10 +30,27 @@ __all__ = ["follow", "job_view", "print_status", "print_jobs"]
 console = Console(stderr=True)
 
 
-def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Group:
-    """Bars for delivered and final frames, a line per friend, checks and evictions."""
-    bars.update(ids[0], completed=p.delivered, total=p.total)
-    bars.update(ids[1], completed=len(p.final), total=p.total)
+class SubmitOptions(TypedDict, total=False):
+    """What ``follow`` passes on to ``client.submit`` as it is (see there)."""
+
+    name: str | None
+    allow_outside: bool
+    allow_missing: bool
+    priority: int
+    blender: str
+    include_outside: bool
+    on_note: Callable[[str], None]
+    tiles: str
+
+
+def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[TaskID, TaskID]) -> Group:
+    """Bars for delivered and final frames (tiles, for a still in tiles), a line per friend, checks and evictions."""
+    if p.tiles:  # counted in tiles within frames; a frame is final once stitched whole
+        bars.update(ids[0], completed=p.tiles_delivered, total=p.total * p.tiles)
+        bars.update(ids[1], completed=p.tiles_final, total=p.total * p.tiles)
+    else:
+        bars.update(ids[0], completed=p.delivered, total=p.total)
+        bars.update(ids[1], completed=len(p.final), total=p.total)
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     for column in ("friend", "delivered", "final", "checks", ""):
         table.add_column(column, justify="right" if column in ("delivered", "final", "checks") else "left")
@@ -39,6 +58,8 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
         note = Text("evicted", style="red") if line.evicted else Text("gone", style="yellow") if line.gone else ""
         table.add_row(safe_text(line.friend), str(line.delivered), str(line.final), str(line.checks), note)
     summary = safe_text(f"job {p.job}: {p.checks} checks resolved, {p.disagreements} disagreements")
+    if p.tiles:
+        summary.append(f"\nin tiles: {p.tiles_final} of {p.total * p.tiles} tiles final ({p.tiles} a frame); {len(p.final)} of {p.total} frames stitched")
     if p.evictions:
         summary.append(safe(f", evicted: {', '.join(p.evictions)}"))
     if p.cancelled:
@@ -50,6 +71,8 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
         summary.append(f"\nfriends: {p.active} of the {p.wanted} asked for; the job grows as friends free up")
     if not p.finished and p.final:
         summary.append(f"\n{words.time_left_text(p.eta)}")
+    if again := words.recalled_text(p.recalled):
+        summary.append("\n" + again, style="red")
     if p.problem:
         summary.append("\n" + safe(p.problem), style="yellow")
     return Group(bars, table, summary)
@@ -57,7 +80,7 @@ def job_view(p: msg.ProgressReply, bars: Progress, ids: tuple[int, int]) -> Grou
 
 def follow(
     blend: Path, *, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...] = (), checks: int = 1,
-    **options: object,
+    **options: Unpack[SubmitOptions],
 ) -> SubmitResult:
     """``client.submit`` with a live view; returns when every frame is in ``out``."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
@@ -69,7 +92,10 @@ def follow(
             console.line()  # off a terminal the last view ends without one: what follows starts on its own line
 
 
-def _follow_live(blend, requester, user, home, friends, out, frames, checks, bars, ids, options) -> SubmitResult:
+def _follow_live(
+    blend: Path, requester: Address, user: str, home: Path, friends: int, out: Path, frames: tuple[int, ...], checks: int, bars: Progress,
+    ids: tuple[TaskID, TaskID], options: SubmitOptions,
+) -> SubmitResult:
     with Live(bars, console=console, refresh_per_second=8, transient=False) as live:
 
         def show(p: msg.ProgressReply) -> None:
@@ -85,7 +111,7 @@ def _follow_live(blend, requester, user, home, friends, out, frames, checks, bar
             lambda: submit(
                 blend, requester=requester, user=user, home=home, friends=friends, out=out, frames=frames, checks_per_friend=checks,
                 on_progress=show, on_upload=uploading, on_link=link,
-                **options,  # type: ignore[arg-type]
+                **options,
             )
         )
 
@@ -105,8 +131,8 @@ def print_jobs(reply: msg.JobsReply, folders: dict[int, str] | None = None) -> N
     for j in reply.jobs:
         friends = f"{j.active}/{j.wanted}" if j.state in ("running", "waiting") and j.wanted else str(j.active)
         left = "" if j.state != "running" else words.duration(j.eta)
-        if j.failed:  # a failed job: why its file cannot render
-            state = safe_text(f"failed: {j.failed}")
+        if j.failed:  # a failed job: why its file cannot render, or why no friend could go on with it
+            state = safe_text(f"failed: {words.failure_text(j.failed_cause, j.failed)}")
         elif j.state == "waiting" and j.waiting:
             state = safe_text(words.waiting_text(j.waiting))
         else:

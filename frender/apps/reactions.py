@@ -2,7 +2,7 @@
 
 - a comparison owed    -> compare two stored copies (``OwnRenders``) -> RecordComparison
 - an own render owed   -> render the frame with our own Blender -> RecordOwnRender
-- more friends wanted  -> ask the master -> AddFriends
+- more friends wanted  -> ask the master -> AddFriends (a job none comes to in time fails: the core's Rule 18)
 - an ended job         -> report to the master until it acknowledges (or refuses for good)
 - an opening never accepted -> released at the master
 - a job short of the friends it asked for grows (``grow_forever``); deadlines and silent friends tick.
@@ -28,6 +28,7 @@ from frender.apps.requester_events import (
     ReportDelivered,
     ReportRefused,
 )
+from frender.apps.requester_room import Result, Room
 from frender.core import job as core
 from frender.transports import (
     PeerGone,
@@ -44,7 +45,7 @@ log = logging.getLogger("frender.requester")
 R = TypeVar("R")
 
 
-class Reactions:
+class Reactions(Room):
     """Reacting to what the core owes, and talking to the master (a part of ``RequesterNode``)."""
 
     async def _ask_master(self, request: msg.Asks[R], *, retry: bool = True) -> R:
@@ -74,7 +75,7 @@ class Reactions:
             log.warning("master %s unreachable (%s); retrying in %.1f s", self.master, why, delay)
             self.master_problem = f"the master does not answer ({why}); retrying every {delay:.0f} s, the job goes on meanwhile"
             self._changed.set()
-            self._changed = trio.Event()
+            self._changed: trio.Event = trio.Event()  # annotated: mypy cannot infer a Room attribute read before it is set here
             await trio.sleep(delay)
 
     async def react_forever(self, nursery: trio.Nursery) -> None:
@@ -86,6 +87,7 @@ class Reactions:
             "reports": self._report,
             "openings": self._release_opening,
             "evictions": self._report_evictions,
+            "prerenders": self._prerender,
         }
         while True:
             self.wake = trio.Event()
@@ -123,14 +125,16 @@ class Reactions:
 
         nursery.start_soon(run)
 
-    async def _settle(self, kind: str, key: object, command: object, *more: object) -> None:
-        """Apply a reaction's result. The core refuses a stale one (its check moved on meanwhile):
-        that reaction is no longer owed here (after a restart it may run once more, and is refused again)."""
+    async def _settle(self, kind: str, item: object, command: Result, *more: object) -> None:
+        """Apply the result of the reaction owed as ``item``. The core refuses a stale one (its check moved on
+        meanwhile): that item is no longer owed here (after a restart it may run once more, and is refused again).
+        Only that item: what is owed later under the same key (the check's new copies, after its checker was caught
+        and replaced) is another item, and runs (dropping the key left such a check comparing for ever)."""
         try:
             await self.apply(command, *more)
         except Refused as exc:
-            log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)  # type: ignore[attr-defined]
-            self._dropped.add((kind, key))
+            log.info("job %d: %s not applied: %s", command.job, type(command).__name__, exc)
+            self._dropped.add((kind, item))
 
     async def _release_opening(self, event: JobOpening) -> None:
         """Close, unpaid, whatever job the master opened for an opening that never became a job here."""
@@ -172,7 +176,7 @@ class Reactions:
             self.short_why.pop(event.job, None)
             await self._settle(
                 "more_friends",
-                event.job,
+                event,
                 _joining(granted, entropy=self._entropy(), now=self._now()),
                 _keys(granted),
             )
@@ -250,6 +254,7 @@ class Reactions:
         log.info("job %d: the master knows %s was caught", owed.job, ", ".join(owed.friends))
 
     async def _report(self, event: core.OwedReport) -> None:
+        await self.close_own_session(event.job)  # the job is over: so are our own renders of it
         head = self.log.head
         report = event.report
         request = msg.Report(
@@ -280,12 +285,30 @@ class Reactions:
         while True:
             await trio.sleep(self.settings.tick)
             for number in core.running_jobs(self.state):
-                await self.apply(core.Tick(job=number, entropy=self._entropy(), now=self._now()))
+                if not await self._timed(core.Tick(job=number, entropy=self._entropy(), now=self._now())):
+                    continue
                 for friend in core.silent_candidates(self.state, number):
+                    if (number, friend) in self._asking:  # its call for work is held here now
+                        continue
                     silent = trio.current_time() - self._contact.get((number, friend), started)
                     if silent > self.settings.friend_silence:
                         log.info("job %d: %s silent for %.0f s: gone", number, friend, silent)
-                        await self.apply(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now()))
+                        if not await self._timed(core.DropFriend(job=number, friend=friend, entropy=self._entropy(), now=self._now())):
+                            break
+
+    async def _timed(self, command: core.Tick | core.DropFriend) -> bool:
+        """Apply a timer's command; False if the job ended meanwhile.
+
+        The jobs ticked are read from the committed state, but a command is decided on the draft, where
+        another call may already have decided the job's end (its last frame, a cancel) and not yet committed it.
+        """
+        try:
+            await self.apply(command)
+        except Refused as exc:
+            if exc.code != "job-state":
+                raise
+            return False
+        return True
 
 
 def _joining(granted: msg.FriendsGranted, *, entropy: str, now: float) -> core.AddFriends:

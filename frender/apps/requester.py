@@ -15,7 +15,10 @@ a room of its own:
 | ``uploads``          | the artists' files, owned by the keys that uploaded them |
 | ``reactions``        | what the core owes (``core.owed``), reports, growing jobs, ticks |
 | ``own_renders``      | comparisons and the requester's own renders |
+| ``job_replies``      | what a client hears of its jobs: progress, the jobs list, cancel |
+| ``tiles``            | a still's tiles: units, windows, stitched frames |
 | ``master_link``      | the one persistent, typed session to the master |
+| ``requester_room``   | ``Room``: what each room uses of the node and of the others, so mypy checks each on its own |
 """
 
 from __future__ import annotations
@@ -26,19 +29,20 @@ import random
 import secrets
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import trio
 from attrs import frozen
 
 from frender import blender
-from frender.apps import artist, job_view, pack, words
-from frender.apps.frame_store import FrameStore
+from frender.apps import job_view, pack, tiles, words
+from frender.apps.comparisons import ComparePool
+from frender.apps.frame_store import FrameStore, Turns
+from frender.apps.heap import bound_heap, trim_forever
 from frender.apps.master_link import MasterLink
 from frender.apps.own_renders import OwnRenders
 from frender.apps.reactions import Reactions
 from frender.apps.requester_events import (
-    crop_boxes,
     EvictionsReported,
     FriendKeys,
     JobAccepted,
@@ -49,6 +53,7 @@ from frender.apps.requester_events import (
     ReportRefused,
 )
 from frender.apps.submits import Submits
+from frender.apps.job_replies import JobReplies
 from frender.apps.views import JobFacts
 from frender.apps.node import Node, Step
 from frender.apps.uploads import Uploads, is_sha256
@@ -57,12 +62,14 @@ from frender.core import job as core
 from frender.store import LogFailed, SqliteLog
 from frender.transports import (
     Address,
+    Assignment,
     AssignmentRefused,
     Handler,
     Identity,
     Limits,
     Peer,
     Refused,
+    SignedAssignment,
     check_assignment,
     serve,
 )
@@ -77,20 +84,36 @@ log = logging.getLogger("frender.requester")
 # Core events after which the core may owe new reactions (``core.owed``): they wake the reactor.
 _REACTIONS = (
     core.ComparisonRequested, core.OwnRenderRequested, core.MoreFriendsWanted, core.JobFinished, core.JobCancelled, core.JobFailed,
-    core.CheaterEvicted,
+    core.CheaterEvicted, core.ChecksDrawn,  # ChecksDrawn: a still's crop windows are rendered ahead (tiles.TiledFrames)
 )
+
+
+# Events after which the own renders owed may be fewer (Rule 21).
+_OWN_SETTLED = (core.OwnRenderReceived, core.CheckResolved, core.JobFinished, core.JobCancelled, core.JobFailed)
+
+
+# New jobs' spot checks (Rules 11, 14): the requester renders each spotted window alone, every window of a spotted
+# batch: all of them while a friend's reputation is below spot_trust_scale. The check work stays one window a
+# frame (8.8% of M at 1080p), and no coalition of up to half a job's friends keeps a forgery (docs/verification.md).
+# Logged with each job (the core's defaults are the rule before, so older logs read as they ran).
+ANCHORED_SPOTS: dict[str, Any] = {"spot_alone": True, "spots_per_batch": 8}
+# New jobs' rules, logged with each: anchored spots, and each peer check to the eligible checker owing the fewest
+# (Rule 10: a still's eight checks on eight friends, at most two each, where a random draw put three on one).
+NEW_JOBS: dict[str, Any] = {**ANCHORED_SPOTS, "even_checkers": True}
 
 
 @frozen(kw_only=True)
 class RequesterSettings:
-    job: core.JobSettings = core.JobSettings(seconds_per_frame=5.0, startup_seconds=5.0)
+    job: core.JobSettings = core.JobSettings(seconds_per_frame=5.0, startup_seconds=5.0, **NEW_JOBS)
     max_friends: int = 64
-    max_frames: int = 10_000
+    max_frames: int = 10_000  # frames in one job, as the artist counts them (a still in tiles is one frame)
+    max_tiles: int = 10_000  # tiles in one job (its frames times tiles per frame): each is a work unit the core keeps
     tick: float = 0.5  # seconds between deadline checks
     # A friend holding no task that has not asked for work for this long is gone
     # (idle friends ask every half second; rendering friends hold a task).
     friend_silence: float = 5.0
     hold_work: float = 2.0  # an idle friend's WantWork waits this long for work to appear
+    hold_admission: float = 8.0  # and this long while admission holds it back (Rule 21; a friend waits 10 s for a reply)
     hold_progress: float = 0.5  # a client's Progress waits this long for frames delivered or final
     master_retry: float = 1.0  # seconds before the first retry of a failed reaction (the master, a render)
     retry_max: float = 30.0  # retries back off, doubling and jittered, up to this
@@ -99,6 +122,19 @@ class RequesterSettings:
     upload_ttl: float = 24 * 3600.0  # an upload is deleted this long after it arrived (a job keeps its own link)
     upload_balance: int = 1  # points an uploader's account must hold: a job costs at least one
     grow_every: float = 2.0  # seconds between asks for the friends a job still lacks
+    # At submit, render the job's first frame whole and windows of it (blender.measure_crops): a file whose windows
+    # differ from its frame is checked on whole frames. False trusts inspection's list alone (crop_unsafe).
+    measure_crops: bool = True
+    # Frame bodies received at once (each holds ~2 MB of buffers while it arrives), and at most this many for one key:
+    # the others' puts wait for their turn before they are told to send, so memory does not grow with the friends.
+    frame_bodies: int = 8
+    frame_bodies_per_key: int = 2
+    # Own renders (checks, spot checks, arbitrations) side by side: 1 on a requester whose CPU is shared; more on a
+    # server with cores to spare, where the spot checks of a still's tiles would otherwise wait in one line.
+    own_renders_at_once: int = 1
+    # Admission (the core's Rule 21): while the own renders owed would take longer than this many seconds, friends get
+    # checks only, no frames to render; so the frames taken become final at the pace they arrive, however many friends.
+    own_backlog: float = 60.0
 
 
 @frozen(kw_only=True)
@@ -111,9 +147,10 @@ class Owed:
     reports: dict[int, core.OwedReport]
     openings: dict[str, JobOpening]
     evictions: dict[tuple[int, tuple[str, ...]], core.OwedEvictions]
+    prerenders: dict[tuple[int, int, int, int, int, int], tiles.Prerender]  # windows of tiles rendered ahead (tiles.TiledFrames)
 
 
-class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRenders, Handler):
+class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, Reactions, OwnRenders, Handler):
     """The requester's jobs, their files, and its answers to clients and friends: a ``Node`` over ``frender.core.job``."""
 
     def __init__(
@@ -144,17 +181,30 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
         self.reported: set[int] = set()  # ended jobs whose report the master took or refused for good
         self.told: dict[int, set[str]] = {}  # job -> caught friends the master heard of while it ran
         self.openings: dict[str, JobOpening] = {}  # logged openings that are neither accepted nor released yet
-        self._dropped: set[tuple[str, object]] = set()  # soft: reactions whose result the core refused (stale)
+        self._dropped: set[tuple[str, object]] = set()  # soft: (kind, owed item) whose result the core refused (stale)
         self.wants: dict[int, JobWants] = {}  # job -> friends asked for and priority
         self.started: dict[int, float] = {}  # job -> when it started (the log's time), for the estimate
+        self.recalls: dict[int, dict[int, tuple[int, bool]]] = {}  # job -> frame withdrawn -> (times, its caught friend rendered it)
         self.master_problem = ""  # soft: why the master does not answer now; "" while it does
         self.short_why: dict[int, tuple[str, str]] = {}  # soft: job -> the master's (code, reason) when it last granted none
         self.wake = trio.Event()  # set when new reactions are owed
         self._changed = trio.Event()  # set (and replaced) whenever the state changes
         self._contact: dict[tuple[int, str], float] = {}  # soft: (job, friend) -> trio time we last heard from it
+        self._asking: dict[tuple[int, str], int] = {}  # soft: (job, friend) -> its calls for work held now
         self._in_flight: set[object] = set()
         self._failures: dict[object, int] = {}  # reaction -> failed attempts in a row (its backoff)
-        self._own_render_lock = trio.Lock()
+        self._own_render_lock = trio.CapacityLimiter(max(1, settings.own_renders_at_once))  # own renders at once
+        self.comparisons = ComparePool.shared()  # decoding and comparing pixels: in worker processes, off the event loop
+        self._bodies = Turns(settings.frame_bodies, settings.frame_bodies_per_key)  # frame bodies arriving at once
+        self._own_sessions: dict[int, list[blender.Session]] = {}  # soft: job -> its idle Blender sessions for our own renders
+        # soft: seconds our own render of a window (False) and of a whole frame (True) takes, averaged; first a guess
+        # (a window: twice its 1/16 of the area, for a render's fixed costs).
+        self._own_pace = {False: settings.job.seconds_per_frame / 8, True: settings.job.seconds_per_frame}
+        self._own_timed: set[bool] = set()
+        self._admission = trio.Event()  # set (and replaced) when the own renders owed may have fallen (Rule 21)
+        self._admitting: bool | None = None  # soft: whether friends get frames (Rule 21), read once per commit
+        self._held_back = False  # soft: admission was closed when last read
+        self._takers: dict[int, frozenset[str]] = {}  # soft: job -> who a pending check would go to (core.check_takers)
         self._opening_now: set[str] = set()  # soft: openings whose submit still runs (the reactor leaves them alone)
         self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self.master_link = MasterLink(master, identity, limits=limits)  # every call to the master, on one session
@@ -188,10 +238,14 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
                 self.wants[j] = event
             case core.JobStarted(job=j, now=now):
                 self.started[j] = now
+            case core.FramesRecalled(job=j, requeued=requeued, held=held):
+                recalls = self.recalls.setdefault(j, {})
+                for frame in (*requeued, *held):
+                    recalls[frame] = (recalls.get(frame, (0, False))[0] + 1, frame in requeued)
             case core.CopyReceived(job=j, task=t, frame=f, sha256=sha):
                 self.copies.setdefault((j, sha), self._copy_path(j, t, f))
-            case core.OwnRenderReceived(job=j, check=c, sha256=sha):
-                self.copies.setdefault((j, sha), self._own_path(j, c))
+            case core.OwnRenderReceived(job=j, check=c, sha256=sha, whole=whole):
+                self.copies.setdefault((j, sha), self._own_path(j, c, whole=whole))
             case core.FriendsJoined(job=j, friends=granted):
                 for g in granted:  # silence is counted from joining (or from this process's start, on replay)
                     self._heard_from(j, g.friend)
@@ -203,24 +257,48 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
         now = core.owed(self.state, reported=self.reported, told=self.told)
         dropped = self._dropped
 
-        def keyed(kind: str, items: tuple) -> dict:
-            return {item.key: item for item in items if (kind, item.key) not in dropped}
+        def fresh(kind: str, item: object) -> bool:
+            """Not refused: a refused item is dropped, not its key (what is owed later under it is another item).
+            Only kinds with a dropped item are looked up (a report holds dicts, so it is never hashed)."""
+            return kind not in kinds or (kind, item) not in dropped
+
+        kinds = {kind for kind, _ in dropped}
 
         return Owed(
-            comparisons=keyed("comparisons", now.comparisons),
-            own_renders=keyed("own_renders", now.own_renders),
-            more_friends=keyed("more_friends", now.more_friends),
-            reports=keyed("reports", now.reports),
+            comparisons={o.key: o for o in now.comparisons if fresh("comparisons", o)},
+            own_renders={o.key: o for o in now.own_renders if fresh("own_renders", o)},
+            more_friends={o.key: o for o in now.more_friends if fresh("more_friends", o)},
+            reports={o.key: o for o in now.reports if fresh("reports", o)},
             openings=dict(self.openings),
-            evictions=keyed("evictions", now.evictions),
+            evictions={o.key: o for o in now.evictions if fresh("evictions", o)},
+            prerenders=self._prerenders_owed(),
         )
 
     def _committed(self, batch: list[object]) -> None:
         """Wake held calls (a change of state) and reactions (a change of what is owed)."""
         self._changed.set()
         self._changed = trio.Event()
-        if any(isinstance(e, _REACTIONS) for e in batch):
+        closed, self._admitting = self._held_back, None
+        self._takers.clear()
+        if any(isinstance(e, _REACTIONS) or self._tile_handed_out(e) for e in batch):
             self.wake.set()
+        # Friends held back by admission wake when it opens, or when checks are drawn (one may be theirs to take).
+        opened = closed and any(isinstance(e, _OWN_SETTLED) for e in batch) and self._admits()
+        if opened or any(isinstance(e, core.ChecksDrawn) for e in batch):
+            self._admission.set()
+            self._admission = trio.Event()
+
+    def _tile_handed_out(self, event: object) -> bool:
+        """A tile handed out: the window of its check may be drawn ahead, to render beside it (tiles.TiledFrames)."""
+        return type(event) is core.TaskAssigned and core.tile_grid(self.state, event.job) is not None
+
+    def decide(self, *steps: Step[core.Requester]) -> list[object]:
+        """``Node.decide``; frames handed out change what admission reads (Rule 21), so it is read again for the next
+        ask at once, not after the commit: asks woken together are decided one after another on the draft."""
+        decided = super().decide(*steps)
+        if any(type(event) is core.TaskAssigned for event in decided):
+            self._admitting = None
+        return decided
 
     async def apply(self, *commands_or_events: object) -> list[object]:
         """Decide each core command in turn on the draft (shell events pass through), then return once the
@@ -242,7 +320,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
 
     def _backoff(self, failures: int) -> float:
         """Seconds before retrying after ``failures`` failures in a row: doubling, capped, jittered (no herd)."""
-        ceiling = min(self.settings.retry_max, self.settings.master_retry * 2 ** min(failures - 1, 32))
+        ceiling = min(self.settings.retry_max, self.settings.master_retry * 2.0 ** min(failures - 1, 32))
         return ceiling * random.uniform(0.5, 1.0)
 
     @staticmethod
@@ -270,10 +348,10 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
                 return await self._cancel(self._own_job(peer, j))
             case msg.Jobs():
                 return msg.JobsReply(jobs=tuple(self._job_line(a) for a in self.jobs.values() if a.submitter_key == peer.fingerprint))
-            case msg.WantWork(assignment=signed, keeping=keeping):
-                return await self._want_work(peer, signed, keeping)
+            case msg.WantWork(assignment=signed, keeping=keeping, sending=sending):
+                return await self._want_work(peer, signed, keeping, sending)
             case msg.GiveBack(assignment=signed, task=task, error=error):
-                assignment = self._check(peer, signed)
+                assignment = await self._check(peer, signed)
                 await self.apply(
                     core.ReturnTask(job=assignment.job, friend=assignment.friend, task=task, error=error, entropy=self._entropy(), now=self._now())
                 )
@@ -288,8 +366,11 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
             raise Refused("unknown-job", f"job {job} is not one of yours")
         return accepted
 
-    def _check(self, peer: Peer, signed) -> object:
-        """A friend's master-signed assignment, for this requester and this peer's key."""
+    async def _check(self, peer: Peer, signed: SignedAssignment) -> Assignment:
+        """A friend's master-signed assignment, for this requester and this peer's key, and a job hosted here. While a
+        submit is being accepted its job is waited for (up to ``hold_work``): the master hands a friend its assignment
+        as soon as it grants it, which may be before this requester has logged the job. Only an assignment the master
+        signed for this peer is waited for."""
         assignment = check_assignment(
             signed,
             master_fingerprint=self.master.fingerprint,
@@ -297,160 +378,97 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, Reactions, OwnRen
             requester_key=self.identity.fingerprint,
             friend_key=peer.fingerprint,
         )
+        with trio.move_on_after(self.settings.hold_work):
+            while assignment.job not in self.jobs and self._opening_now:
+                await self._changed.wait()
         if assignment.job not in self.jobs:
             raise AssignmentRefused(f"job {assignment.job} is not hosted here")
         return assignment
 
-    async def _progress_after(self, accepted: JobAccepted, final: int, delivered: int) -> msg.ProgressReply:
-        """The progress once more than ``final`` frames are final, the delivered count is not
-        ``delivered`` (when that is >= 0), or the job finished (held at most hold_progress)."""
-        def unchanged() -> bool:
-            now_delivered, now_final = core.delivered_and_final(self.state, accepted.job)
-            return (
-                0 <= final
-                and now_final <= final
-                and (delivered < 0 or now_delivered == delivered)
-                and not core.is_finished(self.state, accepted.job)
-            )
-
-        with trio.move_on_after(self.settings.hold_progress):
-            while unchanged():
-                await self._changed.wait()
-        return self._progress(accepted)
-
-    def _progress(self, accepted: JobAccepted) -> msg.ProgressReply:
-        j = core.summary(self.state, accepted.job)
-        lines = core.progress(self.state, accepted.job)
-        problem = ""
-        if j.stalled:
-            problem = "every friend of this job is gone; waiting for the master to grant more"
-        if j.failed:
-            problem = f"the file cannot render on the friends: {j.failure}"
-        if (refusal := self.refused.get(accepted.job)) is not None:
-            problem = f"the master refused this job's report ({refusal.code}: {refusal.reason}); nobody is paid until an operator acts"
-        elif self.master_problem:
-            problem = self.master_problem
-        wants = self.wants.get(accepted.job)
-        active = sum(1 for p in lines if p.status == "active")
-        code, detail = self.short_why.get(accepted.job, ("", "")) if not active and not j.finished else ("", "")
-        return msg.ProgressReply(
-            job=accepted.job,
-            total=j.total,
-            delivered=j.delivered,
-            final=j.final,
-            friends=tuple(
-                msg.FriendLine(
-                    friend=p.friend, delivered=p.delivered, final=p.final, checks=p.checks_paid, evicted=p.evicted, gone=p.status == "gone"
-                )
-                for p in lines
-            ),
-            checks=j.resolved,
-            disagreements=j.disagreements,
-            evictions=j.evicted,
-            finished=j.finished,
-            problem=problem,
-            cancelled=j.cancelled,
-            wanted=wants.friends if wants is not None else 0,
-            active=active,
-            own_renders=j.own_renders,
-            spot_checks=j.spot_checks,
-            failed=j.failure,
-            eta=self._eta(accepted.job, len(j.final), j.total, j.finished),
-            waiting=words.waiting_cause(code) if code else "",
-            waiting_detail=detail,
-        )
-
-    def _eta(self, job: int, final: int, total: int, finished: bool) -> float:
-        """The one estimate (``words.time_left``) from the pace of final frames since the job started."""
-        return 0.0 if finished else words.time_left(self._now() - self.started.get(job, self._now()), final, total)
-
-    def _job_line(self, accepted: JobAccepted) -> msg.JobLine:
-        """One line of ``frender jobs``: state, frames, friends, an estimate from the pace so far, points."""
-        job = accepted.job
-        j = core.summary(self.state, job)
-        escrowed, spent = core.points(self.state, job)
-        wants = self.wants.get(job)
-        final = len(j.final)
-        eta = self._eta(job, final, j.total, j.finished)
-        active = sum(1 for p in core.progress(self.state, job) if p.status == "active") if not j.finished else 0
-        code = self.short_why.get(job, ("", ""))[0] if not j.finished and not active else ""
-        return msg.JobLine(
-            job=job,
-            state=words.job_state(finished=j.finished, cancelled=j.cancelled, failed=j.failed, active=active),
-            waiting=words.waiting_cause(code) if code else "",
-            final=final,
-            total=j.total,
-            active=active,
-            wanted=wants.friends if wants is not None else 0,
-            eta=eta,
-            escrowed=escrowed,
-            spent=spent,
-            priority=wants.priority if wants is not None else 0,
-            name=accepted.name or "frame_####",
-            extension=accepted.output.extension if accepted.extension is None else accepted.extension,
-            fps=accepted.fps,
-            failed=j.failure,
-            file=accepted.tree_main,
-            frames=artist.frame_ranges(core.frame_numbers(self.state, job)),
-        )
-
-    async def _cancel(self, accepted: JobAccepted) -> msg.Cancelled:
-        """Cancel the job (the core refuses a finished one); the closing report to the master is owed from here on."""
-        job = accepted.job
-        await self.apply(core.CancelJob(job=job, entropy=self._entropy(), now=self._now()))
-        escrowed, spent = core.points(self.state, job)
-        log.info("job %d cancelled by its submitter: %d frames final, %d of %d points earned", job, len(core.summary(self.state, job).final), spent, escrowed)
-        return msg.Cancelled(job=job, final=len(core.summary(self.state, job).final), total=core.frame_count(self.state, job), escrowed=escrowed, spent=spent)
-
-    async def _want_work(self, peer: Peer, signed, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork:
+    async def _want_work(self, peer: Peer, signed: SignedAssignment, keeping: tuple[int, ...], sending: tuple[int, ...] = ()) -> msg.Work | msg.NoWork:
         """Work for the friend; with none yet, hold the call until some appears (no polling gap)."""
-        assignment = self._check(peer, signed)
+        assignment = await self._check(peer, signed)
         job, friend = assignment.job, assignment.friend
         if self.keys.get(job, {}).get(friend) != peer.fingerprint:
             raise AssignmentRefused(f"{friend} was not granted to job {job} here")
-        with trio.move_on_after(self.settings.hold_work):
-            while True:
-                self._heard_from(job, friend)
-                offer = await self._offer(job, friend, keeping)
-                if offer is not None:
-                    return offer
-                await self._changed.wait()
-        return msg.NoWork(retry_after=0.1)
+        # Held until work appears; a friend held back by admission (Rule 21) longer, so a thousand of them do not
+        # poll: it is woken when our own renders settle or checks are drawn, not by every commit.
+        key = (job, friend)
+        self._asking[key] = self._asking.get(key, 0) + 1  # a friend whose call is held is not silent
+        try:
+            with trio.move_on_after(self.settings.hold_work if self._admitted(job, friend) else self.settings.hold_admission):
+                while True:
+                    self._heard_from(job, friend)
+                    offer = await self._offer(job, friend, keeping, sending)
+                    if offer is not None:
+                        return offer
+                    await (self._changed if self._admitted(job, friend) else self._admission).wait()
+            return msg.NoWork(retry_after=0.1)
+        finally:
+            self._heard_from(job, friend)
+            if self._asking[key] == 1:
+                del self._asking[key]
+            else:
+                self._asking[key] -= 1
 
-    async def _offer(self, job: int, friend: str, keeping: tuple[int, ...]) -> msg.Work | msg.NoWork | None:
+    async def _offer(self, job: int, friend: str, keeping: tuple[int, ...], sending: tuple[int, ...] = ()) -> msg.Work | msg.NoWork | None:
         """A task for ``friend``, the news that its job is over, or None: nothing yet."""
         if core.is_finished(self.state, job):
             return msg.NoWork(over=True, why=self._over(job))
         now = self._now()
-        try:
-            decided = await self.apply(core.AskForTask(job=job, friend=friend, keeping=keeping, entropy=self._entropy(), now=now))
-        except Refused as exc:
-            if exc.code == "job-state":  # it finished in a commit that was pending when we looked
-                return msg.NoWork(over=True, why=self._over(job))
-            raise
+        admit = self._admitted(job, friend)
+        decided: list[object] = []
+        if admit or not self._nothing_for(job, friend, keeping, sending):
+            try:
+                decided = await self.apply(
+                    core.AskForTask(job=job, friend=friend, keeping=keeping, sending=sending, admit=admit, entropy=self._entropy(), now=now)
+                )
+            except Refused as exc:
+                if exc.code == "job-state":  # it finished in a commit that was pending when we looked
+                    return msg.NoWork(over=True, why=self._over(job))
+                raise
         for event in decided:
             if isinstance(event, core.TaskAssigned) and event.friend == friend:
                 accepted = self.jobs[job]
-                # Rule 4 of the core: the friend learns task, frames and deadline only.
-                crop = crop_boxes(core.window_of(self.state, job, event.task), accepted)
+                # Rule 4 of the core: the friend learns task, frames and deadline only (a tile: its frame and box).
+                grid = core.tile_grid(self.state, job)
+                view = tiles.unit_view(grid, accepted, event.frames[0], core.window_of(self.state, job, event.task))
+                box = view.render
                 return msg.Work(
                     job=job,
                     task=event.task,
-                    frames=event.frames,
+                    frames=event.frames if grid is None else (view.frame,),
                     deadline=max(event.deadline - now, 1.0),
                     width=accepted.width,
                     height=accepted.height,
-                    window=None if crop is None else msg.CropBox(left=crop[1].left, top=crop[1].top, width=crop[1].width, height=crop[1].height),
+                    window=None if box is None else msg.CropBox(
+                        left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless
+                    ),
+                    deliver_as=() if grid is None else event.frames,
+                    noisy=accepted.denoise_after,
                 )
         outlook = core.outlook(self.state, job, friend)
         if outlook in ("done", "evicted"):
             return msg.NoWork(over=True, why=outlook)
         return None
 
+    def _admitted(self, job: int, friend: str) -> bool:
+        """Whether ``friend`` gets frames to render now (Rule 21): while our own renders are behind, not if every batch
+        it renders next is ours to check; a friend whose batches we spot only now and then is never held back."""
+        return self._admits() or not core.spotted_always(self.state, job, friend)
+
+    def _nothing_for(self, job: int, friend: str, keeping: tuple[int, ...], sending: tuple[int, ...]) -> bool:
+        """While admission holds friends back: an ask that would get no check and give up no task decides nothing,
+        so a thousand held friends asking again cost no decision each (``core.check_takers``, read once per commit)."""
+        takers = self._takers.get(job)
+        if takers is None:
+            takers = self._takers[job] = core.check_takers(self.state, job)
+        return friend not in takers and core.live_tasks(self.state, job, friend) <= {*keeping, *sending}
+
     def _over(self, job: int) -> str:
         j = core.summary(self.state, job)
         if j.failed:
-            return f"the job failed: its file cannot render ({j.failure})"
+            return f"the job failed: {words.failure_text(j.failure_cause, j.failure)}"
         return "the job was cancelled" if j.cancelled else "the job is finished"
 
 
@@ -530,7 +548,7 @@ async def run_requester(
     backend: blender.Backend | blender.Runtimes,
     settings: RequesterSettings = RequesterSettings(),
     limits: Limits = Limits(),
-    announce=print,
+    announce: Callable[[str], None] = print,
     web: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -538,6 +556,7 @@ async def run_requester(
     from frender.apps.trust_check import say_if_untrusted
 
     identity = Identity.load_or_create(home)
+    bound_heap()  # before any worker thread: freed frame buffers go back to the system (frender.apps.heap)
     log_ = SqliteLog(db)
     try:
         async with trio.open_nursery() as nursery:
@@ -551,8 +570,11 @@ async def run_requester(
             nursery.start_soon(say_if_untrusted, master, identity, announce)
             nursery.start_soon(node.stop_on_log_failure)
             nursery.start_soon(node.react_forever, nursery)
+            nursery.start_soon(node.hold_own_sessions)
+            nursery.start_soon(node.comparisons.warm)
             nursery.start_soon(node.tick_forever)
             nursery.start_soon(node.grow_forever)
+            nursery.start_soon(trim_forever)
             if web is not None:
                 from frender.apps.web import serve_requester_web
 

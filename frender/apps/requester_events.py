@@ -46,22 +46,38 @@ class JobAccepted:
     file_format: str = "PNG"
     color_depth: str = "8"
     color_mode: str = "RGBA"
+    # JPEG's quality, the file's own: a JPEG frame rendered in tiles is encoded once, at it. Logs from before: 90.
+    quality: int = attrs.field(default=90, metadata={"omit_if_default": True})
     # A packed job tree: blend_sha256 names its manifest, this its main .blend ("" for a lone .blend).
     tree_main: str = ""
     # How a crop check's window is rendered: padded and aligned for a denoised file, as it is otherwise
     # (blender.crop_margins). Logs from before this choice padded every window: the defaults.
     crop_padding: int = attrs.field(default=blender.CROP_PADDING, metadata={"omit_if_default": True})
     crop_alignment: int = attrs.field(default=blender.CROP_ALIGNMENT, metadata={"omit_if_default": True})
+    # What the requester measured at submit: windows of the first frame against the whole frame, in words
+    # (blender.measure_crops); "" where nothing was measured. Crop checks ran only where they agreed.
+    crop_measure: str = attrs.field(default="", metadata={"omit_if_default": True})
     # How the client names the frames (artist.frame_file), so `frender fetch J` names them as the submit did.
     # Logs from before this kept no name: "" reads as frame_#### with the format's extension.
     name: str = attrs.field(default="", metadata={"omit_if_default": True})
     extension: str | None = attrs.field(default=None, metadata={"omit_if_default": True})
     # The JobOpening this job settles; "" in logs from before openings were logged.
     opening: str = attrs.field(default="", metadata={"omit_if_default": True})
+    # A denoised file in tiles: its tiles are rendered noisy with the denoising passes (``blender.NOISY_TILES``), and
+    # each stitched frame is denoised once and written in ``output`` (``blender.denoise_frame``).
+    denoise_after: bool = attrs.field(default=False, metadata={"omit_if_default": True})
 
     @property
     def output(self) -> blender.OutputFormat:
-        return blender.OutputFormat(file_format=self.file_format, color_depth=self.color_depth, color_mode=self.color_mode)
+        """The file's own format: the frames the client gets."""
+        return blender.OutputFormat(
+            file_format=self.file_format, color_depth=self.color_depth, color_mode=self.color_mode, quality=self.quality
+        )
+
+    @property
+    def unit_output(self) -> blender.OutputFormat:
+        """The format of each work unit's copy: what friends deliver and checks compare."""
+        return blender.NOISY_TILES if self.denoise_after else self.output
 
 
 @frozen(kw_only=True)
@@ -79,9 +95,10 @@ class JobOpening:
     submitter: str
     submitter_key: str
     blend_sha256: str
-    frames: int
+    frames: int  # work units: a still's tiles (``tiles`` a frame)
     friends: int
     priority: int = 0
+    tiles: int = attrs.field(default=0, metadata={"omit_if_default": True})  # tiles a frame; 0: whole frames
 
 
 @frozen(kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import attrs
 from attrs import frozen
 
 from frender import codec
@@ -19,6 +20,7 @@ __all__ = [
     "DashboardLinkReply",
     "Progress",
     "FriendLine",
+    "Recall",
     "ProgressReply",
     "WantWork",
     "Work",
@@ -52,6 +54,7 @@ class Submit(Asks["Submitted"]):
     allow_missing: bool = False  # files the .blend uses that are not there are refused unless this is set
     tree: bool = False  # blend_sha256 names a job tree's manifest (see frender.apps.pack), not a .blend
     blender: str = ""  # the Blender to render with ("4.2", "5.0.1"); empty: the series that saved the file
+    tiles: str = ""  # "COLSxROWS" or "auto": each frame rendered in tiles by many friends, then stitched; "": whole frames
 
 
 @frozen(kw_only=True)
@@ -81,6 +84,9 @@ class Submitted:
     name: str = "frame_####"
     extension: str = ".png"
     output: str = "PNG 8-bit RGBA"  # the format frames come back in, for people
+    tiles: str = ""  # "4x4": each frame is rendered in these tiles and stitched; "": whole frames
+    untiled: str = ""  # tiles were asked for, and why the file is rendered in whole frames instead
+    denoised_after: str = attrs.field(default="", metadata={"omit_if_default": True})  # a denoised file in tiles: how, for people
 
 
 @frozen(kw_only=True)
@@ -120,6 +126,18 @@ class FriendLine:
 
 
 @frozen(kw_only=True)
+class Recall:
+    """A frame withdrawn after it was final: a friend it rested on was caught forging (unravelling). A client that
+    wrote it before the latest recall replaces its file: deleted now, the re-verified copy once ``final`` again."""
+
+    tag: ClassVar[str] = "recall.v1"
+    frame: int
+    times: int  # how often it was withdrawn so far: a copy fetched before the latest withdrawal is void
+    rendered: bool  # the caught friend rendered it (it is rendered again); False: it vouched for it (it is checked again)
+    final: bool  # final again: fetch it anew
+
+
+@frozen(kw_only=True)
 class ProgressReply:
     tag: ClassVar[str] = "progress_reply.v1"
     job: int
@@ -141,6 +159,12 @@ class ProgressReply:
     eta: float = -1.0  # seconds left at the pace so far (frender.apps.words.time_left); -1: not known yet
     waiting: str = ""  # with no friend rendering: the master's cause in a word (frender.apps.words.WAITING_CAUSES)
     waiting_detail: str = ""  # the master's own words for it
+    recalled: tuple[Recall, ...] = ()  # every frame withdrawn after it was final, in frame order (final again or not)
+    failed_cause: str = ""  # with ``failed``: "render" (the file cannot render) or "starved" (no friend could go on with it)
+    tiles: int = 0  # tiles per frame of a job in tiles (0: whole frames); ``final`` then lists frames whole and stitched
+    tiles_final: int = 0  # tiles final so far, of ``total`` x ``tiles``
+    tiles_delivered: int = 0
+    tile_cols: int = 0  # the tiles' columns: the dashboard lays a frame's tiles out as the still they make
 
 
 # ---------------------------------------------------------- friend -> requester
@@ -148,11 +172,13 @@ class ProgressReply:
 
 @frozen(kw_only=True)
 class WantWork(Asks["Work | NoWork"]):
-    """A task, please; ``keeping`` names tasks still being rendered (asking ahead), every other one is given up."""
+    """A task, please; ``keeping`` names tasks still being rendered (asking ahead), ``sending`` tasks rendered
+    whole whose frames are still being sent; every other one is given up."""
 
     tag: ClassVar[str] = "want_work.v1"
     assignment: SignedAssignment
     keeping: tuple[int, ...] = ()
+    sending: tuple[int, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -164,6 +190,8 @@ class CropBox:
     top: int
     width: int
     height: int
+    in_place: bool = False  # a tile of an 8-bit frame: render the box in place (a frame-sized image), not cropped
+    lossless: bool = False  # a tile of a JPEG frame: write it as 8-bit PNG (the frame's JPEG is encoded once, stitched)
 
 
 @frozen(kw_only=True)
@@ -178,6 +206,10 @@ class Work:
     width: int
     height: int
     window: CropBox | None = None  # a crop check: render only this box of the frame (pixels, padded and aligned)
+    deliver_as: tuple[int, ...] = ()  # a tile: each frame's render is delivered under this number (its work unit)
+    # A denoised file's tile: rendered noisy with the denoising passes (blender.NOISY_TILES); left out while False,
+    # so every other job's Work is the bytes it was.
+    noisy: bool = attrs.field(default=False, metadata={"omit_if_default": True})
 
 
 @frozen(kw_only=True)
@@ -250,7 +282,8 @@ class JobLine:
     name: str = "frame_####"  # how its frames are named (as in Submitted), for `frender fetch`
     extension: str = ".png"
     fps: float = 0.0
-    failed: str = ""  # a failed job: why its file cannot render
+    failed: str = ""  # a failed job: why its file cannot render, or why no friend could go on with it
+    failed_cause: str = ""  # as in ProgressReply
     waiting: str = ""  # as in ProgressReply
     file: str = ""  # the main .blend's name in the job tree ("" for jobs of a lone .blend)
     frames: str = ""  # the frames asked for, as ranges: "1-48", "1-24x2", "1,5,10-20"
@@ -274,6 +307,7 @@ codec.register(
     DashboardLinkReply,
     Progress,
     FriendLine,
+    Recall,
     ProgressReply,
     WantWork,
     Work,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import attrs
 import trio
 
 from frender import blender
-from frender.apps import artist, pack
+from frender.apps import artist, pack, tiles
 from frender.apps import messages as msg
 from frender.apps.requester_events import (
     JobAccepted,
@@ -24,17 +25,30 @@ from frender.apps.requester_events import (
     JobOpeningReleased,
     JobWants,
 )
+from frender.apps.requester_room import Room
 from frender.core import job as core
+from frender.core.profile import RenderProfile
 from frender.transports import (
     Peer,
     Refused,
 )
 from frender.apps.reactions import _UNSETTLED, _joining, _keys
 
+# A friend's laptop may render a frame this many times slower than the requester measured it: a job's deadlines
+# count at least that, so a heavy file's tasks are not given back for ever under an estimate set for light ones.
+FRIEND_SLOWER = 3.0
+
 log = logging.getLogger("frender.requester")
 
+# What the artist is told of a denoised file in tiles (the figures: docs/performance.md, "A denoised still in tiles").
+DENOISED_AFTER = (
+    "the denoiser ({denoiser}) runs once on each whole frame: its tiles are rendered noisy with the denoising passes, "
+    "stitched, then denoised by Blender's file denoiser with the file's settings (no seams; a few percent of pixels "
+    "differ by more than 2/255 from the denoiser inside a whole-frame render)"
+)
 
-class Submits:
+
+class Submits(Room):
     """Submitting a job (a part of ``RequesterNode``)."""
 
     async def _submit(self, peer: Peer, submit: msg.Submit) -> msg.Submitted:
@@ -69,33 +83,82 @@ class Submits:
         # The job's profile: the file's Blender on this machine, naming the file's engine; a GPU engine's friends
         # share its GL renderer.
         profile = (await blender.probe(backend)).for_engine(info.engine)
+        grid, untiled = _tiling(submit, info, asked.output, len(frames))
+        # A denoised file in tiles: its tiles are rendered noisy as half-float EXR, checked whole, denoised once stitched.
+        denoise_after = grid is not None and info.denoiser is not None
         # Crop windows are compared as 8-bit PNG: other formats are checked on whole frames, in their own precision;
         # so are files whose compositor or sequencer makes a window differ from the frame (info.crop_unsafe).
-        crops = self.settings.job.crop_checks and (asked.output.file_format, asked.output.color_depth) == ("PNG", "8")
+        crops = self.settings.job.crop_checks and (asked.output.file_format, asked.output.color_depth) == ("PNG", "8") and not denoise_after
         if crops and info.crop_unsafe:
             log.info("checking on whole frames: a window of this file differs from the frame (%s)", ", ".join(info.crop_unsafe))
             crops = False
+        crop_measure = ""
+        frame_seconds = 0.0  # our own render of a frame, when measured: the job's deadlines are never shorter
+        windows_equal = True  # as far as measured: a file whose windows differ from its frame is never tiled
+        if crops and self.settings.measure_crops and not backend.windows_are_frames:
+            # Whether a window equals its frame is the file's, not the engine's: measured once, with our own Blender.
+            measured = await self._measure_crops(backend, submit.blend_sha256, manifest, info, frames[0])
+            crop_measure = _measure_words(measured)
+            frame_seconds = measured.frame_seconds
+            self._paced(True, measured.frame_seconds)  # admission's pace (Rule 21) before our first own render is timed
+            self._paced(False, measured.window_seconds)
+            if not measured.equal:
+                log.info("checking on whole frames: %s", crop_measure)
+                crops = windows_equal = False
         settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend, crop_checks=crops)
+        if FRIEND_SLOWER * frame_seconds > settings.seconds_per_frame:  # a heavy file: tasks would time out for ever
+            settings = attrs.evolve(settings, seconds_per_frame=round(FRIEND_SLOWER * frame_seconds, 3))
+            log.info("a frame took %.1f s here: deadlines count %.1f s a frame", frame_seconds, settings.seconds_per_frame)
+        if grid is not None and not windows_equal:  # its tiles would show seams
+            grid, untiled = None, f"not rendered in tiles: {crop_measure}"
+        units = frames
+        if grid is not None:  # the core's Rule 20: every tile a work unit, one tile a task
+            units = tuple(grid.units(tuple(frames)))
+            if len(units) > self.settings.max_tiles:  # max_frames counts frames, as the artist does; this, the core's units
+                raise Refused(
+                    "bad-job", f"{len(frames)} frame(s) in {grid.count} tiles each are {len(units)} tiles: at most {self.settings.max_tiles} in one job"
+                )
+            settings = attrs.evolve(settings, tiles=grid, max_chunk=1, windows_ahead=True)  # its spot windows rendered beside its tiles
         opening = JobOpening(
             opening=self._entropy(),
             submitter=submit.user,
             submitter_key=peer.fingerprint,
             blend_sha256=submit.blend_sha256,
-            frames=len(frames),
+            frames=len(units),
             friends=submit.friends,
             priority=submit.priority,
+            tiles=0 if grid is None else grid.count,
         )
         await self.apply(opening)  # before the master escrows anything: every job it opens is one we will settle
         self._opening_now.add(opening.opening)
         try:
-            return await self._open(submit, peer, opening, frames=frames, settings=settings, profile=profile, info=info, asked=asked, manifest=manifest)
+            submitted = await self._open(
+                submit, peer, opening, frames=units, settings=settings, profile=profile, info=info, asked=asked, manifest=manifest,
+                crop_measure=crop_measure, denoise_after=denoise_after,
+            )
+            return attrs.evolve(
+                submitted, frames=tuple(frames), tiles="" if grid is None else f"{grid.cols}x{grid.rows}", untiled=untiled,
+                denoised_after=DENOISED_AFTER.format(denoiser=info.denoiser) if denoise_after else "",
+            )
         finally:
             self._opening_now.discard(opening.opening)
             if opening.opening in self.openings:  # not accepted: the reactor releases it at the master
                 self.wake.set()
 
     async def _open(
-        self, submit: msg.Submit, peer: Peer, opening: JobOpening, *, frames, settings, profile, info, asked, manifest
+        self,
+        submit: msg.Submit,
+        peer: Peer,
+        opening: JobOpening,
+        *,
+        frames: tuple[int, ...],
+        settings: core.JobSettings,
+        profile: RenderProfile,
+        info: blender.BlendInfo,
+        asked: artist.Accepted,
+        manifest: pack.Manifest | None,
+        crop_measure: str = "",
+        denoise_after: bool = False,
     ) -> msg.Submitted:
         """Ask the master to open the logged ``opening``, lay the job out, and accept it (``JobAccepted``)."""
         try:
@@ -119,7 +182,7 @@ class Submits:
                 await self.apply(JobOpeningReleased(opening=opening.opening))
             raise
         blend_path = self._upload_path(submit.blend_sha256)
-        crop_padding, crop_alignment = blender.crop_margins(denoised=info.denoiser is not None)
+        crop_padding, crop_alignment = blender.crop_margins(denoised=info.denoiser is not None and not denoise_after)
         job_dir = self._job_dir(granted.job)
         (job_dir / "copies").mkdir(parents=True, exist_ok=True)
         (job_dir / "own").mkdir(exist_ok=True)
@@ -142,12 +205,15 @@ class Submits:
                 file_format=asked.output.file_format,
                 color_depth=asked.output.color_depth,
                 color_mode=asked.output.color_mode,
+                quality=asked.output.quality,
                 tree_main=manifest.main if manifest is not None else "",
                 crop_padding=crop_padding,
                 crop_alignment=crop_alignment,
+                crop_measure=crop_measure,
                 name=asked.name,
                 extension=asked.extension,
                 opening=opening.opening,
+                denoise_after=denoise_after,
             ),
             _keys(granted),
             JobWants(job=granted.job, friends=submit.friends, priority=submit.priority),
@@ -157,6 +223,7 @@ class Submits:
                 settings=settings,
                 checks_escrowed=settings.checks_to_escrow(len(frames), submit.friends),
                 now=now,
+                entropy=self._entropy(),
             ),
             *(
                 [  # none granted: the job waits in the master's queue, and grow_forever asks for its friends
@@ -175,6 +242,30 @@ class Submits:
             job=granted.job, frames=tuple(frames), width=width, height=height, fps=info.fps,
             name=asked.name, extension=asked.extension, output=asked.output.describe(),
         )
+
+    async def _measure_crops(
+        self, backend: blender.Backend, blend_sha256: str, manifest: pack.Manifest | None, info: blender.BlendInfo, frame: int
+    ) -> blender.CropMeasure:
+        """Render ``frame`` whole and windows of it with our own Blender (blender.measure_crops), in a scratch folder."""
+        work = self.home / "measure" / self._entropy()
+        work.mkdir(parents=True)
+        try:
+            if manifest is not None:
+                source = self._upload_path
+                blend = await trio.to_thread.run_sync(functools.partial(pack.assemble, manifest, work / "tree", source, link=True))
+            else:
+                blend = work / "job.blend"
+                os.link(self._upload_path(blend_sha256), blend)
+            width, height = info.resolution
+            try:
+                return await blender.measure_crops(
+                    backend, blend, work, frame, width=width, height=height, denoised=info.denoiser is not None,
+                    limits=self.settings.render_limits,
+                )
+            except blender.BlenderError as exc:
+                raise Refused("bad-blend", f"frame {frame} does not render here: {str(exc).splitlines()[0]}") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     async def _runtime_for(self, blend: Path, requested: str) -> blender.Backend:
         """The Blender that renders ``blend``: its own series, or the one the artist named (blender.Runtimes)."""
@@ -230,4 +321,38 @@ class Submits:
         return self._job_dir(job) / "tree" / self._tree_files(job)[sha256]
 
 
+def _measure_words(m: blender.CropMeasure) -> str:
+    """One line for the log and ``frender replay``: how far the worst window was from the same pixels of the frame."""
+    w = m.worst
+    said = "equal" if m.equal else "DIFFER from"
+    return (
+        f"{len(m.windows)} windows of frame {m.frame} {said} the same pixels of the whole frame: worst {w.fraction_off:.2%} of pixels off "
+        f"by more than 4/255, max {w.max_diff}/255 ({'crop checks' if m.equal else 'whole frames'})"
+    )
 
+
+def _tiling(submit: msg.Submit, info: blender.BlendInfo, output: blender.OutputFormat, frames: int) -> tuple[core.TileGrid | None, str]:
+    """The job's tiles (None: whole frames) and, when tiles were asked for but the file cannot have them, why."""
+    if not submit.tiles:
+        return None, ""
+    try:
+        spec = tiles.parse_tiles(submit.tiles)
+    except ValueError as exc:
+        raise Refused("bad-job", str(exc)) from None
+    width, height = info.resolution
+    if spec == "":
+        return None, ""
+    if spec == "auto":
+        grid = core.auto_grid(frames, submit.friends, width, height)
+    else:
+        assert isinstance(spec, tuple)
+        grid = core.TileGrid(cols=spec[0], rows=spec[1], width=width, height=height)
+    if grid is None:
+        return None, ""
+    if problems := grid.problems():
+        raise Refused("bad-job", "; ".join(problems))
+    why = tiles.untileable(info, output)
+    if why:  # never a frame with seams: whole frames, and the artist is told why
+        log.info("rendering whole frames, not %dx%d tiles: %s", grid.cols, grid.rows, why)
+        return None, f"not rendered in tiles: {why}"
+    return grid, ""

@@ -17,9 +17,11 @@ import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 from attrs import frozen
 from PIL import Image
 
@@ -79,14 +81,14 @@ def frames_glob(pattern: str) -> list[Path]:
     return sorted(paths, key=order)
 
 
-def _srgb(linear: np.ndarray) -> np.ndarray:
+def _srgb(linear: npt.NDArray[np.number[Any]]) -> npt.NDArray[np.uint8]:
     """Scene-linear light to 8-bit sRGB: the Standard view transform."""
     x = np.clip(np.nan_to_num(linear, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     encoded = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
     return (encoded * 255.0 + 0.5).astype(np.uint8)
 
 
-def _read_exr(path: Path) -> np.ndarray:
+def _read_exr(path: Path) -> npt.NDArray[np.uint8]:
     try:
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0))
@@ -96,7 +98,7 @@ def _read_exr(path: Path) -> np.ndarray:
     return _srgb(gbr[..., [2, 0, 1]])
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> npt.NDArray[np.uint8]:
     """One frame as H x W x 3 uint8 RGB."""
     if path.suffix.lower() == ".exr":
         return _read_exr(path)
@@ -113,7 +115,7 @@ def read_rgb(path: Path) -> np.ndarray:
         raise VideoError(f"{path.name}: cannot decode ({exc})") from None
 
 
-def _even(pixels: np.ndarray) -> np.ndarray:
+def _even(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     h, w = pixels.shape[:2]
     return np.pad(pixels, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 

@@ -7,15 +7,25 @@ and what a page says about the same moment agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from frender.core.profile import RenderProfile
+
+if TYPE_CHECKING:
+    from frender.apps.requester_messages import Recall
 
 __all__ = [
     "JOB_STATES",
     "WAITING_CAUSES",
     "duration",
+    "failure_text",
     "friend_state",
     "job_state",
     "master_job_state",
+    "recall_text",
+    "recalled_text",
+    "replaced_text",
     "short_profile",
     "standing",
     "time_left",
@@ -90,6 +100,35 @@ def waiting_text(cause: str, detail: str = "") -> str:
     if words is None:
         return f"waiting: {detail}" if detail else "waiting for friends"
     return f"waiting: {words}"
+
+
+def failure_text(cause: str, error: str) -> str:
+    """Why a job failed, for people: its file cannot render ("render", the friends' error), or no friend could go on
+    with it and the master granted none that could in time ("starved", the requester's reason)."""
+    if cause == "starved":
+        return f"no friend could go on with it: {error}"
+    return f"its file cannot render on the friends: {error}"
+
+
+def recall_text(frame: int, *, rendered: bool) -> str:
+    """Why a final frame was withdrawn (unravelling): the friend that rendered it, or one that vouched for it, was caught."""
+    if rendered:
+        return f"frame {frame} was recalled: the friend that rendered it was caught forging; it is being rendered again"
+    return f"frame {frame} was recalled: a friend that vouched for it was caught forging; it is being checked again"
+
+
+def recalled_text(recalls: Iterable[Recall]) -> str:
+    """The frames withdrawn and not final again, on one line ("" when none): what a progress view adds."""
+    frames = tuple(sorted(r.frame for r in recalls if not r.final))
+    if not frames:
+        return ""
+    listed = ", ".join(str(n) for n in frames[:12]) + (f" and {len(frames) - 12} more" if len(frames) > 12 else "")
+    return f"recalled: frame{'s' if len(frames) > 1 else ''} {listed} (a friend they rested on was caught forging); being verified again"
+
+
+def replaced_text(frame: int, path: str) -> str:
+    """A recalled frame, final again, written in place of the copy withdrawn."""
+    return f"frame {frame} is final again, verified anew: written to {path}"
 
 
 def duration(seconds: float) -> str:

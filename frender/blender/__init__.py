@@ -23,6 +23,8 @@ from ._backend import (
     start_session,
     window_name,
 )
+from ._denoise import NOISY_TILES, denoise_frame, one_part
+from ._crops import CropMeasure, measure_crops, measure_windows
 from ._compare import BadImage, Comparison, Tolerance, compare, compare_pixels, decode_png, png_size
 from ._errors import (
     BlenderCrashed,
@@ -35,23 +37,41 @@ from ._errors import (
     OutOfMemory,
     RenderTimeout,
 )
-from ._bounds import max_frame_bytes
-from ._formats import PNG8, FloatTolerance, OutputFormat, compare_output, decode_output, output_name, output_size, unsupported_output
+from ._bounds import check_frame_bytes, max_frame_bytes
+from ._formats import PNG8, FloatTolerance, OutputFormat, check_output, compare_output, decode_output, output_name, output_size, unsupported_output
 from ._header import BlendHeader, read_blend_header
 from ._modelled import ModelledBackend, forge_frame, modelled_frame
 from ._runner import Limits
 from ._runtimes import NoRuntime, Runtimes, add_runtime, bpy_python, choose_version, held_runtimes, runtimes_dir
 from ._sandbox import sandbox_available
 from ._scene import build_demo_scene, parse_resolution, scene_command
-from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window, crop_margins, crop_region
+from ._stitch import BadStitch, stitch, stitchable
+from ._jpeg import jpeg_comments, png_text, stitch_jpeg, with_comments
+from ._window import CROP_ALIGNMENT, CROP_PADDING, MIN_RENDER_FRACTION, MIN_WINDOW_FRACTION, BadWindow, Window, compare_window, crop_margins, crop_region
 
 __all__ = [
+    "NOISY_TILES",
+    "denoise_frame",
+    "one_part",
+    "CropMeasure",
+    "measure_crops",
+    "measure_windows",
+    "check_frame_bytes",
+    "check_output",
     "max_frame_bytes",
     "CROP_ALIGNMENT",
     "CROP_PADDING",
     "crop_margins",
     "crop_region",
     "MIN_WINDOW_FRACTION",
+    "MIN_RENDER_FRACTION",
+    "BadStitch",
+    "stitch",
+    "stitchable",
+    "stitch_jpeg",
+    "jpeg_comments",
+    "png_text",
+    "with_comments",
     "Backend",
     "BadImage",
     "BadWindow",

@@ -30,9 +30,10 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from ._errors import MissingDenoiser
@@ -49,12 +50,13 @@ SAMPLES = 16
 EXR_FLOAT = OutputFormat(file_format="OPEN_EXR", color_depth="32", color_mode="RGBA")
 
 
-def srgb8(linear: np.ndarray) -> np.ndarray:
+def srgb8(linear: npt.NDArray[np.number[Any]]) -> npt.NDArray[np.uint8]:
     """Linear float pixels as an 8-bit sRGB frame holds them (colour channels; alpha as it is, scaled)."""
     colour = np.clip(linear[..., :3], 0.0, 1.0)
     encoded = np.where(colour <= 0.0031308, 12.92 * colour, 1.055 * np.power(colour, 1 / 2.4) - 0.055)
     alpha = np.clip(linear[..., 3:], 0.0, 1.0)
-    return np.round(255 * np.concatenate([encoded, alpha], axis=-1)).astype(np.uint8)
+    scaled: npt.NDArray[np.floating[Any]] = np.round(255 * np.concatenate([encoded, alpha], axis=-1))
+    return scaled.astype(np.uint8)
 
 
 def machine_digest() -> str:

@@ -41,7 +41,7 @@ from ._header import read_blend_header
 from ._output import BatchDone, FrameSaved, OutputEvent, Ready, Reported
 from ._runner import Limits, Sandbox, ScriptProcess, run_inblender
 from ._sandbox import sandbox_available
-from ._window import MIN_WINDOW_FRACTION, BadWindow, Window
+from ._window import MIN_RENDER_FRACTION, BadWindow, Window
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,15 @@ class BlendInfo:
     crop_unsafe: tuple[str, ...] = ()
     # Why no frame can ever render (no camera, no scene): such a file is refused at submit.
     unrenderable: tuple[str, ...] = ()
+    # The compositor nodes that change a render (a denoised file's tiles are denoised after the stitch, uncomposited).
+    composited: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):
     """Something that renders .blend files: a Blender build, or a model of one."""
+
+    # A model cuts its windows out of its frames: whether they equal is known, not measured (blender.measure_crops).
+    windows_are_frames: bool = False
 
     @abc.abstractmethod
     async def probe(self) -> RenderProfile:
@@ -136,10 +141,19 @@ class Backend(abc.ABC):
         """Render frames to job_dir/out/frame_####.png (a window of each to window_####.png), handing each over as saved."""
 
     async def start_session(
-        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits(), noisy: bool = False
     ) -> Session:
-        """A session rendering `blend` batch after batch; by default each batch is a one-shot render."""
+        """A session rendering `blend` batch after batch; by default each batch is a one-shot render.
+
+        `noisy`: render as a denoised file's tile is rendered (`_inblender.render_noisy`): a real Blender's alone."""
+        if noisy:
+            raise BlenderError(f"{type(self).__name__} renders no noisy tiles with denoising passes")
         return _RenderEachTime(self, blend, job_dir, threads=threads, limits=limits)
+
+    async def denoise(self, blend: Path, job_dir: Path, noisy: Path, out: Path, *, limits: Limits) -> Path:
+        """Denoise the stitched one-part EXR `noisy` once with `blend`'s denoiser settings and write it to `out` in the
+        file's own format (`_denoise.denoise_frame`); `noisy` and `out` lie in `job_dir`. A real Blender's alone."""
+        raise BlenderError(f"{type(self).__name__} does not denoise")
 
 
 class Session(abc.ABC):
@@ -154,7 +168,7 @@ class Session(abc.ABC):
 
     A call with a `window` renders only that part of each frame (Blender's
     render border, cropped to it) into job_dir/out/window_####.png. A window
-    outside the frame or below `MIN_WINDOW_FRACTION` of it raises BadWindow
+    outside the frame or below `MIN_RENDER_FRACTION` of it raises BadWindow
     before anything renders, and the session lives on.
     """
 
@@ -195,7 +209,7 @@ class Session(abc.ABC):
         if window is not None:
             if self.resolution is None:
                 raise BadWindow("this session cannot render windows: it does not know its frame size")
-            window.check(*self.resolution, min_fraction=MIN_WINDOW_FRACTION)
+            window.check(*self.resolution, min_fraction=MIN_RENDER_FRACTION)
         self._busy = True
         deadline, limit = self.deadline, self.limits.wall_seconds
         if wall_seconds is not None and trio.current_time() + wall_seconds < deadline:
@@ -308,14 +322,19 @@ class _BlenderSession(Session):
     async def _render(
         self, frames: list[int], on_frame: OnFrame | None, deadline: float, limit: float, window: Window | None
     ) -> list[RenderedFrame]:
-        hand_over = _HandOver(self.out_dir, frames, on_frame, window, self.extension)
+        extension = ".png" if window is not None and window.lossless else self.extension
+        hand_over = _HandOver(self.out_dir, frames, on_frame, window, extension)
         for frame in set(frames):
             # A frame rendered before in this job must not pass for this batch's.
             with contextlib.suppress(OSError):
-                (self.out_dir / hand_over.name(frame, self.extension)).unlink(missing_ok=True)
+                (self.out_dir / hand_over.name(frame, extension)).unlink(missing_ok=True)
         batch: dict[str, Any] = {"frames": frames}
         if window is not None:
             batch["window"] = [window.left, window.top, window.width, window.height]
+            if window.in_place:
+                batch["in_place"] = True
+            if window.lossless:
+                batch["lossless"] = True
         await self.process.send(batch)
         done = await self.process.wait_for(BatchDone, deadline=deadline, limit_seconds=limit, on_event=hand_over)
         assert isinstance(done, BatchDone)
@@ -362,19 +381,27 @@ class BlenderBackend(Backend):
                 self._profile = attrs.evolve(profile, agreement=agreement)
             return self._profile
 
+    async def _in_job(self, blend: Path, job_dir: Path, *others: Path) -> tuple[Path, Path]:
+        """``blend`` and ``job_dir`` resolved, once ``blend`` (and ``others``) are found inside the job directory and
+        ``blend``'s header is a .blend's: the sandbox mounts that directory alone."""
+        job_dir, blend = job_dir.resolve(), blend.resolve()
+        for path in (blend, *(other.resolve() for other in others)):
+            if not path.is_relative_to(job_dir):
+                raise ValueError(f"{path} is not inside the job directory {job_dir}")
+        await self._check_header(blend)
+        return blend, job_dir
+
     async def inspect(self, blend: Path, *, limits: Limits, job_dir: Path | None = None) -> BlendInfo:
         """Describe a .blend; job_dir (by default its folder) is the job directory, mounted read-only."""
-        blend = blend.resolve()
-        job_dir = blend.parent if job_dir is None else job_dir.resolve()
-        if not blend.is_relative_to(job_dir):
-            raise ValueError(f"{blend} is not inside the job directory {job_dir}")
-        await self._check_header(blend)
+        blend, job_dir = await self._in_job(blend, blend.resolve().parent if job_dir is None else job_dir)
         request = {"mode": "inspect", "blend": str(blend), "job_dir": str(job_dir)}
         events = await self._run(request, job_dir, job_writable=False, limits=limits)
         (info,) = [event.payload for event in events if isinstance(event, Reported) and event.kind == "INFO"]
         return BlendInfo(
             **{key: info[key] for key in ("saved_with", "scene", "fps", "engine", "samples", "denoiser")},
-            **{key: int(info[key]) for key in ("frame_start", "frame_end", "frame_step")},
+            frame_start=int(info["frame_start"]),
+            frame_end=int(info["frame_end"]),
+            frame_step=int(info["frame_step"]),
             resolution=tuple(info["resolution"]),
             external_files=tuple(info["external_files"]),
             packed_files=tuple(info["packed_files"]),
@@ -383,6 +410,7 @@ class BlenderBackend(Backend):
             missing=tuple((m["path"], m["used_by"]) for m in info["missing"]),
             crop_unsafe=tuple(info.get("crop_unsafe", ())),
             unrenderable=tuple(info.get("unrenderable", ())),
+            composited=tuple(info.get("composited", ())),
         )
 
     async def render(
@@ -401,18 +429,15 @@ class BlenderBackend(Backend):
             return await session.render(frames, on_frame=on_frame, window=window)
 
     async def start_session(
-        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+        self, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits(), noisy: bool = False
     ) -> Session:
-        """Start Blender on `blend`, sandboxed, and return once it has loaded and guarded the file.
+        """Start Blender on `blend`, sandboxed, and return once it has loaded and guarded the file (`noisy`: its
+        frames rendered as a denoised file's tiles, `_inblender.render_noisy`).
 
         Raises the BlenderError of a file that cannot render here (GuardRefused,
         NotABlendFile, MissingDenoiser...) or of a Blender that failed to start.
         """
-        job_dir = job_dir.resolve()
-        blend = blend.resolve()
-        if not blend.is_relative_to(job_dir):
-            raise ValueError(f"{blend} is not inside the job directory {job_dir}")
-        await self._check_header(blend)
+        blend, job_dir = await self._in_job(blend, job_dir)
         out_dir = job_dir / "out"
         out_dir.mkdir(exist_ok=True)
         request = {
@@ -422,6 +447,7 @@ class BlenderBackend(Backend):
             "out_dir": str(out_dir),
             "threads": threads,
             "device": self.device,
+            **({"noisy": True} if noisy else {}),
         }
         facts = await self._probe_facts(gl=False)
         sandbox = None
@@ -435,6 +461,31 @@ class BlenderBackend(Backend):
             raise
         assert isinstance(ready, Ready)
         return _BlenderSession(process, out_dir, limits, ready.resolution, ready.extension)
+
+    async def encode_jpeg(self, source: Path, out: Path, *, quality: int, limits: Limits = Limits()) -> Path:
+        """Encode the 8-bit PNG ``source`` as the JPEG ``out`` (in the same folder) with Blender's own writer."""
+        folder = source.parent.resolve()
+        if out.resolve().parent != folder:
+            raise ValueError(f"{out} is not beside {source}")
+        request = {"mode": "encode", "source": str(source.resolve()), "out": str(out.resolve()), "quality": int(quality)}
+        await self._run(request, folder, job_writable=True, limits=limits)
+        if out.is_symlink() or not out.is_file():
+            raise BlenderCrashed(f"Blender did not write {out}")
+        return out
+
+    async def denoise(self, blend: Path, job_dir: Path, noisy: Path, out: Path, *, limits: Limits) -> Path:
+        """One Blender process, sandboxed (`job_dir` writable), runs `_inblender.denoise`."""
+        blend, job_dir = await self._in_job(blend, job_dir, noisy, out)
+        out_dir = job_dir / "out"
+        out_dir.mkdir(exist_ok=True)
+        request = {
+            "mode": "denoise", "blend": str(blend), "job_dir": str(job_dir), "out_dir": str(out_dir), "device": self.device,
+            "input": str(noisy.resolve()), "denoised": str(out_dir / "denoised.exr"), "output": str(out.resolve()),
+        }
+        await self._run(request, job_dir, job_writable=True, limits=limits)
+        if out.is_symlink() or not out.is_file():
+            raise BlenderCrashed(f"Blender denoised the frame but wrote no {out.name}")
+        return out
 
     async def version(self) -> str:
         """The version alone: one start of Blender, no GL probe and no calibration renders."""
@@ -604,10 +655,12 @@ async def inspect(backend: Backend, blend: Path, *, limits: Limits = Limits(), j
 
 
 async def start_session(
-    backend: Backend, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits()
+    backend: Backend, blend: Path, job_dir: Path, *, threads: int | None = None, limits: Limits = Limits(), noisy: bool = False
 ) -> Session:
-    """Open `blend` for rendering batch after batch (see `Session`); the caller must `aclose` it."""
-    return await backend.start_session(blend, job_dir, threads=threads, limits=limits)
+    """Open `blend` for rendering batch after batch (see `Session`); the caller must `aclose` it. `noisy`: its frames
+    rendered as a denoised file's tiles (asked for only then, so backends written before keep working)."""
+    extra = {"noisy": True} if noisy else {}
+    return await backend.start_session(blend, job_dir, threads=threads, limits=limits, **extra)
 
 
 @contextlib.asynccontextmanager

@@ -123,7 +123,7 @@ def compare(
     return compare_pixels(pixels_a, pixels_b, tolerance=tolerance)
 
 
-def compare_pixels(a: np.ndarray, b: np.ndarray, *, tolerance: Tolerance = Tolerance()) -> Comparison:
+def compare_pixels(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], *, tolerance: Tolerance = Tolerance()) -> Comparison:
     """The verdict on two decoded 8-bit images of one shape (height, width, channels) under `tolerance`."""
     if a.shape != b.shape:
         raise ValueError(f"images of different shapes: {a.shape} and {b.shape}")

@@ -63,8 +63,8 @@ def read_blend_header(path: Path) -> BlendHeader:
         return _parse(plain, path, compression="zstd")
     if head.startswith(GZIP_MAGIC):
         try:
-            with gzip.open(path, "rb") as file:
-                plain = file.read(HEADER_BYTES)
+            with gzip.open(path, "rb") as unzipped:
+                plain = unzipped.read(HEADER_BYTES)
         except (OSError, EOFError) as error:
             raise NotABlendFile(f"{path.name} is gzip data that does not decompress: {error}") from None
         return _parse(plain, path, compression="gzip")

@@ -1,4 +1,4 @@
-"""The script fRender runs inside Blender: probe, inspect, guarded render, demo scene.
+"""The script fRender runs inside Blender: probe, inspect, guarded render, denoise after a stitch, demo scene.
 
 It runs in a separate Blender process, never in fRender's own: `blender -b ...
 -P _inblender.py -- REQUEST` for the CLI backend and `python _inblender.py --
@@ -24,10 +24,21 @@ error. Rules:
    Blender's own output path is never the thing that escapes the job directory.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
 import time
+from typing import Any, Callable, NoReturn
+
+# bpy and all it hands out have no stubs, and the Blenders this script runs in (3.4 to 5.x) differ in them, which
+# the code feature-tests: they are foreign values here, typed Any under names that say what each is.
+Bpy = Any  # the bpy module
+Scene = Any  # a bpy.types.Scene
+NodeTree = Any  # a bpy.types.NodeTree
+ID = Any  # any other data-block or bpy object (a material, an object, a sequencer strip)
+Request = dict[str, Any]  # the request (and a session's batches), as JSON reads it
 
 # Output lines start with "FRENDER-<nonce> ": the nonce comes with the request,
 # so text from the file (an object name with a newline in it) cannot forge them.
@@ -42,19 +53,19 @@ DENOISE_NODE = "CompositorNodeDenoise"
 FILE_PATH_SOCKET = "NodeSocketStringFilePath"
 
 
-def say(kind, *fields):
+def say(kind: str, *fields: object) -> None:
     """Print one machine-readable line and flush it, so the host sees it now."""
     print(prefix + kind, *fields, flush=True)
 
 
-def finish(code):
+def finish(code: int) -> NoReturn:
     """Leave Blender at once with an exit code; `sys.exit` in `-P` is not reliable."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def blender_facts(bpy):
+def blender_facts(bpy: Bpy) -> dict[str, object]:
     """What the host needs to know about this Blender build."""
     import _cycles
 
@@ -77,7 +88,7 @@ def blender_facts(bpy):
 GPU_DEVICE_TYPES = ("CUDA", "OPTIX", "HIP", "METAL", "ONEAPI")
 
 
-def compute_devices(bpy):
+def compute_devices(bpy: Bpy) -> list[str]:
     """The Cycles device types with at least one device here: always "CPU", then e.g. "CUDA", "OPTIX"."""
     found = ["CPU"]
     try:
@@ -94,7 +105,7 @@ def compute_devices(bpy):
     return found
 
 
-def use_device(bpy, scene, device):
+def use_device(bpy: Bpy, scene: Scene, device: str) -> None:
     """Render on ``device``: "CPU", or every device of one GPU type (Cycles' compute device type)."""
     if getattr(scene, "cycles", None) is None:
         return
@@ -108,7 +119,7 @@ def use_device(bpy, scene, device):
     scene.cycles.device = "GPU"
 
 
-def gl_facts(bpy):
+def gl_facts(bpy: Bpy) -> dict[str, str]:
     """The GPU/GL renderer this Blender draws EEVEE and Workbench with; empty strings where it has none.
 
     In background mode Blender starts its GPU backend only for a render that
@@ -138,7 +149,7 @@ def gl_facts(bpy):
     return facts
 
 
-def open_untrusted(bpy, path):
+def open_untrusted(bpy: Bpy, path: str) -> None:
     """Open a .blend with every form of auto-execution off."""
     bpy.context.preferences.filepaths.use_scripts_auto_execute = False
     try:
@@ -148,7 +159,7 @@ def open_untrusted(bpy, path):
         finish(3)
 
 
-def node_trees(bpy):
+def node_trees(bpy: Bpy) -> list[NodeTree]:
     """Every node tree in the file: node groups and the trees embedded in IDs."""
     trees = list(bpy.data.node_groups)
     owners = [bpy.data.materials, bpy.data.worlds, bpy.data.lights, bpy.data.textures]
@@ -161,15 +172,15 @@ def node_trees(bpy):
     return trees
 
 
-def inside(path, root):
+def inside(path: str, root: str) -> bool:
     """Whether a path, after resolving links, lies inside root."""
     real = os.path.realpath(path)
     return real == root or real.startswith(root + os.sep)
 
 
-def python_driver_owners(bpy):
+def python_driver_owners(bpy: Bpy) -> list[str]:
     """Names of data-blocks with a driver that needs Python (not a simple expression)."""
-    owners = []
+    owners: list[str] = []
     for collection in (bpy.data.objects, bpy.data.materials, bpy.data.scenes, bpy.data.meshes, bpy.data.worlds,
                        bpy.data.cameras, bpy.data.lights, bpy.data.shape_keys, bpy.data.node_groups):
         for block in collection:
@@ -188,16 +199,16 @@ def python_driver_owners(bpy):
     return owners
 
 
-def check_path(bpy, value, root, what, reasons):
+def check_path(bpy: Bpy, value: str, root: str, what: str, reasons: list[str]) -> None:
     """Refuse a file path that resolves outside the job directory."""
     if value and not inside(bpy.path.abspath(value), root):
         reasons.append(f"{what} reads {value!r}, outside the job directory")
 
 
-def guard(bpy, job_dir):
+def guard(bpy: Bpy, job_dir: str) -> list[str]:
     """Every reason to refuse rendering this file; empty means it may render."""
     root = os.path.realpath(job_dir)
-    reasons = []
+    reasons: list[str] = []
     # A linked library must lie inside the job directory (a packed job tree);
     # the requester guards every .blend of the tree, and what the library
     # brings into this file is guarded here with the rest of bpy.data.
@@ -243,7 +254,7 @@ def guard(bpy, job_dir):
     return reasons
 
 
-def denoiser(scene):
+def denoiser(scene: Scene) -> str | None:
     """The denoiser a Cycles render of this scene will run, or None."""
     cycles = getattr(scene, "cycles", None)
     if scene.render.engine != "CYCLES" or cycles is None or not cycles.use_denoising:
@@ -251,7 +262,7 @@ def denoiser(scene):
     return cycles.denoiser or "OPENIMAGEDENOISE"
 
 
-def needs_oidn(bpy, scene):
+def needs_oidn(bpy: Bpy, scene: Scene) -> bool:
     """Whether rendering needs OpenImageDenoise (Cycles denoiser or a compositor Denoise node)."""
     if denoiser(scene) == "OPENIMAGEDENOISE":
         return True
@@ -271,7 +282,7 @@ POINTWISE_COMPOSITOR_NODES = frozenset({
 })
 
 
-def compositor_tree(scene):
+def compositor_tree(scene: Scene) -> NodeTree | None:
     """The scene's compositor node tree when compositing is on, else None (Blender 5, and 4.x's use_nodes)."""
     tree = getattr(scene, "compositing_node_group", None)
     if tree is None and getattr(scene, "use_nodes", False):
@@ -279,14 +290,27 @@ def compositor_tree(scene):
     return tree if scene.render.use_compositing else None
 
 
-def sequencer_strips(scene):
+# Compositor nodes that leave a render as it is: a file with only these is not composited.
+PASS_THROUGH_COMPOSITOR_NODES = frozenset({"R_LAYERS", "COMPOSITE", "VIEWER", "GROUP_INPUT", "GROUP_OUTPUT", "REROUTE", "FRAME"})
+
+
+def composited(scene: Scene) -> list[str]:
+    """The compositor nodes that change this scene's render (a denoised file's tiles are denoised after the stitch,
+    where no compositor runs: such a file is not tiled)."""
+    tree = compositor_tree(scene)
+    if tree is None:
+        return []
+    return sorted(node.name for node in tree.nodes if node.type not in PASS_THROUGH_COMPOSITOR_NODES and not node.mute)
+
+
+def sequencer_strips(scene: Scene) -> list[ID]:
     """The scene's sequencer strips when the sequencer renders them, else an empty list."""
     editor = scene.sequence_editor
     strips = getattr(editor, "strips_all", None) or getattr(editor, "sequences_all", None) if editor is not None else None
     return list(strips or ()) if scene.render.use_sequencer else []
 
 
-def unrenderable(scene):
+def unrenderable(scene: Scene | None) -> list[str]:
     """Why no frame of this scene can ever render, as Blender would fail each one ("Cannot render, no camera").
 
     A scene renders from its camera, or from the camera a timeline marker binds
@@ -298,7 +322,7 @@ def unrenderable(scene):
         return ["the file has no scene to render"]
     if sequencer_strips(scene):
         return []
-    reasons = []
+    reasons: list[str] = []
     if not any(layer.use for layer in scene.view_layers):
         reasons.append(f"no view layer of scene {scene.name!r} is enabled for rendering")
     tree = compositor_tree(scene)
@@ -313,13 +337,14 @@ def unrenderable(scene):
     return reasons
 
 
-def crop_unsafe(scene):
+def crop_unsafe(scene: Scene) -> list[str]:
     """Why a window of this scene's frames may differ from the same pixels of a whole frame: the names of
     non-pointwise compositor nodes, and a sequencer with strips. Empty: crop checks are sound."""
-    reasons = []
+    reasons: list[str] = []
     tree = compositor_tree(scene)
     if tree is not None:
-        seen, trees = set(), [tree]
+        seen: set[str] = set()
+        trees = [tree]
         while trees:
             current = trees.pop()
             if current.name in seen:
@@ -339,7 +364,7 @@ def crop_unsafe(scene):
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "OPEN_EXR", "OPEN_EXR_MULTILAYER")
 
 
-def output_settings(scene):
+def output_settings(scene: Scene) -> dict[str, object]:
     """The file's own output: format, depth, colour mode, name and extension, as Blender will write them."""
     render = scene.render
     settings = render.image_settings
@@ -348,13 +373,14 @@ def output_settings(scene):
         "file_format": settings.file_format,
         "color_depth": settings.color_depth or "8",
         "color_mode": settings.color_mode,
+        "quality": settings.quality,  # JPEG's: a tiled JPEG frame is encoded once, at the file's own quality
         "extension": render.file_extension,
         "name": os.path.basename(render.filepath.replace("\\", "/")),
         "use_file_extension": render.use_file_extension,
     }
 
 
-def force_output(scene, out_dir, threads):
+def force_output(scene: Scene, out_dir: str, threads: int | None) -> None:
     """Point the render at out_dir in the file's own image format, with nothing burnt into the pixels.
 
     A format fRender cannot verify (video, BMP...) falls back to 8-bit PNG; the
@@ -383,9 +409,9 @@ def force_output(scene, out_dir, threads):
         render.threads = threads
 
 
-def missing_files(bpy):
+def missing_files(bpy: Bpy) -> list[dict[str, str]]:
     """Each external file the scene uses that is not on disk, with what uses it."""
-    missing = []
+    missing: list[dict[str, str]] = []
     kinds = [("image", bpy.data.images), ("font", bpy.data.fonts), ("sound", bpy.data.sounds),
              ("movie clip", bpy.data.movieclips), ("cache", bpy.data.cache_files), ("volume", bpy.data.volumes),
              ("library", bpy.data.libraries)]
@@ -409,16 +435,16 @@ def missing_files(bpy):
     return missing
 
 
-def file_lists(bpy):
+def file_lists(bpy: Bpy) -> tuple[list[str], list[str]]:
     """The external files the scene reads and the names of those packed into it."""
     external = sorted(set(bpy.utils.blend_paths(absolute=True, packed=False, local=False)))
-    packed = []
+    packed: list[str] = []
     for collection in (bpy.data.images, bpy.data.fonts, bpy.data.sounds, bpy.data.volumes):
         packed += [item.name for item in collection if getattr(item, "packed_file", None)]
     return external, sorted(packed)
 
 
-def inspect(bpy, request):
+def inspect(bpy: Bpy, request: Request) -> None:
     """Describe the file for a requester, including what the guard would refuse."""
     scene = bpy.context.scene
     render = scene.render
@@ -439,6 +465,7 @@ def inspect(bpy, request):
         "samples": cycles.samples if cycles is not None and render.engine == "CYCLES" else None,
         "denoiser": denoiser(scene),
         "crop_unsafe": crop_unsafe(scene),
+        "composited": composited(scene),
         "external_files": external,
         "output": output_settings(scene),
         "missing": missing_files(bpy),
@@ -448,7 +475,7 @@ def inspect(bpy, request):
     }))
 
 
-def prepare_render(bpy, request):
+def prepare_render(bpy: Bpy, request: Request) -> Scene:
     """Force the output settings, then guard the file; stop unless it may render here."""
     scene = bpy.context.scene
     force_output(scene, request["out_dir"], request.get("threads"))
@@ -466,7 +493,7 @@ def prepare_render(bpy, request):
     return scene
 
 
-def frame_size(scene):
+def frame_size(scene: Scene) -> tuple[int, int]:
     """The rendered frame's width and height in pixels (resolution scaled by its percentage)."""
     render = scene.render
     percentage = render.resolution_percentage
@@ -476,8 +503,9 @@ def frame_size(scene):
 BORDER_SETTINGS = ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")
 
 
-def set_window(scene, window):
-    """Render only `window` ([left, top, width, height] in pixels from the top-left corner), cropped to it.
+def set_window(scene: Scene, window: list[int], in_place: bool = False) -> None:
+    """Render only `window` ([left, top, width, height] in pixels from the top-left corner), cropped to it
+    (`in_place`: not cropped, the whole frame's image with only the window rendered).
 
     Blender's border is a fraction of the frame with rows counted from the
     bottom, and Blender truncates fraction x size to whole pixels: each edge is
@@ -489,24 +517,31 @@ def set_window(scene, window):
     if w < 1 or h < 1 or left < 0 or top < 0 or left + w > width or top + h > height:
         raise ValueError(f"window {window} is not inside the {width}x{height} frame")
     render.use_border = True
-    render.use_crop_to_border = True
+    render.use_crop_to_border = not in_place
     render.border_min_x = (left + 0.5) / width
     render.border_max_x = min((left + w + 0.5) / width, 1.0)
     render.border_min_y = (height - top - h + 0.5) / height
     render.border_max_y = min((height - top + 0.5) / height, 1.0)
 
 
-def render_frames(bpy, scene, pattern, frames, window=None):
+def render_frames(
+    bpy: Bpy, scene: Scene, pattern: str, frames: list[int], window: list[int] | None = None, in_place: bool = False, lossless: bool = False
+) -> None:
     """Render frames (or a window of each) one by one, announcing each file as it is saved.
 
     A window is rendered to files of its own (window_####.png), so it never
     passes for the frame; the file's own border settings are restored after it.
+    `lossless`: written as 8-bit PNG in the file's colour mode (a tile of a JPEG frame, encoded once when stitched).
     """
     saved = {name: getattr(scene.render, name) for name in BORDER_SETTINGS}
+    image = scene.render.image_settings
+    kept = (image.file_format, image.color_depth)
     names = pattern
     if window is not None:
         names = os.path.join(os.path.dirname(pattern), "window_####")
-        set_window(scene, window)
+        set_window(scene, window, in_place)
+    if lossless:
+        image.file_format, image.color_depth = "PNG", "8"
     try:
         for frame in frames:
             # A still render does not expand "####" (Blender 5.0 writes the
@@ -522,10 +557,51 @@ def render_frames(bpy, scene, pattern, frames, window=None):
     finally:
         for name, value in saved.items():
             setattr(scene.render, name, value)
+        if lossless:
+            image.file_format, image.color_depth = kept
         scene.render.filepath = pattern
 
 
-def serve(bpy, request):
+def render_noisy(scene: Scene) -> None:
+    """Render as a denoised file's tile is rendered (the requester denoises the stitched frame once, ``denoise``):
+    Cycles' denoiser off, its denoising passes (albedo, normal) stored, every pass as multilayer half-float OpenEXR
+    (``_denoise.NOISY_TILES``)."""
+    scene.cycles.use_denoising = False
+    for layer in scene.view_layers:
+        layer.cycles.denoising_store_passes = True
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5: multilayer is a media type of its own
+        settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.file_format = "OPEN_EXR_MULTILAYER"
+    settings.color_depth = "16"
+    settings.color_mode = "RGBA"
+    settings.exr_codec = "ZIP"
+
+
+def denoise(bpy: Bpy, request: Request) -> None:
+    """Denoise a stitched noisy frame once with the file's own denoiser settings (Cycles' file denoiser, Render >
+    Denoise Animation's: denoiser, prefilter, quality, passes), then save it as the file's own output format would be
+    written (its view transform, depth and colour mode)."""
+    scene = bpy.context.scene
+    force_output(scene, request["out_dir"], request.get("threads"))  # no stamp, no file or host name in the frame
+    reasons = guard(bpy, request["job_dir"])
+    if reasons:
+        for reason in reasons:
+            say("REFUSED", reason)
+        finish(4)
+    import _cycles
+
+    if not _cycles.with_openimagedenoise:
+        say("ERROR", "denoiser", "the file asks for OpenImageDenoise, which this Blender lacks")
+        finish(5)
+    scene.cycles.use_denoising = True
+    bpy.ops.cycles.denoise_animation(input_filepath=request["input"], output_filepath=request["denoised"])
+    image = bpy.data.images.load(request["denoised"])
+    image.save_render(request["output"], scene=scene)
+    say("INFO", json.dumps({"saved": request["output"]}))
+
+
+def serve(bpy: Bpy, request: Request) -> None:
     """Session mode: after one load and one guard, render batches read from stdin until EOF.
 
     Each batch is one JSON line, {"frames": [...]}; each ends with a BATCH line
@@ -533,6 +609,8 @@ def serve(bpy, request):
     the pipe, or died) ends the loop, and the process.
     """
     scene = prepare_render(bpy, request)
+    if request.get("noisy"):
+        render_noisy(scene)
     pattern = scene.render.filepath
     say("READY", json.dumps({"resolution": list(frame_size(scene)), "extension": scene.render.file_extension}))
     count = 0
@@ -543,12 +621,26 @@ def serve(bpy, request):
         if not line.strip():
             continue
         batch = json.loads(line)
-        render_frames(bpy, scene, pattern, batch["frames"], batch.get("window"))
+        render_frames(bpy, scene, pattern, batch["frames"], batch.get("window"), bool(batch.get("in_place")), bool(batch.get("lossless")))
         count += 1
         say("BATCH", count)
 
 
-def build_scene(bpy, request):
+def encode_jpeg(bpy: Bpy, request: Request) -> None:
+    """Encode an 8-bit PNG (a stitched frame) as JPEG with Blender's own writer at the file's quality: the same
+    encoder and settings a whole render's JPEG is written with, so the same pixels give the same image data.
+
+    The PNG's pixels are already display-referred: `Image.save` writes them as they are (no view transform)."""
+    image = bpy.data.images.load(request["source"])
+    if image.size[0] < 1:  # reading its size loads the image: a format set before then is lost to the file's own
+        raise ValueError(f"{request['source']} does not load")
+    image.file_format = "JPEG"
+    if image.file_format != "JPEG":
+        raise ValueError("Blender kept the PNG format")
+    image.save(filepath=request["out"], quality=int(request["quality"]))
+
+
+def build_scene(bpy: Bpy, request: Request) -> None:
     """Build the bundled demo scene: every frame visibly differs from every other."""
     import math
 
@@ -567,7 +659,7 @@ def build_scene(bpy, request):
         scene.render.image_settings.file_format = "OPEN_EXR"
         scene.render.image_settings.color_depth = "32"
 
-    def material(name, color, checker=False):
+    def material(name: str, color: tuple[float, float, float, float], checker: bool = False) -> ID:
         mat = bpy.data.materials.new(name)
         mat.use_nodes = True
         nodes = mat.node_tree.nodes
@@ -582,7 +674,7 @@ def build_scene(bpy, request):
             bsdf.inputs["Base Color"].default_value = color
         return mat
 
-    def add(mesh_op, name, mat, **kwargs):
+    def add(mesh_op: Callable[..., object], name: str, mat: ID, **kwargs: object) -> ID:
         mesh_op(**kwargs)
         obj = bpy.context.active_object
         obj.name = name
@@ -628,7 +720,7 @@ def build_scene(bpy, request):
     bpy.ops.wm.save_as_mainfile(filepath=request["out"])
 
 
-def main():
+def main() -> None:
     """Run the request given after `--` on the command line."""
     args = sys.argv[sys.argv.index("--") + 1:]
     request = json.loads(args[0])
@@ -643,10 +735,14 @@ def main():
         say("PROFILE", json.dumps(gl_facts(bpy)))
     elif mode == "scene":
         build_scene(bpy, request)
+    elif mode == "encode":
+        encode_jpeg(bpy, request)
     else:
         open_untrusted(bpy, request["blend"])
         if mode == "inspect":
             inspect(bpy, request)
+        elif mode == "denoise":
+            denoise(bpy, request)
         else:
             serve(bpy, request)
     say("DONE")

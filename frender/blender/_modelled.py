@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import trio
 from PIL import Image
 
@@ -24,7 +25,7 @@ from ._backend import Backend, BlendInfo, OnFrame, RenderedFrame, frame_name, wi
 from ._compare import decode_png
 from ._errors import RenderTimeout
 from ._runner import Limits
-from ._window import MIN_WINDOW_FRACTION, Window
+from ._window import MIN_RENDER_FRACTION, Window
 
 __all__ = ["WINDOW_STARTUP", "ModelledBackend", "forge_frame", "modelled_frame", "window_seconds"]
 
@@ -77,7 +78,7 @@ def forge_frame(
     return _png(pixels)
 
 
-def _png(pixels: np.ndarray) -> bytes:
+def _png(pixels: npt.NDArray[np.uint8]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
@@ -101,6 +102,8 @@ class ModelledBackend(Backend):
 
     def __repr__(self) -> str:
         return f"ModelledBackend({self.seconds_per_frame!r}, resolution={self.resolution!r})"
+
+    windows_are_frames = True  # a window is cut out of the frame's image
 
     async def probe(self) -> RenderProfile:
         """The modelled profile; every ModelledBackend with it renders alike."""
@@ -141,7 +144,7 @@ class ModelledBackend(Backend):
         width, height = self.resolution
         seconds = self.seconds_per_frame
         if window is not None:
-            window.check(width, height, min_fraction=MIN_WINDOW_FRACTION)
+            window.check(width, height, min_fraction=MIN_RENDER_FRACTION)
             seconds = window_seconds(seconds, window.width * window.height / (width * height))
         rendered = []
         with trio.move_on_after(limits.wall_seconds):
@@ -156,7 +159,13 @@ class ModelledBackend(Backend):
                     path = out_dir / frame_name(frame)
                 else:
                     path = out_dir / window_name(frame)
-                    image = _png(window.of(decode_png(image, width=width, height=height)).copy())
+                    pixels = decode_png(image, width=width, height=height)
+                    if window.in_place:  # the whole frame's image, only the window rendered
+                        placed = np.zeros_like(pixels)
+                        placed[window.top : window.bottom, window.left : window.right] = window.of(pixels)
+                        image = _png(placed)
+                    else:
+                        image = _png(window.of(pixels).copy())
                 path.write_bytes(image)
                 done = RenderedFrame(frame=frame, path=path, seconds=trio.current_time() - start, window=window)
                 rendered.append(done)

@@ -257,9 +257,10 @@ class ScriptProcess:
 
 
 def failure(
-    events: Sequence[OutputEvent], returncode: int, tail: list[str], *, timed_out: bool, limits: Limits
+    events: Sequence[OutputEvent], returncode: int | None, tail: list[str], *, timed_out: bool, limits: Limits
 ) -> BlenderError | None:
-    """The error a run that printed `events` and ended with `returncode` stands for, if any."""
+    """The error a run that printed `events` and ended with `returncode` stands for, if any (None: no exit status was
+    seen, which only a run stopped at its deadline leaves)."""
     if timed_out:
         return RenderTimeout(f"Blender ran past its wall-clock limit of {limits.wall_seconds:g} s", tail)
     if reasons := [event.reason for event in events if isinstance(event, Refused)]:
@@ -283,7 +284,9 @@ def failure(
     return None
 
 
-def _describe(returncode: int) -> str:
+def _describe(returncode: int | None) -> str:
+    if returncode is None:
+        return "no exit status"
     if returncode < 0:
         return f"signal {signal.Signals(-returncode).name}"
     return f"status {returncode}"

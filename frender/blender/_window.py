@@ -9,7 +9,8 @@ into Blender's border, which counts rows from the bottom.
 Rules:
 
 1. A window lies inside its frame and covers at least `MIN_WINDOW_FRACTION` of
-   its area: a smaller one holds too few pixels for the agreement rule's
+   the image it is compared with (the frame, or the tile of a still in tiles; a
+   session renders windows down to `MIN_RENDER_FRACTION` of the frame): a smaller one holds too few pixels for the agreement rule's
    fractions to mean anything, and costs little less to render (the fixed
    per-render cost dominates it).
 2. A window may be rendered padded (grown by `pad` pixels on each side, clipped
@@ -35,17 +36,25 @@ Rules:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from attrs import frozen
 
 from ._compare import BadImage, Comparison, Tolerance, compare_pixels, decode_png
 
-__all__ = ["CROP_ALIGNMENT", "CROP_PADDING", "MIN_WINDOW_FRACTION", "BadWindow", "Window", "compare_window", "crop_margins", "crop_region"]
+__all__ = [
+    "CROP_ALIGNMENT", "CROP_PADDING", "MIN_RENDER_FRACTION", "MIN_WINDOW_FRACTION", "BadWindow", "Window", "compare_window", "crop_margins", "crop_region",
+]
 
 MIN_WINDOW_FRACTION = 1 / 16
+# What a session renders at the least: a crop check of the smallest tile (1/16 of a 16 x 16 grid's tile).
+# The comparison keeps MIN_WINDOW_FRACTION of the image it compares with (the frame, or the tile).
+MIN_RENDER_FRACTION = MIN_WINDOW_FRACTION / 256
 CROP_PADDING = 16  # pixels added on each side of a window before it is rendered
 CROP_ALIGNMENT = 16  # the grid the padded window's edges are pushed out to
+Px = TypeVar("Px", bound=np.generic)  # an image's pixel type: a window of it has the same
 
 
 def crop_margins(*, denoised: bool) -> tuple[int, int]:
@@ -71,6 +80,13 @@ class Window:
     top: int
     width: int
     height: int
+    # Rendered in place: Blender's border without the crop, so the image is the whole frame with only this
+    # window rendered. Its pixels then equal the frame's exactly in 8-bit too, where a cropped render's
+    # dither noise (placed from the image's corner) differs by up to 2/255: how a tile of an 8-bit frame is rendered.
+    in_place: bool = False
+    # Written as 8-bit PNG whatever the file's format: a tile of a JPEG frame, whose JPEG is encoded once from the
+    # stitched pixels (re-encoding JPEG tiles would not give the frame a whole render writes).
+    lossless: bool = False
 
     @property
     def right(self) -> int:
@@ -106,7 +122,7 @@ class Window:
         high = min(-(-(frame_height - self.top + pad) // align) * align, frame_height)
         return Window(left=left, top=frame_height - high, width=right - left, height=high - low)
 
-    def of(self, pixels: np.ndarray, origin: Window | None = None) -> np.ndarray:
+    def of(self, pixels: npt.NDArray[Px], origin: Window | None = None) -> npt.NDArray[Px]:
         """This window's pixels out of an image of the full frame, or of the image of window `origin`."""
         dx, dy = (0, 0) if origin is None else (origin.left, origin.top)
         return pixels[self.top - dy : self.bottom - dy, self.left - dx : self.right - dx]

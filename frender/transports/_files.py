@@ -9,7 +9,9 @@ Rule 2: the receiver reads exactly the announced size, which the caller has
         Both ends give the whole body ``body_deadline``: a slow-drip peer on
         either side is dropped.
 Rule 3: memory stays flat: each end holds a few buffers of at most
-        ``Limits.chunk_size``, reused for the whole body.
+        ``Limits.chunk_size``, reused for the whole body; a receiver moves
+        ciphertext into the TLS object 64 KiB at a time (its memory BIO keeps
+        the largest buffer it held, for the connection's life).
 Rule 4: over TLS on a socket (every real connection) the body does not pass
         through the event loop. Once the frames before it are exchanged, a
         worker thread drives the connection's own ``ssl.SSLObject`` over a
@@ -63,6 +65,10 @@ from frender.transports.messages import FileHeader
 
 _PIECE = 256 * 1024  # decrypted, hashed and written while still in the CPU cache
 _PIECES_IN_FLIGHT = 4  # per pipelined body: one being decrypted, two queued, one being written
+# Ciphertext moved from the socket into the TLS object at a time. The TLS object's memory BIO keeps the
+# largest buffer it ever held for the connection's life: a 1 MiB move left ~1 MiB on every connection
+# that had sent a body (a requester with a thousand friends sending: a gigabyte).
+_RAW = 64 * 1024
 _QUIET_MS = 50  # a worker thread waiting this long for the peer hands the wait back to the event loop
 _REPORT_BYTES = 4 << 20  # a sender reports progress after this many bytes...
 _REPORT_SECONDS = 0.2  # ...or this long, whichever comes first
@@ -140,7 +146,7 @@ async def _receive_body(channel: Channel, size: int, file: BinaryIO, finish: Fin
             if finish is not None:
                 await trio.to_thread.run_sync(finish, file, digest)
         else:
-            with _Link(wire, max(1, min(channel.limits.chunk_size, size - len(prefix)))) as link:
+            with _Link(wire, max(1, min(_RAW, channel.limits.chunk_size, size - len(prefix)))) as link:
                 body = _Body(link, size, prefix, file, digest, finish)
                 await (body.receive_small() if size - len(prefix) <= 2 * _PIECE else body.receive_pipelined())
         finished = True

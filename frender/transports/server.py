@@ -27,6 +27,7 @@ Rule 2: a handler refuses by raising Refused(code, reason); the peer gets the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -77,6 +78,11 @@ class Handler:
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
         """The reply once the checked file is in place at ``path``."""
         return Ready()
+
+    def receiving(self, peer: Peer, header: FileHeader) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held while an accepted put's body is received (its buffers live): a handler may make puts take turns here,
+        before the peer is told to send. By default none waits."""
+        return contextlib.nullcontext()
 
     async def open_get(self, peer: Peer, header: FileHeader) -> Path:
         """The file to send for ``header`` (its sha256 may be ""), or raise Refused."""
@@ -261,11 +267,12 @@ class _Server:
         if header.size > self.limits.max_file_size:
             raise Refused("too_large", f"{header.size} bytes exceeds the {self.limits.max_file_size}-byte limit")
         path = await self.handler.accept_put(peer, header)
-        await channel.send_message(Ready())
-        try:
-            await receive_file(channel, header, path)
-        except HashMismatch as exc:
-            raise Refused("sha256_mismatch", str(exc)) from None
+        async with self.handler.receiving(peer, header):
+            await channel.send_message(Ready())
+            try:
+                await receive_file(channel, header, path)
+            except HashMismatch as exc:
+                raise Refused("sha256_mismatch", str(exc)) from None
         reply = await self.handler.put_done(peer, header, path)
         await channel.send_message(Reply(id=0, message=codec.pack(reply)))
 

@@ -53,6 +53,9 @@ class Farm:
         self.friends: list[str] = []
         self.accounts: set[int] = set()  # friend indices whose user's account is bound
         self.blenders: tuple[str, ...] = ()  # what the requester holds; empty: every Blender held here
+        self.measure_crops = True  # the requester measures each file's windows against its frame at submit
+        self.seconds_per_frame = 0.5  # the requester's estimate: a task half as long again is late and backed up
+        self.requester_options: tuple[str, ...] = ()  # more options of `frender run requester`
 
     async def start(self, friends: int = 0, cheats: tuple[str | None, ...] = (), blenders: tuple[str, ...] = ()) -> None:
         """Start the master and the requester (holding ``blenders``, default every Blender held here), then friends."""
@@ -69,7 +72,10 @@ class Farm:
     async def start_requester(self) -> None:
         listen = f"127.0.0.1:{self.requester.port}" if self.requester else "127.0.0.1:0"
         self.requester = await trio.to_thread.run_sync(
-            lambda: start_requester(self.cluster, self.master, seconds_per_frame=0.5, startup_seconds=2.0, listen=listen, blenders=self.blenders)
+            lambda: start_requester(
+                self.cluster, self.master, seconds_per_frame=self.seconds_per_frame, startup_seconds=2.0, listen=listen, blenders=self.blenders,
+                measure_crops=self.measure_crops, extra=self.requester_options,
+            )
         )
 
     async def restart_master(self) -> None:
@@ -106,6 +112,18 @@ class Farm:
 
     def log_of(self, name: str) -> str:
         return (self.cluster.logs / f"{name}.log").read_text(errors="replace")
+
+    def events(self, which: str = "requester") -> list[object]:
+        """Every event of ``which``'s log, decoded, in order (the process may still hold it open: read only)."""
+        from frender.store import SqliteLog, replay
+
+        logged: list[object] = []
+        log = SqliteLog(self.root / f"{which}.db", create=False)
+        try:
+            replay(log, logged.append)
+        finally:
+            log.close()
+        return logged
 
 
 @pytest.fixture

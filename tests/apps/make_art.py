@@ -131,6 +131,37 @@ scene.cycles.use_denoising = True
 output(scene, "IMAGE", "PNG", "8", "RGBA", "//dn/d_")
 save("denoised", "dn.blend", names=["d_0001.png", "d_0002.png", "d_0003.png"])
 
+# EEVEE with a UDIM tiled texture over two tiles and screen-space reflections, like Blender's own UDIM test
+# scene: a window rendered alone differs from the same pixels of the frame (the border hides what the
+# reflections trace), so the requester measures that at submit and checks the job on whole frames.
+def udim_eevee(folder, frames=2):
+    scene, cube = base(frames=frames)
+    scene.render.engine = "BLENDER_EEVEE"
+    scene.eevee.taa_render_samples = 4
+    scene.eevee.use_raytracing = True
+    scene.eevee.ray_tracing_method = "SCREEN"
+    for tile, colour in ((1001, (0.8, 0.2, 0.1)), (1002, (0.1, 0.3, 0.9))):
+        picture = wood(os.path.join(folder, "textures", f"tiles.{tile}.png"))
+        picture.pixels = [c for y in range(16) for x in range(16) for c in (*(v * (1.0 if (x // 4 + y // 4) % 2 else 0.4) for v in colour), 1.0)]
+        picture.save()
+        bpy.data.images.remove(picture)
+    tiles = bpy.data.images.load(os.path.join(folder, "textures", "tiles.1001.png"))
+    tiles.source = "TILED"  # finds tile 1002 beside it: the path becomes tiles.<UDIM>.png
+    assert [t.number for t in tiles.tiles] == [1001, 1002]
+    plane = bpy.data.objects["Plane"]
+    textured(cube, tiles)
+    plane.data.materials.append(cube.data.materials[0])
+    shader = cube.data.materials[0].node_tree.nodes["Principled BSDF"]
+    shader.inputs["Roughness"].default_value, shader.inputs["Metallic"].default_value = 0.1, 0.6
+    for loop in plane.data.uv_layers.active.data:  # the plane's UVs span both tiles
+        loop.uv = (loop.uv[0] * 2, loop.uv[1])
+    return scene
+
+
+udim_eevee(os.path.join(OUT, "udim_eevee"))
+output(bpy.context.scene, "IMAGE", "PNG", "8", "RGBA", "//udim/u_")
+save("udim_eevee", "udim.blend", names=["u_0001.png", "u_0002.png"])
+
 # A texture packed into the file.
 scene, cube = base()
 image = wood(os.path.join(OUT, "scratch", "wood.png"))

@@ -21,6 +21,7 @@ from frender import blender
 from frender.apps import artist, pack
 from frender.apps import messages as msg
 from frender.apps.client import SubmitRefused, submit
+from frender.core import job as core
 from frender.transports import FileHeader, Identity, RemoteError, connect, file_header, put_file
 
 HERE = Path(__file__).parent
@@ -73,8 +74,8 @@ def direct_art(corpus, tmp_path_factory) -> dict[str, dict[int, Path]]:
     return rendered
 
 
-async def run(farm, blend: Path, out: Path, **options):
-    with trio.fail_after(120):
+async def run(farm, blend: Path, out: Path, seconds: float = 120, **options):
+    with trio.fail_after(seconds):
         return await submit(
             blend, requester=farm.requester, user="artist", home=farm.root / "homes" / "artist", friends=2, out=out, include_outside=True, **options
         )  # the artist agrees to send files from outside the .blend's folder (the deps shot's sibling texture)
@@ -165,3 +166,57 @@ async def test_one_job_per_request(farm, corpus):
     assert second.job != first.job and [p.name for p in second.files] == ["take_02.png"]
     outside = await run(farm, blend, farm.root / "outside", frames=(4,), allow_outside=True)
     assert outside.frames == (4,)
+
+
+@pytest.mark.timeout(1800)  # EEVEE draws through software OpenGL here: a 64x36 frame takes 10-90 s on this loaded machine
+async def test_an_eevee_udim_scene_whose_windows_differ_from_its_frame_evicts_no_honest_friend(farm, corpus, tmp_path):
+    """EEVEE, a UDIM texture, screen-space reflections: the requester measures at submit that a window differs from
+    the frame, checks the job on whole frames, evicts nobody, and the frames equal a direct render."""
+    root, cases = corpus
+    blend = root / cases["udim_eevee"]["blend"]
+    backend = blender.find_backend()
+    info = await blender.inspect(backend, blend, job_dir=blend.parent)
+    assert info.engine == "BLENDER_EEVEE" and not info.missing and not info.refusals and not info.crop_unsafe  # no static rule catches it
+    direct = {r.frame: r.path for r in await blender.render(backend, blend, blend.parent, (1,))}
+    # The farm's estimate (a few seconds a frame) is far below what an EEVEE frame takes here (10-90 s): the deadlines
+    # come from the frame the requester timed in its measurement at submit, or friends would give tasks back for ever.
+    await farm.start(friends=2)
+    result = await run(farm, blend, farm.root / "out" / "udim", frames=(1,), seconds=1500)  # one frame: EEVEE is slow here
+    assert result.frames == (1,) and [p.name for p in result.files] == cases["udim_eevee"]["names"][:1]
+    for frame, path in zip(result.frames, result.files):
+        assert blender.compare_output(path, direct[frame], blender.PNG8, width=SIZE[0], height=SIZE[1]).verdict == "identical", frame
+    assert not result.progress.evictions and not result.progress.disagreements, result.progress.evictions
+    story = farm.audit("requester")["story"]
+    accepted = next(e["text"] for e in story if e["tag"] == "job_accepted.v1")
+    assert "DIFFER from the same pixels of the whole frame" in accepted and "(whole frames)" in accepted
+    assert not any(e["tag"] == "cheater_evicted.v1" for e in story)
+    logged = farm.events("requester")
+    [started] = [e for e in logged if isinstance(e, core.JobStarted)]
+    assert not started.settings.crop_checks  # whole frames from the start: no window was ever drawn
+    assert started.settings.seconds_per_frame > farm.seconds_per_frame  # the measured frame's time, thrice
+    assert all(not e.windows for e in logged if isinstance(e, core.ChecksDrawn))
+
+
+@pytest.mark.timeout(2400)  # the requester's own EEVEE renders are a process each here: 60-150 s apiece on this loaded machine
+async def test_a_requester_that_does_not_measure_finds_eevee_windows_unequal_by_its_own_whole_frame(farm, corpus):
+    """Without the measurement at submit, the UDIM scene's windows may disagree with honest frames (most of its
+    pixels crop differently; a window placed where they do not agrees within tolerance); every window that does is
+    shown by the requester's own whole frame to be the engine's (Rule 19): nobody is evicted, the job switches to
+    whole frames (``crops_unequal.v1``) and the frames are right."""
+    root, cases = corpus
+    blend = root / cases["udim_eevee"]["blend"]
+    farm.measure_crops = False
+    farm.seconds_per_frame = 300.0
+    await farm.start(friends=2)
+    result = await run(farm, blend, farm.root / "out" / "udim", seconds=2300)  # two frames: windows of both are checked
+    assert result.frames == (1, 2) and not result.progress.evictions
+    logged = farm.events("requester")
+    [started] = [e for e in logged if isinstance(e, core.JobStarted)]
+    assert started.settings.crop_checks  # crop checks ran: nothing measured, nothing on the static list
+    assert not any(isinstance(e, core.CheaterEvicted) for e in logged)
+    unequal = [e for e in logged if isinstance(e, core.CropsUnequal)]
+    assert all(e.window.verdict == "disagree" and e.whole.verdict != "disagree" for e in unequal)
+    windows_off = {e.check for e in logged if isinstance(e, core.ComparisonMade) and e.against == "pair" and e.figures.verdict == "disagree"}
+    assert {e.check for e in unequal} == windows_off  # each window that disagreed was judged by a whole frame
+    story = [line["text"] for line in farm.audit("requester")["story"]]
+    assert bool(unequal) == any("the engine's crop" in t for t in story)

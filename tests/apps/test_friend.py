@@ -110,10 +110,15 @@ class FakeRequester(Handler):
         self.given_back: list[int] = []
         self.frame_arrived = trio.Event()
         self.asks: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # (keeping, frames in so far)
+        self.sending: list[tuple[int, ...]] = []  # each ask's tasks named as only being sent
+        self.put_seconds = 0.0  # how long storing a frame takes
+        self.storing = self.most_storing = 0  # frames being stored now, and at most at once
+        self.stored_before_most = 0  # frames stored before that most was first reached
 
     async def call(self, peer: Peer, request: object) -> object:
         if isinstance(request, WantWork):
             self.asks.append((request.keeping, tuple(self.frames)))
+            self.sending.append(request.sending)
             return self.tasks.pop(0) if self.tasks else NoWork(over=True, why="all frames final")
         if isinstance(request, GiveBack):
             self.given_back.append(request.task)
@@ -129,6 +134,13 @@ class FakeRequester(Handler):
         return self.root / f"frame_{header.frame:04d}.png"
 
     async def put_done(self, peer: Peer, header: FileHeader, path: Path) -> object:
+        self.storing += 1
+        if self.storing > self.most_storing:
+            self.most_storing, self.stored_before_most = self.storing, len(self.frames)
+        try:
+            await trio.sleep(self.put_seconds)
+        finally:
+            self.storing -= 1
         self.frames[header.frame] = path.read_bytes()
         self.headers[header.frame] = header
         self.frame_arrived.set()
@@ -235,6 +247,35 @@ async def test_asks_ahead_while_the_last_frame_renders_keeping_the_task(tmp_path
     ahead = {keep: frames for keep, frames in farm.requester.asks if keep}
     assert 1 in {task for keep in ahead for task in keep}  # task 1 was kept while asking for task 2
     assert all(3 not in frames for keep, frames in ahead.items() if keep == (1,))  # before its last frame came
+
+
+async def test_tasks_whose_frames_are_only_being_sent_are_not_kept_as_rendering(tmp_path, nursery, autojump_clock):
+    """A task rendered whole whose frame is still on its way is named as sending, not as rendering: the
+    requester may hand the next task while the last one's file leaves (Rule 9 of the job core)."""
+    farm = await make_farm(nursery, tmp_path, [work(1, (1,)), work(2, (2,)), work(3, (3,))])
+    farm.requester.put_seconds = 1.0  # each frame takes two renders' time to store
+    await farm.start_friend(nursery, seconds_per_frame=0.5)
+    farm.assign(job=7)
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats), 30.0)
+    assert sorted(farm.requester.frames) == [1, 2, 3]
+    asks = list(zip((keep for keep, _ in farm.requester.asks), farm.requester.sending, strict=True))
+    assert ((2,), (1,)) in asks  # asking ahead while rendering task 2, task 1's frame still being sent
+    assert all(not set(keep) & set(sending) for keep, sending in asks)
+
+
+async def test_two_frames_are_sent_side_by_side(tmp_path, nursery, autojump_clock):
+    """While the requester stores one frame (round trips and a commit), the next is already being sent, over a
+    connection of its own once the first frame is through; never more than SENDERS at once, and every frame arrives."""
+    from frender.apps.friend_work import SENDERS
+
+    farm = await make_farm(nursery, tmp_path, [work(1, (1, 2, 3, 4, 5, 6))])
+    farm.requester.put_seconds = 1.0  # storing a frame takes ten renders' time
+    await farm.start_friend(nursery, seconds_per_frame=0.1)
+    farm.assign(job=7)
+    await until(lambda: any(beat.last_done == 7 for beat in farm.master.heartbeats), 30.0)
+    assert sorted(farm.requester.frames) == [1, 2, 3, 4, 5, 6]
+    assert farm.requester.most_storing == SENDERS == 2
+    assert farm.requester.stored_before_most >= 1  # the second sender waited for the first frame through
 
 
 async def test_registers_and_heartbeats(tmp_path, nursery, autojump_clock):

@@ -97,7 +97,8 @@ def test_a_friend_stopped_by_sigterm_says_stopped(tmp_path):
         deadline = time.monotonic() + 60
         while "available" not in frender("friend", "status", "--home", str(tmp_path)).stdout and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert frender("friend", "status", "--home", str(tmp_path)).stdout.strip() == "available"
+        said = frender("friend", "status", "--home", str(tmp_path)).stdout.splitlines()
+        assert said[0] == "available" and "bob/" in said[1] and "does not answer" in said[1]  # its standing is asked of its master
         friend.send_signal(signal.SIGTERM)
         friend.wait(timeout=60)
     finally:

@@ -54,9 +54,7 @@ async def test_a_short_job_grows_then_a_cancel_releases_refunds_and_keeps_final_
     world.person("carol")
     await world.start(nursery)
     node = world.requester_node
-    for worker in (node.tick_forever, node.grow_forever):
-        nursery.start_soon(worker)
-    nursery.start_soon(node.react_forever, nursery)
+    world.run_requester(nursery)
     await _friend(world, nursery, "bob")
     await _until(lambda: _live(world, 1))
     job = (await world.alice_submits(friends=2, checks=0)).job
@@ -80,7 +78,7 @@ async def test_a_short_job_grows_then_a_cancel_releases_refunds_and_keeps_final_
     record = master.jobs[job]
     assert record.paid == done.spent and record.refunded == record.escrow - done.spent
     assert master.accounts["alice"].balance == 100 - done.spent
-    assert master.accounts["bob"].balance + master.accounts["carol"].balance == done.spent
+    assert sum(master.accounts[u].balance + master.accounts[u].held for u in ("bob", "carol")) == done.spent  # held until confirmed (Rule 12)
     assert all(master.friends[f].job is None for f in ("bob/pc", "carol/pc"))
 
     # Final frames stay final and are served; frames after the cancel are not.
@@ -159,9 +157,7 @@ async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_
     world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=SLOW)
     await world.start(nursery)
     node = world.requester_node
-    for worker in (node.tick_forever, node.grow_forever):
-        nursery.start_soon(worker)
-    nursery.start_soon(node.react_forever, nursery)
+    world.run_requester(nursery)
     await _friend(world, nursery, "bob")
     await _until(lambda: _live(world, 1))
     busy = (await world.alice_submits(friends=1, checks=0)).job  # bob's only friend renders this one
@@ -200,7 +196,7 @@ async def test_a_job_submitted_while_every_friend_is_busy_waits_then_runs_and_a_
     assert master.jobs[waiting].paid == 3 and master.jobs[waiting].refunded == 0
     states = {j.job: j.state for j in world.master_node.status().jobs}
     assert (states[busy], states[cancelled], states[waiting]) == ("cancelled", "cancelled", "finished")
-    assert master.balances() + master.escrow() == master.granted
+    assert master.balances() + master.held() + master.escrow() == master.granted
 
 
 def test_the_progress_view_says_a_job_waits_for_friends() -> None:

@@ -13,6 +13,7 @@ import trio
 
 from frender import blender
 from frender.apps import messages as msg
+from frender.apps.comparisons import ComparePool
 from frender.apps.replay import audit
 from frender.apps.requester import (
     EvictionsReported, FriendKeys, JobAccepted, JobOpening, JobOpeningReleased, JobWants, LogFailed, ReportDelivered, ReportRefused,
@@ -20,7 +21,11 @@ from frender.apps.requester import (
 )
 from frender.core import job as core
 from frender.store import SqliteLog, events
-from frender.transports import Address, Handler, Identity, Peer, PeerGone, Refused, RemoteError, file_header, put_file, serve
+from frender.transports import (
+    Address, Assignment, Handler, Identity, Peer, PeerGone, Refused, RemoteError, SignedAssignment, file_header, put_file, serve,
+    sign_assignment,
+)
+from test_requester_safety import _idat_bomb
 from test_security import BACKEND, LIMITS, World
 
 EPOCH = 1_800_000_000.0  # the wall clock's reading when trio's MockClock reads 0
@@ -49,6 +54,24 @@ async def test_a_new_jobs_friends_are_not_silent_before_they_could_ask(tmp_path,
     assert core.friend_status(world.requester_node.state, job, "bob/pc") == "gone"
     (line,) = world.requester_node.progress_of(job).friends
     assert line.friend == "bob/pc" and line.gone and not line.evicted
+
+
+async def test_a_friend_whose_call_for_work_is_held_is_never_silent(tmp_path, nursery):
+    """A friend held back by admission waits in its call for work longer than ``friend_silence``: while that call
+    is held it is not gone; once it has none, silence counts again."""
+    world = World(tmp_path, RequesterSettings(tick=0.02, friend_silence=0.5))
+    await world.start(nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    job = (await world.alice_submits()).job
+    node = world.requester_node
+    node._asking[(job, "bob/pc")] = 1  # as _want_work holds it
+    nursery.start_soon(node.tick_forever)
+    await trio.sleep(1.0)
+    assert core.friend_status(node.state, job, "bob/pc") == "active"
+    del node._asking[(job, "bob/pc")]
+    await trio.sleep(1.0)
+    assert core.friend_status(node.state, job, "bob/pc") == "gone"
 
 
 # ------------------------------------------------------------ a failing log
@@ -250,11 +273,12 @@ class Job:
         decided = await self.node.apply(core.AskForTask(job=self.job, friend=friend, entropy=self.node._entropy(), now=self.node._now()))
         return next((e for e in decided if isinstance(e, core.TaskAssigned) and e.friend == friend), None)
 
-    async def deliver(self, task: core.TaskAssigned, kind: str = "honest") -> list[object]:
-        """Store and deliver every frame of ``task``: honest images, or forged ones."""
+    async def deliver(self, task: core.TaskAssigned, kind: str = "honest", data: bytes | None = None) -> list[object]:
+        """Store and deliver every frame of ``task``: honest images, forged ones, or ``data``."""
         decided: list[object] = []
+        given = data
         for frame in task.frames:
-            data = blender.modelled_frame(frame, width=SIZE[0], height=SIZE[1])
+            data = blender.modelled_frame(frame, width=SIZE[0], height=SIZE[1]) if given is None else given
             if kind != "honest":
                 data = blender.forge_frame(kind, width=SIZE[0], height=SIZE[1], other=None)
             self.node._copy_path(self.job, task.task, frame).write_bytes(data)
@@ -308,6 +332,15 @@ async def catch_b(node: RequesterNode) -> core.ComparisonRequested:
                               b_sha256=vs_subject.b_sha256, verdict="disagree", fraction_off=0.9, max_diff=255, psnr=9.0,
                               entropy="3" * 32, now=node._now())
     )  # fmt: skip
+    # A window alone never evicts (Rule 19): the requester renders the whole frame, and b's differs from it too.
+    [whole] = of(decided, core.OwnRenderRequested)
+    assert whole.purpose == core.Purpose.FRAME
+    decided = await node.apply(core.RecordOwnRender(job=1, check=whole.check, sha256="f" * 64, entropy="4" * 32, now=node._now()))
+    [vs_frame] = of(decided, core.ComparisonRequested)
+    decided = await node.apply(
+        core.RecordComparison(job=1, check=whole.check, against=vs_frame.against, a_sha256=vs_frame.a_sha256, b_sha256=vs_frame.b_sha256,
+                              verdict="disagree", fraction_off=0.9, max_diff=255, psnr=9.0, entropy="5" * 32, now=node._now())
+    )  # fmt: skip
     assert [e.friend for e in of(decided, core.CheaterEvicted)] == ["b"]
     return stale
 
@@ -327,12 +360,105 @@ async def test_a_comparison_voided_by_an_eviction_is_dropped_not_rerun(tmp_path,
         return real_compare(a, b, *args, **kw)
 
     monkeypatch.setattr(blender, "compare_output", counting_compare)
+    node.comparisons = ComparePool(workers=0)  # in this process, where the count is kept
     nursery.start_soon(node.react_forever, nursery)
     await trio.sleep(120)
     stale_pair = (node.copies[(1, stale.a_sha256)].name, node.copies[(1, stale.b_sha256)].name)
     assert stale_pair not in compared
     assert len(compared) <= 2  # a's own check by the requester, at most: no loop
     assert not node.owed.comparisons and not node.owed.own_renders
+
+
+class SessionCountingBackend(blender.ModelledBackend):
+    """The modelled renderer, counting the sessions opened on it (each a Blender start, with real Blender)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.01, resolution=SIZE, frame_range=(1, 8))
+        self.sessions: list[blender.Session] = []
+
+    async def start_session(self, blend, job_dir, *, threads=None, limits=blender.Limits()) -> blender.Session:
+        session = await super().start_session(blend, job_dir, threads=threads, limits=limits)
+        self.sessions.append(session)
+        return session
+
+
+def session_counted(tmp_path: Path, backend: SessionCountingBackend, **settings) -> RequesterNode:
+    """A requester whose own renders run on ``backend``, counting the Blender sessions it opens."""
+    identity = Identity.load_or_create(tmp_path / "requester")
+    return RequesterNode(
+        identity=identity, home=tmp_path / "requester", log=SqliteLog(tmp_path / "requester.db"),
+        master=Address(host="127.0.0.1", port=9, fingerprint="sha256:" + "0" * 64),
+        address=Address(host="127.0.0.1", port=1, fingerprint=identity.fingerprint), backend=backend,
+        settings=RequesterSettings(**settings), limits=LIMITS, clock=mock_wall_clock,
+    )  # fmt: skip
+
+
+async def test_the_requesters_own_renders_of_a_job_share_one_blender_session(tmp_path, autojump_clock):
+    """Every own render of a job (here each frame's crop check: no other friend may check a lone one) runs in
+    one session opened for the job, not a Blender started per window; the session ends with the job."""
+    backend = SessionCountingBackend()
+    node = session_counted(tmp_path, backend)
+    run = Job(node, (1, 2, 3, 4), {"a": "alice2"}, checks_per_friend=1, max_chunk=4, batch_size=4)
+    await run.start()
+    delivered: list[object] = []
+    while (task := await run.ask("a")) is not None:
+        delivered += await run.deliver(task)
+    own = of(delivered, core.OwnRenderRequested)
+    assert len(own) >= 4 and all(e.purpose == "check" for e in own)
+    rendered: list[core.OwnRenderReceived] = []
+    while node.owed.own_renders:
+        for item in list(node.owed.own_renders.values()):
+            await node._own_render(item)
+        rendered = [e for _, e in events(node.log) if isinstance(e, core.OwnRenderReceived)]
+        assert len(rendered) <= 2 * len(own)  # each render settles what it was owed: no loop
+    assert {e.check for e in rendered} >= {e.check for e in own}
+    assert len(backend.sessions) == 1 and backend.sessions[0].alive
+    await node.close_own_session(1)
+    assert not backend.sessions[0].alive and not (node._job_dir(1) / "own-blender").exists()
+
+
+async def test_friends_get_no_frames_while_the_requesters_own_checks_are_behind(tmp_path, autojump_clock):
+    """Admission (the core's Rule 21): while the own renders owed would take longer than ``own_backlog`` at the pace
+    ours run, a friend that asks gets no frames to render (its job's frames wait in the queue); once our renders
+    catch up it renders again. So the frames taken become final at the pace the requester can check them."""
+    backend = SessionCountingBackend()
+    node = session_counted(tmp_path, backend, own_backlog=0.0)
+    run = Job(node, tuple(range(1, 13)), {"a": "alice2"}, checks_per_friend=1, max_chunk=4, batch_size=4)
+    await run.start()
+    task = await run.ask("a")
+    assert task is not None
+    await run.deliver(task)  # a lone friend: the requester renders each window of its batch
+    assert len(node.owed.own_renders) > 1 and not node._admits()
+    head, entropy = node.log.head, node._entropy
+    node._entropy = lambda: pytest.fail("a held-back ask with no check to take was decided")  # type: ignore[method-assign]
+    assert await node._offer(1, "a", ()) is None  # nothing to render: held back, and nothing decided
+    node._entropy = entropy  # type: ignore[method-assign]
+    assert node.log.head == head
+    assert core.queued(node.state, 1)
+    while len(node.owed.own_renders) > 1:
+        await node._own_render(next(iter(node.owed.own_renders.values())))
+    assert node._admits()  # the one left renders now: nobody waits behind it
+    offer = await node._offer(1, "a", ())
+    assert isinstance(offer, msg.Work) and offer.frames
+
+
+async def test_friends_asking_together_are_admitted_only_while_the_backlog_allows(tmp_path):
+    """Asks woken together are decided one after another on the draft: each counts the frames the ones before it
+    took (``core.own_renders_ahead``), so admission holds at the backlog instead of letting the whole crowd in."""
+    node = requester(tmp_path, own_backlog=1.0)  # a window is guessed at 5/8 s: one task's spots (two) exceed it
+    friends = {f"f{i}": f"owner{i}" for i in range(6)}
+    run = Job(node, tuple(range(1, 49)), friends, checks_per_friend=1, max_chunk=4, batch_size=4)
+    await run.start()
+    offers: list[object] = []
+
+    async def ask(friend: str) -> None:
+        offers.append(await node._offer(1, friend, ()))
+
+    async with trio.open_nursery() as nursery:
+        for friend in friends:
+            nursery.start_soon(ask, friend)
+    assert sum(isinstance(o, msg.Work) for o in offers) == 1 and offers.count(None) == 5
+    assert core.own_renders_ahead(node.state) == 2  # its task's spotted windows, to come
 
 
 class RefusingMaster(Handler):
@@ -506,6 +632,90 @@ async def test_a_refused_command_withdraws_every_event_of_its_call(tmp_path):
     assert task is not None and task.task == 1 and task.frames[0] == 1  # a's task number and frames were never taken
 
 
+async def test_a_friend_that_asks_before_its_job_is_accepted_here_waits_for_it(tmp_path, autojump_clock):
+    """The master hands a friend its assignment as soon as it grants it, which may be before the requester has logged
+    the job it asked for: while a submit is being accepted the friend's call waits for the job (it was refused as
+    "not hosted here" and the friend left the job); with no submit under way a job unknown here is refused at once."""
+    master = Identity.load_or_create(tmp_path / "master")
+    node = requester(tmp_path, master=Address(host="127.0.0.1", port=9, fingerprint=master.fingerprint))
+    friend = Identity.load_or_create(tmp_path / "friend")
+    peer = Peer(fingerprint=friend.fingerprint, public_key=friend.public_bytes, host="127.0.0.1")
+
+    def signed(job: int) -> SignedAssignment:
+        return sign_assignment(master, Assignment(job=job, friend="a", friend_key=friend.fingerprint, requester_key=node.identity.fingerprint,
+                                                  blend_sha256="0" * 64, expires=mock_wall_clock() + 3600))  # fmt: skip
+
+    node._opening_now.add("an opening")
+    checked: list[tuple[float, int]] = []
+
+    async def ask() -> None:
+        assignment = await node._check(peer, signed(1))
+        checked.append((trio.current_time(), assignment.job))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        await trio.sleep(0.5)
+        await Job(node, (1, 2), {"a": "alice2"}).start()  # the job accepted: its commit wakes the call
+    assert checked == [(pytest.approx(0.5), 1)]
+    node._opening_now.clear()
+    started = trio.current_time()
+    with pytest.raises(Refused, match="not hosted here"):
+        await node._check(peer, signed(7))
+    assert trio.current_time() == started  # nothing under way: refused at once
+    node._opening_now.add("another opening")
+    forged = sign_assignment(friend, signed(7).assignment)  # not the master's signature, for a job not hosted here
+    with pytest.raises(Refused):
+        await node._check(peer, forged)
+    assert trio.current_time() == started  # an assignment the master did not sign is never waited for
+
+
+async def test_a_tick_of_a_job_whose_end_is_decided_but_not_committed_is_skipped(tmp_path):
+    """The timers read the running jobs from the committed state, and decide on the draft: a job cancelled
+    (or finished) on the draft and not yet committed is not ticked, and the timer carries on."""
+    node = requester(tmp_path)
+    run = Job(node, (1, 2), {"a": "alice2", "b": "bob"}, checks_per_friend=0, max_chunk=1)
+    await run.start()
+    node.decide(lambda draft: core.decide(draft, core.AskForTask(job=1, friend="a", entropy="1" * 32, now=node._now())))
+    node.decide(lambda draft: core.decide(draft, core.CancelJob(job=1, now=node._now())))  # pending: the state still runs it
+    assert 1 in core.running_jobs(node.state)
+    with pytest.raises(Refused, match="job-state"):
+        node.decide(lambda draft: core.decide(draft, core.Tick(job=1, entropy="2" * 32, now=node._now())))
+    assert not await node._timed(core.Tick(job=1, entropy="3" * 32, now=node._now()))
+    assert not await node._timed(core.DropFriend(job=1, friend="a", entropy="4" * 32, now=node._now()))
+    assert 1 not in core.running_jobs(node.state)  # the cancel was committed with them
+
+
+async def test_a_copy_whose_pixels_do_not_decode_is_found_where_it_is_compared(tmp_path, nursery, caplog):
+    """Arrival checks a frame's container only: a well-formed PNG whose image data is a decompression bomb is taken,
+    and the comparison that decodes it (in a worker process) finds it: the pair disagrees, the requester's own render
+    judges, and its sender alone is evicted."""
+    node = requester(tmp_path)
+    bomb = _idat_bomb(SIZE[0], SIZE[1], 64 << 20)
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    blender.check_output(tmp_path / "bomb.png", blender.PNG8, width=SIZE[0], height=SIZE[1])  # what arrival checks: it passes
+    run = Job(node, (1, 2), {"a": "alice2", "b": "bob"}, checks_per_friend=1, check_timing="end", max_chunk=1, crop_checks=False)
+    await run.start()
+    ta, tb = await run.ask("a"), await run.ask("b")
+    await run.deliver(ta)
+    await run.deliver(tb, data=bomb)
+    ca, cb = await run.ask("a"), await run.ask("b")
+    assert ca.kind == cb.kind == "check"
+    await run.deliver(cb)
+    await run.deliver(ca)
+    nursery.start_soon(node.react_forever, nursery)
+
+    def evicted() -> list[str]:
+        return [e.friend for _, e in events(node.log) if isinstance(e, core.CheaterEvicted)]
+
+    with trio.fail_after(300):  # real time: the comparisons run in worker processes, which trio's mock clock cannot wait for
+        while not evicted() or node.owed.comparisons or node.owed.own_renders:
+            await node.changed()
+    made = [e for _, e in events(node.log) if isinstance(e, core.ComparisonMade)]
+    assert any(e.figures.verdict == "disagree" and e.figures.max_diff == 255 for e in made)  # b's copy did not decode
+    assert "decompression bomb" in caplog.text
+    assert evicted() == ["b"]
+
+
 async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
     """A stored copy whose bytes no longer hash to the logged sha256 is never compared: its comparison stays
     owed (retried with backoff) and nothing is settled on those bytes."""
@@ -530,6 +740,7 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
         return real_compare(a, b, *args, **kw)
 
     monkeypatch.setattr(blender, "compare_output", counting_compare)
+    node.comparisons = ComparePool(workers=0)  # in this process, where the count is kept
     await node._compare(owed)  # the reaction itself, as react_forever runs it
     assert tampered.name not in compared
     assert node.owed.comparisons.get((1, owed.check, owed.against)) == owed
@@ -539,14 +750,20 @@ async def test_a_copy_changed_on_disk_is_never_compared(tmp_path, monkeypatch):
 # ------------------------------------------------------------ one link to the master
 
 
+async def with_bob(tmp_path: Path, nursery) -> World:
+    """A master and a requester running, and bob's friend registered and free: a submit is granted it."""
+    world = World(tmp_path)
+    await world.start(nursery)
+    await world.register_bob()
+    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
+    return world
+
+
 async def test_every_call_to_the_master_goes_over_one_session_and_calls_run_together(tmp_path, nursery):
     """A requester's calls to the master (account checks for uploads, submits, reports) share one session,
     several in flight at once; a session the master closed is redialled, and a reply is of the type asked."""
-    world = World(tmp_path)
-    await world.start(nursery)
+    world = await with_bob(tmp_path, nursery)
     node = world.requester_node
-    await world.register_bob()
-    await world.call("bob", world.master, msg.Heartbeat(friend="bob/pc"))
     await world.alice_submits()  # an upload (the account is asked), then a submit (account, then friends)
     key = world.people["alice"].fingerprint
     async with trio.open_nursery() as calls:  # many at once: no lock, no new handshake
@@ -561,3 +778,50 @@ async def test_every_call_to_the_master_goes_over_one_session_and_calls_run_toge
     await trio.testing.wait_all_tasks_blocked()
     assert (await node._ask_master(msg.AccountOf(key=key))).user == "alice"
     assert node.master_link.dials == 2
+
+
+async def test_a_heavy_files_deadlines_count_the_frame_time_measured_at_submit(tmp_path, nursery, monkeypatch):
+    """The requester's estimate (a few seconds a frame) is set for light files; a file whose frame took 40 s in the
+    requester's own measurement at submit gets deadlines of three times that a frame, so friends' tasks of it are
+    not timed out and given back for ever. A light file keeps the estimate."""
+    world = await with_bob(tmp_path, nursery)
+    node = world.requester_node
+    monkeypatch.setattr(type(BACKEND), "windows_are_frames", False)  # measured at submit, as with real Blender
+    took = [40.0]
+
+    async def measured(backend, blend_sha256, manifest, info, frame) -> blender.CropMeasure:
+        equal = blender.Comparison(verdict="identical", fraction_off=0.0, max_diff=0, psnr=float("inf"))
+        box = blender.Window(left=0, top=0, width=16, height=9)
+        return blender.CropMeasure(frame=frame, windows=(box,), comparisons=(equal,), frame_seconds=took[0], window_seconds=took[0] / 10)
+
+    monkeypatch.setattr(node, "_measure_crops", measured)
+    paces = []
+    for seconds in (40.0, 0.5):
+        took[0] = seconds
+        blend = await world.upload("alice")
+        await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=blend, friends=1, checks_per_friend=1))
+        paces.append(dict(node._own_pace))
+    started = [e for _, e in events(node.log) if isinstance(e, core.JobStarted)]
+    assert [e.settings.seconds_per_frame for e in started] == [120.0, node.settings.job.seconds_per_frame]
+    # Admission's pace (Rule 21): the first measurement replaces the guess, later ones move the average.
+    assert paces[0] == {False: 4.0, True: 40.0}
+    assert paces[1] == {False: pytest.approx(0.8 * 4.0 + 0.2 * 0.05), True: pytest.approx(0.8 * 40.0 + 0.2 * 0.5)}
+
+
+async def test_a_file_the_requesters_own_render_fails_is_refused_before_the_master_is_asked(tmp_path, nursery, monkeypatch):
+    """The measurement at submit renders the file's first frame; when Blender cannot ("Cannot render, no camera"), the
+    submit is refused with Blender's words and no job is opened at the master, so no point is escrowed."""
+    world = await with_bob(tmp_path, nursery)
+    node = world.requester_node
+    monkeypatch.setattr(type(BACKEND), "windows_are_frames", False)  # measured at submit, as with real Blender
+
+    async def cannot(*args, **kw) -> blender.CropMeasure:
+        raise blender.BlenderError("Blender exited with status 1: Cannot render, no camera")
+
+    monkeypatch.setattr(blender, "measure_crops", cannot)
+    blend = await world.upload("alice")
+    with pytest.raises(RemoteError) as refused:
+        await world.call("alice", world.requester, msg.Submit(user="alice", blend_sha256=blend, friends=1, checks_per_friend=1))
+    assert refused.value.code == "bad-blend" and "Cannot render, no camera" in refused.value.reason
+    assert not world.master_node.state.jobs and not node.jobs
+    assert world.master_node.state.accounts["alice"].balance == 100

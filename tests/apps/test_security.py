@@ -40,6 +40,10 @@ from frender.transports import (
 LIMITS = Limits(max_per_host=1000)
 BACKEND = ModelledBackend(0.01, resolution=(32, 18), frame_range=(1, 4))
 
+# Trust from one report of the requester's own checks: these tests are about who is chosen, not how trust is earned
+# (three jobs of two requesters, decay, holds: tests/core/test_master_trust.py).
+ONE_REPORT_TRUST = dict(trust_jobs=1, trust_requesters=1, trust_per_job=0)
+
 
 class World:
     """A master and a requester on 127.0.0.1, and a few people with keys."""
@@ -64,7 +68,8 @@ class World:
 
     async def start(self, nursery: trio.Nursery) -> None:
         master_id = Identity.load_or_create(self.tmp / "master")
-        self.master_node = MasterNode(master_id, SqliteLog(self.tmp / "master.db"), core.MasterSettings(friend_timeout=60), clock=self.clock)
+        settings = core.MasterSettings(friend_timeout=60, **ONE_REPORT_TRUST)
+        self.master_node = MasterNode(master_id, SqliteLog(self.tmp / "master.db"), settings, clock=self.clock)
         port = await nursery.start(functools.partial(serve, master_id, "127.0.0.1", 0, self.master_node, limits=LIMITS))
         self.master = Address(host="127.0.0.1", port=port, fingerprint=master_id.fingerprint)
         requester_id = Identity.load_or_create(self.tmp / "requester")
@@ -87,6 +92,13 @@ class World:
         port = await nursery.start(functools.partial(serve, requester_id, "127.0.0.1", 0, node, limits=LIMITS))
         node.address = self.requester = Address(host="127.0.0.1", port=port, fingerprint=requester_id.fingerprint)
         self.requester_node = node
+
+    def run_requester(self, nursery: trio.Nursery) -> None:
+        """The requester's timers and reactions, as ``run_requester`` starts them: deadlines, growth, what is owed."""
+        node = self.requester_node
+        for worker in (node.tick_forever, node.grow_forever):
+            nursery.start_soon(worker)
+        nursery.start_soon(node.react_forever, nursery)
 
     def person(self, name: str) -> Identity:
         if name not in self.people:

@@ -20,6 +20,7 @@ from frender.apps import messages as msg
 from frender.apps.client import SubmitRefused, status, submit
 from frender.apps.demo import _settled, wait_for_friends
 from frender.apps.replay import render_text
+from frender.core import job as core
 from frender.transports import RemoteError
 
 FRAMES, SIZE = 8, (64, 36)  # the tiny scene of conftest.py (checked by the fixture below)
@@ -194,7 +195,7 @@ async def test_cheaters_are_evicted_unpaid_and_their_frames_redone(farm, tiny_sc
     assert not honest & evicted and requester["final"] == FRAMES
     assert evicted, "no cheater was caught"
     story = render_text(farm.audit("requester"))  # what `frender replay requester.db` prints
-    assert "EVICTED" in story and "(arbitration)" in story and "PSNR" in story and "disagree" in story
+    assert "EVICTED" in story and "the requester renders frame" in story and "PSNR" in story and "disagree" in story
 
 
 async def test_colluders_vouching_for_each_other_are_evicted_and_frames_stay_right(farm, tiny_scene, direct):
@@ -211,6 +212,27 @@ async def test_colluders_vouching_for_each_other_are_evicted_and_frames_stay_rig
     balances = farm.audit("master")["master"]["users"]
     for name in evicted:
         assert balances.get(name.split("/")[0], 0) == 0
+
+
+async def test_a_forger_caught_over_a_window_is_evicted_on_the_requesters_whole_frame(farm, tiny_scene, direct):
+    """A smart forger (honest windows, black frames) is found wrong over a window; before evicting it the requester
+    renders the whole frame and compares it with the forger's (Rule 19): no window alone evicts anyone."""
+    farm.seconds_per_frame = 60.0  # no task is late, so no backup pair (whole frames) catches the forger first
+    await farm.start(friends=3, cheats=("smart",))
+    result = await run_job(farm, tiny_scene, friends=3)
+    assert_frames_match(result, direct)
+    job = await assert_logs_sound(farm, result.job)
+    assert set(job["evicted"]) == {"friend1/box"}
+    logged = farm.events("requester")
+    windows = {c for e in logged if isinstance(e, core.ChecksDrawn) and e.windows for c in range(e.first_check, e.first_check + len(e.tests))}
+    whole = [e for e in logged if isinstance(e, core.OwnRenderRequested) and e.purpose == core.Purpose.FRAME]
+    assert whole and {e.check for e in whole} <= windows  # the forger's windows asked for whole frames
+    for e in logged:
+        if isinstance(e, core.CheaterEvicted) and e.evidence.subject == e.friend and e.evidence.check in windows:
+            assert e.evidence.vs_frame is not None and e.evidence.vs_frame.verdict == "disagree"
+    assert not any(isinstance(e, core.CropsUnequal) for e in logged)  # the demo scene's windows equal its frames
+    story = [line["text"] for line in farm.audit("requester")["story"]]
+    assert any("renders frame" in t and "(frame)" in t for t in story)
 
 
 def _hostile(address, payload: bytes, *, drip: bool = False) -> None:

@@ -388,3 +388,18 @@ def test_the_web_depends_on_the_views_not_on_the_nodes() -> None:
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom):
                 assert node.module not in ("frender.apps.requester", "frender.apps.master"), module.name
+
+
+def test_a_still_in_tiles_fills_its_grid_tile_by_tile():
+    """A tiled job's page lays each frame's tiles out in the grid's columns, names each cell by frame and tile, and its bars count tiles."""
+    from frender.apps.web._page import render
+
+    p = msg.ProgressReply(job=1, total=1, delivered=3, final=(), friends=(), checks=2, disagreements=0, evictions=(), finished=False,
+                          tiles=4, tiles_final=2, tiles_delivered=3, tile_cols=2)  # fmt: skip
+    grid = {4: "final", 5: "final", 6: "delivered", 7: "rendering"}  # frame 1's four tiles (work units 4-7)
+    html = render(
+        "job_live.html", job=1, p=p, final=0, delivered_pct="75.00", final_pct="50.00", waiting="", grid=grid,
+        counts={"final": 2}, stories={}, estimate="", escrowed=0, earned=0, thumbs=[], more=0, video=False, video_error="", t="token",
+    )
+    assert "grid-template-columns: repeat(2, 24px)" in html
+    assert 'title="frame 1, tile 0: final"' in html and 'title="frame 1, tile 3: rendering"' in html

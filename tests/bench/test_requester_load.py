@@ -36,6 +36,7 @@ def test_smallest_run_measures_the_requester():
     assert out["params"]["jobs"] == 1
     assert out["accepted_frames_per_s"] > 0
     assert entries["requester_cpu_ms_per_frame"]["value"] > 0
+    assert 0 < entries["requester_loop_ms_per_frame"]["value"] <= entries["requester_cpu_ms_per_frame"]["value"]  # the loop's share of it
     assert out["requester_rss_end_mb"] > 0 and entries["requester_kb_per_friend"]["value"] is not None
     assert out["generators"].get("put_ok", 0) > 0
     assert not any(key.startswith(("refused", "master error")) for key in out["generators"])

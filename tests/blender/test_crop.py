@@ -17,6 +17,8 @@ from frender.blender import (
     compare,
     compare_window,
     inspect,
+    measure_crops,
+    measure_windows,
     open_session,
     render,
 )
@@ -51,7 +53,7 @@ async def test_honest_crop_agrees_and_lazy_frame_disagrees(bpy_backend, scenes, 
     async with open_session(bpy_backend, copy_job(scenes[denoise, False], tmp_path / "h"), tmp_path / "h", threads=1) as session:
         (full,) = await session.render([2])
         with pytest.raises(BadWindow):
-            await session.render([2], window=Window(left=0, top=0, width=8, height=8))
+            await session.render([2], window=Window(left=60, top=0, width=8, height=8))  # outside the frame
         assert session.alive
         for box in corners if not denoise else ():
             (corner,) = await session.render([2], window=box)
@@ -97,3 +99,20 @@ async def test_a_compositor_that_reads_the_whole_image_makes_crops_unsound_and_i
         (crop,) = await session.render([2], window=box)
     verdict = compare_window(full.path, crop.path, box, width=W, height=H).verdict
     assert (verdict == "disagree") == (kind == "glare")
+
+
+@pytest.mark.parametrize("kind", ["glare", "bright"])
+async def test_measuring_a_files_windows_tells_crop_unsound_files_apart(bpy_backend, demo_scene, tmp_path, kind):
+    """``measure_crops`` renders the frame whole and three windows of it in one session: a Glare node's windows
+    differ from the frame (not equal), a pointwise node's equal it, whatever the engine or node list says."""
+    job = tmp_path / kind
+    job.mkdir()
+    blend = job / "composited.blend"
+    subprocess.run([sys.executable, "-E", "-P", str(Path(__file__).with_name("make_composited.py")), "--", str(demo_scene),
+                    str(blend), kind], check=True, capture_output=True)  # fmt: skip
+    measured = await measure_crops(bpy_backend, blend, job, 2, width=W, height=H, denoised=False)
+    assert measured.windows == measure_windows(W, H) and len(measured.windows) == 3
+    assert all(w.width * w.height * 16 >= W * H for w in measured.windows)
+    assert measured.equal == (kind == "bright")
+    assert (measured.worst.verdict == "disagree") == (kind == "glare")
+    assert measured.frame_seconds > 0 and measured.window_seconds > 0  # timed, for deadlines and admission's pace

@@ -166,14 +166,20 @@ def test_sixteen_bit_frames_use_the_eight_bit_rule_scaled(frames, tmp_path):
 
 
 def test_every_honest_frame_fits_its_jobs_bound_and_nothing_may_follow_a_png_or_jpeg(frames, tmp_path):
-    """Blender's own frame of every format is within max_frame_bytes and decodes; bytes after PNG IEND or JPEG EOI are refused."""
-    from frender.blender import max_frame_bytes
+    """Blender's own frame of every format is within max_frame_bytes, passes the arrival check and decodes; bytes after
+    PNG IEND or JPEG EOI are refused by both."""
+    from frender.blender import check_output, max_frame_bytes
 
     for name, fmt in FORMATS.items():
         size = (frames / name).stat().st_size
         assert size <= max_frame_bytes(fmt.file_format, fmt.color_depth, fmt.color_mode, W, H), name
+        check_output(frames / name, fmt, width=W, height=H)
+        with pytest.raises(BadImage, match="the job is 32x36"):
+            check_output(frames / name, fmt, width=32, height=H)
         if fmt.file_format in ("PNG", "JPEG"):
             padded = tmp_path / name
             padded.write_bytes((frames / name).read_bytes() + b"\0")
             with pytest.raises(BadImage, match="follow"):
                 decode_output(padded, fmt, width=W, height=H)
+            with pytest.raises(BadImage, match="follow"):
+                check_output(padded, fmt, width=W, height=H)

@@ -14,7 +14,7 @@ def answer(run: Run, events: list[object]) -> None:
     once (a judgement voided meanwhile, its pair caught already, is not rendered)."""
     done = run.__dict__.setdefault("answered", set())
     for e in list(events):
-        key = (type(e).__name__, getattr(e, "check", None), getattr(e, "against", None))
+        key = (type(e).__name__, getattr(e, "check", None), getattr(e, "against", None), getattr(e, "purpose", None))
         if key in done or not isinstance(e, (J.ComparisonRequested, J.OwnRenderRequested)):
             continue
         done.add(key)
@@ -31,10 +31,10 @@ def answer(run: Run, events: list[object]) -> None:
         events += more
 
 
-def coalition_play(run: Run, forgers: dict[str, int], rounds: int = 20_000) -> list[object]:
+def coalition_play(run: Run, forgers: dict[str, int], rounds: int = 20_000, every: int = 1) -> list[object]:
     """Friends take turns: one with a task delivers its next frame, one without asks. A forger renders its first
-    ``forgers[name]`` frames honestly (it knows the first batch of a job is spot-checked), then sends black frames,
-    and black crops of its fellows' black frames (it vouches); other windows it renders honestly."""
+    ``forgers[name]`` frames honestly (it knows the first batch of a job is spot-checked), then sends black frames
+    (one frame in ``every``), and black crops of its fellows' black frames (it vouches); other windows it renders honestly."""
     out: list[object] = []
     names = sorted(run.job.friends)
     rendered = dict.fromkeys(names, 0)
@@ -63,7 +63,7 @@ def coalition_play(run: Run, forgers: dict[str, int], rounds: int = 20_000) -> l
             sha = BLACK if check is not None and check.subject_sha256 == BLACK else image(frame)
         else:
             rendered[friend] += 1
-            sha = image(frame) if rendered[friend] <= forgers[friend] else BLACK
+            sha = image(frame) if rendered[friend] <= forgers[friend] or rendered[friend] % every else BLACK
         out += run.do(J.DeliverFrame, friend=friend, task=task.task, frame=frame, sha256=sha)
         answer(run, out)
     return out
@@ -85,12 +85,30 @@ def test_two_trusted_accounts_alone_that_vouch_for_each_other_get_no_forged_fram
     assert {e.friend for e in of(events, J.CheaterEvicted)} == {"a", "b"}
     assert of(events, J.MoreFriendsWanted)
     assert "caught forging" in J.starved(run.state, 1)
-    from frender.core.job import _escrow  # the report the shell sends when it ends the starved job
-
-    report = _escrow.report(run.job)
+    # The master grants no other friend in time: the job fails saying why (Rule 18; it used to wait for ever).
+    run.now = of(events, J.MoreFriendsWanted)[0].now + run.job.settings.starved_after
+    [failed] = of(run.do(J.Tick), J.JobFailed)
+    assert failed.cause == J.Failure.STARVED and failed.error == J.summary(run.state, 1).failure and "caught forging" in failed.error
+    s = J.summary(run.state, 1)
+    assert s.failed and s.failure_cause == "starved" and J.running_jobs(run.state) == () and J.starved(run.state, 1) == ""
+    report = failed.report
     assert report.caught_owners == {"a": "mallory", "b": "trudy"}
     assert set(report.forged) <= {"a", "b"} and report.forged
     assert not report.payouts.get("a") and not report.payouts.get("b")
+
+
+@pytest.mark.parametrize("seed", range(12))  # two spot frames a batch left forgeries final in 4 of these 12
+def test_two_trusted_accounts_alone_forging_a_frame_a_batch_get_every_window_judged_and_nothing_forged_final(seed: int) -> None:
+    """The same pair forging one frame in eight after its first batch (on the live farm, 3 of 3 such forgeries were
+    final: two spot frames a batch missed them). With no checker but its fellow, every window of a friend is judged
+    by the requester too (``spot_all_below``): each forgery is caught, none is final, and every window is spotted."""
+    run = owners_run({"a": "mallory", "b": "trudy"}, {"a": 6, "b": 4}, frames=range(1, 49), batch_size=8, max_chunk=8)
+    run.n = seed * 10_000
+    events = coalition_play(run, {"a": 8, "b": 8}, every=8)
+    assert final_forgeries(run) == []
+    assert {e.friend for e in of(events, J.CheaterEvicted)} == {"a", "b"}
+    drawn = of(events, J.ChecksDrawn)
+    assert drawn and all(e.spots == e.tests for e in drawn)
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -19,8 +19,9 @@ def crop_run(frames=range(1, 13), reputations=None, **settings) -> Run:
     return run
 
 
-def play(run: Run, cheats: dict[str, str] | None = None, rounds: int = 400) -> list[object]:
-    """Friends pull in turn; a crop of a frame hashes as the frame's own image, so honest crops agree at once."""
+def play(run: Run, cheats: dict[str, str] | None = None, rounds: int = 400, deliver: bool = True) -> list[object]:
+    """Friends pull in turn; a crop of a frame hashes as the frame's own image, so honest crops agree at once.
+    ``deliver`` False: friends take tasks and never deliver (a job left to its deadlines)."""
     cheats = cheats or {}
     out: list[object] = []
     names = sorted(run.job.friends)
@@ -32,10 +33,9 @@ def play(run: Run, cheats: dict[str, str] | None = None, rounds: int = 400) -> l
         out += asked
         answer(run, out)
         tasks = of(asked, J.TaskAssigned)
-        if not tasks:
+        if not tasks or not deliver:
             continue
-        task = tasks[0]
-        out += run.deliver(task, sha=(lambda f: BLACK) if cheats.get(friend) == "black" else image)
+        out += run.deliver(tasks[0], sha=(lambda f: BLACK) if cheats.get(friend) == "black" else image)
         answer(run, out)
     return out
 
@@ -44,7 +44,7 @@ def answer(run: Run, events: list[object]) -> None:
     """The shell: a comparator on content hashes and the requester's own honest renders, each request answered once."""
     done = run.__dict__.setdefault("answered", set())
     for e in list(events):
-        key = (type(e).__name__, getattr(e, "check", None), getattr(e, "against", None))
+        key = (type(e).__name__, getattr(e, "check", None), getattr(e, "against", None), getattr(e, "purpose", None))
         if key in done or not isinstance(e, (J.ComparisonRequested, J.OwnRenderRequested)):
             continue
         done.add(key)
@@ -53,6 +53,9 @@ def answer(run: Run, events: list[object]) -> None:
             more = run.do(J.RecordComparison, check=e.check, against=e.against, a_sha256=e.a_sha256, b_sha256=e.b_sha256,
                           verdict="identical" if same else "disagree", fraction_off=0.0 if same else 0.9, psnr=99.0 if same else 9.0)
         else:
+            c = J.check_of(run.state, 1, e.check)
+            if c is None or c.state not in ("own", "arbitrating", "framing"):
+                continue  # voided meanwhile (its subject was caught): the shell renders only live requests
             more = run.do(J.RecordOwnRender, check=e.check, sha256=image(e.frame))
         answer(run, more)  # extends ``more`` with what follows
         events += more
@@ -99,7 +102,7 @@ def test_trusted_friends_check_before_probationary_ones() -> None:
 
 def test_checkers_are_drawn_at_random_among_eligible_friends() -> None:
     """Among several eligible friends of one tier, a subject's checks go to more than one of them."""
-    run = crop_run(frames=range(1, 41), reputations={f: 0 for f in "abcdef"})
+    run = crop_run(frames=range(1, 41), reputations={f: 0 for f in "abcdef"}, spots_per_batch=1)  # one window a batch for peers
     events = play(run, rounds=2000)
     checks = {c.check: c for c in J.checks(run.state, 1)}
     by_subject: dict[str, set[str]] = {}
@@ -107,6 +110,19 @@ def test_checkers_are_drawn_at_random_among_eligible_friends() -> None:
         if t.kind == "check":
             by_subject.setdefault(checks[t.checks[0]].subject, set()).add(t.friend)
     assert any(len(v) > 1 for v in by_subject.values())
+
+
+def test_a_spot_window_is_rendered_by_the_requester_alone() -> None:
+    """Rule 11 (spot_alone): a spotted window is the requester's render only, never a peer's task judged again."""
+    run = crop_run(frames=range(1, 25), reputations={f: 0 for f in "abc"}, batch_size=4, max_chunk=4, spot_alone=True)
+    events = play(run, rounds=2000)
+    drawn = of(events, J.ChecksDrawn)
+    assert drawn and all(d.spots and set(d.spots) <= set(d.own) for d in drawn)
+    spotted = {d.first_check + d.tests.index(f) for d in drawn for f in d.spots}
+    peer_checked = {cid for t in of(events, J.TaskAssigned) if t.kind == "check" for cid in t.checks}
+    assert peer_checked and not peer_checked & spotted
+    own = {e.check for e in of(events, J.OwnRenderRequested)}
+    assert spotted <= own
 
 
 def test_a_lone_forger_is_caught_and_none_of_its_frames_is_final() -> None:
@@ -169,7 +185,9 @@ def test_every_probationary_batch_is_spot_checked_and_trusted_ones_rarely() -> N
     [finished] = of(events, J.JobFinished)
     # Drawn spot checks, plus the agreed checks the requester judged to anchor a friend it had not checked yet (Rule 14).
     agreed_judged = [c for c in J.checks(run.state, 1) if c.arbitration_sha256 and c.pair is not None and c.pair.verdict != "disagree"]
-    assert finished.report.spot_checks == len(agreed_judged) >= sum(len(d.spots) for d in drawn) - sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
+    # With spot_alone a spot is the requester's render alone (own), counted with them.
+    spots_alone = sum(1 for c in J.checks(run.state, 1) if c.spot and c.own)
+    assert finished.report.spot_checks == len(agreed_judged) + spots_alone >= sum(len(d.spots) for d in drawn)
 
 
 def test_renders_are_handed_out_from_random_places_so_order_tells_no_re_render_apart() -> None:
@@ -204,7 +222,7 @@ def test_frames_beyond_the_escrowed_budget_are_checked_by_the_requester_never_le
     events = play(run, cheats={"c": "black"})
     assert run.finished
     drawn = of(events, J.ChecksDrawn)
-    assert sorted(f for d in drawn for f in d.tests) == sorted({f for d in drawn for f in d.frames})  # every frame drawn
+    assert {f for d in drawn for f in d.tests} == {f for d in drawn for f in d.frames}  # every frame drawn (a redone one again)
     own = {f for d in drawn for f in d.own}
     assert own  # the budget ran out: the requester took the rest
     rendered_by_us = {e.frame for e in of(events, J.OwnRenderRequested) if e.purpose == "check"}
@@ -220,9 +238,10 @@ def test_a_friend_holds_at_most_its_batches_of_unverified_frames_so_a_fast_forge
     await their checks (a trusted one, four); once its checks pass it renders again."""
     run = owners_run({"p": "o1", "t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 61))
     taken = 0
+    early: list[object] = []  # what the requester is asked meanwhile (its own spot renders), answered below
     while (task := run.ask("p")) is not None and task.kind == "render":
         taken += len(task.frames)
-        run.deliver(task)
+        early += run.deliver(task)
     assert taken == 2 * 2  # two batches of two: nothing more until a check passes
     assert J.queued(run.state, 1)  # frames are left: the limit, not the queue, stopped it
     run_t = owners_run({"t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 61))
@@ -231,8 +250,80 @@ def test_a_friend_holds_at_most_its_batches_of_unverified_frames_so_a_fast_forge
         taken += len(task.frames)
         run_t.deliver(task)
     assert taken == 4 * 2
+    answer(run, early)
     events = play(run, rounds=4000)  # everyone renders and checks: the job completes, the limit lifting as checks pass
     assert run.finished and not of(events, J.CheaterEvicted)
+
+
+def test_a_friend_asking_while_the_requester_is_behind_gets_checks_only_and_renders_again_once_admitted() -> None:
+    """Rule 21: an ask with ``admit`` False (the requester's own checks are behind) hands out the friend's pending
+    checks, never frames to render; with ``admit`` True the same friend renders again, and the job completes."""
+    run = owners_run({"a": "o1", "b": "o2", "c": "o3"}, {"a": 10, "b": 10, "c": 10}, frames=range(1, 13), spot_floor=0.0, spot_trust_scale=0.0)
+    first = run.ask("a")
+    assert first is not None and first.kind == "render"
+    events = run.deliver(first)  # a's batch closes: checks of its frames are drawn for b or c
+    drawn = [t for e in of(events, J.ChecksDrawn) for t in e.tests]
+    assert drawn
+    takers = J.check_takers(run.state, 1)
+    assert takers and takers <= {"b", "c"}  # who a pending check goes to: never a's own
+    checked = 0
+    for friend in ("b", "c"):
+        while (task := run.do(J.AskForTask, friend=friend, admit=False)) and of(task, J.TaskAssigned):
+            [got] = of(task, J.TaskAssigned)
+            assert got.kind == "check"  # checks only
+            checked += len(got.frames)
+            answer(run, run.deliver(got))
+        assert not of(run.do(J.AskForTask, friend=friend, admit=False), J.TaskAssigned)
+        assert friend not in J.check_takers(run.state, 1)
+    assert checked == len(drawn)  # every check of a's batch was taken while renders were held back
+    assert J.queued(run.state, 1)  # frames were left: admission, not the queue, held them back
+    again = run.ask("b")
+    assert again is not None and again.kind == "render"
+    events = play(run, rounds=4000)
+    assert run.finished and not of(events, J.CheaterEvicted)
+
+
+def test_own_renders_ahead_counts_the_frames_out_with_friends_the_requester_will_spot() -> None:
+    """Rule 21: frames in live renders and open batches count as the requester's own renders to come, each by the
+    chance its batch is spotted: all of a probationary friend's and of a friend's first batch, a trusted friend's
+    later ones at its spot chance; and all of them again for a friend only one account may check."""
+    trusted = {"t": 1000, "u": 1000, "v": 1000}
+    run = owners_run({"p": "o1", "t": "o2", "u": "o3", "v": "o4"}, trusted, frames=range(1, 41), spots_per_batch=1, batch_size=2)
+    assert J.own_renders_ahead(run.state) == 0
+    task = run.ask("p")
+    assert task is not None and task.kind == "render" and len(task.frames) == 2
+    assert J.own_renders_ahead(run.state) == 1  # probationary: its batch spotted, one window of two
+    run.do(J.DeliverFrame, friend="p", task=task.task, frame=task.frames[0], sha256=image(task.frames[0]), ok=True)
+    assert J.own_renders_ahead(run.state) == 1  # one delivered, its batch not closed yet: still to come
+    first = run.ask("t")
+    assert first is not None
+    assert J.own_renders_ahead(run.state) == 2  # t's first batch in the job: spotted
+    answer(run, run.deliver(first))  # its batch closes and its spot is judged
+    later = run.ask("t")
+    assert later is not None and later.kind == "render"
+    floor = J.JobSettings().spot_floor  # reputation 1000: the floor
+    assert J.own_renders_ahead(run.state) == pytest.approx(1 + floor * len(later.frames) / 2)
+    alone = owners_run({"p": "o1", "t": "o2"}, {"t": 1000}, frames=range(1, 41), spots_per_batch=1, batch_size=2)
+    task = alone.ask("t")
+    assert task is not None and J.own_renders_ahead(alone.state) == len(task.frames)  # p alone may check it: every window
+
+
+def test_only_friends_whose_every_batch_the_requester_checks_are_held_back() -> None:
+    """Rule 21: ``spotted_always`` names the friends admission holds back: a probationary one, any friend before its
+    first batch in the job is spotted, one only a single account may check; not a trusted friend past its first
+    batch, whose batches are spotted now and then (a flood of fresh accounts never holds it back)."""
+    run = owners_run({"p": "o1", "t": "o2", "u": "o3", "v": "o4"}, {"t": 1000, "u": 1000, "v": 1000}, frames=range(1, 41),
+                     spots_per_batch=1, batch_size=2)  # fmt: skip
+    assert J.spotted_always(run.state, 1, "p") and J.spotted_always(run.state, 1, "t")  # p probationary, t's first batch
+    first = run.ask("t")
+    assert first is not None
+    answer(run, run.deliver(first))  # t's first batch spotted and judged
+    assert not J.spotted_always(run.state, 1, "t") and J.spotted_always(run.state, 1, "p")
+    alone = owners_run({"p": "o1", "t": "o2"}, {"t": 1000}, frames=range(1, 41), spots_per_batch=1, batch_size=2)
+    first = alone.ask("t")
+    assert first is not None
+    answer(alone, alone.deliver(first))
+    assert J.spotted_always(alone.state, 1, "t")  # only p's account may check it: every window is the requester's
 
 
 def test_a_fast_forger_loses_at_most_its_unverified_batches() -> None:
@@ -241,12 +332,25 @@ def test_a_fast_forger_loses_at_most_its_unverified_batches() -> None:
     run = owners_run({"x": "o1", "t": "o2", "u": "o3"}, {"t": 10, "u": 10}, frames=range(1, 41))
     busy = [run.ask("t"), run.ask("u")]  # the trusted friends are rendering their first tasks
     forged = 0
+    events: list[object] = []
     while (task := run.ask("x")) is not None and task.kind == "render":
         forged += len(task.frames)
-        run.deliver(task, sha=lambda f: BLACK)
+        events += run.deliver(task, sha=lambda f: BLACK)
     assert forged == 2 * 2
-    events = [e for task in busy if task is not None for e in run.deliver(task)]
+    events += [e for task in busy if task is not None for e in run.deliver(task)]
+    answer(run, events)  # the requester's own spot renders asked meanwhile
     events += play(run, cheats={"x": "black"}, rounds=4000)
     assert run.finished
     assert {e.friend for e in of(events, J.CheaterEvicted)} == {"x"}
     assert all(ff.sha256 == image(ff.frame) for e in of(events, J.FramesFinal) for ff in e.frames)
+
+
+def test_is_check_task_tells_check_renders_from_frame_renders() -> None:
+    """The shell sends a check's render before frames (the requester's turns): the query names exactly the check tasks."""
+    run = crop_run()
+    events = play(run)
+    assigned = of(events, J.TaskAssigned)
+    assert any(t.kind == "check" for t in assigned) and any(t.kind != "check" for t in assigned)
+    for t in assigned:
+        assert J.is_check_task(run.state, 1, t.task) == (t.kind == "check")
+    assert not J.is_check_task(run.state, 1, 10_000)  # no such task

@@ -96,3 +96,4 @@ def test_a_failed_job_takes_no_more_commands(command: type) -> None:
         run.do(command, **kw)
     assert err.value.code == "job-state" and "failed" in err.value.reason
     assert run.state.jobs[1] == before
+

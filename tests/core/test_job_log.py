@@ -10,7 +10,7 @@ from frender.core._decider import fold
 
 LOGS = Path(__file__).parent / "data" / "job_logs_v1.tsv"  # two job logs (tag TAB canonical JSON), blank-line separated
 # Events added after those logs were written: new tags, old ones unchanged.
-NEWER = {J.JobCancelled.tag, J.RenderFailed.tag, J.JobFailed.tag, J.FramesRecalled.tag, J.ChecksReopened.tag}
+NEWER = {J.JobCancelled.tag, J.RenderFailed.tag, J.JobFailed.tag, J.FramesRecalled.tag, J.ChecksReopened.tag, J.CropsUnequal.tag}
 
 
 def test_an_earlier_builds_logs_re_encode_byte_for_byte_and_fold() -> None:

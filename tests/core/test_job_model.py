@@ -11,6 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from frender import codec
 from frender.core import job as J
 from frender.core._decider import Rejected, fold
+from frender.core.job._tasks import SENDING_FREE
 
 HONEST = ("honest", "crashy")
 KINDS = ("honest", "crashy", "black", "noise", "stale", "partial", "liar", "sybil", "colluding", "smart", "coalition")
@@ -50,6 +51,11 @@ def render(kind: str, friend: str, frame: int, is_check: bool, subject_kind: str
     if kind == "partial" and int(hashlib.sha256(f"{friend}{frame}".encode()).hexdigest(), 16) % 2:
         return truth(frame)
     return fake(kind, friend, frame)
+
+
+def windowed(sha: str) -> str:
+    """A window of an image as an engine renders it when its crops differ from its frames (EEVEE's screen-space effects)."""
+    return hashlib.sha256(f"window of {sha}".encode()).hexdigest()
 
 
 def compare(a: str, b: str) -> dict:
@@ -113,6 +119,9 @@ class Pool(RuleBasedStateMachine):
             self.requests.append(e)
         elif isinstance(e, J.ComparisonMade) and e.against == "pair" and e.figures.verdict == "disagree":
             self.disagreements += 1
+        elif isinstance(e, J.CropsUnequal):
+            assert self.unequal, "crops found unequal where windows equal their frames"
+            self.switched = True  # whole-frame checks from here: the circle's guarantees, as for any whole-frame job
         elif isinstance(e, J.FramesRecalled):
             for frame in e.requeued + e.held:
                 assert frame in self.final_seen, f"frame {frame} recalled but not final"
@@ -155,10 +164,14 @@ class Pool(RuleBasedStateMachine):
         chunk=st.integers(1, 5),
         backups=st.booleans(),
         crop=st.booleans(),
+        unequal=st.booleans(),
         seed=st.integers(0, 2**32),
+        even=st.booleans(),
     )
-    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, crop, seed, trusted) -> None:
+    def start(self, frames, kinds, honest, s, timing, batch, chunk, backups, crop, unequal, seed, trusted, even) -> None:
         self.crop = crop
+        self.unequal = unequal  # the engine renders every window unlike the same pixels of its frame (Rule 19)
+        self.switched = False
         self.checking = s > 0
         self.seed = f"{seed:08x}"
         self.frames = frames
@@ -169,7 +182,7 @@ class Pool(RuleBasedStateMachine):
             self.kind["f99"], owners["f99"] = "sybil", "mallory"
         settings_ = J.JobSettings(
             checks_per_friend=s, check_timing=timing, batch_size=batch, max_chunk=chunk, backups=backups,
-            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=crop, random_order=crop, **RULES,
+            adaptive=False, seconds_per_frame=1.0, startup_seconds=1.0, crop_checks=crop, random_order=crop, even_checkers=even, **RULES,
         )
         # Trusted: every friend starts with a farmed reputation, colluders included (they behaved until trusted).
         self.reputation = {f: (10 if trusted else 0) for f in self.kind}
@@ -194,14 +207,15 @@ class Pool(RuleBasedStateMachine):
         self.cmd(J.AskForTask, friend=friend)
 
     @precondition(lambda self: self.running)
-    @rule(i=friends, greedy=st.booleans())
-    def ask_ahead(self, i: int, greedy: bool) -> None:
-        """Rule 9: a friend asks while still rendering the task it holds first (a greedy one keeps all)."""
+    @rule(i=friends, greedy=st.booleans(), sending=st.booleans())
+    def ask_ahead(self, i: int, greedy: bool, sending: bool) -> None:
+        """Rule 9: a friend asks while still rendering the task it holds first (a greedy one keeps all, or names
+        the rest as only being sent)."""
         friend = self.pick(i)
         tasks = self.held.get(friend)
         if tasks and friend not in self.crashed:
             keeping = tuple(t.task for t in tasks) if greedy else (tasks[0].task,)
-            self.cmd(J.AskForTask, friend=friend, keeping=keeping)
+            self.cmd(J.AskForTask, friend=friend, keeping=keeping, sending=tuple(t.task for t in tasks[1:]) if sending else ())
 
     @precondition(lambda self: self.running)
     @rule(i=friends, ok=st.booleans() | st.just(True))
@@ -215,10 +229,13 @@ class Pool(RuleBasedStateMachine):
         rest = task.frames[1:]
         self.held[friend] = ([J.TaskAssigned(**{**_fields(task), "frames": rest})] if rest else []) + tasks[1:]
         subject_kind = ""
+        check = None
         if task.kind == "check":
             check = J.check_of(self.state, 1, task.checks[task.frames.index(frame)])
             subject_kind = self.kind.get(check.subject, "") if check is not None else ""
         sha = render(self.kind[friend], friend, frame, task.kind == "check", subject_kind)
+        if task.kind == "check" and self.unequal and check is not None and check.window is not None:
+            sha = windowed(sha)
         self.cmd(J.DeliverFrame, friend=friend, task=task.task, frame=frame, sha256=sha, ok=ok, reason="" if ok else "bad png")
 
     @precondition(lambda self: self.running)
@@ -257,7 +274,9 @@ class Pool(RuleBasedStateMachine):
 
     def answer(self, request: object) -> None:
         if isinstance(request, J.OwnRenderRequested):
-            self.cmd(J.RecordOwnRender, check=request.check, sha256=truth(request.frame))
+            check = J.check_of(self.state, 1, request.check)
+            window = check is not None and check.window is not None and request.purpose != J.Purpose.FRAME
+            self.cmd(J.RecordOwnRender, check=request.check, sha256=windowed(truth(request.frame)) if self.unequal and window else truth(request.frame))
         elif isinstance(request, J.ComparisonRequested):
             self.cmd(J.RecordComparison, check=request.check, against=request.against, a_sha256=request.a_sha256,
                      b_sha256=request.b_sha256, **compare(request.a_sha256, request.b_sha256))
@@ -306,10 +325,10 @@ class Pool(RuleBasedStateMachine):
 
     @invariant()
     def a_friend_holds_two_tasks_at_most(self) -> None:
-        """Asking ahead never lets a friend hoard tasks (Rule 9)."""
+        """Asking ahead never lets a friend hoard tasks: two it renders, and a bounded few it only sends (Rule 9)."""
         for friend in self.kind:
             tasks = J.live_tasks(self.state, 1, friend)
-            assert len(tasks) <= 2, f"{friend} holds tasks {sorted(tasks)}"
+            assert len(tasks) <= 2 + SENDING_FREE, f"{friend} holds tasks {sorted(tasks)}"
 
     @invariant()
     def honest_friends_are_never_evicted(self) -> None:
@@ -323,7 +342,7 @@ class Pool(RuleBasedStateMachine):
         its frames meets a checker's window, and its batch a spot check by the requester (every batch of a friend below
         the reputation at which spots thin out, the first one of any friend), which a forged frame always fails,
         colluders' vouching or not, trusted or not."""
-        if not self.crop or not self.checking:
+        if not self.crop or self.switched or not self.checking:  # whole frames: the circle's guarantees only
             return
         for frame, ff in self.final_seen.items():
             if self.kind.get(ff.friend) in FORGE_ALL:
@@ -341,7 +360,7 @@ class Pool(RuleBasedStateMachine):
             mine = [c for c in by_frame.get(frame, []) if c.kind == "test" and c.subject_sha256 == ff.sha256 and c.outcome is not None]
             confirmed = any(c.outcome != "void" and (c.own or (c.arbitration_sha256 and c.outcome in ("agreed", "verifier_wrong"))) for c in mine)
             vouchers = {c.verifier for c in mine if c.outcome == "agreed" and c.verifier is not None and not c.arbitration_sha256}
-            if self.crop and vouchers and not confirmed:
+            if self.crop and not self.switched and vouchers and not confirmed:
                 assert vouchers - evicted, f"frame {frame} is final on the word of caught {sorted(vouchers)} only"
 
     @invariant()
@@ -432,7 +451,7 @@ class Pool(RuleBasedStateMachine):
         self.report_pays_honest_work_within_escrow()
         self.no_forgery_of_a_whole_forger_is_ever_final()  # over the whole job, run to its end
         self.no_final_frame_rests_on_a_caught_friend()
-        if self.crop and self.checking and not self.cancelled:
+        if self.crop and not self.switched and self.checking and not self.cancelled:
             # Run to its end, no forgery is final, whoever forged it and whoever vouched for it (Rules 14-15).
             for frame, ff in self.final_seen.items():
                 assert ff.sha256 == truth(frame), f"forged frame {frame} of {ff.friend} ({self.kind[ff.friend]}) is final at the end"

@@ -34,8 +34,7 @@ class Run:
     def do(self, command: type, **kw) -> list[object]:
         self.n += 1
         kw.setdefault("now", self.now)
-        if command is not J.StartJob:
-            kw.setdefault("entropy", f"{self.n:032x}")
+        kw.setdefault("entropy", f"{self.n:032x}")  # StartJob's: the job's seed of windows drawn ahead
         events = J.decide(self.state, command(job=1, **kw))
         for e in events:
             J.evolve(self.state, e)
@@ -198,7 +197,7 @@ def test_every_friend_gone_asks_the_master_once() -> None:
     assert not of(run.do(J.DropFriend, friend="a"), J.MoreFriendsWanted)
     [want] = of(run.do(J.DropFriend, friend="b"), J.MoreFriendsWanted)
     assert want.count == 2
-    run.now = 1e6
+    run.now = 300.0  # within starved_after: a tick past it fails the starved job (Rule 18, tests/core/test_job_starved.py)
     assert not of(run.do(J.Tick), J.MoreFriendsWanted)
     run.add("c")
     assert run.ask("c") is not None
@@ -245,6 +244,56 @@ def test_asking_ahead_gets_one_task_at_most() -> None:
     assert b_task is not None
     events, _ = ask_ahead(run, "a", b_task.task)  # not a's: a gives up both of its own
     assert {e.task for e in of(events, J.TaskDropped)} == {first.task, second.task}
+
+
+def test_tasks_only_being_sent_are_kept_but_not_counted_ahead() -> None:
+    """A task the friend has rendered and only sends stays live and leaves room for one task ahead (Rule 9)."""
+    run = Run(frames=range(1, 41), friends=("a", "b"), max_chunk=4)
+    first = run.ask("a")
+    assert first is not None
+    _, second = ask_ahead(run, "a", first.task)
+    assert second is not None
+    # first is rendered, its frames still on their way; second renders: a may take a third task ahead.
+    events = run.do(J.AskForTask, friend="a", keeping=(second.task,), sending=(first.task,))
+    third = [e for e in of(events, J.TaskAssigned) if e.friend == "a"]
+    assert third and not of(events, J.TaskDropped)
+    assert J.live_tasks(run.state, 1, "a") == {first.task, second.task, third[0].task}
+    # Still one task ahead at most: keeping two it renders, it gets nothing.
+    events = run.do(J.AskForTask, friend="a", keeping=(second.task, third[0].task), sending=(first.task,))
+    assert not of(events, J.TaskAssigned) and not of(events, J.TaskDropped)
+
+
+def test_a_tasks_deadline_counts_the_frames_its_friend_delivers_before_it() -> None:
+    """A friend delivers in turn: a task handed ahead has time for what it still renders or sends first (Rule 3)."""
+    run = Run(frames=range(1, 41), friends=("a", "b"), max_chunk=4)  # 1 s a frame, no start-up, deadline x3
+    first = run.ask("a")
+    assert first is not None and first.deadline == run.now + 3 * len(first.frames)
+    run.now += 1.0
+    run.do(J.DeliverFrame, friend="a", task=first.task, frame=first.frames[0], sha256=image(first.frames[0]), ok=True)
+    _, ahead = ask_ahead(run, "a", first.task)
+    assert ahead is not None
+    assert ahead.deadline == run.now + 3 * (len(first.frames) - 1 + len(ahead.frames))
+    # The first task's frames are all rendered and being sent; a third task waits for those and the second's.
+    events = run.do(J.AskForTask, friend="a", keeping=(ahead.task,), sending=(first.task,))
+    [third] = [e for e in of(events, J.TaskAssigned) if e.friend == "a"]
+    assert third.deadline == run.now + 3 * (len(first.frames) - 1 + len(ahead.frames) + len(third.frames))
+
+
+def test_tasks_claimed_as_being_sent_are_bounded() -> None:
+    """Past SENDING_FREE tasks named as only being sent, each counts ahead: a friend cannot hoard tasks (Rule 9)."""
+    from frender.core.job._tasks import SENDING_FREE
+
+    run = Run(frames=range(1, 201), friends=("a", "b"), max_chunk=1)
+    held = [run.ask("a")]
+    while True:
+        assert held[-1] is not None and len(held) < 100
+        events = run.do(J.AskForTask, friend="a", keeping=(held[-1].task,), sending=tuple(t.task for t in held[:-1]))
+        assert not of(events, J.TaskDropped)
+        got = [e for e in of(events, J.TaskAssigned) if e.friend == "a"]
+        if not got:
+            break
+        held.append(got[0])
+    assert len(J.live_tasks(run.state, 1, "a")) == len(held) == SENDING_FREE + 2
 
 
 def test_asking_ahead_near_the_end_gets_no_render_and_never_a_backup() -> None:

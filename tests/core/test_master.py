@@ -39,9 +39,14 @@ def apply(state: Master, command) -> list[object]:
     return events
 
 
-def master(friends: list[tuple[str, RenderProfile, float]], *, timeout=2.0, points=1000) -> Master:
+# The trust and pay rules of one job (trusted after 3 own checks, paid at once): these tests are about assignment and
+# the paper's ledger; trust over jobs and requesters, its decay, holds and stakes (Rules 7, 9, 12) are in test_master_trust.py.
+ONE_JOB_TRUST = dict(trust_jobs=1, trust_requesters=1, trust_per_job=0, trust_ttl=0.0, hold_ttl=0.0)
+
+
+def master(friends: list[tuple[str, RenderProfile, float]], *, timeout=2.0, points=1000, **settings) -> Master:
     """A master with a trusted requester "R", an artist with points, and friends seen at given times."""
-    state = Master(settings=MasterSettings(friend_timeout=timeout))
+    state = Master(settings=MasterSettings(friend_timeout=timeout, **{**ONE_JOB_TRUST, **settings}))
     apply(state, TrustRequester(key="R", name="requester"))
     apply(state, CreateAccount(user="artist", key="key-artist"))
     apply(state, GrantPoints(user="artist", key="key-artist", amount=points))

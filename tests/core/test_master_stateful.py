@@ -18,6 +18,7 @@ from frender.core.master import (
     CreateAccount,
     FriendFined,
     FriendReleased,
+    HoldForfeited,
     FriendsAssigned,
     GrantPoints,
     Heartbeat,
@@ -62,7 +63,12 @@ class Escrowed:
 class MasterMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.state = Master(settings=MasterSettings(friend_timeout=2.0, starting_grant=3, assignment_ttl=30.0))
+        # Trust over two jobs of two requesters, lapsing and holding on the clock's scale (ticks of up to 40 s).
+        self.state = Master(
+            settings=MasterSettings(
+                friend_timeout=2.0, starting_grant=3, assignment_ttl=30.0, trust_jobs=2, trust_requesters=2, trust_ttl=100.0, hold_ttl=60.0
+            )
+        )
         self.log = MemoryLog()
         self.now = 0.0
         self.holder: dict[str, tuple[int, float]] = {}  # model: friend -> (job, expires) while held
@@ -93,6 +99,8 @@ class MasterMachine(RuleBasedStateMachine):
         for event in out:
             self.check_event(event)
             evolve(self.state, event)
+            state = self.state  # Rule 5 after every event, not only every command: fines, holds and refunds each balance
+            assert state.balances() + state.held() + state.escrow() == state.granted, f"Rule 5 broken by {event!r}"
         self.model_ledger(command, out)
         return out
 
@@ -122,6 +130,9 @@ class MasterMachine(RuleBasedStateMachine):
             for fine in (e for e in out if isinstance(e, FriendFined)):  # an evicted friend's owner pays the submitter
                 self.balance[fine.user] -= fine.points
                 self.balance[fine.to] += fine.points
+            for hold in (e for e in out if isinstance(e, HoldForfeited)):  # and its holds go back to the jobs' submitters
+                self.balance[hold.user] -= hold.points
+                self.balance[hold.to] += hold.points
             if command.close:
                 self.balance[job.submitter] += job.funded - job.paid
 
@@ -231,32 +242,36 @@ class MasterMachine(RuleBasedStateMachine):
         if not close:
             payouts = {}
         before = {f: r.reputation for f, r in self.state.friends.items()}
+        was_evicted = set(self.state.jobs[job].evicted) if job in self.state.jobs else set()
         out = self.apply(
             ReportJob(
                 requester=requester, job=job, payouts=payouts, evicted=evicted, check_outcomes=outcomes, own_outcomes=own,
                 evidence={f: "frame 1: black" for f in evicted}, close=close, now=self.now,
             )
         )
-        if out:  # Rule 7: reputation moves by the requester's own outcomes only, and an eviction resets it
+        if out:  # Rule 7: reputation moves by the requester's own outcomes only (two a report at most); an eviction resets it
+            caught = {self.state.friends[f].user for f in evicted if f not in was_evicted}  # and its owner's every friend
             for friend, rec in self.state.friends.items():
-                expected = before[friend]
+                expected = base = before[friend]
                 for passed in own.get(friend, ()):
-                    expected = expected + 1 if passed else 0
-                if friend in evicted or (friend in own and friend in self.state.jobs[job].evicted):  # found wrong in this job: reset
+                    expected, base = (expected + 1, base) if passed else (0, 0)
+                expected = min(expected, base + self.state.settings.trust_per_job)
+                if friend in evicted or (friend in own and friend in self.state.jobs[job].evicted) or rec.user in caught:
                     expected = 0
                 assert rec.reputation == expected, f"{friend}: reputation {rec.reputation}, model {expected}"
 
     @invariant()
     def ledger_balances(self):
         state = self.state
-        assert state.balances() + state.escrow() == state.granted
+        assert state.balances() + state.held() + state.escrow() == state.granted  # Rule 5, held pay counted
         assert all(0 <= j.paid <= j.paid + j.refunded <= j.escrow for j in state.jobs.values())
-        assert all(a.balance >= 0 for a in state.accounts.values())
+        assert all(a.balance >= 0 and all(h.points > 0 for h in a.holds) for a in state.accounts.values())
 
     @invariant()
     def balances_follow_the_naive_ledger(self):
-        """Each user's balance is exactly its grants, minus the escrows it funded, plus payouts and refunds."""
-        assert {user: account.balance for user, account in self.state.accounts.items()} == self.balance
+        """Each user's points (spendable and held) are exactly its grants, minus the escrows it funded, plus payouts and
+        refunds, moved by fines and forfeited holds."""
+        assert {user: account.balance + account.held for user, account in self.state.accounts.items()} == self.balance
 
     @invariant()
     def evicted_friends_are_unpaid(self):

@@ -129,7 +129,7 @@ def play(state: Master, command: object) -> list[object] | None:
 
 def assert_valid(state: Master) -> None:
     """Every invariant the tables and the ledger keep."""
-    assert state.balances() + state.escrow() == state.granted  # Rule 5
+    assert state.balances() + state.held() + state.escrow() == state.granted  # Rule 5, held pay counted
     assert all(a.balance >= 0 for a in state.accounts.values())
     for j in state.jobs.values():
         assert 0 <= j.paid <= j.paid + j.refunded <= j.escrow

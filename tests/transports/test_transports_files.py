@@ -484,3 +484,56 @@ async def test_a_put_reports_its_progress_within_the_file(address, client_identi
     assert seen == sorted(set(seen)) and seen[0] > 0 and seen[-1] == header.size
     assert threads == {threading.get_ident()}
     assert (_fastpath.TAKEN["body"] > bodies) == fast_path  # the fast path's threads reported, or trio's own path did
+
+
+async def test_a_puts_body_waits_for_the_turn_the_handler_gives(nursery, server_identity, client_identity, tmp_path, source) -> None:
+    """While the handler's ``receiving`` holds a put back, the peer is not told to send: no byte lands; once its turn
+    comes the put completes, and the turn is held until the body is in."""
+    from transport_fixtures import EchoHandler
+
+    turn = trio.Lock()
+    held_while_receiving: list[bool] = []
+
+    class TakingTurns(EchoHandler):
+        def receiving(self, peer, header):
+            return turn
+
+        async def put_done(self, peer, header, path):
+            held_while_receiving.append(turn.locked())
+            return await super().put_done(peer, header, path)
+
+    root = tmp_path / "served"
+    root.mkdir()
+    port = await nursery.start(partial(serve, server_identity, "127.0.0.1", 0, TakingTurns(root), limits=Limits(max_per_host=1000)))
+    address = Address("127.0.0.1", port, server_identity.fingerprint)
+    header = await file_header(source, kind="frame", job=5, frame=1)
+    done = trio.Event()
+
+    async def put() -> None:
+        await put_file(address, client_identity, header, source)
+        done.set()
+
+    async with turn:  # someone else's turn
+        nursery.start_soon(put)
+        await trio.testing.wait_all_tasks_blocked(0.2)
+        assert not done.is_set() and _only_complete_files(root / "5") == []
+    await done.wait()
+    assert (root / "5" / "frame_0001").read_bytes() == source.read_bytes()
+    assert held_while_receiving == [False]  # the turn ends with the body, before the reply is made
+
+
+@pytest.mark.fast_path_only
+async def test_a_receiver_moves_ciphertext_into_the_tls_object_64_kib_at_a_time(address, client_identity, files, source, monkeypatch) -> None:
+    """The TLS object's memory BIO keeps the largest buffer it held for the connection's life: a receiver's socket
+    reads are at most 64 KiB, so a connection that carried a 3 MB body keeps no megabyte behind."""
+    sizes: list[int] = []
+    real_init = _files._Link.__init__
+
+    def recording(self, wire, receive_size):
+        sizes.append(receive_size)
+        real_init(self, wire, receive_size)
+
+    monkeypatch.setattr(_files._Link, "__init__", recording)
+    header = await file_header(source, kind="frame", job=7, frame=1)
+    assert await put_file(address, client_identity, header, source) == Echo("frame_0001")
+    assert sizes and max(sizes) <= 64 * 1024

@@ -46,6 +46,7 @@ def job_state(progress: ProgressReply) -> str:
 
 
 TEMPLATES.filters["job_state"] = job_state
+TEMPLATES.filters["recalled_text"] = words.recalled_text  # frames withdrawn and not final again, in words
 TEMPLATES.filters["friend_state"] = lambda f: words.friend_state(live=f.live, away=f.away, busy=f.busy, job=f.job)
 TEMPLATES.filters["standing"] = lambda f: words.standing(f.reputation, f.trust_threshold)
 TEMPLATES.filters["short_profile"] = words.short_profile

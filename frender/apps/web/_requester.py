@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 import trio
 from PIL import Image
@@ -54,6 +55,7 @@ class Gallery:
         self.video_errors: dict[int, str] = {}
         self.first_seen: dict[int, float] = {}  # job -> when this process first saw it (monotonic)
         self.finished_after: dict[int, float] = {}
+        self.recalls_seen: dict[tuple[int, int], int] = {}  # (job, frame) -> recalls whose thumbnail was dropped
 
     def web_dir(self, job: int) -> Path:
         return self.node.job_dir(job) / "web"
@@ -88,6 +90,11 @@ class Gallery:
         if progress.finished and job not in self.finished_after:
             self.finished_after[job] = time.monotonic() - self.first_seen[job]
         made = self.thumbs.setdefault(job, {})
+        for r in progress.recalled:  # a recalled frame's thumbnail shows the copy withdrawn: made again once final again
+            if self.recalls_seen.get((job, r.frame), 0) < r.times:
+                self.recalls_seen[(job, r.frame)] = r.times
+                made.pop(r.frame, None)
+                self.thumb_path(job, r.frame).unlink(missing_ok=True)
         for frame in sorted(set(progress.final) - made.keys()):
             target = self.thumb_path(job, frame)
             source = self.node.final_path(job, frame)
@@ -121,7 +128,7 @@ def _percent(part: int, whole: int) -> str:
 def requester_app(node: RequesterView, gallery: Gallery) -> Starlette:
     """The ASGI app: ``/job/J`` (page), ``/events``, ``/thumb/N``, ``/frame/N``, ``/video.mp4``; ``/`` for the operator."""
 
-    def may_see(job: int):
+    def may_see(job: int) -> Callable[[Claims], bool]:
         def allowed(claims: Claims) -> bool:
             own = claims.scope == job_scope(job) and claims.signer == node.key
             return own or (claims.scope == OPERATOR and claims.signer == node.master_key)
@@ -150,8 +157,9 @@ def requester_app(node: RequesterView, gallery: Gallery) -> Starlette:
             job=job,
             p=p,
             final=len(p.final),
-            delivered_pct=_percent(p.delivered, p.total),
-            final_pct=_percent(len(p.final), p.total),
+            # A still in tiles: its bars count tiles, its grid shows each frame's tiles in their places, filling in.
+            delivered_pct=_percent(p.tiles_delivered, p.total * p.tiles) if p.tiles else _percent(p.delivered, p.total),
+            final_pct=_percent(p.tiles_final, p.total * p.tiles) if p.tiles else _percent(len(p.final), p.total),
             waiting=words.waiting_text(p.waiting, p.waiting_detail) if p.waiting or p.waiting_detail else "",
             grid=grid,
             counts={state: n for state, n in counts.items() if n or state != "recalled"},

@@ -8,6 +8,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from starlette.applications import Starlette
 
 __all__ = ["WebUnavailable", "parse_bind", "serve_web"]
 
@@ -24,7 +25,7 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve_web(app, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_web(app: Starlette, host: str, port: int, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on ``host:port`` and serve ``app`` until cancelled; ``started`` gets the base URL."""
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]

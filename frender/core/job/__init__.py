@@ -31,7 +31,9 @@ Rule 2: a frame becomes final once its batch's checks are drawn and every
         check covering it is resolved in its author's favour.
 Rule 3: a task that misses its deadline, is handed back, or whose friend is
         gone goes back to the queue; a frame is not retried on a friend that
-        lost it while another live friend has not.
+        lost it while another live friend has not. A task's deadline counts
+        the frames its friend has still to deliver before it (tasks it holds
+        ahead of it or is still sending), as well as its own.
 Rule 4: test frames are drawn (from the command's entropy) only after the
         subject delivered them, and a check task looks to the verifier like
         any render task: the friend sees task number, frames and deadline only.
@@ -53,23 +55,31 @@ Rule 9: a friend may ask ahead, while it still renders the last frame of a
         when that frame is done. Asking ahead gets at most one more task;
         near the end of the queue (no more frames than active friends) it
         gets only checks, and never a backup: the last frames and backups go
-        to friends that are really idle.
+        to friends that are really idle. A task whose frames are all rendered
+        and only being sent (``AskForTask.sending``) is kept but does not
+        count toward the one ahead (up to ``_tasks.SENDING_FREE`` of them), so
+        a friend's Blender goes on to its next check or frame while the last
+        one's file is still on its way.
 Rule 10: with ``crop_checks`` (the default) every delivered frame is checked:
         a secret window of 1/16 of the frame placed at random (``CropWindow``,
         grid units; the shell pads and aligns it) rendered, as a task of that
         one frame, by an eligible friend (Rule 5's eligibility) drawn at
         random, among trusted ones (``GrantedFriend.reputation >=
         trusted_from``) while any is eligible; with none, by the requester.
-        A crop check covers its own frame only. ``crop_checks=False`` keeps
+        With ``even_checkers`` (new jobs) the draw only breaks ties: the
+        check goes to the friend of that pool owing the fewest checks in the
+        job (``_draws.even_draws``). A crop check covers its own frame only. ``crop_checks=False`` keeps
         the full-frame test frames drawn per batch (Rules 4-5).
 Rule 11: the requester's own spot checks (crop checks): ``spots_per_batch``
         test frames of every friend's first batch in the job, of every
         probationary friend's batch, and of a trusted friend's with
         probability ``_draws.spot_chance`` (every batch until its reputation
         reaches ``spot_trust_scale``, then falling to ``spot_floor``), are
-        arbitrated even when the pair agrees: the requester renders the same
-        window and judges both parties (a checker that vouched for a forgery
-        is wrong too: both are evicted). A spot check covers its whole batch,
+        rendered by the requester: alone, in the friend's stead
+        (``spot_alone``, the default: one window's work, where a peer's
+        window judged again was two), or, with ``spot_alone`` off, on top
+        of the peer's window, judging both parties (a checker that vouched
+        for a forgery is wrong too: both are evicted). A spot check covers its whole batch,
         so none of its frames is final before it. The requester's own load is
         at most spots_per_batch x M / batch_size windows plus Rules 14-15, and
         reported (``JobSummary.own_renders``, ``JobReport.spot_checks``).
@@ -96,16 +106,53 @@ Rule 15: unravelling: when a friend is caught, every frame that was final on
         caught and unravelled in turn. A job finishes only when every frame,
         recalled ones included, is final.
 Rule 16: the requester's own renders over untrusted friends' frames are
-        bounded per account (owner) and per job (``own_untrusted_bounds``);
+        bounded per account (owner) and per job (``own_untrusted_bounds``,
+        which grow with ``spots_per_batch`` beyond 2);
         past a bound, an untrusted friend the requester has not found right
         in this job gets no more frames, and a job no friend can go on with
         asks the master for others (``MoreFriendsWanted``) and says why
-        (``queries.starved``) so the shell can end it.
+        (``queries.starved``).
 Rule 17: a render error handed back with a task (``_failures``) is the file's,
         never the friend's: nobody is evicted, fined or judged for it. The
         same error from friends of two owners, or of every owner the job has,
         fails the job with it (``JobFailed``): over like a cancel, final frames
         kept and paid, the rest of the escrow refunded.
+Rule 18: a starved job never waits forever: once it has asked the master for
+        friends (``MoreFriendsWanted``) and no friend took frames from it nor
+        did a frame become final for ``starved_after`` seconds (a ``Tick``
+        decides it), it fails (``JobFailed`` with cause "starved" and the
+        reason ``queries.starved`` gives), over like a render failure.
+Rule 19: a window never evicts alone. When a crop check's window finds its
+        subject wrong, the requester renders the whole frame and compares it
+        with the subject's (``Purpose.FRAME``, ``Against.FRAME``): only a
+        subject far from that is evicted. A subject whose frame agrees rendered
+        it right; the window's difference is the engine's (how it crops a
+        render border: EEVEE's screen-space effects, a compositor's glow), so
+        ``CropsUnequal`` is logged, nobody is evicted for it, and the job
+        checks whole frames from then on (its pending windows become whole
+        test frames; a disagreeing window still in flight goes straight to the
+        requester's whole frame).
+Rule 20: a still in tiles (``JobSettings.tiles``, ``_tiles``): the job's "frames" are work
+        units ``frame * count + tile`` and every rule above applies to a unit as to a
+        frame (tasks, deadlines, retries, crop and spot checks inside the tile,
+        finality, recalls). A task is one tile (one window); a friend is given the
+        queued tile of the frame its owner has the fewest tiles of, so a frame's
+        tiles go to friends of different owners where the job allows. A final tile
+        earns its share of the frame's ``count`` points by area, rounded by largest
+        remainder, so the shares add up to one point per unit, as escrowed. A
+        frame is whole once all its tiles are final; the shell stitches it.
+        With ``windows_ahead`` (new tiled jobs) the window of a check the
+        requester renders alone is drawn from the job's secret seed
+        (``JobStarted.seed``) and its tile, so the shell renders it while the
+        friend renders the tile (``queries.windows_ahead``); a window a friend
+        renders is drawn with its check, after the tile arrived.
+Rule 21: admission. A friend that asks with ``admit`` False (the shell's
+        own checks are behind: ``RequesterSettings.own_backlog``) gets checks
+        only, as under Rule 13: the requester takes no more frames than it
+        can make final, so a frame accepted becomes final within the backlog's
+        time, whatever the number of friends. Only friends whose every batch
+        the requester checks itself are held back (``spotted_always``): fresh
+        accounts flooding its renders never hold back a trusted friend.
 
 How a shell drives this
 -----------------------
@@ -124,17 +171,18 @@ Commands (all carry ``job`` and ``now``; those that may draw carry
 - ``StartJob(frames, settings, checks_escrowed)`` once the master opened the
   job (pass ``settings.checks_to_escrow(M, N)`` as the master's
   ``checks_per_friend``), then ``AddFriends`` with each ``FriendsAssigned``.
-- ``AskForTask(friend, keeping)`` when a friend pulls work; ``keeping`` names
-  the live tasks it is still rendering (Rule 9), every other live task of its
-  is given up. React to ``TaskAssigned`` for that friend by sending it
+- ``AskForTask(friend, keeping, sending)`` when a friend pulls work; ``keeping``
+  names the live tasks it is still rendering (Rule 9), ``sending`` those it has
+  rendered and is still sending; every other live task of its is given up. React to ``TaskAssigned`` for that friend by sending it
   ``task, frames, deadline`` only (never ``kind``, ``checks`` or
   ``backup_of``). No event for it: ask ``outlook(state, job, friend)``.
 - ``DeliverFrame(friend, task, frame, sha256, ok, reason)`` after the file is
-  stored, decoded and its size checked (``ok=False`` is a fault).
+  stored and its container and size checked (``ok=False`` is a fault).
 - ``ComparisonRequested`` -> run the comparator on the two named copies,
   send ``RecordComparison(check, against, a_sha256, b_sha256, verdict,
   fraction_off, max_diff, psnr)`` (the shas echo the request; stale answers are refused).
-- ``OwnRenderRequested`` -> render the frame with the requester's own Blender,
+- ``OwnRenderRequested`` -> render the frame with the requester's own Blender
+  (a crop check's window, or with ``purpose="frame"`` the whole frame),
   send ``RecordOwnRender(check, sha256)``.
 - ``Tick`` every second or so; ``DropFriend`` when a connection drops or a
   friend stops polling (``silent_candidates`` names those that hold nothing);
@@ -157,7 +205,8 @@ The shell reads a job only through ``queries``: ``job_numbers``, ``running_jobs`
 ``is_finished``, ``frame_count``, ``frame_numbers``, ``delivered_and_final``, ``candidates``, ``final_copy``,
 ``holder_of``, ``task_friend``, ``live_tasks``, ``silent_candidates``, ``friend_status``,
 ``outlook``, ``progress``, ``summary``, ``queued``, ``holders``, ``checks``,
-``verifier_of``, ``report``, ``recalled``, ``starved``.
+``verifier_of``, ``report``, ``recalled``, ``starved``, ``tile_grid``,
+``windows_ahead``, ``own_renders_ahead``, ``check_takers``, ``spotted_always``.
 """
 
 from __future__ import annotations
@@ -167,6 +216,7 @@ from frender.core.job._job import Friend, Job, Requester
 from frender.core.job._machine import decide, evolve
 from frender.core.job._states import CheckState, FriendStatus, Phase
 from frender.core.job._tasks import Task, chunk_size
+from frender.core.job._tiles import MAX_TILES, TileGrid, auto_grid
 from frender.core.job.commands import (
     COMMANDS,
     AddFriends,
@@ -201,6 +251,7 @@ from frender.core.job.events import (
     FramesFinal,
     FramesRecalled,
     ChecksReopened,
+    CropsUnequal,
     FriendLeft,
     FriendReturned,
     FriendsJoined,
@@ -213,6 +264,7 @@ from frender.core.job.events import (
     JobStarted,
     Judgement,
     MoreFriendsWanted,
+    Failure,
     Outcome,
     OwnRenderReceived,
     OwnRenderRequested,
@@ -253,9 +305,15 @@ from frender.core.job.queries import (
     silent_candidates,
     starved,
     summary,
+    tile_grid,
+    own_renders_ahead,
+    check_takers,
+    spotted_always,
     task_friend,
     verifier_of,
     window_of,
+    windows_ahead,
+    is_check_task,
 )
 
 __all__ = [
@@ -273,6 +331,7 @@ __all__ = [
     "Against",
     "Purpose",
     "Outcome",
+    "Failure",
     "Judgement",
     "Outlook",
     # settings, records and state
@@ -326,6 +385,7 @@ __all__ = [
     "JobFailed",
     "FramesRecalled",
     "ChecksReopened",
+    "CropsUnequal",
     "EVENTS",
     # the decider and its queries
     "decide",
@@ -352,11 +412,20 @@ __all__ = [
     "checks",
     "verifier_of",
     "window_of",
+    "is_check_task",
     "check_of",
     "report",
     "evictions",
     "points",
     "recalled",
     "starved",
+    "tile_grid",
+    "own_renders_ahead",
+    "check_takers",
+    "spotted_always",
+    "windows_ahead",
+    "TileGrid",
+    "MAX_TILES",
+    "auto_grid",
     "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport", "OwedEvictions",  # what the shell's reactions are
 ]

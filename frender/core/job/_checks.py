@@ -31,6 +31,7 @@ from frender.core.job.events import (
     ComparisonMade,
     ComparisonRequested,
     CopyFaulted,
+    CropsUnequal,
     CopyReceived,
     CropWindow,
     DropReason,
@@ -81,6 +82,8 @@ class Check:
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
     outcome: Outcome | None = None
+    frame_sha256: str = ""  # Rule 19: the requester's own whole frame, when a window found the subject wrong
+    vs_frame: Figures | None = None
 
 
 @define(kw_only=True)
@@ -156,7 +159,10 @@ def _figures(c: RecordComparison) -> Figures:
     return Figures(verdict=Verdict(c.verdict), fraction_off=float(c.fraction_off), max_diff=c.max_diff, psnr=float(max(-99.0, min(c.psnr, 99.0))))
 
 
-_COMPARE = {Against.PAIR: Step.COMPARE_PAIR, Against.SUBJECT: Step.COMPARE_SUBJECT, Against.VERIFIER: Step.COMPARE_VERIFIER}
+_COMPARE = {
+    Against.PAIR: Step.COMPARE_PAIR, Against.SUBJECT: Step.COMPARE_SUBJECT, Against.VERIFIER: Step.COMPARE_VERIFIER,
+    Against.FRAME: Step.COMPARE_FRAME,
+}
 
 
 def _known_check(j: Job, cid: int) -> Check:
@@ -171,12 +177,13 @@ def record_comparison(d: Draft, c: RecordComparison) -> None:
     check = _known_check(j, c.check)
     figures = _figures(c)
     if c.against not in _COMPARE:
-        raise Rejected("bad-against", "against is pair, subject or verifier")
+        raise Rejected("bad-against", "against is pair, subject, verifier or frame")
     CHECK.next(check.state, _COMPARE[Against(c.against)], j.job, "check", c.check)
     expected = {
         Against.PAIR: (check.subject_sha256, check.verifier_sha256),
         Against.SUBJECT: (check.arbitration_sha256, check.subject_sha256),
         Against.VERIFIER: (check.arbitration_sha256, check.verifier_sha256),
+        Against.FRAME: (check.frame_sha256, check.subject_sha256),
     }[Against(c.against)]
     if (c.a_sha256, c.b_sha256) != expected:
         raise Rejected("stale-comparison", f"check {c.check} of job {j.job} no longer compares those copies")
@@ -193,11 +200,17 @@ def _after_comparison(d: Draft, cid: int) -> None:
             _resolve(d, c, Outcome.AGREED)
         elif c.own:  # the requester's own render already is the arbitration
             _judge(d, cid, _classify(j, c.pair), Judgement.NONE)
+        elif c.pair.verdict == Verdict.DISAGREE and c.window is not None and not j.settings.crop_checks:
+            # Rule 19: this job's windows were found unequal to its frames, so a window says nothing of its
+            # subject: only the requester's whole frame can.
+            _frame(d, c)
         else:
             d.emit(OwnRenderRequested(job=j.job, check=cid, frame=c.frame, purpose=Purpose.ARBITRATION, now=d.now))
     elif c.state == CheckState.JUDGED:
         assert c.vs_subject is not None and c.vs_verifier is not None
         _judge(d, cid, _classify(j, c.vs_subject), _classify(j, c.vs_verifier))
+    elif c.state == CheckState.FRAME_JUDGED:
+        _judge_frame(d, c)
 
 
 def anchoring_on(j: Job) -> bool:
@@ -235,9 +248,14 @@ def _classify(j: Job, f: Figures) -> Judgement:
 
 
 def _judge(d: Draft, cid: int, subject: Judgement, verifier: Judgement) -> None:
-    """Rule 6: whoever is far from the arbitration is evicted; close is calibration, not a cheat."""
+    """Rule 6: whoever is far from the arbitration is evicted; close is calibration, not a cheat.
+
+    Rule 19: a window alone never evicts its subject: the requester renders the whole frame first."""
     j = d.job
     c = j.checks.by_number[cid]
+    if subject == Judgement.WRONG and c.window is not None and c.vs_frame is None and FRIEND.allows(j.friends[c.subject].status, "evict"):
+        _frame(d, c)
+        return
     wrong = [p for p, v in ((c.subject, subject), (c.verifier, verifier)) if v == Judgement.WRONG and p is not None]
     if subject == Judgement.WRONG and verifier == Judgement.WRONG:
         outcome = Outcome.BOTH_WRONG
@@ -253,9 +271,30 @@ def _judge(d: Draft, cid: int, subject: Judgement, verifier: Judgement) -> None:
     evidence = Evidence(
         check=cid, frame=c.frame, subject=c.subject, subject_sha256=c.subject_sha256, verifier=c.verifier, verifier_sha256=c.verifier_sha256,
         arbitration_sha256=c.arbitration_sha256 or c.verifier_sha256, pair=c.pair, vs_subject=c.vs_subject, vs_verifier=c.vs_verifier,
+        vs_frame=c.vs_frame,
     )
     for friend in wrong:
         _evict(d, friend, evidence)
+
+
+def _frame(d: Draft, c: Check) -> None:
+    """Rule 19: ask for the requester's own whole frame of a crop check whose window disagreed with its subject."""
+    d.emit(OwnRenderRequested(job=d.job.job, check=c.check, frame=c.frame, purpose=Purpose.FRAME, now=d.now))
+
+
+def _judge_frame(d: Draft, c: Check) -> None:
+    """Rule 19: the requester's whole frame judges the subject. Agreeing with it, the subject rendered its frame
+    right and the window's difference is the engine's: nobody is evicted for it, the job checks whole frames from
+    now on (``CropsUnequal``), and the verifier keeps the judgement its window earned against the requester's."""
+    j = d.job
+    assert c.vs_frame is not None
+    subject = _classify(j, c.vs_frame)
+    verifier = _classify(j, c.vs_verifier) if c.vs_verifier is not None else Judgement.NONE
+    if subject != Judgement.WRONG:
+        window = c.vs_subject or c.pair
+        assert window is not None
+        d.emit(CropsUnequal(job=j.job, check=c.check, frame=c.frame, subject=c.subject, window=window, whole=c.vs_frame, now=d.now))
+    _judge(d, c.check, subject, verifier)
 
 
 def _evict(d: Draft, friend: str, evidence: Evidence) -> None:
@@ -278,9 +317,22 @@ def record_own_render(d: Draft, c: RecordOwnRender) -> None:
     if not (isinstance(c.sha256, str) and 0 < len(c.sha256) <= 128):
         raise Rejected("bad-sha", "an own render names its sha256")
     CHECK.next(check.state, Step.RENDERED, j.job, "check", c.check)
-    d.emit(OwnRenderReceived(job=j.job, check=c.check, sha256=c.sha256, now=c.now))
+    whole = check.state == CheckState.FRAMING
+    d.emit(OwnRenderReceived(job=j.job, check=c.check, sha256=c.sha256, now=c.now, whole=whole))
     if check.state == CheckState.OWN:  # the requester was the verifier
         compare_pair(d, c.check)
+        return
+    if whole:  # Rule 19: the requester's whole frame against the subject's
+        if c.sha256 == check.subject_sha256:
+            d.emit(ComparisonMade(job=j.job, check=c.check, against=Against.FRAME, figures=Figures(verdict=Verdict.IDENTICAL), now=c.now))
+        else:
+            d.emit(
+                ComparisonRequested(
+                    job=j.job, check=c.check, frame=check.frame, against=Against.FRAME,
+                    a_friend=None, a_sha256=c.sha256, b_friend=check.subject, b_sha256=check.subject_sha256,
+                )
+            )
+        _after_comparison(d, c.check)
         return
     for against, friend, sha in ((Against.SUBJECT, check.subject, check.subject_sha256), (Against.VERIFIER, check.verifier, check.verifier_sha256)):
         if sha == c.sha256:
@@ -399,7 +451,7 @@ def _checks_reopened(j: Job, e: ChecksReopened) -> None:
     ch.next_check = e.first_check + len(e.of)
 
 
-_FIGURES = {Against.PAIR: "pair", Against.SUBJECT: "vs_subject", Against.VERIFIER: "vs_verifier"}
+_FIGURES = {Against.PAIR: "pair", Against.SUBJECT: "vs_subject", Against.VERIFIER: "vs_verifier", Against.FRAME: "vs_frame"}
 
 
 def _comparison_made(j: Job, e: ComparisonMade) -> None:
@@ -409,10 +461,14 @@ def _comparison_made(j: Job, e: ComparisonMade) -> None:
 def _own_render_requested(j: Job, e: OwnRenderRequested) -> None:
     c = j.checks.by_number[e.check]
     ch = j.checks
+    if e.purpose == Purpose.FRAME:  # Rule 19: the engine's doing until the frame says otherwise, so not counted
+        _set(j, c, Step.FRAME)      # against the friend's owner (Rule 16)
+        return
     if e.purpose == Purpose.CHECK:
         _set(j, c, Step.OWN, own=True, verifier=None)
         ch.pending.pop(e.check, None)
         ch.own_checks += 1
+        ch.spot_checks += c.spot  # a spot the requester renders alone (spot_alone)
     else:
         _set(j, c, Step.ARBITRATE)
         ch.arbitrations += 1
@@ -430,6 +486,8 @@ def _own_render_received(j: Job, e: OwnRenderReceived) -> None:
     c = j.checks.by_number[e.check]
     if c.state == CheckState.OWN:
         _set(j, c, Step.RENDERED, verifier_sha256=e.sha256)
+    elif c.state == CheckState.FRAMING:
+        _set(j, c, Step.RENDERED, frame_sha256=e.sha256)
     else:
         _set(j, c, Step.RENDERED, arbitration_sha256=e.sha256)
 
@@ -457,6 +515,18 @@ def _check_resolved(j: Job, e: CheckResolved) -> None:
             ch.anchoring.discard(c.verifier)
 
 
+def _crops_unequal(j: Job, e: CropsUnequal) -> None:
+    """Rule 19: the job checks whole frames from now on. Checks no one renders yet lose their window (a friend
+    given one renders the whole frame); those already rendering a window keep it, and a disagreement of theirs
+    goes straight to the requester's whole frame."""
+    j.settings = _replace(j.settings, crop_checks=False)
+    ch = j.checks
+    for cid in ch.pending:
+        c = ch.by_number[cid]
+        if c.window is not None and c.state == CheckState.PENDING:
+            ch.by_number[cid] = _replace(c, window=None)
+
+
 def _cheater_evicted(j: Job, e: CheaterEvicted) -> None:
     ch = j.checks
     ch.evictions[e.friend] = e.evidence
@@ -482,4 +552,5 @@ EVOLVERS: dict[type, Callable[[Job, Any], None]] = {
     OwnRenderReceived: _own_render_received,
     CheckResolved: _check_resolved,
     CheaterEvicted: _cheater_evicted,
+    CropsUnequal: _crops_unequal,
 }

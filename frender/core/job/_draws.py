@@ -6,7 +6,10 @@ subject delivered the frames, from the command's entropy. With crop checks (the
 default) every delivered frame is checked over a secret window of at least
 1/16 of its area placed at random, by a checker drawn at random among the
 eligible friends, trusted ones (the master's reputation) first; with none
-eligible, the requester renders the window itself.
+eligible, the requester renders the window itself. With windows drawn ahead
+(a still's tiles), a window only the requester renders is drawn from the job's
+secret seed and its tile, so it is known, to the requester alone, from the
+moment the tile is handed out; a window a friend renders is never drawn ahead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ if TYPE_CHECKING:
     from frender.core.job._checks import Check
     from frender.core.job._job import Draft, Job
 
-__all__ = ["CROP_SIDE", "checker", "check_verifier", "close_batches", "orphan_checks", "give_checks", "draw_window", "spot_chance"]
+__all__ = [
+    "CROP_SIDE", "checker", "check_verifier", "close_batches", "orphan_checks", "give_checks", "draw_window", "spot_chance", "window_ahead",
+    "windows_ahead", "spotted_whole", "next_spot_chance",
+]
 
 _ACTIVE = FriendStatus.ACTIVE  # a module constant: enum members are slow to look up on their class
 CROP_SIDE = WINDOW_GRID // 4  # a window is a quarter of the frame each way: 1/16 of its area
@@ -64,6 +70,40 @@ def crop_checker(j: Job, subject: str, draw: int, pools: dict[str, tuple[str, ..
     return pool[draw % len(pool)] if pool else None
 
 
+def even_draws(j: Job, subject: str, draws: tuple[int, ...], alone: tuple[bool, ...]) -> tuple[int, ...]:
+    """Rule 10 with ``even_checkers``: ``draws`` (each picking a checker of a new check of ``subject``; ``alone``: the
+    requester renders it alone, its draw is left as it is) moved so that each
+    picks, in the pool the draw chooses from, the friend with the fewest checks owed in the job (pending, and in check
+    tasks not yet delivered), counting those picked before it; ties go to the friend the draw picked, then the ones
+    after it in the pool. The pool is unchanged (eligible, trusted first), and a draw still picks ``pool[draw % len]``,
+    so a checker that leaves is replaced by the same rule as before. Without ``even_checkers``: ``draws`` unchanged."""
+    if not j.settings.even_checkers or all(alone):
+        return draws
+    pool = crop_pool(j, subject)
+    if not pool:
+        return draws
+    owed = dict.fromkeys(pool, 0)
+    pools: dict[str, tuple[str, ...]] = {}
+    for cid in j.checks.pending:
+        c = j.checks.by_number[cid]
+        verifier = check_verifier(j, c, pools) if c.window is not None else None
+        if verifier in owed:
+            owed[verifier] += 1
+    for friend in pool:
+        owed[friend] += sum(len(j.tasks.live[n]) for n in j.tasks.live_of.get(friend, ()) if j.tasks.by_number[n].kind == TaskKind.CHECK)
+    n = len(pool)
+    out = []
+    for draw, requester_alone in zip(draws, alone):
+        if requester_alone:
+            out.append(draw)
+            continue
+        index = min(range(n), key=lambda i: (owed[pool[(draw + i) % n]], i))
+        pick = (draw + index) % n
+        owed[pool[pick]] += 1
+        out.append(draw - draw % n + pick)
+    return tuple(out)
+
+
 def crop_pool(j: Job, subject: str) -> tuple[str, ...]:
     """The friends a crop check of ``subject`` is drawn among: the trusted eligible ones, else all eligible."""
     pool = [f for f in j.checks.ring if _eligible(j, subject, f)]
@@ -84,6 +124,35 @@ def draw_window(entropy: str, label: str) -> CropWindow:
     return CropWindow(x=_circle.draw(entropy, f"{label}/x", room_), y=_circle.draw(entropy, f"{label}/y", room_), w=CROP_SIDE, h=CROP_SIDE)
 
 
+def window_ahead(j: Job, unit: int) -> CropWindow | None:
+    """The window of ``unit``'s check the requester renders alone, drawn ahead from the job's secret seed; None: none drawn ahead."""
+    if not (j.settings.windows_ahead and j.seed and j.settings.crop_checks):
+        return None
+    return draw_window(j.seed, f"{j.job}/ahead/{unit}")
+
+
+def windows_ahead(j: Job) -> dict[int, CropWindow]:
+    """The units handed out (a render task holds them) whose checks the requester is sure to render alone, and their
+    windows: a spot rendered alone on every frame of the friend's first batch in the job, or of a friend whose every
+    batch is spotted (Rules 11 and 14). What the requester renders beside the friends' tiles, so a check waits for no
+    render after the tile arrives; a guess that proves wrong (the escrow ran out, the tile was recalled) costs one window."""
+    s = j.settings
+    if not (s.windows_ahead and j.seed and s.spot_alone and s.crop_checks and s.checks_per_friend):
+        return {}
+    out: dict[int, CropWindow] = {}
+    for friend, numbers in j.tasks.live_of.items():
+        if next_spot_chance(j, friend) < 1.0:
+            continue
+        for number in numbers:
+            if j.tasks.by_number[number].kind == TaskKind.CHECK:
+                continue
+            for unit in j.tasks.live[number]:
+                window = window_ahead(j, unit)
+                if window is not None:
+                    out[unit] = window
+    return out
+
+
 def spot_chance(s: JobSettings, reputation: int) -> float:
     """Rule 14: the chance a trusted friend's batch (past its first in the job) is spot-checked; 1 for a
     probationary one. It falls with the requester's own checks the friend passed (its reputation), but only
@@ -93,12 +162,34 @@ def spot_chance(s: JobSettings, reputation: int) -> float:
     return max(s.spot_floor, min(1.0, max(s.spot_scale, s.spot_trust_scale) / (1 + reputation)))
 
 
+def next_spot_chance(j: Job, friend: str) -> float:
+    """Rules 11 and 14: the chance ``friend``'s next batch in the job is spotted: 1 for its first (``spot_first``), else
+    ``spot_chance`` of its reputation."""
+    s = j.settings
+    if s.spot_first and friend not in j.checks.spotted:
+        return 1.0
+    return spot_chance(s, j.friends[friend].reputation)
+
+
+def spotted_whole(j: Job, subject: str) -> bool:
+    """Rule 11: every window of ``subject``'s batches is the requester's: the friends that may check it belong to
+    fewer than ``spot_all_below`` owners (one account vouching for all it renders is no independent evidence)."""
+    owners = {j.friends[f].owner for f in crop_pool(j, subject)}
+    return 0 < len(owners) < j.settings.spot_all_below
+
+
 def _spots(j: Job, subject: str, reputation: int, entropy: str, label: str, tests: tuple[int, ...]) -> tuple[int, ...]:
     """Rules 11 and 14: the test frames of a batch the requester renders too: every friend's first batch in the
-    job, every probationary friend's batch, a trusted friend's with ``spot_chance``; ``spots_per_batch`` of them."""
+    job, every probationary friend's batch, a trusted friend's with ``spot_chance``; ``spots_per_batch`` of them.
+
+    Every one of them when the friends that may check the subject belong to fewer than ``spot_all_below`` owners:
+    one account vouching for all a friend renders is no independent evidence (two colluders alone on a job,
+    forging a few frames each, escaped two spots a batch; measured by bench/attacks_live.py)."""
     s = j.settings
     if not tests:
         return ()
+    if spotted_whole(j, subject):
+        return tests
     first = s.spot_first and subject not in j.checks.spotted
     if not first and _circle.draw(entropy, f"{label}/spot", DRAW_RANGE) >= spot_chance(s, reputation) * DRAW_RANGE:
         return ()
@@ -130,9 +221,13 @@ def close_batches(d: Draft) -> None:
             tests = tuple(frames) if s.checks_per_friend else ()
             k = max(0, min(len(tests), room(j, Use.DRAW)))
             own = tests[k:]
-            windows = tuple(draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
             draws = tuple(_circle.draw(d.entropy, f"{label}/checker/{f}", DRAW_RANGE) for f in tests)
             spots = _spots(j, friend, rec.reputation, d.entropy, label, tests[:k])
+            if s.spot_alone and spots:  # Rule 11: the requester renders a spot window in the friend's stead
+                own = tuple(f for f in tests if f in spots or f in own)
+            draws = even_draws(j, friend, draws, tuple(f in own for f in tests))
+            # A window the requester renders alone may be the one drawn ahead (no friend ever sees it); a friend's is drawn now.
+            windows = tuple((f in own and window_ahead(j, f)) or draw_window(d.entropy, f"{label}/window/{f}") for f in tests)
         else:
             want = s.checks_per_friend if rec.checked else 0
             k = max(0, min(want, len(frames), room(j, Use.DRAW)))
@@ -198,7 +293,7 @@ def give_checks(d: Draft, friend: str) -> bool:
             kind=TaskKind.CHECK,
             frames=tuple(c.frame for c in mine),
             checks=tuple(c.check for c in mine),
-            deadline=j.settings.deadline(d.now, len(mine)),
+            deadline=j.deadline(friend, d.now, len(mine)),
             now=d.now,
         )
     )

@@ -85,10 +85,13 @@ def _undrawn_work(j: Job, friend: str, status: FriendStatus) -> bool:
 
 
 def report(j: Job) -> JobReport:
-    """One point per final frame, one per check render not found wrong, within the escrow; evicted friends nothing."""
+    """One point per final frame (a tile: its share by area, Rule 20), one per check render not found wrong, within
+    the escrow; evicted friends nothing."""
     frame_points: dict[str, int] = {}
+    grid = j.settings.tiles
+    shares = grid.points() if grid is not None else ()  # Rule 20: a tile is paid its share of its frame's area
     for ff in j.frames.final.values():
-        frame_points[ff.friend] = frame_points.get(ff.friend, 0) + 1
+        frame_points[ff.friend] = frame_points.get(ff.friend, 0) + (shares[grid.tile_of(ff.frame)] if grid is not None else 1)
     evicted = set(j.checks.evictions)
     check_points: dict[str, int] = {}
     left = j.escrow.budget  # drawing already kept within it; this only makes it plain

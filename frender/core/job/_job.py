@@ -19,7 +19,7 @@ from frender.core.job._escrow import Escrow
 from frender.core.job._frames import Frames
 from frender.core.job._states import FriendStatus, Phase
 from frender.core.job._tasks import Tasks
-from frender.core.job.events import DropReason, JobReport, JobSettings, TaskDropped
+from frender.core.job.events import DropReason, Failure, JobReport, JobSettings, TaskDropped
 
 __all__ = ["Friend", "Job", "Requester", "Draft"]
 
@@ -49,7 +49,10 @@ class Job:
     wanted: bool = False  # more friends were asked for and none joined yet
     report: JobReport | None = None
     render_errors: dict[str, frozenset[str]] = Factory(dict)  # a friend's render error -> the owners that reported it
-    failure: str = ""  # why the job failed: the render error its friends agreed on
+    failure: str = ""  # why the job failed: the render error its friends agreed on, or why it starved
+    failure_cause: Failure = Failure.RENDER
+    starving_since: float | None = None  # Rule 18: when it first asked for friends since a friend last took frames
+    seed: str = ""  # the secret seed of windows drawn ahead (JobSettings.windows_ahead); "": none
     tasks: Tasks
     checks: Checks
     frames: Frames
@@ -67,6 +70,9 @@ class Job:
             report=self.report,
             render_errors=self.render_errors.copy(),
             failure=self.failure,
+            failure_cause=self.failure_cause,
+            starving_since=self.starving_since,
+            seed=self.seed,
             tasks=self.tasks.clone(),
             checks=self.checks.clone(),
             frames=self.frames.clone(),
@@ -75,6 +81,14 @@ class Job:
 
     def active(self) -> list[str]:
         return [f for f, rec in self.friends.items() if rec.status == _ACTIVE]
+
+    def deadline(self, friend: str, now: float, frames: int) -> float:
+        """Rule 3: when a task of ``frames`` frames handed to ``friend`` at ``now`` is given up. A friend delivers
+        in turn, so the estimate counts the frames it has still to deliver before it: a task it renders, asked
+        ahead of, or files still on their way (Rule 9)."""
+        t = self.tasks
+        before = sum(len(t.live[n]) for n in t.live_of.get(friend, ()))
+        return self.settings.deadline(now, frames + before)
 
 
 @define(kw_only=True)

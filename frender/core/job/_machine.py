@@ -62,6 +62,7 @@ def _job_started(state: Requester, e: JobStarted) -> None:
         job=e.job,
         settings=e.settings,
         adaptive=e.adaptive,
+        seed=e.seed,
         tasks=_tasks.Tasks(queue=sorted(e.frames)),
         checks=_checks.Checks(),
         frames=_frames.Frames(numbers=e.frames),
@@ -162,11 +163,17 @@ def _start(state: Requester, c: StartJob) -> list[object]:
     problems = c.settings.problems()
     if c.checks_escrowed < 0 or not _finite(c.now):
         problems.append("checks_escrowed is never negative and now is finite")
+    grid = c.settings.tiles
+    if grid is not None and not problems and set(c.frames) != set(grid.units(tuple({grid.frame_of(u) for u in c.frames}))):
+        problems.append("a tiled job's frames are its work units, every tile of each of its frames (TileGrid.units)")
+    if c.settings.windows_ahead and not c.entropy:
+        problems.append("windows drawn ahead need the command's entropy (the job's secret seed)")
     if problems:
         raise Rejected("bad-settings", "; ".join(problems))
     s = c.settings
     adaptive = s.adaptive if s.adaptive is not None else len(c.frames) >= s.adaptive_from
-    return [JobStarted(job=c.job, frames=tuple(c.frames), settings=s, checks_escrowed=c.checks_escrowed, adaptive=adaptive, now=c.now)]
+    seed = c.entropy if s.windows_ahead else ""
+    return [JobStarted(job=c.job, frames=tuple(c.frames), settings=s, checks_escrowed=c.checks_escrowed, adaptive=adaptive, now=c.now, seed=seed)]
 
 
 def _add_friends(d: Draft, c: AddFriends) -> None:
@@ -227,6 +234,7 @@ def _settle(d: Draft) -> None:
         _checks.orphan_checks(d)
         _frames.finalise(d)
         _want_friends(d)
+        _failures.starve(d)
         _finish(d)
         if len(d.events) == before or not JOB.allows(d.job.phase, "finish"):
             return

@@ -8,7 +8,8 @@ is dropped by construction, and a restart owes what the log's fold owes.
   comparison with both parties, SUBJECT_JUDGED with the verifier only,
   VERIFIER_JUDGED with the subject only;
 - a check OWN owes the requester's own render (it is the verifier), one
-  ARBITRATING owes its arbitration render;
+  ARBITRATING owes its arbitration render; FRAMING owes the requester's whole
+  frame (Rule 19), FRAME_COMPARING its comparison with the subject's;
 - a running job that wants more friends and has none joined since owes an ask;
 - an ended job owes its report until the shell has settled it with the master;
 - a friend caught in a running job owes the master word of it at once (an
@@ -162,6 +163,15 @@ def _owed_by_check(job: int, c: Check, comparisons: list[OwedComparison], render
         renders.append(OwedRender(job=job, check=c.check, frame=c.frame, purpose=Purpose.CHECK))
     elif c.state == CheckState.ARBITRATING:
         renders.append(OwedRender(job=job, check=c.check, frame=c.frame, purpose=Purpose.ARBITRATION))
+    elif c.state == CheckState.FRAMING:
+        renders.append(OwedRender(job=job, check=c.check, frame=c.frame, purpose=Purpose.FRAME))
+    elif c.state == CheckState.FRAME_COMPARING:
+        comparisons.append(
+            OwedComparison(
+                job=job, check=c.check, frame=c.frame, against=Against.FRAME, a_sha256=c.frame_sha256, b_friend=c.subject,
+                b_sha256=c.subject_sha256,
+            )
+        )
 
 
 def _more_friends(job: Job) -> OwedFriends:

@@ -41,6 +41,9 @@ class CheckState(StrEnum):
     SUBJECT_JUDGED = "subject_judged"  # the subject's comparison is in, the verifier's is awaited
     VERIFIER_JUDGED = "verifier_judged"  # and the other way round
     JUDGED = "judged"  # both are in (never outlives the decision that made it)
+    FRAMING = "framing"  # a window found the subject wrong: the requester renders the whole frame (Rule 19)
+    FRAME_COMPARING = "frame_comparing"  # the requester's whole frame is in; it is compared with the subject's
+    FRAME_JUDGED = "frame_judged"  # that comparison is in (never outlives the decision that made it)
     RESOLVED = "resolved"
 
 
@@ -56,6 +59,8 @@ class Step(StrEnum):
     COMPARE_SUBJECT = "compare subject"
     COMPARE_VERIFIER = "compare verifier"
     ARBITRATE = "arbitrate"
+    FRAME = "frame"
+    COMPARE_FRAME = "compare frame"
     RESOLVE = "resolve"
     VOID = "void"
 
@@ -86,7 +91,7 @@ JOB: Table[Phase] = Table(
         **{
             (Phase.RUNNING, name): Phase.RUNNING
             for name in (
-                "AddFriends", "AskForTask", "DeliverFrame", "RecordComparison", "RecordOwnRender", "Tick", "DropFriend", "ReturnTask", "CancelJob"
+                "AddFriends", "AskForTask", "DeliverFrame", "RecordComparison", "RecordOwnRender", "Tick", "DropFriend", "ReturnTask", "CancelJob",
             )
         },
         (Phase.RUNNING, "finish"): Phase.FINISHED,
@@ -126,6 +131,11 @@ CHECK: Table[CheckState] = Table(
         (C.SUBJECT_JUDGED, Step.COMPARE_VERIFIER): C.JUDGED,
         (C.VERIFIER_JUDGED, Step.COMPARE_SUBJECT): C.JUDGED,
         (C.JUDGED, Step.RESOLVE): C.RESOLVED,
+        (C.COMPARED, Step.FRAME): C.FRAMING,  # the requester's own window, or a window of a job whose crops were found unequal
+        (C.JUDGED, Step.FRAME): C.FRAMING,
+        (C.FRAMING, Step.RENDERED): C.FRAME_COMPARING,
+        (C.FRAME_COMPARING, Step.COMPARE_FRAME): C.FRAME_JUDGED,
+        (C.FRAME_JUDGED, Step.RESOLVE): C.RESOLVED,
         **{(state, Step.VOID): C.RESOLVED for state in C if state is not C.RESOLVED},
     },
 )

@@ -2,7 +2,8 @@
 
 Invariants: a queued frame has no candidate or final copy and no live render or
 backup task; a frame a friend lost is not given to it again while another live
-friend has not lost it; a friend holds at most two tasks (one asked for ahead);
+friend has not lost it; a friend holds at most two tasks it is rendering (one asked for ahead), and at most
+``SENDING_FREE`` more whose frames it has all rendered and is only sending;
 a backup copies only the undelivered frames of a late render task.
 """
 
@@ -17,7 +18,7 @@ from attrs import Factory, define, frozen
 
 from frender.core import _circle
 from frender.core._decider import Rejected
-from frender.core.job import _checks
+from frender.core.job import _checks, _tiles
 from frender.core.job._escrow import Use, room
 from frender.core.job._states import FRIEND
 from frender.core.job.commands import AskForTask, DropFriend, ReturnTask, Tick
@@ -39,7 +40,7 @@ from frender.core.job.events import (
 if TYPE_CHECKING:
     from frender.core.job._job import Draft, Friend, Job
 
-__all__ = ["Task", "Tasks", "chunk_size", "known_friend", "blocked", "ask", "tick", "drop_friend", "return_task", "EVOLVERS"]
+__all__ = ["SENDING_FREE", "Task", "Tasks", "chunk_size", "known_friend", "blocked", "rendering", "ask", "tick", "drop_friend", "return_task", "EVOLVERS"]
 
 
 @frozen(kw_only=True)
@@ -83,6 +84,11 @@ class Tasks:
 
 
 _CHECK = TaskKind.CHECK  # a module constant: enum members are slow to look up on their class
+# Tasks a friend names as only being sent (``AskForTask.sending``) that do not count toward its one task ahead
+# (Rule 9); past these, each counts. A friend sends two files side by side: two are enough for Blender to render
+# while files leave; more would only queue tasks behind its uploads (a crop check is a task of one small file,
+# and uploads slow with the machine's load) until their deadlines pass.
+SENDING_FREE = 2
 
 
 def chunk_size(remaining: int, friends: int, max_chunk: int, min_chunk: int = 1) -> int:
@@ -104,20 +110,25 @@ def known_friend(j: Job, friend: str) -> Friend:
 
 
 def ask(d: Draft, c: AskForTask) -> None:
-    """A friend pulls work: checks first, then a render, then a backup; asking ahead gets a render only (Rule 9)."""
+    """A friend pulls work: checks first, then a render, then a backup; asking ahead gets no backup (Rule 9)."""
     j = d.job
     rec = known_friend(j, c.friend)
     if not FRIEND.allows(rec.status, "ask"):
         return  # evicted: nothing more for it in this job
     if FRIEND.next(rec.status, "ask", j.job, "friend", c.friend) != rec.status:  # it was gone: asking brings it back
         d.emit(FriendReturned(job=j.job, friend=c.friend, now=c.now))
-    kept = 0
+    kept = sending = 0
     for t in sorted(j.tasks.live_of.get(c.friend, ())):  # asking again means it gave up what it does not keep
         if t in c.keeping:
             kept += 1
+        elif t in c.sending:
+            sending += 1
         else:
             d.drop(t, DropReason.REPLACED)
-    if kept > 1 or _checks.give_checks(d, c.friend):
+    # A task only being sent keeps the friend's Blender idle: it does not count toward the task ahead, so a
+    # friend renders its next crop check while the last one's window is on its way (a put and a commit).
+    kept += max(0, sending - SENDING_FREE)
+    if kept > 1 or _checks.give_checks(d, c.friend) or not c.admit:  # Rule 21: checks only while not admitted
         return
     if not kept:
         _give_render(d, c.friend) or _give_backup(d, c.friend)
@@ -125,12 +136,16 @@ def ask(d: Draft, c: AskForTask) -> None:
         _give_render(d, c.friend)
 
 
+def rendering(j: Job, friend: str) -> int:
+    """Frames ``friend`` has still to deliver of its live render and backup tasks (its checks not counted)."""
+    t = j.tasks
+    return sum(len(t.live[n]) for n in t.live_of.get(friend, ()) if t.by_number[n].kind != _CHECK)
+
+
 def unverified(j: Job, friend: str) -> int:
     """Frames ``friend`` holds that no check has passed yet: undelivered frames of its live render and backup
     tasks, and its candidate copies (delivered, not final)."""
-    t = j.tasks
-    held = sum(len(t.live[n]) for n in t.live_of.get(friend, ()) if t.by_number[n].kind != _CHECK)
-    return held + sum(1 for c in j.frames.copy.values() if c.friend == friend)
+    return rendering(j, friend) + sum(1 for c in j.frames.copy.values() if c.friend == friend)
 
 
 def blocked(j: Job, friend: str) -> bool:
@@ -172,6 +187,8 @@ def _give_render(d: Draft, friend: str) -> bool:
         # friend gets say nothing about which are first renders, re-renders, or anyone's checks.
         start = min(_circle.draw(d.entropy, f"{j.job}/run", len(queue)), len(queue) - size)
         queue = queue[start:] + queue[:start]
+    if j.settings.tiles is not None:  # Rule 20: one tile a task, of the frame this friend's owner has least of
+        queue = _tiles.spread(j, friend, queue)
     for frame in queue:
         lost = t.tried.get(frame)
         if lost and friend in lost and any(a not in lost for a in active if a != friend):
@@ -189,7 +206,7 @@ def _give_render(d: Draft, friend: str) -> bool:
             friend=friend,
             kind=TaskKind.RENDER,
             frames=tuple(frames),
-            deadline=j.settings.deadline(d.now, len(frames)),
+            deadline=j.deadline(friend, d.now, len(frames)),
             now=d.now,
         )
     )
@@ -239,7 +256,7 @@ def _give_backup(d: Draft, friend: str) -> bool:
             kind=TaskKind.BACKUP,
             frames=frames,
             backup_of=original,
-            deadline=j.settings.deadline(d.now, len(frames)),
+            deadline=j.deadline(friend, d.now, len(frames)),
             now=d.now,
         )
     )

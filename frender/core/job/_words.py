@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CheckTiming", "TaskKind", "CheckKind", "Role", "DropReason", "Verdict", "VERDICTS", "Against", "Purpose", "Outcome", "Judgement"]
+__all__ = ["CheckTiming", "TaskKind", "CheckKind", "Role", "DropReason", "Verdict", "VERDICTS", "Against", "Purpose", "Outcome", "Judgement", "Failure"]
 
 
 class CheckTiming(StrEnum):
@@ -57,11 +57,13 @@ class Against(StrEnum):
     PAIR = "pair"
     SUBJECT = "subject"
     VERIFIER = "verifier"
+    FRAME = "frame"  # the requester's own whole frame against the subject's (Rule 19)
 
 
 class Purpose(StrEnum):
     CHECK = "check"
     ARBITRATION = "arbitration"
+    FRAME = "frame"  # the whole frame of a crop check whose window found its subject wrong (Rule 19)
 
 
 class Outcome(StrEnum):
@@ -80,3 +82,10 @@ class Judgement(StrEnum):
     RIGHT = "right"  # agrees
     CLOSE = "close"  # within the calibration tier
     WRONG = "wrong"  # a cheat
+
+
+class Failure(StrEnum):
+    """Why a job failed (Rules 17 and 18)."""
+
+    RENDER = "render"  # friends of two owners (or every owner) could not render the file, alike
+    STARVED = "starved"  # no friend could go on with it, and the master granted none that could in time

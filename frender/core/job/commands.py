@@ -33,6 +33,7 @@ class StartJob:
     settings: JobSettings = Factory(JobSettings)
     checks_escrowed: int = 1  # the checks_per_friend the master escrowed per granted friend
     now: float
+    entropy: str = ""  # the job's seed of windows drawn ahead (JobSettings.windows_ahead): a secret, random string
 
 
 @frozen(kw_only=True)
@@ -48,6 +49,9 @@ class AskForTask:
     job: int
     friend: str
     keeping: tuple[int, ...] = ()  # live tasks the friend is still rendering (Rule 9)
+    sending: tuple[int, ...] = ()  # live tasks it has rendered whole and is only sending: kept, not counted ahead (Rule 9)
+    # Rule 21: False while the requester's own checks are behind: the friend gets checks only, no frames to render.
+    admit: bool = True
     entropy: str = ""
     now: float
 

@@ -12,12 +12,14 @@ from typing import ClassVar
 
 from attrs import Factory, field, frozen
 
+from frender.core.job._tiles import TileGrid
 from frender.core.job._words import (  # re-exported: the events name their words here
     VERDICTS,
     Against,
     CheckKind,
     CheckTiming,
     DropReason,
+    Failure,
     Judgement,
     Outcome,
     Purpose,
@@ -39,6 +41,7 @@ __all__ = [
     "Purpose",
     "Outcome",
     "Judgement",
+    "Failure",
     # records
     "OMIT",
     "WINDOW_GRID",
@@ -73,6 +76,7 @@ __all__ = [
     "JobFailed",
     "FramesRecalled",
     "ChecksReopened",
+    "CropsUnequal",
     "EVENTS",
 ]
 
@@ -149,15 +153,41 @@ class JobSettings:
     spot_first: bool = field(default=True, metadata=OMIT)
     spot_trust_scale: float = field(default=16.0, metadata=OMIT)
     spots_per_batch: int = field(default=2, metadata=OMIT)
+    # True: a spot window is rendered by the requester alone, instead of a peer's window it would judge again,
+    # the same anchor for one window's work, not two (bench/attacks.py measures it); False: both, as before.
+    spot_alone: bool = field(default=False, metadata=OMIT)
     anchored_finality: bool = field(default=True, metadata=OMIT)
+    # A friend whose windows only friends of fewer than spot_all_below owners may check (one account vouching for all
+    # it renders: two colluders alone) has every window judged by the requester too; 0 turns this off.
+    spot_all_below: int = field(default=2, metadata=OMIT)
     # The requester's own renders over untrusted friends' frames, per account (owner) and per job; 0: auto,
     # ceil(M / batch_size) + 4 per account and 2 x ceil(M / batch_size) + 8 per job. Past either bound, those
     # friends get no more frames to render (the job waits for trusted friends and asks the master for them).
     own_untrusted_account: int = field(default=0, metadata=OMIT)
     own_untrusted_job: int = field(default=0, metadata=OMIT)
+    # Rule 18: a job that asked the master for friends because none it has can go on (all gone, caught, or
+    # untrusted past the bounds above) fails once this many seconds pass with no friend taking frames from it.
+    starved_after: float = field(default=600.0, metadata=OMIT)
+    # Rule 20: a still in tiles. The job's "frames" are work units ``frame * tiles.count + tile``, each one task of
+    # one window (so max_chunk is 1), checked inside its tile and paid by its share of the frame's area. None: whole
+    # frames, as every job before tiles (left out of logged bodies, so they re-encode byte for byte).
+    tiles: TileGrid | None = field(default=None, metadata=OMIT)
+    # Rule 20: the window of a tile's crop check the requester renders alone (a spot, or beyond the escrow) is drawn
+    # from the job's secret seed (JobStarted.seed) and the tile alone, so the requester renders it beside the friend's
+    # tile instead of after it; a window a friend renders is drawn when the check is, as before. False: every window
+    # drawn with its check (every job before it).
+    windows_ahead: bool = field(default=False, metadata=OMIT)
+    # Rule 10: a friend's check goes to the eligible checker (trusted first, as before) with the fewest checks owed in
+    # the job, ties broken by the draw, so no checker holds three of a still's eight checks while others hold none.
+    # False: the checker the draw picks at random (every job before it).
+    even_checkers: bool = field(default=False, metadata=OMIT)
 
     def problems(self) -> list[str]:
         out = []
+        if self.tiles is not None:
+            out += self.tiles.problems()
+            if self.max_chunk != 1:
+                out.append("a tiled job's tasks are one tile each (max_chunk 1): a task renders one window")
         if self.checks_per_friend < 0:
             out.append("checks_per_friend is never negative")
         if self.check_timing not in tuple(CheckTiming):
@@ -174,15 +204,17 @@ class JobSettings:
             out.append("unverified_batches are never negative")
         if not (0 <= self.spot_floor <= 1 and self.spot_scale >= 0):
             out.append("spot_floor is a fraction and spot_scale never negative")
-        if self.spot_trust_scale < 0 or self.spots_per_batch < 1:
+        if self.spot_trust_scale < 0 or self.spots_per_batch < 1 or self.spot_all_below < 0:
             out.append("spot_trust_scale is never negative and spots_per_batch at least 1")
         if self.own_untrusted_account < 0 or self.own_untrusted_job < 0:
             out.append("own_untrusted_account and own_untrusted_job are never negative (0: automatic)")
+        if not self.starved_after > 0:
+            out.append("starved_after is a positive number of seconds")
         return out
 
     def own_untrusted_bounds(self, frames: int) -> tuple[int, int]:
         """The requester's own renders over untrusted friends' frames: (per account, per job) for a job of ``frames``."""
-        batches = math.ceil(frames / self.batch_size)
+        batches = math.ceil(frames / self.batch_size) * max(1, self.spots_per_batch // 2)  # set for 2 spot windows a batch
         return self.own_untrusted_account or batches + 4, self.own_untrusted_job or 2 * batches + 8
 
     def min_chunk(self) -> int:
@@ -240,6 +272,7 @@ class Evidence:
     pair: Figures | None = None
     vs_subject: Figures | None = None
     vs_verifier: Figures | None = None
+    vs_frame: Figures | None = field(default=None, metadata=OMIT)  # a crop check: the requester's whole frame against the subject's (Rule 19)
 
 
 @frozen(kw_only=True)
@@ -287,6 +320,7 @@ class JobStarted:
     checks_escrowed: int
     adaptive: bool
     now: float
+    seed: str = field(default="", metadata=OMIT)  # the job's secret seed of windows drawn ahead (JobSettings.windows_ahead)
 
 
 @frozen(kw_only=True)
@@ -438,6 +472,23 @@ class OwnRenderReceived:
     check: int
     sha256: str
     now: float
+    whole: bool = field(default=False, metadata=OMIT)  # the whole frame of a crop check (Rule 19), not its window
+
+
+@frozen(kw_only=True)
+class CropsUnequal:
+    """Rule 19: a crop check's window disagreed with its subject's frame, but the requester's own whole frame
+    agrees with that frame: the difference is the engine's (how it renders a border-cropped window), not the
+    friend's. Nobody is evicted for it, and the job checks whole frames from here on."""
+
+    tag: ClassVar[str] = "crops_unequal.v1"
+    job: int
+    check: int
+    frame: int
+    subject: str
+    window: Figures  # the window against the subject's frame: how far the engine's crop is from its frame
+    whole: Figures  # the requester's whole frame against the subject's: agreed
+    now: float
 
 
 @frozen(kw_only=True)
@@ -519,14 +570,16 @@ class FramesRecalled:
 
 @frozen(kw_only=True)
 class JobFailed:
-    """Friends of different owners (or all of them) could not render the file for the same reason: the job
-    stops with it. ``report`` pays what was earned, as for a cancel; nobody is evicted or fined for it."""
+    """The job stops, over like a cancel: ``report`` pays what was earned. ``cause`` "render": friends of different
+    owners (or all of them) could not render the file for the same reason, ``error``; nobody is evicted or fined for
+    it. "starved" (Rule 18): no friend could go on with it and none came in time; ``error`` says why."""
 
     tag: ClassVar[str] = "job_failed.v1"
     job: int
     error: str
     report: JobReport
     now: float
+    cause: Failure = field(default=Failure.RENDER, metadata=OMIT)  # logs from before starved jobs failed: render errors
 
 
 @frozen(kw_only=True)
@@ -568,4 +621,5 @@ EVENTS: tuple[type, ...] = (
     JobFailed,
     FramesRecalled,
     ChecksReopened,
+    CropsUnequal,
 )

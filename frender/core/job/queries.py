@@ -11,11 +11,12 @@ from enum import StrEnum
 from attrs import frozen
 
 from frender.core._decider import Rejected
-from frender.core.job import _checks, _tasks
+from frender.core.job import _checks, _draws, _failures, _tasks
 from frender.core.job._checks import Check
 from frender.core.job._job import Job, Requester
 from frender.core.job._states import FriendStatus, Phase
-from frender.core.job.events import CropWindow, Evidence, FinalFrame, JobReport, Outcome
+from frender.core.job._tiles import TileGrid
+from frender.core.job.events import CropWindow, Evidence, Failure, FinalFrame, JobReport, Outcome
 
 __all__ = [
     "frame_numbers",
@@ -45,6 +46,11 @@ __all__ = [
     "points",
     "recalled",
     "starved",
+    "tile_grid",
+    "own_renders_ahead",
+    "check_takers",
+    "spotted_always",
+    "windows_ahead",
 ]
 
 
@@ -86,7 +92,8 @@ class JobSummary:
     stalled: bool  # every friend is gone; more were asked for
     own_renders: int = 0  # the requester's own renders: checks no friend could take and arbitrations (spot checks included)
     spot_checks: int = 0  # arbitrations of agreed crop checks: the requester's spot checks
-    failure: str = ""  # a failed job: the render error its friends agreed on
+    failure: str = ""  # a failed job: the render error its friends agreed on, or why it starved (``failure_cause``)
+    failure_cause: Failure = Failure.RENDER
     recalled: tuple[int, ...] = ()  # frames served once, then withdrawn (Rule 15) and not final again yet
     provisional: int = 0  # frames whose checks agreed but that wait for the requester to check a friend they rest on (Rule 14)
 
@@ -238,6 +245,7 @@ def summary(state: Requester, job: int) -> JobSummary:
         own_renders=j.checks.own_checks + j.checks.arbitrations,
         spot_checks=j.checks.spot_checks,
         failure=j.failure,
+        failure_cause=j.failure_cause,
         recalled=tuple(n for n in j.frames.recalled if n not in j.frames.final),
         provisional=len(j.frames.ready),
     )
@@ -255,15 +263,7 @@ def starved(state: Requester, job: int) -> str:
     gone, evicted, or an untrusted one the requester will check no more. The shell asks the master for others
     (``MoreFriendsWanted``) and ends the job with this reason when none come."""
     j = _job(state, job)
-    if j.phase != Phase.RUNNING or any(not _tasks.blocked(j, f) for f in j.active()):
-        return ""
-    s = j.settings
-    per_account, per_job = s.own_untrusted_bounds(len(j.frames.numbers))
-    return (
-        f"job {j.job}: {len(j.checks.evictions)} of its {len(j.friends)} friends were caught forging and the rest are gone or "
-        f"untrusted friends past the requester's own checks for them ({j.checks.own_untrusted} of {per_job} for the job, "
-        f"{per_account} per account); {len(j.frames.final)} of {len(j.frames.numbers)} frames are final"
-    )
+    return _failures.starved_reason(j) if j.phase == Phase.RUNNING else ""
 
 
 def queued(state: Requester, job: int) -> tuple[int, ...]:
@@ -295,6 +295,12 @@ def window_of(state: Requester, job: int, task: int) -> CropWindow | None:
     return _job(state, job).checks.by_number[t.checks[0]].window
 
 
+def is_check_task(state: Requester, job: int, task: int) -> bool:
+    """Whether ``task`` renders checks of other friends' frames (crops or whole frames): its frames close batches."""
+    t = _job(state, job).tasks.by_number.get(task)
+    return t is not None and bool(t.checks)
+
+
 def verifier_of(state: Requester, job: int, subject: str) -> str | None:
     """Who would render ``subject``'s next check now (Rule 5); None: the requester itself."""
     return _checks.checker(_job(state, job), subject)
@@ -319,3 +325,52 @@ def points(state: Requester, job: int) -> tuple[int, int]:
     earned = sum(1 for ff in j.frames.final.values() if ff.friend not in evicted)
     paid = sum(n for f, n in j.escrow.paid.items() if f not in evicted)
     return len(j.frames.numbers) + j.escrow.budget, earned + paid
+
+
+def tile_grid(state: Requester, job: int) -> TileGrid | None:
+    """How the job's frames are split into tiles (Rule 20: its "frames" are then work units); None: whole frames."""
+    return _job(state, job).settings.tiles
+
+
+def windows_ahead(state: Requester, job: int) -> dict[int, CropWindow]:
+    """Work units handed out whose crop check the requester is sure to render alone, and that check's window, drawn
+    ahead (``JobSettings.windows_ahead``): the requester renders them beside the friends' tiles. Empty for other jobs."""
+    return _draws.windows_ahead(_job(state, job))
+
+
+def own_renders_ahead(state: Requester) -> float:
+    """Rule 21: the requester's own window renders that frames already handed out will need, expected: every frame
+    in a live render task or an open batch of a friend, times the chance its batch is spotted (1 for its first in the
+    job and while probationary) and the share of a spotted batch the requester renders (all of it for a friend only
+    one account may check)."""
+    ahead = 0.0
+    for j in state.jobs.values():
+        s = j.settings
+        if j.phase != Phase.RUNNING or not (s.crop_checks and s.checks_per_friend):
+            continue
+        share = min(1.0, s.spots_per_batch / s.batch_size)
+        for friend in j.tasks.live_of:
+            frames = _tasks.rendering(j, friend) + len(j.checks.open_batch.get(friend, ()))
+            if frames:
+                ahead += frames * (1.0 if _draws.spotted_whole(j, friend) else share * _draws.next_spot_chance(j, friend))
+    return ahead
+
+
+def spotted_always(state: Requester, job: int, friend: str) -> bool:
+    """Rule 21: whether every batch ``friend`` renders next is the requester's to check (probationary, its first batch
+    in the job, or only one account may check it): only such friends are held back while the requester is behind, so a
+    flood of fresh accounts never holds back a friend whose frames seldom wait on the requester."""
+    j = _job(state, job)
+    s = j.settings
+    if not (s.crop_checks and s.checks_per_friend) or friend not in j.friends:
+        return False
+    return _draws.spotted_whole(j, friend) or _draws.next_spot_chance(j, friend) >= 1.0
+
+
+def check_takers(state: Requester, job: int) -> frozenset[str]:
+    """The friends a pending check would be handed to if they asked now (Rule 4): a friend outside it, holding no
+    live task, gets nothing from an ask that is not admitted (Rule 21), so the shell need not decide that ask."""
+    j = _job(state, job)
+    pools: dict[str, tuple[str, ...]] = {}
+    takers = (_draws.check_verifier(j, j.checks.by_number[cid], pools) for cid in j.checks.pending)
+    return frozenset(f for f in takers if f is not None)

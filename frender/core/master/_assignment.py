@@ -28,9 +28,9 @@ import heapq
 from attrs import frozen
 
 from frender.core._decider import Rejected
-from frender.core.master import _ledger
+from frender.core.master import _ledger, _registry
 from frender.core.master._master import Draft, FriendRecord, JobRecord, Master
-from frender.core.master._registry import available, friend_state, is_live, is_trusted
+from frender.core.master._registry import available, friend_state, is_live, is_trusted, lapsed
 from frender.core.master._states import FRIEND, JOB, JobState
 from frender.core.master.commands import RequestFriends
 from frender.core.master.events import FriendReleased, FriendsAssigned, JobClosed, JobOpened, JobPrioritised, EscrowFunded
@@ -69,10 +69,12 @@ def request_friends(d: Draft, c: RequestFriends) -> None:
     if c.want < 1 or c.frames < 1 or c.checks_per_friend < 0:
         raise Rejected("bad-request", "a job needs at least one frame and asks for at least one friend")
     _ledger.bind(d, c.submitter, c.submitter_key)
+    _ledger.release(d, c.submitter, c.now)  # Rule 12: holds that ran out are spendable
     ask = _ask(d, c)
     affordable = _affordable(d, c, ask)
     ahead = sum(o.waiting for o in d.state.waiting.values() if o.priority > ask.priority and o.job != ask.number)  # Rule 10
-    chosen = _choose(d.state, c, ask.job, min(c.want, affordable) + ahead)
+    chosen, lapsed_ = _choose(d.state, c, ask.job, min(c.want, affordable) + ahead)
+    _registry.lapse(d, ask.number, lapsed_, c.now)  # Rule 7: stale trust seen on the way is dropped, not granted
     chosen = chosen[: max(0, len(chosen) - ahead)]  # the friends at the end of the order are kept for those waiting
     if not chosen:
         _refuse_none_free(d.state, c, ask, ahead)
@@ -192,7 +194,7 @@ def no_friends_cause(state: Master, c: RequestFriends) -> str:
     return "busy"
 
 
-def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> list[str]:
+def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int) -> tuple[list[str], list[FriendRecord]]:
     """The paper's rule in a fair order (see the module docstring), trusted friends first (Rules 7, 8).
 
     The candidates are walked in (last_assigned, registered) order with the
@@ -201,6 +203,7 @@ def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int)
     only while they stay a minority of the job's friends, unless no trusted
     friend of the profile is live (a new farm must start somewhere). Once
     ``limit`` trusted owners are seen the rest of the order need not be read.
+    Trusted friends whose trust lapsed (Rule 7) are passed over and returned, for the decision to drop.
     """
     skip = set(c.exclude)
     held_trusted = held_probation = 0
@@ -209,22 +212,24 @@ def _choose(state: Master, c: RequestFriends, job: JobRecord | None, limit: int)
         held = [state.friends[f] for f in job.friends if f not in job.evicted]
         held_trusted = sum(1 for rec in held if is_trusted(state, rec))
         held_probation = len(held) - held_trusted
-    trusted, trusted_live = _candidates(state, c, skip, True, limit)
+    lapsed_: list[FriendRecord] = []
+    trusted, trusted_live = _candidates(state, c, skip, True, limit, lapsed_)
     chosen = _rounds(trusted, limit)
     room = limit - len(chosen)
     if trusted_live or held_trusted:
         # Rule 8: probationary < trusted, counting the friends the job already holds.
         room = min(room, held_trusted + len(chosen) - 1 - held_probation)
     if room <= 0:
-        return chosen
+        return chosen, lapsed_
     probation, _ = _candidates(state, c, skip, False, room)
-    return chosen + _rounds(probation, room)
+    return chosen + _rounds(probation, room), lapsed_
 
 
 def _candidates(
-    state: Master, c: RequestFriends, skip: set[str], trusted: bool, wanted: int
+    state: Master, c: RequestFriends, skip: set[str], trusted: bool, wanted: int, lapsed_: list[FriendRecord] | None = None
 ) -> tuple[dict[str, list[tuple[int, FriendRecord]]], bool]:
-    """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live."""
+    """One part's available candidates by owner, in order, until ``wanted`` owners are seen; and whether one of the part is live.
+    A trusted friend whose trust lapsed is not a candidate: it goes to ``lapsed_``."""
     by_owner: dict[str, list[tuple[int, FriendRecord]]] = {}
     live = not trusted  # only the trusted part's liveness matters (Rule 8)
     refused = normalised(c.submitter)  # friends refuse users by their normalised names
@@ -238,6 +243,9 @@ def _candidates(
         if not live and is_live(state, rec.friend, c.now):
             live = True
         if rec.user == c.submitter or refused in rec.refuses or rec.friend in skip or not available(state, rec, c.now):
+            continue
+        if lapsed_ is not None and lapsed(state, rec, c.now):
+            lapsed_.append(rec)
             continue
         by_owner.setdefault(rec.user, []).append((position, rec))
         position += 1

@@ -3,8 +3,11 @@
 Invariants: an account is bound once, by its owner's key, and a key holds one
 account (Rule 1); points enter only by grants to a bound account's key;
 sum(balances) + sum(open escrow) == points ever granted after every event
-(Rule 5); a report never pays beyond the job's escrow, and a fine is capped at
-the payer's balance, so no balance goes below 0 (Rule 9). Balances read during
+(Rule 5, held points counted with the balances); a report never pays beyond
+the job's escrow, and a fine is capped at the payer's balance, so no balance
+goes below 0 (Rule 9); a friend's pay is held until a later job's own checks
+confirm it or the hold runs out, and a caught owner's holds go back to the
+submitters that paid them (Rule 12). Balances read during
 a decision are the draft's (``Draft.account``): what the events emitted so far
 left, never a sum kept by hand.
 """
@@ -15,12 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 from frender.core._decider import Rejected
-from frender.core.master._master import Account, Draft, JobRecord, Master
+from frender.core.master._master import Account, Draft, Hold, JobRecord, Master
 from frender.core.master.commands import CreateAccount, GrantPoints
-from frender.core.master.events import EscrowFunded, FriendFined, FriendPaid, JobClosed, PointsGranted, UserBound
+from frender.core.master.events import (
+    EscrowFunded,
+    FriendFined,
+    FriendPaid,
+    HoldForfeited,
+    HoldReleased,
+    JobClosed,
+    PointsGranted,
+    UserBound,
+)
 from frender.core.names import NAME_RULE, is_valid_name, normalised
 
-__all__ = ["bind", "balance", "fine_for", "pay", "fine", "EVOLVERS"]
+__all__ = ["bind", "balance", "fine_for", "pay", "fine", "release", "confirm", "EVOLVERS"]
 
 
 def fine_for(job: JobRecord) -> int:
@@ -85,21 +97,58 @@ def grant(d: Draft, c: GrantPoints) -> None:
     d.emit(PointsGranted(user=c.user, amount=c.amount, reason=c.reason, key=c.key))
 
 
-def pay(d: Draft, job: JobRecord, payouts: dict[str, int]) -> None:
-    """Rule 9: the closing report's points, to each friend's owner (checked against the escrow and the members before)."""
+def pay(d: Draft, job: JobRecord, payouts: dict[str, int], now: float) -> None:
+    """Rule 9: the closing report's points, to each friend's owner (checked against the escrow and the members before),
+    held for ``hold_ttl`` (Rule 12)."""
+    ttl = d.state.settings.hold_ttl
     for friend, points in sorted(payouts.items()):
         if points:
-            d.emit(FriendPaid(job=job.job, friend=friend, user=d.state.friends[friend].user, points=points))
+            d.emit(FriendPaid(job=job.job, friend=friend, user=d.state.friends[friend].user, points=points, held_until=now + ttl if ttl > 0 else 0.0))
 
 
-def fine(d: Draft, job: JobRecord, evicted: list[str], evidence: dict[str, str]) -> None:
-    """Rule 9: each newly evicted friend's owner pays what a friend of the job would have earned, capped at its balance
-    after this report's payouts and earlier fines, to the submitter (who is never fined for a friend of its own)."""
-    asked = fine_for(job)
+def release(d: Draft, user: str, now: float) -> None:
+    """Rule 12: ``user``'s holds that ran out by ``now`` become spendable (before its balance is spent or fined)."""
+    account = d.account(user)
+    for hold in account.holds if account is not None else ():
+        if hold.until <= now:
+            d.emit(HoldReleased(user=user, friend=hold.friend, job=hold.job, points=hold.points, why="matured"))
+
+
+def confirm(d: Draft, friend: str, job: int) -> None:
+    """Rule 12: the requester's own checks passed ``friend`` in ``job``: its holds from earlier jobs are confirmed."""
+    user = d.state.friends[friend].user
+    account = d.account(user)
+    for hold in account.holds if account is not None else ():
+        if hold.friend == friend and hold.job != job:
+            d.emit(HoldReleased(user=user, friend=friend, job=hold.job, points=hold.points, why="confirmed"))
+
+
+def fine(d: Draft, job: JobRecord, evicted: list[str], evidence: dict[str, str], now: float) -> None:
+    """Rules 9 and 12: each newly evicted friend's owner forfeits every hold still running (to the submitter of the job
+    that paid it), then pays what a friend of the job would have earned plus the caught friend's stake (the points
+    paid to it since its trust was last lost, less what it just forfeited), capped at its balance, to this job's
+    submitter (who is never fined for a friend of its own)."""
+    share = fine_for(job)
     for friend in evicted:
         user = d.state.friends[friend].user
-        taken = max(0, min(asked, balance(d, user))) if user != job.submitter else 0
-        d.emit(FriendFined(job=job.job, friend=friend, user=user, to=job.submitter, forfeited=asked, points=taken, evidence=evidence.get(friend, "")))
+        if user == job.submitter:
+            d.emit(FriendFined(job=job.job, friend=friend, user=user, to=job.submitter, forfeited=share, points=0, evidence=evidence.get(friend, "")))
+            continue
+        release(d, user, now)
+        account = d.account(user)
+        lost = 0
+        for hold in account.holds if account is not None else ():
+            payee = d.state.jobs[hold.job].submitter
+            d.emit(HoldForfeited(user=user, friend=hold.friend, job=hold.job, to=payee, points=hold.points, caught=job.job))
+            lost += hold.points if hold.friend == friend else 0
+        stake = max(0, d.state.friends[friend].earned - lost)
+        asked = share + stake
+        taken = max(0, min(asked, balance(d, user)))
+        d.emit(
+            FriendFined(
+                job=job.job, friend=friend, user=user, to=job.submitter, forfeited=asked, points=taken, evidence=evidence.get(friend, ""), stake=stake
+            )
+        )
 
 
 # ---------------------------------------------------------------- evolving
@@ -130,7 +179,30 @@ def _escrow_funded(state: Master, e: EscrowFunded) -> None:
 
 def _friend_paid(state: Master, e: FriendPaid) -> None:
     state.jobs[e.job].paid += e.points
-    _account(state, e.user).balance += e.points
+    account = _account(state, e.user)
+    if e.held_until > 0:
+        account.holds = (*account.holds, Hold(friend=e.friend, job=e.job, points=e.points, until=e.held_until))
+    else:
+        account.balance += e.points
+    rec = state.friends.get(e.friend)
+    if rec is not None:  # a draft's view holds the friends its events name
+        rec.earned += e.points
+
+
+def _hold_released(state: Master, e: HoldReleased) -> None:
+    account = state.accounts[e.user]
+    account.holds = _without(account.holds, e.friend, e.job)
+    account.balance += e.points
+
+
+def _hold_forfeited(state: Master, e: HoldForfeited) -> None:
+    account = state.accounts[e.user]
+    account.holds = _without(account.holds, e.friend, e.job)
+    _account(state, e.to).balance += e.points
+
+
+def _without(holds: tuple[Hold, ...], friend: str, job: int) -> tuple[Hold, ...]:
+    return tuple(h for h in holds if (h.friend, h.job) != (friend, job))
 
 
 def _friend_fined(state: Master, e: FriendFined) -> None:
@@ -151,4 +223,6 @@ EVOLVERS: dict[type, Callable[[Master, Any], None]] = {
     FriendPaid: _friend_paid,
     FriendFined: _friend_fined,
     JobClosed: _job_closed,
+    HoldReleased: _hold_released,
+    HoldForfeited: _hold_forfeited,
 }

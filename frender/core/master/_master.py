@@ -18,10 +18,20 @@ from attrs import Factory, define, field, fields, frozen
 
 from frender.core._decider import is_durable
 from frender.core.master._states import FriendState, JobState
-from frender.core.master.events import EscrowFunded, FriendEvicted, FriendPaid, FriendsAssigned, JobClosed, JobPrioritised
+from frender.core.master.events import (
+    EscrowFunded,
+    FriendEvicted,
+    FriendPaid,
+    FriendsAssigned,
+    JobClosed,
+    JobPrioritised,
+    ReputationChanged,
+)
 from frender.core.profile import RenderProfile
 
-__all__ = ["MasterSettings", "Account", "FriendRecord", "JobRecord", "Master", "Draft"]
+__all__ = ["MasterSettings", "Hold", "Account", "FriendRecord", "JobRecord", "Master", "Draft"]
+
+DAY = 86400.0
 
 
 @frozen(kw_only=True)
@@ -30,6 +40,25 @@ class MasterSettings:
     starting_grant: int = 0  # free points for a new username would mint points
     assignment_ttl: float = 6 * 3600.0  # a held friend is freed after this
     trust_threshold: int = 3  # the requester's own checks passed in a row to be trusted (Rule 7)
+    # Rule 7: trust also takes this many jobs and distinct requesters whose own checks the friend passed since
+    # its last failure; a report raises reputation by at most trust_per_job; trust lapses when the last pass is
+    # older than trust_ttl (seconds of the events' own clocks). 1, 1, 0, 0: the rule before (one job's checks).
+    trust_jobs: int = 3
+    trust_requesters: int = 2
+    trust_per_job: int = 2
+    trust_ttl: float = 60 * DAY
+    # Rule 12: a friend's points from a job are held until a later job's own checks pass or this long after; 0: paid at once.
+    hold_ttl: float = 14 * DAY
+
+
+@frozen(kw_only=True)
+class Hold:
+    """Rule 12: points a friend earned in ``job``, not spendable before ``until`` (or a later job's confirmation)."""
+
+    friend: str
+    job: int
+    points: int
+    until: float
 
 
 @define(kw_only=True)
@@ -37,6 +66,11 @@ class Account:
     user: str
     key: str | None = None  # None until the name is first used with a key
     balance: int = 0
+    holds: tuple[Hold, ...] = ()  # Rule 12: held points, oldest first
+
+    @property
+    def held(self) -> int:
+        return sum(h.points for h in self.holds)
 
 
 @define(kw_only=True)
@@ -55,6 +89,12 @@ class FriendRecord:
     away: str = field(default="", eq=False)
     refuses: frozenset[str] = field(factory=frozenset, eq=False)
     reputation: int = 0  # Rule 7: the requester's own checks passed since the last failure
+    # Rule 7, since the last failure: jobs and requesters whose own checks it passed, when it last passed one.
+    trust_jobs: int = 0
+    last_trust_job: int = 0
+    requesters: frozenset[str] = frozenset()
+    checked_at: float = 0.0
+    earned: int = 0  # Rule 9: points paid to it since its trust was last lost (its stake)
 
 
 @define(kw_only=True)
@@ -145,6 +185,10 @@ class Master:
     def balances(self) -> int:
         return sum(a.balance for a in self.accounts.values())
 
+    def held(self) -> int:
+        """Points paid but held (Rule 12): Rule 5 counts them with the balances."""
+        return sum(a.held for a in self.accounts.values())
+
     def queue(self, profile: RenderProfile, trusted: bool) -> _ProfileQueue:
         """The queue of ``profile``'s machine and trust, made when first needed."""
         return self.queues.setdefault((profile.machine(), trusted), _ProfileQueue())
@@ -198,7 +242,7 @@ def _shallow(rec: _R) -> _R:
 _FIELDS = {cls: tuple(a.name for a in fields(cls)) for cls in (Account, FriendRecord, JobRecord)}
 
 # The events whose evolvers read their job's record (the others create it, or change only friends and accounts).
-_READ_THEIR_JOB = frozenset({JobPrioritised, FriendsAssigned, EscrowFunded, FriendPaid, FriendEvicted, JobClosed})
+_READ_THEIR_JOB = frozenset({JobPrioritised, FriendsAssigned, EscrowFunded, FriendPaid, FriendEvicted, JobClosed, ReputationChanged})
 
 
 class Draft:

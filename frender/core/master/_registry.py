@@ -27,10 +27,11 @@ from frender.core.master.events import (
 )
 from frender.core.names import NAME_RULE, is_valid_name, normalised
 
-__all__ = ["is_live", "available", "is_trusted", "friend_state", "EVOLVERS", "MAX_AWAY", "MAX_REFUSED"]
+__all__ = ["is_live", "available", "is_trusted", "standing", "lapsed", "friend_state", "EVOLVERS", "MAX_AWAY", "MAX_REFUSED"]
 
 MAX_AWAY = 64  # characters of a friend's reason for being away
 MAX_REFUSED = 64  # users one friend may refuse
+_REQUESTERS_KEPT = 8  # Rule 7 counts distinct requesters up to this many
 
 
 # ---------------------------------------------------------------- queries
@@ -63,8 +64,21 @@ def available(state: Master, rec: FriendRecord, now: float) -> bool:
 
 
 def is_trusted(state: Master, rec: FriendRecord) -> bool:
-    """Rule 7: enough of the requester's own checks passed in a row."""
-    return rec.reputation >= state.settings.trust_threshold
+    """Rule 7: enough of the requester's own checks passed in a row, in enough jobs of enough requesters."""
+    s = state.settings
+    return rec.reputation >= s.trust_threshold and rec.trust_jobs >= s.trust_jobs and len(rec.requesters) >= s.trust_requesters
+
+
+def standing(state: Master, rec: FriendRecord) -> int:
+    """The reputation a requester is told (``GrantedFriend.reputation``): below the threshold unless trusted, so a
+    friend with many checks from one job or one requester is spotted and bounded as a probationary one."""
+    return rec.reputation if is_trusted(state, rec) else min(rec.reputation, max(0, state.settings.trust_threshold - 1))
+
+
+def lapsed(state: Master, rec: FriendRecord, now: float) -> bool:
+    """Rule 7: trusted, but its last passed own check is older than ``trust_ttl`` (logs from before it: never)."""
+    ttl = state.settings.trust_ttl
+    return ttl > 0 and rec.checked_at > 0 and now - rec.checked_at > ttl
 
 
 # ---------------------------------------------------------------- deciding
@@ -110,7 +124,8 @@ def check_availability(away: str, refuse: tuple[str, ...]) -> None:
 
 
 def heartbeat(d: Draft, c: Heartbeat) -> None:
-    """Liveness (Rule 6), and Rule 3: a heartbeat that names the held job as done releases the friend."""
+    """Liveness (Rule 6), Rule 3: a heartbeat that names the held job as done releases the friend, and Rule 7: a
+    trusted friend's first heartbeat after its trust lapsed drops it below the threshold."""
     rec = d.state.friends.get(c.friend)
     if rec is None:
         raise Rejected("unknown-friend", f"friend {c.friend!r} is not registered")
@@ -121,6 +136,8 @@ def heartbeat(d: Draft, c: Heartbeat) -> None:
     d.emit(FriendSeen(friend=c.friend, busy=c.busy, now=c.now, away=c.away, refuse=c.refuse))
     if rec.job is not None and c.last_done == rec.job and FRIEND.allows(rec.state, "release"):
         d.emit(FriendReleased(friend=c.friend, job=rec.job, why="done"))
+    if is_trusted(d.state, rec) and lapsed(d.state, rec, c.now):  # Rule 7: its trust lapsed (once: then it is not trusted)
+        lapse(d, rec.job or 0, [rec], c.now)
 
 
 def trust(d: Draft, c: TrustRequester) -> None:
@@ -133,25 +150,41 @@ def trust(d: Draft, c: TrustRequester) -> None:
 
 
 def record_outcomes(d: Draft, c: ReportJob, evicted: set[str], newly_evicted: list[str]) -> None:
-    """A report's check runs, and Rule 7: reputation from the requester's own renders, 0 for a friend found wrong
-    (``evicted``: in this job, before or by this report)."""
+    """A report's check runs, and Rule 7: reputation from the requester's own renders, at most ``trust_per_job`` more
+    a report, 0 for a friend found wrong (``evicted``: in this job, before or by this report) and, farm-wide, for
+    every other friend of a newly evicted friend's owner (an owner is one party: its machines share its key)."""
     for friend, outcomes in sorted(c.check_outcomes.items()):
         run = d.state.friends[friend].clean_run
         for clean in outcomes:
             run = run + 1 if clean else 0
         if outcomes:
             d.emit(CheckRunUpdated(friend=friend, run=run))
+    cap = d.state.settings.trust_per_job
+    owners = {d.state.friends[f].user for f in newly_evicted}
     for friend in sorted(set(c.own_outcomes) | set(newly_evicted)):
         outcomes = c.own_outcomes.get(friend, ())
         was = d.state.friends[friend].reputation
-        reputation = was
+        reputation = base = was
         for passed in outcomes:
-            reputation = reputation + 1 if passed else 0
-        if friend in evicted:
+            reputation, base = (reputation + 1, base) if passed else (0, 0)
+        if cap > 0:
+            reputation = min(reputation, base + cap)
+        if friend in evicted or d.state.friends[friend].user in owners:
             reputation = 0
         if reputation != was or outcomes:
             passes = sum(outcomes)
-            d.emit(ReputationChanged(friend=friend, job=c.job, reputation=reputation, passed=passes, failed=len(outcomes) - passes))
+            d.emit(ReputationChanged(friend=friend, job=c.job, reputation=reputation, passed=passes, failed=len(outcomes) - passes, now=c.now))
+    for rec in sorted(d.state.friends.values(), key=lambda r: r.friend) if owners else ():
+        if rec.user in owners and rec.friend not in c.own_outcomes and rec.friend not in newly_evicted and (rec.reputation or rec.trust_jobs):
+            d.emit(ReputationChanged(friend=rec.friend, job=c.job, reputation=0, passed=0, failed=0, now=c.now))
+
+
+def lapse(d: Draft, job: int, friends: list[FriendRecord], now: float) -> None:
+    """Rule 7's decay: a trusted friend whose last pass is older than ``trust_ttl`` drops below the threshold
+    (probationary until its next job's own checks pass; its jobs and requesters are kept)."""
+    below = max(0, d.state.settings.trust_threshold - 1)
+    for rec in friends:
+        d.emit(ReputationChanged(friend=rec.friend, job=job, reputation=min(rec.reputation, below), passed=0, failed=0))
 
 
 # ---------------------------------------------------------------- evolving
@@ -192,6 +225,15 @@ def _reputation_changed(state: Master, e: ReputationChanged) -> None:
     rec = state.friends[e.friend]
     was = is_trusted(state, rec)
     rec.reputation = e.reputation
+    if e.reputation == 0 or e.failed:  # found wrong (or its owner was): trust and stake start again
+        rec.trust_jobs, rec.last_trust_job, rec.requesters, rec.earned = 0, 0, frozenset(), 0
+    elif e.passed and not e.failed:
+        if e.job != rec.last_trust_job:
+            rec.trust_jobs, rec.last_trust_job = rec.trust_jobs + 1, e.job
+        job = state.jobs.get(e.job)
+        if job is not None and job.requester not in rec.requesters and len(rec.requesters) < _REQUESTERS_KEPT:
+            rec.requesters = rec.requesters | {job.requester}
+        rec.checked_at = max(rec.checked_at, e.now)
     if is_trusted(state, rec) != was:  # it changes queues, keeping its place in the order
         state.queue(rec.profile, was).remove(rec.friend)
         state.queue(rec.profile, not was).place(rec)

@@ -4,8 +4,10 @@ Invariants: a report names only friends assigned to the job, and only the
 requester's own open job (Rule 2, ``_states.JOB``); points are paid only by
 the report that closes the job, never beyond its escrow, never to an evicted
 friend, and a paid friend is not evicted after (Rule 9, ``_states.MEMBER``);
-each newly evicted friend's owner is fined (Rule 9) and its reputation drops
-to 0 (Rule 7); the close refunds the escrow's rest and releases the job's
+each newly evicted friend's owner forfeits its holds and is fined its stake
+(Rules 9, 12), and its reputation, with every other friend of its owner's,
+drops to 0 (Rule 7); own checks passed confirm a friend's earlier held pay
+(Rule 12); the close refunds the escrow's rest and releases the job's
 friends (Rules 3, 5).
 """
 
@@ -38,9 +40,12 @@ def report(d: Draft, c: ReportJob) -> None:
     newly_evicted = [f for f in dict.fromkeys(c.evicted) if f not in job.evicted]
     for friend in newly_evicted:
         d.emit(FriendEvicted(job=c.job, friend=friend))
-    _ledger.pay(d, job, c.payouts)
-    _ledger.fine(d, job, newly_evicted, c.evidence)
+    _ledger.pay(d, job, c.payouts, c.now)
+    _ledger.fine(d, job, newly_evicted, c.evidence, c.now)
     _registry.record_outcomes(d, c, evicted, newly_evicted)
+    for friend, outcomes in sorted(c.own_outcomes.items()):  # Rule 12: the requester's own checks confirm earlier pay
+        if outcomes and all(outcomes) and friend not in evicted:
+            _ledger.confirm(d, friend, c.job)
     if c.close:
         closing = d.job(c.job)
         assert closing is not None

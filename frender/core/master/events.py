@@ -31,6 +31,8 @@ __all__ = [
     "FriendFined",
     "JobClosed",
     "JobPrioritised",
+    "HoldReleased",
+    "HoldForfeited",
     "EVENTS",
 ]
 
@@ -133,6 +135,9 @@ class FriendPaid:
     friend: str
     user: str
     points: int
+    # Rule 12: the points are held (not spendable) until then, or until a later job's own checks confirm the
+    # friend; 0 in logs from before holds (paid at once).
+    held_until: float = field(default=0.0, metadata={"omit_if_default": True})
 
 
 @frozen(kw_only=True)
@@ -159,6 +164,8 @@ class ReputationChanged:
     reputation: int  # after this job's outcomes
     passed: int
     failed: int
+    # The report's time (Rule 7's decay counts from the last pass); 0 in logs from before it, and for a lapse.
+    now: float = field(default=0.0, metadata={"omit_if_default": True})
 
 
 @frozen(kw_only=True)
@@ -173,6 +180,7 @@ class FriendFined:
     forfeited: int  # what it would have earned in the job (the fine asked)
     points: int  # the fine taken: ``forfeited`` capped at the owner's balance
     evidence: str
+    stake: int = field(default=0, metadata={"omit_if_default": True})  # Rule 9: the part of ``forfeited`` its trust was bought with
 
 
 @frozen(kw_only=True)
@@ -195,6 +203,31 @@ class JobPrioritised:
     priority: int
 
 
+@frozen(kw_only=True)
+class HoldReleased:
+    """Rule 12: held points become spendable: a later job's own checks confirmed the friend, or the hold ran out."""
+
+    tag: ClassVar[str] = "hold_released.v1"
+    user: str
+    friend: str
+    job: int  # the job that paid them
+    points: int
+    why: str  # "confirmed" or "matured"
+
+
+@frozen(kw_only=True)
+class HoldForfeited:
+    """Rule 12: a caught owner's held points go back to the submitter of the job that paid them."""
+
+    tag: ClassVar[str] = "hold_forfeited.v1"
+    user: str
+    friend: str
+    job: int  # the job that paid them
+    to: str  # that job's submitter
+    points: int
+    caught: int  # the job its owner's friend was caught in
+
+
 EVENTS: tuple[type, ...] = (
     UserBound,
     FriendRegistered,
@@ -212,5 +245,7 @@ EVENTS: tuple[type, ...] = (
     ReputationChanged,
     FriendFined,
     JobPrioritised,
+    HoldReleased,
+    HoldForfeited,
 )
 
