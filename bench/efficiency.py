@@ -12,6 +12,8 @@ an artist of 1080p frames waits for, on frames small enough for 2 cores.
     efficiency             = (M x SECONDS / N) / actual: what the artist waits for, checks are overhead
     efficiency_with_checks = ((M + check work) x SECONDS / N) / actual: the farm's own use of the friends
     actual                 = wall time from submit to the last frame final at the client
+    cpu_bound_efficiency   = ideal / (CPU seconds of every process / cores): what the machine's cores allow, when the
+                             farm's own work (N friends, requester, master, client on one machine) fills them
 
 Check work is every check render done (friends' windows and the requester's
 own), each in frames' worth of its modelled cost, read from requester.db.
@@ -133,31 +135,35 @@ def stop_all_at_once(cluster: Cluster, grace: float = 10.0) -> None:
 
 
 def run(friends: int = 8, frames: int = 240, seconds: float = 0.2, startup: float = 0.05, checks: int = 1, keep: Path | None = None,
-        deadline: float = 300.0) -> dict:
-    """One job of ``frames`` frames on ``friends`` modelled friends; returns the figures (TooSlowError after ``deadline`` s)."""
+        deadline: float = 300.0, tiles: str = "", own_renders: int = 1) -> dict:
+    """One job of ``frames`` frames on ``friends`` modelled friends; returns the figures (TooSlowError after ``deadline`` s).
+    ``tiles`` ("2x2"): each frame in tiles, whole frames handed out until the tail; ``own_renders``: the requester's own
+    check renders side by side."""
     root = Path(tempfile.mkdtemp(prefix="frender-eff-")) if keep is None else keep
     if keep is not None:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
     try:
-        return _run(root, friends, frames, seconds, startup, checks, deadline)
+        return _run(root, friends, frames, seconds, startup, checks, deadline, tiles, own_renders)
     finally:
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, checks: int, deadline: float) -> dict:
+def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, checks: int, deadline: float, tiles: str, own_renders: int) -> dict:
     spec = f"modelled:{seconds}:{RESOLUTION[0]}x{RESOLUTION[1]}:1-{frames}"
     cluster = Cluster(root)
     homes = farm_homes(root, friends)
     try:
-        requester, scene = start_modelled_farm(cluster, homes, friends, spec=spec, seconds=seconds, startup=startup)
+        requester, scene = start_modelled_farm(
+            cluster, homes, friends, spec=spec, seconds=seconds, startup=startup, extra=("--own-renders", str(own_renders))
+        )
         cpu0 = cpu_seconds(cluster)
         wall0, t0 = time.time(), time.perf_counter()
         result = trio.run(
             lambda: _bounded(deadline, submit(
                 scene, requester=requester, user="artist", home=homes["artist"], friends=friends,
-                out=root / "frames", frames=tuple(range(1, frames + 1)), checks_per_friend=checks, poll=0.05,
+                out=root / "frames", frames=tuple(range(1, frames + 1)), checks_per_friend=checks, poll=0.05, tiles=tiles,
                 backend=ModelledBackend(seconds, resolution=RESOLUTION, frame_range=(1, frames)),  # the artist's check, modelled too
             ))
         )
@@ -166,12 +172,13 @@ def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, 
         time.sleep(0.3)
     finally:
         stop_all_at_once(cluster)
-    figures = _from_log(root / "requester.db", wall0, seconds)
+    figures = _from_log(root / "requester.db", wall0, seconds, tiles)
     ideal = frames * seconds / friends
     ideal_checks = (frames + figures["check_work_frames"]) * seconds / friends
     out = {
         "params": {"friends": friends, "frames": frames, "seconds_per_frame": seconds, "startup_seconds": startup, "checks_per_friend": checks,
-                   "resolution": f"{RESOLUTION[0]}x{RESOLUTION[1]}", "window_startup": WINDOW_STARTUP, "cpus": os.cpu_count()},
+                   "resolution": f"{RESOLUTION[0]}x{RESOLUTION[1]}", "window_startup": WINDOW_STARTUP, "cpus": os.cpu_count(),
+                   **({"tiles": tiles} if tiles else {}), **({"own_renders_at_once": own_renders} if own_renders != 1 else {})},
         "frames_received": len(result.frames),
         "ideal_s": round(ideal, 3),
         "ideal_with_checks_s": round(ideal_checks, 3),
@@ -180,20 +187,24 @@ def _run(root: Path, friends: int, frames: int, seconds: float, startup: float, 
         "efficiency_with_checks": round(ideal_checks / actual, 3),
         "load_average": round(os.getloadavg()[0], 2),
         "cpu_s_in_job": cpu,
+        # Every process's CPU over the machine's cores is a floor under the wall time: the efficiency this machine allows.
+        "cpu_bound_efficiency": round(ideal / max(sum(cpu.values()) / (os.cpu_count() or 1), ideal), 3),
         **figures,
     }
     out["verify_overhead"] = round(figures["check_work_frames"] / frames, 4)
     return out
 
 
-def _from_log(db: Path, wall0: float, seconds: float) -> dict:
+def _from_log(db: Path, wall0: float, seconds: float, tiles: str = "") -> dict:
     """What the requester's log says happened: check renders and their cost, backups, and when."""
     log = SqliteLog(db, create=False)
     try:
         evs = [e for _, e in events(log)]
     finally:
         log.close()
-    cost = check_costs(evs, seconds, RESOLUTION)
+    grid = next((e.settings.tiles for e in evs if isinstance(e, core.JobStarted)), None)
+    cost = check_costs(evs, seconds, RESOLUTION, grid)
+    unit = 1.0 if grid is None else window_seconds(seconds, 1 / grid.count) / seconds  # a tile's render, in frames
     roles = Counter(e.role for e in evs if isinstance(e, core.CopyReceived))
     check_copies = [e for e in evs if isinstance(e, core.CopyReceived) and e.role == "check"]
     own = [e for e in evs if isinstance(e, core.OwnRenderRequested)]
@@ -225,27 +236,30 @@ def _from_log(db: Path, wall0: float, seconds: float) -> dict:
         "last_frame_delivered_after_s": round(last_copy - wall0, 3),
         "last_check_delivered_after_s": round(last_check - wall0, 3),
         "last_frame_final_at_requester_after_s": round(last_final - wall0, 3),
-        "per_friend_s": _where_time_went(evs, seconds, cost, end),
+        "per_friend_s": _where_time_went(evs, seconds, cost, end, unit),
     }
 
 
-def check_costs(evs: list, seconds: float, resolution: tuple[int, int]) -> dict[int, float]:
+def check_costs(evs: list, seconds: float, resolution: tuple[int, int], grid: core.TileGrid | None = None) -> dict[int, float]:
     """Each check's cost in frames, from a requester's log: a crop check's window by its modelled time (area plus the
-    fixed start-up ``window_seconds`` charges), a whole test frame 1."""
+    fixed start-up ``window_seconds`` charges), a whole test frame 1; in a job in tiles, a window is drawn in its tile."""
     width, height = resolution
+    if grid is not None:  # a tile of about 1/count of the frame: its windows are in its own pixels
+        width, height = max(1, width // grid.cols), max(1, height // grid.rows)
     cost: dict[int, float] = {}
     for e in evs:
         if isinstance(e, core.ChecksDrawn):
             for i in range(len(e.tests)):
                 if i < len(e.windows):
                     _, _, w, h = e.windows[i].pixels(width, height)
-                    cost[e.first_check + i] = window_seconds(seconds, w * h / (width * height)) / seconds
+                    area = w * h / (width * height) / (1 if grid is None else grid.count)
+                    cost[e.first_check + i] = window_seconds(seconds, area) / seconds
                 else:
-                    cost[e.first_check + i] = 1.0
+                    cost[e.first_check + i] = 1.0 if grid is None else window_seconds(seconds, 1 / grid.count) / seconds
     return cost
 
 
-def _where_time_went(evs: list, seconds: float, cost: dict[int, float], end: float) -> dict[str, float]:
+def _where_time_went(evs: list, seconds: float, cost: dict[int, float], end: float, unit: float = 1.0) -> dict[str, float]:
     """Each friend's time from its first task to the job's last final frame, split up (the mean over friends).
 
     The time between two of a friend's arrivals is the next one's render plus what the friend spent not rendering:
@@ -263,7 +277,7 @@ def _where_time_went(evs: list, seconds: float, cost: dict[int, float], end: flo
             continue
 
         def render(copy) -> float:
-            return seconds * (cost.get(copy.check, 1.0) if copy.role == "check" else 1.0)
+            return seconds * (cost.get(copy.check, unit) if copy.role == "check" else unit)
 
         first = next(e for e in es if isinstance(e, core.TaskAssigned))
         parts["rendering_frames"] += sum(render(c) for c in copies if c.role != "check")
@@ -281,9 +295,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--seconds", type=float, default=0.2)
     parser.add_argument("--startup", type=float, default=0.05)
+    parser.add_argument("--tiles", default="", help="COLSxROWS: every frame in tiles, whole frames handed out until the tail")
+    parser.add_argument("--own-renders", type=int, default=1, help="the requester's own check renders side by side")
     parser.add_argument("--keep", type=Path, help="keep the run's logs and databases here")
     args = parser.parse_args()
-    print(json.dumps(run(args.friends, args.frames, args.seconds, args.startup, keep=args.keep), indent=2))
+    print(json.dumps(run(args.friends, args.frames, args.seconds, args.startup, keep=args.keep, tiles=args.tiles, own_renders=args.own_renders), indent=2))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,39 @@ def bench_efficiency(size: str, run: Runner) -> dict:
     return entries
 
 
+def bench_efficiency_tail(size: str, run: Runner) -> dict:
+    """A short animation whose last frames would keep a few friends busy while the rest wait (M = 1.5 N, 2 s a frame,
+    own renders 8 at once), in whole frames and with tiles for its tail, each run ``repeats`` times: the medians."""
+    friends, frames, grid, repeats = _pick(size, (32, 48, "2x1", 3), (8, 12, "2x2", 1), (2, 3, "2x1", 1))
+    seconds = 0.05 if size == "tiny" else 2.0
+    out: dict[str, dict] = {}
+    for split in ("", grid):
+        label = split or "whole"
+        runs = [
+            run(f"efficiency tail N={friends} {label} #{i + 1}", efficiency.run, friends=friends, frames=frames, seconds=seconds, startup=0.05,
+                tiles=split, own_renders=8)
+            for i in range(repeats)
+        ]
+        figures = sorted(r["efficiency"] for r in runs if r.get("efficiency") is not None)
+        out[label] = {
+            "efficiency": figures[len(figures) // 2] if figures else None,
+            "runs": [{k: r.get(k) for k in ("efficiency", "actual_s", "ideal_s", "cpu_bound_efficiency", "load_average", "tasks_by_kind", "error")}
+                     for r in runs],
+        }
+    whole, tiled = out["whole"]["efficiency"], out[grid]["efficiency"]
+    return {
+        "efficiency_tail": {
+            "value": tiled,
+            "whole_frames": whole,
+            "gain": None if not (whole and tiled) else round(tiled / whole, 3),
+            "what": f"efficiency (M x t / N over the wall time) of {frames} frames on {friends} friends with {grid} tiles for the tail, "
+                    "against whole frames; medians",
+            "params": {"friends": friends, "frames": frames, "seconds_per_frame": seconds, "tiles": grid, "own_renders_at_once": 8, "repeats": repeats},
+            **out,
+        }
+    }
+
+
 def bench_transfer(size: str, run: Runner) -> dict:
     """A large .blend and many small frames, vs plain TLS on loopback (tiny: the small frames only)."""
     size_mb = _pick(size, 512, 64, 4)
@@ -298,6 +331,7 @@ def bench_denoise_tiles(size: str, run: Runner) -> dict:
 
 BENCHES: dict[str, Callable[..., dict]] = {
     "efficiency": bench_efficiency,
+    "efficiency_tail": bench_efficiency_tail,
     "transfer": bench_transfer,
     "master_load": bench_master_load,
     "replay": bench_replay,
@@ -379,7 +413,8 @@ def _plot(runs: dict, path: Path) -> None:
 
 def _table(res: dict, keys: tuple[str, ...] | None = None) -> None:
     rows = []
-    order = ("attacks_live", "efficiency", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms", "replay_events_per_s",
+    order = ("attacks_live", "efficiency", "efficiency_tail", "verify_overhead", "transfer_ratio", "heartbeats_per_s", "assign_p50_ms", "assign_p99_ms",
+             "replay_events_per_s",
              "blender_ratio", "requester_loop_ms_per_frame", "requester_cpu_ms_per_frame", "requester_kb_per_friend", "tiles_speedup_per_friend",
              "denoise_tiles")
     for key in order:

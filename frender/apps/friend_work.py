@@ -23,6 +23,7 @@ from attrs.validators import gt
 
 from frender.apps import pack
 from frender.apps.messages import (
+    CropBox,
     Work,
 )
 from frender.blender import (
@@ -146,18 +147,27 @@ class JobRenderer:
         if self.session is None:
             self.session = await self._open(work.deadline, noisy=work.noisy)
             self.noisy = work.noisy
-        box = work.window
-        window = None if box is None else Window(
-            left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless
-        )
-        if work.deliver_as:  # a tile: its render is delivered under its work unit's number
-            named = dict(zip(work.frames, work.deliver_as))
+        if work.tiles:  # a whole frame of a job in tiles: each tile in turn, delivered under its own work unit
+            end = trio.current_time() + max(work.deadline, 0.0)
+            for box, unit in zip(work.tiles, work.deliver_as, strict=True):
+                await self._render(work.frames, _window(box), (unit,), on_frame, end - trio.current_time())
+            return
+        window = None if work.window is None else _window(work.window)
+        await self._render(work.frames, window, work.deliver_as, on_frame, work.deadline)
+
+    async def _render(
+        self, frames: tuple[int, ...], window: Window | None, deliver_as: tuple[int, ...], on_frame: Callable[[RenderedFrame], Awaitable[None]],
+        seconds: float,
+    ) -> None:
+        assert self.session is not None
+        if deliver_as:  # a tile: its render is delivered under its work unit's number
+            named = dict(zip(frames, deliver_as))
             deliver = on_frame
 
             async def on_frame(frame: RenderedFrame) -> None:
                 await deliver(attrs.evolve(frame, frame=named.get(frame.frame, frame.frame)))
 
-        await self.session.render(work.frames, on_frame=on_frame, wall_seconds=max(work.deadline, 0.0), window=window)
+        await self.session.render(frames, on_frame=on_frame, wall_seconds=max(seconds, 0.0), window=window)
 
     async def _open(self, deadline: float, *, noisy: bool = False) -> RenderSession:
         friend = self.friend
@@ -275,6 +285,10 @@ class BlendCache:
         unused = [path for path in cached if path.stem not in self.users]
         for path in unused[: max(len(cached) - self.size, 0)]:
             path.unlink(missing_ok=True)
+
+
+def _window(box: CropBox) -> Window:
+    return Window(left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless)
 
 
 def plainest(group: BaseExceptionGroup) -> BaseException:

@@ -14,7 +14,7 @@ A reaction that fails is retried after a jittered backoff that doubles up to
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, Callable, TypeVar
 
 import trio
@@ -100,7 +100,7 @@ class Reactions(Room):
 
     def _owes(self, kind: str, key: object) -> object | None:
         """The reaction of ``kind`` owed under ``key`` now, or None."""
-        owed: dict[Any, object] = getattr(self.owed, kind)
+        owed: Mapping[Any, object] = self._prerenders_owed() if kind == "prerenders" else getattr(self.owed_now(prerenders=False), kind)
         return owed.get(key)
 
     def _start(self, nursery: trio.Nursery, kind: str, key: object, worker: Callable[[Any], Awaitable[None]], item: object) -> None:

@@ -206,6 +206,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, React
         self._held_back = False  # soft: admission was closed when last read
         self._takers: dict[int, frozenset[str]] = {}  # soft: job -> who a pending check would go to (core.check_takers)
         self._opening_now: set[str] = set()  # soft: openings whose submit still runs (the reactor leaves them alone)
+        self._prerendered: set[tuple[int, int, int, int, int, int]] = set()  # soft: tiles' windows rendered ahead (tiles.Prerender.key)
         self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self.master_link = MasterLink(master, identity, limits=limits)  # every call to the master, on one session
         self._dashboard = ""  # the web dashboard's base URL, once one serves this node (``dashboard_at``)
@@ -254,6 +255,10 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, React
     @property
     def owed(self) -> Owed:
         """What the state waits for now (``core.owed``), less results the core refused, and the openings to release."""
+        return self.owed_now()
+
+    def owed_now(self, *, prerenders: bool = True) -> Owed:
+        """``owed``; without ``prerenders`` (empty), for a look-up of another kind (a job of many tiles has many)."""
         now = core.owed(self.state, reported=self.reported, told=self.told)
         dropped = self._dropped
 
@@ -271,7 +276,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, React
             reports={o.key: o for o in now.reports if fresh("reports", o)},
             openings=dict(self.openings),
             evictions={o.key: o for o in now.evictions if fresh("evictions", o)},
-            prerenders=self._prerenders_owed(),
+            prerenders=self._prerenders_owed() if prerenders else {},
         )
 
     def _committed(self, batch: list[object]) -> None:
@@ -432,20 +437,21 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, React
                 accepted = self.jobs[job]
                 # Rule 4 of the core: the friend learns task, frames and deadline only (a tile: its frame and box).
                 grid = core.tile_grid(self.state, job)
-                view = tiles.unit_view(grid, accepted, event.frames[0], core.window_of(self.state, job, event.task))
-                box = view.render
+                window = core.window_of(self.state, job, event.task)
+                views = [tiles.unit_view(grid, accepted, unit, window) for unit in (event.frames[:1] if grid is None else event.frames)]
+                whole = len(views) > 1  # a tiled job's whole frame: each tile rendered in turn (Rule 20)
+                box = None if whole else views[0].render
                 return msg.Work(
                     job=job,
                     task=event.task,
-                    frames=event.frames if grid is None else (view.frame,),
+                    frames=event.frames if grid is None else (views[0].frame,),
                     deadline=max(event.deadline - now, 1.0),
                     width=accepted.width,
                     height=accepted.height,
-                    window=None if box is None else msg.CropBox(
-                        left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless
-                    ),
+                    window=None if box is None else _crop_box(box),
                     deliver_as=() if grid is None else event.frames,
                     noisy=accepted.denoise_after,
+                    tiles=tuple(_crop_box(v.render) for v in views if v.render is not None) if whole else (),
                 )
         outlook = core.outlook(self.state, job, friend)
         if outlook in ("done", "evicted"):
@@ -583,3 +589,7 @@ async def run_requester(
             task_status.started(node.address)
     finally:
         log_.close()
+
+
+def _crop_box(box: blender.Window) -> msg.CropBox:
+    return msg.CropBox(left=box.left, top=box.top, width=box.width, height=box.height, in_place=box.in_place, lossless=box.lossless)

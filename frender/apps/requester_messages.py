@@ -210,6 +210,9 @@ class Work:
     # A denoised file's tile: rendered noisy with the denoising passes (blender.NOISY_TILES); left out while False,
     # so every other job's Work is the bytes it was.
     noisy: bool = attrs.field(default=False, metadata={"omit_if_default": True})
+    # A whole frame of a job in tiles (its tail is shared out in tiles): each tile's box, rendered one after another
+    # and delivered under the deliver_as number at its place; ``window`` is then None. Left out when empty.
+    tiles: tuple[CropBox, ...] = attrs.field(default=(), metadata={"omit_if_default": True})
 
 
 @frozen(kw_only=True)

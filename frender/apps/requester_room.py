@@ -82,12 +82,15 @@ class Room(Protocol):
     _own_sessions: dict[int, list[blender.Session]]
     _own_pace: dict[bool, float]
     _opening_now: set[str]
+    _prerendered: set[tuple[int, int, int, int, int, int]]
     _trees: dict[int, dict[str, str]]
     _verified: dict[tuple[Path, int, int, int], str]
 
     # The node's helpers (requester.py, node.py).
     @property
     def owed(self) -> Owed: ...
+
+    def owed_now(self, *, prerenders: bool = True) -> Owed: ...
 
     async def apply(self, *commands_or_events: object) -> list[object]: ...
 
@@ -144,6 +147,8 @@ class Room(Protocol):
     async def _denoise_stitched(self, job: int, stitched: Path, target: Path) -> None: ...  # own_renders
 
     def _stitched_path(self, job: int, frame: int) -> Path | None: ...  # tiles
+
+    def _prerenders_owed(self) -> dict[tuple[int, int, int, int, int, int], Prerender]: ...  # tiles
 
     def _tree_file(self, job: int, sha256: str) -> Path: ...  # submits
 

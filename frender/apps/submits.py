@@ -112,13 +112,15 @@ class Submits(Room):
         if grid is not None and not windows_equal:  # its tiles would show seams
             grid, untiled = None, f"not rendered in tiles: {crop_measure}"
         units = frames
-        if grid is not None:  # the core's Rule 20: every tile a work unit, one tile a task
+        if grid is not None:  # the core's Rule 20: every tile a work unit; a task one tile, or an animation's whole frame
             units = tuple(grid.units(tuple(frames)))
             if len(units) > self.settings.max_tiles:  # max_frames counts frames, as the artist does; this, the core's units
                 raise Refused(
                     "bad-job", f"{len(frames)} frame(s) in {grid.count} tiles each are {len(units)} tiles: at most {self.settings.max_tiles} in one job"
                 )
-            settings = attrs.evolve(settings, tiles=grid, max_chunk=1, windows_ahead=True)  # its spot windows rendered beside its tiles
+            settings = attrs.evolve(  # its spot windows rendered beside its tiles
+                settings, tiles=grid, max_chunk=1, windows_ahead=True, whole_frames_first=len(frames) > 1
+            )
         opening = JobOpening(
             opening=self._entropy(),
             submitter=submit.user,

@@ -284,11 +284,13 @@ class TiledFrames(Room):
             if job not in self.jobs or core.tile_grid(self.state, job) is None:
                 continue
             wanted = [Prerender(job=job, frame=unit, window=window) for unit, window in core.windows_ahead(self.state, job).items()]
-            wanted += [
-                Prerender(job=job, frame=c.frame, window=c.window) for c in core.checks(self.state, job) if c.window is not None and c.state in _EARLY
-            ]
-            for item in wanted:
-                if item.key not in out and not self._prerender_path(job, item.frame, item.window).exists():
+            wanted += [Prerender(job=job, frame=c.frame, window=c.window) for c in core.checks_in(self.state, job, _EARLY) if c.window is not None]
+            for item in wanted:  # what was rendered ahead is remembered: a job of many tiles asks this on every commit
+                if item.key in out or item.key in self._prerendered:
+                    continue
+                if self._prerender_path(job, item.frame, item.window).exists():
+                    self._prerendered.add(item.key)
+                else:
                     out[item.key] = item
         return out
 

@@ -16,6 +16,7 @@ from frender.apps.replay import audit, render_text
 from frender.apps.requester import RequesterSettings
 from frender.blender import ModelledBackend
 from frender.core import job as job_core
+from frender.store import SqliteLog, events
 from test_security import World, refused
 
 BACKEND = ModelledBackend(0.01, resolution=(32, 18), frame_range=(1, 4))
@@ -71,3 +72,33 @@ async def test_replay_counts_a_still_in_frames_and_tiles(tmp_path, nursery):
     assert not any("frames 12" in line or "frame 12 " in line or "frames 13" in line for line in story), story
     whole_log = render_text(audit(tmp_path / "requester.db"))  # an opening is logged before it is a job
     assert "opening a job for alice: 1 frame in 4 tiles on 1 friends" in whole_log
+
+
+async def test_an_animation_in_tiles_renders_whole_frames_as_their_tiles_and_shares_its_tail(tmp_path, nursery):
+    """Four frames in 2x1 tiles on one friend: its tasks are whole frames (both tiles of one frame, rendered one after
+    the other and delivered each under its own work unit) until the tail, and every frame ends final and stitched."""
+    world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=BACKEND)
+    await world.start(nursery)
+    world.run_requester(nursery)
+    nursery.start_soon(
+        functools.partial(run_friend, master=world.master, user="bob", name="pc", home=tmp_path / "bob", backend=BACKEND, threads=1, log=lambda line: None)
+    )
+    sha = await world.upload("alice")
+    job = (await world.call("alice", world.requester, attrs.evolve(_submit((1, 2, 3, 4), "2x1"), blend_sha256=sha))).job
+    with trio.fail_after(30):
+        while not (p := await world.call("alice", world.requester, msg.Progress(job=job))).finished:
+            await trio.sleep(0.1)
+    assert p.final == (1, 2, 3, 4)
+    log = SqliteLog(tmp_path / "requester.db", create=False)
+    try:
+        logged = [e for _, e in events(log)]
+    finally:
+        log.close()
+    [started] = [e for e in logged if isinstance(e, job_core.JobStarted)]
+    assert started.settings.whole_frames_first
+    renders = [e.frames for e in logged if isinstance(e, job_core.TaskAssigned) and e.kind == "render"]
+    assert any(len(units) == 2 and units[0] % 2 == 0 and units[1] == units[0] + 1 for units in renders)  # a whole frame, one task
+    delivered = sorted(e.frame for e in logged if isinstance(e, job_core.CopyReceived) and e.role == "candidate")
+    assert delivered == list(range(2, 10))  # every tile once, each under its own unit
+    report = audit(tmp_path / "requester.db", job=job)
+    assert report["jobs"][0]["tiles"] == {"cols": 2, "rows": 1, "total": 8, "final": 8}

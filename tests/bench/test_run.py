@@ -29,6 +29,7 @@ def plain(name, fn, *args, **kwargs):
 # The figure each benchmark must produce (its entry's "value"); real Blender's has the blender marker.
 HEADLINES = {
     "efficiency": ("efficiency", "verify_overhead"),
+    "efficiency_tail": ("efficiency_tail",),
     "transfer": ("transfer_ratio",),
     "master_load": ("heartbeats_per_s", "assign_p50_ms", "assign_p99_ms"),
     "replay": ("replay_events_per_s",),

@@ -116,6 +116,41 @@ def test_a_forged_tile_is_caught_and_rendered_again_by_an_honest_friend() -> Non
     assert "b" not in report.payouts and sum(report.frame_points.values()) == GRID.count
 
 
+def test_an_animation_in_tiles_hands_out_whole_frames_then_shares_its_tail_in_tiles() -> None:
+    """With ``whole_frames_first``, a task is every tile of one frame while half a fair share of the queue is a frame
+    or more, and one tile after; every unit becomes final once, and the report pays each frame's tiles."""
+    grid = J.TileGrid(cols=2, rows=2, width=64, height=64)
+    frames = tuple(range(1, 13))
+    run = tiled_run(grid=grid, frames=frames, whole_frames_first=True, batch_size=8)
+    events = play(run)
+    assert run.finished
+    renders = [t for t in of(events, J.TaskAssigned) if t.kind == "render"]
+    whole = [t for t in renders if len(t.frames) > 1]
+    assert whole and all(t.frames == grid.units((grid.frame_of(t.frames[0]),)) for t in whole)  # every tile of one frame
+    singles = [t for t in renders if len(t.frames) == 1]
+    assert singles and renders.index(singles[0]) > renders.index(whole[0])  # the tail is shared out in tiles
+    # The tail only: tiles once half a fair share of the queue is less than a frame, fewer than two frames a friend.
+    assert len({grid.frame_of(t.frames[0]) for t in singles}) < 2 * len(run.job.friends) < len(frames)
+    finals = sorted(ff.frame for e in of(events, J.FramesFinal) for ff in e.frames)
+    assert finals == list(grid.units(frames))
+    report = of(events, J.JobFinished)[0].report
+    assert sum(report.frame_points.values()) == grid.count * len(frames)
+
+
+def test_whole_frames_never_go_to_a_friend_that_lost_a_tile_of_them_and_need_tiles() -> None:
+    """Rule 3 holds for whole frames (a frame a friend lost a tile of is not handed back to it whole), and
+    ``whole_frames_first`` without tiles is refused."""
+    grid = J.TileGrid(cols=2, rows=1, width=64, height=64)
+    run = tiled_run(grid=grid, frames=tuple(range(1, 9)), friends={"a": "o-a", "b": "o-b"}, whole_frames_first=True)
+    first = run.ask("a")
+    assert first is not None and len(first.frames) == 2
+    run.do(J.ReturnTask, friend="a", task=first.task)
+    second = run.ask("a")
+    assert second is not None and len(second.frames) == 2 and set(second.frames).isdisjoint(first.frames)
+    with pytest.raises(Rejected, match="whole_frames_first"):
+        Run(frames=(1, 2), friends=(), whole_frames_first=True)
+
+
 def test_a_tiled_job_refuses_tasks_of_several_tiles_and_units_that_are_not_whole_frames() -> None:
     """max_chunk above 1, or units missing a tile of their frame, are refused when the job starts."""
     with pytest.raises(Rejected, match="max_chunk"):

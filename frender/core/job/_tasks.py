@@ -188,7 +188,11 @@ def _give_render(d: Draft, friend: str) -> bool:
         start = min(_circle.draw(d.entropy, f"{j.job}/run", len(queue)), len(queue) - size)
         queue = queue[start:] + queue[:start]
     if j.settings.tiles is not None:  # Rule 20: one tile a task, of the frame this friend's owner has least of
-        queue = _tiles.spread(j, friend, queue)
+        whole = _tiles.whole_frame(j, friend, queue, len(active), size=room_unverified(j, friend))
+        if whole:
+            queue, size = whole, len(whole)
+        else:
+            queue = _tiles.spread(j, friend, queue)
     for frame in queue:
         lost = t.tried.get(frame)
         if lost and friend in lost and any(a not in lost for a in active if a != friend):

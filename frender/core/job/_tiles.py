@@ -22,7 +22,7 @@ from frender.core.job._words import TaskKind
 if TYPE_CHECKING:
     from frender.core.job._job import Job
 
-__all__ = ["MAX_TILES", "TileGrid", "auto_grid", "owner_counts", "spread"]
+__all__ = ["MAX_TILES", "TileGrid", "auto_grid", "owner_counts", "spread", "whole_frame"]
 
 MAX_TILES = 256  # tiles per frame at most (16 x 16): a crop check of a tile stays a meaningful window
 
@@ -117,6 +117,26 @@ def owner_counts(j: Job, owner: str) -> dict[int, int]:
         if final.friend in mine:
             count(unit)
     return counts
+
+
+def whole_frame(j: Job, friend: str, units: list[int], active: int, *, size: int) -> list[int]:
+    """Rule 20, ``whole_frames_first``: every tile of the first frame in ``units`` (the queue, in the order it offers)
+    whose tiles are all queued and none lost by ``friend``, while guided self-scheduling (a task of half a fair share
+    of the queue, ``_tasks.chunk_size``) would hand out a whole frame's worth of units or more to each of the
+    ``active`` friends, and the friend has room for ``size`` units; [] otherwise (the tail: single tiles)."""
+    grid = j.settings.tiles
+    if grid is None or not j.settings.whole_frames_first or size < grid.count:
+        return []
+    if -(-len(units) // (2 * max(active, 1))) < grid.count:
+        return []
+    queued = set(units)
+    tried = j.tasks.tried
+    for unit in units:
+        frame = grid.frame_of(unit)
+        tiles = grid.units((frame,))
+        if all(u in queued and friend not in tried.get(u, ()) for u in tiles):
+            return list(tiles)
+    return []
 
 
 def spread(j: Job, friend: str, units: list[int]) -> list[int]:

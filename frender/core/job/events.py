@@ -172,6 +172,10 @@ class JobSettings:
     # one window (so max_chunk is 1), checked inside its tile and paid by its share of the frame's area. None: whole
     # frames, as every job before tiles (left out of logged bodies, so they re-encode byte for byte).
     tiles: TileGrid | None = field(default=None, metadata=OMIT)
+    # Rule 20: an animation in tiles gives whole frames (every tile of one frame, one task) while the queue holds a
+    # whole frame for each active friend, and single tiles after: the tail of the job is shared out in tiles. False:
+    # one tile a task from the start (a still, and every tiled job before it).
+    whole_frames_first: bool = field(default=False, metadata=OMIT)
     # Rule 20: the window of a tile's crop check the requester renders alone (a spot, or beyond the escrow) is drawn
     # from the job's secret seed (JobStarted.seed) and the tile alone, so the requester renders it beside the friend's
     # tile instead of after it; a window a friend renders is drawn when the check is, as before. False: every window
@@ -187,7 +191,9 @@ class JobSettings:
         if self.tiles is not None:
             out += self.tiles.problems()
             if self.max_chunk != 1:
-                out.append("a tiled job's tasks are one tile each (max_chunk 1): a task renders one window")
+                out.append("a tiled job's tasks are one tile or one whole frame each (max_chunk 1)")
+        elif self.whole_frames_first:
+            out.append("whole_frames_first is for a job in tiles")
         if self.checks_per_friend < 0:
             out.append("checks_per_friend is never negative")
         if self.check_timing not in tuple(CheckTiming):

@@ -6,6 +6,7 @@ Invariants: queries are pure and change nothing; each names its job and raises
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 
 from attrs import frozen
@@ -14,7 +15,7 @@ from frender.core._decider import Rejected
 from frender.core.job import _checks, _draws, _failures, _tasks
 from frender.core.job._checks import Check
 from frender.core.job._job import Job, Requester
-from frender.core.job._states import FriendStatus, Phase
+from frender.core.job._states import CheckState, FriendStatus, Phase
 from frender.core.job._tiles import TileGrid
 from frender.core.job.events import CropWindow, Evidence, Failure, FinalFrame, JobReport, Outcome
 
@@ -280,6 +281,11 @@ def holders(state: Requester, job: int) -> dict[int, frozenset[str]]:
 def checks(state: Requester, job: int) -> tuple[Check, ...]:
     """Every check of the job (immutable records), in number order."""
     return tuple(c for _, c in sorted(_job(state, job).checks.by_number.items()))
+
+
+def checks_in(state: Requester, job: int, states: Collection[CheckState]) -> list[Check]:
+    """The job's checks in one of ``states``, in number order (a job of many tiles holds thousands of checks)."""
+    return [c for c in _job(state, job).checks.by_number.values() if c.state in states]
 
 
 def check_of(state: Requester, job: int, check: int) -> Check | None:
