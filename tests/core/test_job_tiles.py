@@ -13,7 +13,7 @@ from frender.core import job as J
 from frender.core._decider import Rejected
 from frender.core.job._draws import check_verifier
 from test_job_crop import play as crop_play
-from test_job_schedule import Run, image, of  # the hand-driven job (pytest puts tests/core on sys.path)
+from test_job_schedule import Run, ask_ahead, image, of  # the hand-driven job (pytest puts tests/core on sys.path)
 
 GRID = J.TileGrid(cols=4, rows=4, width=1920, height=1080)
 
@@ -135,6 +135,22 @@ def test_an_animation_in_tiles_hands_out_whole_frames_then_shares_its_tail_in_ti
     assert finals == list(grid.units(frames))
     report = of(events, J.JobFinished)[0].report
     assert sum(report.frame_points.values()) == grid.count * len(frames)
+
+
+def test_a_friend_asking_ahead_gets_a_whole_frame_only_within_half_a_fair_share() -> None:
+    """Six frames in 2x1 tiles on four friends (12 units, half a fair share 2): the first ask gets a whole frame, the
+    same friend asking ahead a single tile (a second frame would leave it the tail); on a long job, whole frames again."""
+    grid = J.TileGrid(cols=2, rows=1, width=64, height=64)
+    run = tiled_run(grid=grid, frames=tuple(range(1, 7)), whole_frames_first=True, batch_size=8)
+    first = run.ask("a")
+    assert first is not None and len(first.frames) == 2
+    _, ahead = ask_ahead(run, "a", first.task)
+    assert ahead is not None and len(ahead.frames) == 1
+    run = tiled_run(grid=grid, frames=tuple(range(1, 41)), whole_frames_first=True, batch_size=8)
+    first = run.ask("a")
+    assert first is not None
+    _, ahead = ask_ahead(run, "a", first.task)
+    assert ahead is not None and len(first.frames) == len(ahead.frames) == 2
 
 
 def test_whole_frames_never_go_to_a_friend_that_lost_a_tile_of_them_and_need_tiles() -> None:
