@@ -13,6 +13,7 @@ from PIL import Image
 
 from frender import blender
 from frender.apps.client import submit
+from frender.core import job as core
 from test_artists import RENDERED, corpus, direct_art  # noqa: F401  (the artists' corpus and its direct renders)
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -73,6 +74,21 @@ async def test_a_tiled_jpeg_still_equals_a_direct_render(farm, corpus, direct_ar
     with Image.open(result.files[0]) as tiled, Image.open(direct_jpeg) as direct_image:
         assert tiled.format == "JPEG" and np.array_equal(np.asarray(tiled), np.asarray(direct_image))
     assert _without_clock(result.files[0].read_bytes()) == _without_clock(direct_jpeg.read_bytes())
+
+
+async def test_an_animation_in_tiles_equals_direct_renders_frame_by_frame(farm, tiny_scene, direct):
+    """Four frames in 2x1 tiles on two friends: whole frames first (both tiles of a frame rendered in turn in one
+    Blender session), single tiles for the tail; every frame stitched, identical to its direct render."""
+    await farm.start(friends=2)
+    result = await run(farm, tiny_scene, farm.root / "out" / "anim", tiles="2x1", frames=(1, 2, 3, 4))
+    assert result.frames == (1, 2, 3, 4) and (result.progress.tiles, result.progress.tiles_final) == (2, 8)
+    assert not result.progress.evictions
+    for path, frame in zip(result.files, (1, 2, 3, 4), strict=True):
+        assert path.name == f"frame_{frame:04d}.png"
+        assert blender.compare_output(path, direct[frame], blender.PNG8, width=W, height=H).verdict == "identical", frame
+    assert any(  # the log: a whole frame was one task
+        len(e.frames) == 2 for e in farm.events("requester") if isinstance(e, core.TaskAssigned) and e.kind == "render"
+    )
 
 
 async def test_a_forged_tile_is_caught_and_rendered_again(farm, tiny_scene, direct):
