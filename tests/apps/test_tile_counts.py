@@ -29,6 +29,22 @@ def _submit(frames: tuple[int, ...], tiles: str) -> msg.Submit:
     return msg.Submit(user="alice", blend_sha256="", friends=1, checks_per_friend=0, frames=frames, tiles=tiles)
 
 
+async def _rendered(tmp_path, nursery, frames: tuple[int, ...], tiles: str) -> tuple[int, msg.ProgressReply]:
+    """A farm of alice's requester and bob's one modelled friend renders ``frames`` in ``tiles``: the job and its last progress."""
+    world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=BACKEND)
+    await world.start(nursery)
+    world.run_requester(nursery)
+    nursery.start_soon(
+        functools.partial(run_friend, master=world.master, user="bob", name="pc", home=tmp_path / "bob", backend=BACKEND, threads=1, log=lambda line: None)
+    )
+    sha = await world.upload("alice")
+    job = (await world.call("alice", world.requester, attrs.evolve(_submit(frames, tiles), blend_sha256=sha))).job
+    with trio.fail_after(30):
+        while not (p := await world.call("alice", world.requester, msg.Progress(job=job))).finished:
+            await trio.sleep(0.1)
+    return job, p
+
+
 async def test_max_frames_bounds_frames_and_a_bound_on_tiles_is_named_apart(tmp_path, nursery):
     """Two frames in 2x2 tiles (8 tiles) pass a bound of 2 frames; 3 frames do not; max_tiles refuses more tiles, saying tiles."""
     world = World(tmp_path, attrs.evolve(SETTINGS, max_frames=2, max_tiles=8), backend=BACKEND)
@@ -46,17 +62,7 @@ async def test_max_frames_bounds_frames_and_a_bound_on_tiles_is_named_apart(tmp_
 async def test_replay_counts_a_still_in_frames_and_tiles(tmp_path, nursery):
     """A 1-frame still in 2x2 tiles, rendered: replay says "1 frame in 4 tiles (2x2)", 1 of 1 frame final and 4 of 4 tiles,
     where it said 4 frames, and tells each work unit as its frame and tile; its JSON carries the same counts."""
-    world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=BACKEND)
-    await world.start(nursery)
-    world.run_requester(nursery)
-    nursery.start_soon(
-        functools.partial(run_friend, master=world.master, user="bob", name="pc", home=tmp_path / "bob", backend=BACKEND, threads=1, log=lambda line: None)
-    )
-    sha = await world.upload("alice")
-    job = (await world.call("alice", world.requester, attrs.evolve(_submit((3,), "2x2"), blend_sha256=sha))).job
-    with trio.fail_after(30):
-        while not (p := await world.call("alice", world.requester, msg.Progress(job=job))).finished:
-            await trio.sleep(0.1)
+    job, p = await _rendered(tmp_path, nursery, (3,), "2x2")
     assert p.final == (3,)
     report = audit(tmp_path / "requester.db", job=job)
     [summary] = report["jobs"]
@@ -77,17 +83,7 @@ async def test_replay_counts_a_still_in_frames_and_tiles(tmp_path, nursery):
 async def test_an_animation_in_tiles_renders_whole_frames_as_their_tiles_and_shares_its_tail(tmp_path, nursery):
     """Four frames in 2x1 tiles on one friend: its tasks are whole frames (both tiles of one frame, rendered one after
     the other and delivered each under its own work unit) until the tail, and every frame ends final and stitched."""
-    world = World(tmp_path, SETTINGS, bound=("alice", "bob"), backend=BACKEND)
-    await world.start(nursery)
-    world.run_requester(nursery)
-    nursery.start_soon(
-        functools.partial(run_friend, master=world.master, user="bob", name="pc", home=tmp_path / "bob", backend=BACKEND, threads=1, log=lambda line: None)
-    )
-    sha = await world.upload("alice")
-    job = (await world.call("alice", world.requester, attrs.evolve(_submit((1, 2, 3, 4), "2x1"), blend_sha256=sha))).job
-    with trio.fail_after(30):
-        while not (p := await world.call("alice", world.requester, msg.Progress(job=job))).finished:
-            await trio.sleep(0.1)
+    job, p = await _rendered(tmp_path, nursery, (1, 2, 3, 4), "2x1")
     assert p.final == (1, 2, 3, 4)
     log = SqliteLog(tmp_path / "requester.db", create=False)
     try:
