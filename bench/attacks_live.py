@@ -22,6 +22,7 @@ Rows:
 - "coalition beside honest": the same pair beside 4 honest friends, farmed trusted with them;
 - "farmer": one friend honest until trusted, then forging everything (black), beside 3 honest friends;
 - "sybils": 8 fresh free accounts (no points) forging together, no trusted friend live, no farming;
+- "sybils beside trusted": the same 8 beside 4 honest friends farmed trusted while the Sybils were off;
 - "coalition ... f=F": the pair forging a fraction F of its frames (drawn from the job and frame), alone or beside honest friends.
 
 Columns, read from the requester's log (``requester.db``), the master's
@@ -86,6 +87,7 @@ ROWS: dict[str, dict] = {
     "coalition beside honest": dict(cheaters=2, honest=4, fraction=1.0, farm=True),
     "farmer": dict(cheaters=1, honest=3, fraction=1.0, farm=True, kind="black"),
     "sybils": dict(cheaters=8, honest=0, fraction=1.0, farm=False, stake=0),
+    "sybils beside trusted": dict(cheaters=8, honest=4, fraction=1.0, farm="honest", stake=0),
     "coalition alone f=0.2": dict(cheaters=2, honest=0, fraction=0.2, farm=True),
     "coalition alone f=0.05": dict(cheaters=2, honest=0, fraction=0.05, farm=True),
     "coalition beside honest f=0.2": dict(cheaters=2, honest=4, fraction=0.2, farm=True),
@@ -188,14 +190,15 @@ async def _play(root, master, master_home, requesters, homes, honest, cheaters, 
     friends = len(honest) + len(cheaters)
     farmed = []
     if row["farm"]:
+        farming = honest if row["farm"] == "honest" else honest + cheaters  # "honest": the cheaters stay off, untrusted
         for k in range(farm_jobs):
-            standing = await _trusted(master, master_home, honest + cheaters)
+            standing = await _trusted(master, master_home, farming)
             if all(r >= t > 0 for r, t in standing.values()):
                 break
             # Rule 8: while a trusted friend is live, probationary ones are a minority of a job, so a member trusted ahead
             # of a fellow keeps it out (one trusted, one probationary: none joins): the attacker turns it off meanwhile.
-            ahead = {u for u in cheaters if standing[u][0] >= standing[u][1] > 0}
-            coalition.away = ahead if len(ahead) < len(cheaters) else set()
+            ahead = {u for u in cheaters if u in standing and standing[u][0] >= standing[u][1] > 0}
+            coalition.away = set(cheaters) if row["farm"] == "honest" else ahead if len(ahead) < len(cheaters) else set()
             if coalition.away:
                 await _gone(master, master_home, coalition.away)
             via = (k + 1) % len(requesters)  # the requesters in turn, the second first (the attack goes to the first)
