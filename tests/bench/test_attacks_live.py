@@ -84,3 +84,14 @@ def test_eight_free_sybils_alone_get_the_job_ended_with_why_not_waiting_for_ever
     assert row["forged_delivered"] > 0 and row["forged_final_at_end"] == 0
     assert row["cheaters_net_points_total"] <= 0
     assert row["attack"]["ended"] == "failed" and "caught forging" in row["attack"]["why"], row["attack"]
+
+
+def test_eight_free_sybils_beside_trusted_friends_get_nothing_final_and_the_job_finishes() -> None:
+    """The same eight Sybils beside four honest friends farmed trusted while they were off: the master lets them be a
+    minority of the job (Rule 8); whatever they forge is caught, nothing forged is final, no honest friend is
+    evicted, no Sybil gains a point, and the trusted friends finish the job."""
+    row = attacks_live.run_row("sybils beside trusted", frames=24)
+    assert row["forged_delivered"] > 0 and row["forged_final_at_end"] == 0 and row["forged_served"] == 0, row
+    assert row["cheaters_caught"] and row["honest_evicted"] == 0, row
+    assert row["cheaters_net_points_total"] <= 0
+    assert row["attack"]["ended"] == "finished", row["attack"]
