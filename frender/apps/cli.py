@@ -219,6 +219,9 @@ def run_requester(
     measure_crops: bool = typer.Option(
         True, "--measure-crops/--no-measure-crops", help="At submit, render a job's first frame whole and windows of it; crop-check only if they equal.",
     ),
+    long_frame: float = typer.Option(
+        120.0, min=0.0, help="Seconds a frame took here past which `--tiles auto` shares the tail of a short animation in tiles."
+    ),
     verbose: bool = typer.Option(False, "-v"),
 ) -> None:
     """Run a requester: hosts clients' jobs, hands out work, verifies frames, reports to the master."""
@@ -232,6 +235,7 @@ def run_requester(
     settings = RequesterSettings(
         job=JobSettings(seconds_per_frame=seconds_per_frame, startup_seconds=startup_seconds, starved_after=starved_after, **NEW_JOBS),
         measure_crops=measure_crops,
+        long_frame=long_frame,
         own_renders_at_once=own_renders,
         own_backlog=own_backlog,
     )

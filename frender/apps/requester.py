@@ -108,6 +108,8 @@ class RequesterSettings:
     max_friends: int = 64
     max_frames: int = 10_000  # frames in one job, as the artist counts them (a still in tiles is one frame)
     max_tiles: int = 10_000  # tiles in one job (its frames times tiles per frame): each is a work unit the core keeps
+    # ``--tiles auto`` shares the tail of a short animation in tiles when our own render of its frame took this long
+    long_frame: float = core.LONG_FRAME_SECONDS
     tick: float = 0.5  # seconds between deadline checks
     # A friend holding no task that has not asked for work for this long is gone
     # (idle friends ask every half second; rendering friends hold a task).

@@ -105,6 +105,9 @@ class Submits(Room):
             if not measured.equal:
                 log.info("checking on whole frames: %s", crop_measure)
                 crops = windows_equal = False
+        if grid is None and not untiled and frame_seconds and info.denoiser is None and submit.tiles.strip().lower() == "auto":
+            # A short animation of long frames: its tail in tiles (core.auto_grid), now that a frame's time is known.
+            grid, untiled = _tiling(submit, info, asked.output, len(frames), frame_seconds=frame_seconds, long_frame=self.settings.long_frame)
         settings = attrs.evolve(self.settings.job, checks_per_friend=submit.checks_per_friend, crop_checks=crops)
         if FRIEND_SLOWER * frame_seconds > settings.seconds_per_frame:  # a heavy file: tasks would time out for ever
             settings = attrs.evolve(settings, seconds_per_frame=round(FRIEND_SLOWER * frame_seconds, 3))
@@ -333,8 +336,13 @@ def _measure_words(m: blender.CropMeasure) -> str:
     )
 
 
-def _tiling(submit: msg.Submit, info: blender.BlendInfo, output: blender.OutputFormat, frames: int) -> tuple[core.TileGrid | None, str]:
-    """The job's tiles (None: whole frames) and, when tiles were asked for but the file cannot have them, why."""
+def _tiling(
+    submit: msg.Submit, info: blender.BlendInfo, output: blender.OutputFormat, frames: int, *, frame_seconds: float = 0.0,
+    long_frame: float = core.LONG_FRAME_SECONDS,
+) -> tuple[core.TileGrid | None, str]:
+    """The job's tiles (None: whole frames) and, when tiles were asked for but the file cannot have them, why;
+    ``frame_seconds``: our own render of a frame, once measured (``--tiles auto`` shares the tail of a short animation
+    whose frames take ``long_frame`` or more)."""
     if not submit.tiles:
         return None, ""
     try:
@@ -345,7 +353,7 @@ def _tiling(submit: msg.Submit, info: blender.BlendInfo, output: blender.OutputF
     if spec == "":
         return None, ""
     if spec == "auto":
-        grid = core.auto_grid(frames, submit.friends, width, height)
+        grid = core.auto_grid(frames, submit.friends, width, height, frame_seconds, long_frame)
     else:
         assert isinstance(spec, tuple)
         grid = core.TileGrid(cols=spec[0], rows=spec[1], width=width, height=height)

@@ -76,18 +76,21 @@ async def test_a_tiled_jpeg_still_equals_a_direct_render(farm, corpus, direct_ar
     assert _without_clock(result.files[0].read_bytes()) == _without_clock(direct_jpeg.read_bytes())
 
 
-async def test_an_animation_in_tiles_equals_direct_renders_frame_by_frame(farm, tiny_scene, direct):
-    """Four frames in 2x1 tiles on two friends: whole frames first (both tiles of a frame rendered in turn in one
-    Blender session), single tiles for the tail; every frame stitched, identical to its direct render."""
+async def test_an_animation_of_long_frames_in_auto_tiles_equals_direct_renders_frame_by_frame(farm, tiny_scene, direct):
+    """``--tiles auto`` on four frames and two friends, with a requester for which a frame is long past 1 ms: the
+    job's tail is shared in 2x2 tiles, whole frames first (a frame's tiles rendered in turn in one Blender session);
+    every frame stitched, identical to its direct render."""
+    farm.requester_options = ("--long-frame", "0.001")
     await farm.start(friends=2)
-    result = await run(farm, tiny_scene, farm.root / "out" / "anim", tiles="2x1", frames=(1, 2, 3, 4))
-    assert result.frames == (1, 2, 3, 4) and (result.progress.tiles, result.progress.tiles_final) == (2, 8)
+    notes: list[str] = []
+    result = await run(farm, tiny_scene, farm.root / "out" / "anim", tiles="auto", frames=(1, 2, 3, 4), notes=notes)
+    assert result.frames == (1, 2, 3, 4) and (result.progress.tiles, result.progress.tiles_final) == (4, 16), notes
     assert not result.progress.evictions
     for path, frame in zip(result.files, (1, 2, 3, 4), strict=True):
         assert path.name == f"frame_{frame:04d}.png"
         assert blender.compare_output(path, direct[frame], blender.PNG8, width=W, height=H).verdict == "identical", frame
     assert any(  # the log: a whole frame was one task
-        len(e.frames) == 2 for e in farm.events("requester") if isinstance(e, core.TaskAssigned) and e.kind == "render"
+        len(e.frames) == 4 for e in farm.events("requester") if isinstance(e, core.TaskAssigned) and e.kind == "render"
     )
 
 

@@ -192,6 +192,19 @@ def test_auto_grid_splits_only_when_friends_outnumber_frames() -> None:
     assert grid is not None and 3 * grid.count >= 16
 
 
+def test_auto_grid_shares_the_tail_of_a_short_animation_of_long_frames() -> None:
+    """--tiles auto with frames >= friends: 2x2 tiles (whole frames first) when a measured frame takes LONG_FRAME_SECONDS
+    or more and the job has fewer than TAIL_FRAMES_PER_FRIEND frames a friend; none for short frames, long jobs, or
+    when nothing was measured."""
+    long = J.LONG_FRAME_SECONDS
+    grid = J.auto_grid(12, 8, 1920, 1080, long)
+    assert grid is not None and (grid.cols, grid.rows) == (2, 2) and not grid.problems()
+    assert J.auto_grid(12, 8, 1920, 1080, long - 1) is None
+    assert J.auto_grid(12, 8, 1920, 1080) is None  # not measured
+    assert J.auto_grid(8 * J.TAIL_FRAMES_PER_FRIEND, 8, 1920, 1080, 10 * long) is None  # the tail is a small part
+    assert J.auto_grid(8 * J.TAIL_FRAMES_PER_FRIEND - 1, 8, 1920, 1080, long) is not None
+
+
 AHEAD = {"windows_ahead": True, "spot_alone": True, "spots_per_batch": 8}
 
 

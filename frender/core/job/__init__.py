@@ -216,7 +216,7 @@ from frender.core.job._job import Friend, Job, Requester
 from frender.core.job._machine import decide, evolve
 from frender.core.job._states import CheckState, FriendStatus, Phase
 from frender.core.job._tasks import Task, chunk_size
-from frender.core.job._tiles import MAX_TILES, TileGrid, auto_grid
+from frender.core.job._tiles import LONG_FRAME_SECONDS, MAX_TILES, TAIL_FRAMES_PER_FRIEND, TileGrid, auto_grid
 from frender.core.job.commands import (
     COMMANDS,
     AddFriends,
@@ -427,7 +427,9 @@ __all__ = [
     "spotted_always",
     "windows_ahead",
     "TileGrid",
+    "LONG_FRAME_SECONDS",
     "MAX_TILES",
+    "TAIL_FRAMES_PER_FRIEND",
     "auto_grid",
     "owed", "Owed", "OwedComparison", "OwedRender", "OwedFriends", "OwedReport", "OwedEvictions",  # what the shell's reactions are
 ]

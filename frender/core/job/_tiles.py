@@ -22,7 +22,7 @@ from frender.core.job._words import TaskKind
 if TYPE_CHECKING:
     from frender.core.job._job import Job
 
-__all__ = ["MAX_TILES", "TileGrid", "auto_grid", "owner_counts", "spread", "whole_frame"]
+__all__ = ["LONG_FRAME_SECONDS", "MAX_TILES", "TAIL_FRAMES_PER_FRIEND", "TileGrid", "auto_grid", "owner_counts", "spread", "whole_frame"]
 
 MAX_TILES = 256  # tiles per frame at most (16 x 16): a crop check of a tile stays a meaningful window
 
@@ -82,11 +82,29 @@ class TileGrid:
         return self.points()[self.tile_of(unit)]
 
 
-def auto_grid(frames: int, friends: int, width: int, height: int) -> TileGrid | None:
-    """``--tiles auto``: none while a job has at least as many frames as friends; otherwise about two tiles per
-    friend over the job's frames, in a grid whose tiles are about as wide as they are tall."""
-    if frames >= friends or frames < 1:
+# ``--tiles auto`` on an animation of long frames: a frame this long (seconds, the requester's own measured render)
+# or longer, in a job of fewer than TAIL_FRAMES_PER_FRIEND frames a friend, has its tail shared out in TAIL_GRID
+# tiles (whole frames first, ``JobSettings.whole_frames_first``): its last round would keep a few friends busy for
+# a frame's time while the rest wait, and a tile's own costs (an ask, a put, a check: about a second) are small
+# beside a quarter of such a frame.
+LONG_FRAME_SECONDS = 120.0
+TAIL_FRAMES_PER_FRIEND = 4
+TAIL_GRID = (2, 2)
+
+
+def auto_grid(
+    frames: int, friends: int, width: int, height: int, frame_seconds: float = 0.0, long_frame: float = LONG_FRAME_SECONDS
+) -> TileGrid | None:
+    """``--tiles auto``: with fewer frames than friends, about two tiles per friend over the job's frames, in a grid
+    whose tiles are about as wide as they are tall; with more, ``TAIL_GRID`` tiles for the tail of a short animation
+    of long frames (``frame_seconds``, measured, at least ``long_frame``); otherwise none."""
+    if frames < 1:
         return None
+    if frames >= friends:
+        if not 0 < long_frame <= frame_seconds or frames >= TAIL_FRAMES_PER_FRIEND * friends:
+            return None
+        cols, rows = TAIL_GRID
+        return TileGrid(cols=min(cols, width), rows=min(rows, height), width=width, height=height)
     want = min(MAX_TILES, -(-2 * friends // frames))
     rows = max(1, min(16, round((want * height / width) ** 0.5)))
     cols = max(1, min(16, -(-want // rows)))
