@@ -358,7 +358,9 @@ def submit(
         False, "--include-outside", help="Send the files the .blend uses from outside its folder (asked when run in a terminal)."
     ),
     tiles: str = typer.Option(
-        "", help="Render each frame in tiles on many friends and stitch it: COLSxROWS (4x4), or auto (when friends outnumber frames)."
+        "",
+        help="Render each frame in tiles on many friends and stitch it: COLSxROWS (4x4; an animation: its tail in tiles), or auto "
+        "(when friends outnumber frames, or for the tail of a short animation of long frames).",
     ),
 ) -> None:
     """Upload a .blend, follow the job and write its frames as they become final."""
