@@ -122,7 +122,7 @@ class OwnRenders(Room):
         rendered = await self._render_own(item.job, item.frame, item.window, path.stem)
         if rendered is not None:
             os.replace(rendered, path)
-            self._prerendered.add(item.key)
+            self._prerendered.setdefault(item.job, set()).add(item.key)
 
     async def _own_render(self, event: core.OwedRender) -> None:
         """Render one frame with our own Blender, for a check or an arbitration: a crop check's window (a tile's may be

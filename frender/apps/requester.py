@@ -208,7 +208,7 @@ class RequesterNode(Node[core.Requester], Submits, FrameStore, JobReplies, React
         self._held_back = False  # soft: admission was closed when last read
         self._takers: dict[int, frozenset[str]] = {}  # soft: job -> who a pending check would go to (core.check_takers)
         self._opening_now: set[str] = set()  # soft: openings whose submit still runs (the reactor leaves them alone)
-        self._prerendered: set[tuple[int, int, int, int, int, int]] = set()  # soft: tiles' windows rendered ahead (tiles.Prerender.key)
+        self._prerendered: dict[int, set[tuple[int, int, int, int, int, int]]] = {}  # soft: job -> its tiles' windows rendered ahead
         self._trees: dict[int, dict[str, str]] = {}  # tree job -> the sha256 of each of its files -> its path in the tree
         self.master_link = MasterLink(master, identity, limits=limits)  # every call to the master, on one session
         self._dashboard = ""  # the web dashboard's base URL, once one serves this node (``dashboard_at``)

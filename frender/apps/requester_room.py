@@ -82,7 +82,7 @@ class Room(Protocol):
     _own_sessions: dict[int, list[blender.Session]]
     _own_pace: dict[bool, float]
     _opening_now: set[str]
-    _prerendered: set[tuple[int, int, int, int, int, int]]
+    _prerendered: dict[int, set[tuple[int, int, int, int, int, int]]]
     _trees: dict[int, dict[str, str]]
     _verified: dict[tuple[Path, int, int, int], str]
 

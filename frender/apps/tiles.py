@@ -280,16 +280,19 @@ class TiledFrames(Room):
         small window a tile), so rendering one that is never asked for costs little.
         """
         out: dict[tuple[int, int, int, int, int, int], Prerender] = {}
-        for job in core.running_jobs(self.state):
+        running = core.running_jobs(self.state)
+        for ended in self._prerendered.keys() - set(running):  # a job ended: its windows are forgotten
+            del self._prerendered[ended]
+        for job in running:
             if job not in self.jobs or core.tile_grid(self.state, job) is None:
                 continue
             wanted = [Prerender(job=job, frame=unit, window=window) for unit, window in core.windows_ahead(self.state, job).items()]
             wanted += [Prerender(job=job, frame=c.frame, window=c.window) for c in core.checks_in(self.state, job, _EARLY) if c.window is not None]
             for item in wanted:  # what was rendered ahead is remembered: a job of many tiles asks this on every commit
-                if item.key in out or item.key in self._prerendered:
+                if item.key in out or item.key in self._prerendered.get(job, ()):
                     continue
                 if self._prerender_path(job, item.frame, item.window).exists():
-                    self._prerendered.add(item.key)
+                    self._prerendered.setdefault(job, set()).add(item.key)
                 else:
                     out[item.key] = item
         return out

@@ -128,7 +128,7 @@ class _Node(TiledFrames):
 
     def __init__(self, state: core.Requester, home) -> None:
         self.state, self.jobs, self.home = state, {1: accepted()}, home
-        self._prerendered = set()
+        self._prerendered = {}
 
     def _job_dir(self, job: int):
         return self.home / str(job)
