@@ -137,7 +137,11 @@ Rule 20: a still in tiles (``JobSettings.tiles``, ``_tiles``): the job's "frames
         frame (tasks, deadlines, retries, crop and spot checks inside the tile,
         finality, recalls). A task is one tile (one window); a friend is given the
         queued tile of the frame its owner has the fewest tiles of, so a frame's
-        tiles go to friends of different owners where the job allows. A final tile
+        tiles go to friends of different owners where the job allows. An
+        animation (``whole_frames_first``) is given whole frames, every tile of
+        one frame a task, while the friend's units in hand and the frame stay
+        within half a fair share of the queue (guided self-scheduling), and
+        single tiles after: its tail is shared out in tiles. A final tile
         earns its share of the frame's ``count`` points by area, rounded by largest
         remainder, so the shares add up to one point per unit, as escrowed. A
         frame is whole once all its tiles are final; the shell stitches it.

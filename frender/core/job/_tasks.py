@@ -188,7 +188,7 @@ def _give_render(d: Draft, friend: str) -> bool:
         start = min(_circle.draw(d.entropy, f"{j.job}/run", len(queue)), len(queue) - size)
         queue = queue[start:] + queue[:start]
     if j.settings.tiles is not None:  # Rule 20: one tile a task, of the frame this friend's owner has least of
-        whole = _tiles.whole_frame(j, friend, queue, len(active), size=room_unverified(j, friend))
+        whole = _tiles.whole_frame(j, friend, queue, len(active), size=room_unverified(j, friend), held=rendering(j, friend))
         if whole:
             queue, size = whole, len(whole)
         else:

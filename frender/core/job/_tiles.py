@@ -137,15 +137,14 @@ def owner_counts(j: Job, owner: str) -> dict[int, int]:
     return counts
 
 
-def whole_frame(j: Job, friend: str, units: list[int], active: int, *, size: int) -> list[int]:
+def whole_frame(j: Job, friend: str, units: list[int], active: int, *, size: int, held: int) -> list[int]:
     """Rule 20, ``whole_frames_first``: every tile of the first frame in ``units`` (the queue, in the order it offers)
     whose tiles are all queued and none lost by ``friend``, while the friend's units in hand and a whole frame's stay
     within half a fair share of the queue (guided self-scheduling, as ``_tasks.chunk_size``, counting what a friend
-    asking ahead holds already) and it has room for ``size`` units; [] otherwise (the tail: single tiles)."""
+    asking ahead holds already: ``held``) and it has room for ``size`` units; [] otherwise (the tail: single tiles)."""
     grid = j.settings.tiles
     if grid is None or not j.settings.whole_frames_first or size < grid.count:
         return []
-    held = sum(len(j.tasks.live[n]) for n in j.tasks.live_of.get(friend, ()) if j.tasks.by_number[n].kind != TaskKind.CHECK)
     if held + grid.count > -(-len(units) // (2 * max(active, 1))):
         return []
     queued = set(units)
