@@ -43,7 +43,7 @@ from ._errors import (
     RenderTimeout,
 )
 from ._output import Done, ErrorLine, Failed, MemoryExhausted, OutputEvent, Refused, parse_line
-from ._sandbox import bwrap_prefix, clean_environment, limit_resources
+from ._sandbox import bwrap_prefix, clean_environment, limited
 
 __all__ = ["Limits"]
 
@@ -102,14 +102,13 @@ async def _spawn(
             install_dirs=sandbox.install_dirs,
         ) + argv
     return await trio.lowlevel.open_process(
-        argv,
+        limited(argv, limits.memory_bytes, nice=limits.nice),
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         cwd=cwd,
         start_new_session=True,
-        preexec_fn=limit_resources(limits.memory_bytes, nice=limits.nice),
     )
 
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import functools
 import os
-import resource
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["sandbox_available"]
@@ -90,14 +90,22 @@ def bwrap_prefix(*, run_dir: Path, job_dir: Path, job_writable: bool, install_di
     return args
 
 
-def limit_resources(memory_bytes: int | None, *, nice: int = 0) -> Callable[[], None]:
-    """A preexec function that caps address space, turns core dumps off and lowers the priority by ``nice``."""
+# Sets the limits, then becomes the command: run as ``python -I -S -c`` before Blender (and before bubblewrap, so
+# everything it starts inherits them). A preexec function would run Python in the forked child of a process with
+# threads (trio's, the comparison pool's), where a lock another thread held at the fork can hang it for ever.
+_LIMITS_SHIM = """\
+import os, resource, sys
+memory, nice = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if memory > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+if nice > 0:
+    os.nice(nice)
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
 
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        if nice > 0:
-            os.nice(nice)
 
-    return apply
+def limited(argv: list[str], memory_bytes: int | None, *, nice: int = 0) -> list[str]:
+    """``argv`` run with its address space capped at ``memory_bytes`` (None: not capped), core dumps off and its
+    priority lowered by ``nice``: the limits set by a small Python that then executes ``argv`` in its place."""
+    return [sys.executable, "-I", "-S", "-c", _LIMITS_SHIM, str(memory_bytes or 0), str(max(nice, 0)), *argv]
