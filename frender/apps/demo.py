@@ -51,8 +51,7 @@ class Cluster:
         shell's background job is)."""
         with open(self.logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
-                [*wrap, sys.executable, "-m", "frender", *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_sigint_default,
+                [*wrap, sys.executable, "-c", _FRENDER_WITH_SIGINT, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         self.procs[name] = proc
         return proc
@@ -111,8 +110,13 @@ class Cluster:
                 proc.wait()
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before exec: Python then turns Ctrl-C into KeyboardInterrupt
+# ``python -m frender ARGS`` with Ctrl-C turned into KeyboardInterrupt even when inherited ignored. Done by the child
+# itself: a preexec function would run Python in a forked child of this (threaded) process, where a lock held by
+# another thread at the fork can hang it.
+_FRENDER_WITH_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'frender'; runpy.run_module('frender', run_name='__main__', alter_sys=True)"
+)
 
 
 def start_master(
