@@ -96,7 +96,8 @@ async def test_a_friend_of_another_cpu_class_that_renders_alike_takes_work(farm,
     passes its checks and is paid; its frames are identical to a direct render."""
     fake = cpuinfo_without_simd(tmp_path)
     await farm.start(friends=1)
-    await farm.add_friend(wrap=("bwrap", "--dev-bind", "/", "/", "--ro-bind", str(fake), "/proc/cpuinfo"))
+    # --die-with-parent: the friend inside ends with bwrap when the farm stops (bwrap passes no signal on)
+    await farm.add_friend(wrap=("bwrap", "--die-with-parent", "--dev-bind", "/", "/", "--ro-bind", str(fake), "/proc/cpuinfo"))
     await wait_for_friends(farm.master, farm.master_home, 2)
     friends = farm.audit("master")["master"]["friends"]
     classes = {name: f["profile"].split("/")[1].split()[0] for name, f in friends.items()}
