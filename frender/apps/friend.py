@@ -491,7 +491,7 @@ class _Friend:
             except (*LINK_FAILURES, ProtocolError) as exc:
                 failure.append(exc)  # raised once this task is over: a lost link ends the render no sooner
 
-        left = len(work.frames)
+        left = len(work.tiles) or len(work.frames)  # renders to deliver: a whole frame in tiles delivers each tile
 
         async def on_frame(frame: RenderedFrame) -> None:
             nonlocal left

@@ -142,6 +142,8 @@ class JobRenderer:
 
     async def render(self, work: Work, on_frame: Callable[[RenderedFrame], Awaitable[None]]) -> None:
         """Render the task's frames, handing each to on_frame as Blender saves it."""
+        if work.tiles and len(work.tiles) != len(work.deliver_as):
+            raise Unworkable(f"task {work.task} names {len(work.tiles)} tiles and {len(work.deliver_as)} work units to deliver them as")
         if self.session is not None and (not self.session.alive or self.session.remaining < work.deadline or self.noisy != work.noisy):
             await self.close()
         if self.session is None:

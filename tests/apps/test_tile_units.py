@@ -182,3 +182,22 @@ def test_a_tiles_window_drawn_ahead_is_rendered_while_the_friend_renders_the_til
     assert node._prerenders_owed() == {item.key: item}
     (check,) = [c for c in core.checks(_drawn(grid, **ahead), 1) if c.window is not None]
     assert (check.frame, check.window, check.by_requester) == (unit, window, True)
+
+
+async def test_a_whole_frame_whose_tiles_and_units_disagree_is_unworkable_not_a_crash(tmp_path) -> None:
+    """A requester's Work naming more tiles than work units to deliver them as ends the friend's work on the job with
+    a reason (Unworkable), before any Blender starts."""
+    from types import SimpleNamespace
+
+    from frender.apps.friend_work import JobRenderer, Unworkable
+
+    box = msg.CropBox(left=0, top=0, width=8, height=8, in_place=True)
+    work = msg.Work(job=1, task=1, frames=(1,), deadline=10.0, width=16, height=8, deliver_as=(2,), tiles=(box, box))
+    renderer = JobRenderer(SimpleNamespace(home=tmp_path), 1)  # type: ignore[arg-type]
+
+    async def on_frame(frame) -> None:
+        raise AssertionError("nothing is rendered")
+
+    with pytest.raises(Unworkable, match="2 tiles and 1 work units"):
+        await renderer.render(work, on_frame)
+    assert renderer.session is None
